@@ -1,0 +1,242 @@
+"""The `runner` command line. Each command parses its arguments and calls one function.
+
+Heavy libraries (torch, transformers) are imported inside the commands that need them, so
+`runner validate` and `runner schema` start in a fraction of a second.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+import click
+
+from runner import __version__
+from runner.errors import RunnerError
+
+DEBUG = {"on": False}
+
+
+class RunnerGroup(click.Group):
+    """Turns RunnerError into one clear line (plus a hint) and an exit code, no traceback."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except RunnerError as error:
+            if DEBUG["on"]:
+                raise
+            for line in error.lines():
+                click.echo(line, err=True)
+            sys.exit(error.exit_code)
+        except KeyboardInterrupt:
+            click.echo("interrupted", err=True)
+            sys.exit(130)
+
+
+@click.group(cls=RunnerGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="runner")
+@click.option("--debug", is_flag=True, help="Show tracebacks.")
+def main(debug: bool) -> None:
+    """Fine-tune Hugging Face text classifiers from one YAML spec."""
+    DEBUG["on"] = debug
+
+
+@main.command()
+@click.argument("specs", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a spec value, e.g. train.epochs=1.")
+def validate(specs, overrides) -> None:
+    """Check specs for every mistake, with file:line:column. Exit 2 when one is invalid."""
+    from runner.errors import SpecError
+    from runner.spec import load_spec
+
+    failed = False
+    for path in specs:
+        started = time.perf_counter()
+        try:
+            load_spec(path, overrides)
+        except SpecError as error:
+            failed = True
+            for line in error.lines():
+                click.echo(line, err=True)
+            continue
+        click.echo(f"ok: {path} ({(time.perf_counter() - started) * 1000:.0f} ms)")
+    if failed:
+        sys.exit(2)
+
+
+@main.command()
+def schema() -> None:
+    """Print the spec's JSON Schema."""
+    from runner.spec import load_schema
+
+    click.echo(json.dumps(load_schema(), indent=2))
+
+
+@main.command()
+@click.argument("spec", type=click.Path(path_type=Path))
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a spec value, e.g. train.epochs=1.")
+@click.option("--dry-run", is_flag=True, help="Print the resolved spec and the plan, then stop.")
+@click.option("--output", "output_dir", type=click.Path(path_type=Path), help="Run folder (overrides output.dir).")
+@click.option("--overwrite", is_flag=True, help="Replace a finished run folder.")
+@click.option("--resume", is_flag=True, help="Continue from the newest checkpoint in the run folder.")
+@click.option("--force-resume", is_flag=True, help="Resume even when the spec or data changed since the checkpoint.")
+@click.option("--nproc", type=int, default=None, help="Train with N processes (torchrun, DDP). Overrides compute.nproc.")
+def run(spec, overrides, dry_run, output_dir, overwrite, resume, force_resume, nproc) -> None:
+    """Train, evaluate, record and (when the spec says so) push: the whole flow."""
+    from runner.spec import load_spec
+
+    overrides = list(overrides)
+    if output_dir:
+        overrides.append(f"output.dir={output_dir}")
+    if nproc:
+        overrides.append(f"compute.nproc={nproc}")
+    loaded = load_spec(spec, overrides)
+    if dry_run:
+        from runner.plan import describe_plan
+
+        click.echo(describe_plan(loaded))
+        return
+    if loaded["compute"]["nproc"] > 1:
+        from runner.distributed import launch
+
+        sys.exit(launch(sys.argv[1:], loaded["compute"]["nproc"]))
+    from runner.recipe import run_spec
+
+    run_spec(loaded, overwrite=overwrite or resume, resume=resume, force_resume=force_resume, argv=sys.argv)
+
+
+@main.command()
+@click.argument("data_file", type=click.Path(path_type=Path))
+@click.option("-o", "--output", "output", type=click.Path(path_type=Path), default=None, help="Where to write the spec (default: print it).")
+@click.option("--model", default="distilbert-base-uncased", show_default=True, help="Model to fine-tune.")
+def init(data_file, output, model) -> None:
+    """Write a starter spec for DATA_FILE, guessing the text and label columns."""
+    from runner.starter import starter_spec
+
+    text = starter_spec(data_file, model, spec_path=output)
+    if output:
+        if output.exists():
+            from runner.errors import SpecError
+
+            raise SpecError(f"{output} already exists", "choose another path or delete it first")
+        output.write_text(text, encoding="utf-8")
+        click.echo(f"wrote {output}; check it with: runner validate {output}")
+    else:
+        click.echo(text, nl=False)
+
+
+@main.command()
+@click.argument("run_dir", type=click.Path(path_type=Path))
+@click.argument("texts", nargs=-1)
+@click.option("--input", "input_file", type=click.Path(path_type=Path), help="File of texts (CSV/JSONL/Parquet with the spec's text column, or .txt with one text a line).")
+@click.option("--output", "output_file", type=click.Path(path_type=Path), help="Write predictions here (.jsonl or .csv).")
+@click.option("--batch-size", type=int, default=None, help="Texts per batch (default: predict.batch_size).")
+def predict(run_dir, texts, input_file, output_file, batch_size) -> None:
+    """Predict labels and class probabilities with a trained run."""
+    from runner.predict import predict_command
+
+    predict_command(run_dir, list(texts), input_file, output_file, batch_size)
+
+
+@main.command(name="eval")
+@click.argument("run_dir", type=click.Path(path_type=Path))
+@click.option("--data", "data_file", required=True, type=click.Path(path_type=Path), help="A labelled file with the spec's columns.")
+def evaluate_command(run_dir, data_file) -> None:
+    """Metrics of a trained run on a new labelled file."""
+    from runner.predict import eval_command
+
+    click.echo(json.dumps(eval_command(run_dir, data_file), indent=2))
+
+
+@main.command()
+@click.argument("run_dir", type=click.Path(path_type=Path))
+@click.option("--format", "fmt", type=click.Choice(["markdown", "json"]), default="markdown", show_default=True)
+@click.option("--compare", "base_dir", type=click.Path(path_type=Path), default=None, help="A baseline run folder (or metrics.json) to show deltas against.")
+def report(run_dir, fmt, base_dir) -> None:
+    """The metrics summary of a run, as a pull-request comment or job summary shows it."""
+    from runner.record import summary_json, summary_markdown
+
+    if fmt == "json":
+        click.echo(json.dumps(summary_json(run_dir, base_dir), indent=2))
+    else:
+        click.echo(summary_markdown(run_dir, base_dir))
+
+
+@main.command()
+@click.argument("run_dir", type=click.Path(path_type=Path))
+@click.option("--repo", "repo_id", default=None, help="Hub repo id (default: hub.repo_id of the spec).")
+@click.option("--tag", default=None, help="Tag the pushed commit, e.g. v1.0.0.")
+@click.option("--private/--public", "private", default=None, help="Visibility when the repo is created.")
+@click.option("--create-pr", is_flag=True, help="Open a pull request on the Hub instead of committing to the branch.")
+def push(run_dir, repo_id, tag, private, create_pr) -> None:
+    """Upload a finished run to the Hugging Face Hub (token from HF_TOKEN)."""
+    from runner.hub import push_run
+
+    push_run(run_dir, repo_id=repo_id, tag=tag, private=private, create_pr=create_pr)
+
+
+@main.command()
+@click.argument("run_dir", type=click.Path(path_type=Path))
+@click.option("--base", "base_dir", type=click.Path(path_type=Path), default=None, help="Baseline run folder or metrics.json for deltas.")
+@click.option("--key", default=None, help="Identifies this comment among the runner's comments (default: the spec name).")
+def comment(run_dir, base_dir, key) -> None:
+    """Post or update the pull-request comment with this run's metrics (GitHub Actions)."""
+    from runner.github import comment_on_pull_request
+    from runner.record import summary_markdown
+
+    body = summary_markdown(run_dir, base_dir)
+    result = comment_on_pull_request(body, key or Path(run_dir).name)
+    click.echo(f"comment {result['action']}" + (f": {result['url']}" if result.get("url") else ""))
+
+
+@main.command()
+@click.argument("run_dir", type=click.Path(path_type=Path))
+@click.option("--output", "output_dir", type=click.Path(path_type=Path), default=None, help="Where the repeated run goes (default: RUN_DIR-reproduce).")
+def reproduce(run_dir, output_dir) -> None:
+    """Re-run from a run's manifest and report whether the metrics match."""
+    from runner.record import reproduce_run
+
+    if not reproduce_run(run_dir, output_dir):
+        sys.exit(1)
+
+
+@main.command()
+@click.argument("config", type=click.Path(path_type=Path))
+@click.option("-o", "--output", type=click.Path(path_type=Path), default=None, help="Write the native spec here (default: print it).")
+def convert(config, output) -> None:
+    """Translate an AutoTrain text-classification config into a native spec."""
+    from runner.autotrain import convert_file
+
+    text = convert_file(config)
+    if output:
+        output.write_text(text, encoding="utf-8")
+        click.echo(f"wrote {output}")
+    else:
+        click.echo(text, nl=False)
+
+
+@main.command(name="docs")
+@click.option("--check", is_flag=True, help="Fail when spec/reference.md is out of date instead of writing it.")
+@click.option("--output", type=click.Path(path_type=Path), default=Path("spec/reference.md"), show_default=True)
+def docs_command(check, output) -> None:
+    """Regenerate the spec reference (spec/reference.md) from the JSON Schema."""
+    from runner.reference import render_reference
+
+    text = render_reference()
+    if check:
+        current = output.read_text(encoding="utf-8") if output.exists() else ""
+        if current != text:
+            click.echo(f"{output} is out of date; run: runner docs", err=True)
+            sys.exit(1)
+        click.echo(f"{output} is up to date")
+        return
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(text, encoding="utf-8")
+    click.echo(f"wrote {output}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,362 @@
+"""Data: read the files (or a Hub dataset), check the columns, map labels, split.
+
+Everything here works on pandas frames and returns plain values, so each step is easy to test.
+Row numbers in messages are the ones a person sees in an editor: for CSV the header is line 1.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from runner.errors import DataError, RunError
+from runner.spec import Spec
+
+FORMATS_BY_SUFFIX = {".csv": "csv", ".tsv": "tsv", ".tab": "tsv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".parquet": "parquet", ".pq": "parquet"}
+ROW = "__row__"  # the source line of each row, for messages
+
+
+@dataclass
+class PreparedData:
+    """The splits as frames with columns text, [text_pair], label (an id, a multi-hot list or a float)."""
+
+    splits: dict[str, pd.DataFrame]
+    labels: list[str]
+    summary: dict = field(default_factory=dict)
+    files: dict = field(default_factory=dict)
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading
+
+
+def detect_format(path: Path, declared: str = "auto") -> str:
+    if declared != "auto":
+        return declared
+    fmt = FORMATS_BY_SUFFIX.get(path.suffix.lower())
+    if fmt is None:
+        raise DataError(f"cannot tell the format of '{path.name}' from its extension",
+                        "set data.format to csv, tsv, jsonl, json or parquet", str(path))
+    return fmt
+
+
+def read_table(path: Path, fmt: str = "auto", encoding: str = "utf-8", max_rows: int | None = None) -> pd.DataFrame:
+    """Read one data file into a frame with a ROW column holding each row's line (or row) number."""
+    path = Path(path)
+    if path.is_dir():
+        raise DataError("the data path is a folder, not a file", "point it at a CSV, TSV, JSONL, JSON or Parquet file", str(path))
+    if not path.exists():
+        raise DataError("data file not found", "paths in a spec are relative to the spec file's folder", str(path))
+    fmt = detect_format(path, fmt)
+    try:
+        if fmt in ("csv", "tsv"):
+            frame = pd.read_csv(path, sep="," if fmt == "csv" else "\t", encoding=encoding, nrows=max_rows,
+                                dtype=str, keep_default_na=False, na_values=[""], on_bad_lines="error")
+            first_row = 2
+        elif fmt == "jsonl":
+            frame = _read_jsonl(path, encoding, max_rows)
+            first_row = 1
+        elif fmt == "json":
+            frame = pd.read_json(path, encoding=encoding, dtype=False)
+            first_row = 1
+        else:
+            frame = pd.read_parquet(path)
+            first_row = 1
+    except UnicodeDecodeError as exc:
+        raise DataError(f"the file is not valid {encoding} text (byte {exc.start} cannot be decoded)",
+                        "set data.encoding to the file's encoding (e.g. latin-1, cp1252, utf-16) or re-save it as UTF-8", str(path)) from None
+    except pd.errors.EmptyDataError:
+        raise DataError("the file is empty", "add a header line and data rows", str(path)) from None
+    except pd.errors.ParserError as exc:
+        detail = str(exc).strip().splitlines()[-1]
+        line = re.search(r"line (\d+)", detail)
+        where = f"{path}:{line.group(1)}" if line else str(path)
+        raise DataError(f"cannot parse the {fmt.upper()} file: {detail}",
+                        "check quoting and the number of fields on that line (a text with a comma must be in double quotes)", where) from None
+    except ValueError as exc:
+        raise DataError(f"cannot parse the {fmt.upper()} file: {str(exc).splitlines()[0]}", f"check that the file really is {fmt.upper()}", str(path)) from None
+    except LookupError:
+        raise DataError(f"unknown encoding '{encoding}'", "set data.encoding to a Python codec name such as utf-8 or latin-1", str(path)) from None
+    except (OSError, ImportError) as exc:
+        raise DataError(f"cannot read the file: {exc}", f"check that the file really is {fmt.upper()}", str(path)) from None
+    if max_rows is not None:
+        frame = frame.head(max_rows)
+    if len(frame) == 0:
+        raise DataError("the file has no data rows", "add rows below the header", str(path))
+    frame = frame.reset_index(drop=True)
+    frame[ROW] = np.arange(first_row, first_row + len(frame))
+    return frame
+
+
+def _read_jsonl(path: Path, encoding: str, max_rows: int | None) -> pd.DataFrame:
+    import json
+
+    records = []
+    with open(path, encoding=encoding) as stream:
+        for number, line in enumerate(stream, start=1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise DataError(f"line {number} is not valid JSON: {exc.msg}", "each line of a JSONL file must be one JSON object", f"{path}:{number}") from None
+            if not isinstance(record, dict):
+                raise DataError(f"line {number} is a JSON {type(record).__name__}, not an object", "each line must be an object like {\"text\": ..., \"label\": ...}", f"{path}:{number}")
+            records.append(record)
+            if max_rows is not None and len(records) >= max_rows:
+                break
+    if not records:
+        raise DataError("the file has no data rows", "add one JSON object per line", str(path))
+    return pd.DataFrame.from_records(records)
+
+
+def read_hub_split(hub: dict, split: str) -> pd.DataFrame:
+    """One split of a Hub dataset, through `datasets.load_dataset` (uses the local cache when offline)."""
+    import datasets
+
+    try:
+        dataset = datasets.load_dataset(hub["id"], hub.get("config"), split=split, revision=hub.get("revision"))
+    except (ConnectionError, OSError) as exc:
+        raise RunError(f"cannot load Hub dataset '{hub['id']}' (split {split}): {str(exc).splitlines()[0]}",
+                       "check the network, or export the data to a local file and set data.train; a cached copy is used with HF_DATASETS_OFFLINE=1") from None
+    except ValueError as exc:
+        raise DataError(f"Hub dataset '{hub['id']}': {str(exc).splitlines()[0]}", "check data.hub.config and the split names", "data.hub") from None
+    except Exception as exc:  # datasets raises many types (DatasetNotFoundError, ...)
+        raise DataError(f"cannot load Hub dataset '{hub['id']}': {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}",
+                        "check data.hub.id, config, split and revision", "data.hub") from None
+    frame = dataset.to_pandas()
+    frame[ROW] = np.arange(len(frame))
+    return frame
+
+
+# ---------------------------------------------------------------------------------------------
+# Columns, texts and labels
+
+
+def check_columns(frame: pd.DataFrame, columns: dict[str, str], source: str) -> None:
+    available = [c for c in frame.columns if c != ROW]
+    for key, column in columns.items():
+        if column and column not in frame.columns:
+            import difflib
+
+            close = difflib.get_close_matches(column, [str(c) for c in available], n=1)
+            hint = (f"did you mean '{close[0]}'? " if close else "") + f"set data.{key} to one of: {', '.join(map(str, available))}"
+            raise DataError(f"column '{column}' (data.{key}) not found; the file has: {', '.join(map(str, available))}", hint, source)
+
+
+def clean_texts(frame: pd.DataFrame, text_columns: list[str], policy: str, source: str) -> tuple[pd.DataFrame, int]:
+    """Drop (or refuse) rows whose text is missing or blank. Returns the frame and how many were dropped."""
+    empty = np.zeros(len(frame), dtype=bool)
+    for column in text_columns:
+        values = frame[column]
+        blank = values.isna() | values.astype(str).str.strip().eq("")
+        empty |= blank.to_numpy()
+    count = int(empty.sum())
+    if count and policy == "fail":
+        rows = ", ".join(str(r) for r in frame.loc[empty, ROW].head(5))
+        raise DataError(f"{count} row(s) have an empty or missing text (rows {rows})",
+                        "fill or remove them, or set data.empty_text: drop", source)
+    if count and count == len(frame):
+        raise DataError("every row has an empty text", f"check data.text_column ('{text_columns[0]}') names the text column", source)
+    frame = frame.loc[~empty].reset_index(drop=True)
+    for column in text_columns:
+        frame[column] = frame[column].astype(str)
+    return frame, count
+
+
+def _label_strings(values: pd.Series, source: str) -> pd.Series:
+    """Class names as strings; a column that mixes numbers and words is an error."""
+    missing = values.isna() | values.astype(str).str.strip().eq("")
+    if missing.any():
+        raise DataError(f"{int(missing.sum())} row(s) have no label", "fill in the label or remove those rows", source)
+    kinds = {("number" if isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool) else type(v).__name__) for v in values}
+    if len(kinds) > 1 and "number" in kinds:
+        raise DataError(f"the label column mixes numbers and {', '.join(sorted(kinds - {'number'}))}",
+                        "use one kind of label throughout (all class names, or all class ids)", source)
+    return values.map(_label_to_string)
+
+
+def _label_to_string(value) -> str:
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value).strip()
+
+
+def infer_labels(values) -> list[str]:
+    """Sorted class names; numbers sort as numbers ("2" before "10")."""
+    unique = sorted(set(values))
+    if all(re.fullmatch(r"-?\d+", v) for v in unique):
+        return sorted(unique, key=int)
+    return unique
+
+
+def encode_single_labels(frame: pd.DataFrame, column: str, labels: list[str] | None, source: str, row_source: str) -> tuple[pd.Series, list[str]]:
+    names = _label_strings(frame[column], source)
+    if labels is None:
+        labels = infer_labels(names)
+        if len(labels) > 100 and len(labels) > 0.5 * len(names):
+            raise DataError(f"the label column '{column}' has {len(labels)} distinct values in {len(names)} rows; it looks like free text",
+                            "check data.label_column, and that texts with commas are quoted in the CSV", source)
+    index = {name: i for i, name in enumerate(labels)}
+    unknown = ~names.isin(index)
+    if unknown.any():
+        bad = frame.loc[unknown, ROW].head(5).tolist()
+        values = names[unknown].unique()[:5].tolist()
+        raise DataError(f"{int(unknown.sum())} row(s) have labels outside the spec's labels: {', '.join(map(repr, values))} (rows {', '.join(map(str, bad))})",
+                        f"add them to `labels:` or fix the rows; allowed: {', '.join(labels)}", row_source)
+    return names.map(index).astype("int64"), labels
+
+
+def encode_multi_labels(frame: pd.DataFrame, column: str, labels: list[str] | None, delimiter: str, source: str) -> tuple[pd.Series, list[str]]:
+    def split(value) -> list[str]:
+        if isinstance(value, (list, tuple, np.ndarray)):
+            return [str(v).strip() for v in value if str(v).strip()]
+        if value is None or (isinstance(value, float) and math.isnan(value)):
+            return []
+        return [part.strip() for part in str(value).split(delimiter) if part.strip()]
+
+    lists = frame[column].map(split)
+    if labels is None:
+        labels = infer_labels({name for names in lists for name in names})
+    index = {name: i for i, name in enumerate(labels)}
+    unknown_rows = [row for row, names in zip(frame[ROW], lists) if any(n not in index for n in names)]
+    if unknown_rows:
+        names = sorted({n for names in lists for n in names if n not in index})[:5]
+        raise DataError(f"{len(unknown_rows)} row(s) have labels outside the spec's labels: {', '.join(map(repr, names))} (rows {', '.join(map(str, unknown_rows[:5]))})",
+                        f"add them to `labels:`; allowed: {', '.join(labels)}", source)
+
+    def multi_hot(names: list[str]) -> list[float]:
+        vector = [0.0] * len(labels)
+        for name in names:
+            vector[index[name]] = 1.0
+        return vector
+
+    return lists.map(multi_hot), labels
+
+
+def encode_regression_targets(frame: pd.DataFrame, column: str, source: str) -> pd.Series:
+    numbers = pd.to_numeric(frame[column], errors="coerce")
+    bad = numbers.isna() | ~np.isfinite(numbers.fillna(0))
+    if bad.any():
+        rows = frame.loc[bad, ROW].head(5).tolist()
+        raise DataError(f"{int(bad.sum())} row(s) have a target that is not a number (rows {', '.join(map(str, rows))})",
+                        "regression needs a number in the label column of every row", source)
+    return numbers.astype("float32")
+
+
+# ---------------------------------------------------------------------------------------------
+# Splitting
+
+
+def split_validation(frame: pd.DataFrame, fraction: float, seed: int, stratify_by: pd.Series | None) -> tuple[pd.DataFrame, pd.DataFrame, str]:
+    """Seeded split; stratified when every class has at least two rows. Returns (train, validation, note)."""
+    from sklearn.model_selection import train_test_split
+
+    n_validation = max(1, round(len(frame) * fraction))
+    if len(frame) < 4 or len(frame) - n_validation < 2:
+        raise DataError(f"only {len(frame)} usable row(s): too few to hold out a validation split",
+                        "add rows, or give a separate data.validation_file")
+    note = f"random {round((1 - fraction) * 100)}/{round(fraction * 100)} split, seed {seed}"
+    stratify = None
+    if stratify_by is not None:
+        counts = stratify_by.value_counts()
+        if counts.min() < 2:
+            rare = ", ".join(str(k) for k in counts[counts < 2].index[:5])
+            note += f" (not stratified: class {rare} has only one row)"
+        elif n_validation < len(counts) or len(frame) - n_validation < len(counts):
+            note += f" (not stratified: a validation split of {n_validation} rows cannot hold all {len(counts)} classes)"
+        else:
+            stratify = stratify_by
+            note = note.replace("random", "stratified")
+    train, validation = train_test_split(frame, test_size=n_validation, random_state=seed, shuffle=True, stratify=stratify)
+    return train.reset_index(drop=True), validation.reset_index(drop=True), note
+
+
+# ---------------------------------------------------------------------------------------------
+# The whole data step
+
+
+def prepare_data(spec: Spec) -> PreparedData:
+    data, task = spec["data"], spec["task"]
+    text_columns = [data["text_column"]] + ([data["text_pair_column"]] if data["text_pair_column"] else [])
+    columns = {"text_column": data["text_column"], "text_pair_column": data["text_pair_column"], "label_column": data["label_column"]}
+
+    raw: dict[str, pd.DataFrame] = {}
+    sources: dict[str, str] = {}
+    files: dict = {}
+    if data.get("hub"):
+        hub = data["hub"]
+        files["hub"] = {k: hub.get(k) for k in ("id", "config", "revision")}
+        for name, split in (("train", hub["split"]), ("validation", hub["validation_split"]), ("test", hub["test_split"])):
+            if split:
+                raw[name] = read_hub_split(hub, split)
+                if name == "train" and data["max_rows"]:
+                    raw[name] = raw[name].head(data["max_rows"])
+                sources[name] = f"{hub['id']}[{split}]"
+    else:
+        for name, key in (("train", "train"), ("validation", "validation_file"), ("test", "test_file")):
+            if data.get(key):
+                path = spec.resolve(data[key])
+                raw[name] = read_table(path, data["format"], data["encoding"], data["max_rows"] if name == "train" else None)
+                sources[name] = str(path)
+                files[name] = str(path.resolve())
+
+    dropped = []
+    labels = spec["labels"]
+    splits: dict[str, pd.DataFrame] = {}
+    for name, frame in raw.items():
+        source = sources[name]
+        check_columns(frame, columns, source)
+        frame, n_dropped = clean_texts(frame, text_columns, data["empty_text"], source)
+        if n_dropped:
+            dropped.append({"split": name, "reason": "empty or missing text", "rows": n_dropped})
+            print(f"warning: dropped {n_dropped} row(s) with an empty text from {source}")
+        if task == "regression":
+            target = encode_regression_targets(frame, data["label_column"], source)
+        elif task == "multi_label_classification":
+            target, labels = encode_multi_labels(frame, data["label_column"], labels, data["label_delimiter"], source)
+        else:
+            target, labels = encode_single_labels(frame, data["label_column"], labels, source, source)
+        out = pd.DataFrame({"text": frame[data["text_column"]].to_numpy(), ROW: frame[ROW].to_numpy()})
+        if data["text_pair_column"]:
+            out["text_pair"] = frame[data["text_pair_column"]].to_numpy()
+        out["label"] = target.to_numpy() if task != "multi_label_classification" else list(target)
+        splits[name] = out
+
+    labels = labels or []
+    if task != "regression":
+        present = set(splits["train"]["label"]) if task != "multi_label_classification" else {i for v in splits["train"]["label"] for i, x in enumerate(v) if x}
+        if len(present) < 2:
+            only = labels[next(iter(present))] if present else "none"
+            raise DataError(f"the training data has a single class ('{only}'); a classifier needs at least two",
+                            "check data.label_column, or add rows of the other classes", sources["train"])
+
+    note = "separate validation data"
+    if "validation" not in splits:
+        stratify_by = splits["train"]["label"] if (task in ("single_label_classification", "text_pair_classification") and data["stratify"]) else None
+        splits["train"], splits["validation"], note = split_validation(splits["train"], data["validation_fraction"], spec["seed"], stratify_by)
+
+    summary = {
+        "rows": {name: len(frame) for name, frame in splits.items()},
+        "label_distribution": {name: label_distribution(frame["label"], labels, task) for name, frame in splits.items()},
+        "dropped": dropped,
+        "split_note": note,
+        "sources": sources,
+    }
+    return PreparedData(splits=splits, labels=labels, summary=summary, files=files)
+
+
+def label_distribution(values: pd.Series, labels: list[str], task: str) -> dict:
+    if task == "regression":
+        array = values.to_numpy(dtype=float)
+        return {"mean": float(array.mean()), "std": float(array.std()), "min": float(array.min()), "max": float(array.max())}
+    if task == "multi_label_classification":
+        totals = np.asarray(list(values), dtype=float).sum(axis=0)
+        return {label: int(totals[i]) for i, label in enumerate(labels)}
+    counts = values.value_counts()
+    return {label: int(counts.get(i, 0)) for i, label in enumerate(labels)}

@@ -1,0 +1,54 @@
+"""The errors a user sees: one line saying what is wrong and where, one line saying how to fix it.
+
+SpecError and DataError are the user's to fix (exit 2); RunError is a failure at run time (exit 1).
+The CLI prints them without a traceback unless --debug is given.
+"""
+
+
+class RunnerError(Exception):
+    exit_code = 1
+
+    def __init__(self, message: str, hint: str = "", where: str = ""):
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+        self.where = where
+
+    def lines(self) -> list[str]:
+        first = f"{self.where}: {self.message}" if self.where else self.message
+        out = [f"error: {first}"]
+        if self.hint:
+            out.append(f"hint: {self.hint}")
+        return out
+
+
+class SpecError(RunnerError):
+    """The spec is wrong: bad YAML, unknown key, bad value, a path that does not exist."""
+
+    exit_code = 2
+
+
+class DataError(RunnerError):
+    """The data is wrong: missing column, unknown label, a file that cannot be parsed."""
+
+    exit_code = 2
+
+
+class RunError(RunnerError):
+    """Something failed while running: the Hub refused, the disk filled, training crashed."""
+
+    exit_code = 1
+
+
+class SpecErrors(SpecError):
+    """Every problem found in a spec, reported together."""
+
+    def __init__(self, problems: list[SpecError]):
+        super().__init__(f"{len(problems)} problem(s) in the spec")
+        self.problems = problems
+
+    def lines(self) -> list[str]:
+        out = []
+        for problem in self.problems:
+            out.extend(problem.lines())
+        return out

@@ -1,0 +1,166 @@
+"""Prediction with a trained run: label, score and every class probability, batched by length."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from runner.errors import DataError
+from runner.metrics import probabilities
+
+RUN_FILES_HINT = "give a run folder written by `runner run` (it holds model/ and spec.yaml)"
+
+
+def load_run_spec(run_dir: Path):
+    """The resolved spec saved in a run folder."""
+    from runner.spec import load_spec
+
+    run_dir = Path(run_dir)
+    if not (run_dir / "spec.yaml").exists() or not (run_dir / "model").is_dir():
+        raise DataError(f"'{run_dir}' is not a finished run folder (no spec.yaml or model/)", RUN_FILES_HINT, str(run_dir))
+    return load_spec(run_dir / "spec.yaml", check_files=False)
+
+
+def load_trained_model(model_dir: Path):
+    """A full model, or base model + LoRA adapter when the folder holds adapter_config.json."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    model_dir = Path(model_dir)
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    if (model_dir / "adapter_config.json").exists():
+        from peft import AutoPeftModelForSequenceClassification
+
+        model = AutoPeftModelForSequenceClassification.from_pretrained(model_dir)
+    else:
+        model = AutoModelForSequenceClassification.from_pretrained(model_dir)
+    model.eval()
+    return model, tokenizer
+
+
+def predict_logits(model, tokenizer, texts: list[str], pairs: list[str] | None, max_length: int, batch_size: int, progress: bool = False) -> np.ndarray:
+    """Logits in input order; texts are batched by length so little work goes to padding."""
+    import torch
+
+    device = next(model.parameters()).device
+    order = np.argsort([len(t) for t in texts], kind="stable")
+    out = [None] * len(texts)
+    batches = range(0, len(texts), batch_size)
+    if progress and len(texts) > batch_size:
+        from tqdm.auto import tqdm
+
+        batches = tqdm(batches, desc="predict", unit="batch")
+    with torch.inference_mode():
+        for start in batches:
+            index = order[start:start + batch_size]
+            args = ([texts[i] for i in index],) + (([pairs[i] for i in index],) if pairs else ())
+            encoded = tokenizer(*args, truncation=True, max_length=max_length, padding=True, return_tensors="pt").to(device)
+            logits = model(**encoded).logits.float().cpu().numpy()
+            for row, i in enumerate(index):
+                out[i] = logits[row]
+    return np.stack(out) if out else np.zeros((0, 1))
+
+
+def rows_from_logits(task: str, logits: np.ndarray, label_names: list[str], threshold: float) -> list[dict]:
+    """One result per text: label (or labels / value), its score, and every class probability."""
+    probs = probabilities(task, logits)
+    rows = []
+    for p in probs:
+        if task == "regression":
+            rows.append({"value": float(p)})
+        elif task == "multi_label_classification":
+            chosen = [label_names[i] for i in np.flatnonzero(p >= threshold)]
+            rows.append({"labels": chosen, "probabilities": {n: round(float(v), 6) for n, v in zip(label_names, p)}})
+        else:
+            best = int(np.argmax(p))
+            rows.append({"label": label_names[best], "score": round(float(p[best]), 6), "probabilities": {n: round(float(v), 6) for n, v in zip(label_names, p)}})
+    return rows
+
+
+def label_names_of(model) -> list[str]:
+    config = model.config
+    return [config.id2label[i] for i in range(len(config.id2label))] if getattr(config, "id2label", None) else []
+
+
+def read_texts(input_file: Path, text_column: str, pair_column: str | None) -> tuple[list[str], list[str] | None, object]:
+    from runner.data import read_table
+
+    if input_file.suffix.lower() == ".txt":
+        texts = [line.rstrip("\n") for line in input_file.read_text(encoding="utf-8").splitlines() if line.strip()]
+        return texts, None, None
+    frame = read_table(input_file)
+    if text_column not in frame.columns:
+        raise DataError(f"column '{text_column}' not found; the file has: {', '.join(c for c in frame.columns if c != '__row__')}",
+                        "the input needs the spec's text column (or use a .txt file, one text a line)", str(input_file))
+    texts = frame[text_column].fillna("").astype(str).tolist()
+    pairs = frame[pair_column].fillna("").astype(str).tolist() if pair_column and pair_column in frame.columns else None
+    return texts, pairs, frame
+
+
+def predict_command(run_dir: Path, texts: list[str], input_file: Path | None, output_file: Path | None, batch_size: int | None) -> None:
+    spec = load_run_spec(run_dir)
+    if not texts and not input_file:
+        raise DataError("no texts to predict", 'give texts as arguments (runner predict RUN_DIR "some text") or --input FILE')
+    pairs = None
+    if input_file:
+        texts, pairs, _ = read_texts(Path(input_file), spec["data"]["text_column"], spec["data"]["text_pair_column"])
+    elif spec["task"] == "text_pair_classification":
+        if len(texts) % 2:
+            raise DataError("text-pair models take texts in pairs", 'give an even number of texts: "premise" "hypothesis" ...')
+        texts, pairs = texts[0::2], texts[1::2]
+    model, tokenizer = load_trained_model(Path(run_dir) / "model")
+    started = time.perf_counter()
+    logits = predict_logits(model, tokenizer, texts, pairs, spec["model"]["max_length"], batch_size or spec["predict"]["batch_size"], progress=True)
+    elapsed = time.perf_counter() - started
+    rows = rows_from_logits(spec["task"], logits, label_names_of(model), spec["predict"]["threshold"])
+    for row, text in zip(rows, texts):
+        row["text"] = text
+    if output_file:
+        write_predictions(Path(output_file), rows)
+        print(f"wrote {len(rows)} predictions to {output_file} ({len(rows) / max(elapsed, 1e-9):.0f} texts/s)")
+    else:
+        for row in rows:
+            print(json.dumps(row, ensure_ascii=False))
+        if len(rows) > 1:
+            import sys
+
+            print(f"{len(rows)} texts in {elapsed:.2f}s ({len(rows) / max(elapsed, 1e-9):.0f} texts/s)", file=sys.stderr)
+
+
+def write_predictions(path: Path, rows: list[dict]) -> None:
+    from runner.files import atomic_write_text
+
+    if path.suffix.lower() == ".csv":
+        import pandas as pd
+
+        flat = [{k: (json.dumps(v, ensure_ascii=False) if isinstance(v, (dict, list)) else v) for k, v in row.items()} for row in rows]
+        atomic_write_text(path, pd.DataFrame(flat).to_csv(index=False))
+    else:
+        atomic_write_text(path, "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
+
+
+def eval_command(run_dir: Path, data_file: Path) -> dict:
+    """Metrics of a trained run on a new labelled file, with the run's label mapping."""
+    from runner import data as data_module
+    from runner.metrics import compute_metrics
+
+    spec = load_run_spec(run_dir)
+    d, task = spec["data"], spec["task"]
+    model, tokenizer = load_trained_model(Path(run_dir) / "model")
+    labels = label_names_of(model)
+    frame = data_module.read_table(Path(data_file), "auto", d["encoding"])
+    source = str(data_file)
+    data_module.check_columns(frame, {"text_column": d["text_column"], "text_pair_column": d["text_pair_column"], "label_column": d["label_column"]}, source)
+    text_columns = [d["text_column"]] + ([d["text_pair_column"]] if d["text_pair_column"] else [])
+    frame, _ = data_module.clean_texts(frame, text_columns, d["empty_text"], source)
+    if task == "regression":
+        target = data_module.encode_regression_targets(frame, d["label_column"], source).to_numpy()
+    elif task == "multi_label_classification":
+        target = np.asarray(list(data_module.encode_multi_labels(frame, d["label_column"], labels, d["label_delimiter"], source)[0]))
+    else:
+        target = data_module.encode_single_labels(frame, d["label_column"], labels, source, source)[0].to_numpy()
+    pairs = frame[d["text_pair_column"]].tolist() if d["text_pair_column"] else None
+    logits = predict_logits(model, tokenizer, frame[d["text_column"]].tolist(), pairs, spec["model"]["max_length"], spec["predict"]["batch_size"], progress=True)
+    return {"rows": len(frame), **compute_metrics(task, logits, target, labels, spec["predict"]["threshold"])}

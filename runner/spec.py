@@ -1,0 +1,427 @@
+"""Load a spec: parse the YAML keeping every value's line and column, validate it against the
+JSON Schema, check the rules that span fields, and fill in every default.
+
+This module must stay light: `runner validate` imports it without torch or transformers.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import hashlib
+import json
+import re
+from dataclasses import dataclass, field
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+
+import jsonschema
+import yaml
+
+from runner.errors import SpecError, SpecErrors
+
+SCHEMA_FILE = "spec-v1.schema.json"
+
+
+@lru_cache(maxsize=1)
+def load_schema() -> dict:
+    """The spec's JSON Schema, shipped inside the package (runner/schemas -> ../schemas)."""
+    text = resources.files("runner").joinpath("schemas", SCHEMA_FILE).read_text(encoding="utf-8")
+    return json.loads(text)
+
+
+@dataclass
+class Spec:
+    """A validated spec with every default filled in."""
+
+    values: dict
+    path: Path | None = None
+    text: str = ""
+    positions: dict = field(default_factory=dict, repr=False)
+
+    @property
+    def base_dir(self) -> Path:
+        return self.path.parent if self.path else Path.cwd()
+
+    @property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.text.encode("utf-8")).hexdigest()
+
+    def resolve(self, relative: str) -> Path:
+        """A path from the spec, relative to the spec file's folder."""
+        candidate = Path(relative).expanduser()
+        return candidate if candidate.is_absolute() else (self.base_dir / candidate)
+
+    def __getitem__(self, key):
+        return self.values[key]
+
+
+# ---------------------------------------------------------------------------------------------
+# YAML with positions
+
+
+class _Loader(yaml.SafeLoader):
+    """Safe YAML (no Python objects) that also refuses duplicate keys."""
+
+
+def _parse_yaml(text: str, source: str) -> tuple[object, dict]:
+    """Return the document and a map from spec path (tuple) to (line, column), both 1-based.
+
+    A key's own position is stored under ("<key>",) + path so unknown keys point at the key.
+    """
+    loader = _Loader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None, {}
+        positions: dict = {}
+        _record_positions(node, (), positions, source)
+        document = loader.construct_document(node)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = f"{source}:{mark.line + 1}:{mark.column + 1}" if mark else source
+        problem = exc.problem or str(exc)
+        raise SpecError(f"YAML syntax error: {problem}", "fix the YAML syntax at that line (indentation, colons, quotes)", where) from None
+    except yaml.YAMLError as exc:
+        raise SpecError(f"YAML syntax error: {exc}", "fix the YAML syntax", source) from None
+    finally:
+        loader.dispose()
+    return document, positions
+
+
+def _record_positions(node, path: tuple, positions: dict, source: str) -> None:
+    positions[path] = (node.start_mark.line + 1, node.start_mark.column + 1)
+    if isinstance(node, yaml.MappingNode):
+        seen = {}
+        for key_node, value_node in node.value:
+            key = key_node.value
+            if key in seen:
+                line, column = key_node.start_mark.line + 1, key_node.start_mark.column + 1
+                raise SpecError(
+                    f"duplicate key '{key}' (first at line {seen[key]})",
+                    "keep one of the two entries",
+                    f"{source}:{line}:{column} {_dotted(path + (key,))}",
+                )
+            seen[key] = key_node.start_mark.line + 1
+            positions[("<key>",) + path + (key,)] = (key_node.start_mark.line + 1, key_node.start_mark.column + 1)
+            _record_positions(value_node, path + (key,), positions, source)
+    elif isinstance(node, yaml.SequenceNode):
+        for index, item in enumerate(node.value):
+            _record_positions(item, path + (index,), positions, source)
+
+
+def _dotted(path) -> str:
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "(top level)"
+
+
+# ---------------------------------------------------------------------------------------------
+# Loading
+
+
+def load_spec(path: str | Path, overrides: list[str] | tuple = (), check_files: bool = True) -> Spec:
+    """Read, validate and resolve a spec file. Raises SpecErrors listing every problem."""
+    path = Path(path)
+    source = str(path)
+    if path.is_dir():
+        raise SpecError("the spec path is a folder, not a YAML file", "give the path of a .yaml spec file", source)
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise SpecError("spec file not found", "check the path; `runner init DATA_FILE` writes a starter spec", source) from None
+    except OSError as exc:
+        raise SpecError(f"cannot read the spec file: {exc.strerror}", "check the file's permissions", source) from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise SpecError(f"the spec is not UTF-8 text (byte {exc.start})", "save the spec as UTF-8", source) from None
+    return load_spec_text(text, path, overrides, check_files)
+
+
+def load_spec_text(text: str, path: Path | None = None, overrides=(), check_files: bool = True) -> Spec:
+    source = str(path) if path else "<spec>"
+    document, positions = _parse_yaml(text, source)
+    if document is None:
+        raise SpecError("the spec is empty", "start from `runner init DATA_FILE` or an example in examples/", f"{source}:1:1")
+    if not isinstance(document, dict):
+        kind = type(document).__name__
+        raise SpecError(f"the spec must be a mapping of keys to values, not a {kind}", "write `key: value` lines, starting with `version: 1`", f"{source}:1:1")
+
+    from runner import autotrain  # AutoTrain configs are translated to a native spec first
+
+    if autotrain.is_autotrain_config(document):
+        document, positions = autotrain.to_native(document, positions, source)
+
+    document = copy.deepcopy(document)
+    for override in overrides:
+        _apply_override(document, override, positions)
+
+    problems = _schema_problems(document, positions, source)
+    if not problems:
+        values = fill_defaults(document, load_schema())
+        spec = Spec(values=values, path=path, text=text, positions=positions)
+        _resolve_names(spec)
+        problems = _cross_field_problems(spec, source, check_files)
+        if not problems:
+            return spec
+    raise SpecErrors(problems)
+
+
+def _apply_override(document: dict, override: str, positions: dict) -> None:
+    """--set train.learning_rate=1e-4: the value is parsed as YAML."""
+    if "=" not in override:
+        raise SpecError(f"--set '{override}' is not KEY=VALUE", "write it like --set train.epochs=2")
+    key, _, raw_value = override.partition("=")
+    parts = [p for p in key.strip().split(".") if p]
+    if not parts:
+        raise SpecError(f"--set '{override}' has an empty key", "write it like --set train.epochs=2")
+    try:
+        value = yaml.safe_load(raw_value) if raw_value.strip() else None
+    except yaml.YAMLError:
+        value = raw_value
+    node = document
+    for part in parts[:-1]:
+        if not isinstance(node.get(part), dict):
+            node[part] = {}
+        node = node[part]
+    node[parts[-1]] = value
+    positions[tuple(parts)] = ("--set", key)
+
+
+# ---------------------------------------------------------------------------------------------
+# Schema validation
+
+
+def _where(source: str, positions: dict, path: tuple, key: bool = False) -> str:
+    lookup = (("<key>",) + path) if key else path
+    position = positions.get(lookup)
+    probe = path
+    while position is None and probe:
+        probe = probe[:-1]
+        position = positions.get(probe)
+    if position and position[0] == "--set":
+        return f"--set {position[1]}"
+    line, column = position or (1, 1)
+    return f"{source}:{line}:{column} {_dotted(path)}"
+
+
+def _schema_at(schema: dict, path: tuple) -> dict:
+    node = schema
+    for part in path:
+        if isinstance(part, int):
+            node = node.get("items", {})
+        else:
+            node = node.get("properties", {}).get(part, {})
+    return node
+
+
+def _schema_problems(document: dict, positions: dict, source: str) -> list[SpecError]:
+    schema = load_schema()
+    validator = jsonschema.Draft202012Validator(schema)
+    problems = []
+    for error in sorted(validator.iter_errors(document), key=lambda e: _sort_key(e, positions)):
+        path = tuple(error.absolute_path)
+        if error.validator == "additionalProperties":
+            allowed = sorted(_schema_at(schema, path).get("properties", {}))
+            for key in sorted(set(error.instance) - set(allowed)):
+                close = difflib.get_close_matches(key, allowed, n=1, cutoff=0.6)
+                hint = f"did you mean '{close[0]}'?" if close else f"allowed keys here: {', '.join(allowed)}"
+                problems.append(SpecError(f"unknown key '{key}'", hint, _where(source, positions, path + (key,), key=True)))
+            continue
+        field_schema = _schema_at(schema, path)
+        problems.append(SpecError(_describe(error), _hint(error, field_schema), _where(source, positions, path)))
+    return problems
+
+
+def _sort_key(error, positions):
+    path = tuple(error.absolute_path)
+    while path not in positions and path:
+        path = path[:-1]
+    position = positions.get(path, (0, 0))
+    return (position if isinstance(position[0], int) else (0, 0), str(error.message))
+
+
+def _describe(error) -> str:
+    value = json.dumps(error.instance, default=str) if not isinstance(error.instance, dict) else "a mapping"
+    if len(value) > 60:
+        value = value[:57] + "..."
+    kind = error.validator
+    if kind == "required":
+        missing = re.findall(r"'([^']+)' is a required property", error.message)
+        return f"missing required key '{missing[0] if missing else error.message}'"
+    if kind == "type":
+        expected = error.validator_value if isinstance(error.validator_value, list) else [error.validator_value]
+        names = [t for t in expected if t != "null"]
+        return f"expected {' or '.join(names)}, got {value}" + (" (a list)" if isinstance(error.instance, list) else "")
+    if kind == "enum":
+        options = ", ".join(str(o) for o in error.validator_value if o is not None)
+        return f"{value} is not one of: {options}"
+    if kind == "const":
+        return f"must be {json.dumps(error.validator_value)}, got {value}"
+    if kind in ("minimum", "exclusiveMinimum", "maximum", "exclusiveMaximum"):
+        relation = {"minimum": ">=", "exclusiveMinimum": ">", "maximum": "<=", "exclusiveMaximum": "<"}[kind]
+        return f"{value} is out of range: must be {relation} {error.validator_value}"
+    if kind == "uniqueItems":
+        seen, duplicates = set(), []
+        for item in error.instance:
+            if item in seen:
+                duplicates.append(item)
+            seen.add(item)
+        return f"duplicate values: {', '.join(map(str, duplicates))}"
+    if kind == "minItems":
+        return f"needs at least {error.validator_value} item(s), got {len(error.instance)}"
+    if kind == "pattern":
+        return f"{value} is not a valid value here"
+    if kind == "minLength":
+        return "must not be empty"
+    return error.message
+
+
+def _hint(error, field_schema: dict) -> str:
+    description = field_schema.get("description", "")
+    first_sentence = description.split(". ")[0].rstrip(".")
+    if error.validator == "enum":
+        return f"use one of: {', '.join(str(o) for o in error.validator_value if o is not None)}"
+    if error.validator == "required":
+        return "add it; `runner schema` or spec/reference.md lists every key"
+    default = field_schema.get("default")
+    suffix = f" (default: {json.dumps(default)})" if default is not None else ""
+    return (first_sentence + suffix) if first_sentence else "see spec/reference.md"
+
+
+# ---------------------------------------------------------------------------------------------
+# Defaults
+
+
+def fill_defaults(document: dict, schema: dict) -> dict:
+    """A copy of the document with every schema default filled in, recursively.
+
+    A missing object section is created (so `train.epochs` always exists) unless its default is
+    null (`lora`: absent means full fine-tuning) or it has required keys (`data.hub`).
+    """
+    out = dict(document)
+    for key, prop in schema.get("properties", {}).items():
+        if key in out:
+            if isinstance(out[key], dict) and "properties" in prop:
+                out[key] = fill_defaults(out[key], prop)
+            continue
+        if "default" in prop:
+            out[key] = copy.deepcopy(prop["default"])
+        elif "properties" in prop and not prop.get("required"):
+            out[key] = fill_defaults({}, prop)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Rules across fields
+
+
+def _resolve_names(spec: Spec) -> None:
+    values = spec.values
+    if not values.get("name"):
+        stem = spec.path.stem if spec.path else "run"
+        values["name"] = re.sub(r"[^A-Za-z0-9._-]+", "-", stem).strip("-.") or "run"
+    if values["train"]["metric_for_best_model"] is None:
+        values["train"]["metric_for_best_model"] = default_metric(values["task"])
+    if values["output"]["dir"] is None:
+        values["output"]["dir"] = f"runs/{values['name']}"
+
+
+def default_metric(task: str) -> str:
+    return {"multi_label_classification": "f1_micro", "regression": "mse"}.get(task, "f1_macro")
+
+
+CLASSIFICATION_METRICS = {"loss", "accuracy", "f1_macro", "f1_weighted", "precision_macro", "recall_macro", "roc_auc"}
+METRICS_BY_TASK = {
+    "single_label_classification": CLASSIFICATION_METRICS,
+    "text_pair_classification": CLASSIFICATION_METRICS,
+    "multi_label_classification": {"loss", "f1_micro", "f1_macro", "subset_accuracy", "precision_macro", "recall_macro"},
+    "regression": {"loss", "mse", "mae", "r2", "pearson", "spearman"},
+}
+
+
+def _cross_field_problems(spec: Spec, source: str, check_files: bool) -> list[SpecError]:
+    v = spec.values
+    data, train, task = v["data"], v["train"], v["task"]
+    problems: list[SpecError] = []
+
+    def problem(path: tuple, message: str, hint: str) -> None:
+        problems.append(SpecError(message, hint, _where(source, spec.positions, path)))
+
+    if ("train" in data) == ("hub" in data):
+        problem(("data",), "give exactly one of data.train (a local file) or data.hub (a Hub dataset)",
+                "for a local file write `train: path/to/train.csv` under `data:`")
+    if "hub" in data and data.get("validation_file"):
+        problem(("data", "validation_file"), "data.validation_file is for local data",
+                "with a Hub dataset, name the split in data.hub.validation_split")
+
+    if task == "text_pair_classification" and not data["text_pair_column"]:
+        problem(("task",), "task text_pair_classification needs data.text_pair_column", "add `text_pair_column: <second text column>` under `data:`")
+    if task != "text_pair_classification" and data["text_pair_column"]:
+        problem(("data", "text_pair_column"), f"data.text_pair_column is only used by task text_pair_classification (task is {task})",
+                "set `task: text_pair_classification` or remove text_pair_column")
+    if task == "regression" and v["labels"]:
+        problem(("labels",), "labels are not used for regression", "remove `labels:`; the label column holds numbers")
+
+    metric = train["metric_for_best_model"]
+    if metric not in METRICS_BY_TASK[task]:
+        problem(("train", "metric_for_best_model"), f"metric '{metric}' is not computed for task {task}",
+                f"use one of: {', '.join(sorted(METRICS_BY_TASK[task]))}")
+    if metric == "roc_auc" and v["labels"] and len(v["labels"]) != 2:
+        problem(("train", "metric_for_best_model"), "roc_auc is only computed for two classes", "use f1_macro or accuracy")
+
+    for strategy, steps in (("eval_strategy", "eval_steps"), ("save_strategy", "save_steps")):
+        if train[strategy] == "steps" and not train[steps]:
+            problem(("train", strategy), f"train.{strategy} is 'steps' but train.{steps} is not set", f"add `{steps}: 100` under `train:`")
+    if train["load_best_model_at_end"]:
+        if train["eval_strategy"] == "no":
+            problem(("train", "load_best_model_at_end"), "load_best_model_at_end needs evaluation, but train.eval_strategy is 'no'",
+                    "set eval_strategy: epoch, or load_best_model_at_end: false")
+        elif train["eval_strategy"] != train["save_strategy"]:
+            problem(("train", "save_strategy"), f"load_best_model_at_end needs save_strategy to match eval_strategy ('{train['save_strategy']}' vs '{train['eval_strategy']}')",
+                    f"set save_strategy: {train['eval_strategy']}")
+        elif train["eval_strategy"] == "steps" and train["eval_steps"] and train["save_steps"] and train["save_steps"] % train["eval_steps"]:
+            problem(("train", "save_steps"), f"save_steps ({train['save_steps']}) must be a multiple of eval_steps ({train['eval_steps']}) to keep the best model",
+                    "make save_steps a multiple of eval_steps")
+    if train["early_stopping_patience"]:
+        if train["eval_strategy"] == "no":
+            problem(("train", "early_stopping_patience"), "early stopping needs evaluation, but train.eval_strategy is 'no'",
+                    "set eval_strategy: epoch, or early_stopping_patience: null")
+        elif not train["load_best_model_at_end"]:
+            problem(("train", "early_stopping_patience"), "early stopping needs load_best_model_at_end: true",
+                    "set load_best_model_at_end: true, or early_stopping_patience: null")
+    if train["device"] == "cpu" and train["precision"] == "fp16":
+        problem(("train", "precision"), "fp16 is not supported on the CPU", "use precision: bf16 (autocast) or fp32 on the CPU")
+    if v["hub"]["push"] and not v["hub"]["repo_id"]:
+        problem(("hub", "push"), "hub.push is true but hub.repo_id is not set", "add `repo_id: your-name/model-name` under `hub:`")
+
+    if check_files:
+        for key in ("train", "validation_file", "test_file"):
+            if data.get(key):
+                _check_file(spec, ("data", key), data[key], problem)
+        model_name = v["model"]["name"]
+        if looks_like_local_path(model_name) or spec.resolve(model_name).exists():
+            folder = spec.resolve(model_name)
+            if not folder.is_dir():
+                problem(("model", "name"), f"model folder '{model_name}' does not exist",
+                        "give a Hub model id like distilbert-base-uncased, or the folder of a saved model")
+            elif not (folder / "config.json").exists():
+                problem(("model", "name"), f"'{model_name}' has no config.json, so it is not a saved model",
+                        "point model.name at a folder written by save_pretrained()")
+    return problems
+
+
+def looks_like_local_path(name: str) -> bool:
+    return name.startswith(("/", "./", "../", "~")) or name.count("/") > 1 or "\\" in name
+
+
+def _check_file(spec: Spec, path: tuple, relative: str, problem) -> None:
+    resolved = spec.resolve(relative)
+    if resolved.is_dir():
+        problem(path, f"'{relative}' is a folder, not a data file", "point it at a CSV, TSV, JSONL, JSON or Parquet file")
+    elif not resolved.exists():
+        where = f" (looked in {resolved.parent})" if not Path(relative).is_absolute() else ""
+        problem(path, f"data file '{relative}' not found{where}", "paths are relative to the spec file's folder")

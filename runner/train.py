@@ -1,0 +1,182 @@
+"""Training: device and precision, TrainingArguments, the Trainer with early stopping, and a clean
+stop on SIGINT/SIGTERM (a checkpoint is saved, then the run exits 130/143)."""
+
+from __future__ import annotations
+
+import os
+import signal
+from pathlib import Path
+
+from runner.metrics import LOWER_IS_BETTER, trainer_metrics_function
+from runner.spec import Spec
+
+MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids", "labels")
+
+
+def choose_device(preference: str) -> str:
+    import torch
+
+    if preference != "auto":
+        if preference == "cuda" and not torch.cuda.is_available():
+            from runner.errors import RunError
+
+            raise RunError("train.device is cuda but no CUDA GPU is visible", "use device: auto or cpu, or check the GPU driver (nvidia-smi)", "train.device")
+        return preference
+    if torch.cuda.is_available():
+        return "cuda"
+    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+        return "mps"
+    return "cpu"
+
+
+def choose_precision(preference: str, device: str) -> str:
+    """auto: bf16 on GPUs that have it, fp16 on older GPUs, fp32 on CPU and MPS."""
+    import torch
+
+    if preference != "auto":
+        return preference
+    if device == "cuda":
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    return "fp32"
+
+
+def describe_device(device: str) -> str:
+    import torch
+
+    if device == "cuda":
+        return f"cuda:0 ({torch.cuda.get_device_name(0)})"
+    return device
+
+
+def training_arguments(spec: Spec, run_dir: Path, device: str, precision: str):
+    from transformers import TrainingArguments
+
+    train = spec["train"]
+    metric = train["metric_for_best_model"]
+    optimizer = train["optimizer"]
+    if optimizer == "auto":
+        optimizer = "adamw_torch_fused" if device == "cuda" else "adamw_torch"
+    if "tensorboard" in train["report_to"]:
+        os.environ.setdefault("TENSORBOARD_LOGGING_DIR", str(run_dir / "logs"))
+    return TrainingArguments(
+        output_dir=str(run_dir / "checkpoints"),
+        num_train_epochs=train["epochs"],
+        max_steps=train["max_steps"] or -1,
+        learning_rate=train["learning_rate"],
+        per_device_train_batch_size=train["batch_size"],
+        per_device_eval_batch_size=train["eval_batch_size"],
+        gradient_accumulation_steps=train["gradient_accumulation_steps"],
+        weight_decay=train["weight_decay"],
+        warmup_steps=train["warmup_ratio"],  # a float below 1 is a ratio of the total steps
+        lr_scheduler_type=train["lr_scheduler"],
+        optim=optimizer,
+        max_grad_norm=train["max_grad_norm"],
+        eval_strategy=train["eval_strategy"],
+        eval_steps=train["eval_steps"],
+        save_strategy=train["save_strategy"],
+        save_steps=train["save_steps"] or 500,
+        save_total_limit=train["save_total_limit"],
+        load_best_model_at_end=train["load_best_model_at_end"],
+        metric_for_best_model=metric,
+        greater_is_better=metric not in LOWER_IS_BETTER,
+        logging_steps=train["logging_steps"],
+        logging_first_step=True,
+        report_to=train["report_to"] or "none",
+        bf16=precision == "bf16",
+        fp16=precision == "fp16",
+        tf32=True if (device == "cuda" and precision == "bf16") else None,
+        use_cpu=device == "cpu",
+        seed=spec["seed"],
+        data_seed=spec["seed"],
+        train_sampling_strategy="group_by_length" if train["group_by_length"] else "random",
+        length_column_name="length",
+        remove_unused_columns=False,  # keep `length` for the sampler; the collator drops it
+        gradient_checkpointing=train["gradient_checkpointing"],
+        auto_find_batch_size=train["auto_find_batch_size"],
+        dataloader_num_workers=train["dataloader_num_workers"],
+        disable_tqdm=False,
+        save_only_model=False,
+    )
+
+
+class PadBatch:
+    """DataCollatorWithPadding over the model inputs only (rows also carry `length` and stats)."""
+
+    def __init__(self, tokenizer):
+        from transformers import DataCollatorWithPadding
+
+        self.pad = DataCollatorWithPadding(tokenizer, pad_to_multiple_of=None)
+
+    def __call__(self, features):
+        return self.pad([{k: v for k, v in row.items() if k in MODEL_INPUTS} for row in features])
+
+
+class GracefulStop:
+    """First SIGINT/SIGTERM: ask the Trainer to save a checkpoint and stop. Second: exit at once."""
+
+    def __init__(self):
+        self.signal_number: int | None = None
+        self._previous = {}
+
+    def __enter__(self):
+        for number in (signal.SIGINT, signal.SIGTERM):
+            self._previous[number] = signal.getsignal(number)
+            signal.signal(number, self._handle)
+        return self
+
+    def __exit__(self, *exc):
+        for number, handler in self._previous.items():
+            signal.signal(number, handler)
+
+    def _handle(self, number, frame):
+        if self.signal_number is not None:
+            os._exit(128 + number)
+        self.signal_number = number
+        print(f"\n{signal.Signals(number).name}: saving a checkpoint and stopping (send it again to exit at once)", flush=True)
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + (self.signal_number or 0)
+
+    def callback(self):
+        from transformers import TrainerCallback
+
+        stop = self
+
+        class StopOnSignal(TrainerCallback):
+            def on_step_end(self, args, state, control, **kwargs):
+                if stop.signal_number is not None:
+                    control.should_save = True
+                    control.should_training_stop = True
+                return control
+
+        return StopOnSignal()
+
+
+def build_trainer(spec: Spec, model, tokenizer, tokenized: dict, labels: list[str], run_dir: Path, device: str, precision: str, extra_callbacks=()):
+    from transformers import EarlyStoppingCallback, Trainer
+
+    args = training_arguments(spec, run_dir, device, precision)
+    callbacks = list(extra_callbacks)
+    if spec["train"]["early_stopping_patience"]:
+        callbacks.append(EarlyStoppingCallback(spec["train"]["early_stopping_patience"], spec["train"]["early_stopping_threshold"]))
+    return Trainer(
+        model=model,
+        args=args,
+        train_dataset=tokenized["train"],
+        eval_dataset=tokenized["validation"] if spec["train"]["eval_strategy"] != "no" else None,
+        processing_class=tokenizer,
+        data_collator=PadBatch(tokenizer),
+        compute_metrics=trainer_metrics_function(spec["task"], labels, spec["predict"]["threshold"]),
+        callbacks=callbacks,
+    )
+
+
+def latest_checkpoint(run_dir: Path) -> Path | None:
+    from transformers.trainer_utils import get_last_checkpoint
+
+    folder = run_dir / "checkpoints"
+    if not folder.is_dir():
+        return None
+    last = get_last_checkpoint(str(folder))
+    return Path(last) if last else None

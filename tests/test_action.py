@@ -1,0 +1,168 @@
+"""action.yml and the example workflows: valid for GitHub, clean for zizmor, wired to runner.github."""
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from runner import github
+
+ROOT = Path(__file__).resolve().parents[1]
+ACTION = ROOT / "action.yml"
+WORKFLOWS = sorted((ROOT / "examples" / "workflows").glob("*.yml"))
+README_INSTALL = "pip install torch==2.13.0 ."
+
+
+def tool(name: str) -> str:
+    path = shutil.which(name, path=str(Path(sys.executable).parent)) or shutil.which(name)
+    if not path:
+        pytest.skip(f"{name} is not installed (pip install '.[test]')")
+    return path
+
+
+def load(path: Path) -> dict:
+    return yaml.safe_load(path.read_text())
+
+
+def readme_install_line() -> str:
+    readme = ROOT / "README.md"
+    if not readme.is_file():
+        return README_INSTALL
+    lines = [line.strip().removeprefix("$ ") for line in readme.read_text().splitlines()]
+    installs = [line for line in lines if line.startswith("pip install torch==")]
+    assert installs, "README.md has no `pip install torch==... .` line"
+    return installs[0]
+
+
+def run_blocks(document: dict) -> list[str]:
+    steps = list((document.get("runs") or {}).get("steps", []))
+    for job in (document.get("jobs") or {}).values():
+        steps += job.get("steps", [])
+    return [step["run"] for step in steps if "run" in step]
+
+
+def test_there_are_three_example_workflows():
+    assert [p.name for p in WORKFLOWS] == ["gpu-self-hosted.yml", "release.yml", "train-on-pr.yml"]
+
+
+def test_action_matches_github_actions_schema():
+    proc = subprocess.run([tool("check-jsonschema"), "--builtin-schema", "vendor.github-actions", str(ACTION)],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_example_workflows_match_github_workflows_schema():
+    proc = subprocess.run([tool("check-jsonschema"), "--builtin-schema", "vendor.github-workflows", *map(str, WORKFLOWS)],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_zizmor_finds_nothing_medium_or_high():
+    proc = subprocess.run([tool("zizmor"), "--offline", "--format", "json", str(ACTION), *map(str, WORKFLOWS)],
+                          capture_output=True, text=True)
+    # 0: no findings; 10 + n: findings, worst severity n; anything else: zizmor itself failed.
+    assert proc.returncode == 0 or 10 <= proc.returncode <= 14, proc.stderr
+    findings = json.loads(proc.stdout)
+    serious = [
+        f"{f['ident']} ({f['determinations']['severity']}): {f['desc']}"
+        for f in findings
+        if f["determinations"]["severity"] in ("Medium", "High") and not f.get("ignored")
+    ]
+    assert serious == []
+
+
+@pytest.mark.parametrize("path", [ACTION, *WORKFLOWS], ids=lambda p: p.name)
+def test_run_blocks_take_inputs_through_env_only(path):
+    for script in run_blocks(load(path)):
+        assert "${{" not in script, f"expression inside a run: block of {path.name}:\n{script}"
+
+
+@pytest.mark.parametrize("path", [ACTION, *WORKFLOWS], ids=lambda p: p.name)
+def test_actions_are_pinned_to_a_commit_with_a_version_comment(path):
+    for line in path.read_text().splitlines():
+        match = re.match(r"\s*(?:- )?uses:\s*(\S+)(.*)", line)
+        if not match or match.group(1).startswith("./"):
+            continue
+        assert re.fullmatch(r"[\w.-]+/[\w./-]+@[0-9a-f]{40}", match.group(1)), line
+        assert re.match(r"\s*# v\d", match.group(2)), f"no version comment: {line}"
+
+
+def test_action_passes_every_input_to_the_python_step():
+    action = load(ACTION)
+    steps = action["runs"]["steps"]
+    [train] = [step for step in steps if step.get("id") == "train"]
+    assert train["run"] == "python -m runner.github"
+    for name, variable in github.ACTION_INPUTS.items():
+        assert train["env"][variable] == f"${{{{ inputs.{name} }}}}"
+    assert train["working-directory"] == "${{ inputs.working-directory }}"
+    used = set(github.ACTION_INPUTS) | {"python-version", "working-directory"}
+    assert set(action["inputs"]) == used
+
+
+def test_action_inputs_and_outputs():
+    action = load(ACTION)
+    inputs = action["inputs"]
+    assert inputs["spec"]["required"] is True
+    defaults = {name: spec.get("default") for name, spec in inputs.items()}
+    assert defaults | {"github-token": None} == {
+        "spec": None, "push": "false", "comment": "true", "set": "", "python-version": "3.11",
+        "working-directory": ".", "base-metrics": "", "tag": "", "upload-model": "false",
+        "artifact-name": "", "github-token": None,
+    }
+    assert defaults["github-token"] == "${{ github.token }}"
+    outputs = {name: spec["value"] for name, spec in action["outputs"].items()}
+    assert set(outputs) == {"run-dir", "metrics", "model-url", "artifact-name"}
+    for name, value in outputs.items():
+        assert value == f"${{{{ steps.train.outputs.{name} }}}}" and name in github.ACTION_OUTPUTS
+    [upload] = [step for step in action["runs"]["steps"] if step.get("uses", "").startswith("actions/upload-artifact@")]
+    assert upload["with"]["path"] == "${{ steps.train.outputs.artifact-path }}"
+    assert "!cancelled()" in upload["if"]
+
+
+def test_action_installs_like_the_readme():
+    [install] = [step for step in load(ACTION)["runs"]["steps"] if step.get("name") == "Install runner"]
+    assert install["env"] == {"ACTION_PATH": "${{ github.action_path }}"}
+    expected = readme_install_line().removesuffix(" .") + ' "$ACTION_PATH"'
+    assert install["run"].strip() == expected
+
+
+def triggers(workflow: dict) -> dict:
+    return workflow.get("on", workflow.get(True))  # YAML 1.1 reads a bare `on` as true
+
+
+def test_train_on_pr_is_safe_for_forks():
+    workflow = load(ROOT / "examples" / "workflows" / "train-on-pr.yml")
+    on = triggers(workflow)
+    assert "pull_request_target" not in on
+    assert {"specs/**", "**/*.yaml"} <= set(on["pull_request"]["paths"])
+    assert workflow["permissions"] == {}
+    [job] = workflow["jobs"].values()
+    assert job["permissions"] == {"contents": "read", "pull-requests": "write", "actions": "read"}
+    text = (ROOT / "examples" / "workflows" / "train-on-pr.yml").read_text()
+    assert "secrets." not in text
+    checkout = job["steps"][0]
+    assert checkout["uses"].startswith("actions/checkout@") and checkout["with"]["persist-credentials"] is False
+
+
+def test_release_pushes_with_the_git_tag():
+    workflow = load(ROOT / "examples" / "workflows" / "release.yml")
+    assert triggers(workflow) == {"push": {"tags": ["v*"]}}
+    [job] = workflow["jobs"].values()
+    [step] = [step for step in job["steps"] if step.get("uses") == "./"]
+    assert step["env"] == {"HF_TOKEN": "${{ secrets.HF_TOKEN }}"}
+    assert step["with"]["push"] == "true" and step["with"]["tag"] == "${{ github.ref_name }}"
+
+
+def test_gpu_workflow_runs_the_image_on_a_self_hosted_gpu():
+    workflow = load(ROOT / "examples" / "workflows" / "gpu-self-hosted.yml")
+    assert "pull_request" not in triggers(workflow) and "pull_request_target" not in triggers(workflow)
+    [job] = workflow["jobs"].values()
+    assert job["runs-on"] == ["self-hosted", "gpu"]
+    scripts = "\n".join(run_blocks(workflow))
+    assert 'docker build --pull --tag "$IMAGE" .' in scripts
+    assert re.search(r'docker run --rm --gpus all .*"\$IMAGE" run "\$SPEC"', scripts.replace("\\\n", " "))
