@@ -162,11 +162,11 @@ def translate(document: dict, positions: dict, source: str) -> tuple[dict, dict,
     base_model = _string(document, ("base_model",), problem, required=True)
     project_name = _string(document, ("project_name",), problem, required=True)
     if project_name is not None and not PROJECT_NAME.fullmatch(project_name):
-        problem(("project_name",), f"project_name '{project_name}' is not a valid AutoTrain project name",
+        problem(("project_name",), f"'{project_name}' is not a valid AutoTrain project name",
                 "use letters, digits and hyphens only, at most 50 characters, starting with a letter or digit")
     log = _string(document, ("log",), problem, default="none")
     if log not in REPORT_TO:
-        problem(("log",), f"log '{log}' is not one of AutoTrain's trackers", f"use one of: {', '.join(REPORT_TO)}")
+        problem(("log",), f"'{log}' is not one of AutoTrain's trackers", f"use one of: {', '.join(REPORT_TO)}")
 
     values = {key: _param(params, key, problem) for key in PARAMS}
     given = {key for key in PARAMS if params.get(key) is not None}
@@ -199,8 +199,8 @@ def translate(document: dict, positions: dict, source: str) -> tuple[dict, dict,
             put(native_path, value, None, f"AutoTrain's default (runner's own: {_scalar(ours)})")
         for message in _native_value_problems(value, native_path, schema):
             problem(origin if key in given else ("params",), message[0], message[1])
-    _check_choice(values["optimizer"], "optimizer", ("train", "optimizer"), schema, problem, exclude={"auto"})
-    _check_choice(values["scheduler"], "scheduler", ("train", "lr_scheduler"), schema, problem)
+    _check_choice(values["optimizer"], "optimizer", ("train", "optimizer"), schema, problem, "an optimizer", exclude={"auto"})
+    _check_choice(values["scheduler"], "scheduler", ("train", "lr_scheduler"), schema, problem, "a scheduler")
 
     put(("train", "eval_batch_size"), 2 * values["batch_size"], ("params", "batch_size") if "batch_size" in given else None,
         "AutoTrain evaluates with twice params.batch_size")
@@ -219,8 +219,8 @@ def translate(document: dict, positions: dict, source: str) -> tuple[dict, dict,
 
     logging_steps = values["logging_steps"]
     if logging_steps == -1:
-        notes[("train", "logging_steps")] = ("AutoTrain's -1 logs every 0.2 x validation rows / batch_size steps (1 to 25); "
-                                             "runner logs every 10 steps")
+        notes[("train", "logging_steps")] = ("AutoTrain's -1 logs every 0.2 x validation rows (training rows without validation) "
+                                             "/ batch_size steps, 1 to 25; runner logs every 10 steps")
     elif logging_steps < 1:
         problem(("params", "logging_steps"), f"must be -1 (automatic) or at least 1, got {logging_steps}",
                 "use -1 to let AutoTrain's rule choose, or a number of steps")
@@ -273,7 +273,7 @@ def _translate_data(data: dict, column_mapping: dict, base_dir: Path, put, probl
                 "AutoTrain trains on the whole split without validation when valid_split is empty; "
                 "runner holds out data.validation_fraction (20%) to validate")
     else:
-        problem(("data", "path"), f"data.path '{path}' is neither a folder (looked in {base_dir}) nor a Hub dataset id",
+        problem(("data", "path"), f"'{path}' is neither a folder (looked in {base_dir}) nor a Hub dataset id",
                 "give a folder holding train.csv (relative to this config file) or a Hub dataset id like user/name")
         return
     put(("data", "text_column"), text_column, ("data", "column_mapping", "text_column"))
@@ -327,7 +327,7 @@ def _translate_hub(hub: dict, project_name: str, put, problem, notes: dict) -> N
             username = os.environ.get(match.group(1)) or None
             username_note = f"from ${{{match.group(1)}}} when converted"
             if username is None and push:
-                problem(("hub", "username"), f"hub.username reads ${{{match.group(1)}}}, which is not set",
+                problem(("hub", "username"), f"reads ${{{match.group(1)}}}, which is not set",
                         f"export {match.group(1)}=<your Hub user or organisation>")
     if push and not username:
         if "username" not in hub:
@@ -358,7 +358,7 @@ def _check_token(hub: dict, problem, notes: dict) -> None:
         return
     named, ours = os.environ.get(variable), os.environ.get("HF_TOKEN")
     if named and named != ours:
-        problem(("hub", "token"), f"hub.token reads ${{{variable}}}, but runner takes the Hub token only from HF_TOKEN",
+        problem(("hub", "token"), f"reads ${{{variable}}}, but runner takes the Hub token only from HF_TOKEN",
                 f'run `export HF_TOKEN="${variable}"` first, or write `token: ${{HF_TOKEN}}`')
 
 
@@ -367,16 +367,16 @@ def _check_backend(backend: str | None, problem) -> None:
         return
     prefix = backend.split("-")[0]
     if prefix in REMOTE_BACKENDS:
-        problem(("backend",), f"backend '{backend}' trains on {REMOTE_BACKENDS[prefix]}; runner trains on this machine or a CI runner only",
+        problem(("backend",), f"'{backend}' trains on {REMOTE_BACKENDS[prefix]}; runner trains on this machine or a CI runner only",
                 "set `backend: local` and run `runner run` on a machine with a GPU, or in a CI job on a GPU runner")
     else:
-        problem(("backend",), f"unknown AutoTrain backend '{backend}'", "use backend: local")
+        problem(("backend",), f"'{backend}' is not an AutoTrain backend runner knows", "use backend: local")
 
 
-def _check_choice(value, key: str, native_path: tuple, schema: dict, problem, exclude=frozenset()) -> None:
+def _check_choice(value, key: str, native_path: tuple, schema: dict, problem, what: str, exclude=frozenset()) -> None:
     allowed = [option for option in _schema_at(schema, native_path).get("enum", []) if option not in exclude]
     if isinstance(value, str) and value not in allowed:
-        problem(("params", key), f"{key} '{value}' is not one runner supports",
+        problem(("params", key), f"'{value}' is not {what} runner supports",
                 f"use one of: {', '.join(allowed)} (the ones runner's spec accepts)")
 
 
@@ -510,11 +510,13 @@ def convert_file(path: str | Path, spec_path: str | Path | None = None) -> str:
     if not is_autotrain_config(document):
         raise SpecError("this is already a native spec, not an AutoTrain config", "run it as it is: runner run " + str(path), str(path))
     native, _, notes = translate(document, {}, str(path))
+    spec_dir = Path(spec_path).parent if spec_path is not None else path.parent
     if spec_path is not None:
-        _rebase_paths(native, path.parent, Path(spec_path).parent)
+        _rebase_paths(native, path.parent, spec_dir)
+    schema = Path(__file__).resolve().parent / "schemas" / "spec-v1.schema.json"
 
     lines = [
-        f"# yaml-language-server: $schema={load_schema()['$id']}",
+        f"# yaml-language-server: $schema={Path(os.path.relpath(schema, spec_dir.resolve())).as_posix()}",
         f"# Converted from the AutoTrain config {path.name} by `runner convert`.",
         "# A comment marks each line that behaves differently from AutoTrain, or that AutoTrain's defaults decided.",
     ]

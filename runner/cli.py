@@ -169,13 +169,14 @@ def report(run_dir, fmt, base_dir) -> None:
 @click.argument("run_dir", type=click.Path(path_type=Path))
 @click.option("--repo", "repo_id", default=None, help="Hub repo id (default: hub.repo_id of the spec).")
 @click.option("--tag", default=None, help="Tag the pushed commit, e.g. v1.0.0.")
-@click.option("--private/--public", "private", default=None, help="Visibility when the repo is created.")
-@click.option("--create-pr", is_flag=True, help="Open a pull request on the Hub instead of committing to the branch.")
-def push(run_dir, repo_id, tag, private, create_pr) -> None:
+@click.option("--revision", default=None, help="Branch to push to (default: hub.revision of the spec).")
+@click.option("--private/--public", "private", default=None, help="Visibility when the repo is created (default: hub.private).")
+@click.option("--create-pr/--no-create-pr", "create_pr", default=None, help="Open a pull request on the Hub instead of committing to the branch.")
+def push(run_dir, repo_id, tag, revision, private, create_pr) -> None:
     """Upload a finished run to the Hugging Face Hub (token from HF_TOKEN)."""
     from runner.hub import push_run
 
-    push_run(run_dir, repo_id=repo_id, tag=tag, private=private, create_pr=create_pr)
+    push_run(run_dir, repo_id=repo_id, tag=tag, private=private, create_pr=create_pr, revision=revision)
 
 
 @main.command()

@@ -89,14 +89,15 @@ def read_table(path: Path, fmt: str = "auto", encoding: str = "utf-8", max_rows:
     if len(frame) == 0:
         raise DataError("the file has no data rows", "add rows below the header", str(path))
     frame = frame.reset_index(drop=True)
-    frame[ROW] = np.arange(first_row, first_row + len(frame))
+    if fmt != "jsonl":  # JSONL rows carry their own line numbers (blank lines are skipped)
+        frame[ROW] = np.arange(first_row, first_row + len(frame))
     return frame
 
 
 def _read_jsonl(path: Path, encoding: str, max_rows: int | None) -> pd.DataFrame:
     import json
 
-    records = []
+    records, numbers = [], []
     with open(path, encoding=encoding) as stream:
         for number, line in enumerate(stream, start=1):
             if not line.strip():
@@ -108,11 +109,14 @@ def _read_jsonl(path: Path, encoding: str, max_rows: int | None) -> pd.DataFrame
             if not isinstance(record, dict):
                 raise DataError(f"line {number} is a JSON {type(record).__name__}, not an object", "each line must be an object like {\"text\": ..., \"label\": ...}", f"{path}:{number}")
             records.append(record)
+            numbers.append(number)
             if max_rows is not None and len(records) >= max_rows:
                 break
     if not records:
         raise DataError("the file has no data rows", "add one JSON object per line", str(path))
-    return pd.DataFrame.from_records(records)
+    frame = pd.DataFrame.from_records(records)
+    frame[ROW] = numbers
+    return frame
 
 
 def read_hub_split(hub: dict, split: str) -> pd.DataFrame:
@@ -169,16 +173,39 @@ def clean_texts(frame: pd.DataFrame, text_columns: list[str], policy: str, sourc
     return frame, count
 
 
-def _label_strings(values: pd.Series, source: str) -> pd.Series:
-    """Class names as strings; a column that mixes numbers and words is an error."""
+def _label_strings(values: pd.Series, source: str, rows: pd.Series | None = None, inferring: bool = False) -> pd.Series:
+    """Class names as strings; a column that mixes numbers and words is an error.
+
+    CSV and TSV cells are all strings, so while the labels are inferred a cell like "1" among class
+    names counts as a number too. `rows` holds each value's row number for the message.
+    """
+    rows = rows if rows is not None else pd.Series(np.arange(len(values)), index=values.index)
     missing = values.isna() | values.astype(str).str.strip().eq("")
     if missing.any():
-        raise DataError(f"{int(missing.sum())} row(s) have no label", "fill in the label or remove those rows", source)
-    kinds = {("number" if isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool) else type(v).__name__) for v in values}
-    if len(kinds) > 1 and "number" in kinds:
-        raise DataError(f"the label column mixes numbers and {', '.join(sorted(kinds - {'number'}))}",
-                        "use one kind of label throughout (all class names, or all class ids)", source)
+        at = rows[missing].head(5).tolist()
+        raise DataError(f"{int(missing.sum())} row(s) have no label (rows {', '.join(map(str, at))})",
+                        "fill in the label or remove those rows", f"{source}:{at[0]}")
+
+    def kind(value) -> str:
+        if isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool):
+            return "number"
+        if inferring and isinstance(value, str) and re.fullmatch(r"\s*-?\d+(\.\d+)?\s*", value):
+            return "number"
+        return "text" if isinstance(value, str) else type(value).__name__
+
+    kinds = values.map(kind)
+    if kinds.nunique() > 1 and (kinds == "number").any():
+        rare = kinds.value_counts().index[-1]
+        first = kinds.index[kinds == rare][0]
+        other = kinds.index[kinds != rare][0]
+        raise DataError(f"the label column mixes numbers and {', '.join(sorted(set(kinds) - {'number'}))}: "
+                        f"row {rows[first]} has {_shown(values[first])}, row {rows[other]} has {_shown(values[other])}",
+                        "use one kind of label throughout (all class names, or all class ids)", f"{source}:{rows[first]}")
     return values.map(_label_to_string)
+
+
+def _shown(value) -> str:
+    return repr(value) if isinstance(value, str) else str(value)
 
 
 def _label_to_string(value) -> str:
@@ -196,7 +223,7 @@ def infer_labels(values) -> list[str]:
 
 
 def encode_single_labels(frame: pd.DataFrame, column: str, labels: list[str] | None, source: str, row_source: str) -> tuple[pd.Series, list[str]]:
-    names = _label_strings(frame[column], source)
+    names = _label_strings(frame[column], source, frame[ROW], inferring=labels is None)
     if labels is None:
         labels = infer_labels(names)
         if len(labels) > 100 and len(labels) > 0.5 * len(names):

@@ -7,6 +7,7 @@ Nothing in the run folder changes unless the push succeeds; then run.json gains 
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import shlex
@@ -91,8 +92,10 @@ def push_run(
 
     info = call(f"uploading {len(files)} files to {repo_id}", commit)
     if settings["tag"]:
+        # The tag was free a moment ago, so a conflict now means an earlier attempt of this call made it.
         call(f"tagging {info.oid[:8]} as {settings['tag']}",
-             lambda: api.create_tag(repo_id, tag=settings["tag"], revision=info.oid, tag_message=message))
+             lambda: api.create_tag(repo_id, tag=settings["tag"], revision=info.oid, tag_message=message,
+                                    exist_ok=True))
 
     record = {"repo_id": repo_id, "url": str(repo_url), "commit": info.oid, "tag": settings["tag"],
               "revision": settings["revision"]}
@@ -220,7 +223,7 @@ def _transport_errors() -> tuple[type[Exception], ...]:
     for module_name, class_names in (("httpx2", ("TransportError",)), ("httpx", ("TransportError",)),
                                      ("requests", ("ConnectionError", "Timeout"))):
         try:
-            module = __import__(module_name)
+            module = importlib.import_module(module_name)
         except ImportError:
             continue
         classes.extend(getattr(module, name) for name in class_names if hasattr(module, name))
@@ -255,12 +258,14 @@ def _describe(error: Exception, token: str) -> str:
     status = _status(error)
     server_message = getattr(error, "server_message", None)
     lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-    text = lines[0] if lines else type(error).__name__
+    if status is not None:  # the first line says it all; the rest repeats the URL and request id
+        lines = lines[:1]
+    text = " ".join(lines) if lines else type(error).__name__
     if status is not None and str(status) not in text:
         text = f"HTTP {status}: {text}"
     if server_message and server_message not in text:
         text += f" ({server_message})"
-    if not isinstance(error, RunError) and type(error).__name__ not in text:
+    if type(error).__name__ not in text:
         text = f"{type(error).__name__}: {text}"
     return text.replace(token, "***") if token else text
 
@@ -332,6 +337,8 @@ def _record_push(run_dir: Path, record: dict) -> None:
         with os.fdopen(handle, "w", encoding="utf-8") as out:
             json.dump(manifest, out, indent=2, sort_keys=False)
             out.write("\n")
+        # mkstemp makes the file private (0600); keep run.json as readable as it was.
+        os.chmod(temporary, manifest_file.stat().st_mode & 0o777 if manifest_file.exists() else 0o644)
         os.replace(temporary, manifest_file)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)

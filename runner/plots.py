@@ -84,7 +84,8 @@ def training_curves_png(log_history: list[dict], metric: str | None, lower_is_be
     figure = Figure(figsize=(11, 4.4), layout="constrained")
     loss_ax, second_ax = figure.subplots(1, 2)
     if train_steps:
-        loss_ax.plot(train_steps, train_loss, color="tab:blue", linewidth=1.4, label="train loss")
+        # Markers keep a short log (one or two points) visible.
+        loss_ax.plot(train_steps, train_loss, color="tab:blue", linewidth=1.4, marker="." if len(train_steps) < 30 else None, label="train loss")
     if eval_steps:
         loss_ax.plot(eval_steps, eval_loss, color="tab:orange", marker="o", linewidth=1.6, label="eval loss")
     loss_ax.set_title("Loss")

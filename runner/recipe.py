@@ -37,7 +37,7 @@ def run_spec(spec: Spec, overwrite: bool = False, resume: bool = False, force_re
     # 1. Data
     data = data_step.prepare_data(spec)
     print(f"data: {', '.join(f'{n} {r} rows' for n, r in data.summary['rows'].items())}; {data.summary['split_note']}")
-    check_fingerprint(run_dir, spec, data.files, resuming=checkpoint is not None, force=force_resume)
+    current_fingerprint = check_fingerprint(run_dir, spec, data.files, resuming=checkpoint is not None, force=force_resume)
 
     # 2. Model and tokens
     device = train_step.choose_device(spec["train"]["device"])
@@ -55,6 +55,10 @@ def run_spec(spec: Spec, overwrite: bool = False, resume: bool = False, force_re
     print(f"model: {spec['model']['name']} ({'LoRA' if spec['lora'] else 'full fine-tuning'}), "
           f"{trainable:,} trainable of {total:,} parameters ({100 * trainable / total:.2f}%); device {device}, {precision}")
 
+    # Every input has loaded: only now may an earlier run in the folder go, so a bad input costs nothing.
+    clear_run_dir(run_dir, resuming=checkpoint is not None)
+    atomic_write_json(run_dir / "checkpoints" / "fingerprint.json", current_fingerprint)
+
     # 3. Train
     with train_step.GracefulStop() as stop:
         trainer = train_step.build_trainer(spec, model, tokenizer, tokenized, data.labels, run_dir, device, precision, [stop.callback()])
@@ -66,6 +70,10 @@ def run_spec(spec: Spec, overwrite: bool = False, resume: bool = False, force_re
                                "lower train.batch_size (raise gradient_accumulation_steps to keep the effective size), "
                                "lower model.max_length, or set train.auto_find_batch_size: true") from None
             raise
+        except OSError as exc:  # a checkpoint or log that could not be written: disk full, permissions
+            raise RunError(f"a write failed while training: {exc.strerror or exc}",
+                           "free disk space (or fix the folder's permissions), then `runner run SPEC --resume` continues from the last complete checkpoint",
+                           str(exc.filename or run_dir / "checkpoints")) from None
     is_main = trainer.is_world_process_zero()
     result = {
         "status": "finished",
@@ -101,16 +109,21 @@ def run_spec(spec: Spec, overwrite: bool = False, resume: bool = False, force_re
         return run_dir
     # 5. Save: model, metrics, predictions, spec
     save_model(trainer, tokenizer, spec, run_dir)
-    atomic_write_json(run_dir / "metrics.json", result["metrics"])
-    atomic_write_text(run_dir / "spec.yaml", yaml.safe_dump(spec.values, sort_keys=False, allow_unicode=True))
-    if spec["output"]["save_predictions"]:
-        write_split_predictions(run_dir, logits_by_split, data, spec["task"], spec["predict"]["threshold"])
-    result["timing"].update(finished_at=now(), total_seconds=round(time.perf_counter() - started, 3))
+    try:
+        atomic_write_json(run_dir / "metrics.json", result["metrics"])
+        atomic_write_text(run_dir / "spec.yaml", yaml.safe_dump(spec.values, sort_keys=False, allow_unicode=True))
+        if spec["output"]["save_predictions"]:
+            write_split_predictions(run_dir, logits_by_split, data, spec["task"], spec["predict"]["threshold"])
+        result["timing"].update(finished_at=now(), total_seconds=round(time.perf_counter() - started, 3))
 
-    # 6. Record: report, plots, model card, manifest
-    from runner.record import write_run_record
+        # 6. Record: report, plots, model card, manifest
+        from runner.record import write_run_record
 
-    write_run_record(run_dir, spec, result)
+        write_run_record(run_dir, spec, result)
+    except OSError as exc:
+        raise RunError(f"could not write the run record: {exc.strerror or exc}",
+                       f"free disk space; the model in {run_dir / 'model'} and the checkpoints are kept",
+                       str(exc.filename or run_dir)) from None
     headline = result["metrics"]["headline"]
     print(f"done: {headline['split']} {headline['name']} = {headline['value']:.4f}; run folder {run_dir}")
 
@@ -127,31 +140,33 @@ def now() -> str:
 
 
 def prepare_run_dir(run_dir: Path, overwrite: bool, resume: bool) -> Path | None:
-    """Make the run folder. Returns the checkpoint to resume from, if any.
+    """Check the run folder (and make it) before any input is read. Returns the checkpoint to resume from, if any.
 
-    A finished run is never replaced without --overwrite, and --overwrite removes only what a run
-    writes (RUN_ENTRIES), never other files in the folder.
+    Nothing is removed here: clear_run_dir does that once every input has loaded. A finished run is
+    never replaced without --overwrite, nor resumed, and --overwrite removes only what a run writes
+    (RUN_ENTRIES) in a folder that a run wrote, never other files.
     """
     if run_dir.exists() and not run_dir.is_dir():
         raise SpecError(f"output folder '{run_dir}' is a file", "set output.dir to a folder path", "output.dir")
-    manifest = run_dir / "run.json"
+    finished = run_status(run_dir) == "finished"
     if resume:
         from runner.train import latest_checkpoint
 
+        if finished:
+            raise SpecError(f"output folder '{run_dir}' holds a finished run: there is nothing to resume",
+                            "pass --overwrite to train it again from scratch, or set output.dir (--output) to a new folder", "output.dir")
         checkpoint = latest_checkpoint(run_dir)
         if checkpoint is None:
             raise SpecError(f"nothing to resume: '{run_dir}/checkpoints' holds no checkpoint", "run without --resume to start from scratch", "output.dir")
         print(f"resuming from {checkpoint}")
-        for entry in ("model", "merged", "metrics.json", "report.md"):
-            remove_entry(run_dir / entry)
         return checkpoint
     existing = [e for e in RUN_ENTRIES if (run_dir / e).exists()]
     if existing and not overwrite:
-        finished = manifest.exists() and read_json(manifest).get("status") == "finished"
         what = "a finished run" if finished else "an unfinished run"
         raise SpecError(f"output folder '{run_dir}' already holds {what}", "pass --overwrite to replace it, --resume to continue it, or set output.dir (--output) to a new folder", "output.dir")
-    for entry in existing:
-        remove_entry(run_dir / entry)
+    if existing and not ((run_dir / "run.json").exists() or (run_dir / "checkpoints" / "fingerprint.json").exists()):
+        raise SpecError(f"output folder '{run_dir}' holds {', '.join(existing)} but no run record, so no run wrote them",
+                        "set output.dir (--output) to a new or empty folder; --overwrite only replaces a run's own files", "output.dir")
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
         probe = run_dir / ".write-test"
@@ -160,6 +175,23 @@ def prepare_run_dir(run_dir: Path, overwrite: bool, resume: bool) -> Path | None
     except OSError as exc:
         raise SpecError(f"cannot write to output folder '{run_dir}': {exc.strerror}", "set output.dir (or --output) to a folder you can write", "output.dir") from None
     return None
+
+
+def run_status(run_dir: Path) -> str | None:
+    """The status in run.json ("finished", "interrupted"); None when there is no readable run.json."""
+    try:
+        manifest = read_json(run_dir / "run.json")
+    except (OSError, ValueError):
+        return None
+    return manifest.get("status") if isinstance(manifest, dict) else None
+
+
+def clear_run_dir(run_dir: Path, resuming: bool) -> None:
+    """Remove an earlier run's outputs (prepare_run_dir has checked that they may go). A resumed run
+    keeps its checkpoints and run.json and loses only what it writes again."""
+    entries = ("model", "merged", "metrics.json", "report.md", ".model.tmp", ".merged.tmp") if resuming else RUN_ENTRIES
+    for entry in entries:
+        remove_entry(run_dir / entry)
 
 
 def remove_entry(path: Path) -> None:
@@ -180,7 +212,9 @@ def fingerprint(spec: Spec, files: dict) -> dict:
     }
 
 
-def check_fingerprint(run_dir: Path, spec: Spec, files: dict, resuming: bool, force: bool) -> None:
+def check_fingerprint(run_dir: Path, spec: Spec, files: dict, resuming: bool, force: bool) -> dict:
+    """Refuse to resume when the spec or data changed since the checkpoint. Returns the current
+    fingerprint; the recipe writes it once the earlier run is cleared."""
     path = run_dir / "checkpoints" / "fingerprint.json"
     current = fingerprint(spec, files)
     if resuming and path.exists() and not force:
@@ -190,7 +224,7 @@ def check_fingerprint(run_dir: Path, spec: Spec, files: dict, resuming: bool, fo
         for role, digest in current["data_sha256"].items():
             if saved.get("data_sha256", {}).get(role) != digest:
                 raise SpecError(f"the {role} data file changed since the checkpoint was saved", "resume with the same data, or pass --force-resume", files[role])
-    atomic_write_json(path, current)
+    return current
 
 
 def evaluate_splits(trainer, spec: Spec, tokenized: dict, data) -> dict:

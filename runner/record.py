@@ -9,6 +9,7 @@ atomically, so a record is never left half-written.
 from __future__ import annotations
 
 import json
+import math
 import platform
 import re
 import subprocess
@@ -21,6 +22,7 @@ import yaml
 from runner import __version__
 from runner.errors import DataError
 from runner.files import atomic_write_bytes, atomic_write_json, atomic_write_text, read_json, sha256_file
+from runner.metrics import LOWER_IS_BETTER
 from runner.spec import Spec
 
 MANIFEST_FORMAT = 1
@@ -28,7 +30,6 @@ SPLITS = ("validation", "test")
 PACKAGES = ("torch", "transformers", "datasets", "peft", "accelerate", "tokenizers", "huggingface_hub", "pandas", "scikit-learn", "numpy")
 # Data file roles in result["data_files"] and run.json, and the spec key each comes from.
 DATA_KEYS = {"train": "train", "validation": "validation_file", "test": "test_file"}
-LOWER_IS_BETTER = {"loss", "mse", "mae"}
 SINGLE_LABEL_TASKS = {"single_label_classification", "text_pair_classification"}
 TASK_NAMES = {
     "single_label_classification": "single-label text classification",
@@ -78,7 +79,9 @@ def lower_is_better(metric: str) -> bool:
 
 def metric_items(values: dict | None) -> list[tuple[str, float]]:
     """The model's numeric metrics in a metrics dict, in order, without runtimes and throughputs."""
-    return [(name, value) for name, value in (values or {}).items()
+    if not isinstance(values, dict):
+        return []
+    return [(name, value) for name, value in values.items()
             if isinstance(value, (int, float)) and not isinstance(value, bool) and not _NOT_METRICS.search(name)]
 
 
@@ -124,14 +127,11 @@ def redact(value):
 
 
 def _metrics_table(metrics: dict, headline: dict | None = None) -> str:
-    splits = [s for s in SPLITS if metric_items(metrics.get(s))]
-    names = list(dict.fromkeys(name for s in splits for name, _ in metric_items(metrics[s])))
-    rows = []
-    for name in names:
-        bold = headline and headline.get("name") == name
-        label = f"**{name}**" if bold else name
-        rows.append([label] + [_number(dict(metric_items(metrics[s])).get(name)) for s in splits])
-    return _table(["metric"] + splits, rows) if rows else "No metrics were recorded."
+    by_split = {s: dict(metric_items(metrics.get(s))) for s in SPLITS if metric_items(metrics.get(s))}
+    names = list(dict.fromkeys(name for values in by_split.values() for name in values))
+    rows = [[f"**{name}**" if headline and headline.get("name") == name else name] + [_number(values.get(name)) for values in by_split.values()]
+            for name in names]
+    return _table(["metric"] + list(by_split), rows) if rows else "No metrics were recorded."
 
 
 def _per_class_table(per_class: dict) -> str:
@@ -228,7 +228,8 @@ def _data_section(summary: dict, labels: list[str]) -> list[str]:
     truncated = summary.get("truncated") or {}
     if truncated:
         fraction = truncated.get("fraction") or 0.0
-        out += [f"Truncated: {_number(truncated.get('rows', 0))} rows ({fraction:.1%}) were longer than "
+        rows_cut = truncated.get("rows", 0)
+        out += [f"Truncated: {_number(rows_cut)} {'row was' if rows_cut == 1 else 'rows were'} ({fraction:.1%}) longer than "
                 f"max_length {truncated.get('max_length', '?')} tokens.", ""]
     dropped = summary.get("dropped") or []
     if dropped:
@@ -284,7 +285,7 @@ def model_card_data(spec: Spec, result: dict):
     else:
         train = Path(spec["data"]["train"])
         file_format = spec["data"]["format"] if spec["data"]["format"] != "auto" else (train.suffix.lstrip(".").lower() or "csv")
-        dataset = {"dataset_type": {"jsonl": "json", "tsv": "csv"}.get(file_format, file_format), "dataset_name": train.stem}
+        dataset = {"dataset_type": {"jsonl": "json", "tsv": "csv"}.get(file_format, file_format), "dataset_name": train.name}
     split_names = {"validation": (hub_data or {}).get("validation_split") or "validation", "test": (hub_data or {}).get("test_split") or "test"}
     metrics = result.get("metrics") or {}
     eval_results = []
@@ -293,7 +294,7 @@ def model_card_data(spec: Spec, result: dict):
             metric_type, config = HUB_METRICS.get(name, (name, None))
             eval_results.append(EvalResult(
                 task_type="text-classification", task_name=TASK_NAMES.get(result.get("task") or spec["task"], "Text classification"),
-                metric_type=metric_type, metric_config=config, metric_name=f"{METRIC_NAMES.get(name, name)} ({split})",
+                metric_type=metric_type, metric_config=config, metric_name=METRIC_NAMES.get(name, name),
                 metric_value=float(value), dataset_split=split_names[split], **dataset,
             ))
     tags = ["text-classification", "runner"] + (["lora", "peft"] if lora else [])
@@ -319,7 +320,7 @@ def base_model_id(spec: Spec, model: dict) -> str | None:
     name = model.get("name") or spec["model"]["name"]
     if model.get("source", "hub") == "hub":
         return name
-    folder = Path(name) if Path(name).is_absolute() else spec.resolve(name)
+    folder = Path(model["path"]) if model.get("path") else spec.resolve(name)
     try:
         name_or_path = json.loads((folder / "config.json").read_text(encoding="utf-8")).get("_name_or_path") or ""
     except (OSError, ValueError, AttributeError):
@@ -340,7 +341,7 @@ def _card_body(spec: Spec, result: dict, base_model: str | None) -> str:
            + ("with LoRA " if lora else "") + "by [runner](https://github.com/runner-dev/runner) from a declarative spec.", ""]
     if lora:
         out += ["This repository holds a LoRA adapter and the trained classification head, not full weights: "
-                "loading it also downloads the base model.", ""]
+                "loading it also loads the base model that `adapter_config.json` names.", ""]
     if result.get("status", "finished") != "finished":
         out += ["**Training was interrupted**; this is the model as saved when it stopped.", ""]
     if _headline_text(metrics):
@@ -391,7 +392,8 @@ def _card_body(spec: Spec, result: dict, base_model: str | None) -> str:
 
     out += ["## Training procedure", "",
             f"Trained on {result.get('device', '?')} in {result.get('precision', '?')} "
-            f"for {_duration((result.get('timing') or {}).get('train_seconds'))}. The resolved spec:", "",
+            f"for {_duration((result.get('timing') or {}).get('train_seconds'))}"
+            + (f", from base model revision `{model['revision']}`" if model.get("revision") else "") + ". The resolved spec:", "",
             "```yaml", yaml.safe_dump(redact(spec.values), sort_keys=False, allow_unicode=True).rstrip(), "```", ""]
 
     truncated = summary.get("truncated") or {}
@@ -432,7 +434,9 @@ def write_manifest(run_dir: Path, spec: Spec, result: dict) -> None:
         "finished_at": timing.get("finished_at"),
         "argv": redact([str(a) for a in result.get("argv") or []]),
         "seed": spec["seed"],
-        "spec": {"path": str(spec.path.resolve()) if spec.path else None, "sha256": spec.sha256, "values": redact(spec.values)},
+        "spec_file": str(spec.path.resolve()) if spec.path else None,
+        "spec_sha256": spec.sha256,
+        "spec": redact(spec.values),
         "data": {"files": data_file_hashes(spec, result)},
         "model": result.get("model"),
         "environment": {
@@ -496,6 +500,8 @@ def git_state(folder: Path) -> dict | None:
 
 
 def _read_json_object(path: Path, missing_hint: str) -> dict:
+    if not path.parent.is_dir():
+        raise DataError(f"folder {path.parent} does not exist", "give the run folder that `runner run` wrote")
     if not path.is_file():
         raise DataError(f"{path.parent} has no {path.name}", missing_hint)
     try:
@@ -515,7 +521,7 @@ def read_metrics(path: str | Path) -> dict:
     if path.is_dir() or path.suffix != ".json":
         path = path / "metrics.json"
     metrics = _read_json_object(path, f"is {path.parent} a finished run folder? metrics.json is written when a run ends")
-    if not any(isinstance(metrics.get(split), dict) for split in SPLITS):
+    if not any(metric_items(metrics.get(split)) for split in SPLITS):
         raise DataError(f"{path} has no validation or test metrics", "it should look like {\"validation\": {\"accuracy\": 0.9}, ...}")
     return metrics
 
@@ -526,15 +532,13 @@ def _read_manifest(run_dir: Path) -> dict:
 
 
 def hub_url(manifest: dict) -> str | None:
+    """Where `runner push` put the run (its pull request, when it opened one), from run.json."""
     hub = manifest.get("hub")
-    if isinstance(hub, str):
-        return hub
-    if isinstance(hub, dict):
-        if hub.get("url"):
-            return hub["url"]
-        if hub.get("repo_id"):
-            return f"https://huggingface.co/{hub['repo_id']}"
-    return None
+    if not isinstance(hub, dict):
+        return None
+    if hub.get("pr_url") or hub.get("url"):
+        return hub.get("pr_url") or hub["url"]
+    return f"https://huggingface.co/{hub['repo_id']}" if hub.get("repo_id") else None
 
 
 def _compare(name: str, value, base) -> dict:
@@ -560,9 +564,9 @@ def summary_json(run_dir: str | Path, base: str | Path | None = None) -> dict:
     base_metrics = read_metrics(base) if base is not None else {}
     splits = {}
     for split in SPLITS:
-        values = metric_items(metrics.get(split) if isinstance(metrics.get(split), dict) else None)
+        values = metric_items(metrics.get(split))
         if values:
-            base_values = base_metrics.get(split) if isinstance(base_metrics.get(split), dict) else {}
+            base_values = dict(metric_items(base_metrics.get(split)))
             splits[split] = {name: _compare(name, value, base_values.get(name)) for name, value in values}
     headline = metrics.get("headline") if isinstance(metrics.get("headline"), dict) else {}
     headline_entry = None
@@ -572,7 +576,7 @@ def summary_json(run_dir: str | Path, base: str | Path | None = None) -> dict:
         if found:
             headline_entry = {"split": split, "name": headline["name"], **found}
     results = manifest.get("results") if isinstance(manifest.get("results"), dict) else {}
-    spec_values = (manifest.get("spec") or {}).get("values") or {}
+    spec_values = manifest.get("spec") if isinstance(manifest.get("spec"), dict) else {}
     return {
         "name": manifest.get("name") or run_dir.resolve().name,
         "run_dir": str(run_dir),
@@ -594,7 +598,8 @@ def _change_text(entry: dict) -> str:
         return "= no change"
     mark = "▲" if entry["change"] == "up" else "▼"
     delta = entry["delta"]
-    return f"{mark} {delta:+.4f} ({'better' if entry['better'] else 'worse'})"
+    shown = f"{delta:+.4f}" if abs(delta) >= 5e-5 else f"{delta:+.1e}"  # a tiny change must not read as +0.0000
+    return f"{mark} {shown} ({'better' if entry['better'] else 'worse'})"
 
 
 def summary_markdown(run_dir: str | Path, base: str | Path | None = None) -> str:
@@ -647,7 +652,7 @@ def reproduce_run(run_dir: str | Path, output_dir: str | Path | None = None) -> 
 
     run_dir = Path(run_dir).resolve()
     manifest = _read_json_object(run_dir / "run.json", "is it a run folder? run.json is written when a run ends")
-    values = (manifest.get("spec") or {}).get("values")
+    values = manifest.get("spec")
     if not isinstance(values, dict):
         raise DataError(f"{run_dir / 'run.json'} records no spec", "the manifest is damaged; re-run with `runner run SPEC`")
     output_dir = Path(output_dir).resolve() if output_dir else run_dir.with_name(run_dir.name + "-reproduce")
@@ -655,7 +660,7 @@ def reproduce_run(run_dir: str | Path, output_dir: str | Path | None = None) -> 
         raise DataError("the reproduction would overwrite the run it reproduces", "choose another --output folder")
     original = read_metrics(run_dir / "metrics.json")
 
-    spec_path = manifest["spec"].get("path")
+    spec_path = manifest.get("spec_file")
     # Hub inputs are pinned to the commits the run resolved; the reproduction never publishes.
     overrides = [f"output.dir={json.dumps(str(output_dir))}", "hub.push=false"]
     model = manifest.get("model") or {}
@@ -693,10 +698,12 @@ def verify_inputs(spec: Spec, manifest: dict) -> None:
             raise DataError(f"run.json records no sha256 for the {role} file {path}", "without it the data cannot be checked; start a new run with `runner run`")
         _check_hash(path, expected, f"{role} data file")
     model = manifest.get("model") or {}
-    if model.get("source") == "local":
-        folder = spec.resolve(spec["model"]["name"])
-        for name, expected in (model.get("weight_files") or {}).items():
-            _check_hash(folder / name, expected, "base model file")
+    if model.get("source") in ("local", "package") and model.get("weight_files"):
+        from runner.model import resolve_model_source
+
+        folder, _ = resolve_model_source(spec)
+        for name, expected in model["weight_files"].items():
+            _check_hash(Path(folder) / name, expected, "base model file")
 
 
 def _check_hash(path: Path, expected: str, what: str) -> None:
@@ -709,11 +716,18 @@ def _check_hash(path: Path, expected: str, what: str) -> None:
 
 
 def compare_metrics(original: dict, reproduced: dict) -> tuple[bool, str]:
-    """(every metric equal, a table of both); a metric present on one side only is a difference."""
+    """(every metric exactly equal, a table of both); a metric on one side only is a difference.
+
+    Runtimes and throughputs are left out: they differ between any two runs."""
     first, second = dict(metric_items(original)), dict(metric_items(reproduced))
     names = list(dict.fromkeys(list(first) + list(second)))
-    rows = [[name, repr(first.get(name)), repr(second.get(name)), "same" if first.get(name) == second.get(name) else "DIFFERENT"] for name in names]
-    matches = bool(names) and all(row[3] == "same" for row in rows)
-    width = [max(len(str(c)) for c in column) for column in zip(["metric", "original", "reproduced", ""], *rows)]
-    lines = ["  ".join(str(c).ljust(w) for c, w in zip(row, width)).rstrip() for row in [["metric", "original", "reproduced", ""]] + rows]
-    return matches, "validation metrics:\n" + "\n".join(lines)
+    same = {name: first.get(name) == second.get(name) or (_is_nan(first.get(name)) and _is_nan(second.get(name))) for name in names}
+    rows = [["metric", "original", "reproduced", ""]]
+    rows += [[name, repr(first.get(name)), repr(second.get(name)), "same" if same[name] else "DIFFERENT"] for name in names]
+    widths = [max(len(row[i]) for row in rows) for i in range(4)]
+    lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in rows]
+    return bool(names) and all(same.values()), "validation metrics:\n" + "\n".join(lines)
+
+
+def _is_nan(value) -> bool:
+    return isinstance(value, float) and math.isnan(value)

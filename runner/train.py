@@ -91,7 +91,7 @@ def training_arguments(spec: Spec, run_dir: Path, device: str, precision: str):
         train_sampling_strategy="group_by_length" if train["group_by_length"] else "random",
         length_column_name="length",
         remove_unused_columns=False,  # keep `length` for the sampler; the collator drops it
-        gradient_checkpointing=train["gradient_checkpointing"],
+        activation_checkpointing=train["gradient_checkpointing"],
         auto_find_batch_size=train["auto_find_batch_size"],
         dataloader_num_workers=train["dataloader_num_workers"],
         disable_tqdm=False,
@@ -173,10 +173,21 @@ def build_trainer(spec: Spec, model, tokenizer, tokenized: dict, labels: list[st
 
 
 def latest_checkpoint(run_dir: Path) -> Path | None:
-    from transformers.trainer_utils import get_last_checkpoint
+    """The newest complete checkpoint. The Trainer writes trainer_state.json last, so a save cut
+    short (a full disk, a second signal) leaves a folder without a readable one: skip it."""
+    import json
+    import re
 
     folder = run_dir / "checkpoints"
     if not folder.is_dir():
         return None
-    last = get_last_checkpoint(str(folder))
-    return Path(last) if last else None
+    found = [(int(match.group(1)), path) for path in folder.iterdir()
+             if (match := re.fullmatch(r"checkpoint-(\d+)", path.name)) and path.is_dir()]
+    for _, path in sorted(found, reverse=True):
+        try:
+            json.loads((path / "trainer_state.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            print(f"warning: skipping incomplete checkpoint {path}")
+            continue
+        return path
+    return None

@@ -116,7 +116,7 @@ def test_report_shows_metrics_data_and_pictures(recorded):
     assert "### Per class (validation)" in report and "| anger |" in report
     assert "stratified 80/20 split, seed 42" in report
     assert "| train | empty text | 2 |" in report
-    assert "Truncated: 1 rows (4.2%)" in report
+    assert "Truncated: 1 row was (4.2%) longer" in report
     assert "1 min 01 s (39.2 samples/s)" in report
     for name in ("confusion_matrix.png", "training_curves.png"):
         data = (run_dir / name).read_bytes()
@@ -137,7 +137,7 @@ def test_model_card_metadata_parses_with_eval_results(recorded):
     assert results[("validation", "accuracy", None)] == 0.8333
     assert results[("validation", "f1", "macro")] == 0.8312
     assert results[("test", "f1", "macro")] == 0.79
-    assert all(r.task_type == "text-classification" and r.dataset_type == "csv" and r.dataset_name == "train" for r in data.eval_results)
+    assert all(r.task_type == "text-classification" and r.dataset_type == "csv" and r.dataset_name == "train.csv" for r in data.eval_results)
     assert not any("runtime" in (r.metric_name or "") for r in data.eval_results)
     assert 'pipeline("text-classification", model="acme/emotions-tiny")' in card.text
     assert "| 0 | anger |" in card.text and "```yaml" in card.text and "max_length: 64" in card.text
@@ -147,8 +147,9 @@ def test_model_card_metadata_parses_with_eval_results(recorded):
 def test_manifest_hashes_match_the_files_they_name(recorded):
     run_dir, spec, _ = recorded
     manifest = json.loads((run_dir / "run.json").read_text())
-    assert manifest["spec"]["sha256"] == sha256_file(spec.path) == spec.sha256
-    assert manifest["spec"]["values"]["train"]["epochs"] == 2
+    assert manifest["spec_file"] == str(spec.path)
+    assert manifest["spec_sha256"] == sha256_file(spec.path) == spec.sha256
+    assert manifest["spec"] == spec.values and manifest["spec"]["train"]["epochs"] == 2
     files = manifest["data"]["files"]
     assert set(files) == {"train", "test"}
     for entry in files.values():
@@ -190,7 +191,7 @@ def test_manifest_keeps_hub_record_and_git_state(tmp_path):
 
 def test_summary_shows_deltas_against_a_baseline(recorded, tmp_path):
     run_dir, _, result = recorded
-    base = {"validation": {**result["metrics"]["validation"], "f1_macro": 0.8012, "accuracy": 0.85, "loss": 0.5711},
+    base = {"validation": {**result["metrics"]["validation"], "f1_macro": 0.8012, "accuracy": 0.85, "loss": 0.5711, "f1_weighted": 0.832001},
             "headline": {"split": "validation", "name": "f1_macro", "value": 0.8012}}
     atomic_write_json(tmp_path / "base" / "metrics.json", base)
     text = record.summary_markdown(run_dir, tmp_path / "base")
@@ -199,6 +200,7 @@ def test_summary_shows_deltas_against_a_baseline(recorded, tmp_path):
     assert "| accuracy | 0.8333 | 0.8500 | ▼ -0.0167 (worse) |" in text
     assert "| loss | 0.4711 | 0.5711 | ▼ -0.1000 (better) |" in text
     assert "| recall_macro | 0.8333 | 0.8333 | = no change |" in text
+    assert "| f1_weighted | 0.8320 | 0.8320 | ▼ -1.0e-06 (worse) |" in text
     assert "| accuracy | 0.8000 | – | – |" in text  # the baseline has no test split
     assert "Data: train 24 rows · validation 6 rows · test 10 rows" in text
     assert "<details><summary>Per-class metrics</summary>" in text and "| joy |" in text
@@ -322,6 +324,23 @@ def test_reproduce_refuses_when_a_data_file_changed(tmp_path):
     assert not (tmp_path / "runs" / "emotions-tiny-reproduce").exists()
 
 
+def test_reproduce_refuses_when_a_local_base_model_changed(tmp_path):
+    folder = tmp_path / "base-model"
+    folder.mkdir()
+    (folder / "config.json").write_text("{}")
+    (folder / "model.safetensors").write_bytes(b"weights")
+    spec = make_spec(tmp_path, SPEC.replace("sentence-transformers/all-MiniLM-L6-v2", "./base-model"))
+    result = make_result(tmp_path)
+    result["model"] = {**result["model"], "name": "./base-model", "path": str(folder), "source": "local", "revision": None,
+                       "weight_files": {"model.safetensors": sha256_file(folder / "model.safetensors")}}
+    run_dir = tmp_path / "run"
+    atomic_write_json(run_dir / "metrics.json", result["metrics"])
+    record.write_manifest(run_dir, spec, result)
+    (folder / "model.safetensors").write_bytes(b"other weights")
+    with pytest.raises(DataError, match=r"base model file .*model\.safetensors changed since the run"):
+        record.reproduce_run(run_dir)
+
+
 def test_reproduce_runs_the_recorded_spec_and_compares_metrics(tmp_path, monkeypatch, capsys):
     run_dir = _reproducible_run(tmp_path)
     calls = []
@@ -350,3 +369,11 @@ def test_reproduce_runs_the_recorded_spec_and_compares_metrics(tmp_path, monkeyp
     assert "metrics differ" in out and "DIFFERENT" in out and "f1_macro" in out
     with pytest.raises(DataError, match="overwrite the run"):
         record.reproduce_run(run_dir, run_dir)
+
+
+def test_compare_metrics_is_exact_and_ignores_timings():
+    matches, table = record.compare_metrics({"f1_macro": 0.5, "loss": float("nan"), "runtime": 1.0},
+                                            {"f1_macro": 0.5, "loss": float("nan"), "runtime": 2.0})
+    assert matches and "runtime" not in table
+    matches, table = record.compare_metrics({"f1_macro": 0.5}, {"f1_macro": 0.5000001, "accuracy": 0.9})
+    assert not matches and table.count("DIFFERENT") == 2
