@@ -211,7 +211,7 @@ def convert(config, output) -> None:
     """Translate an AutoTrain text-classification config into a native spec."""
     from runner.autotrain import convert_file
 
-    text = convert_file(config)
+    text = convert_file(config, spec_path=output)
     if output:
         output.write_text(text, encoding="utf-8")
         click.echo(f"wrote {output}")

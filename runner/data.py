@@ -280,14 +280,14 @@ def encode_regression_targets(frame: pd.DataFrame, column: str, source: str) -> 
 # Splitting
 
 
-def split_validation(frame: pd.DataFrame, fraction: float, seed: int, stratify_by: pd.Series | None) -> tuple[pd.DataFrame, pd.DataFrame, str]:
+def split_validation(frame: pd.DataFrame, fraction: float, seed: int, stratify_by: pd.Series | None, source: str = "") -> tuple[pd.DataFrame, pd.DataFrame, str]:
     """Seeded split; stratified when every class has at least two rows. Returns (train, validation, note)."""
     from sklearn.model_selection import train_test_split
 
     n_validation = max(1, round(len(frame) * fraction))
     if len(frame) < 4 or len(frame) - n_validation < 2:
         raise DataError(f"only {len(frame)} usable row(s): too few to hold out a validation split",
-                        "add rows, or give a separate data.validation_file")
+                        "add rows, or give a separate data.validation_file", source)
     note = f"random {round((1 - fraction) * 100)}/{round(fraction * 100)} split, seed {seed}"
     stratify = None
     if stratify_by is not None:
@@ -366,7 +366,7 @@ def prepare_data(spec: Spec) -> PreparedData:
     note = "separate validation data"
     if "validation" not in splits:
         stratify_by = splits["train"]["label"] if (task in ("single_label_classification", "text_pair_classification") and data["stratify"]) else None
-        splits["train"], splits["validation"], note = split_validation(splits["train"], data["validation_fraction"], spec["seed"], stratify_by)
+        splits["train"], splits["validation"], note = split_validation(splits["train"], data["validation_fraction"], spec["seed"], stratify_by, sources["train"])
 
     summary = {
         "rows": {name: len(frame) for name, frame in splits.items()},

@@ -52,10 +52,10 @@ def resolve_model_source(spec: Spec) -> tuple[str, str]:
         package, _, sub = name[len("package:"):].partition("/")
         found = importlib.util.find_spec(package)
         if found is None or not found.submodule_search_locations:
-            raise SpecError(f"model package '{package}' is not installed", f"pip install {package.replace('_', '-')}", "model.name")
+            raise SpecError(f"model package '{package}' is not installed", f"pip install {package.replace('_', '-')}", spec.where("model", "name"))
         folder = Path(list(found.submodule_search_locations)[0]) / (sub or "model")
         if not (folder / "config.json").exists():
-            raise SpecError(f"package '{package}' has no model folder at {folder}", "name the folder inside the package: package:NAME/SUBFOLDER", "model.name")
+            raise SpecError(f"package '{package}' has no model folder at {folder}", "name the folder inside the package: package:NAME/SUBFOLDER", spec.where("model", "name"))
         return str(folder), "package"
     local = spec.resolve(name)
     if looks_like_local_path(name) or local.is_dir():
@@ -63,14 +63,14 @@ def resolve_model_source(spec: Spec) -> tuple[str, str]:
     return name, "hub"
 
 
-def _explain_load_failure(exc: Exception, name: str, source: str, what: str) -> Exception:
+def _explain_load_failure(exc: Exception, name: str, source: str, what: str, where: str = "model.name") -> Exception:
     text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
     if source == "hub":
         return RunError(f"cannot load the {what} '{name}' from the Hub: {text}",
                         "offline or behind a firewall? give a local folder in model.name (saved with save_pretrained), "
-                        "or download it once into the cache and set HF_HUB_OFFLINE=1", "model.name")
+                        "or download it once into the cache and set HF_HUB_OFFLINE=1", where)
     return SpecError(f"cannot load the {what} from '{name}': {text}",
-                     "point model.name at a folder written by save_pretrained() (config.json, weights, tokenizer files)", "model.name")
+                     "point model.name at a folder written by save_pretrained() (config.json, weights, tokenizer files)", where)
 
 
 def load_tokenizer(spec: Spec):
@@ -80,14 +80,14 @@ def load_tokenizer(spec: Spec):
     try:
         tokenizer = AutoTokenizer.from_pretrained(name, revision=spec["model"]["revision"], trust_remote_code=spec["model"]["trust_remote_code"])
     except (OSError, ValueError) as exc:
-        raise _explain_load_failure(exc, name, source, "tokenizer") from None
+        raise _explain_load_failure(exc, name, source, "tokenizer", spec.where("model", "name")) from None
     if not tokenizer.is_fast:
         print(f"warning: {type(tokenizer).__name__} is a slow tokenizer; tokenization will take longer")
     model_limit = getattr(tokenizer, "model_max_length", None) or 0
     max_length = spec["model"]["max_length"]
     if 0 < model_limit < 1_000_000 and max_length > model_limit:
         raise SpecError(f"model.max_length {max_length} is beyond the model's limit of {model_limit} tokens",
-                        f"set model.max_length to {model_limit} or less", "model.max_length")
+                        f"set model.max_length to {model_limit} or less", spec.where("model", "max_length"))
     return tokenizer
 
 
@@ -101,26 +101,28 @@ def load_model(spec: Spec, labels: list[str]):
         folder = Path(name)
         if not any((folder / f).exists() for f in WEIGHT_FILES):
             raise SpecError(f"the model folder '{spec['model']['name']}' has no weights (model.safetensors or pytorch_model.bin)",
-                            "save the model with save_pretrained(), or give a Hub model id", "model.name")
+                            "save the model with save_pretrained(), or give a Hub model id", spec.where("model", "name"))
     task = spec["task"]
     kwargs = {"revision": spec["model"]["revision"], "trust_remote_code": spec["model"]["trust_remote_code"]}
     num_labels = 1 if task == "regression" else len(labels)
     try:
         config = AutoConfig.from_pretrained(name, num_labels=num_labels, problem_type=PROBLEM_TYPES[task], **kwargs)
     except (OSError, ValueError) as exc:
-        raise _explain_load_failure(exc, name, source, "model config") from None
+        raise _explain_load_failure(exc, name, source, "model config", spec.where("model", "name")) from None
     if task != "regression":
         config.id2label = dict(enumerate(labels))
         config.label2id = {label: i for i, label in enumerate(labels)}
     limit = getattr(config, "max_position_embeddings", None)
     if limit and spec["model"]["max_length"] > limit:
         raise SpecError(f"model.max_length {spec['model']['max_length']} is beyond the model's {limit} positions",
-                        f"set model.max_length to {limit} or less", "model.max_length")
+                        f"set model.max_length to {limit} or less", spec.where("model", "max_length"))
     try:
-        # Master weights stay fp32; bf16/fp16 come from autocast in the Trainer.
+        # Master weights stay fp32; bf16/fp16 come from autocast in the Trainer. No attn_implementation:
+        # transformers 5 then uses SDPA (fused attention) where the architecture has it and falls back
+        # to eager attention where not, while asking for "sdpa" outright fails on those architectures.
         model = AutoModelForSequenceClassification.from_pretrained(name, config=config, dtype=torch.float32, ignore_mismatched_sizes=True, **kwargs)
     except (OSError, ValueError) as exc:
-        raise _explain_load_failure(exc, name, source, "model") from None
+        raise _explain_load_failure(exc, name, source, "model", spec.where("model", "name")) from None
     return model
 
 
@@ -134,12 +136,12 @@ def lora_targets(model, spec: Spec) -> list[str]:
         missing = [t for t in targets if t not in names]
         if missing:
             raise SpecError(f"lora.target_modules {', '.join(missing)} not found in the model",
-                            f"valid names for this model: {', '.join(sorted(names))}", "lora.target_modules")
+                            f"valid names for this model: {', '.join(sorted(names))}", spec.where("lora", "target_modules"))
         return targets
     model_type = model.config.model_type
     if model_type not in LORA_TARGETS:
         raise SpecError(f"no default LoRA targets for model type '{model_type}'",
-                        f"set lora.target_modules; linear layers in this model: {', '.join(sorted(names))}", "lora.target_modules")
+                        f"set lora.target_modules; linear layers in this model: {', '.join(sorted(names))}", spec.where("lora", "target_modules"))
     return LORA_TARGETS[model_type]
 
 
@@ -201,39 +203,152 @@ def count_parameters(model) -> tuple[int, int]:
 # ---------------------------------------------------------------------------------------------
 # Tokenization
 
+TOKENIZE_CHUNK = 20_000  # rows per tokenizer call: enough for the Rust tokenizer's threads, little memory
+TOKENIZED_FORMAT = 1  # bump when the cached columns or their meaning change
+MASK_INPUTS = ("attention_mask", "token_type_ids", "special_tokens_mask")  # small integers, stored as int8
 
-def tokenize_splits(splits: dict, tokenizer, max_length: int, has_pair: bool):
-    """Tokenize every split with the fast tokenizer in large batches, without padding.
+
+def cache_root() -> Path:
+    """$RUNNER_CACHE_DIR, else $XDG_CACHE_HOME/runner, else ~/.cache/runner. Safe to delete."""
+    import os
+
+    if os.environ.get("RUNNER_CACHE_DIR"):
+        return Path(os.environ["RUNNER_CACHE_DIR"]).expanduser()
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache").expanduser() / "runner"
+
+
+def tokenizer_fingerprint(tokenizer) -> str:
+    """sha256 of what decides the token ids: vocabulary, normalizer, special tokens, truncation side."""
+    import hashlib
+    import json
+
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is not None:
+        state = json.loads(backend.to_str())
+        state["truncation"] = state["padding"] = None  # every call sets these; the call's max_length is in the key
+        body = json.dumps(state, sort_keys=True)
+    else:
+        kwargs = {k: v for k, v in tokenizer.init_kwargs.items() if k not in ("name_or_path", "vocab_file", "merges_file")}
+        body = json.dumps([sorted(tokenizer.get_vocab().items()), kwargs], sort_keys=True, default=str)
+    extra = json.dumps([type(tokenizer).__name__, list(tokenizer.model_input_names), tokenizer.truncation_side], default=str)
+    return hashlib.sha256((body + extra).encode("utf-8")).hexdigest()
+
+
+def tokenized_cache_key(splits: dict, tokenizer, max_length: int, has_pair: bool) -> str:
+    """Content key of the tokenized splits: every text and label, the tokenizer and max_length."""
+    import hashlib
+    import json
+
+    import pandas as pd
+
+    digest = hashlib.sha256(json.dumps([TOKENIZED_FORMAT, max_length, has_pair, tokenizer_fingerprint(tokenizer)]).encode())
+    for name in sorted(splits):
+        frame = splits[name]
+        digest.update(f"{name}:{len(frame)}".encode())
+        for column in ("text", "text_pair"):
+            if column in frame.columns:
+                digest.update(pd.util.hash_pandas_object(frame[column], index=False).to_numpy().tobytes())
+        labels = np.asarray(frame["label"].tolist())
+        digest.update(f"{labels.dtype}{labels.shape}".encode())
+        digest.update(labels.tobytes())
+    return digest.hexdigest()[:32]
+
+
+def tokenize_splits(splits: dict, tokenizer, max_length: int, has_pair: bool, cache_dir: Path | None = None) -> dict:
+    """Tokenize every split with the fast tokenizer in large batches, without padding, into Arrow
+    files that later runs on the same texts, labels, tokenizer and max_length reuse.
 
     Padding happens per batch in the collator. Each row keeps its token count in `length` (used to
-    group rows of similar length) and whether it was truncated.
+    group rows of similar length), whether it was truncated, and its untruncated `full_length`.
+    The splits come back memory-mapped, so a large dataset is not held in memory twice.
     """
+    import os
+    import shutil
+    import tempfile
+    import time
+
     import datasets
+    from filelock import FileLock
+
+    key = tokenized_cache_key(splits, tokenizer, max_length, has_pair)
+    root = Path(cache_dir) if cache_dir else cache_root() / "tokenized"
+    folder = root / key
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        print(f"warning: cannot use the tokenization cache {root} ({exc.strerror}); tokenizing into a temporary folder")
+        root = Path(tempfile.mkdtemp(prefix="runner-tokenized-"))
+        folder = root / key
+    rows = sum(len(frame) for frame in splits.values())
+    # The lock makes concurrent runs (and the processes of one distributed run) tokenize once.
+    with FileLock(str(root / f"{key}.lock")):
+        if folder.is_dir():
+            print(f"tokenize: {rows} rows from the cache ({folder})")
+        else:
+            started = time.perf_counter()
+            partial = root / f".{key}.{os.getpid()}.tmp"
+            shutil.rmtree(partial, ignore_errors=True)
+            partial.mkdir()
+            for name, frame in splits.items():
+                _write_tokenized(partial / f"{name}.arrow", frame, tokenizer, max_length, has_pair)
+            os.replace(partial, folder)
+            seconds = time.perf_counter() - started
+            print(f"tokenize: {rows} rows in {seconds:.1f}s ({rows / max(seconds, 1e-9):,.0f} rows/s), cached in {folder}")
+    return {name: datasets.Dataset.from_file(str(folder / f"{name}.arrow")) for name in splits}
+
+
+def _write_tokenized(path: Path, frame, tokenizer, max_length: int, has_pair: bool) -> None:
+    """One split as an Arrow stream file, TOKENIZE_CHUNK rows at a time."""
+    import pyarrow as pa
 
     n_special = tokenizer.num_special_tokens_to_add(pair=has_pair)
+    labels = frame["label"]
+    if labels.dtype == object:
+        label_type = pa.list_(pa.float32())  # multi-hot vectors
+    elif np.issubdtype(labels.dtype, np.floating):
+        label_type = pa.float32()
+    else:
+        label_type = pa.int64()
+    writer = None
+    with pa.OSFile(str(path), "wb") as sink:
+        for start in range(0, max(len(frame), 1), TOKENIZE_CHUNK):
+            chunk = frame.iloc[start:start + TOKENIZE_CHUNK]
+            args = (chunk["text"].tolist(), chunk["text_pair"].tolist()) if has_pair else (chunk["text"].tolist(),)
+            encoded = tokenizer(*args, truncation=True, max_length=max_length)
+            columns = {"labels": pa.array(chunk["label"].tolist(), label_type)}
+            for name, values in encoded.items():
+                columns[name] = pa.array(values, pa.list_(pa.int8() if name in MASK_INPUTS else pa.int32()))
+            columns.update(_length_columns(encoded, max_length, n_special))
+            batch = pa.RecordBatch.from_pydict(columns)
+            if writer is None:
+                writer = pa.ipc.new_stream(sink, batch.schema)
+            writer.write_batch(batch)
+        writer.close()
 
-    def encode(batch):
-        args = (batch["text"], batch["text_pair"]) if has_pair else (batch["text"],)
-        encoded = tokenizer(*args, truncation=True, max_length=max_length)
-        encodings = encoded.encodings or []
-        encoded["length"] = [len(ids) for ids in encoded["input_ids"]]
-        encoded["truncated"] = [bool(e.overflowing) for e in encodings] if encodings else [n >= max_length for n in encoded["length"]]
-        # Each overflowing piece repeats the special tokens, so count only its own tokens.
-        encoded["full_length"] = [len(e.ids) + sum(max(len(o.ids) - n_special, 0) for o in e.overflowing) for e in encodings] if encodings else encoded["length"]
-        return encoded
 
-    out = {}
-    for name, frame in splits.items():
-        dataset = datasets.Dataset.from_pandas(frame, preserve_index=False)
-        remove = [c for c in dataset.column_names if c not in ("label",)]
-        out[name] = dataset.map(encode, batched=True, batch_size=2000, remove_columns=remove, desc=f"tokenize {name}")
-        out[name] = out[name].rename_column("label", "labels")
-    return out
+def _length_columns(encoded, max_length: int, n_special: int) -> dict:
+    length = np.fromiter((len(ids) for ids in encoded["input_ids"]), dtype=np.int32, count=len(encoded["input_ids"]))
+    encodings = encoded.encodings
+    if not encodings:  # a slow tokenizer does not say what it cut off
+        return {"length": length, "truncated": length >= max_length, "full_length": length}
+    full_length = length.copy()
+    truncated = np.zeros(len(length), dtype=bool)
+    for i, encoding in enumerate(encodings):
+        if encoding.overflowing:
+            truncated[i] = True
+            # Each overflowing piece repeats the special tokens, so count only its own tokens.
+            full_length[i] += sum(max(len(o) - n_special, 0) for o in encoding.overflowing)
+    return {"length": length, "truncated": truncated, "full_length": full_length}
+
+
+def column_array(dataset, name: str) -> np.ndarray:
+    """A whole column as numpy in one read (datasets' `dataset[name]` reads it row by row)."""
+    return np.asarray(dataset.with_format("numpy", columns=[name])[:][name])
 
 
 def token_stats(tokenized: dict, max_length: int) -> dict:
-    lengths = np.asarray(tokenized["train"]["full_length"])
-    truncated = int(np.sum(tokenized["train"]["truncated"]))
+    lengths = column_array(tokenized["train"], "full_length")
+    truncated = int(column_array(tokenized["train"], "truncated").sum())
     return {
         "token_lengths": {f"p{q}": int(np.percentile(lengths, q)) for q in (50, 90, 95, 99)} | {"max": int(lengths.max()), "mean": round(float(lengths.mean()), 1)},
         "truncated": {"rows": truncated, "fraction": round(truncated / len(lengths), 4), "max_length": max_length},

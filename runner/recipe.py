@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
+from runner.distributed import as_launched, is_main_process
 from runner.errors import RunError, SpecError
 from runner.files import atomic_write_json, atomic_write_text, read_json, sha256_file
 from runner.spec import Spec
@@ -30,6 +31,7 @@ def run_spec(spec: Spec, overwrite: bool = False, resume: bool = False, force_re
     from runner import train as train_step
 
     started_at, started = now(), time.perf_counter()
+    argv = as_launched(spec, argv)  # a `--nproc N` worker records what the user ran, not its own argv
     run_dir = Path(spec["output"]["dir"])
     checkpoint = prepare_run_dir(run_dir, overwrite=overwrite, resume=resume)
     set_seed(spec["seed"])
@@ -56,8 +58,9 @@ def run_spec(spec: Spec, overwrite: bool = False, resume: bool = False, force_re
           f"{trainable:,} trainable of {total:,} parameters ({100 * trainable / total:.2f}%); device {device}, {precision}")
 
     # Every input has loaded: only now may an earlier run in the folder go, so a bad input costs nothing.
-    clear_run_dir(run_dir, resuming=checkpoint is not None)
-    atomic_write_json(run_dir / "checkpoints" / "fingerprint.json", current_fingerprint)
+    if is_main_process():  # one process clears and writes; the others write nothing before training
+        clear_run_dir(run_dir, resuming=checkpoint is not None)
+        atomic_write_json(run_dir / "checkpoints" / "fingerprint.json", current_fingerprint)
 
     # 3. Train
     with train_step.GracefulStop() as stop:
@@ -146,6 +149,10 @@ def prepare_run_dir(run_dir: Path, overwrite: bool, resume: bool) -> Path | None
     never replaced without --overwrite, nor resumed, and --overwrite removes only what a run writes
     (RUN_ENTRIES) in a folder that a run wrote, never other files.
     """
+    if not is_main_process():  # rank 0 checks and makes the folder (it may already be writing to it)
+        from runner.train import latest_checkpoint
+
+        return latest_checkpoint(run_dir) if resume else None
     if run_dir.exists() and not run_dir.is_dir():
         raise SpecError(f"output folder '{run_dir}' is a file", "set output.dir to a folder path", "output.dir")
     finished = run_status(run_dir) == "finished"
@@ -261,8 +268,8 @@ def save_model(trainer, tokenizer, spec: Spec, run_dir: Path) -> None:
             tokenizer.save_pretrained(temporary)
         except OSError as exc:
             remove_entry(temporary)
-            raise RunError(f"could not save the model to {folder}: {exc.strerror or exc}",
-                           f"free disk space; the checkpoints in {run_dir / 'checkpoints'} are kept, so `runner run SPEC --resume` finishes the run") from None
+            raise RunError(f"could not save the model: {exc.strerror or exc}",
+                           f"free disk space; the checkpoints in {run_dir / 'checkpoints'} are kept, so `runner run SPEC --resume` finishes the run", str(folder)) from None
         remove_entry(folder)
         temporary.rename(folder)
 

@@ -53,6 +53,10 @@ class Spec:
         candidate = Path(relative).expanduser()
         return candidate if candidate.is_absolute() else (self.base_dir / candidate)
 
+    def where(self, *path) -> str:
+        """The place of a spec value for a message found after loading: `spec.yaml:7:3 model.max_length`."""
+        return _where(str(self.path) if self.path else "<spec>", self.positions, tuple(path))
+
     def __getitem__(self, key):
         return self.values[key]
 

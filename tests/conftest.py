@@ -22,6 +22,7 @@ WORDS = {
     "neg": ["awful", "terrible", "sad", "gloomy", "horrible", "dreary", "bleak", "miserable", "dismal", "grim"],
     "neu": ["table", "chair", "window", "paper", "street", "number", "minute", "corner", "button", "sheet"],
 }
+INIT = 0.02
 FILLER = ["the", "a", "day", "was", "really", "quite", "today", "felt", "and", "very", "it", "so", "this", "is", "my"]
 
 
@@ -55,6 +56,9 @@ def build_tiny_model(folder: Path, model_type: str = "bert") -> Path:
     from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors, trainers
     from transformers import BertConfig, BertForSequenceClassification, BertTokenizerFast, DistilBertConfig, DistilBertForSequenceClassification
 
+    import torch
+
+    torch.manual_seed(0)  # the same tiny model every time, so tests that train it are repeatable
     folder.mkdir(parents=True, exist_ok=True)
     corpus = [" ".join(FILLER + sum(WORDS.values(), []))] * 4 + [w for ws in WORDS.values() for w in ws]
     tokenizer = Tokenizer(models.WordPiece(unk_token="[UNK]"))
@@ -68,10 +72,10 @@ def build_tiny_model(folder: Path, model_type: str = "bert") -> Path:
     fast.save_pretrained(folder)
     vocab = tokenizer.get_vocab_size()
     if model_type == "distilbert":
-        config = DistilBertConfig(vocab_size=vocab, dim=32, n_layers=2, n_heads=2, hidden_dim=64, max_position_embeddings=128, pad_token_id=0)
+        config = DistilBertConfig(vocab_size=vocab, dim=32, n_layers=2, n_heads=2, hidden_dim=64, max_position_embeddings=128, pad_token_id=0, initializer_range=INIT)
         model = DistilBertForSequenceClassification(config)
     else:
-        config = BertConfig(vocab_size=vocab, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64, max_position_embeddings=128, pad_token_id=0)
+        config = BertConfig(vocab_size=vocab, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64, max_position_embeddings=128, pad_token_id=0, initializer_range=INIT)
         model = BertForSequenceClassification(config)
     model.save_pretrained(folder)
     return folder
@@ -111,7 +115,7 @@ model:
   max_length: 32
 train:
   epochs: 1
-  learning_rate: 0.001
+  learning_rate: 0.003
   batch_size: 8
   logging_steps: 5
   early_stopping_patience: null
