@@ -24,16 +24,34 @@ def load_run_spec(run_dir: Path):
     return load_spec(run_dir / "spec.yaml", check_files=False)
 
 
-def load_trained_model(model_dir: Path):
-    """A full model, or base model + LoRA adapter when the folder holds adapter_config.json."""
+def run_labels(run_dir: Path) -> list[str]:
+    """The class names of a run, in id order, from its manifest."""
+    from runner.files import read_json
+
+    manifest = Path(run_dir) / "run.json"
+    return (read_json(manifest).get("results") or {}).get("labels") or [] if manifest.exists() else []
+
+
+def load_trained_model(model_dir: Path, labels: list[str] | None = None, task: str | None = None):
+    """A full model, or base model + LoRA adapter when the folder holds adapter_config.json.
+
+    An adapter's base model config does not know the run's labels, so they are passed in.
+    """
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from runner.model import PROBLEM_TYPES
 
     model_dir = Path(model_dir)
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     if (model_dir / "adapter_config.json").exists():
         from peft import AutoPeftModelForSequenceClassification
 
-        model = AutoPeftModelForSequenceClassification.from_pretrained(model_dir)
+        head = {"num_labels": len(labels) or 1}
+        if labels:
+            head.update(id2label=dict(enumerate(labels)), label2id={name: i for i, name in enumerate(labels)})
+        if task:
+            head["problem_type"] = PROBLEM_TYPES[task]
+        model = AutoPeftModelForSequenceClassification.from_pretrained(model_dir, **head)
     else:
         model = AutoModelForSequenceClassification.from_pretrained(model_dir)
     model.eval()
@@ -110,7 +128,7 @@ def predict_command(run_dir: Path, texts: list[str], input_file: Path | None, ou
         if len(texts) % 2:
             raise DataError("text-pair models take texts in pairs", 'give an even number of texts: "premise" "hypothesis" ...')
         texts, pairs = texts[0::2], texts[1::2]
-    model, tokenizer = load_trained_model(Path(run_dir) / "model")
+    model, tokenizer = load_trained_model(Path(run_dir) / "model", run_labels(run_dir), spec["task"])
     started = time.perf_counter()
     logits = predict_logits(model, tokenizer, texts, pairs, spec["model"]["max_length"], batch_size or spec["predict"]["batch_size"], progress=True)
     elapsed = time.perf_counter() - started
@@ -148,7 +166,7 @@ def eval_command(run_dir: Path, data_file: Path) -> dict:
 
     spec = load_run_spec(run_dir)
     d, task = spec["data"], spec["task"]
-    model, tokenizer = load_trained_model(Path(run_dir) / "model")
+    model, tokenizer = load_trained_model(Path(run_dir) / "model", run_labels(run_dir), task)
     labels = label_names_of(model)
     frame = data_module.read_table(Path(data_file), "auto", d["encoding"])
     source = str(data_file)

@@ -354,9 +354,13 @@ def _card_body(spec: Spec, result: dict, base_model: str | None) -> str:
 
     out += ["## How to use", "", "```python"]
     if lora:
+        # The base model's config does not know this run's labels, so pass them when loading.
+        labels = result.get("labels") or []
+        label_kwargs = (f"num_labels={len(labels)}, id2label={dict(enumerate(labels))!r}, label2id={ {n: i for i, n in enumerate(labels)}!r}"
+                        if labels else "num_labels=1")
         out += ["from peft import AutoPeftModelForSequenceClassification",
                 "from transformers import AutoTokenizer, pipeline", "",
-                f'model = AutoPeftModelForSequenceClassification.from_pretrained("{where}")',
+                f'model = AutoPeftModelForSequenceClassification.from_pretrained("{where}", {label_kwargs})',
                 f'tokenizer = AutoTokenizer.from_pretrained("{where}")',
                 'classifier = pipeline("text-classification", model=model, tokenizer=tokenizer)']
     else:

@@ -183,12 +183,30 @@ def length_ordered_trainer():
 
     from runner.model import column_array
 
+    class EpochSeededSampler(LengthGroupedSampler):
+        """Length-grouped batches in an order set by (seed, epoch) alone. The stock sampler draws
+        from the global RNG when an epoch starts, so a run resumed mid-epoch got other batches for
+        the rest of that epoch than a run that never stopped. The Trainer calls set_epoch."""
+
+        seed, epoch = 0, 0
+
+        def set_epoch(self, epoch):
+            self.epoch = epoch
+
+        def __iter__(self):
+            import torch
+
+            self.generator = torch.Generator().manual_seed(self.seed + self.epoch)
+            return super().__iter__()
+
     class LengthOrderedTrainer(Trainer):
         def _get_train_sampler(self, train_dataset=None):
             sampler = super()._get_train_sampler(train_dataset)
             if isinstance(sampler, LengthGroupedSampler):
                 dataset = train_dataset if train_dataset is not None else self.train_dataset
-                sampler.lengths = column_array(dataset, self.args.length_column_name).tolist()
+                lengths = column_array(dataset, self.args.length_column_name).tolist()
+                sampler = EpochSeededSampler(sampler.batch_size, lengths=lengths)
+                sampler.seed = self.args.data_seed if self.args.data_seed is not None else self.args.seed
             return sampler
 
         def _get_eval_sampler(self, eval_dataset):
