@@ -74,7 +74,13 @@ def _parse_yaml(text: str, source: str) -> tuple[object, dict]:
 
     A key's own position is stored under ("<key>",) + path so unknown keys point at the key.
     """
-    loader = _Loader(text)
+    try:
+        loader = _Loader(text)  # refuses control characters before parsing anything
+    except yaml.reader.ReaderError as exc:
+        line = text.count("\n", 0, exc.position) + 1
+        column = exc.position - text.rfind("\n", 0, exc.position)
+        raise SpecError(f"the spec holds a control character YAML does not allow (#x{exc.character:04x})",
+                        "delete it; a spec is plain text", f"{source}:{line}:{column}") from None
     try:
         node = loader.get_single_node()
         if node is None:
