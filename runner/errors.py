@@ -5,6 +5,11 @@ The CLI prints them without a traceback unless --debug is given.
 """
 
 
+def _one_line(text: str) -> str:
+    """A line break inside a value (a key, a cell, a library's message) would split the message."""
+    return str(text).replace("\r", "\\r").replace("\n", "\\n")
+
+
 class RunnerError(Exception):
     exit_code = 1
 
@@ -16,9 +21,9 @@ class RunnerError(Exception):
 
     def lines(self) -> list[str]:
         first = f"{self.where}: {self.message}" if self.where else self.message
-        out = [f"error: {first}"]
+        out = [f"error: {_one_line(first)}"]
         if self.hint:
-            out.append(f"hint: {self.hint}")
+            out.append(f"hint: {_one_line(self.hint)}")
         return out
 
 

@@ -314,18 +314,22 @@ def model_card_data(spec: Spec, result: dict):
 def base_model_id(spec: Spec, model: dict) -> str | None:
     """The Hub id of the base model, or None when it is only known as a local folder.
 
-    A Hub model is named by its id. A local or packaged folder is named by the `_name_or_path`
-    in its config.json, when that reads like a Hub id rather than a path.
+    A Hub model is named by its id. A local or packaged folder is named only when its own model
+    card declares `base_model`; its config's `_name_or_path` often names an ancestor model, so it
+    is not trusted.
     """
     name = model.get("name") or spec["model"]["name"]
     if model.get("source", "hub") == "hub":
         return name
     folder = Path(model["path"]) if model.get("path") else spec.resolve(name)
+    from huggingface_hub import ModelCard
+
     try:
-        name_or_path = json.loads((folder / "config.json").read_text(encoding="utf-8")).get("_name_or_path") or ""
-    except (OSError, ValueError, AttributeError):
+        declared = ModelCard.load(folder / "README.md").data.to_dict().get("base_model")
+    except Exception:  # no card, or one that does not parse: the base stays unnamed
         return None
-    return name_or_path if _HUB_ID.match(name_or_path) else None
+    declared = declared[0] if isinstance(declared, list) and declared else declared
+    return declared if isinstance(declared, str) and _HUB_ID.match(declared) else None
 
 
 def _card_body(spec: Spec, result: dict, base_model: str | None) -> str:

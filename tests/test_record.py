@@ -277,13 +277,16 @@ def test_regression_and_lora_records(tmp_path):
     assert "AutoPeftModelForSequenceClassification" in card.text and 'function_to_apply="none"' in card.text
 
 
-def test_base_model_of_a_local_folder_comes_from_its_config(tmp_path):
+def test_base_model_of_a_local_folder_comes_only_from_its_own_card(tmp_path):
     folder = tmp_path / "base-model"
     folder.mkdir()
+    # config.json's _name_or_path often names an ancestor (all-MiniLM-L6-v2 says nreimers/MiniLM-...): not trusted.
     (folder / "config.json").write_text(json.dumps({"_name_or_path": "nreimers/MiniLM-L6-H384-uncased"}))
     spec = make_spec(tmp_path, SPEC.replace("sentence-transformers/all-MiniLM-L6-v2", "./base-model"))
-    assert record.base_model_id(spec, {"name": str(folder), "source": "local"}) == "nreimers/MiniLM-L6-H384-uncased"
-    (folder / "config.json").write_text(json.dumps({"_name_or_path": "/home/someone/models/minilm"}))
+    assert record.base_model_id(spec, {"name": str(folder), "source": "local"}) is None
+    (folder / "README.md").write_text("---\nbase_model: sentence-transformers/all-MiniLM-L6-v2\n---\n# card\n")
+    assert record.base_model_id(spec, {"name": str(folder), "source": "local"}) == "sentence-transformers/all-MiniLM-L6-v2"
+    (folder / "README.md").write_text("---\nbase_model: /home/someone/models/minilm\n---\n")
     assert record.base_model_id(spec, {"name": str(folder), "source": "local"}) is None
 
 
