@@ -162,7 +162,8 @@ def load_spec_text(text: str, path: Path | None = None, overrides=(), check_file
 
     from runner import autotrain  # AutoTrain configs are translated to a native spec first
 
-    if autotrain.is_autotrain_config(document):
+    # A list or mapping under `task` is no AutoTrain config (and cannot be looked up in a set); the schema reports it.
+    if not isinstance(document.get("task"), (list, dict)) and autotrain.is_autotrain_config(document):
         document, positions = autotrain.to_native(document, positions, source)
 
     document = copy.deepcopy(document)
@@ -236,8 +237,8 @@ def _schema_problems(document: dict, positions: dict, source: str) -> list[SpecE
         path = tuple(error.absolute_path)
         if error.validator == "additionalProperties":
             allowed = sorted(_schema_at(schema, path).get("properties", {}))
-            for key in sorted(set(error.instance) - set(allowed)):
-                close = difflib.get_close_matches(key, allowed, n=1, cutoff=0.6)
+            for key in sorted(set(error.instance) - set(allowed), key=str):  # YAML keys may be numbers or null
+                close = difflib.get_close_matches(str(key), allowed, n=1, cutoff=0.6)
                 hint = f"did you mean '{close[0]}'?" if close else f"allowed keys here: {', '.join(allowed)}"
                 problems.append(SpecError(f"unknown key '{key}'", hint, _where(source, positions, path + (key,), key=True)))
             continue
@@ -277,9 +278,10 @@ def _describe(error) -> str:
     if kind == "uniqueItems":
         seen, duplicates = set(), []
         for item in error.instance:
-            if item in seen:
+            identity = json.dumps(item, sort_keys=True, default=str)  # items may be lists or mappings
+            if identity in seen:
                 duplicates.append(item)
-            seen.add(item)
+            seen.add(identity)
         return f"duplicate values: {', '.join(map(str, duplicates))}"
     if kind == "minItems":
         return f"needs at least {error.validator_value} item(s), got {len(error.instance)}"

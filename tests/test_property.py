@@ -11,7 +11,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from runner.errors import RunnerError, SpecError
@@ -173,6 +173,7 @@ def test_any_table_is_prepared_or_a_clean_error(records, fmt, task, labels, empt
             pytest.skip(f"cannot write this frame as {fmt}: {exc}")
         spec = data_spec(root, f"train.{fmt}", task, labels, empty_text, extra)
         result = load_or_error(lambda: prepare_data(spec))
+    event(type(result).__name__ + (f": {result.message[:40]}" if isinstance(result, RunnerError) else ""))
     if isinstance(result, RunnerError):
         return
     splits = result.splits
@@ -198,4 +199,5 @@ def test_any_bytes_in_a_data_file_are_read_or_a_clean_error(content, suffix, enc
         path = Path(name) / f"train{suffix}"
         path.write_bytes(content)
         result = load_or_error(lambda: read_table(path, "auto", encoding))
+    event(type(result).__name__ + (f": {result.message[:30]}" if isinstance(result, RunnerError) else ""))
     assert isinstance(result, (pd.DataFrame, RunnerError))
