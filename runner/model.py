@@ -293,7 +293,7 @@ def tokenize_splits(splits: dict, tokenizer, max_length: int, has_pair: bool, ca
                 _write_tokenized(partial / f"{name}.arrow", frame, tokenizer, max_length, has_pair)
             os.replace(partial, folder)
             seconds = time.perf_counter() - started
-            print(f"tokenize: {rows} rows in {seconds:.1f}s ({rows / max(seconds, 1e-9):,.0f} rows/s), cached in {folder}")
+            print(f"tokenize: {rows} rows in {seconds:.2f}s ({rows / max(seconds, 1e-9):,.0f} rows/s), cached in {folder}")
     return {name: datasets.Dataset.from_file(str(folder / f"{name}.arrow")) for name in splits}
 
 

@@ -45,7 +45,11 @@ def run_spec(spec: Spec, overwrite: bool = False, resume: bool = False, force_re
     device = train_step.choose_device(spec["train"]["device"])
     precision = train_step.choose_precision(spec["train"]["precision"], device)
     tokenizer = model_step.load_tokenizer(spec)
-    tokenized = model_step.tokenize_splits(data.splits, tokenizer, spec["model"]["max_length"], has_pair=bool(spec["data"]["text_pair_column"]))
+    try:
+        tokenized = model_step.tokenize_splits(data.splits, tokenizer, spec["model"]["max_length"], has_pair=bool(spec["data"]["text_pair_column"]))
+    except OSError as exc:  # the tokenization cache could not be written: disk full, permissions
+        raise RunError(f"could not write the tokenized data: {exc.strerror or exc}",
+                       "free disk space, or point RUNNER_CACHE_DIR at a folder with room", str(exc.filename or model_step.cache_root())) from None
     data.summary.update(model_step.token_stats(tokenized, spec["model"]["max_length"]))
     truncated = data.summary["truncated"]
     print(f"tokens: median {data.summary['token_lengths']['p50']}, p95 {data.summary['token_lengths']['p95']}; "

@@ -162,8 +162,7 @@ def load_spec_text(text: str, path: Path | None = None, overrides=(), check_file
 
     from runner import autotrain  # AutoTrain configs are translated to a native spec first
 
-    # A list or mapping under `task` is no AutoTrain config (and cannot be looked up in a set); the schema reports it.
-    if not isinstance(document.get("task"), (list, dict)) and autotrain.is_autotrain_config(document):
+    if autotrain.is_autotrain_config(document):
         document, positions = autotrain.to_native(document, positions, source)
 
     document = copy.deepcopy(document)

@@ -515,6 +515,26 @@ def test_full_disk(where, extra_epochs, workspace, monkeypatch):
         assert json.loads((workspace.root / "full" / "run.json").read_text())["timing"]["global_step"] == 8
 
 
+def test_full_disk_while_tokenizing(workspace, monkeypatch):
+    import runner.model
+
+    def full_disk(path, *args, **kwargs):
+        raise OSError(28, "No space left on device", str(path))
+
+    monkeypatch.setenv("RUNNER_CACHE_DIR", str(workspace.root / "cache"))
+    monkeypatch.setattr(runner.model, "_write_tokenized", full_disk)
+    before = snapshot(workspace.root)
+    result = CliRunner().invoke(main, workspace.spec())
+
+    assert isinstance(result.exception, SystemExit) and result.exit_code == 1, repr(result.exception)
+    lines = error_lines(result.stderr)
+    CATALOGUE.append(("full disk while tokenizing (simulated)", result.exit_code, lines[0]))
+    assert lines[0].startswith(f"error: {workspace.root / 'cache' / 'tokenized'}") and "could not write the tokenized data: No space left on device" in lines[0]
+    assert lines[1].startswith("hint: free disk space") and "Traceback" not in result.output
+    after = snapshot(workspace.root)
+    assert all(after.get(path) == digest for path, digest in before.items())  # the earlier run is intact
+
+
 @pytest.fixture(scope="module", autouse=True)
 def write_catalogue():
     yield
