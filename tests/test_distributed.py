@@ -20,7 +20,6 @@ def test_workers_run_the_same_command_without_nproc():
     assert command[6:] == ["runner", "run", "spec.yaml", "--set", "compute.nproc=1"]
 
 
-@pytest.mark.slow
 def test_two_cpu_processes_train_and_write_one_record(tmp_path, tiny_model, tiny_data):
     spec = write_spec(tmp_path, tiny_spec_text(tiny_model))
     result = run_cli("run", str(spec), "--nproc", "2", cwd=tmp_path, env={"RUNNER_CACHE_DIR": str(tmp_path / "cache")})
