@@ -20,7 +20,7 @@ import jsonschema
 import yaml
 
 from runner.errors import SpecError, SpecErrors
-from runner.spec import _describe, _hint, _schema_at, load_schema
+from runner.schema import describe, hint, load_schema, position_of, schema_at, where
 
 AUTOTRAIN_TASKS = {"text_classification", "text-classification", "text_binary_classification", "text_multi_class_classification"}
 
@@ -121,7 +121,7 @@ def translate(document: dict, positions: dict, source: str) -> tuple[dict, dict,
     notes: dict = {}
 
     def problem(path: tuple, message: str, hint: str, key: bool = False) -> None:
-        problems.append(SpecError(message, hint, _where(source, positions, path, key)))
+        problems.append(SpecError(message, hint, where(source, positions, path, key)))
 
     def put(native_path: tuple, value, origin: tuple | None = None, note: str | None = None) -> None:
         node = native
@@ -195,8 +195,8 @@ def translate(document: dict, positions: dict, source: str) -> tuple[dict, dict,
         value = values[key]
         if key in given:
             put(native_path, value, origin)
-        elif value != _schema_at(schema, native_path).get("default"):
-            ours = _schema_at(schema, native_path).get("default")
+        elif value != schema_at(schema, native_path).get("default"):
+            ours = schema_at(schema, native_path).get("default")
             put(native_path, value, None, f"AutoTrain's default (runner's own: {_scalar(ours)})")
         for message in _native_value_problems(value, native_path, schema):
             problem(origin if key in given else ("params",), message[0], message[1])
@@ -375,7 +375,7 @@ def _check_backend(backend: str | None, problem) -> None:
 
 
 def _check_choice(value, key: str, native_path: tuple, schema: dict, problem, what: str, exclude=frozenset()) -> None:
-    allowed = [option for option in _schema_at(schema, native_path).get("enum", []) if option not in exclude]
+    allowed = [option for option in schema_at(schema, native_path).get("enum", []) if option not in exclude]
     if isinstance(value, str) and value not in allowed:
         problem(("params", key), f"'{value}' is not {what} runner supports",
                 f"use one of: {', '.join(allowed)} (the ones runner's spec accepts)")
@@ -383,11 +383,11 @@ def _check_choice(value, key: str, native_path: tuple, schema: dict, problem, wh
 
 def _native_value_problems(value, native_path: tuple, schema: dict) -> list[tuple[str, str]]:
     """Range checks from the native schema, so they are reported with AutoTrain's key names."""
-    field_schema = dict(_schema_at(schema, native_path))
+    field_schema = dict(schema_at(schema, native_path))
     field_schema.pop("enum", None)  # choices get their own message in _check_choice
     field_schema.pop("default", None)  # runner's default would mislead in an AutoTrain config
     validator = jsonschema.Draft202012Validator(field_schema)
-    return [(_describe(error), _hint(error, field_schema)) for error in validator.iter_errors(value)]
+    return [(describe(error), hint(error, field_schema)) for error in validator.iter_errors(value)]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -466,25 +466,8 @@ def _coerce(value, kind):
 # Positions and paths
 
 
-def _where(source: str, positions: dict, path: tuple, key: bool = False) -> str:
-    """file:line:column dotted.path, in spec.py's format, for a path in the AutoTrain config."""
-    position = positions.get(("<key>",) + path) if key else None
-    probe = path
-    while position is None:
-        position = positions.get(probe)
-        if not probe:
-            break
-        probe = probe[:-1]
-    line, column = position or (1, 1)
-    return f"{source}:{line}:{column} {'.'.join(str(part) for part in path) or '(top level)'}"
-
-
 def _by_position(problems: list[SpecError]) -> list[SpecError]:
-    def line_column(problem: SpecError):
-        match = re.search(r":(\d+):(\d+) ", problem.where)
-        return (int(match.group(1)), int(match.group(2))) if match else (0, 0)
-
-    return sorted(problems, key=line_column)
+    return sorted(problems, key=lambda problem: position_of(problem.where))
 
 
 def _base_dir(source: str) -> Path:
@@ -497,28 +480,21 @@ def _join(folder: str, name: str) -> str:
 
 
 # ---------------------------------------------------------------------------------------------
-# runner convert
+# Writing a native spec (runner convert)
 
 
-def convert_file(path: str | Path, spec_path: str | Path | None = None) -> str:
-    """The native spec for an AutoTrain config file, as YAML text with a comment on each line whose
+def native_spec_text(document: dict, config_path: Path, spec_path: Path | None = None) -> str:
+    """The native spec for a checked AutoTrain config, as YAML text with a comment on each line whose
     meaning changed. Relative paths are rewritten for `spec_path` (default: beside the config)."""
-    from runner.spec import load_spec
-
-    path = Path(path)
-    spec = load_spec(path)  # every check, with errors pointing at the AutoTrain config's lines
-    document = yaml.safe_load(spec.text)
-    if not is_autotrain_config(document):
-        raise SpecError("this is already a native spec, not an AutoTrain config", "run it as it is: runner run " + str(path), str(path))
-    native, _, notes = translate(document, {}, str(path))
-    spec_dir = Path(spec_path).parent if spec_path is not None else path.parent
+    native, _, notes = translate(document, {}, str(config_path))
+    spec_dir = Path(spec_path).parent if spec_path is not None else config_path.parent
     if spec_path is not None:
-        _rebase_paths(native, path.parent, spec_dir)
+        _rebase_paths(native, config_path.parent, spec_dir)
     schema = Path(__file__).resolve().parent / "schemas" / "spec-v1.schema.json"
 
     lines = [
         f"# yaml-language-server: $schema={Path(os.path.relpath(schema, spec_dir.resolve())).as_posix()}",
-        f"# Converted from the AutoTrain config {path.name} by `runner convert`.",
+        f"# Converted from the AutoTrain config {config_path.name} by `runner convert`.",
         "# A comment marks each line that behaves differently from AutoTrain, or that AutoTrain's defaults decided.",
     ]
     lines += _render(native, notes, ())

@@ -211,7 +211,7 @@ def reproduce(run_dir, output_dir) -> None:
 @click.option("-o", "--output", type=click.Path(path_type=Path), default=None, help="Write the native spec here (default: print it).")
 def convert(config, output) -> None:
     """Translate an AutoTrain text-classification config into a native spec."""
-    from runner.autotrain import convert_file
+    from runner.convert import convert_file
 
     text = convert_file(config, spec_path=output)
     if output:

@@ -1,10 +1,8 @@
-"""Metrics for each task, from logits and labels. Plain numpy in, plain dicts out."""
+"""Metric functions: plain numpy in, plain dicts out. Which of them a task uses is runner.tasks' table."""
 
 from __future__ import annotations
 
 import numpy as np
-
-LOWER_IS_BETTER = {"loss", "mse", "mae", "rmse"}
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
@@ -15,27 +13,6 @@ def softmax(logits: np.ndarray) -> np.ndarray:
 
 def sigmoid(logits: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-logits))
-
-
-def probabilities(task: str, logits: np.ndarray) -> np.ndarray:
-    if task == "multi_label_classification":
-        return sigmoid(logits)
-    if task == "regression":
-        return logits.reshape(-1)
-    return softmax(logits)
-
-
-def compute_metrics(task: str, logits: np.ndarray, labels: np.ndarray, label_names: list[str], threshold: float = 0.5) -> dict:
-    """The headline metrics of one split (floats rounded for stable JSON)."""
-    logits = np.asarray(logits, dtype=np.float64)
-    labels = np.asarray(labels)
-    if task == "regression":
-        values = regression_metrics(logits.reshape(-1), labels.astype(np.float64).reshape(-1))
-    elif task == "multi_label_classification":
-        values = multi_label_metrics(sigmoid(logits) >= threshold, labels.astype(int))
-    else:
-        values = single_label_metrics(softmax(logits), labels.astype(int), len(label_names))
-    return {k: round(float(v), 6) for k, v in values.items()}
 
 
 def single_label_metrics(probs: np.ndarray, labels: np.ndarray, n_classes: int) -> dict:
@@ -81,19 +58,13 @@ def regression_metrics(predicted: np.ndarray, target: np.ndarray) -> dict:
     }
 
 
-def per_class_report(task: str, logits: np.ndarray, labels: np.ndarray, label_names: list[str], threshold: float = 0.5) -> dict:
-    """Precision, recall, F1 and support of each class (classification only)."""
+def per_class_report(predicted: np.ndarray, truth: np.ndarray, label_names: list[str], multi_label: bool) -> dict:
+    """Precision, recall, F1 and support of each class, from predicted and true class ids (or
+    multi-hot rows)."""
     from sklearn.metrics import precision_recall_fscore_support
 
-    if task == "regression":
-        return {}
-    logits = np.asarray(logits, dtype=np.float64)
-    if task == "multi_label_classification":
-        predicted, truth = (sigmoid(logits) >= threshold).astype(int), np.asarray(labels).astype(int)
-        precision, recall, f1, support = precision_recall_fscore_support(truth, predicted, average=None, zero_division=0)
-    else:
-        predicted, truth = logits.argmax(axis=-1), np.asarray(labels).astype(int)
-        precision, recall, f1, support = precision_recall_fscore_support(truth, predicted, labels=list(range(len(label_names))), average=None, zero_division=0)
+    classes = None if multi_label else list(range(len(label_names)))
+    precision, recall, f1, support = precision_recall_fscore_support(truth, predicted, labels=classes, average=None, zero_division=0)
     return {
         name: {"precision": round(float(precision[i]), 6), "recall": round(float(recall[i]), 6), "f1": round(float(f1[i]), 6), "support": int(support[i])}
         for i, name in enumerate(label_names)
@@ -107,13 +78,13 @@ def confusion(logits: np.ndarray, labels: np.ndarray, n_classes: int) -> list[li
     return confusion_matrix(np.asarray(labels).astype(int), predicted, labels=list(range(n_classes))).tolist()
 
 
-def trainer_metrics_function(task: str, label_names: list[str], threshold: float):
-    """compute_metrics for transformers' Trainer."""
+def trainer_metrics_function(task, label_names: list[str], threshold: float):
+    """compute_metrics for transformers' Trainer; `task` is a runner.tasks.Task."""
 
     def compute(eval_prediction) -> dict:
         logits = eval_prediction.predictions
         if isinstance(logits, tuple):
             logits = logits[0]
-        return compute_metrics(task, logits, eval_prediction.label_ids, label_names, threshold)
+        return task.compute_metrics(logits, eval_prediction.label_ids, label_names, threshold)
 
     return compute

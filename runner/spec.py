@@ -20,15 +20,8 @@ import jsonschema
 import yaml
 
 from runner.errors import SpecError, SpecErrors
-
-SCHEMA_FILE = "spec-v1.schema.json"
-
-
-@lru_cache(maxsize=1)
-def load_schema() -> dict:
-    """The spec's JSON Schema, shipped inside the package (runner/schemas -> ../schemas)."""
-    text = resources.files("runner").joinpath("schemas", SCHEMA_FILE).read_text(encoding="utf-8")
-    return json.loads(text)
+from runner.schema import describe, dotted, hint, load_schema, schema_at, where
+from runner.tasks import TASKS, task_of
 
 
 @dataclass
@@ -55,7 +48,7 @@ class Spec:
 
     def where(self, *path) -> str:
         """The place of a spec value for a message found after loading: `spec.yaml:7:3 model.max_length`."""
-        return _where(str(self.path) if self.path else "<spec>", self.positions, tuple(path))
+        return where(str(self.path) if self.path else "<spec>", self.positions, tuple(path))
 
     def __getitem__(self, key):
         return self.values[key]
@@ -111,7 +104,7 @@ def _record_positions(node, path: tuple, positions: dict, source: str) -> None:
                 raise SpecError(
                     f"duplicate key '{key}' (first at line {seen[key]})",
                     "keep one of the two entries",
-                    f"{source}:{line}:{column} {_dotted(path + (key,))}",
+                    f"{source}:{line}:{column} {dotted(path + (key,))}",
                 )
             seen[key] = key_node.start_mark.line + 1
             positions[("<key>",) + path + (key,)] = (key_node.start_mark.line + 1, key_node.start_mark.column + 1)
@@ -119,13 +112,6 @@ def _record_positions(node, path: tuple, positions: dict, source: str) -> None:
     elif isinstance(node, yaml.SequenceNode):
         for index, item in enumerate(node.value):
             _record_positions(item, path + (index,), positions, source)
-
-
-def _dotted(path) -> str:
-    out = ""
-    for part in path:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out or "(top level)"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -205,29 +191,6 @@ def _apply_override(document: dict, override: str, positions: dict) -> None:
 # Schema validation
 
 
-def _where(source: str, positions: dict, path: tuple, key: bool = False) -> str:
-    lookup = (("<key>",) + path) if key else path
-    position = positions.get(lookup)
-    probe = path
-    while position is None and probe:
-        probe = probe[:-1]
-        position = positions.get(probe)
-    if position and position[0] == "--set":
-        return f"--set {position[1]}"
-    line, column = position or (1, 1)
-    return f"{source}:{line}:{column} {_dotted(path)}"
-
-
-def _schema_at(schema: dict, path: tuple) -> dict:
-    node = schema
-    for part in path:
-        if isinstance(part, int):
-            node = node.get("items", {})
-        else:
-            node = node.get("properties", {}).get(part, {})
-    return node
-
-
 def _schema_problems(document: dict, positions: dict, source: str) -> list[SpecError]:
     schema = load_schema()
     validator = jsonschema.Draft202012Validator(schema)
@@ -235,14 +198,14 @@ def _schema_problems(document: dict, positions: dict, source: str) -> list[SpecE
     for error in sorted(validator.iter_errors(document), key=lambda e: _sort_key(e, positions)):
         path = tuple(error.absolute_path)
         if error.validator == "additionalProperties":
-            allowed = sorted(_schema_at(schema, path).get("properties", {}))
+            allowed = sorted(schema_at(schema, path).get("properties", {}))
             for key in sorted(set(error.instance) - set(allowed), key=str):  # YAML keys may be numbers or null
                 close = difflib.get_close_matches(str(key), allowed, n=1, cutoff=0.6)
-                hint = f"did you mean '{close[0]}'?" if close else f"allowed keys here: {', '.join(allowed)}"
-                problems.append(SpecError(f"unknown key '{key}'", hint, _where(source, positions, path + (key,), key=True)))
+                suggestion = f"did you mean '{close[0]}'?" if close else f"allowed keys here: {', '.join(allowed)}"
+                problems.append(SpecError(f"unknown key '{key}'", suggestion, where(source, positions, path + (key,), key=True)))
             continue
-        field_schema = _schema_at(schema, path)
-        problems.append(SpecError(_describe(error), _hint(error, field_schema), _where(source, positions, path)))
+        field_schema = schema_at(schema, path)
+        problems.append(SpecError(describe(error), hint(error, field_schema), where(source, positions, path)))
     return problems
 
 
@@ -252,55 +215,6 @@ def _sort_key(error, positions):
         path = path[:-1]
     position = positions.get(path, (0, 0))
     return (position if isinstance(position[0], int) else (0, 0), str(error.message))
-
-
-def _describe(error) -> str:
-    value = json.dumps(error.instance, default=str) if not isinstance(error.instance, dict) else "a mapping"
-    if len(value) > 60:
-        value = value[:57] + "..."
-    kind = error.validator
-    if kind == "required":
-        missing = re.findall(r"'([^']+)' is a required property", error.message)
-        return f"missing required key '{missing[0] if missing else error.message}'"
-    if kind == "type":
-        expected = error.validator_value if isinstance(error.validator_value, list) else [error.validator_value]
-        names = [t for t in expected if t != "null"]
-        return f"expected {' or '.join(names)}, got {value}" + (" (a list)" if isinstance(error.instance, list) else "")
-    if kind == "enum":
-        options = ", ".join(str(o) for o in error.validator_value if o is not None)
-        return f"{value} is not one of: {options}"
-    if kind == "const":
-        return f"must be {json.dumps(error.validator_value)}, got {value}"
-    if kind in ("minimum", "exclusiveMinimum", "maximum", "exclusiveMaximum"):
-        relation = {"minimum": ">=", "exclusiveMinimum": ">", "maximum": "<=", "exclusiveMaximum": "<"}[kind]
-        return f"{value} is out of range: must be {relation} {error.validator_value}"
-    if kind == "uniqueItems":
-        seen, duplicates = set(), []
-        for item in error.instance:
-            identity = json.dumps(item, sort_keys=True, default=str)  # items may be lists or mappings
-            if identity in seen:
-                duplicates.append(item)
-            seen.add(identity)
-        return f"duplicate values: {', '.join(map(str, duplicates))}"
-    if kind == "minItems":
-        return f"needs at least {error.validator_value} item(s), got {len(error.instance)}"
-    if kind == "pattern":
-        return f"{value} is not a valid value here"
-    if kind == "minLength":
-        return "must not be empty"
-    return error.message
-
-
-def _hint(error, field_schema: dict) -> str:
-    description = field_schema.get("description", "")
-    first_sentence = description.split(". ")[0].rstrip(".")
-    if error.validator == "enum":
-        return f"use one of: {', '.join(str(o) for o in error.validator_value if o is not None)}"
-    if error.validator == "required":
-        return "add it; `runner schema` or spec/reference.md lists every key"
-    default = field_schema.get("default")
-    suffix = f" (default: {json.dumps(default)})" if default is not None else ""
-    return (first_sentence + suffix) if first_sentence else "see spec/reference.md"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -336,31 +250,18 @@ def _resolve_names(spec: Spec) -> None:
         stem = spec.path.stem if spec.path else "run"
         values["name"] = re.sub(r"[^A-Za-z0-9._-]+", "-", stem).strip("-.") or "run"
     if values["train"]["metric_for_best_model"] is None:
-        values["train"]["metric_for_best_model"] = default_metric(values["task"])
+        values["train"]["metric_for_best_model"] = task_of(values["task"]).default_metric
     if values["output"]["dir"] is None:
         values["output"]["dir"] = f"runs/{values['name']}"
 
 
-def default_metric(task: str) -> str:
-    return {"multi_label_classification": "f1_micro", "regression": "mse"}.get(task, "f1_macro")
-
-
-CLASSIFICATION_METRICS = {"loss", "accuracy", "f1_macro", "f1_weighted", "precision_macro", "recall_macro", "roc_auc"}
-METRICS_BY_TASK = {
-    "single_label_classification": CLASSIFICATION_METRICS,
-    "text_pair_classification": CLASSIFICATION_METRICS,
-    "multi_label_classification": {"loss", "f1_micro", "f1_macro", "subset_accuracy", "precision_macro", "recall_macro"},
-    "regression": {"loss", "mse", "mae", "r2", "pearson", "spearman"},
-}
-
-
 def _cross_field_problems(spec: Spec, source: str, check_files: bool) -> list[SpecError]:
     v = spec.values
-    data, train, task = v["data"], v["train"], v["task"]
+    data, train, task = v["data"], v["train"], task_of(v["task"])
     problems: list[SpecError] = []
 
     def problem(path: tuple, message: str, hint: str) -> None:
-        problems.append(SpecError(message, hint, _where(source, spec.positions, path)))
+        problems.append(SpecError(message, hint, where(source, spec.positions, path)))
 
     if ("train" in data) == ("hub" in data):
         problem(("data",), "give exactly one of data.train (a local file) or data.hub (a Hub dataset)",
@@ -369,18 +270,19 @@ def _cross_field_problems(spec: Spec, source: str, check_files: bool) -> list[Sp
         problem(("data", "validation_file"), "data.validation_file is for local data",
                 "with a Hub dataset, name the split in data.hub.validation_split")
 
-    if task == "text_pair_classification" and not data["text_pair_column"]:
-        problem(("task",), "task text_pair_classification needs data.text_pair_column", "add `text_pair_column: <second text column>` under `data:`")
-    if task != "text_pair_classification" and data["text_pair_column"]:
-        problem(("data", "text_pair_column"), f"data.text_pair_column is only used by task text_pair_classification (task is {task})",
-                "set `task: text_pair_classification` or remove text_pair_column")
-    if task == "regression" and v["labels"]:
+    if task.pair and not data["text_pair_column"]:
+        problem(("task",), f"task {task.name} needs data.text_pair_column", "add `text_pair_column: <second text column>` under `data:`")
+    if not task.pair and data["text_pair_column"]:
+        pair_tasks = ", ".join(name for name, t in TASKS.items() if t.pair)
+        problem(("data", "text_pair_column"), f"data.text_pair_column is only used by task {pair_tasks} (task is {task.name})",
+                f"set `task: {pair_tasks}` or remove text_pair_column")
+    if not task.has_labels and v["labels"]:
         problem(("labels",), "labels are not used for regression", "remove `labels:`; the label column holds numbers")
 
     metric = train["metric_for_best_model"]
-    if metric not in METRICS_BY_TASK[task]:
-        problem(("train", "metric_for_best_model"), f"metric '{metric}' is not computed for task {task}",
-                f"use one of: {', '.join(sorted(METRICS_BY_TASK[task]))}")
+    if metric not in task.metrics:
+        problem(("train", "metric_for_best_model"), f"metric '{metric}' is not computed for task {task.name}",
+                f"use one of: {', '.join(sorted(task.metrics))}")
     if metric == "roc_auc" and v["labels"] and len(v["labels"]) != 2:
         problem(("train", "metric_for_best_model"), "roc_auc is only computed for two classes", "use f1_macro or accuracy")
 

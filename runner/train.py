@@ -7,7 +7,8 @@ import os
 import signal
 from pathlib import Path
 
-from runner.metrics import LOWER_IS_BETTER, trainer_metrics_function
+from runner.metrics import trainer_metrics_function
+from runner.tasks import lower_is_better, task_of
 from runner.spec import Spec
 
 MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids", "labels")
@@ -88,7 +89,7 @@ def training_arguments(spec: Spec, run_dir: Path, device: str, precision: str):
         save_total_limit=train["save_total_limit"],
         load_best_model_at_end=train["load_best_model_at_end"],
         metric_for_best_model=metric,
-        greater_is_better=metric not in LOWER_IS_BETTER,
+        greater_is_better=not lower_is_better(metric),
         logging_steps=train["logging_steps"],
         logging_first_step=True,
         report_to=train["report_to"] or "none",
@@ -250,7 +251,7 @@ def build_trainer(spec: Spec, model, tokenizer, tokenized: dict, labels: list[st
         eval_dataset=sorted_by_length(tokenized["validation"]) if spec["train"]["eval_strategy"] != "no" else None,
         processing_class=tokenizer,
         data_collator=PadBatch(tokenizer),
-        compute_metrics=trainer_metrics_function(spec["task"], labels, spec["predict"]["threshold"]),
+        compute_metrics=trainer_metrics_function(task_of(spec["task"]), labels, spec["predict"]["threshold"]),
         callbacks=callbacks,
     )
 

@@ -17,6 +17,7 @@ from click.testing import CliRunner
 
 from runner import autotrain
 from runner.cli import main
+from runner.convert import convert_file
 from runner.errors import SpecError
 from runner.spec import load_spec, load_spec_text
 
@@ -400,7 +401,7 @@ def test_an_invalid_project_name_is_refused_as_autotrain_does(tmp_path):
 def test_convert_writes_a_native_spec_that_validates(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_USERNAME", "alice")
     config = local_config(tmp_path)
-    text = autotrain.convert_file(config)
+    text = convert_file(config)
     assert text.startswith("# yaml-language-server: $schema=")
     schema_reference = text.splitlines()[0].split("$schema=")[1]
     assert (tmp_path / schema_reference).resolve() == (REPO / "schemas" / "spec-v1.schema.json").resolve()
@@ -413,7 +414,7 @@ def test_convert_writes_a_native_spec_that_validates(tmp_path, monkeypatch):
 
 def test_convert_comments_every_line_whose_meaning_changed(tmp_path):
     config = local_config(tmp_path, push_to_hub="false")
-    lines = autotrain.convert_file(config).splitlines()
+    lines = convert_file(config).splitlines()
 
     def line(prefix: str) -> str:
         return next(text for text in lines if text.strip().startswith(prefix))
@@ -437,7 +438,7 @@ def test_convert_rewrites_paths_for_a_spec_in_another_folder(tmp_path):
     config = local_config(tmp_path / "autotrain", push_to_hub="false")
     out = tmp_path / "specs" / "converted.yaml"
     out.parent.mkdir()
-    text = autotrain.convert_file(config, spec_path=out)
+    text = convert_file(config, spec_path=out)
     assert yaml.safe_load(text)["data"]["train"] == "../autotrain/data/train.csv"
     out.write_text(text, encoding="utf-8")
     assert load_spec(out).resolve("../autotrain/data/train.csv").exists()
@@ -457,7 +458,7 @@ def test_convert_refuses_a_native_spec(tmp_path):
     spec = tmp_path / "spec.yaml"
     spec.write_text("version: 1\ndata:\n  train: train.csv\n", encoding="utf-8")
     with pytest.raises(SpecError, match="already a native spec"):
-        autotrain.convert_file(spec)
+        convert_file(spec)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -1,0 +1,184 @@
+"""Everything the runner knows about a task, in one table: how a row's target is encoded, which
+activation turns logits into scores, which metrics are computed and which way they improve, and
+how the task is named to people and to the Hub. Other modules ask `task_of(name)` instead of
+branching on the task's name.
+
+This module stays light (no numpy at import): `runner validate` reads it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# What one row's target is: one class id, a multi-hot vector of classes, or a number.
+ONE_CLASS, MANY_CLASSES, NUMBER = "one_class", "many_classes", "number"
+
+
+@dataclass(frozen=True)
+class Metric:
+    display: str
+    """How a report or model card names it."""
+    lower_is_better: bool = False
+    hub_type: str | None = None
+    """The model-index metric type on the Hub (default: the runner's own name)."""
+    hub_config: str | None = None
+
+
+METRICS = {
+    "loss": Metric("Loss", lower_is_better=True),
+    "accuracy": Metric("Accuracy"),
+    "f1_macro": Metric("F1 (macro)", hub_type="f1", hub_config="macro"),
+    "f1_weighted": Metric("F1 (weighted)", hub_type="f1", hub_config="weighted"),
+    "f1_micro": Metric("F1 (micro)", hub_type="f1", hub_config="micro"),
+    "precision_macro": Metric("Precision (macro)", hub_type="precision", hub_config="macro"),
+    "recall_macro": Metric("Recall (macro)", hub_type="recall", hub_config="macro"),
+    "roc_auc": Metric("ROC AUC"),
+    "subset_accuracy": Metric("Subset accuracy", hub_type="accuracy", hub_config="subset"),
+    "mse": Metric("MSE", lower_is_better=True),
+    "mae": Metric("MAE", lower_is_better=True),
+    "r2": Metric("R²", hub_type="r_squared"),
+    "pearson": Metric("Pearson r", hub_type="pearsonr"),
+    "spearman": Metric("Spearman ρ", hub_type="spearmanr"),
+}
+LOWER_IS_BETTER = frozenset(name for name, metric in METRICS.items() if metric.lower_is_better)
+
+
+def lower_is_better(metric: str) -> bool:
+    return metric in LOWER_IS_BETTER
+
+
+def metric_display(name: str) -> str:
+    return METRICS[name].display if name in METRICS else name
+
+
+def hub_metric(name: str) -> tuple[str, str | None]:
+    """(metric type, config) as the Hub's model-index knows them."""
+    metric = METRICS.get(name)
+    return (metric.hub_type or name, metric.hub_config) if metric else (name, None)
+
+
+@dataclass(frozen=True)
+class Task:
+    name: str
+    display: str
+    """How a report and a model card name it: "single-label text classification"."""
+    target: str
+    """ONE_CLASS, MANY_CLASSES or NUMBER."""
+    metrics: tuple[str, ...]
+    """Metrics computed for this task (any of them may be train.metric_for_best_model)."""
+    default_metric: str
+    pair: bool = False
+    """Two text columns per row."""
+
+    @property
+    def problem_type(self) -> str:
+        """transformers' `config.problem_type`, which picks the loss."""
+        return {ONE_CLASS: "single_label_classification", MANY_CLASSES: "multi_label_classification", NUMBER: "regression"}[self.target]
+
+    @property
+    def has_labels(self) -> bool:
+        return self.target != NUMBER
+
+    @property
+    def one_label_per_row(self) -> bool:
+        """Every row has exactly one class: stratified splits, a confusion matrix, argmax predictions."""
+        return self.target == ONE_CLASS
+
+    @property
+    def multi_label(self) -> bool:
+        return self.target == MANY_CLASSES
+
+    def num_labels(self, labels: list[str]) -> int:
+        return len(labels) if self.has_labels else 1
+
+    def probabilities(self, logits):
+        """Scores from logits: softmax, sigmoid per label, or the number itself."""
+        from runner import metrics
+
+        return {ONE_CLASS: metrics.softmax, MANY_CLASSES: metrics.sigmoid, NUMBER: lambda x: x.reshape(-1)}[self.target](logits)
+
+    def compute_metrics(self, logits, labels, label_names: list[str], threshold: float = 0.5) -> dict:
+        """The metrics of one split (floats rounded for stable JSON)."""
+        import numpy as np
+
+        from runner import metrics
+
+        logits, labels = np.asarray(logits, dtype=np.float64), np.asarray(labels)
+        if self.target == NUMBER:
+            values = metrics.regression_metrics(logits.reshape(-1), labels.astype(np.float64).reshape(-1))
+        elif self.target == MANY_CLASSES:
+            values = metrics.multi_label_metrics(metrics.sigmoid(logits) >= threshold, labels.astype(int))
+        else:
+            values = metrics.single_label_metrics(metrics.softmax(logits), labels.astype(int), len(label_names))
+        return {k: round(float(v), 6) for k, v in values.items()}
+
+    def per_class(self, logits, labels, label_names: list[str], threshold: float = 0.5) -> dict:
+        """Precision, recall, F1 and support of each class; {} for a number target."""
+        import numpy as np
+
+        from runner import metrics
+
+        if self.target == NUMBER:
+            return {}
+        logits, truth = np.asarray(logits, dtype=np.float64), np.asarray(labels).astype(int)
+        if self.target == MANY_CLASSES:
+            return metrics.per_class_report((metrics.sigmoid(logits) >= threshold).astype(int), truth, label_names, multi_label=True)
+        return metrics.per_class_report(logits.argmax(axis=-1), truth, label_names, multi_label=False)
+
+    def confusion(self, logits, labels, label_names: list[str]) -> list[list[int]] | None:
+        """The confusion matrix (rows: truth) when every row has one class; None otherwise."""
+        from runner import metrics
+
+        return metrics.confusion(logits, labels, len(label_names)) if self.one_label_per_row else None
+
+    def prediction_rows(self, logits, label_names: list[str], threshold: float) -> list[dict]:
+        """One result per text: label (or labels, or value), its score, and every class probability."""
+        import numpy as np
+
+        rows = []
+        for p in self.probabilities(logits):
+            if self.target == NUMBER:
+                rows.append({"value": float(p)})
+                continue
+            probabilities = {n: round(float(v), 6) for n, v in zip(label_names, p)}
+            if self.target == MANY_CLASSES:
+                rows.append({"labels": [label_names[i] for i in np.flatnonzero(p >= threshold)], "probabilities": probabilities})
+            else:
+                best = int(np.argmax(p))
+                rows.append({"label": label_names[best], "score": round(float(p[best]), 6), "probabilities": probabilities})
+        return rows
+
+    def truth_record(self, truth, label_names: list[str]) -> dict:
+        """The true target of one row as a predictions file shows it."""
+        if self.target == NUMBER:
+            return {"true_value": float(truth)}
+        if self.target == MANY_CLASSES:
+            return {"true_labels": [label_names[i] for i, x in enumerate(truth) if x]}
+        return {"true_label": label_names[int(truth)]}
+
+    def usage_lines(self, example: str, threshold: float) -> list[str]:
+        """How to call a pipeline() on this task, for the model card."""
+        if self.pair:
+            return [f'classifier({{"text": "{example}", "text_pair": "the staff were helpful"}})']
+        if self.target == MANY_CLASSES:
+            return [f'scores = classifier("{example}", top_k=None)  # every label with its probability',
+                    f'labels = [s["label"] for s in scores if s["score"] >= {threshold}]']
+        if self.target == NUMBER:
+            return [f'classifier("{example}", function_to_apply="none")  # score = the predicted number']
+        return [f'classifier("{example}")']
+
+
+_CLASSIFICATION = ("loss", "accuracy", "f1_macro", "f1_weighted", "precision_macro", "recall_macro", "roc_auc")
+TASKS = {
+    task.name: task for task in (
+        Task("single_label_classification", "single-label text classification", ONE_CLASS, _CLASSIFICATION, "f1_macro"),
+        Task("text_pair_classification", "text-pair classification", ONE_CLASS, _CLASSIFICATION, "f1_macro", pair=True),
+        Task("multi_label_classification", "multi-label text classification", MANY_CLASSES,
+             ("loss", "f1_micro", "f1_macro", "subset_accuracy", "precision_macro", "recall_macro"), "f1_micro"),
+        Task("regression", "text regression", NUMBER, ("loss", "mse", "mae", "r2", "pearson", "spearman"), "mse"),
+    )
+}
+
+
+def task_of(name: str) -> Task:
+    return TASKS[name]
