@@ -16,6 +16,7 @@ import pandas as pd
 
 from runner.errors import DataError, RunError
 from runner.spec import Spec
+from runner.tasks import MANY_CLASSES, NUMBER, task_of
 
 FORMATS_BY_SUFFIX = {".csv": "csv", ".tsv": "tsv", ".tab": "tsv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".parquet": "parquet", ".pq": "parquet"}
 ROW = "__row__"  # the source line of each row, for messages
@@ -308,10 +309,32 @@ def split_validation(frame: pd.DataFrame, fraction: float, seed: int, stratify_b
 # The whole data step
 
 
-def prepare_data(spec: Spec) -> PreparedData:
-    data, task = spec["data"], spec["task"]
-    text_columns = [data["text_column"]] + ([data["text_pair_column"]] if data["text_pair_column"] else [])
+def prepare_frame(frame: pd.DataFrame, spec: Spec, labels: list[str] | None, source: str) -> tuple[pd.DataFrame, list[str] | None, int]:
+    """One table as the run uses it: columns checked, empty texts handled, targets encoded.
+
+    Returns (text, [text_pair], label and source-row columns; the labels, as given or inferred; rows dropped)."""
+    data, task = spec["data"], task_of(spec["task"])
     columns = {"text_column": data["text_column"], "text_pair_column": data["text_pair_column"], "label_column": data["label_column"]}
+    check_columns(frame, columns, source)
+    text_columns = [data["text_column"]] + ([data["text_pair_column"]] if data["text_pair_column"] else [])
+    frame, n_dropped = clean_texts(frame, text_columns, data["empty_text"], source)
+    if n_dropped:
+        print(f"warning: dropped {n_dropped} row(s) with an empty text from {source}")
+    if task.target == NUMBER:
+        target = encode_regression_targets(frame, data["label_column"], source)
+    elif task.target == MANY_CLASSES:
+        target, labels = encode_multi_labels(frame, data["label_column"], labels, data["label_delimiter"], source)
+    else:
+        target, labels = encode_single_labels(frame, data["label_column"], labels, source, source)
+    out = pd.DataFrame({"text": frame[data["text_column"]].to_numpy(), ROW: frame[ROW].to_numpy()})
+    if data["text_pair_column"]:
+        out["text_pair"] = frame[data["text_pair_column"]].to_numpy()
+    out["label"] = list(target) if task.multi_label else target.to_numpy()
+    return out, labels, n_dropped
+
+
+def prepare_data(spec: Spec) -> PreparedData:
+    data, task = spec["data"], task_of(spec["task"])
 
     raw: dict[str, pd.DataFrame] = {}
     sources: dict[str, str] = {}
@@ -337,27 +360,13 @@ def prepare_data(spec: Spec) -> PreparedData:
     labels = spec["labels"]
     splits: dict[str, pd.DataFrame] = {}
     for name, frame in raw.items():
-        source = sources[name]
-        check_columns(frame, columns, source)
-        frame, n_dropped = clean_texts(frame, text_columns, data["empty_text"], source)
+        splits[name], labels, n_dropped = prepare_frame(frame, spec, labels, sources[name])
         if n_dropped:
             dropped.append({"split": name, "reason": "empty or missing text", "rows": n_dropped})
-            print(f"warning: dropped {n_dropped} row(s) with an empty text from {source}")
-        if task == "regression":
-            target = encode_regression_targets(frame, data["label_column"], source)
-        elif task == "multi_label_classification":
-            target, labels = encode_multi_labels(frame, data["label_column"], labels, data["label_delimiter"], source)
-        else:
-            target, labels = encode_single_labels(frame, data["label_column"], labels, source, source)
-        out = pd.DataFrame({"text": frame[data["text_column"]].to_numpy(), ROW: frame[ROW].to_numpy()})
-        if data["text_pair_column"]:
-            out["text_pair"] = frame[data["text_pair_column"]].to_numpy()
-        out["label"] = target.to_numpy() if task != "multi_label_classification" else list(target)
-        splits[name] = out
 
     labels = labels or []
-    if task != "regression":
-        present = set(splits["train"]["label"]) if task != "multi_label_classification" else {i for v in splits["train"]["label"] for i, x in enumerate(v) if x}
+    if task.has_labels:
+        present = {i for v in splits["train"]["label"] for i, x in enumerate(v) if x} if task.multi_label else set(splits["train"]["label"])
         if len(present) < 2:
             only = labels[next(iter(present))] if present else "none"
             raise DataError(f"the training data has a single class ('{only}'); a classifier needs at least two",
@@ -365,12 +374,12 @@ def prepare_data(spec: Spec) -> PreparedData:
 
     note = "separate validation data"
     if "validation" not in splits:
-        stratify_by = splits["train"]["label"] if (task in ("single_label_classification", "text_pair_classification") and data["stratify"]) else None
+        stratify_by = splits["train"]["label"] if (task.one_label_per_row and data["stratify"]) else None
         splits["train"], splits["validation"], note = split_validation(splits["train"], data["validation_fraction"], spec["seed"], stratify_by, sources["train"])
 
     summary = {
         "rows": {name: len(frame) for name, frame in splits.items()},
-        "label_distribution": {name: label_distribution(frame["label"], labels, task) for name, frame in splits.items()},
+        "label_distribution": {name: label_distribution(frame["label"], labels, task.target) for name, frame in splits.items()},
         "dropped": dropped,
         "split_note": note,
         "sources": sources,
@@ -378,11 +387,11 @@ def prepare_data(spec: Spec) -> PreparedData:
     return PreparedData(splits=splits, labels=labels, summary=summary, files=files)
 
 
-def label_distribution(values: pd.Series, labels: list[str], task: str) -> dict:
-    if task == "regression":
+def label_distribution(values: pd.Series, labels: list[str], target: str) -> dict:
+    if target == NUMBER:
         array = values.to_numpy(dtype=float)
         return {"mean": float(array.mean()), "std": float(array.std()), "min": float(array.min()), "max": float(array.max())}
-    if task == "multi_label_classification":
+    if target == MANY_CLASSES:
         totals = np.asarray(list(values), dtype=float).sum(axis=0)
         return {label: int(totals[i]) for i, label in enumerate(labels)}
     counts = values.value_counts()

@@ -1,6 +1,7 @@
 """The errors a user sees: one line saying what is wrong and where, one line saying how to fix it.
 
-SpecError and DataError are the user's to fix (exit 2); RunError is a failure at run time (exit 1).
+SpecError and DataError are the user's to fix (exit 2); RunError is a failure at run time (exit 1);
+Interrupted is a run stopped by a signal (130 or 143).
 The CLI prints them without a traceback unless --debug is given.
 """
 
@@ -43,6 +44,14 @@ class RunError(RunnerError):
     """Something failed while running: the Hub refused, the disk filled, training crashed."""
 
     exit_code = 1
+
+
+class Interrupted(RunnerError):
+    """SIGINT or SIGTERM stopped the run after a checkpoint was saved: exit 130 or 143."""
+
+    def __init__(self, message: str, hint: str = "", where: str = "", exit_code: int = 130):
+        super().__init__(message, hint, where)
+        self.exit_code = exit_code
 
 
 class SpecErrors(SpecError):

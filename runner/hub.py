@@ -8,22 +8,20 @@ Nothing in the run folder changes unless the push succeeds; then run.json gains 
 from __future__ import annotations
 
 import importlib
-import json
 import os
 import shlex
-import tempfile
+import sys
 import time
 from pathlib import Path
 from typing import Callable
 
-import click
-import yaml
 
 from runner import __version__
-from runner.errors import RunError, SpecError
+from runner.errors import DataError, RunError, SpecError
+from runner.rundir import FINISHED, MANIFEST, METRICS, SPEC, RunDir
 
 # Files of the run folder that travel with the model, at the root of the repository.
-RUN_FILES = ("metrics.json", "run.json", "spec.yaml", "report.md")
+RUN_FILES = (METRICS, MANIFEST, SPEC, "report.md")
 # Trainer state that is useless for inference and may be large or pickled: never pushed.
 NEVER_PUSHED = ("optimizer.pt", "optimizer.bin", "scheduler.pt", "scaler.pt", "trainer_state.json", "training_args.bin")
 NEVER_PUSHED_PREFIXES = ("rng_state", "checkpoint-", "optimizer", "scheduler", ".")
@@ -55,65 +53,69 @@ def push_run(
     """
     from huggingface_hub import HfApi
 
-    run_dir = Path(run_dir)
-    settings = hub_settings(run_dir)
+    run = RunDir(run_dir)
+    if run.status() not in (None, FINISHED):
+        raise SpecError(f"the run is not finished (status: {run.status()})", "finish it first: `runner run SPEC --resume`", str(run.path))
+    settings = hub_settings(run)
     overrides = {"repo_id": repo_id, "tag": tag, "private": private, "create_pr": create_pr, "revision": revision}
     settings.update({key: value for key, value in overrides.items() if value is not None})
     repo_id = check_repo_id(settings["repo_id"])
-    retry = retry_command(run_dir, settings)
-    files = pushable_files(run_dir)
-    message = commit_message(run_dir)
+    retry = retry_command(run.path, settings)
+    files = pushable_files(run.path)
+    message = commit_message(run)
 
-    token = _find_token()
-    endpoint = (endpoint or os.environ.get("HF_ENDPOINT") or _default_endpoint()).rstrip("/")
-    if retry_base_delay is None:
-        retry_base_delay = float(os.environ.get("RUNNER_HUB_RETRY_BASE_DELAY", DEFAULT_BASE_DELAY))
-    api = HfApi(endpoint=endpoint, token=token, library_name="runner", library_version=__version__)
+    if not run.path.is_dir():
+        raise SpecError("run folder does not exist", where=str(run.path), hint="pass the folder `runner run` wrote")
+    with run.lock("a push"):  # a run still writing the folder, or a second push, must wait
+        token = _find_token()
+        endpoint = (endpoint or os.environ.get("HF_ENDPOINT") or _default_endpoint()).rstrip("/")
+        if retry_base_delay is None:
+            retry_base_delay = float(os.environ.get("RUNNER_HUB_RETRY_BASE_DELAY", DEFAULT_BASE_DELAY))
+        api = HfApi(endpoint=endpoint, token=token, library_name="runner", library_version=__version__)
 
-    def call(what: str, action: Callable):
-        return _call_hub(what, action, token=token, retry=retry, attempts=attempts, base_delay=retry_base_delay)
+        def call(what: str, action: Callable):
+            return _call_hub(what, action, token=token, retry=retry, attempts=attempts, base_delay=retry_base_delay)
 
-    call("checking the token", api.whoami)
-    repo_url = call(f"creating {repo_id}", lambda: api.create_repo(repo_id, private=settings["private"], exist_ok=True))
-    if settings["revision"] != "main" and not settings["create_pr"]:
-        call(f"creating branch {settings['revision']}",
-             lambda: api.create_branch(repo_id, branch=settings["revision"], exist_ok=True))
-    if settings["tag"]:
-        refs = call("listing tags", lambda: api.list_repo_refs(repo_id))
-        if any(existing.name == settings["tag"] for existing in refs.tags):
-            raise RunError(f"tag {settings['tag']!r} already exists on {repo_id}", where="hub.tag",
-                           hint=f"choose a new tag (--tag) or delete the old one on the Hub, then run: {retry}")
+        call("checking the token", api.whoami)
+        repo_url = call(f"creating {repo_id}", lambda: api.create_repo(repo_id, private=settings["private"], exist_ok=True))
+        if settings["revision"] != "main" and not settings["create_pr"]:
+            call(f"creating branch {settings['revision']}",
+                 lambda: api.create_branch(repo_id, branch=settings["revision"], exist_ok=True))
+        if settings["tag"]:
+            refs = call("listing tags", lambda: api.list_repo_refs(repo_id))
+            if any(existing.name == settings["tag"] for existing in refs.tags):
+                raise RunError(f"tag {settings['tag']!r} already exists on {repo_id}", where="hub.tag",
+                               hint=f"choose a new tag (--tag) or delete the old one on the Hub, then run: {retry}")
 
-    def commit():
-        # Operations are consumed by a commit attempt, so each attempt builds its own.
-        operations = _operations(files)
-        return api.create_commit(repo_id, operations, commit_message=message, revision=settings["revision"],
-                                 create_pr=settings["create_pr"])
+        def commit():
+            # Operations are consumed by a commit attempt, so each attempt builds its own.
+            operations = _operations(files)
+            return api.create_commit(repo_id, operations, commit_message=message, revision=settings["revision"],
+                                     create_pr=settings["create_pr"])
 
-    info = call(f"uploading {len(files)} files to {repo_id}", commit)
-    if settings["tag"]:
-        # The tag was free a moment ago, so a conflict now means an earlier attempt of this call made it.
-        call(f"tagging {info.oid[:8]} as {settings['tag']}",
-             lambda: api.create_tag(repo_id, tag=settings["tag"], revision=info.oid, tag_message=message,
-                                    exist_ok=True))
+        info = call(f"uploading {len(files)} files to {repo_id}", commit)
+        if settings["tag"]:
+            # The tag was free a moment ago, so a conflict now means an earlier attempt of this call made it.
+            call(f"tagging {info.oid[:8]} as {settings['tag']}",
+                 lambda: api.create_tag(repo_id, tag=settings["tag"], revision=info.oid, tag_message=message,
+                                        exist_ok=True))
 
-    record = {"repo_id": repo_id, "url": str(repo_url), "commit": info.oid, "tag": settings["tag"],
-              "revision": settings["revision"]}
-    if settings["create_pr"]:
-        record["pr_url"] = info.pr_url
-    _record_push(run_dir, record)
-    click.echo(f"Pushed {repo_id} ({len(files)} files): {record['url']}")
-    click.echo(f"Commit {info.oid}" + (f", tagged {settings['tag']}" if settings["tag"] else "")
-               + (f", pull request {info.pr_url}" if settings["create_pr"] else ""))
-    return record
+        record = {"repo_id": repo_id, "url": str(repo_url), "commit": info.oid, "tag": settings["tag"],
+                  "revision": settings["revision"]}
+        if settings["create_pr"]:
+            record["pr_url"] = info.pr_url
+        _record_push(run, record)
+        print(f"Pushed {repo_id} ({len(files)} files): {record['url']}")
+        print(f"Commit {info.oid}" + (f", tagged {settings['tag']}" if settings["tag"] else "")
+                   + (f", pull request {info.pr_url}" if settings["create_pr"] else ""))
+        return record
 
 
-def hub_settings(run_dir: Path) -> dict:
+def hub_settings(run: RunDir) -> dict:
     """The `hub:` section of the run's resolved spec, with defaults for anything missing."""
-    spec = _run_spec(run_dir)
-    section = spec.get("hub") or {}
+    section = run.spec_values().get("hub") or {}
     if not isinstance(section, dict):
-        raise SpecError("hub must be a mapping", where=f"{run_dir / 'spec.yaml'}: hub")
+        raise SpecError("hub must be a mapping", where=f"{run.spec_file}: hub")
     return {**HUB_DEFAULTS, **{key: section[key] for key in HUB_DEFAULTS if section.get(key) is not None}}
 
 
@@ -149,7 +151,7 @@ def pushable_files(run_dir: str | Path) -> list[tuple[str, Path]]:
     model_dir = next((run_dir / name for name in ("model", "merged") if _has_files(run_dir / name)), None)
     if model_dir is None:
         raise SpecError("no saved model to push: model/ is missing or empty", where=str(run_dir),
-                        hint="push a finished run folder (the one `runner train` printed)")
+                        hint="push a finished run folder (the one `runner run` printed)")
     files = {}
     for path in sorted(model_dir.rglob("*")):
         relative = path.relative_to(model_dir)
@@ -161,14 +163,14 @@ def pushable_files(run_dir: str | Path) -> list[tuple[str, Path]]:
     return sorted(files.items())
 
 
-def commit_message(run_dir: Path) -> str:
+def commit_message(run: RunDir) -> str:
     """e.g. "Train emotions: validation f1_macro=0.8312"."""
-    name = _run_spec(run_dir).get("name") or run_dir.resolve().name
+    name = run.spec_values().get("name") or run.path.resolve().name
     message = f"Train {name}"
+    headline = run.headline()
     try:
-        headline = json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))["headline"]
         message += f": {headline['split']} {headline['name']}={float(headline['value']):.4f}"
-    except (OSError, ValueError, KeyError, TypeError):
+    except (KeyError, TypeError, ValueError):
         pass
     return message
 
@@ -211,8 +213,8 @@ def _call_hub(what: str, action: Callable, *, token: str, retry: str, attempts: 
                 raise RunError(f"push failed while {what} after {attempts} attempts: {_describe(error, token)}",
                                hint=f"the Hub or the network may be down; to retry, run: {retry}") from error
             delay = min(MAX_DELAY, max(base_delay * 2 ** (attempt - 1), _retry_after(error)))
-            click.echo(f"Hub call failed while {what} ({_describe(error, token)}); "
-                       f"retrying in {delay:g}s (attempt {attempt + 1} of {attempts})", err=True)
+            print(f"Hub call failed while {what} ({_describe(error, token)}); "
+                  f"retrying in {delay:g}s (attempt {attempt + 1} of {attempts})", file=sys.stderr)
             time.sleep(delay)
     raise AssertionError("unreachable")
 
@@ -305,44 +307,12 @@ def _operations(files: list[tuple[str, Path]]) -> list:
 # The run folder
 
 
-def _run_spec(run_dir: Path) -> dict:
-    """The resolved spec: spec.yaml, or the copy inside run.json when spec.yaml is missing."""
-    if not run_dir.is_dir():
-        raise SpecError("run folder does not exist", where=str(run_dir),
-                        hint="pass the folder `runner train` wrote (it holds model/, metrics.json and run.json)")
-    spec_file = run_dir / "spec.yaml"
+def _record_push(run: RunDir, record: dict) -> None:
+    """Add the `hub` record to the manifest (atomically); a damaged manifest is left as it is."""
     try:
-        if spec_file.is_file():
-            spec = yaml.safe_load(spec_file.read_text(encoding="utf-8"))
-        elif (run_dir / "run.json").is_file():
-            spec = json.loads((run_dir / "run.json").read_text(encoding="utf-8")).get("spec")
-        else:
-            spec = {}
-    except (yaml.YAMLError, ValueError) as error:
-        raise SpecError(f"cannot read the run's spec: {error}", where=str(spec_file)) from error
-    return spec if isinstance(spec, dict) else {}
-
-
-def _record_push(run_dir: Path, record: dict) -> None:
-    """Add the `hub` record to run.json, atomically (temporary file + os.replace)."""
-    manifest_file = run_dir / "run.json"
-    try:
-        manifest = json.loads(manifest_file.read_text(encoding="utf-8")) if manifest_file.is_file() else {}
-    except ValueError:
-        click.echo(f"warning: {manifest_file} is not valid JSON; the push is not recorded in it", err=True)
-        return
-    manifest["hub"] = record
-    handle, temporary = tempfile.mkstemp(dir=run_dir, prefix=".run.json.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as out:
-            json.dump(manifest, out, indent=2, sort_keys=False)
-            out.write("\n")
-        # mkstemp makes the file private (0600); keep run.json as readable as it was.
-        os.chmod(temporary, manifest_file.stat().st_mode & 0o777 if manifest_file.exists() else 0o644)
-        os.replace(temporary, manifest_file)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+        run.update_manifest(hub=record)
+    except DataError:
+        print(f"warning: {run.manifest_file} cannot be read; the push is not recorded in it", file=sys.stderr)
 
 
 def _has_files(folder: Path) -> bool:

@@ -10,6 +10,7 @@ import numpy as np
 
 from runner.errors import RunError, SpecError
 from runner.spec import Spec, looks_like_local_path
+from runner.tasks import task_of
 
 # Attention projections LoRA adapts by default, by `config.model_type`.
 LORA_TARGETS = {
@@ -31,12 +32,6 @@ LORA_TARGETS = {
     "mistral": ["q_proj", "v_proj"],
     "qwen2": ["q_proj", "v_proj"],
     "gpt2": ["c_attn"],
-}
-PROBLEM_TYPES = {
-    "single_label_classification": "single_label_classification",
-    "text_pair_classification": "single_label_classification",
-    "multi_label_classification": "multi_label_classification",
-    "regression": "regression",
 }
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin", "model.safetensors.index.json", "pytorch_model.bin.index.json", "adapter_model.safetensors")
 
@@ -102,14 +97,13 @@ def load_model(spec: Spec, labels: list[str]):
         if not any((folder / f).exists() for f in WEIGHT_FILES):
             raise SpecError(f"the model folder '{spec['model']['name']}' has no weights (model.safetensors or pytorch_model.bin)",
                             "save the model with save_pretrained(), or give a Hub model id", spec.where("model", "name"))
-    task = spec["task"]
+    task = task_of(spec["task"])
     kwargs = {"revision": spec["model"]["revision"], "trust_remote_code": spec["model"]["trust_remote_code"]}
-    num_labels = 1 if task == "regression" else len(labels)
     try:
-        config = AutoConfig.from_pretrained(name, num_labels=num_labels, problem_type=PROBLEM_TYPES[task], **kwargs)
+        config = AutoConfig.from_pretrained(name, num_labels=task.num_labels(labels), problem_type=task.problem_type, **kwargs)
     except (OSError, ValueError) as exc:
         raise _explain_load_failure(exc, name, source, "model config", spec.where("model", "name")) from None
-    if task != "regression":
+    if task.has_labels:
         config.id2label = dict(enumerate(labels))
         config.label2id = {label: i for i, label in enumerate(labels)}
     limit = getattr(config, "max_position_embeddings", None)

@@ -9,27 +9,8 @@ from pathlib import Path
 import numpy as np
 
 from runner.errors import DataError
-from runner.metrics import probabilities
-
-RUN_FILES_HINT = "give a run folder written by `runner run` (it holds model/ and spec.yaml)"
-
-
-def load_run_spec(run_dir: Path):
-    """The resolved spec saved in a run folder."""
-    from runner.spec import load_spec
-
-    run_dir = Path(run_dir)
-    if not (run_dir / "spec.yaml").exists() or not (run_dir / "model").is_dir():
-        raise DataError(f"'{run_dir}' is not a finished run folder (no spec.yaml or model/)", RUN_FILES_HINT, str(run_dir))
-    return load_spec(run_dir / "spec.yaml", check_files=False)
-
-
-def run_labels(run_dir: Path) -> list[str]:
-    """The class names of a run, in id order, from its manifest."""
-    from runner.files import read_json
-
-    manifest = Path(run_dir) / "run.json"
-    return (read_json(manifest).get("results") or {}).get("labels") or [] if manifest.exists() else []
+from runner.rundir import RunDir
+from runner.tasks import task_of
 
 
 def load_trained_model(model_dir: Path, labels: list[str] | None = None, task: str | None = None):
@@ -38,8 +19,6 @@ def load_trained_model(model_dir: Path, labels: list[str] | None = None, task: s
     An adapter's base model config does not know the run's labels, so they are passed in.
     """
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
-
-    from runner.model import PROBLEM_TYPES
 
     model_dir = Path(model_dir)
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
@@ -50,7 +29,7 @@ def load_trained_model(model_dir: Path, labels: list[str] | None = None, task: s
         if labels:
             head.update(id2label=dict(enumerate(labels)), label2id={name: i for i, name in enumerate(labels)})
         if task:
-            head["problem_type"] = PROBLEM_TYPES[task]
+            head["problem_type"] = task_of(task).problem_type
         model = AutoPeftModelForSequenceClassification.from_pretrained(model_dir, **head)
     else:
         model = AutoModelForSequenceClassification.from_pretrained(model_dir)
@@ -81,22 +60,6 @@ def predict_logits(model, tokenizer, texts: list[str], pairs: list[str] | None, 
     return np.stack(out) if out else np.zeros((0, 1))
 
 
-def rows_from_logits(task: str, logits: np.ndarray, label_names: list[str], threshold: float) -> list[dict]:
-    """One result per text: label (or labels / value), its score, and every class probability."""
-    probs = probabilities(task, logits)
-    rows = []
-    for p in probs:
-        if task == "regression":
-            rows.append({"value": float(p)})
-        elif task == "multi_label_classification":
-            chosen = [label_names[i] for i in np.flatnonzero(p >= threshold)]
-            rows.append({"labels": chosen, "probabilities": {n: round(float(v), 6) for n, v in zip(label_names, p)}})
-        else:
-            best = int(np.argmax(p))
-            rows.append({"label": label_names[best], "score": round(float(p[best]), 6), "probabilities": {n: round(float(v), 6) for n, v in zip(label_names, p)}})
-    return rows
-
-
 def label_names_of(model) -> list[str]:
     config = model.config
     return [config.id2label[i] for i in range(len(config.id2label))] if getattr(config, "id2label", None) else []
@@ -118,7 +81,8 @@ def read_texts(input_file: Path, text_column: str, pair_column: str | None) -> t
 
 
 def predict_command(run_dir: Path, texts: list[str], input_file: Path | None, output_file: Path | None, batch_size: int | None) -> None:
-    spec = load_run_spec(run_dir)
+    run = RunDir(run_dir)
+    spec = run.load_spec()
     if not texts and not input_file:
         raise DataError("no texts to predict", 'give texts as arguments (runner predict RUN_DIR "some text") or --input FILE')
     pairs = None
@@ -128,11 +92,11 @@ def predict_command(run_dir: Path, texts: list[str], input_file: Path | None, ou
         if len(texts) % 2:
             raise DataError("text-pair models take texts in pairs", 'give an even number of texts: "premise" "hypothesis" ...')
         texts, pairs = texts[0::2], texts[1::2]
-    model, tokenizer = load_trained_model(Path(run_dir) / "model", run_labels(run_dir), spec["task"])
+    model, tokenizer = load_trained_model(run.model_dir, run.labels(), spec["task"])
     started = time.perf_counter()
     logits = predict_logits(model, tokenizer, texts, pairs, spec["model"]["max_length"], batch_size or spec["predict"]["batch_size"], progress=True)
     elapsed = time.perf_counter() - started
-    rows = rows_from_logits(spec["task"], logits, label_names_of(model), spec["predict"]["threshold"])
+    rows = task_of(spec["task"]).prediction_rows(logits, label_names_of(model), spec["predict"]["threshold"])
     for row, text in zip(rows, texts):
         row["text"] = text
     if output_file:
@@ -161,24 +125,15 @@ def write_predictions(path: Path, rows: list[dict]) -> None:
 
 def eval_command(run_dir: Path, data_file: Path) -> dict:
     """Metrics of a trained run on a new labelled file, with the run's label mapping."""
-    from runner import data as data_module
-    from runner.metrics import compute_metrics
+    from runner.data import prepare_frame, read_table
 
-    spec = load_run_spec(run_dir)
-    d, task = spec["data"], spec["task"]
-    model, tokenizer = load_trained_model(Path(run_dir) / "model", run_labels(run_dir), task)
+    run = RunDir(run_dir)
+    spec = run.load_spec()
+    d, task = spec["data"], task_of(spec["task"])
+    model, tokenizer = load_trained_model(run.model_dir, run.labels(), task.name)
     labels = label_names_of(model)
-    frame = data_module.read_table(Path(data_file), "auto", d["encoding"])
-    source = str(data_file)
-    data_module.check_columns(frame, {"text_column": d["text_column"], "text_pair_column": d["text_pair_column"], "label_column": d["label_column"]}, source)
-    text_columns = [d["text_column"]] + ([d["text_pair_column"]] if d["text_pair_column"] else [])
-    frame, _ = data_module.clean_texts(frame, text_columns, d["empty_text"], source)
-    if task == "regression":
-        target = data_module.encode_regression_targets(frame, d["label_column"], source).to_numpy()
-    elif task == "multi_label_classification":
-        target = np.asarray(list(data_module.encode_multi_labels(frame, d["label_column"], labels, d["label_delimiter"], source)[0]))
-    else:
-        target = data_module.encode_single_labels(frame, d["label_column"], labels, source, source)[0].to_numpy()
-    pairs = frame[d["text_pair_column"]].tolist() if d["text_pair_column"] else None
-    logits = predict_logits(model, tokenizer, frame[d["text_column"]].tolist(), pairs, spec["model"]["max_length"], spec["predict"]["batch_size"], progress=True)
-    return {"rows": len(frame), **compute_metrics(task, logits, target, labels, spec["predict"]["threshold"])}
+    frame, _, _ = prepare_frame(read_table(Path(data_file), "auto", d["encoding"]), spec, labels or None, str(data_file))
+    target = np.asarray(list(frame["label"])) if task.multi_label else frame["label"].to_numpy()
+    pairs = frame["text_pair"].tolist() if d["text_pair_column"] else None
+    logits = predict_logits(model, tokenizer, frame["text"].tolist(), pairs, spec["model"]["max_length"], spec["predict"]["batch_size"], progress=True)
+    return {"rows": len(frame), **task.compute_metrics(logits, target, labels, spec["predict"]["threshold"])}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from runner.spec import load_schema
+from runner.schema import load_schema
 
 
 def _type_of(prop: dict) -> str:

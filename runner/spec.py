@@ -10,6 +10,7 @@ import copy
 import difflib
 import hashlib
 import json
+import math
 import re
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -17,11 +18,11 @@ from importlib import resources
 from pathlib import Path
 
 import jsonschema
-import yaml
 
 from runner.errors import SpecError, SpecErrors
 from runner.schema import describe, dotted, hint, load_schema, schema_at, where
 from runner.tasks import TASKS, task_of
+from runner.yamlsource import parse_value, parse_yaml
 
 
 @dataclass
@@ -58,60 +59,18 @@ class Spec:
 # YAML with positions
 
 
-class _Loader(yaml.SafeLoader):
-    """Safe YAML (no Python objects) that also refuses duplicate keys."""
+# Parsing lives in runner/yamlsource.py (bounded aliases and depth, string keys, YAML 1.2 numbers).
 
 
-def _parse_yaml(text: str, source: str) -> tuple[object, dict]:
-    """Return the document and a map from spec path (tuple) to (line, column), both 1-based.
-
-    A key's own position is stored under ("<key>",) + path so unknown keys point at the key.
-    """
-    try:
-        loader = _Loader(text)  # refuses control characters before parsing anything
-    except yaml.reader.ReaderError as exc:
-        line = text.count("\n", 0, exc.position) + 1
-        column = exc.position - text.rfind("\n", 0, exc.position)
-        raise SpecError(f"the spec holds a control character YAML does not allow (#x{exc.character:04x})",
-                        "delete it; a spec is plain text", f"{source}:{line}:{column}") from None
-    try:
-        node = loader.get_single_node()
-        if node is None:
-            return None, {}
-        positions: dict = {}
-        _record_positions(node, (), positions, source)
-        document = loader.construct_document(node)
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        where = f"{source}:{mark.line + 1}:{mark.column + 1}" if mark else source
-        problem = exc.problem or str(exc)
-        raise SpecError(f"YAML syntax error: {problem}", "fix the YAML syntax at that line (indentation, colons, quotes)", where) from None
-    except yaml.YAMLError as exc:
-        raise SpecError(f"YAML syntax error: {exc}", "fix the YAML syntax", source) from None
-    finally:
-        loader.dispose()
-    return document, positions
-
-
-def _record_positions(node, path: tuple, positions: dict, source: str) -> None:
-    positions[path] = (node.start_mark.line + 1, node.start_mark.column + 1)
-    if isinstance(node, yaml.MappingNode):
-        seen = {}
-        for key_node, value_node in node.value:
-            key = key_node.value
-            if key in seen:
-                line, column = key_node.start_mark.line + 1, key_node.start_mark.column + 1
-                raise SpecError(
-                    f"duplicate key '{key}' (first at line {seen[key]})",
-                    "keep one of the two entries",
-                    f"{source}:{line}:{column} {dotted(path + (key,))}",
-                )
-            seen[key] = key_node.start_mark.line + 1
-            positions[("<key>",) + path + (key,)] = (key_node.start_mark.line + 1, key_node.start_mark.column + 1)
-            _record_positions(value_node, path + (key,), positions, source)
-    elif isinstance(node, yaml.SequenceNode):
-        for index, item in enumerate(node.value):
-            _record_positions(item, path + (index,), positions, source)
+def _nonfinite_problems(document, positions: dict, source: str, path: tuple = ()) -> list[SpecError]:
+    """NaN and infinities pass the schema's number ranges but are never a meaningful setting."""
+    if isinstance(document, float) and not math.isfinite(document):
+        return [SpecError(f"{document} is not a finite number", "write a finite number such as 5e-5 or 3", where(source, positions, path))]
+    if isinstance(document, dict):
+        return [p for k, v in document.items() for p in _nonfinite_problems(v, positions, source, path + (k,))]
+    if isinstance(document, list):
+        return [p for i, v in enumerate(document) for p in _nonfinite_problems(v, positions, source, path + (i,))]
+    return []
 
 
 # ---------------------------------------------------------------------------------------------
@@ -139,7 +98,7 @@ def load_spec(path: str | Path, overrides: list[str] | tuple = (), check_files: 
 
 def load_spec_text(text: str, path: Path | None = None, overrides=(), check_files: bool = True) -> Spec:
     source = str(path) if path else "<spec>"
-    document, positions = _parse_yaml(text, source)
+    document, positions = parse_yaml(text, source)
     if document is None:
         raise SpecError("the spec is empty", "start from `runner init DATA_FILE` or an example in examples/", f"{source}:1:1")
     if not isinstance(document, dict):
@@ -155,7 +114,7 @@ def load_spec_text(text: str, path: Path | None = None, overrides=(), check_file
     for override in overrides:
         _apply_override(document, override, positions)
 
-    problems = _schema_problems(document, positions, source)
+    problems = _nonfinite_problems(document, positions, source) or _schema_problems(document, positions, source)
     if not problems:
         values = fill_defaults(document, load_schema())
         spec = Spec(values=values, path=path, text=text, positions=positions)
@@ -175,8 +134,12 @@ def _apply_override(document: dict, override: str, positions: dict) -> None:
     if not parts:
         raise SpecError(f"--set '{override}' has an empty key", "write it like --set train.epochs=2")
     try:
-        value = yaml.safe_load(raw_value) if raw_value.strip() else None
-    except yaml.YAMLError:
+        value = parse_value(raw_value, f"--set {key}") if raw_value.strip() else None
+    except SpecErrors:
+        raise
+    except SpecError as exc:
+        if not exc.message.startswith("YAML syntax error"):
+            raise  # an alias bomb, deep nesting or an odd key: refused, not taken as text
         value = raw_value
     node = document
     for part in parts[:-1]:

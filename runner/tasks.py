@@ -8,6 +8,7 @@ This module stays light (no numpy at import): `runner validate` reads it.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 # What one row's target is: one class id, a multi-hot vector of classes, or a number.
@@ -41,6 +42,18 @@ METRICS = {
     "spearman": Metric("Spearman ρ", hub_type="spearmanr"),
 }
 LOWER_IS_BETTER = frozenset(name for name, metric in METRICS.items() if metric.lower_is_better)
+
+
+# Keys of a metrics dict that measure the machine, not the model: never compared, never shown.
+_NOT_METRICS = re.compile(r"(runtime|_per_second|^epoch$|^step$)")
+
+
+def metric_items(values: dict | None) -> list[tuple[str, float]]:
+    """The model's numeric metrics in a metrics dict, in order, without runtimes and throughputs."""
+    if not isinstance(values, dict):
+        return []
+    return [(name, value) for name, value in values.items()
+            if isinstance(value, (int, float)) and not isinstance(value, bool) and not _NOT_METRICS.search(name)]
 
 
 def lower_is_better(metric: str) -> bool:

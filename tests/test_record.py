@@ -13,6 +13,12 @@ from click.testing import CliRunner
 from huggingface_hub import ModelCard
 
 from runner import record
+from runner import reproduce as reproduction
+from runner.record import card
+from runner.record import summary as pr_summary
+from runner.record import manifest as manifest_file
+from runner.result import RunResult
+from runner.rundir import RunDir
 from runner.cli import main
 from runner.errors import DataError
 from runner.files import atomic_write_json, sha256_file
@@ -101,7 +107,7 @@ def recorded(tmp_path_factory):
     run_dir = folder / "runs" / "emotions-tiny"
     (run_dir / "model").mkdir(parents=True)
     atomic_write_json(run_dir / "metrics.json", result["metrics"])
-    record.write_run_record(run_dir, spec, result)
+    record.write_run_record(RunDir(run_dir), spec, RunResult.from_dict(result))
     return run_dir, spec, result
 
 
@@ -176,17 +182,17 @@ def test_manifest_keeps_hub_record_and_git_state(tmp_path):
     spec = make_spec(tmp_path)
     run_dir = tmp_path / "run"
     atomic_write_json(run_dir / "run.json", {"hub": {"repo_id": "acme/emotions-tiny", "commit": "123"}})
-    assert record.git_state(tmp_path) is None
+    assert manifest_file.git_state(tmp_path) is None
     git = ["git", "-C", str(tmp_path), "-c", "user.name=t", "-c", "user.email=t@example.com", "-c", "commit.gpgsign=false"]
     subprocess.run(git + ["init", "-q"], check=True)
     subprocess.run(git + ["add", "spec.yaml", "data"], check=True)
     subprocess.run(git + ["commit", "-q", "-m", "spec"], check=True)
-    record.write_manifest(run_dir, spec, make_result(tmp_path))
+    manifest_file.write_manifest(RunDir(run_dir), spec, RunResult.from_dict(make_result(tmp_path)))
     manifest = json.loads((run_dir / "run.json").read_text())
     assert manifest["hub"] == {"repo_id": "acme/emotions-tiny", "commit": "123"}
     assert len(manifest["git"]["commit"]) == 40 and manifest["git"]["dirty"] is False
     (tmp_path / "data" / "train.csv").write_text("text,label\nchanged,joy\n")
-    assert record.git_state(tmp_path)["dirty"] is True
+    assert manifest_file.git_state(tmp_path)["dirty"] is True
 
 
 def test_summary_shows_deltas_against_a_baseline(recorded, tmp_path):
@@ -194,7 +200,7 @@ def test_summary_shows_deltas_against_a_baseline(recorded, tmp_path):
     base = {"validation": {**result["metrics"]["validation"], "f1_macro": 0.8012, "accuracy": 0.85, "loss": 0.5711, "f1_weighted": 0.832001},
             "headline": {"split": "validation", "name": "f1_macro", "value": 0.8012}}
     atomic_write_json(tmp_path / "base" / "metrics.json", base)
-    text = record.summary_markdown(run_dir, tmp_path / "base")
+    text = pr_summary.summary_markdown(run_dir, tmp_path / "base")
     assert text.startswith("### runner: emotions-tiny · f1_macro 0.8312 (validation) ▲ +0.0300 (better)")
     assert "| **f1_macro** | 0.8312 | 0.8012 | ▲ +0.0300 (better) |" in text
     assert "| accuracy | 0.8333 | 0.8500 | ▼ -0.0167 (worse) |" in text
@@ -205,13 +211,13 @@ def test_summary_shows_deltas_against_a_baseline(recorded, tmp_path):
     assert "Data: train 24 rows · validation 6 rows · test 10 rows" in text
     assert "<details><summary>Per-class metrics</summary>" in text and "| joy |" in text
     # a metrics.json path works as the baseline too
-    assert record.summary_markdown(run_dir, tmp_path / "base" / "metrics.json") == text.replace(str(tmp_path / "base"), str(tmp_path / "base" / "metrics.json"))
+    assert pr_summary.summary_markdown(run_dir, tmp_path / "base" / "metrics.json") == text.replace(str(tmp_path / "base"), str(tmp_path / "base" / "metrics.json"))
 
 
 def test_summary_json_structure(recorded, tmp_path):
     run_dir, _, _ = recorded
     atomic_write_json(tmp_path / "metrics.json", {"validation": {"f1_macro": 0.9, "loss": 0.3}})
-    summary = record.summary_json(run_dir, tmp_path / "metrics.json")
+    summary = pr_summary.summary_json(run_dir, tmp_path / "metrics.json")
     assert json.loads(json.dumps(summary)) == summary
     assert summary["name"] == "emotions-tiny" and summary["status"] == "finished"
     assert summary["task"] == "single_label_classification"
@@ -233,7 +239,7 @@ def test_summary_links_the_hub_and_works_without_a_baseline(recorded, tmp_path):
     shutil.copytree(run_dir, copy)
     manifest = json.loads((copy / "run.json").read_text())
     atomic_write_json(copy / "run.json", {**manifest, "hub": {"repo_id": "acme/emotions-tiny"}})
-    text = record.summary_markdown(copy)
+    text = pr_summary.summary_markdown(copy)
     assert "Model on the Hub: https://huggingface.co/acme/emotions-tiny" in text
     assert "| **f1_macro** | 0.8312 |" in text and "baseline" not in text
 
@@ -248,7 +254,7 @@ def test_summary_of_a_broken_run_folder_is_a_data_error(tmp_path, write, message
     if write is not None:
         (tmp_path / "metrics.json").write_text(write)
     with pytest.raises(DataError, match=message) as caught:
-        record.summary_markdown(tmp_path)
+        pr_summary.summary_markdown(tmp_path)
     assert caught.value.exit_code == 2 and caught.value.hint
     result = CliRunner().invoke(main, ["report", str(tmp_path)])
     assert result.exit_code == 2 and message in result.output
@@ -266,7 +272,7 @@ def test_regression_and_lora_records(tmp_path):
     run_dir = tmp_path / "run"
     (run_dir / "confusion_matrix.png").parent.mkdir(parents=True)
     (run_dir / "confusion_matrix.png").write_bytes(b"stale")
-    record.write_run_record(run_dir, spec, result)
+    record.write_run_record(RunDir(run_dir), spec, RunResult.from_dict(result))
     assert not (run_dir / "confusion_matrix.png").exists()
     assert (run_dir / "training_curves.png").read_bytes().startswith(b"\x89PNG")
     report = (run_dir / "report.md").read_text()
@@ -283,22 +289,22 @@ def test_base_model_of_a_local_folder_comes_only_from_its_own_card(tmp_path):
     # config.json's _name_or_path often names an ancestor (all-MiniLM-L6-v2 says nreimers/MiniLM-...): not trusted.
     (folder / "config.json").write_text(json.dumps({"_name_or_path": "nreimers/MiniLM-L6-H384-uncased"}))
     spec = make_spec(tmp_path, SPEC.replace("sentence-transformers/all-MiniLM-L6-v2", "./base-model"))
-    assert record.base_model_id(spec, {"name": str(folder), "source": "local"}) is None
+    assert card.base_model_id(spec, {"name": str(folder), "source": "local"}) is None
     (folder / "README.md").write_text("---\nbase_model: sentence-transformers/all-MiniLM-L6-v2\n---\n# card\n")
-    assert record.base_model_id(spec, {"name": str(folder), "source": "local"}) == "sentence-transformers/all-MiniLM-L6-v2"
+    assert card.base_model_id(spec, {"name": str(folder), "source": "local"}) == "sentence-transformers/all-MiniLM-L6-v2"
     (folder / "README.md").write_text("---\nbase_model: /home/someone/models/minilm\n---\n")
-    assert record.base_model_id(spec, {"name": str(folder), "source": "local"}) is None
+    assert card.base_model_id(spec, {"name": str(folder), "source": "local"}) is None
 
 
 def test_hub_dataset_goes_into_the_card(tmp_path):
     text = SPEC.replace("  train: data/train.csv\n  test_file: data/test.csv\n", "  hub:\n    id: dair-ai/emotion\n    config: split\n    test_split: test\n")
     spec = make_spec(tmp_path, text)
     result = make_result(tmp_path, data_files={"hub": {"id": "dair-ai/emotion", "config": "split", "revision": "cab853a"}})
-    data = record.model_card_data(spec, result)
+    data = card.model_card_data(spec, RunResult.from_dict(result))
     assert data.datasets == ["dair-ai/emotion"]
     first = data.eval_results[0]
     assert (first.dataset_type, first.dataset_config, first.dataset_revision) == ("dair-ai/emotion", "split", "cab853a")
-    record.write_manifest(tmp_path / "run", spec, result)
+    manifest_file.write_manifest(RunDir(tmp_path / "run"), spec, RunResult.from_dict(result))
     manifest = json.loads((tmp_path / "run" / "run.json").read_text())
     assert manifest["data"]["files"] == {} and manifest["data"]["hub"]["revision"] == "cab853a"
 
@@ -308,7 +314,7 @@ def _reproducible_run(tmp_path):
     result = make_result(tmp_path)
     run_dir = tmp_path / "runs" / "emotions-tiny"
     atomic_write_json(run_dir / "metrics.json", result["metrics"])
-    record.write_manifest(run_dir, spec, result)
+    manifest_file.write_manifest(RunDir(run_dir), spec, RunResult.from_dict(result))
     return run_dir
 
 
@@ -317,13 +323,13 @@ def test_reproduce_refuses_when_a_data_file_changed(tmp_path):
     with open(tmp_path / "data" / "test.csv", "a", encoding="utf-8") as stream:
         stream.write("one more row,joy\n")
     with pytest.raises(DataError, match=r"test data file .*test\.csv changed since the run") as caught:
-        record.reproduce_run(run_dir)
+        reproduction.reproduce_run(run_dir)
     assert caught.value.exit_code == 2
     result = CliRunner().invoke(main, ["reproduce", str(run_dir)])
     assert result.exit_code == 2 and "test.csv changed since the run" in result.output
     (tmp_path / "data" / "train.csv").unlink()
     with pytest.raises(DataError, match=r"train data file .*train\.csv is missing"):
-        record.reproduce_run(run_dir)
+        reproduction.reproduce_run(run_dir)
     assert not (tmp_path / "runs" / "emotions-tiny-reproduce").exists()
 
 
@@ -338,10 +344,10 @@ def test_reproduce_refuses_when_a_local_base_model_changed(tmp_path):
                        "weight_files": {"model.safetensors": sha256_file(folder / "model.safetensors")}}
     run_dir = tmp_path / "run"
     atomic_write_json(run_dir / "metrics.json", result["metrics"])
-    record.write_manifest(run_dir, spec, result)
+    manifest_file.write_manifest(RunDir(run_dir), spec, RunResult.from_dict(result))
     (folder / "model.safetensors").write_bytes(b"other weights")
     with pytest.raises(DataError, match=r"base model file .*model\.safetensors changed since the run"):
-        record.reproduce_run(run_dir)
+        reproduction.reproduce_run(run_dir)
 
 
 def test_reproduce_runs_the_recorded_spec_and_compares_metrics(tmp_path, monkeypatch, capsys):
@@ -357,7 +363,7 @@ def test_reproduce_runs_the_recorded_spec_and_compares_metrics(tmp_path, monkeyp
         atomic_write_json(spec.resolve(spec["output"]["dir"]) / "metrics.json", metrics)
 
     monkeypatch.setitem(sys.modules, "runner.recipe", types.SimpleNamespace(run_spec=run_spec))
-    assert record.reproduce_run(run_dir) is True
+    assert reproduction.reproduce_run(run_dir) is True
     spec, overwrite, resume, force_resume, argv = calls[0]
     assert (overwrite, resume, force_resume) == (True, False, False)
     assert spec["output"]["dir"] == str(run_dir.with_name("emotions-tiny-reproduce"))
@@ -367,16 +373,16 @@ def test_reproduce_runs_the_recorded_spec_and_compares_metrics(tmp_path, monkeyp
     assert argv[:2] == ["runner", "reproduce"]
     assert "metrics match" in capsys.readouterr().out
 
-    assert record.reproduce_run(run_dir, tmp_path / "elsewhere") is False
+    assert reproduction.reproduce_run(run_dir, tmp_path / "elsewhere") is False
     out = capsys.readouterr().out
     assert "metrics differ" in out and "DIFFERENT" in out and "f1_macro" in out
     with pytest.raises(DataError, match="overwrite the run"):
-        record.reproduce_run(run_dir, run_dir)
+        reproduction.reproduce_run(run_dir, run_dir)
 
 
 def test_compare_metrics_is_exact_and_ignores_timings():
-    matches, table = record.compare_metrics({"f1_macro": 0.5, "loss": float("nan"), "runtime": 1.0},
+    matches, table = reproduction.compare_metrics({"f1_macro": 0.5, "loss": float("nan"), "runtime": 1.0},
                                             {"f1_macro": 0.5, "loss": float("nan"), "runtime": 2.0})
     assert matches and "runtime" not in table
-    matches, table = record.compare_metrics({"f1_macro": 0.5}, {"f1_macro": 0.5000001, "accuracy": 0.9})
+    matches, table = reproduction.compare_metrics({"f1_macro": 0.5}, {"f1_macro": 0.5000001, "accuracy": 0.9})
     assert not matches and table.count("DIFFERENT") == 2

@@ -280,7 +280,8 @@ def test_nothing_outside_the_run_folders_changed(runs):
 
 
 def test_overwrite_removes_only_what_a_run_wrote(tmp_path):
-    from runner.recipe import clear_run_dir, prepare_run_dir
+    from runner.recipe import prepare
+    from runner.rundir import ENTRIES, RunDir, remove_entry
 
     outside = tmp_path / "elsewhere"
     outside.mkdir()
@@ -295,11 +296,17 @@ def test_overwrite_removes_only_what_a_run_wrote(tmp_path):
     (run / "model").symlink_to(outside, target_is_directory=True)
     (run / "predictions").symlink_to(outside / "precious.bin")
 
+    folder = RunDir(run)
     with pytest.raises(SpecError, match="already holds a finished run"):
-        prepare_run_dir(run, overwrite=False, resume=False)
-    assert prepare_run_dir(run, overwrite=True, resume=False) is None
+        prepare(folder, overwrite=False, resume=False)
+    assert prepare(folder, overwrite=True, resume=False) is None
     assert (run / "run.json").exists()  # checking removes nothing; clearing comes after the inputs load
-    clear_run_dir(run, resuming=False)
+    before = sorted(p.name for p in run.iterdir())
+    folder.set_aside(ENTRIES)  # the earlier run goes aside while the new one runs ...
+    assert sorted(p.name for p in run.iterdir()) == [".previous", "my-notes.md"]
+    assert folder.restore() and sorted(p.name for p in run.iterdir()) == before  # ... and comes back if it fails
+    folder.set_aside(ENTRIES)
+    remove_entry(folder.aside_dir)  # or goes for good when it finishes
 
     assert sorted(p.name for p in run.iterdir()) == ["my-notes.md"]
     assert (outside / "precious.bin").read_bytes() == b"keep me"
@@ -307,7 +314,8 @@ def test_overwrite_removes_only_what_a_run_wrote(tmp_path):
 
 
 def test_resume_keeps_checkpoints_and_refuses_a_finished_run(tmp_path):
-    from runner.recipe import clear_run_dir, prepare_run_dir
+    from runner.recipe import prepare
+    from runner.rundir import RESUME_ENTRIES, RunDir, remove_entry
 
     run = tmp_path / "run"
     checkpoint = run / "checkpoints" / "checkpoint-8"
@@ -315,16 +323,18 @@ def test_resume_keeps_checkpoints_and_refuses_a_finished_run(tmp_path):
     (checkpoint / "trainer_state.json").write_text('{"global_step": 8}')
     (run / "run.json").write_text('{"status": "interrupted"}')
     (run / "metrics.json").write_text("{}")
-    assert prepare_run_dir(run, overwrite=False, resume=True) == checkpoint
-    clear_run_dir(run, resuming=True)
+    folder = RunDir(run)
+    assert prepare(folder, overwrite=False, resume=True) == checkpoint
+    folder.set_aside(RESUME_ENTRIES)
+    remove_entry(folder.aside_dir)
     assert (checkpoint / "trainer_state.json").exists() and (run / "run.json").exists()
     assert not (run / "metrics.json").exists()
 
     (run / "run.json").write_text('{"status": "finished"}')
     with pytest.raises(SpecError, match="holds a finished run: there is nothing to resume"):
-        prepare_run_dir(run, overwrite=False, resume=True)
+        prepare(folder, overwrite=False, resume=True)
     (run / "run.json").write_text("{not json")  # a damaged record counts as unfinished, not as a crash
-    assert prepare_run_dir(run, overwrite=False, resume=True) == checkpoint
+    assert prepare(folder, overwrite=False, resume=True) == checkpoint
 
 
 # ---------------------------------------------------------------------------------------------

@@ -1,0 +1,162 @@
+"""The model card (model/README.md): Hub metadata with model-index results, and a usage-first body."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import yaml
+
+from runner.files import atomic_write_text
+from runner.record.manifest import DATA_KEYS, redact
+from runner.record.markdown import SPLITS, duration, headline_text, metrics_table, number, table
+from runner.result import RunResult
+from runner.spec import Spec
+from runner.tasks import hub_metric, metric_display, metric_items, task_of
+
+_HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)?$")
+
+
+def write_model_card(model_dir: Path, spec: Spec, result: RunResult) -> None:
+    """The Hub model card: metadata (with model-index eval results) and a usage-first body."""
+    from huggingface_hub import ModelCard
+
+    card_data = model_card_data(spec, result)
+    content = f"---\n{card_data.to_yaml()}\n---\n\n{_card_body(spec, result, card_data.base_model)}"
+    atomic_write_text(Path(model_dir) / "README.md", str(ModelCard(content)))
+
+
+def model_card_data(spec: Spec, result: RunResult):
+    from huggingface_hub import EvalResult, ModelCardData
+
+    model = result.model
+    lora = model.get("kind") == "lora" or bool(spec["lora"])
+    hub_data = spec["data"].get("hub")
+    if hub_data:
+        revision = (result.data_files.get("hub") or {}).get("revision") or hub_data.get("revision")
+        dataset = {"dataset_type": hub_data["id"], "dataset_name": hub_data["id"], "dataset_config": hub_data.get("config"), "dataset_revision": revision}
+    else:
+        train = Path(spec["data"]["train"])
+        file_format = spec["data"]["format"] if spec["data"]["format"] != "auto" else (train.suffix.lstrip(".").lower() or "csv")
+        dataset = {"dataset_type": {"jsonl": "json", "tsv": "csv"}.get(file_format, file_format), "dataset_name": train.name}
+    split_names = {"validation": (hub_data or {}).get("validation_split") or "validation", "test": (hub_data or {}).get("test_split") or "test"}
+    metrics = result.metrics
+    task = task_of(result.task or spec["task"])
+    eval_results = []
+    for split in SPLITS:
+        for name, value in metric_items(metrics.get(split)):
+            metric_type, config = hub_metric(name)
+            eval_results.append(EvalResult(
+                task_type="text-classification", task_name=task.display,
+                metric_type=metric_type, metric_config=config, metric_name=metric_display(name),
+                metric_value=float(value), dataset_split=split_names[split], **dataset,
+            ))
+    tags = ["text-classification", "runner"] + (["lora", "peft"] if lora else [])
+    return ModelCardData(
+        model_name=spec["name"],
+        base_model=base_model_id(spec, model),
+        library_name="peft" if lora else "transformers",
+        pipeline_tag="text-classification",
+        license=spec["hub"]["license"],
+        datasets=[hub_data["id"]] if hub_data else None,
+        tags=tags,
+        metrics=list(dict.fromkeys(hub_metric(n)[0] for s in SPLITS for n, _ in metric_items(metrics.get(s)))) or None,
+        eval_results=eval_results or None,
+    )
+
+
+def base_model_id(spec: Spec, model: dict) -> str | None:
+    """The Hub id of the base model, or None when it is only known as a local folder.
+
+    A Hub model is named by its id. A local or packaged folder is named only when its own model
+    card declares `base_model`; its config's `_name_or_path` often names an ancestor model, so it
+    is not trusted.
+    """
+    name = model.get("name") or spec["model"]["name"]
+    if model.get("source", "hub") == "hub":
+        return name
+    folder = Path(model["path"]) if model.get("path") else spec.resolve(name)
+    from huggingface_hub import ModelCard
+
+    try:
+        declared = ModelCard.load(folder / "README.md").data.to_dict().get("base_model")
+    except Exception:  # no card, or one that does not parse: the base stays unnamed
+        return None
+    declared = declared[0] if isinstance(declared, list) and declared else declared
+    return declared if isinstance(declared, str) and _HUB_ID.match(declared) else None
+
+
+def _card_body(spec: Spec, result: RunResult, base_model: str | None) -> str:
+    task = task_of(result.task or spec["task"])
+    labels, model, metrics = result.labels, result.model, result.metrics
+    lora = model.get("kind") == "lora" or bool(spec["lora"])
+    where = spec["hub"]["repo_id"] or "path/to/this/folder"
+    base = f"[{base_model}](https://huggingface.co/{base_model})" if base_model else "a local model"
+    out = [f"# {spec['name']}", "",
+           f"A {task.display} model: {base} fine-tuned "
+           + ("with LoRA " if lora else "") + "by [runner](https://github.com/runner-dev/runner) from a declarative spec.", ""]
+    if lora:
+        out += ["This repository holds a LoRA adapter and the trained classification head, not full weights: "
+                "loading it also loads the base model that `adapter_config.json` names.", ""]
+    if result.status == "interrupted":
+        out += ["**Training was interrupted**; this is the model as saved when it stopped.", ""]
+    if headline_text(metrics):
+        out += [f"Headline: {headline_text(metrics)}.", ""]
+
+    if not task.has_labels:
+        out += ["## Output", "", "One number per text (no activation is applied to the output).", ""]
+    elif labels:
+        out += ["## Labels", "", table(["id", "label"], [[i, label] for i, label in enumerate(labels)], "rl"), ""]
+
+    out += ["## How to use", "", "```python"]
+    if lora:
+        # The base model's config does not know this run's labels, so pass them when loading.
+        label_kwargs = (f"num_labels={len(labels)}, id2label={dict(enumerate(labels))!r}, label2id={ {n: i for i, n in enumerate(labels)}!r}"
+                        if labels else "num_labels=1")
+        out += ["from peft import AutoPeftModelForSequenceClassification",
+                "from transformers import AutoTokenizer, pipeline", "",
+                f'model = AutoPeftModelForSequenceClassification.from_pretrained("{where}", {label_kwargs})',
+                f'tokenizer = AutoTokenizer.from_pretrained("{where}")',
+                'classifier = pipeline("text-classification", model=model, tokenizer=tokenizer)']
+    else:
+        out += ["from transformers import pipeline", "", f'classifier = pipeline("text-classification", model="{where}")']
+    example = "the service was quick and friendly"
+    out += task.usage_lines(example, spec["predict"]["threshold"]) + ["```", ""]
+
+    out += ["## Evaluation", "", metrics_table(metrics, metrics.get("headline")), ""]
+    summary = result.data_summary
+    out += ["## Training data", ""]
+    hub_data = spec["data"].get("hub")
+    if hub_data:
+        out += [f"Hub dataset [{hub_data['id']}](https://huggingface.co/datasets/{hub_data['id']})"
+                + (f", config `{hub_data['config']}`" if hub_data.get("config") else "") + "."]
+    else:
+        files = [Path(spec["data"][key]).name for key in DATA_KEYS.values() if spec["data"].get(key)]
+        out += ["Local files: " + ", ".join(f"`{name}`" for name in files) + "."]
+    if summary.get("rows"):
+        out += ["Rows: " + ", ".join(f"{split} {number(n)}" for split, n in summary["rows"].items()) + "."]
+    if summary.get("split_note"):
+        out += [f"Split: {summary['split_note']}."]
+    out += [""]
+
+    out += ["## Training procedure", "",
+            f"Trained on {result.device or '?'} in {result.precision or '?'} "
+            f"for {duration(result.timing.get('train_seconds'))}"
+            + (f", from base model revision `{model['revision']}`" if model.get("revision") else "") + ". The resolved spec:", "",
+            "```yaml", yaml.safe_dump(redact(spec.values), sort_keys=False, allow_unicode=True).rstrip(), "```", ""]
+
+    truncated = summary.get("truncated") or {}
+    validation_rows = (summary.get("rows") or {}).get("validation")
+    out += ["## Limitations", ""]
+    if validation_rows:
+        out += [f"- Validation metrics come from {number(validation_rows)} rows; on small sets they are noisy."]
+    if truncated.get("fraction"):
+        out += [f"- Texts are cut to {truncated.get('max_length', spec['model']['max_length'])} tokens; "
+                f"{truncated['fraction']:.1%} of the training texts were longer."]
+    else:
+        out += [f"- Texts longer than {spec['model']['max_length']} tokens are truncated."]
+    if task.one_label_per_row and labels:
+        out += ["- Every input gets one of the labels above, even when none fits."]
+    out += ["- The model reflects the training data and the base model, including their biases and gaps; "
+            "check it on data like yours before relying on it.", ""]
+    return "\n".join(out)

@@ -1,0 +1,112 @@
+"""run.json: what went into a run (spec, data and model hashes, package versions, git state) and
+what came out (the whole RunResult), written through the run folder."""
+
+from __future__ import annotations
+
+import platform
+import re
+import subprocess
+from importlib import metadata
+from pathlib import Path
+
+from runner import __version__
+from runner.errors import DataError
+from runner.files import sha256_file
+from runner.result import RunResult
+from runner.rundir import RunDir
+from runner.spec import Spec
+
+MANIFEST_FORMAT = 2
+PACKAGES = ("torch", "transformers", "datasets", "peft", "accelerate", "tokenizers", "huggingface_hub", "pandas", "scikit-learn", "numpy")
+# Data file roles in result.data_files and run.json, and the spec key each comes from.
+DATA_KEYS = {"train": "train", "validation": "validation_file", "test": "test_file"}
+_SECRETS = re.compile(r"\b(hf_[A-Za-z0-9]{20,}|gh[pousr]_[A-Za-z0-9]{20,}|github_pat_[A-Za-z0-9_]{20,})|(?<=://)[^/\s:@]+:[^/\s@]+(?=@)")
+
+
+def redact(value):
+    """The value with anything that looks like a token or URL password replaced."""
+    if isinstance(value, str):
+        return _SECRETS.sub("<redacted>", value)
+    if isinstance(value, dict):
+        return {key: redact(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [redact(item) for item in value]
+    return value
+
+
+def write_manifest(run_dir: RunDir, spec: Spec, result: RunResult) -> None:
+    """run.json: what went in (spec, data and model hashes, versions, git) and what came out (the
+    whole RunResult, so that the record can be written again from it)."""
+    try:
+        previous = run_dir.read_manifest()
+    except DataError:
+        previous = {}
+    timing = result.timing
+    hub_data = spec["data"].get("hub")
+    manifest = {
+        "format": MANIFEST_FORMAT,
+        "name": spec["name"],
+        "status": result.status,
+        "started_at": timing.get("started_at"),
+        "finished_at": timing.get("finished_at"),
+        "argv": redact([str(a) for a in result.argv]),
+        "seed": spec["seed"],
+        "spec_file": str(spec.path.resolve()) if spec.path else None,
+        "spec_sha256": spec.sha256,
+        "spec": redact(spec.values),
+        "data": {"files": data_file_hashes(spec, result)},
+        "model": result.model,
+        "environment": {
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+            "packages": package_versions(),
+            "device": result.device,
+            "precision": result.precision,
+        },
+        "git": git_state(spec.base_dir) if spec.path else None,
+        "timing": timing,
+        "results": redact({**result.to_dict(), "argv": [str(a) for a in result.argv]}),
+    }
+    if hub_data:
+        manifest["data"]["hub"] = {**hub_data, **(result.data_files.get("hub") or {})}
+    if "hub" in previous:
+        manifest["hub"] = previous["hub"]
+    run_dir.write_manifest(manifest)
+
+
+def data_file_hashes(spec: Spec, result: RunResult) -> dict:
+    """{role: {path, sha256, bytes}} for every local data file; a missing file gets sha256 None."""
+    files = {role: path for role, path in result.data_files.items() if isinstance(path, (str, Path))}
+    if not files:
+        files = {role: spec.resolve(spec["data"][key]) for role, key in DATA_KEYS.items() if spec["data"].get(key)}
+    out = {}
+    for role, name in files.items():
+        path = Path(name).resolve()
+        exists = path.is_file()
+        out[role] = {"path": str(path), "sha256": sha256_file(path) if exists else None, "bytes": path.stat().st_size if exists else None}
+    return out
+
+
+def package_versions() -> dict:
+    versions = {"runner": __version__}
+    for name in PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    return versions
+
+
+def git_state(folder: Path) -> dict | None:
+    """{commit, dirty} of the git repository holding `folder`; None outside a repository."""
+    def git(*args):
+        return subprocess.run(["git", "--no-optional-locks", "-C", str(folder), *args], capture_output=True, text=True, timeout=20)
+
+    try:
+        head = git("rev-parse", "HEAD")
+        if head.returncode != 0:
+            return None
+        status = git("status", "--porcelain", "--untracked-files=no")
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return {"commit": head.stdout.strip(), "dirty": bool(status.stdout.strip()) if status.returncode == 0 else None}
