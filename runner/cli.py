@@ -221,6 +221,17 @@ def convert(config, output) -> None:
         click.echo(text, nl=False)
 
 
+@main.command()
+def doctor() -> None:
+    """What this machine offers a run: torch, CUDA, driver, GPU, bf16, CPU, caches. Exit 1 when
+    an NVIDIA GPU is here but torch cannot use it (the preflight of `runner run`)."""
+    from runner.doctor import check_gpu_usable, doctor_lines
+
+    for line in doctor_lines():
+        click.echo(line)
+    click.echo(f"{'preflight':<14}{check_gpu_usable('auto')}")
+
+
 @main.command(name="docs")
 @click.option("--check", is_flag=True, help="Fail when spec/reference.md is out of date instead of writing it.")
 @click.option("--output", type=click.Path(path_type=Path), default=Path("spec/reference.md"), show_default=True)
