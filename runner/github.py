@@ -5,61 +5,43 @@ so tests can hand in a dict. The REST API is spoken with urllib; the token is on
 an Authorization header, never in a message.
 """
 
-import glob
 import json
 import os
 import re
-import shutil
-import subprocess
 import sys
 import urllib.error
 import urllib.parse
 import urllib.request
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 
 from runner import __version__
-from runner.errors import RunError, RunnerError, SpecError
+from runner.errors import RunError
 
 ACTIONS_BOT = "github-actions[bot]"
 HF_TOKEN_VARS = ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN")
 
-# action.yml passes every input to the Python step through these variables (composite actions
-# do not set INPUT_* themselves); tests/test_action.py checks that the two agree.
-ACTION_INPUTS = {
-    "spec": "INPUT_SPEC",
-    "push": "INPUT_PUSH",
-    "comment": "INPUT_COMMENT",
-    "set": "INPUT_SET",
-    "base-metrics": "INPUT_BASE_METRICS",
-    "tag": "INPUT_TAG",
-    "upload-model": "INPUT_UPLOAD_MODEL",
-    "artifact-name": "INPUT_ARTIFACT_NAME",
-    "github-token": "GITHUB_TOKEN",
-}
-
-# What the Python step writes to GITHUB_OUTPUT; action.yml maps these to its outputs.
-ACTION_OUTPUTS = ("run-dir", "metrics", "model-url", "artifact-path", "artifact-name")
-
-# (args, capture_stdout) -> (exit code, captured stdout)
-RunCli = Callable[[list[str], bool], tuple[int, str]]
-
-
 # --- workflow commands and files ------------------------------------------------------------
 
 
-def _escape_command(text: str) -> str:
+def escape_data(text: str) -> str:
+    """The message of a workflow command (`::error ...::MESSAGE`), line breaks kept."""
     return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+
+
+def escape_property(text: str) -> str:
+    """A property value of a workflow command (`file=...,line=...`)."""
+    return escape_data(text).replace(":", "%3A").replace(",", "%2C")
 
 
 def notice(message: str) -> None:
     """One `::notice::` line: shown as an annotation on the run, plain text elsewhere."""
-    print(f"::notice::{_escape_command(message)}", file=sys.stderr, flush=True)
+    print(f"::notice::{escape_data(message)}", file=sys.stderr, flush=True)
 
 
 def warning(message: str) -> None:
-    print(f"::warning::{_escape_command(message)}", file=sys.stderr, flush=True)
+    print(f"::warning::{escape_data(message)}", file=sys.stderr, flush=True)
 
 
 def mask(value: str) -> None:
@@ -265,75 +247,8 @@ def comment_on_pull_request(
     return {"action": action, "url": data.get("html_url"), "comment_id": data.get("id")}
 
 
-# --- the composite action's step ------------------------------------------------------------
-
-
-def run_runner_cli(args: list[str], capture: bool = False) -> tuple[int, str]:
-    """Run the `runner` console script, exactly as a user would; stdout captured if asked."""
-    # The script installed next to this interpreter first: another `runner` may be on PATH.
-    exe = str(Path(sys.executable).with_name("runner"))
-    if not os.path.exists(exe):
-        exe = shutil.which("runner") or exe
-    if not os.path.exists(exe):
-        raise RunError(
-            "the `runner` command is not installed in this environment",
-            hint="install it first: pip install torch==2.13.0 .",
-            where="action",
-        )
-    proc = subprocess.run([exe, *args], stdout=subprocess.PIPE if capture else None, text=True)
-    return proc.returncode, proc.stdout or ""
-
-
-def _flag(env: Mapping[str, str], name: str, default: bool) -> bool:
-    raw = env.get(ACTION_INPUTS[name], "").strip().lower()
-    if not raw:
-        return default
-    if raw in ("true", "yes", "1", "on"):
-        return True
-    if raw in ("false", "no", "0", "off"):
-        return False
-    raise SpecError(f"input `{name}` must be true or false, not {raw!r}", hint=f"{name}: true", where="action")
-
-
-def expand_specs(pattern: str) -> list[str]:
-    """Spec paths from the `spec` input: one path or glob per line, sorted, duplicates dropped."""
-    specs: list[str] = []
-    for line in pattern.splitlines():
-        line = line.strip()
-        if not line:
-            continue
-        matches = sorted(glob.glob(line, recursive=True)) if glob.has_magic(line) else [line]
-        for path in matches:
-            if os.path.isfile(path) and path not in specs:
-                specs.append(path)
-    if not specs:
-        raise SpecError(
-            f"no spec file matches {pattern.strip()!r}",
-            hint="set the action's `spec` input to a spec path or glob relative to working-directory",
-            where="action",
-        )
-    return specs
-
-
-def parse_overrides(text: str) -> list[str]:
-    """The `set` input, one key=value per line, as `--set` arguments for `runner run`."""
-    args: list[str] = []
-    for line in text.splitlines():
-        line = line.strip()
-        if not line or line.startswith("#"):
-            continue
-        if "=" not in line or line.startswith("="):
-            raise SpecError(
-                f"`set` line {line!r} is not key=value",
-                hint="one override per line, e.g. train.epochs=1",
-                where="action",
-            )
-        args += ["--set", line]
-    return args
-
-
-def _slug(spec: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "-", os.path.splitext(os.path.normpath(spec))[0]).strip("-.") or "spec"
+# --- what the action reads from run folders --------------------------------------------------
+# The step itself is runner/action.py (`python -m runner.action`).
 
 
 def _baseline(base: str, slug: str) -> Path | None:
@@ -357,119 +272,8 @@ def _read_json(path: Path) -> dict:
         return {}
 
 
-def _footer(spec: str, env: Mapping[str, str]) -> str:
-    parts = [f"spec `{spec}`"]
-    if env.get("GITHUB_REPOSITORY") and env.get("GITHUB_RUN_ID"):
-        server = env.get("GITHUB_SERVER_URL", "https://github.com")
-        parts.append(f"[workflow run]({server}/{env['GITHUB_REPOSITORY']}/actions/runs/{env['GITHUB_RUN_ID']})")
-    if env.get("GITHUB_SHA"):
-        parts.append(f"commit {env['GITHUB_SHA'][:7]}")
-    return f"\n<sub>{' · '.join(parts)}</sub>\n"
-
-
-def _train_and_report(
-    spec: str, run_dir: Path, overrides: list[str], push: bool, tag: str, compare: Path | None, run_cli: RunCli
-) -> tuple[int, str]:
-    """`runner run`, then `runner push` if asked, then `runner report`: (exit code, markdown)."""
-    rc, _ = run_cli(["run", spec, *overrides, "--output", str(run_dir)], False)
-    if rc != 0:
-        return rc, f"### runner: `{spec}` failed\n\n`runner run` failed with exit code {rc}; see the job log."
-    problems = []
-    if push:
-        rc, _ = run_cli(["push", str(run_dir), *(["--tag", tag] if tag else [])], False)
-        if rc != 0:
-            problems.append(f"`runner push` failed with exit code {rc}; see the job log.")
-    report_rc, report = run_cli(
-        ["report", str(run_dir), "--format", "markdown", *(["--compare", str(compare)] if compare else [])], True
-    )
-    if report_rc != 0:
-        problems.append(f"`runner report` failed with exit code {report_rc}; showing the run's report.md.")
-        report = (run_dir / "report.md").read_text(encoding="utf-8") if (run_dir / "report.md").is_file() else ""
-        rc = rc or report_rc
-    return rc, "\n\n".join([report.strip(), *problems]).strip()
-
-
-def run_action(env: Mapping[str, str] = os.environ, run_cli: RunCli = run_runner_cli) -> int:
-    """The composite action's step: train every spec, report, comment, push, set outputs.
-
-    Runs in the action's working-directory. Returns the first failing exit code, else 0;
-    a spec that fails does not stop the others.
-    """
-    for name in HF_TOKEN_VARS:
-        if env.get(name):
-            mask(env[name])
-    specs = expand_specs(env.get(ACTION_INPUTS["spec"], ""))
-    overrides = parse_overrides(env.get(ACTION_INPUTS["set"], ""))
-    push = _flag(env, "push", False)
-    comment = _flag(env, "comment", True)
-    upload_model = _flag(env, "upload-model", False)
-    tag = env.get(ACTION_INPUTS["tag"], "").strip()
-    base = env.get(ACTION_INPUTS["base-metrics"], "").strip()
-    root = Path(env.get("RUNNER_TEMP") or ".").resolve() / "runner-runs"
-
-    slugs: list[str] = []
-    for spec in specs:
-        slug, n = _slug(spec), 2
-        while slug in slugs:
-            slug, n = f"{_slug(spec)}-{n}", n + 1
-        slugs.append(slug)
-
-    exit_code = 0
-    metrics: dict[str, dict] = {}
-    model_urls: list[str] = []
-    run_dirs: list[Path] = []
-    for spec, slug in zip(specs, slugs):
-        run_dir = root / slug
-        run_dirs.append(run_dir)
-        compare = _baseline(base, slug)
-        rc, report = _train_and_report(spec, run_dir, overrides, push, tag, compare, run_cli)
-        exit_code = exit_code or rc
-        if (run_dir / "metrics.json").is_file():
-            metrics[spec] = _read_json(run_dir / "metrics.json").get("headline") or {}
-        hub_url = (_read_json(run_dir / "run.json").get("hub") or {}).get("url")
-        if hub_url:
-            model_urls.append(hub_url)
-        body = report.strip() + "\n" + _footer(spec, env)
-
-        write_step_summary(body, env)
-        if comment:
-            try:
-                result = comment_on_pull_request(body, spec, env, summary_fallback=False)
-            except RunError as e:
-                warning(f"runner: could not comment on the pull request: {e.message} ({e.hint})")
-            else:
-                if result["url"]:
-                    print(f"runner: {result['action']} the pull request comment {result['url']}", flush=True)
-
-    single = len(specs) == 1
-    out_dir = run_dirs[0] if single else root
-    patterns = [str(out_dir)] + ([] if upload_model else [f"!{out_dir}/**/model/**"])
-    name = env.get(ACTION_INPUTS["artifact-name"], "").strip() or "-".join(
-        ["runner", env.get("GITHUB_JOB", "job"), slugs[0] if single else "runs"]
-        + ([f"attempt{env['GITHUB_RUN_ATTEMPT']}"] if env.get("GITHUB_RUN_ATTEMPT", "1") != "1" else [])
-    )
-    set_outputs(
-        {
-            "run-dir": str(out_dir),
-            "metrics": metrics,
-            "model-url": "\n".join(model_urls),
-            "artifact-path": "\n".join(patterns),
-            "artifact-name": name,
-        },
-        env,
-    )
-    return exit_code
-
-
-def main() -> int:
-    """`python -m runner.github`: the action's entry point."""
-    try:
-        return run_action(os.environ)
-    except RunnerError as e:
-        for line in e.lines():
-            print(line, file=sys.stderr)
-        return e.exit_code
-
-
 if __name__ == "__main__":
+    # The entry point before runner/action.py existed.
+    from runner.action import main
+
     sys.exit(main())

@@ -1,4 +1,6 @@
-"""action.yml and the example workflows: valid for GitHub, clean for zizmor, wired to runner.github."""
+"""action.yml and the example workflows: valid for GitHub, clean for zizmor, wired to runner.action.
+
+The same files run by a real Actions runner (act): tests/test_act.py."""
 
 import json
 import re
@@ -10,12 +12,13 @@ from pathlib import Path
 import pytest
 import yaml
 
-from runner import github
+from runner import action as action_step
 
 ROOT = Path(__file__).resolve().parents[1]
 ACTION = ROOT / "action.yml"
 WORKFLOWS = sorted((ROOT / "examples" / "workflows").glob("*.yml"))
 README_INSTALL = "pip install torch==2.13.0 ."
+CPU_INDEX = "https://download.pytorch.org/whl/cpu"
 
 
 def tool(name: str) -> str:
@@ -29,14 +32,11 @@ def load(path: Path) -> dict:
     return yaml.safe_load(path.read_text())
 
 
-def readme_install_line() -> str:
-    readme = ROOT / "README.md"
-    if not readme.is_file():
-        return README_INSTALL
-    lines = [line.strip().removeprefix("$ ") for line in readme.read_text().splitlines()]
+def readme_install_lines() -> list[str]:
+    lines = [line.strip().removeprefix("$ ") for line in (ROOT / "README.md").read_text().splitlines()]
     installs = [line for line in lines if line.startswith("pip install torch==")]
     assert installs, "README.md has no `pip install torch==... .` line"
-    return installs[0]
+    return installs
 
 
 def run_blocks(document: dict) -> list[str]:
@@ -96,11 +96,13 @@ def test_action_passes_every_input_to_the_python_step():
     action = load(ACTION)
     steps = action["runs"]["steps"]
     [train] = [step for step in steps if step.get("id") == "train"]
-    assert train["run"] == "python -m runner.github"
-    for name, variable in github.ACTION_INPUTS.items():
+    assert train["run"] == '"$RUNNER_PYTHON" -m runner.action'
+    assert train["env"]["RUNNER_PYTHON"] == "${{ steps.install.outputs.python }}"
+    assert train["env"]["PYTHONSAFEPATH"] == "1"
+    for name, variable in action_step.ACTION_INPUTS.items():
         assert train["env"][variable] == f"${{{{ inputs.{name} }}}}"
     assert train["working-directory"] == "${{ inputs.working-directory }}"
-    used = set(github.ACTION_INPUTS) | {"python-version", "working-directory"}
+    used = set(action_step.ACTION_INPUTS) | set(action_step.INSTALL_INPUTS)
     assert set(action["inputs"]) == used
 
 
@@ -112,23 +114,61 @@ def test_action_inputs_and_outputs():
     assert defaults | {"github-token": None} == {
         "spec": None, "push": "false", "comment": "true", "set": "", "python-version": "3.11",
         "working-directory": ".", "base-metrics": "", "tag": "", "upload-model": "false",
-        "artifact-name": "", "github-token": None,
+        "artifact-name": "", "github-token": None, "extra-packages": "", "torch-index-url": CPU_INDEX,
     }
     assert defaults["github-token"] == "${{ github.token }}"
     outputs = {name: spec["value"] for name, spec in action["outputs"].items()}
     assert set(outputs) == {"run-dir", "metrics", "model-url", "artifact-name"}
     for name, value in outputs.items():
-        assert value == f"${{{{ steps.train.outputs.{name} }}}}" and name in github.ACTION_OUTPUTS
+        assert value == f"${{{{ steps.train.outputs.{name} }}}}" and name in action_step.ACTION_OUTPUTS
     [upload] = [step for step in action["runs"]["steps"] if step.get("uses", "").startswith("actions/upload-artifact@")]
     assert upload["with"]["path"] == "${{ steps.train.outputs.artifact-path }}"
-    assert "!cancelled()" in upload["if"]
+    assert "!cancelled()" in upload["if"] and "artifact-path != ''" in upload["if"]
 
 
-def test_action_installs_like_the_readme():
-    [install] = [step for step in load(ACTION)["runs"]["steps"] if step.get("name") == "Install runner"]
-    assert install["env"] == {"ACTION_PATH": "${{ github.action_path }}"}
-    expected = readme_install_line().removesuffix(" .") + ' "$ACTION_PATH"'
-    assert install["run"].strip() == expected
+def test_action_installs_like_the_readme_into_its_own_environment():
+    steps = {step.get("name"): step for step in load(ACTION)["runs"]["steps"]}
+    local, cpu = readme_install_lines()[:2]
+    assert local == README_INSTALL
+    assert cpu == f"pip install torch==2.13.0 --index-url {CPU_INDEX}"
+    # The job's Python is only a base: PATH and the tool-cache Python stay as they were.
+    assert steps["Set up Python"]["with"]["update-environment"] is False
+    install = steps["Install runner"]
+    assert install["env"]["PYTHON"] == "${{ steps.python.outputs.python-path }}"
+    script = install["run"]
+    assert 'venv="$RUNNER_TEMP/runner-venv"' in script and '"$PYTHON" -m venv --clear "$venv"' in script
+    assert 'pip install --no-compile torch==2.13.0 --index-url "$TORCH_INDEX"' in script
+    assert 'pip install --no-compile torch==2.13.0 "$ACTION_PATH" "${extra[@]}"' in script
+    assert install["env"]["PIP_CACHE_DIR"] == "${{ steps.plan.outputs.cache-dir }}"
+    # The CPU index only where there is no NVIDIA GPU; pip's downloads cached between jobs.
+    plan = steps["Plan the install"]["run"]
+    assert "nvidia-smi -L" in plan and 'index="$TORCH_INDEX_URL"' in plan
+    assert "sys.version_info < (3, 11)" in plan
+    cache = steps["Cache pip downloads"]
+    assert cache["uses"].startswith("actions/cache@")
+    assert cache["with"] == {"path": "${{ steps.plan.outputs.cache-dir }}", "key": "${{ steps.plan.outputs.cache-key }}",
+                             "restore-keys": "${{ steps.plan.outputs.cache-prefix }}"}
+
+
+@pytest.mark.parametrize("name", ["train-on-pr.yml", "release.yml"])
+def test_example_workflows_tell_users_to_replace_uses_dot(name):
+    text = (ROOT / "examples" / "workflows" / name).read_text()
+    assert "uses: ./" in text
+    header = text.split("\nname:", 1)[0]
+    assert "replace `uses: ./` with" in header.replace("\n# ", " ") and "OWNER/runner@<full commit sha>" in header
+
+
+def test_train_on_pr_overrides_are_valid_for_the_example_spec(tmp_path):
+    """The `set:` lines of train-on-pr.yml must be keys a spec has (train.seed is not: seed is)."""
+    workflow = load(ROOT / "examples" / "workflows" / "train-on-pr.yml")
+    [job] = workflow["jobs"].values()
+    [step] = [step for step in job["steps"] if step.get("uses") == "./"]
+    args = action_step.parse_overrides(step["with"]["set"])
+    assert args
+    proc = subprocess.run([sys.executable, "-m", "runner", "run", str(ROOT / "examples" / "emotions.yaml"), *args,
+                           "--dry-run", "--output", str(tmp_path / "run")], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert step["with"]["base-metrics"] == "${{ github.event_name == 'pull_request' && 'baseline' || '' }}"
 
 
 def triggers(workflow: dict) -> dict:

@@ -8,7 +8,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from runner import github
+from runner import action, github
 from runner.errors import RunError, SpecError
 
 TOKEN = "ghs_secretTOKENvalue0123456789"
@@ -306,8 +306,12 @@ class FakeRunner:
         self.fail_run = fail_run
         self.accuracy = accuracy
 
-    def __call__(self, args: list[str], capture: bool) -> tuple[int, str]:
+    def __call__(self, args: list[str], capture: bool) -> tuple[int, str, str]:
         self.calls.append(args)
+        rc, out = self.play(args, capture)
+        return rc, out, ""
+
+    def play(self, args: list[str], capture: bool) -> tuple[int, str]:
         command = args[0]
         if command == "run":
             if args[1] in self.fail_run:
@@ -353,7 +357,7 @@ def action_env(tmp_path, api_url, **inputs):
     env = actions_env(tmp_path, api_url)
     env.update({"RUNNER_TEMP": str(tmp_path / "temp"), "GITHUB_RUN_ID": "99", "GITHUB_SHA": "abcdef0123",
                 "GITHUB_JOB": "train", "GITHUB_SERVER_URL": "https://github.com", "HF_TOKEN": "hf_secret_x"})
-    env.update({github.ACTION_INPUTS[k.replace("_", "-")]: v for k, v in inputs.items()})
+    env.update({action.ACTION_INPUTS[k.replace("_", "-")]: v for k, v in inputs.items()})
     return env
 
 
@@ -361,7 +365,7 @@ def test_run_action_trains_reports_comments_and_sets_outputs(workspace, fake, ca
     env = action_env(workspace, fake.url, spec="specs/sst2.yaml", set="train.epochs=1\n\nseed=3\n")
     runner = FakeRunner()
 
-    assert github.run_action(env, run_cli=runner) == 0
+    assert action.run_action(env, run_cli=runner) == 0
 
     run_dir = workspace / "temp" / "runner-runs" / "specs-sst2"
     assert runner.calls == [
@@ -369,12 +373,14 @@ def test_run_action_trains_reports_comments_and_sets_outputs(workspace, fake, ca
         ["report", str(run_dir), "--format", "markdown"],
     ]
     outputs = read_outputs(workspace / "output.txt")
-    assert set(outputs) == set(github.ACTION_OUTPUTS)
+    assert set(outputs) == set(action.ACTION_OUTPUTS)
     assert outputs["run-dir"] == str(run_dir)
     assert json.loads(outputs["metrics"]) == {
         "specs/sst2.yaml": {"split": "validation", "name": "accuracy", "value": 0.84}}
     assert outputs["model-url"] == ""
-    assert outputs["artifact-path"] == f"{run_dir}\n!{run_dir}/**/model/**"
+    assert outputs["artifact-path"] == "\n".join(action.artifact_patterns(run_dir, upload_model=False))
+    assert f"!{run_dir}/**/checkpoints/**" in outputs["artifact-path"].splitlines()
+    assert f"!{run_dir}/**/model/**" in outputs["artifact-path"].splitlines()
     assert outputs["artifact-name"] == "runner-train-specs-sst2"
     summary = (workspace / "summary.md").read_text()
     assert summary.startswith("### runner: specs-sst2\n") and "| validation accuracy | 0.84 |" in summary
@@ -390,7 +396,7 @@ def test_run_action_trains_reports_comments_and_sets_outputs(workspace, fake, ca
     # A second push to the pull request updates the same comment.
     runner2 = FakeRunner(accuracy=0.9)
     env["RUNNER_TEMP"] = str(workspace / "temp2")
-    assert github.run_action(env, run_cli=runner2) == 0
+    assert action.run_action(env, run_cli=runner2) == 0
     [comment] = fake.comments[7]
     assert "| validation accuracy | 0.90 |" in comment["body"]
 
@@ -402,7 +408,7 @@ def test_run_action_glob_push_tag_and_baseline(workspace, fake):
                      base_metrics=str(baseline), upload_model="true", comment="false")
     runner = FakeRunner()
 
-    assert github.run_action(env, run_cli=runner) == 0
+    assert action.run_action(env, run_cli=runner) == 0
 
     root = workspace / "temp" / "runner-runs"
     assert [c[:2] for c in runner.calls] == [
@@ -413,7 +419,8 @@ def test_run_action_glob_push_tag_and_baseline(workspace, fake):
     assert runner.calls[2][-2:] == ["--compare", str(baseline)]
     outputs = read_outputs(workspace / "output.txt")
     assert outputs["run-dir"] == str(root)
-    assert outputs["artifact-path"] == str(root)
+    assert outputs["artifact-path"].splitlines()[0] == str(root)  # upload-model: true
+    assert f"!{root}/**/model/**" not in outputs["artifact-path"] and f"!{root}/**/checkpoints/**" in outputs["artifact-path"]
     assert outputs["model-url"] == "https://huggingface.co/octo/sst2\nhttps://huggingface.co/octo/sst2"
     assert set(json.loads(outputs["metrics"])) == {"specs/imdb.yaml", "specs/sst2.yaml"}
     assert "0.84 +0.04" in (workspace / "summary.md").read_text().replace(" |", "")
@@ -424,7 +431,7 @@ def test_run_action_failed_spec_is_reported_and_the_others_still_run(workspace, 
     env = action_env(workspace, fake.url, spec="specs/*.yaml")
     runner = FakeRunner(fail_run={"specs/imdb.yaml"})
 
-    assert github.run_action(env, run_cli=runner) == 2
+    assert action.run_action(env, run_cli=runner) == 2
 
     assert [c[0] for c in runner.calls] == ["run", "run", "report"]
     bodies = {c["body"].splitlines()[0]: c["body"] for c in fake.comments[7]}
@@ -438,7 +445,7 @@ def test_run_action_on_a_fork_keeps_the_summary_and_succeeds(workspace, fake, ca
     fake.fail["POST"] = 403
     env = action_env(workspace, fake.url, spec="specs/sst2.yaml")
 
-    assert github.run_action(env, run_cli=FakeRunner()) == 0
+    assert action.run_action(env, run_cli=FakeRunner()) == 0
 
     summary = (workspace / "summary.md").read_text()
     assert summary.count("### runner: specs-sst2") == 1
@@ -450,7 +457,7 @@ def test_run_action_on_a_fork_keeps_the_summary_and_succeeds(workspace, fake, ca
 def test_main_prints_the_error_and_returns_its_exit_code(workspace, monkeypatch, capsys):
     for name, value in action_env(workspace, "http://127.0.0.1:9", spec="missing.yaml").items():
         monkeypatch.setenv(name, value)
-    assert github.main() == 2
+    assert action.main() == 2
     err = capsys.readouterr().err
     assert "error: action: no spec file matches 'missing.yaml'" in err and "hint:" in err
 
@@ -463,10 +470,10 @@ def test_run_action_with_the_real_report_command(workspace, fake):
     fake_run = FakeRunner()
 
     def run_cli(args, capture):
-        return fake_run(args, capture) if args[0] == "run" else github.run_runner_cli(args, capture)
+        return fake_run(args, capture) if args[0] == "run" else action.run_runner_cli(args, capture)
 
     env = action_env(workspace, fake.url, spec="specs/*.yaml", base_metrics=str(baseline))
-    assert github.run_action(env, run_cli=run_cli) == 0
+    assert action.run_action(env, run_cli=run_cli) == 0
 
     bodies = {c["body"].splitlines()[0]: c["body"] for c in fake.comments[7]}
     sst2 = bodies[github.comment_marker("specs/sst2.yaml")]
@@ -486,6 +493,6 @@ def test_run_action_with_the_real_report_command(workspace, fake):
 def test_run_action_bad_inputs_are_spec_errors(workspace, inputs, message):
     runner = FakeRunner()
     with pytest.raises(SpecError, match=message) as excinfo:
-        github.run_action(action_env(workspace, "http://127.0.0.1:9", **inputs), run_cli=runner)
+        action.run_action(action_env(workspace, "http://127.0.0.1:9", **inputs), run_cli=runner)
     assert excinfo.value.hint
     assert runner.calls == []

