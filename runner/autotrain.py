@@ -11,15 +11,14 @@ Like spec.py, this module stays light: no torch, no transformers.
 
 from __future__ import annotations
 
-import difflib
 import os
 import re
 from pathlib import Path, PurePosixPath
 
 import jsonschema
-import yaml
 
 from runner.errors import SpecError, SpecErrors
+from runner.autotrain_values import check_keys, coerce, mapping, scalar, string, suggest
 from runner.schema import describe, hint, load_schema, position_of, schema_at, where
 
 AUTOTRAIN_TASKS = {"text_classification", "text-classification", "text_binary_classification", "text_multi_class_classification"}
@@ -138,34 +137,34 @@ def translate(document: dict, positions: dict, source: str) -> tuple[dict, dict,
         if origin in positions:
             native_positions[(native_section,)] = positions[origin]
 
-    _check_keys(document, (), TOP_KEYS, problem)
-    data = _mapping(document, ("data",), problem, required=True)
-    column_mapping = _mapping(data, ("data", "column_mapping"), problem)
-    params = _mapping(document, ("params",), problem)
-    hub = _mapping(document, ("hub",), problem)
-    _check_keys(data, ("data",), DATA_KEYS, problem)
-    _check_keys(column_mapping, ("data", "column_mapping"), COLUMN_KEYS, problem)
-    _check_keys(hub, ("hub",), HUB_KEYS, problem)
+    check_keys(document, (), TOP_KEYS, problem)
+    data = mapping(document, ("data",), problem, required=True)
+    column_mapping = mapping(data, ("data", "column_mapping"), problem)
+    params = mapping(document, ("params",), problem)
+    hub = mapping(document, ("hub",), problem)
+    check_keys(data, ("data",), DATA_KEYS, problem)
+    check_keys(column_mapping, ("data", "column_mapping"), COLUMN_KEYS, problem)
+    check_keys(hub, ("hub",), HUB_KEYS, problem)
     for key in params:
         if key in SET_ELSEWHERE:
             problem(("params", key), f"'{key}' is read from {SET_ELSEWHERE[key]} in an AutoTrain config, not from params",
                     f"move it: set {SET_ELSEWHERE[key]} instead", key=True)
         elif key not in PARAMS:
-            problem(("params", key), f"unknown AutoTrain text-classification param '{key}'", _suggest(key, PARAMS), key=True)
+            problem(("params", key), f"unknown AutoTrain text-classification param '{key}'", suggest(key, PARAMS), key=True)
 
-    task = _string(document, ("task",), problem, default="text_classification")
+    task = string(document, ("task",), problem, default="text_classification")
     if task not in AUTOTRAIN_TASKS:
         problem(("task",), f"AutoTrain task '{task}' is not text classification; runner fine-tunes text classifiers only",
                 f"use task: text_classification (or {', '.join(sorted(AUTOTRAIN_TASKS - {'text_classification'}))}), "
                 "or run this config with AutoTrain itself")
-    backend = _string(document, ("backend",), problem, default="local")
+    backend = string(document, ("backend",), problem, default="local")
     _check_backend(backend, problem)
-    base_model = _string(document, ("base_model",), problem, required=True)
-    project_name = _string(document, ("project_name",), problem, required=True)
+    base_model = string(document, ("base_model",), problem, required=True)
+    project_name = string(document, ("project_name",), problem, required=True)
     if project_name is not None and not PROJECT_NAME.fullmatch(project_name):
         problem(("project_name",), f"'{project_name}' is not a valid AutoTrain project name",
                 "use letters, digits and hyphens only, at most 50 characters, starting with a letter or digit")
-    log = _string(document, ("log",), problem, default="none")
+    log = string(document, ("log",), problem, default="none")
     if log not in REPORT_TO:
         problem(("log",), f"'{log}' is not one of AutoTrain's trackers", f"use one of: {', '.join(REPORT_TO)}")
 
@@ -197,7 +196,7 @@ def translate(document: dict, positions: dict, source: str) -> tuple[dict, dict,
             put(native_path, value, origin)
         elif value != schema_at(schema, native_path).get("default"):
             ours = schema_at(schema, native_path).get("default")
-            put(native_path, value, None, f"AutoTrain's default (runner's own: {_scalar(ours)})")
+            put(native_path, value, None, f"AutoTrain's default (runner's own: {scalar(ours)})")
         for message in _native_value_problems(value, native_path, schema):
             problem(origin if key in given else ("params",), message[0], message[1])
     _check_choice(values["optimizer"], "optimizer", ("train", "optimizer"), schema, problem, "an optimizer", exclude={"auto"})
@@ -244,11 +243,11 @@ def translate(document: dict, positions: dict, source: str) -> tuple[dict, dict,
 
 def _translate_data(data: dict, column_mapping: dict, base_dir: Path, put, problem) -> None:
     """AutoTrain's data convention: a local folder holding `{split}.csv` or `{split}.jsonl`, else a Hub dataset id."""
-    path = _string(data, ("data", "path"), problem, required=True)
-    train_split = _string(data, ("data", "train_split"), problem, default="train")
-    valid_split = _string(data, ("data", "valid_split"), problem, default=None)
-    text_column = _string(column_mapping, ("data", "column_mapping", "text_column"), problem, default="text")
-    target_column = _string(column_mapping, ("data", "column_mapping", "target_column"), problem, default="target")
+    path = string(data, ("data", "path"), problem, required=True)
+    train_split = string(data, ("data", "train_split"), problem, default="train")
+    valid_split = string(data, ("data", "valid_split"), problem, default=None)
+    text_column = string(column_mapping, ("data", "column_mapping", "text_column"), problem, default="text")
+    target_column = string(column_mapping, ("data", "column_mapping", "target_column"), problem, default="target")
     if path is None or train_split is None:
         return
 
@@ -310,7 +309,7 @@ def _translate_hub(hub: dict, project_name: str, put, problem, notes: dict) -> N
     """hub.username and hub.token as AutoTrain reads them: `${VAR}` is read from the environment."""
     push = hub.get("push_to_hub", False)
     if not isinstance(push, bool):
-        problem(("hub", "push_to_hub"), f"must be true or false, got {_scalar(push)}", "write true or false")
+        problem(("hub", "push_to_hub"), f"must be true or false, got {scalar(push)}", "write true or false")
         push = False
 
     username = hub.get("username")
@@ -394,72 +393,18 @@ def _native_value_problems(value, native_path: tuple, schema: dict) -> list[tupl
 # Reading AutoTrain's values
 
 
-def _mapping(parent: dict, path: tuple, problem, required: bool = False) -> dict:
-    value = parent.get(path[-1])
-    if value is None:
-        if required:
-            problem(path[:-1], f"missing required key '{'.'.join(path)}'", "AutoTrain configs need data.path and data.column_mapping")
-        return {}
-    if not isinstance(value, dict):
-        problem(path, "must be a mapping of keys to values", "indent its keys under it")
-        return {}
-    return value
-
-
-def _check_keys(mapping: dict, path: tuple, allowed, problem) -> None:
-    for key in mapping:
-        if key not in allowed:
-            problem(path + (key,), f"unknown key '{key}' in an AutoTrain config", _suggest(str(key), allowed), key=True)
-
-
-def _suggest(key: str, allowed) -> str:
-    close = difflib.get_close_matches(key, list(allowed), n=1, cutoff=0.6)
-    return f"did you mean '{close[0]}'?" if close else f"allowed keys here: {', '.join(allowed)}"
-
-
-def _string(mapping: dict, path: tuple, problem, required: bool = False, default=None):
-    value = mapping.get(path[-1])
-    if value is None:
-        if required:
-            problem(path[:-1], f"missing required key '{'.'.join(path)}'", "see configs/text_classification/*.yml in AutoTrain for the format")
-        return default
-    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
-        problem(path, f"must be a string, got {_scalar(value)}", "write a plain value")
-        return default
-    return str(value)
-
-
 def _param(params: dict, key: str, problem):
     """AutoTrain's value for a param, coerced the way its pydantic model does ("2e-5" is a float)."""
     kind, default = PARAMS[key]
     if params.get(key) is None:
         return default
     value = params[key]
-    coerced = _coerce(value, kind)
+    coerced = coerce(value, kind)
     if coerced is None:
         names = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}
-        problem(("params", key), f"must be {names[kind]}, got {_scalar(value)}", f"AutoTrain's default is {_scalar(default)}")
+        problem(("params", key), f"must be {names[kind]}, got {scalar(value)}", f"AutoTrain's default is {scalar(default)}")
         return default
     return coerced
-
-
-def _coerce(value, kind):
-    if kind is bool:
-        return value if isinstance(value, bool) else None
-    if isinstance(value, bool):
-        return None
-    if kind is str:
-        return value if isinstance(value, str) else None
-    if isinstance(value, str):
-        try:
-            value = float(value.strip())
-        except ValueError:
-            return None
-    if not isinstance(value, (int, float)):
-        return None
-    if kind is int:
-        return int(value) if float(value).is_integer() else None
-    return float(value)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -477,57 +422,3 @@ def _base_dir(source: str) -> Path:
 
 def _join(folder: str, name: str) -> str:
     return str(PurePosixPath(folder) / name)
-
-
-# ---------------------------------------------------------------------------------------------
-# Writing a native spec (runner convert)
-
-
-def native_spec_text(document: dict, config_path: Path, spec_path: Path | None = None) -> str:
-    """The native spec for a checked AutoTrain config, as YAML text with a comment on each line whose
-    meaning changed. Relative paths are rewritten for `spec_path` (default: beside the config)."""
-    native, _, notes = translate(document, {}, str(config_path))
-    spec_dir = Path(spec_path).parent if spec_path is not None else config_path.parent
-    if spec_path is not None:
-        _rebase_paths(native, config_path.parent, spec_dir)
-    schema = Path(__file__).resolve().parent / "schemas" / "spec-v1.schema.json"
-
-    lines = [
-        f"# yaml-language-server: $schema={Path(os.path.relpath(schema, spec_dir.resolve())).as_posix()}",
-        f"# Converted from the AutoTrain config {config_path.name} by `runner convert`.",
-        "# A comment marks each line that behaves differently from AutoTrain, or that AutoTrain's defaults decided.",
-    ]
-    lines += _render(native, notes, ())
-    return "\n".join(lines) + "\n"
-
-
-def _rebase_paths(native: dict, config_dir: Path, spec_dir: Path) -> None:
-    data, model = native.get("data", {}), native["model"]
-    for key in ("train", "validation_file"):
-        if data.get(key) and not Path(data[key]).is_absolute():
-            data[key] = Path(os.path.relpath(config_dir / data[key], spec_dir)).as_posix()
-    name = model["name"]
-    if not Path(name).expanduser().is_absolute() and (config_dir / name).exists():
-        model["name"] = Path(os.path.relpath(config_dir / name, spec_dir)).as_posix()
-
-
-def _render(mapping: dict, notes: dict, path: tuple, indent: str = "") -> list[str]:
-    lines = []
-    for key, value in mapping.items():
-        here = path + (key,)
-        comment = f"  # {notes[here]}" if here in notes else ""
-        if isinstance(value, dict):
-            lines.append(f"{indent}{key}:{comment}")
-            lines += _render(value, notes, here, indent + "  ")
-        else:
-            lines.append(f"{indent}{key}: {_scalar(value)}{comment}")
-    for note_path, note in notes.items():  # settings with no line of their own
-        if note_path[:-1] == path and note_path[-1] not in mapping:
-            lines.append(f"{indent}# {note_path[-1]}: {note}")
-    return lines
-
-
-def _scalar(value) -> str:
-    """A value as YAML writes it in flow style: 2.0e-05, true, null, [tensorboard], 'quoted: text'."""
-    text = yaml.safe_dump(value, default_flow_style=True, width=1000).strip()
-    return text.removesuffix("...").strip()

@@ -20,7 +20,11 @@ DEBUG = {"on": False}
 
 
 class RunnerGroup(click.Group):
-    """Turns RunnerError into one clear line (plus a hint) and an exit code, no traceback."""
+    """Turns every error into one clear line (plus a hint) and an exit code, no traceback.
+
+    RunnerError: its own lines and exit code (2 bad input, 1 run time, 130/143 interrupted). Any
+    other exception is a bug of ours or a library's: one line, the traceback saved to a file, exit 1.
+    """
 
     def invoke(self, ctx):
         try:
@@ -36,6 +40,35 @@ class RunnerGroup(click.Group):
         except KeyboardInterrupt:
             click.echo("interrupted", err=True)
             sys.exit(130)
+        except (click.exceptions.Exit, click.ClickException, SystemExit):
+            raise
+        except Exception as error:  # noqa: BLE001 - the catch-all: no traceback reaches the user
+            if DEBUG["on"]:
+                raise
+            for line in internal_error_lines(error):
+                click.echo(line, err=True)
+            sys.exit(1)
+
+
+def internal_error_lines(error: BaseException) -> list[str]:
+    """`error: internal error: ...` and where its traceback was saved (never the traceback itself)."""
+    import tempfile
+    import traceback
+
+    from runner.errors import _one_line
+
+    kind = type(error).__name__
+    saved = ""
+    try:
+        handle, path = tempfile.mkstemp(prefix="runner-traceback-", suffix=".txt")
+        with open(handle, "w", encoding="utf-8") as stream:
+            stream.write("".join(traceback.format_exception(error)))
+        saved = f"; the traceback is in {path}"
+    except OSError:
+        pass
+    reason = str(error).splitlines()[0][:200] if str(error) else ""
+    return [f"error: internal error: {kind}" + (f": {_one_line(reason)}" if reason else ""),
+            f"hint: this is a bug, not your input{saved}; run with `runner --debug ...` to see it, and report it"]
 
 
 @click.group(cls=RunnerGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -54,25 +87,33 @@ def validate(specs, overrides) -> None:
     from runner.errors import SpecError
     from runner.spec import load_spec
 
-    failed = False
+    failed = 0  # the exit code: 2 when a spec is invalid, 1 when checking one crashed
     for path in specs:
         started = time.perf_counter()
         try:
             load_spec(path, overrides)
         except SpecError as error:
-            failed = True
+            failed = failed or 2
             for line in error.lines():
                 click.echo(line, err=True)
             continue
+        except Exception as error:  # noqa: BLE001 - a crash on one spec must not skip the next
+            if DEBUG["on"]:
+                raise
+            failed = 1
+            lines = internal_error_lines(error)
+            click.echo(lines[0].replace("error: ", f"error: {path}: ", 1), err=True)
+            click.echo(lines[1], err=True)
+            continue
         click.echo(f"ok: {path} ({(time.perf_counter() - started) * 1000:.0f} ms)")
     if failed:
-        sys.exit(2)
+        sys.exit(failed)
 
 
 @main.command()
 def schema() -> None:
     """Print the spec's JSON Schema."""
-    from runner.spec import load_schema
+    from runner.schema import load_schema
 
     click.echo(json.dumps(load_schema(), indent=2))
 
@@ -159,7 +200,7 @@ def evaluate_command(run_dir, data_file) -> None:
 @click.option("--compare", "base_dir", type=click.Path(path_type=Path), default=None, help="A baseline run folder (or metrics.json) to show deltas against.")
 def report(run_dir, fmt, base_dir) -> None:
     """The metrics summary of a run, as a pull-request comment or job summary shows it."""
-    from runner.record import summary_json, summary_markdown
+    from runner.record.summary import summary_json, summary_markdown
 
     if fmt == "json":
         click.echo(json.dumps(summary_json(run_dir, base_dir), indent=2))
@@ -188,7 +229,7 @@ def push(run_dir, repo_id, tag, revision, private, create_pr) -> None:
 def comment(run_dir, base_dir, key) -> None:
     """Post or update the pull-request comment with this run's metrics (GitHub Actions)."""
     from runner.github import comment_on_pull_request
-    from runner.record import summary_markdown
+    from runner.record.summary import summary_markdown
 
     body = summary_markdown(run_dir, base_dir)
     result = comment_on_pull_request(body, key or Path(run_dir).name)
@@ -200,7 +241,7 @@ def comment(run_dir, base_dir, key) -> None:
 @click.option("--output", "output_dir", type=click.Path(path_type=Path), default=None, help="Where the repeated run goes (default: RUN_DIR-reproduce).")
 def reproduce(run_dir, output_dir) -> None:
     """Re-run from a run's manifest and report whether the metrics match."""
-    from runner.record import reproduce_run
+    from runner.reproduce import reproduce_run
 
     if not reproduce_run(run_dir, output_dir):
         sys.exit(1)

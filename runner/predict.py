@@ -88,7 +88,7 @@ def predict_command(run_dir: Path, texts: list[str], input_file: Path | None, ou
     pairs = None
     if input_file:
         texts, pairs, _ = read_texts(Path(input_file), spec["data"]["text_column"], spec["data"]["text_pair_column"])
-    elif spec["task"] == "text_pair_classification":
+    elif task_of(spec["task"]).pair:
         if len(texts) % 2:
             raise DataError("text-pair models take texts in pairs", 'give an even number of texts: "premise" "hypothesis" ...')
         texts, pairs = texts[0::2], texts[1::2]

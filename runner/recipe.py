@@ -17,6 +17,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from runner.distributed import as_launched, is_main_process
+from runner.doctor import check_gpu_usable
 from runner.errors import Interrupted, RunError, SpecError
 from runner.files import atomic_write_json, atomic_write_text, read_json, sha256_file
 from runner.result import RunResult
@@ -54,6 +55,7 @@ def run_spec(spec: Spec, overwrite: bool = False, resume: bool = False, force_re
     """
     started_at, started = now(), time.perf_counter()
     argv = list(as_launched(spec, argv)) or sys.argv  # a `--nproc N` worker records what the user ran
+    check_gpu_usable(spec["train"]["device"])  # a GPU that torch cannot use stops the run before anything is read
     run_dir = RunDir(spec["output"]["dir"])
     main = is_main_process()
     if resume and main and run_dir.status() == RECORDING:
