@@ -79,8 +79,9 @@ def read_table(path: Path, fmt: str = "auto", encoding: str = "utf-8", max_rows:
         where = f"{path}:{line.group(1)}" if line else str(path)
         raise DataError(f"cannot parse the {fmt.upper()} file: {detail}",
                         "check quoting and the number of fields on that line (a text with a comma must be in double quotes)", where) from None
-    except ValueError as exc:
-        raise DataError(f"cannot parse the {fmt.upper()} file: {str(exc).splitlines()[0]}", f"check that the file really is {fmt.upper()}", str(path)) from None
+    except (ValueError, RecursionError) as exc:
+        raise DataError(f"cannot parse the {fmt.upper()} file: {str(exc).splitlines()[0].split(';')[0]}", f"check that the file really is {fmt.upper()}",
+                        _json_place(path, str(exc), encoding) if fmt == "json" else str(path)) from None
     except LookupError:
         raise DataError(f"unknown encoding '{encoding}'", "set data.encoding to a Python codec name such as utf-8 or latin-1", str(path)) from None
     except (OSError, ImportError) as exc:
@@ -95,6 +96,19 @@ def read_table(path: Path, fmt: str = "auto", encoding: str = "utf-8", max_rows:
     return frame
 
 
+def _json_place(path: Path, message: str, encoding: str) -> str:
+    """`file:line` for a JSON parser message that gives a character position."""
+    found = re.search(r"position (\d+)", message)
+    if not found:
+        return str(path)
+    try:
+        with open(path, encoding=encoding, errors="replace") as stream:
+            head = stream.read(int(found.group(1)))
+    except OSError:
+        return str(path)
+    return f"{path}:{head.count(chr(10)) + 1}"
+
+
 def _read_jsonl(path: Path, encoding: str, max_rows: int | None) -> pd.DataFrame:
     import json
 
@@ -107,6 +121,11 @@ def _read_jsonl(path: Path, encoding: str, max_rows: int | None) -> pd.DataFrame
                 record = json.loads(line)
             except json.JSONDecodeError as exc:
                 raise DataError(f"line {number} is not valid JSON: {exc.msg}", "each line of a JSONL file must be one JSON object", f"{path}:{number}") from None
+            except RecursionError:  # json recurses once per level: [[[[...]]]] 100,000 deep
+                raise DataError(f"line {number} is nested too deeply to read", "a row is one flat object like {\"text\": ..., \"label\": ...}", f"{path}:{number}") from None
+            except ValueError as exc:  # an integer of thousands of digits
+                raise DataError(f"line {number} holds a value that cannot be read ({str(exc).split(':')[0]})",
+                                "a row is one flat object like {\"text\": ..., \"label\": ...}", f"{path}:{number}") from None
             if not isinstance(record, dict):
                 raise DataError(f"line {number} is a JSON {type(record).__name__}, not an object", "each line must be an object like {\"text\": ..., \"label\": ...}", f"{path}:{number}")
             records.append(record)

@@ -119,10 +119,30 @@ def load_spec_text(text: str, path: Path | None = None, overrides=(), check_file
         values = fill_defaults(document, load_schema())
         spec = Spec(values=values, path=path, text=text, positions=positions)
         _resolve_names(spec)
-        problems = _cross_field_problems(spec, source, check_files)
+        problems = _cross_field_problems(spec, source, check_files) + (_missing_trackers(spec, source) if check_files else [])
         if not problems:
             return spec
     raise SpecErrors(problems)
+
+
+# train.report_to name -> (modules any one of which transformers can log with, the pip package)
+TRACKER_PACKAGES = {"tensorboard": (("tensorboard", "tensorboardX"), "tensorboard"), "wandb": (("wandb",), "wandb"),
+                    "mlflow": (("mlflow",), "mlflow"), "comet_ml": (("comet_ml",), "comet-ml"), "trackio": (("trackio",), "trackio")}
+
+
+def _missing_trackers(spec: Spec, source: str) -> list[SpecError]:
+    """Trackers in train.report_to that are not installed: found here, before any data is read or
+    any run folder is touched (find_spec only looks; nothing is imported)."""
+    import importlib.util
+
+    problems = []
+    for index, tracker in enumerate(spec["train"]["report_to"]):
+        modules, package = TRACKER_PACKAGES.get(tracker, ((tracker,), tracker))
+        if not any(importlib.util.find_spec(module) for module in modules):
+            problems.append(SpecError(f"train.report_to asks for {tracker}, which is not installed",
+                                      f"pip install {package}, or remove {tracker} from train.report_to",
+                                      where(source, spec.positions, ("train", "report_to", index))))
+    return problems
 
 
 def _apply_override(document: dict, override: str, positions: dict) -> None:
