@@ -78,6 +78,7 @@ def load_tokenizer(spec: Spec):
         raise _explain_load_failure(exc, name, source, "tokenizer", spec.where("model", "name")) from None
     if not tokenizer.is_fast:
         print(f"warning: {type(tokenizer).__name__} is a slow tokenizer; tokenization will take longer")
+    ensure_pad_token(tokenizer)
     model_limit = getattr(tokenizer, "model_max_length", None) or 0
     max_length = spec["model"]["max_length"]
     if 0 < model_limit < 1_000_000 and max_length > model_limit:
@@ -86,7 +87,47 @@ def load_tokenizer(spec: Spec):
     return tokenizer
 
 
-def load_model(spec: Spec, labels: list[str]):
+def ensure_pad_token(tokenizer) -> None:
+    """Decoder-only models (Llama, Qwen2, GPT-2, SmolLM...) ship without a pad token. Batches need
+    one: the EOS token (else BOS or UNK) serves, or a new `<pad>` is added (the model then grows its
+    embeddings to match). Padding stays on the right: the `score` head reads each row's last
+    non-pad token, and absolute positions (GPT-2) stay those of the unpadded text."""
+    if tokenizer.pad_token is None:
+        stand_in = tokenizer.eos_token or tokenizer.bos_token or tokenizer.unk_token
+        if stand_in is not None:
+            tokenizer.pad_token = stand_in
+        else:
+            tokenizer.add_special_tokens({"pad_token": "<pad>"})
+    tokenizer.padding_side = "right"
+
+
+def match_pad_token(model, tokenizer) -> None:
+    """The model's config names the tokenizer's pad token, and its embeddings cover every token."""
+    if tokenizer is None:
+        return
+    embeddings = model.get_input_embeddings()
+    if embeddings is not None and len(tokenizer) > embeddings.weight.shape[0]:
+        model.resize_token_embeddings(len(tokenizer))
+    if getattr(model.config, "pad_token_id", None) is None or model.config.pad_token_id != tokenizer.pad_token_id:
+        model.config.pad_token_id = tokenizer.pad_token_id
+
+
+def new_modules(model, loading_info: dict) -> list[str]:
+    """Modules whose weights were newly initialised at load (missing from the checkpoint, or of a
+    different shape): the classification head of every architecture (`classifier`, `score`,
+    DistilBERT's `pre_classifier`, ...). With LoRA they are trained in full and saved with the adapter."""
+    keys = set(loading_info.get("missing_keys") or ())
+    keys |= {k[0] if isinstance(k, (tuple, list)) else k for k in loading_info.get("mismatched_keys") or ()}
+    prefix = getattr(model, "base_model_prefix", "")
+    names = set()
+    for key in keys:
+        module = key.rsplit(".", 1)[0] if "." in key else key
+        top = module.split(".", 1)[0]
+        names.add(module if top == prefix else top)  # inside the backbone: that module only
+    return sorted(names)
+
+
+def load_model(spec: Spec, labels: list[str], tokenizer=None):
     """AutoModelForSequenceClassification with the spec's labels in its config (so pipeline() prints names)."""
     import torch
     from transformers import AutoConfig, AutoModelForSequenceClassification
@@ -114,9 +155,12 @@ def load_model(spec: Spec, labels: list[str]):
         # Master weights stay fp32; bf16/fp16 come from autocast in the Trainer. No attn_implementation:
         # transformers 5 then uses SDPA (fused attention) where the architecture has it and falls back
         # to eager attention where not, while asking for "sdpa" outright fails on those architectures.
-        model = AutoModelForSequenceClassification.from_pretrained(name, config=config, dtype=torch.float32, ignore_mismatched_sizes=True, **kwargs)
+        model, info = AutoModelForSequenceClassification.from_pretrained(name, config=config, dtype=torch.float32, ignore_mismatched_sizes=True,
+                                                                         output_loading_info=True, **kwargs)
     except (OSError, ValueError) as exc:
         raise _explain_load_failure(exc, name, source, "model", spec.where("model", "name")) from None
+    match_pad_token(model, tokenizer)
+    model.runner_new_modules = new_modules(model, info)
     return model
 
 
@@ -151,6 +195,8 @@ def apply_lora(model, spec: Spec):
         lora_dropout=lora["dropout"],
         bias=lora["bias"],
         target_modules=lora_targets(model, spec),
+        # PEFT adds `classifier` and `score`; every other newly initialised module is trained and saved too
+        modules_to_save=[m for m in getattr(model, "runner_new_modules", []) if m not in ("classifier", "score")] or None,
     )
     return get_peft_model(model, config)
 

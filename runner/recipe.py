@@ -227,7 +227,7 @@ def load_inputs(spec: Spec, run_dir: RunDir, checkpoint: Path | None, force_resu
     truncated = data.summary["truncated"]
     say(f"tokens: median {data.summary['token_lengths']['p50']}, p95 {data.summary['token_lengths']['p95']}; "
         f"{truncated['rows']} training row(s) truncated at {truncated['max_length']}")
-    model = model_step.load_model(spec, data.labels)
+    model = model_step.load_model(spec, data.labels, tokenizer)
     if spec["lora"]:
         model = model_step.apply_lora(model, spec)
     trainable, total = model_step.count_parameters(model)
