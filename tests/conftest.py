@@ -20,6 +20,8 @@ os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
 os.environ.setdefault("RUNNER_CACHE_DIR", tempfile.mkdtemp(prefix="runner-test-cache-"))
 
 ROOT = Path(__file__).resolve().parent.parent
+# `python -m runner` in a subprocess runs this working tree, not a copy installed without -e.
+os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
 WORDS = {
     "pos": ["great", "lovely", "happy", "wonderful", "excellent", "sunny", "bright", "delight", "cheerful", "superb"],
     "neg": ["awful", "terrible", "sad", "gloomy", "horrible", "dreary", "bleak", "miserable", "dismal", "grim"],
