@@ -18,7 +18,7 @@ from pathlib import Path
 
 from runner.distributed import as_launched, is_main_process
 from runner.doctor import check_gpu_usable
-from runner.errors import Interrupted, RunError, SpecError
+from runner.errors import Interrupted, RunError, RunnerError, SpecError
 from runner.files import atomic_write_json, atomic_write_text, read_json, sha256_file
 from runner.result import RunResult
 from runner.rundir import ENTRIES, RECORDING, RESUME_ENTRIES, RunDir, remove_entry
@@ -56,7 +56,7 @@ def run_spec(spec: Spec, overwrite: bool = False, resume: bool = False, force_re
     started_at, started = now(), time.perf_counter()
     argv = list(as_launched(spec, argv)) or sys.argv  # a `--nproc N` worker records what the user ran
     check_gpu_usable(spec["train"]["device"])  # a GPU that torch cannot use stops the run before anything is read
-    run_dir = RunDir(spec["output"]["dir"])
+    run_dir = RunDir(spec.output_dir)
     main = is_main_process()
     if resume and main and run_dir.status() == RECORDING:
         rewrite_record(spec, run_dir)
@@ -65,8 +65,9 @@ def run_spec(spec: Spec, overwrite: bool = False, resume: bool = False, force_re
     checkpoint = prepare(run_dir, overwrite=overwrite, resume=resume)
     with run_dir.lock() if main else nullcontext():
         recover_earlier_run(run_dir) if main else None
+        earlier = run_dir.written_entries()  # before the Trainer is built: it makes its output folder
         inputs = load_inputs(spec, run_dir, checkpoint, force_resume)
-        with earlier_run_set_aside(run_dir, resuming=checkpoint is not None, active=main):
+        with earlier_run_set_aside(run_dir, earlier, resuming=checkpoint is not None, active=main):
             result = train(spec, run_dir, inputs, argv, started_at)
             logits = evaluate(spec, inputs, result)
             if not main:
@@ -106,7 +107,7 @@ def prepare(run_dir: RunDir, overwrite: bool, resume: bool) -> Path | None:
                             "pass --overwrite to train it again from scratch, or set output.dir (--output) to a new folder", "output.dir")
         checkpoint = latest_checkpoint(run_dir.path)
         if checkpoint is None:
-            raise SpecError(f"nothing to resume: '{run_dir.path}/checkpoints' holds no checkpoint", "run without --resume to start from scratch", "output.dir")
+            raise SpecError(f"nothing to resume: '{run_dir.path}/checkpoints' holds no complete checkpoint", "run without --resume (with --overwrite) to start from scratch", "output.dir")
         say(f"resuming from {checkpoint}")
         return checkpoint
     existing = run_dir.written_entries() + ([run_dir.aside_dir.name] if aside else [])
@@ -133,13 +134,13 @@ def recover_earlier_run(run_dir: RunDir) -> None:
 
 
 @contextmanager
-def earlier_run_set_aside(run_dir: RunDir, resuming: bool, active: bool = True):
-    """Set the earlier run's entries aside for the body; put them back if the body fails."""
+def earlier_run_set_aside(run_dir: RunDir, earlier: list[str], resuming: bool, active: bool = True):
+    """Set the earlier run's entries (those in `earlier`) aside for the body; put them back if the body fails."""
     if not active:
         yield
         return
     try:
-        moved = run_dir.set_aside(RESUME_ENTRIES if resuming else ENTRIES)
+        moved = run_dir.set_aside([entry for entry in (RESUME_ENTRIES if resuming else ENTRIES) if entry in earlier])
     except OSError as exc:
         run_dir.restore()
         raise RunError(f"could not set the earlier run aside: {exc.strerror or exc}", "check the folder's permissions and free space",
@@ -151,6 +152,8 @@ def earlier_run_set_aside(run_dir: RunDir, resuming: bool, active: bool = True):
             message = f"the earlier run in {run_dir.path} was restored"
             if isinstance(failure, Interrupted):
                 failure.hint = f"{message}; the interrupted run was discarded"
+            elif isinstance(failure, RunnerError):
+                failure.hint = f"{message}, so this run's checkpoints are gone: fix the cause and run again (not --resume)"
             else:
                 print(f"note: {message}", file=sys.stderr)
         raise
@@ -338,7 +341,7 @@ def save(spec: Spec, run_dir: RunDir, inputs: Inputs, result: RunResult, logits_
         write_run_record(run_dir, spec, result)
     except OSError as exc:
         raise RunError(f"could not write the run record: {exc.strerror or exc}",
-                       "free disk space, then run again; an earlier run in the folder is restored",
+                       f"free disk space; the model in {run_dir.model_dir} and the checkpoints are kept, so `runner run SPEC --resume` finishes the run",
                        str(exc.filename or run_dir.path)) from None
 
 
@@ -353,7 +356,8 @@ def save_model(trainer, tokenizer, spec: Spec, run_dir: RunDir) -> None:
         except (OSError, RuntimeError) as exc:  # RuntimeError: torch's writer on a full disk
             remove_entry(temporary)
             raise RunError(f"could not save the model: {getattr(exc, 'strerror', None) or str(exc).splitlines()[0]}",
-                           "free disk space, then run again; an earlier run in the folder is restored", str(folder)) from None
+                           f"free disk space; the checkpoints in {run_dir.checkpoints} are kept, so `runner run SPEC --resume` finishes the run",
+                           str(folder)) from None
         remove_entry(folder)
         temporary.rename(folder)
 
