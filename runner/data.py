@@ -68,9 +68,11 @@ def read_table(path: Path, fmt: str = "auto", encoding: str = "utf-8", max_rows:
         else:
             frame = pd.read_parquet(path)
             first_row = 1
-    except UnicodeDecodeError as exc:
-        raise DataError(f"the file is not valid {encoding} text (byte {exc.start} cannot be decoded)",
-                        "set data.encoding to the file's encoding (e.g. latin-1, cp1252, utf-16) or re-save it as UTF-8", str(path)) from None
+    except UnicodeDecodeError:
+        offset, line = first_bad_byte(path, encoding)  # the exception's offset is within a reader's buffer
+        raise DataError(f"the file is not valid {encoding} text (byte {offset} cannot be decoded)",
+                        "set data.encoding to the file's encoding (e.g. latin-1, cp1252, utf-16; `runner init FILE` detects it) "
+                        "or re-save it as UTF-8", f"{path}:{line}" if line else str(path)) from None
     except pd.errors.EmptyDataError:
         raise DataError("the file is empty", "add a header line and data rows", str(path)) from None
     except pd.errors.ParserError as exc:
@@ -94,6 +96,28 @@ def read_table(path: Path, fmt: str = "auto", encoding: str = "utf-8", max_rows:
     if fmt != "jsonl":  # JSONL rows carry their own line numbers (blank lines are skipped)
         frame[ROW] = np.arange(first_row, first_row + len(frame))
     return frame
+
+
+def first_bad_byte(path: Path, encoding: str) -> tuple[int, int]:
+    """(offset of the first byte that does not decode, its 1-based line), read in chunks."""
+    import codecs
+
+    decoder = codecs.getincrementaldecoder(encoding)()
+    offset, newlines = 0, 0
+    with open(path, "rb") as stream:
+        while True:
+            chunk = stream.read(1 << 20)
+            pending = decoder.getstate()[0]  # bytes of an unfinished character from the last chunk
+            try:
+                decoder.decode(chunk, final=not chunk)
+            except UnicodeDecodeError as exc:
+                start = offset - len(pending) + exc.start
+                head = (pending + chunk)[:max(exc.start, 0)]
+                return start, newlines - pending.count(b"\n") + head.count(b"\n") + 1
+            if not chunk:
+                return offset, 0
+            offset += len(chunk)
+            newlines += chunk.count(b"\n")
 
 
 def _json_place(path: Path, message: str, encoding: str) -> str:
