@@ -231,7 +231,8 @@ def annotations(stderr: str, spec: str, overrides: list[str], env: Mapping[str, 
         else:
             properties["file"] = _repo_path(spec, env)
         body = message + (f"\nhint: {hint}" if hint else "")
-        props = ",".join(f"{k}={escape_property(v)}" for k, v in properties.items())
+        order = ("file", "line", "col", "title")  # as GitHub documents them: file=SPEC,line=N,col=C
+        props = ",".join(f"{k}={escape_property(properties[k])}" for k in order if k in properties)
         commands.append(f"::error {props}::{escape_data(body)}")
     return commands
 

@@ -210,10 +210,10 @@ def test_pull_request_comment_created_then_updated_and_a_spec_error(act, github)
     print(f"act wall time, pull request flow: {first.wall_s:.1f} s")
     [comment] = github.comments[7]
     assert comment["body"].startswith("<!-- runner:comment key=specs/tiny.yaml -->")
-    assert "accuracy" in comment["body"] and "### runner: specs-tiny" in comment["body"]
+    assert "### runner: tiny · f1_macro" in comment["body"] and "| metric | validation" in comment["body"]
     assert len(github.calls("POST")) == 1 and not github.calls("PATCH")
     # The headline metrics output, printed by the workflow's next step.
-    assert '"specs/tiny.yaml": {"name": "accuracy", "split": "validation"' in text
+    assert '"specs/tiny.yaml": {"name": "f1_macro", "split": "validation"' in text
     # The artifact: the run record without checkpoints, optimizer state or weights.
     [(name, files)] = act.artifact_files(repo).items()
     assert name == "runner-train-specs-tiny"
@@ -246,7 +246,7 @@ def test_pull_request_comment_created_then_updated_and_a_spec_error(act, github)
     assert f"error: specs/bad.yaml:{line}:3 train.learnig_rate: unknown key 'learnig_rate'" in bodies[
         "<!-- runner:comment key=specs/bad.yaml -->"]
     assert "hint: did you mean 'learning_rate'?" in bodies["<!-- runner:comment key=specs/bad.yaml -->"]
-    assert "accuracy" in bodies["<!-- runner:comment key=specs/tiny.yaml -->"]
+    assert "### runner: tiny · f1_macro" in bodies["<!-- runner:comment key=specs/tiny.yaml -->"]
 
 
 def test_push_on_main_uploads_the_baseline_artifact(act, github):
