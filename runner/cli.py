@@ -7,6 +7,7 @@ Heavy libraries (torch, transformers) are imported inside the commands that need
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -40,6 +41,15 @@ class RunnerGroup(click.Group):
         except KeyboardInterrupt:
             click.echo("interrupted", err=True)
             sys.exit(130)
+        except click.UsageError as error:  # a wrong option or argument: the same two lines, exit 2
+            if DEBUG["on"]:
+                raise
+            from runner.errors import _one_line
+
+            command = error.ctx.command_path if error.ctx else "runner"
+            click.echo(f"error: {command}: {_one_line(error.format_message())}", err=True)
+            click.echo(f"hint: see `{command} --help`", err=True)
+            sys.exit(2)
         except (click.exceptions.Exit, click.ClickException, SystemExit):
             raise
         except Exception as error:  # noqa: BLE001 - the catch-all: no traceback reaches the user
@@ -155,17 +165,17 @@ def run(spec, overrides, dry_run, output_dir, overwrite, resume, force_resume, n
 @click.argument("data_file", type=click.Path(path_type=Path))
 @click.option("-o", "--output", "output", type=click.Path(path_type=Path), default=None, help="Where to write the spec (default: print it).")
 @click.option("--model", default="distilbert-base-uncased", show_default=True, help="Model to fine-tune.")
-def init(data_file, output, model) -> None:
+@click.option("--force", is_flag=True, help="Replace OUTPUT when it exists (never the data file itself).")
+@click.option("--encoding", default=None, help="The data file's text encoding, e.g. cp1252 (default: detected).")
+def init(data_file, output, model, force, encoding) -> None:
     """Write a starter spec for DATA_FILE, guessing the text and label columns."""
     from runner.starter import starter_spec
 
-    text = starter_spec(data_file, model, spec_path=output)
     if output:
-        if output.exists():
-            from runner.errors import SpecError
-
-            raise SpecError(f"{output} already exists", "choose another path or delete it first")
-        output.write_text(text, encoding="utf-8")
+        check_new_file(output, force, data_file)
+    text = starter_spec(data_file, model, spec_path=output, encoding=encoding)
+    if output:
+        write_new_file(output, text)
         click.echo(f"wrote {output}; check it with: runner validate {output}")
     else:
         click.echo(text, nl=False)
@@ -176,7 +186,7 @@ def init(data_file, output, model) -> None:
 @click.argument("texts", nargs=-1)
 @click.option("--input", "input_file", type=click.Path(path_type=Path), help="File of texts (CSV/JSONL/Parquet with the spec's text column, or .txt with one text a line).")
 @click.option("--output", "output_file", type=click.Path(path_type=Path), help="Write predictions here (.jsonl or .csv).")
-@click.option("--batch-size", type=int, default=None, help="Texts per batch (default: predict.batch_size).")
+@click.option("--batch-size", type=click.IntRange(min=1), default=None, help="Texts per batch (default: predict.batch_size).")
 def predict(run_dir, texts, input_file, output_file, batch_size) -> None:
     """Predict labels and class probabilities with a trained run."""
     from runner.predict import predict_command
@@ -250,16 +260,46 @@ def reproduce(run_dir, output_dir) -> None:
 @main.command()
 @click.argument("config", type=click.Path(path_type=Path))
 @click.option("-o", "--output", type=click.Path(path_type=Path), default=None, help="Write the native spec here (default: print it).")
-def convert(config, output) -> None:
+@click.option("--force", is_flag=True, help="Replace OUTPUT when it exists (never the config itself).")
+def convert(config, output, force) -> None:
     """Translate an AutoTrain text-classification config into a native spec."""
     from runner.convert import convert_file
 
+    if output:
+        check_new_file(output, force, config)
     text = convert_file(config, spec_path=output)
     if output:
-        output.write_text(text, encoding="utf-8")
+        write_new_file(output, text)
         click.echo(f"wrote {output}")
     else:
         click.echo(text, nl=False)
+
+
+def check_new_file(output: Path, force: bool, source: Path) -> None:
+    """`-o FILE` of init and convert: never the command's own input, never an existing file unless
+    --force, and in a folder that exists (a missing folder is an error, not created: a typo in the
+    path should not leave new folders behind)."""
+    from runner.errors import SpecError
+
+    where = str(output)
+    if output.exists() and source.exists() and os.path.samefile(output, source):  # also a link to it
+        raise SpecError("-o is the input file itself; writing it would replace the input", "give another path with -o", where)
+    if output.is_dir():
+        raise SpecError("-o is a folder", "give a file path such as spec.yaml", where)
+    if output.exists() and not force:
+        raise SpecError("the file already exists", "choose another path, or pass --force to replace it", where)
+    if not output.parent.is_dir():
+        raise SpecError(f"folder {output.parent} does not exist", "create it first (mkdir -p), or write into an existing folder", where)
+
+
+def write_new_file(output: Path, text: str) -> None:
+    from runner.errors import RunError
+    from runner.files import atomic_write_text
+
+    try:
+        atomic_write_text(output, text)
+    except OSError as exc:
+        raise RunError(f"could not write the file: {exc.strerror or exc}", "check the folder's permissions and free space", str(output)) from None
 
 
 @main.command()

@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from runner.errors import DataError, RunError
+from runner.textfiles import first_bad_byte, json_place
 from runner.spec import Spec
 from runner.tasks import MANY_CLASSES, NUMBER, task_of
 
@@ -83,7 +84,7 @@ def read_table(path: Path, fmt: str = "auto", encoding: str = "utf-8", max_rows:
                         "check quoting and the number of fields on that line (a text with a comma must be in double quotes)", where) from None
     except (ValueError, RecursionError) as exc:
         raise DataError(f"cannot parse the {fmt.upper()} file: {str(exc).splitlines()[0].split(';')[0]}", f"check that the file really is {fmt.upper()}",
-                        _json_place(path, str(exc), encoding) if fmt == "json" else str(path)) from None
+                        json_place(path, str(exc), encoding) if fmt == "json" else str(path)) from None
     except LookupError:
         raise DataError(f"unknown encoding '{encoding}'", "set data.encoding to a Python codec name such as utf-8 or latin-1", str(path)) from None
     except (OSError, ImportError) as exc:
@@ -96,41 +97,6 @@ def read_table(path: Path, fmt: str = "auto", encoding: str = "utf-8", max_rows:
     if fmt != "jsonl":  # JSONL rows carry their own line numbers (blank lines are skipped)
         frame[ROW] = np.arange(first_row, first_row + len(frame))
     return frame
-
-
-def first_bad_byte(path: Path, encoding: str) -> tuple[int, int]:
-    """(offset of the first byte that does not decode, its 1-based line), read in chunks."""
-    import codecs
-
-    decoder = codecs.getincrementaldecoder(encoding)()
-    offset, newlines = 0, 0
-    with open(path, "rb") as stream:
-        while True:
-            chunk = stream.read(1 << 20)
-            pending = decoder.getstate()[0]  # bytes of an unfinished character from the last chunk
-            try:
-                decoder.decode(chunk, final=not chunk)
-            except UnicodeDecodeError as exc:
-                start = offset - len(pending) + exc.start
-                head = (pending + chunk)[:max(exc.start, 0)]
-                return start, newlines - pending.count(b"\n") + head.count(b"\n") + 1
-            if not chunk:
-                return offset, 0
-            offset += len(chunk)
-            newlines += chunk.count(b"\n")
-
-
-def _json_place(path: Path, message: str, encoding: str) -> str:
-    """`file:line` for a JSON parser message that gives a character position."""
-    found = re.search(r"position (\d+)", message)
-    if not found:
-        return str(path)
-    try:
-        with open(path, encoding=encoding, errors="replace") as stream:
-            head = stream.read(int(found.group(1)))
-    except OSError:
-        return str(path)
-    return f"{path}:{head.count(chr(10)) + 1}"
 
 
 def _read_jsonl(path: Path, encoding: str, max_rows: int | None) -> pd.DataFrame:
@@ -238,6 +204,16 @@ def _label_strings(values: pd.Series, source: str, rows: pd.Series | None = None
         return "text" if isinstance(value, str) else type(value).__name__
 
     kinds = values.map(kind)
+    structured = kinds.isin(NOT_A_CLASS)
+    if structured.any():
+        first = kinds.index[structured][0]
+        what = NOT_A_CLASS[kinds[first]]
+        raise DataError(
+            f"{int(structured.sum())} row(s) have a label that is {what}, not a class name (first: row {rows[first]})",
+            "a single-label task needs one class name per row; several labels per row: "
+            "task: multi_label_classification; true/false: write them as class names in quotes",
+            f"{source}:{rows[first]}",
+        )
     if kinds.nunique() > 1 and (kinds == "number").any():
         rare = kinds.value_counts().index[-1]
         first = kinds.index[kinds == rare][0]
@@ -245,7 +221,33 @@ def _label_strings(values: pd.Series, source: str, rows: pd.Series | None = None
         raise DataError(f"the label column mixes numbers and {', '.join(sorted(set(kinds) - {'number'}))}: "
                         f"row {rows[first]} has {_shown(values[first])}, row {rows[other]} has {_shown(values[other])}",
                         "use one kind of label throughout (all class names, or all class ids)", f"{source}:{rows[first]}")
-    return values.map(_label_to_string)
+    names = values.map(_label_to_string)
+    report_label_variants(values[kinds == "text"], source)
+    return names
+
+
+NOT_A_CLASS = {"list": "a list", "tuple": "a list", "ndarray": "a list", "dict": "a mapping",
+               "bool": "true or false", "bool_": "true or false"}
+
+
+def report_label_variants(raw: pd.Series, source: str) -> list[str]:
+    """Warn about class names that differ only in case or surrounding spaces ('Pos', 'pos', ' pos'):
+    spaces are removed, so ' pos' joins 'pos', but 'Pos' stays a class of its own. Returns the lines."""
+    counts = raw.astype(str).value_counts()
+    groups: dict[str, list] = {}
+    for value, count in counts.items():
+        groups.setdefault(value.strip().casefold(), []).append((value, int(count)))
+    lines = []
+    for forms in groups.values():
+        if len(forms) > 1:
+            shown = ", ".join(f"{value!r} ({count} rows)" for value, count in sorted(forms))
+            classes = sorted({value.strip() for value, _ in forms})
+            lines.append(f"warning: labels that differ only in case or surrounding spaces in {source}: {shown}; "
+                         f"they become {len(classes)} class(es): {', '.join(classes)}. "
+                         "Fix the data if they are the same class")
+    for line in lines:
+        print(line)
+    return lines
 
 
 def _shown(value) -> str:

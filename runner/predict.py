@@ -16,11 +16,26 @@ from runner.tasks import task_of
 def load_trained_model(model_dir: Path, labels: list[str] | None = None, task: str | None = None):
     """A full model, or base model + LoRA adapter when the folder holds adapter_config.json.
 
-    An adapter's base model config does not know the run's labels, so they are passed in.
+    An adapter's base model config does not know the run's labels, so they are passed in. Damaged
+    or truncated files are a RunError (exit 1), not a library's traceback.
     """
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+    import pickle
+
+    from safetensors import SafetensorError
 
     model_dir = Path(model_dir)
+    try:
+        return _load_trained_model(model_dir, labels, task)
+    except (OSError, ValueError, RuntimeError, EOFError, pickle.UnpicklingError, SafetensorError) as exc:
+        from runner.errors import RunError
+
+        raise RunError(f"cannot load the trained model: {type(exc).__name__}, the files are damaged or incomplete",
+                       "train the run again (runner run SPEC --overwrite), or restore model/ from a copy", str(model_dir)) from None
+
+
+def _load_trained_model(model_dir: Path, labels: list[str] | None, task: str | None):
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     if (model_dir / "adapter_config.json").exists():
         from peft import AutoPeftModelForSequenceClassification
@@ -31,6 +46,8 @@ def load_trained_model(model_dir: Path, labels: list[str] | None = None, task: s
         if task:
             head["problem_type"] = task_of(task).problem_type
         model = AutoPeftModelForSequenceClassification.from_pretrained(model_dir, **head)
+        if tokenizer.pad_token_id is not None:  # a decoder's base config has no pad token; the run's tokenizer has
+            model.config.pad_token_id = tokenizer.pad_token_id  # set after load: it may be a token the run added
     else:
         model = AutoModelForSequenceClassification.from_pretrained(model_dir)
     model.eval()
@@ -69,7 +86,16 @@ def read_texts(input_file: Path, text_column: str, pair_column: str | None) -> t
     from runner.data import read_table
 
     if input_file.suffix.lower() == ".txt":
-        texts = [line.rstrip("\n") for line in input_file.read_text(encoding="utf-8").splitlines() if line.strip()]
+        if not input_file.is_file():
+            raise DataError("input file not found" if not input_file.exists() else "the input path is a folder, not a file",
+                            "give a .txt file (one text a line), or a CSV/JSONL/Parquet file with the spec's text column", str(input_file))
+        try:
+            content = input_file.read_text(encoding="utf-8")
+        except UnicodeDecodeError as exc:
+            raise DataError(f"the file is not valid UTF-8 text (byte {exc.start} cannot be decoded)", "re-save it as UTF-8", str(input_file)) from None
+        except OSError as exc:
+            raise DataError(f"cannot read the file: {exc.strerror}", "check the file's permissions", str(input_file)) from None
+        texts = [line.rstrip("\n") for line in content.splitlines() if line.strip()]
         return texts, None, None
     frame = read_table(input_file)
     if text_column not in frame.columns:
@@ -92,6 +118,8 @@ def predict_command(run_dir: Path, texts: list[str], input_file: Path | None, ou
         if len(texts) % 2:
             raise DataError("text-pair models take texts in pairs", 'give an even number of texts: "premise" "hypothesis" ...')
         texts, pairs = texts[0::2], texts[1::2]
+    if output_file:
+        check_output_file(Path(output_file))
     model, tokenizer = load_trained_model(run.model_dir, run.labels(), spec["task"])
     started = time.perf_counter()
     logits = predict_logits(model, tokenizer, texts, pairs, spec["model"]["max_length"], batch_size or spec["predict"]["batch_size"], progress=True)
@@ -111,7 +139,24 @@ def predict_command(run_dir: Path, texts: list[str], input_file: Path | None, ou
             print(f"{len(rows)} texts in {elapsed:.2f}s ({len(rows) / max(elapsed, 1e-9):.0f} texts/s)", file=sys.stderr)
 
 
+def check_output_file(path: Path) -> None:
+    """Before any work: --output must be a file path in a folder that exists."""
+    if path.is_dir():
+        raise DataError("--output is a folder", "give a file path such as predictions.jsonl or predictions.csv", str(path))
+    if not path.parent.is_dir():
+        raise DataError(f"folder {path.parent} does not exist", "create it first, or give a path in an existing folder", str(path))
+
+
 def write_predictions(path: Path, rows: list[dict]) -> None:
+    from runner.errors import RunError
+
+    try:
+        _write_predictions(path, rows)
+    except OSError as exc:
+        raise RunError(f"could not write the predictions: {exc.strerror or exc}", "free disk space, or check the folder's permissions", str(path)) from None
+
+
+def _write_predictions(path: Path, rows: list[dict]) -> None:
     from runner.files import atomic_write_text
 
     if path.suffix.lower() == ".csv":

@@ -16,12 +16,11 @@ import yaml
 
 from runner.data import ROW, detect_format, read_table
 from runner.errors import DataError
+from runner.textfiles import detect_encoding, line_endings
 
 TEXT_NAMES = ("text", "sentence", "review", "content", "body", "comment", "tweet", "message", "document", "question")
 LABEL_NAMES = ("label", "labels", "target", "class", "category", "sentiment", "emotion", "intent", "y")
-SAMPLE_BYTES = 4 << 20  # what the detector reads; the whole file is then decoded to confirm
 TEXT_FORMATS = ("csv", "tsv", "jsonl", "json")
-PREFERRED = ("utf_16", "utf_32", "cp1252", "latin_1", "iso8859_15")  # on a tie in charset-normalizer's ranking
 
 
 def guess_columns(frame) -> tuple[str, str]:
@@ -29,7 +28,10 @@ def guess_columns(frame) -> tuple[str, str]:
     a known name, else the column with the fewest distinct values."""
     columns = [c for c in frame.columns if c != ROW]
     if len(columns) < 2:
-        raise DataError(f"the file has {len(columns)} column(s); a labelled dataset needs a text and a label column", "add a label column")
+        raise DataError(
+            f"the file has {len(columns)} column(s); a labelled dataset needs a text and a label column",
+            "add a label column",
+        )
     lowered = {str(c).lower(): c for c in columns}
     text = next((lowered[n] for n in TEXT_NAMES if n in lowered), None)
     if text is None:
@@ -37,7 +39,9 @@ def guess_columns(frame) -> tuple[str, str]:
     rest = [c for c in columns if c != text]
     label = next((lowered[n] for n in LABEL_NAMES if n in lowered and lowered[n] != text), None)
     if label is None:
-        label = min(rest, key=lambda c: (frame[c].astype(str).nunique() < 2, frame[c].astype(str).nunique()))  # one value is no label
+        label = min(
+            rest, key=lambda c: (frame[c].astype(str).nunique() < 2, frame[c].astype(str).nunique())
+        )  # one value is no label
     return str(text), str(label)
 
 
@@ -53,51 +57,6 @@ def run_name(path: Path) -> str:
     return name or "run"
 
 
-def detect_encoding(path: Path) -> tuple[str, str]:
-    """(Python codec name, how it was found). UTF-8 (with or without BOM) first, then charset-normalizer."""
-    with open(path, "rb") as stream:
-        sample = stream.read(SAMPLE_BYTES)
-    if sample.startswith(b"\xef\xbb\xbf"):
-        return "utf-8-sig", "UTF-8 with a byte-order mark"
-    if _decodes(path, "utf-8"):
-        return "utf-8", "UTF-8"
-    from charset_normalizer import from_bytes
-
-    matches = list(from_bytes(sample))
-    best = matches[0] if matches else None
-    if best is not None:  # on equal evidence, Western European text is more often cp1252 than cp1250 or cp1257
-        tied = [m for m in matches if m.chaos <= best.chaos and m.encoding in PREFERRED]
-        best = min(tied, key=lambda m: PREFERRED.index(m.encoding)) if tied else best
-    candidates = ([best.encoding] if best is not None else []) + ["cp1252", "latin-1"]
-    for encoding in candidates:
-        if _decodes(path, encoding):
-            return encoding, "charset-normalizer" if best is not None and encoding == best.encoding else "fallback"
-    return "latin-1", "fallback"
-
-
-def _decodes(path: Path, encoding: str) -> bool:
-    import codecs
-
-    decoder = codecs.getincrementaldecoder(encoding)()
-    try:
-        with open(path, "rb") as stream:
-            while chunk := stream.read(1 << 20):
-                decoder.decode(chunk)
-        decoder.decode(b"", final=True)
-    except UnicodeDecodeError:
-        return False
-    return True
-
-
-def line_endings(path: Path) -> str:
-    with open(path, "rb") as stream:
-        sample = stream.read(SAMPLE_BYTES)
-    crlf = sample.count(b"\r\n")
-    lf, cr = sample.count(b"\n") - crlf, sample.count(b"\r") - crlf
-    kinds = [name for name, count in (("CRLF (Windows)", crlf), ("LF", lf), ("CR (old Mac)", cr)) if count]
-    return " and ".join(kinds) if kinds else "none (one line)"
-
-
 def starter_spec(data_file: Path, model: str, spec_path: Path | None = None, encoding: str | None = None) -> str:
     data_file = Path(data_file)
     fmt = detect_format(data_file) if data_file.is_file() else "csv"
@@ -108,21 +67,28 @@ def starter_spec(data_file: Path, model: str, spec_path: Path | None = None, enc
         else:
             encoding, how = detect_encoding(data_file)
             if encoding != "utf-8":
-                encoding_line = f"  encoding: {quoted(encoding)}  # detected by runner init ({how}); line endings: {line_endings(data_file)}"
+                endings = line_endings(data_file)
+                encoding_line = f"  encoding: {quoted(encoding)}  # detected ({how}); line endings: {endings}"
     frame = read_table(data_file, encoding=encoding or "utf-8", max_rows=5000)
     text, label = guess_columns(frame)
     n_labels = frame[label].astype(str).nunique()
     spec_dir = (spec_path.parent if spec_path else Path.cwd()).resolve()
     relative = Path(os.path.relpath(data_file.resolve(), spec_dir)).as_posix()
-    schema = Path(os.path.relpath(Path(__file__).resolve().parent / "schemas" / "spec-v1.schema.json", spec_dir)).as_posix()
+    schema = Path(
+        os.path.relpath(Path(__file__).resolve().parent / "schemas" / "spec-v1.schema.json", spec_dir)
+    ).as_posix()
     name = run_name(data_file)
-    data_lines = "\n".join(line for line in (
-        f"  train: {quoted(relative)}",
-        encoding_line,
-        f"  text_column: {quoted(text)}     # guessed: the text to classify",
-        f"  label_column: {quoted(label)}    # guessed: {n_labels} distinct values in the first {len(frame)} rows",
-        "  validation_fraction: 0.2",
-    ) if line)
+    data_lines = "\n".join(
+        line
+        for line in (
+            f"  train: {quoted(relative)}",
+            encoding_line,
+            f"  text_column: {quoted(text)}     # guessed: the text to classify",
+            f"  label_column: {quoted(label)}    # guessed: {n_labels} distinct values in the first {len(frame)} rows",
+            "  validation_fraction: 0.2",
+        )
+        if line
+    )
     return f"""# yaml-language-server: $schema={schema}
 # Starter spec written by `runner init`. Check it with `runner validate`, train with `runner run`.
 version: 1

@@ -26,8 +26,13 @@ MAX_NODES = 20_000  # values after alias expansion; a real spec has about a hund
 SYNTAX_HINT = "fix the YAML syntax there (indentation, colons, quotes, brackets)"
 STR_TAG = "tag:yaml.org,2002:str"
 MERGE_TAG = "tag:yaml.org,2002:merge"
-KIND_BY_TAG = {"tag:yaml.org,2002:int": "a number", "tag:yaml.org,2002:float": "a number", "tag:yaml.org,2002:bool": "true or false",
-               "tag:yaml.org,2002:null": "null", "tag:yaml.org,2002:timestamp": "a date"}
+KIND_BY_TAG = {
+    "tag:yaml.org,2002:int": "a number",
+    "tag:yaml.org,2002:float": "a number",
+    "tag:yaml.org,2002:bool": "true or false",
+    "tag:yaml.org,2002:null": "null",
+    "tag:yaml.org,2002:timestamp": "a date",
+}
 
 # YAML 1.2 core schema / JSON floats that YAML 1.1 (PyYAML) reads as strings: 5e-5, 1E-3, +1e3.
 FLOAT_12 = re.compile(r"^[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?$")
@@ -46,8 +51,11 @@ class _Loader(yaml.SafeLoader):
         try:
             if self.depth > MAX_DEPTH:
                 mark = self.peek_event().start_mark
-                raise SpecError(f"the YAML is nested more than {MAX_DEPTH} levels deep", "a spec needs a few levels; flatten the structure",
-                                _place(self.source, mark))
+                raise SpecError(
+                    f"the YAML is nested more than {MAX_DEPTH} levels deep",
+                    "a spec needs a few levels; flatten the structure",
+                    _place(self.source, mark),
+                )
             return super().compose_node(parent, index)
         finally:
             self.depth -= 1
@@ -55,10 +63,19 @@ class _Loader(yaml.SafeLoader):
     def construct_object(self, node, deep=False):
         try:
             return super().construct_object(node, deep)
-        except (ValueError, OverflowError, TypeError, RecursionError) as exc:  # a date like 2024-13-45, a 5000-digit int
+        except (
+            ValueError,
+            OverflowError,
+            TypeError,
+            RecursionError,
+        ) as exc:  # a date like 2024-13-45, a 5000-digit int
             if isinstance(exc, yaml.YAMLError):
                 raise
-            raise SpecError(f"this value cannot be read ({type(exc).__name__}: a date or number out of range)", "write a plain number, word or date", _place(self.source, node.start_mark)) from None
+            raise SpecError(
+                f"this value cannot be read ({type(exc).__name__}: a date or number out of range)",
+                "write a plain number, word or date",
+                _place(self.source, node.start_mark),
+            ) from None
 
 
 _Loader.add_implicit_resolver("tag:yaml.org,2002:float", FLOAT_12, list("-+.0123456789"))
@@ -78,8 +95,11 @@ def parse_yaml(text: str, source: str) -> tuple[object, dict]:
     except yaml.reader.ReaderError as exc:
         line = text.count("\n", 0, exc.position) + 1
         column = exc.position - text.rfind("\n", 0, exc.position)
-        raise SpecError(f"the spec holds a control character YAML does not allow (#x{exc.character:04x})",
-                        "delete it; a spec is plain text", f"{source}:{line}:{column}") from None
+        raise SpecError(
+            f"the spec holds a control character YAML does not allow (#x{exc.character:04x})",
+            "delete it; a spec is plain text",
+            f"{source}:{line}:{column}",
+        ) from None
     loader.source = source
     try:
         node = loader.get_single_node()
@@ -116,7 +136,9 @@ def syntax_error(exc: yaml.MarkedYAMLError, source: str) -> SpecError:
     context, start, broke = exc.context, exc.context_mark, exc.problem_mark
     if start is not None and broke is not None and (start.line, start.column) != (broke.line, broke.column):
         what = f"{context.strip()} (starting here)" if context else "in the construct starting here"
-        return SpecError(f"YAML syntax error {what}: {problem} at {_place(source, broke)}", SYNTAX_HINT, _place(source, start))
+        return SpecError(
+            f"YAML syntax error {what}: {problem} at {_place(source, broke)}", SYNTAX_HINT, _place(source, start)
+        )
     return SpecError(f"YAML syntax error: {problem}", SYNTAX_HINT, _place(source, broke or start))
 
 
@@ -134,8 +156,11 @@ def check_node_graph(root, source: str) -> None:
         if key in sizes:
             return sizes[key]
         if key in open_nodes:
-            raise SpecError("an alias refers to the value that holds it (a recursive structure)",
-                            "aliases (*name) may only repeat a value defined before and outside them", _place(source, node.start_mark))
+            raise SpecError(
+                "an alias refers to the value that holds it (a recursive structure)",
+                "aliases (*name) may only repeat a value defined before and outside them",
+                _place(source, node.start_mark),
+            )
         total = 1
         if isinstance(node, (yaml.SequenceNode, yaml.MappingNode)):
             open_nodes.add(key)
@@ -143,8 +168,11 @@ def check_node_graph(root, source: str) -> None:
             for child in children:
                 total += size(child)
                 if total > MAX_NODES:
-                    raise SpecError(f"aliases expand this value to more than {MAX_NODES:,} values",
-                                    "repeat fewer aliases; a spec needs no more than a few hundred values", _place(source, node.start_mark))
+                    raise SpecError(
+                        f"aliases expand this value to more than {MAX_NODES:,} values",
+                        "repeat fewer aliases; a spec needs no more than a few hundred values",
+                        _place(source, node.start_mark),
+                    )
             open_nodes.discard(key)
         sizes[key] = total
         return total
@@ -164,13 +192,22 @@ def record_positions(node, path: tuple, positions: dict, source: str) -> None:
                     record_positions(value_node, path, positions, source)
                 continue
             if not isinstance(key_node, yaml.ScalarNode) or key_node.tag != STR_TAG:
-                kind = KIND_BY_TAG.get(key_node.tag, "a list or mapping" if not isinstance(key_node, yaml.ScalarNode) else "not a plain string")
-                raise SpecError(f"a key here is {kind}, not a name", "keys are names; quote a key that YAML reads otherwise, e.g. 'yes': or '1':",
-                                f"{source}:{line}:{column} {dotted(path)}")
+                kind = KIND_BY_TAG.get(
+                    key_node.tag,
+                    "a list or mapping" if not isinstance(key_node, yaml.ScalarNode) else "not a plain string",
+                )
+                raise SpecError(
+                    f"a key here is {kind}, not a name",
+                    "keys are names; quote a key that YAML reads otherwise, e.g. 'yes': or '1':",
+                    f"{source}:{line}:{column} {dotted(path)}",
+                )
             key = key_node.value
             if key in seen:
-                raise SpecError(f"duplicate key '{key}' (first at line {seen[key]})", "keep one of the two entries",
-                                f"{source}:{line}:{column} {dotted(path + (key,))}")
+                raise SpecError(
+                    f"duplicate key '{key}' (first at line {seen[key]})",
+                    "keep one of the two entries",
+                    f"{source}:{line}:{column} {dotted(path + (key,))}",
+                )
             seen[key] = line
             positions[("<key>",) + path + (key,)] = (line, column)
             record_positions(value_node, path + (key,), positions, source)
