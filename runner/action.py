@@ -16,10 +16,9 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from runner.errors import RunError, RunnerError, SpecError
+from runner.rundir import RunDir, metrics_path
 from runner.github import (
     HF_TOKEN_VARS,
-    _baseline,
-    _read_json,
     comment_on_pull_request,
     escape_data,
     escape_property,
@@ -325,9 +324,10 @@ def run_action(env: Mapping[str, str] = os.environ, run_cli: RunCli = run_runner
         compare = _baseline(base, slug)
         rc, report = _train_and_report(spec, run_dir, overrides, lines, push, tag, compare, run_cli, env)
         exit_code = exit_code or rc
-        if (run_dir / "metrics.json").is_file():
-            metrics[spec] = _read_json(run_dir / "metrics.json").get("headline") or {}
-        hub_url = (_read_json(run_dir / "run.json").get("hub") or {}).get("url")
+        run = RunDir(run_dir)
+        if run.metrics_file.is_file():
+            metrics[spec] = run.headline()
+        hub_url = run.hub_url()
         if hub_url:
             model_urls.append(hub_url)
         body = scrub(report.strip() + "\n" + _footer(spec, env), env)
@@ -361,6 +361,20 @@ def run_action(env: Mapping[str, str] = os.environ, run_cli: RunCli = run_runner
         env,
     )
     return exit_code
+
+
+def _baseline(base: str, slug: str) -> Path | None:
+    """What to compare against: a metrics.json or run folder as given, or the spec's own
+    folder inside a folder of runs (a multi-spec artifact from the base branch)."""
+    if not base:
+        return None
+    path = Path(base)
+    if path.is_file() or metrics_path(path).is_file():
+        return path
+    if metrics_path(path / slug).is_file():
+        return path / slug
+    warning(f"runner: no baseline metrics at {base} for {slug}; reporting without a comparison.")
+    return None
 
 
 def main() -> int:

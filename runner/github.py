@@ -14,7 +14,6 @@ import urllib.parse
 import urllib.request
 import uuid
 from collections.abc import Mapping
-from pathlib import Path
 
 from runner import __version__
 from runner.errors import RunError
@@ -245,35 +244,3 @@ def comment_on_pull_request(
     if status not in (200, 201):
         raise _api_error(f"{method} {urllib.parse.urlsplit(url).path}", status, data)
     return {"action": action, "url": data.get("html_url"), "comment_id": data.get("id")}
-
-
-# --- what the action reads from run folders --------------------------------------------------
-# The step itself is runner/action.py (`python -m runner.action`).
-
-
-def _baseline(base: str, slug: str) -> Path | None:
-    """What to compare against: a metrics.json or run folder as given, or the spec's own
-    folder inside a folder of runs (a multi-spec artifact from the base branch)."""
-    if not base:
-        return None
-    path = Path(base)
-    if path.is_file() or (path / "metrics.json").is_file():
-        return path
-    if (path / slug / "metrics.json").is_file():
-        return path / slug
-    warning(f"runner: no baseline metrics at {base} for {slug}; reporting without a comparison.")
-    return None
-
-
-def _read_json(path: Path) -> dict:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-
-
-if __name__ == "__main__":
-    # The entry point before runner/action.py existed.
-    from runner.action import main
-
-    sys.exit(main())

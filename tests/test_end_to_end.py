@@ -49,7 +49,7 @@ def test_run_pushes_to_the_hub_when_the_spec_says_so(tiny_model, tiny_data, fake
 
 
 def test_action_step_runs_locally(tiny_model, tmp_path):
-    """The Python step of action.yml (`python -m runner.github`), with the files GitHub provides."""
+    """The Python step of action.yml (`python -m runner.action`), with the files GitHub provides."""
     specs = tmp_path / "specs"
     write_csv(specs / "data" / "train.csv", labelled_rows())
     write_spec(specs, tiny_spec_text(tiny_model), name="tiny.yaml")
@@ -63,7 +63,7 @@ def test_action_step_runs_locally(tiny_model, tmp_path):
         "GITHUB_TOKEN": "ghs_FAKEgithubtoken0987654321", "RUNNER_TEMP": str(tmp_path / "temp"),
         "PATH": f"{Path(sys.executable).parent}:{env.get('PATH', '')}",
     })
-    result = subprocess.run([sys.executable, "-m", "runner.github"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    result = subprocess.run([sys.executable, "-m", "runner.action"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
     outputs = output.read_text()
     assert "run-dir" in outputs and "metrics" in outputs
