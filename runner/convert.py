@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-
 from runner.autotrain import is_autotrain_config, translate
 from runner.autotrain_values import scalar
 from runner.errors import SpecError
@@ -20,7 +19,11 @@ def convert_file(path: str | Path, spec_path: str | Path | None = None) -> str:
     spec = load_spec(path)  # every check, with errors pointing at the AutoTrain config's lines
     document, _ = parse_yaml(spec.text, str(path))  # the same guards and numbers as the spec loader
     if not is_autotrain_config(document):
-        raise SpecError("this is already a native spec, not an AutoTrain config", "run it as it is: runner run " + str(path), str(path))
+        raise SpecError(
+            "this is already a native spec, not an AutoTrain config",
+            "run it as it is: runner run " + str(path),
+            str(path),
+        )
     return native_spec_text(document, path, Path(spec_path) if spec_path is not None else None)
 
 

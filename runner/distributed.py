@@ -26,6 +26,12 @@ def is_main_process() -> bool:
     return os.environ.get("RANK", "0") == "0"
 
 
+def say(*args, **kwargs) -> None:
+    """print() on rank 0 only: a distributed run talks once."""
+    if is_main_process():
+        print(*args, **kwargs)
+
+
 def worker_argv(argv: list[str]) -> list[str]:
     """The user's `runner ...` arguments without --nproc, with compute.nproc=1 (a later --set wins)."""
     out, skip = [], False
@@ -40,8 +46,16 @@ def worker_argv(argv: list[str]) -> list[str]:
 
 
 def torchrun_command(argv: list[str], nproc: int) -> list[str]:
-    return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
-            "-m", "runner", *worker_argv(argv)]
+    return [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        f"--nproc_per_node={nproc}",
+        "-m",
+        "runner",
+        *worker_argv(argv),
+    ]
 
 
 def launch(argv: list[str], nproc: int) -> int:
@@ -53,7 +67,9 @@ def launch(argv: list[str], nproc: int) -> int:
     if LAUNCHED_NPROC in os.environ:
         from runner.errors import RunError
 
-        raise RunError("a torchrun worker was asked to launch workers itself", "run it without --nproc, with --set compute.nproc=1")
+        raise RunError(
+            "a torchrun worker was asked to launch workers itself", "run it without --nproc, with --set compute.nproc=1"
+        )
     env = dict(os.environ)
     env[LAUNCHED_NPROC] = str(nproc)
     env[LAUNCHED_ARGV] = json.dumps([sys.argv[0], *argv])
@@ -66,7 +82,11 @@ def launch(argv: list[str], nproc: int) -> int:
 
     def forward(number, frame):
         if not received:
-            print(f"\n{signal.Signals(number).name}: the workers save a checkpoint and stop (send it again to kill them)", file=sys.stderr, flush=True)
+            print(
+                f"\n{signal.Signals(number).name}: the workers save a checkpoint and stop (send it again to kill them)",
+                file=sys.stderr,
+                flush=True,
+            )
             process.send_signal(signal.SIGTERM)
         else:
             os.killpg(process.pid, signal.SIGKILL)  # torchrun and its workers

@@ -12,9 +12,8 @@ import os
 import shlex
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
-
 
 from runner import __version__
 from runner.errors import DataError, RunError, SpecError
@@ -55,7 +54,11 @@ def push_run(
 
     run = RunDir(run_dir)
     if run.status() not in (None, FINISHED):
-        raise SpecError(f"the run is not finished (status: {run.status()})", "finish it first: `runner run SPEC --resume`", str(run.path))
+        raise SpecError(
+            f"the run is not finished (status: {run.status()})",
+            "finish it first: `runner run SPEC --resume`",
+            str(run.path),
+        )
     settings = hub_settings(run)
     overrides = {"repo_id": repo_id, "tag": tag, "private": private, "create_pr": create_pr, "revision": revision}
     settings.update({key: value for key, value in overrides.items() if value is not None})
@@ -77,37 +80,60 @@ def push_run(
             return _call_hub(what, action, token=token, retry=retry, attempts=attempts, base_delay=retry_base_delay)
 
         call("checking the token", api.whoami)
-        repo_url = call(f"creating {repo_id}", lambda: api.create_repo(repo_id, private=settings["private"], exist_ok=True))
+        repo_url = call(
+            f"creating {repo_id}", lambda: api.create_repo(repo_id, private=settings["private"], exist_ok=True)
+        )
         if settings["revision"] != "main" and not settings["create_pr"]:
-            call(f"creating branch {settings['revision']}",
-                 lambda: api.create_branch(repo_id, branch=settings["revision"], exist_ok=True))
+            call(
+                f"creating branch {settings['revision']}",
+                lambda: api.create_branch(repo_id, branch=settings["revision"], exist_ok=True),
+            )
         if settings["tag"]:
             refs = call("listing tags", lambda: api.list_repo_refs(repo_id))
             if any(existing.name == settings["tag"] for existing in refs.tags):
-                raise RunError(f"tag {settings['tag']!r} already exists on {repo_id}", where="hub.tag",
-                               hint=f"choose a new tag (--tag) or delete the old one on the Hub, then run: {retry}")
+                raise RunError(
+                    f"tag {settings['tag']!r} already exists on {repo_id}",
+                    where="hub.tag",
+                    hint=f"choose a new tag (--tag) or delete the old one on the Hub, then run: {retry}",
+                )
 
         def commit():
             # Operations are consumed by a commit attempt, so each attempt builds its own.
             operations = _operations(files)
-            return api.create_commit(repo_id, operations, commit_message=message, revision=settings["revision"],
-                                     create_pr=settings["create_pr"])
+            return api.create_commit(
+                repo_id,
+                operations,
+                commit_message=message,
+                revision=settings["revision"],
+                create_pr=settings["create_pr"],
+            )
 
         info = call(f"uploading {len(files)} files to {repo_id}", commit)
         if settings["tag"]:
             # The tag was free a moment ago, so a conflict now means an earlier attempt of this call made it.
-            call(f"tagging {info.oid[:8]} as {settings['tag']}",
-                 lambda: api.create_tag(repo_id, tag=settings["tag"], revision=info.oid, tag_message=message,
-                                        exist_ok=True))
+            call(
+                f"tagging {info.oid[:8]} as {settings['tag']}",
+                lambda: api.create_tag(
+                    repo_id, tag=settings["tag"], revision=info.oid, tag_message=message, exist_ok=True
+                ),
+            )
 
-        record = {"repo_id": repo_id, "url": str(repo_url), "commit": info.oid, "tag": settings["tag"],
-                  "revision": settings["revision"]}
+        record = {
+            "repo_id": repo_id,
+            "url": str(repo_url),
+            "commit": info.oid,
+            "tag": settings["tag"],
+            "revision": settings["revision"],
+        }
         if settings["create_pr"]:
             record["pr_url"] = info.pr_url
         _record_push(run, record)
         print(f"Pushed {repo_id} ({len(files)} files): {record['url']}")
-        print(f"Commit {info.oid}" + (f", tagged {settings['tag']}" if settings["tag"] else "")
-                   + (f", pull request {info.pr_url}" if settings["create_pr"] else ""))
+        print(
+            f"Commit {info.oid}"
+            + (f", tagged {settings['tag']}" if settings["tag"] else "")
+            + (f", pull request {info.pr_url}" if settings["create_pr"] else "")
+        )
         return record
 
 
@@ -124,8 +150,11 @@ def check_repo_id(repo_id) -> str:
     from huggingface_hub.utils import HFValidationError, validate_repo_id
 
     if not repo_id:
-        raise SpecError("no Hub repository to push to", where="hub.repo_id",
-                        hint="pass --repo your-name/model-name or set `repo_id:` under `hub:` in the spec")
+        raise SpecError(
+            "no Hub repository to push to",
+            where="hub.repo_id",
+            hint="pass --repo your-name/model-name or set `repo_id:` under `hub:` in the spec",
+        )
     problem = None
     if not isinstance(repo_id, str) or repo_id.count("/") != 1:
         problem = f"{repo_id!r} is not of the form namespace/name"
@@ -135,8 +164,11 @@ def check_repo_id(repo_id) -> str:
         except HFValidationError as error:
             problem = str(error).split(". ")[0]
     if problem:
-        raise SpecError(problem, where="hub.repo_id",
-                        hint="use `your-name/model-name`: letters, digits, '-', '_' and '.', at most 96 characters")
+        raise SpecError(
+            problem,
+            where="hub.repo_id",
+            hint="use `your-name/model-name`: letters, digits, '-', '_' and '.', at most 96 characters",
+        )
     return repo_id
 
 
@@ -150,8 +182,11 @@ def pushable_files(run_dir: str | Path) -> list[tuple[str, Path]]:
     run_dir = Path(run_dir)
     model_dir = next((run_dir / name for name in ("model", "merged") if _has_files(run_dir / name)), None)
     if model_dir is None:
-        raise SpecError("no saved model to push: model/ is missing or empty", where=str(run_dir),
-                        hint="push a finished run folder (the one `runner run` printed)")
+        raise SpecError(
+            "no saved model to push: model/ is missing or empty",
+            where=str(run_dir),
+            hint="push a finished run folder (the one `runner run` printed)",
+        )
     files = {}
     for path in sorted(model_dir.rglob("*")):
         relative = path.relative_to(model_dir)
@@ -207,14 +242,20 @@ def _call_hub(what: str, action: Callable, *, token: str, retry: str, attempts: 
                     f" (https://huggingface.co/settings/tokens), then run: {retry}",
                 ) from None
             if not _is_transient(error, status):
-                raise RunError(f"push failed while {what}: {_describe(error, token)}",
-                               hint=f"fix the cause, then run: {retry}") from error
+                raise RunError(
+                    f"push failed while {what}: {_describe(error, token)}", hint=f"fix the cause, then run: {retry}"
+                ) from error
             if attempt == attempts:
-                raise RunError(f"push failed while {what} after {attempts} attempts: {_describe(error, token)}",
-                               hint=f"the Hub or the network may be down; to retry, run: {retry}") from error
+                raise RunError(
+                    f"push failed while {what} after {attempts} attempts: {_describe(error, token)}",
+                    hint=f"the Hub or the network may be down; to retry, run: {retry}",
+                ) from error
             delay = min(MAX_DELAY, max(base_delay * 2 ** (attempt - 1), _retry_after(error)))
-            print(f"Hub call failed while {what} ({_describe(error, token)}); "
-                  f"retrying in {delay:g}s (attempt {attempt + 1} of {attempts})", file=sys.stderr)
+            print(
+                f"Hub call failed while {what} ({_describe(error, token)}); "
+                f"retrying in {delay:g}s (attempt {attempt + 1} of {attempts})",
+                file=sys.stderr,
+            )
             time.sleep(delay)
     raise AssertionError("unreachable")
 
@@ -222,8 +263,11 @@ def _call_hub(what: str, action: Callable, *, token: str, retry: str, attempts: 
 def _transport_errors() -> tuple[type[Exception], ...]:
     """Connection and timeout errors of the HTTP clients huggingface_hub may use (httpx2, httpx, requests)."""
     classes = []
-    for module_name, class_names in (("httpx2", ("TransportError",)), ("httpx", ("TransportError",)),
-                                     ("requests", ("ConnectionError", "Timeout"))):
+    for module_name, class_names in (
+        ("httpx2", ("TransportError",)),
+        ("httpx", ("TransportError",)),
+        ("requests", ("ConnectionError", "Timeout")),
+    ):
         try:
             module = importlib.import_module(module_name)
         except ImportError:
@@ -278,12 +322,15 @@ def _find_token() -> str:
     try:
         token = get_token()
     except Exception as error:  # noqa: BLE001 - e.g. a failed OIDC exchange when HF_OIDC_RESOURCE is set
-        raise RunError(f"could not get a Hugging Face token: {type(error).__name__}: {error}",
-                       hint="set HF_TOKEN to a write token or run `hf auth login`") from None
+        raise RunError(
+            f"could not get a Hugging Face token: {type(error).__name__}: {error}",
+            hint="set HF_TOKEN to a write token or run `hf auth login`",
+        ) from None
     if not token:
-        raise RunError("no Hugging Face token: HF_TOKEN is not set and you are not logged in",
-                       hint="export HF_TOKEN=<a write token from https://huggingface.co/settings/tokens>"
-                            " or run `hf auth login`")
+        raise RunError(
+            "no Hugging Face token: HF_TOKEN is not set and you are not logged in",
+            hint="export HF_TOKEN=<a write token from https://huggingface.co/settings/tokens> or run `hf auth login`",
+        )
     return token
 
 

@@ -64,9 +64,16 @@ def per_class_report(predicted: np.ndarray, truth: np.ndarray, label_names: list
     from sklearn.metrics import precision_recall_fscore_support
 
     classes = None if multi_label else list(range(len(label_names)))
-    precision, recall, f1, support = precision_recall_fscore_support(truth, predicted, labels=classes, average=None, zero_division=0)
+    precision, recall, f1, support = precision_recall_fscore_support(
+        truth, predicted, labels=classes, average=None, zero_division=0
+    )
     return {
-        name: {"precision": round(float(precision[i]), 6), "recall": round(float(recall[i]), 6), "f1": round(float(f1[i]), 6), "support": int(support[i])}
+        name: {
+            "precision": round(float(precision[i]), 6),
+            "recall": round(float(recall[i]), 6),
+            "f1": round(float(f1[i]), 6),
+            "support": int(support[i]),
+        }
         for i, name in enumerate(label_names)
     }
 

@@ -57,7 +57,15 @@ def confusion_matrix_png(matrices: dict[str, list[list[int]]], labels: list[str]
             for row in range(size):
                 for column in range(size):
                     colour = "white" if shares[row, column] > 0.55 else "black"
-                    ax.text(column, row, f"{int(matrix[row, column])}", ha="center", va="center", color=colour, fontsize=font)
+                    ax.text(
+                        column,
+                        row,
+                        f"{int(matrix[row, column])}",
+                        ha="center",
+                        va="center",
+                        color=colour,
+                        fontsize=font,
+                    )
     colorbar = figure.colorbar(image, ax=list(axes), shrink=0.8)
     colorbar.set_label("share of the true label's rows")
     return _png(figure)
@@ -85,7 +93,14 @@ def training_curves_png(log_history: list[dict], metric: str | None, lower_is_be
     loss_ax, second_ax = figure.subplots(1, 2)
     if train_steps:
         # Markers keep a short log (one or two points) visible.
-        loss_ax.plot(train_steps, train_loss, color="tab:blue", linewidth=1.4, marker="." if len(train_steps) < 30 else None, label="train loss")
+        loss_ax.plot(
+            train_steps,
+            train_loss,
+            color="tab:blue",
+            linewidth=1.4,
+            marker="." if len(train_steps) < 30 else None,
+            label="train loss",
+        )
     if eval_steps:
         loss_ax.plot(eval_steps, eval_loss, color="tab:orange", marker="o", linewidth=1.6, label="eval loss")
     loss_ax.set_title("Loss")
@@ -95,11 +110,20 @@ def training_curves_png(log_history: list[dict], metric: str | None, lower_is_be
     loss_ax.legend()
 
     if metric_steps:
-        second_ax.plot(metric_steps, metric_values, color="tab:green", marker="o", linewidth=1.6, label=f"eval {metric}")
+        second_ax.plot(
+            metric_steps, metric_values, color="tab:green", marker="o", linewidth=1.6, label=f"eval {metric}"
+        )
         pick = min if lower_is_better else max
         best = pick(range(len(metric_values)), key=lambda i: metric_values[i])
-        second_ax.scatter([metric_steps[best]], [metric_values[best]], s=160, marker="*", color="tab:red", zorder=3,
-                          label=f"best {metric_values[best]:.4f} (step {metric_steps[best]})")
+        second_ax.scatter(
+            [metric_steps[best]],
+            [metric_values[best]],
+            s=160,
+            marker="*",
+            color="tab:red",
+            zorder=3,
+            label=f"best {metric_values[best]:.4f} (step {metric_steps[best]})",
+        )
         second_ax.set_title(f"Validation {metric}")
         second_ax.set_ylabel(metric)
         second_ax.legend()
@@ -114,7 +138,11 @@ def training_curves_png(log_history: list[dict], metric: str | None, lower_is_be
     second_ax.grid(alpha=0.3)
 
     # An epoch axis on top, when the log says how steps map to epochs.
-    last = max((e for e in log_history if e.get("step") and isinstance(e.get("epoch"), (int, float))), key=lambda e: e["step"], default=None)
+    last = max(
+        (e for e in log_history if e.get("step") and isinstance(e.get("epoch"), (int, float))),
+        key=lambda e: e["step"],
+        default=None,
+    )
     if last and last["epoch"] > 0:
         ratio = last["epoch"] / last["step"]
         for ax in (loss_ax, second_ax):

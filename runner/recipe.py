@@ -7,7 +7,6 @@ if the new run fails or is interrupted before it finishes. Only rank 0 writes an
 
 from __future__ import annotations
 
-import hashlib
 import json
 import sys
 import time
@@ -16,20 +15,15 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from runner.distributed import as_launched, is_main_process
+from runner.distributed import as_launched, is_main_process, say
 from runner.doctor import check_gpu_usable
 from runner.errors import Interrupted, RunError, RunnerError, SpecError
-from runner.files import atomic_write_json, atomic_write_text, read_json, sha256_file
+from runner.files import atomic_write_json, atomic_write_text
+from runner.preflight import check_fingerprint, input_inside_run, prepare
 from runner.result import RunResult
 from runner.rundir import ENTRIES, RECORDING, RESUME_ENTRIES, RunDir, remove_entry
 from runner.spec import Spec
 from runner.tasks import task_of
-
-
-def say(*args, **kwargs) -> None:
-    """print() on rank 0 only: a distributed run talks once."""
-    if is_main_process():
-        print(*args, **kwargs)
 
 
 @dataclass
@@ -73,7 +67,9 @@ def run_spec(spec: Spec, overwrite: bool = False, resume: bool = False, force_re
             if not main:
                 return run_dir.path
             save(spec, run_dir, inputs, result, logits, started)
-        say(f"done: {result.headline['split']} {result.headline['name']} = {result.headline['value']:.4f}; run folder {run_dir.path}")
+        say(
+            f"done: {result.headline['split']} {result.headline['name']} = {result.headline['value']:.4f}; run folder {run_dir.path}"
+        )
     publish(spec, run_dir)
     return run_dir.path
 
@@ -83,48 +79,7 @@ def now() -> str:
 
 
 # ---------------------------------------------------------------------------------------------
-# 0. The run folder: checks before anything is read, recovery, setting an earlier run aside
-
-
-def prepare(run_dir: RunDir, overwrite: bool, resume: bool) -> Path | None:
-    """Check the run folder (and make it) before any input is read. Returns the checkpoint to resume from, if any.
-
-    Nothing is removed here. A finished run is never replaced without --overwrite, nor resumed, and
-    --overwrite replaces only what a run writes (rundir.ENTRIES) in a folder that a run wrote.
-    """
-    from runner.train import latest_checkpoint
-
-    if not is_main_process():  # rank 0 checks and makes the folder (it may already be writing to it)
-        return latest_checkpoint(run_dir.path) if resume else None
-    if run_dir.path.exists() and not run_dir.path.is_dir():
-        raise SpecError(f"output folder '{run_dir.path}' is a file", "set output.dir to a folder path", "output.dir")
-    aside = run_dir.aside_dir.is_dir()  # a run killed while an earlier one was set aside: judge by the earlier one
-    status = RunDir(run_dir.aside_dir).status() if aside else run_dir.status()
-    finished = status == "finished"
-    if resume:
-        if finished:
-            raise SpecError(f"output folder '{run_dir.path}' holds a finished run: there is nothing to resume",
-                            "pass --overwrite to train it again from scratch, or set output.dir (--output) to a new folder", "output.dir")
-        checkpoint = latest_checkpoint(run_dir.path)
-        if checkpoint is None:
-            raise SpecError(f"nothing to resume: '{run_dir.path}/checkpoints' holds no complete checkpoint", "run without --resume (with --overwrite) to start from scratch", "output.dir")
-        say(f"resuming from {checkpoint}")
-        return checkpoint
-    existing = run_dir.written_entries() + ([run_dir.aside_dir.name] if aside else [])
-    if existing and not overwrite:
-        what = {"finished": "a finished run", "recording": "a run whose record was cut short (--resume completes it)"}.get(status, "an unfinished run")
-        raise SpecError(f"output folder '{run_dir.path}' already holds {what}", "pass --overwrite to replace it, --resume to continue it, or set output.dir (--output) to a new folder", "output.dir")
-    if existing and not (aside or run_dir.manifest_file.exists() or run_dir.fingerprint_file.exists()):
-        raise SpecError(f"output folder '{run_dir.path}' holds {', '.join(existing)} but no run record, so no run wrote them",
-                        "set output.dir (--output) to a new or empty folder; --overwrite only replaces a run's own files", "output.dir")
-    try:
-        run_dir.path.mkdir(parents=True, exist_ok=True)
-        probe = run_dir / ".write-test"
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as exc:
-        raise SpecError(f"cannot write to output folder '{run_dir.path}': {exc.strerror}", "set output.dir (or --output) to a folder you can write", "output.dir") from None
-    return None
+# 0. The run folder: recovery, and setting an earlier run aside
 
 
 def recover_earlier_run(run_dir: RunDir) -> None:
@@ -143,8 +98,11 @@ def earlier_run_set_aside(run_dir: RunDir, earlier: list[str], resuming: bool, a
         moved = run_dir.set_aside([entry for entry in (RESUME_ENTRIES if resuming else ENTRIES) if entry in earlier])
     except OSError as exc:
         run_dir.restore()
-        raise RunError(f"could not set the earlier run aside: {exc.strerror or exc}", "check the folder's permissions and free space",
-                       str(run_dir.path)) from None
+        raise RunError(
+            f"could not set the earlier run aside: {exc.strerror or exc}",
+            "check the folder's permissions and free space",
+            str(run_dir.path),
+        ) from None
     try:
         yield
     except BaseException as failure:
@@ -153,52 +111,12 @@ def earlier_run_set_aside(run_dir: RunDir, earlier: list[str], resuming: bool, a
             if isinstance(failure, Interrupted):
                 failure.hint = f"{message}; the interrupted run was discarded"
             elif isinstance(failure, RunnerError):
-                failure.hint = f"{message}, so this run's checkpoints are gone: fix the cause and run again (not --resume)"
+                failure.hint = (
+                    f"{message}, so this run's checkpoints are gone: fix the cause and run again (not --resume)"
+                )
             else:
                 print(f"note: {message}", file=sys.stderr)
         raise
-
-
-def input_inside_run(spec: Spec, files: dict, run_dir: RunDir) -> None:
-    """A data file inside an entry the run writes would be replaced by the run itself."""
-    entries = [(run_dir.path / entry).resolve() for entry in ENTRIES]
-    for role, name in files.items():
-        if not isinstance(name, (str, Path)):
-            continue
-        path = Path(name).resolve()
-        if any(path == entry or entry in path.parents for entry in entries):
-            key = {"train": "train", "validation": "validation_file", "test": "test_file"}.get(role, role)
-            raise SpecError(f"the {role} data file is inside the run folder's own outputs ({path})",
-                            "copy it elsewhere first: the run replaces that folder's outputs", spec.where("data", key))
-
-
-def fingerprint(spec: Spec, files: dict) -> dict:
-    """What must not change between a checkpoint and a resumed run: the spec (less output) and the data."""
-    values = {k: v for k, v in spec.values.items() if k not in ("output", "hub")}
-    return {
-        "spec_sha256": hashlib.sha256(json.dumps(values, sort_keys=True, default=str).encode()).hexdigest(),
-        "data_sha256": {role: sha256_file(path) for role, path in files.items() if role != "hub"},
-    }
-
-
-def check_fingerprint(run_dir: Path, spec: Spec, files: dict, resuming: bool, force: bool) -> dict:
-    """Refuse to resume when the spec or data changed since the checkpoint. Returns the current
-    fingerprint; the recipe writes it once the earlier run is set aside."""
-    path = RunDir(run_dir).fingerprint_file
-    current = fingerprint(spec, files)
-    if resuming and path.exists() and not force:
-        try:
-            saved = read_json(path)
-        except (OSError, ValueError):
-            raise SpecError("the checkpoint's fingerprint is damaged, so the spec and data cannot be checked",
-                            "pass --force-resume to continue anyway, or --overwrite to start again", str(path)) from None
-        saved = saved if isinstance(saved, dict) else {}
-        if saved.get("spec_sha256") != current["spec_sha256"]:
-            raise SpecError("the spec changed since the checkpoint was saved", "resume with the same spec, or pass --force-resume to continue anyway", str(spec.path))
-        for role, digest in current["data_sha256"].items():
-            if (saved.get("data_sha256") or {}).get(role) != digest:
-                raise SpecError(f"the {role} data file changed since the checkpoint was saved", "resume with the same data, or pass --force-resume", files[role])
-    return current
 
 
 # ---------------------------------------------------------------------------------------------
@@ -216,34 +134,59 @@ def load_inputs(spec: Spec, run_dir: RunDir, checkpoint: Path | None, force_resu
     data = data_step.prepare_data(spec)
     say(f"data: {', '.join(f'{n} {r} rows' for n, r in data.summary['rows'].items())}; {data.summary['split_note']}")
     input_inside_run(spec, data.files, run_dir)
-    current_fingerprint = check_fingerprint(run_dir.path, spec, data.files, resuming=checkpoint is not None, force=force_resume)
+    current_fingerprint = check_fingerprint(
+        run_dir.path, spec, data.files, resuming=checkpoint is not None, force=force_resume
+    )
 
     device = train_step.choose_device(spec["train"]["device"])
     precision = train_step.choose_precision(spec["train"]["precision"], device)
     tokenizer = model_step.load_tokenizer(spec)
     try:
-        tokenized = model_step.tokenize_splits(data.splits, tokenizer, spec["model"]["max_length"], has_pair=bool(spec["data"]["text_pair_column"]))
+        tokenized = model_step.tokenize_splits(
+            data.splits, tokenizer, spec["model"]["max_length"], has_pair=bool(spec["data"]["text_pair_column"])
+        )
     except OSError as exc:  # the tokenization cache could not be written: disk full, permissions
-        raise RunError(f"could not write the tokenized data: {exc.strerror or exc}",
-                       "free disk space, or point RUNNER_CACHE_DIR at a folder with room", str(exc.filename or model_step.cache_root())) from None
+        raise RunError(
+            f"could not write the tokenized data: {exc.strerror or exc}",
+            "free disk space, or point RUNNER_CACHE_DIR at a folder with room",
+            str(exc.filename or model_step.cache_root()),
+        ) from None
     data.summary.update(model_step.token_stats(tokenized, spec["model"]["max_length"]))
     truncated = data.summary["truncated"]
-    say(f"tokens: median {data.summary['token_lengths']['p50']}, p95 {data.summary['token_lengths']['p95']}; "
-        f"{truncated['rows']} training row(s) truncated at {truncated['max_length']}")
+    say(
+        f"tokens: median {data.summary['token_lengths']['p50']}, p95 {data.summary['token_lengths']['p95']}; "
+        f"{truncated['rows']} training row(s) truncated at {truncated['max_length']}"
+    )
     model = model_step.load_model(spec, data.labels, tokenizer)
     if spec["lora"]:
         model = model_step.apply_lora(model, spec)
     trainable, total = model_step.count_parameters(model)
-    say(f"model: {spec['model']['name']} ({'LoRA' if spec['lora'] else 'full fine-tuning'}), "
-        f"{trainable:,} trainable of {total:,} parameters ({100 * trainable / total:.2f}%); device {device}, {precision}")
+    say(
+        f"model: {spec['model']['name']} ({'LoRA' if spec['lora'] else 'full fine-tuning'}), "
+        f"{trainable:,} trainable of {total:,} parameters ({100 * trainable / total:.2f}%); device {device}, {precision}"
+    )
     # The Trainer is built here too: a tracker that is not installed fails now, not after the folder is cleared.
     try:
-        trainer = train_step.build_trainer(spec, model, tokenizer, tokenized, data.labels, run_dir.path, device, precision)
+        trainer = train_step.build_trainer(
+            spec, model, tokenizer, tokenized, data.labels, run_dir.path, device, precision
+        )
     except (ImportError, RuntimeError, ValueError) as exc:
-        raise SpecError(f"the Trainer refused the settings: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}",
-                        "check train.report_to (is the tracker installed?) and the other train settings", spec.where("train")) from None
-    return Inputs(data=data, tokenized=tokenized, tokenizer=tokenizer, model=model, trainer=trainer, device=device,
-                  precision=precision, fingerprint=current_fingerprint, checkpoint=checkpoint)
+        raise SpecError(
+            f"the Trainer refused the settings: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}",
+            "check train.report_to (is the tracker installed?) and the other train settings",
+            spec.where("train"),
+        ) from None
+    return Inputs(
+        data=data,
+        tokenized=tokenized,
+        tokenizer=tokenizer,
+        model=model,
+        trainer=trainer,
+        device=device,
+        precision=precision,
+        fingerprint=current_fingerprint,
+        checkpoint=checkpoint,
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -263,27 +206,42 @@ def train(spec: Spec, run_dir: RunDir, inputs: Inputs, argv: list, started_at: s
             output = trainer.train(resume_from_checkpoint=str(inputs.checkpoint) if inputs.checkpoint else None)
         except RuntimeError as exc:
             if "out of memory" in str(exc).lower():
-                raise RunError(f"out of memory while training: {str(exc).splitlines()[0]}",
-                               "lower train.batch_size (raise gradient_accumulation_steps to keep the effective size), "
-                               "lower model.max_length, or set train.auto_find_batch_size: true") from None
+                raise RunError(
+                    f"out of memory while training: {str(exc).splitlines()[0]}",
+                    "lower train.batch_size (raise gradient_accumulation_steps to keep the effective size), "
+                    "lower model.max_length, or set train.auto_find_batch_size: true",
+                ) from None
             if "inline_container" in str(exc) or "unexpected pos" in str(exc):  # torch.save on a full disk
-                raise RunError("a checkpoint could not be written (is the disk full?)",
-                               "free disk space, then `runner run SPEC --resume` continues from the last complete checkpoint",
-                               str(run_dir.checkpoints)) from None
+                raise RunError(
+                    "a checkpoint could not be written (is the disk full?)",
+                    "free disk space, then `runner run SPEC --resume` continues from the last complete checkpoint",
+                    str(run_dir.checkpoints),
+                ) from None
             raise
         except OSError as exc:  # a checkpoint or log that could not be written: disk full, permissions
-            raise RunError(f"a write failed while training: {exc.strerror or exc}",
-                           "free disk space (or fix the folder's permissions), then `runner run SPEC --resume` continues from the last complete checkpoint",
-                           str(exc.filename or run_dir.checkpoints)) from None
+            raise RunError(
+                f"a write failed while training: {exc.strerror or exc}",
+                "free disk space (or fix the folder's permissions), then `runner run SPEC --resume` continues from the last complete checkpoint",
+                str(exc.filename or run_dir.checkpoints),
+            ) from None
     trainable, total = model_step.count_parameters(trainer.model)
     result = RunResult(
-        status="training", task=spec["task"], labels=inputs.data.labels, data_summary=inputs.data.summary,
-        data_files=inputs.data.files, log_history=trainer.state.log_history,
+        status="training",
+        task=spec["task"],
+        labels=inputs.data.labels,
+        data_summary=inputs.data.summary,
+        data_files=inputs.data.files,
+        log_history=trainer.state.log_history,
         model=model_step.provenance(spec, trainer.model, trainable, total),
-        device=train_step.describe_device(inputs.device), precision=inputs.precision, argv=[str(a) for a in argv],
-        timing={"started_at": started_at, "train_seconds": round(output.metrics.get("train_runtime", 0.0), 3),
-                "train_samples_per_second": round(output.metrics.get("train_samples_per_second", 0.0), 3),
-                "global_step": trainer.state.global_step},
+        device=train_step.describe_device(inputs.device),
+        precision=inputs.precision,
+        argv=[str(a) for a in argv],
+        timing={
+            "started_at": started_at,
+            "train_seconds": round(output.metrics.get("train_runtime", 0.0), 3),
+            "train_samples_per_second": round(output.metrics.get("train_samples_per_second", 0.0), 3),
+            "global_step": trainer.state.global_step,
+        },
     )
     if stop.signal_number is not None:
         if is_main_process():
@@ -292,8 +250,11 @@ def train(spec: Spec, run_dir: RunDir, inputs: Inputs, argv: list, started_at: s
             result.status = "interrupted"
             result.timing["finished_at"] = now()
             write_manifest(run_dir, spec, result)
-        raise Interrupted(f"interrupted at step {trainer.state.global_step}", f"continue with: runner run {spec.path} --resume",
-                          exit_code=stop.exit_code)
+        raise Interrupted(
+            f"interrupted at step {trainer.state.global_step}",
+            f"continue with: runner run {spec.path} --resume",
+            exit_code=stop.exit_code,
+        )
     return result
 
 
@@ -336,17 +297,22 @@ def save(spec: Spec, run_dir: RunDir, inputs: Inputs, result: RunResult, logits_
         run_dir.write_metrics(result.metrics)
         run_dir.write_spec(spec.values)
         if spec["output"]["save_predictions"]:
-            write_split_predictions(run_dir, logits_by_split, inputs.data, task_of(spec["task"]), spec["predict"]["threshold"])
+            write_split_predictions(
+                run_dir, logits_by_split, inputs.data, task_of(spec["task"]), spec["predict"]["threshold"]
+            )
         result.timing.update(finished_at=now(), total_seconds=round(time.perf_counter() - started, 3))
         write_run_record(run_dir, spec, result)
     except OSError as exc:
-        raise RunError(f"could not write the run record: {exc.strerror or exc}",
-                       f"free disk space; the model in {run_dir.model_dir} and the checkpoints are kept, so `runner run SPEC --resume` finishes the run",
-                       str(exc.filename or run_dir.path)) from None
+        raise RunError(
+            f"could not write the run record: {exc.strerror or exc}",
+            f"free disk space; the model in {run_dir.model_dir} and the checkpoints are kept, so `runner run SPEC --resume` finishes the run",
+            str(exc.filename or run_dir.path),
+        ) from None
 
 
 def save_model(trainer, tokenizer, spec: Spec, run_dir: RunDir) -> None:
     """Save the best model (or adapter) and tokenizer; written to a temporary folder, then renamed."""
+
     def save(model, folder: Path) -> None:
         temporary = run_dir / f".{folder.name}.tmp"
         remove_entry(temporary)
@@ -355,9 +321,11 @@ def save_model(trainer, tokenizer, spec: Spec, run_dir: RunDir) -> None:
             tokenizer.save_pretrained(temporary)
         except (OSError, RuntimeError) as exc:  # RuntimeError: torch's writer on a full disk
             remove_entry(temporary)
-            raise RunError(f"could not save the model: {getattr(exc, 'strerror', None) or str(exc).splitlines()[0]}",
-                           f"free disk space; the checkpoints in {run_dir.checkpoints} are kept, so `runner run SPEC --resume` finishes the run",
-                           str(folder)) from None
+            raise RunError(
+                f"could not save the model: {getattr(exc, 'strerror', None) or str(exc).splitlines()[0]}",
+                f"free disk space; the checkpoints in {run_dir.checkpoints} are kept, so `runner run SPEC --resume` finishes the run",
+                str(folder),
+            ) from None
         remove_entry(folder)
         temporary.rename(folder)
 
@@ -393,15 +361,23 @@ def rewrite_record(spec: Spec, run_dir: RunDir) -> None:
     with run_dir.lock():
         result = RunResult.from_dict(run_dir.read_manifest(required=True).get("results") or {})
         if not result.metrics or not run_dir.model_dir.is_dir():
-            raise SpecError("the run's record was cut short before its model and metrics were saved",
-                            "run again with --overwrite", str(run_dir.path))
+            raise SpecError(
+                "the run's record was cut short before its model and metrics were saved",
+                "run again with --overwrite",
+                str(run_dir.path),
+            )
         say("the run's record was cut short; writing it again from its manifest (no training)")
         try:
             write_run_record(run_dir, spec, result)
         except OSError as exc:
-            raise RunError(f"could not write the run record: {exc.strerror or exc}", "free disk space, then run --resume again",
-                           str(exc.filename or run_dir.path)) from None
-    say(f"done: {result.headline['split']} {result.headline['name']} = {result.headline['value']:.4f}; run folder {run_dir.path}")
+            raise RunError(
+                f"could not write the run record: {exc.strerror or exc}",
+                "free disk space, then run --resume again",
+                str(exc.filename or run_dir.path),
+            ) from None
+    say(
+        f"done: {result.headline['split']} {result.headline['name']} = {result.headline['value']:.4f}; run folder {run_dir.path}"
+    )
 
 
 # ---------------------------------------------------------------------------------------------

@@ -11,7 +11,9 @@ def _type_of(prop: dict) -> str:
     if "const" in prop:
         return f"`{json.dumps(prop['const'])}`"
     if "enum" in prop:
-        return " \\| ".join(f"`{v}`" for v in prop["enum"] if v is not None) + (" \\| null" if None in prop["enum"] else "")
+        return " \\| ".join(f"`{v}`" for v in prop["enum"] if v is not None) + (
+            " \\| null" if None in prop["enum"] else ""
+        )
     kinds = prop.get("type", "any")
     kinds = kinds if isinstance(kinds, list) else [kinds]
     if "array" in kinds and "items" in prop:
@@ -68,7 +70,15 @@ def render_reference() -> str:
     _rows(schema["properties"], schema.get("required", []), "", lines, sections)
     while sections:
         path, prop = sections.pop(0)
-        lines += ["", f"## `{path}`", "", prop.get("description", ""), "", "| key | type | default | limits | description |", "| --- | --- | --- | --- | --- |"]
+        lines += [
+            "",
+            f"## `{path}`",
+            "",
+            prop.get("description", ""),
+            "",
+            "| key | type | default | limits | description |",
+            "| --- | --- | --- | --- | --- |",
+        ]
         nested: list = []
         _rows(prop["properties"], prop.get("required", []), f"{path}.", lines, nested)
         sections = nested + sections

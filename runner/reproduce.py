@@ -29,7 +29,9 @@ def reproduce_run(run_dir: str | Path, output_dir: str | Path | None = None) -> 
     manifest = folder.read_manifest(required=True)
     values = manifest.get("spec")
     if not isinstance(values, dict):
-        raise DataError(f"{folder.manifest_file} records no spec", "the manifest is damaged; re-run with `runner run SPEC`")
+        raise DataError(
+            f"{folder.manifest_file} records no spec", "the manifest is damaged; re-run with `runner run SPEC`"
+        )
     output_dir = Path(output_dir).resolve() if output_dir else run_dir.with_name(run_dir.name + "-reproduce")
     if output_dir == run_dir:
         raise DataError("the reproduction would overwrite the run it reproduces", "choose another --output folder")
@@ -45,14 +47,24 @@ def reproduce_run(run_dir: str | Path, output_dir: str | Path | None = None) -> 
     if hub_data.get("revision"):
         overrides.append(f"data.hub.revision={json.dumps(hub_data['revision'])}")
     elif hub_data:
-        print(f"warning: the Hub dataset {hub_data.get('id')} was not pinned to a revision; it may have changed since the run", file=sys.stderr)
-    spec = load_spec_text(yaml.safe_dump(values, sort_keys=False), Path(spec_path) if spec_path else None, overrides, check_files=False)
+        print(
+            f"warning: the Hub dataset {hub_data.get('id')} was not pinned to a revision; it may have changed since the run",
+            file=sys.stderr,
+        )
+    spec = load_spec_text(
+        yaml.safe_dump(values, sort_keys=False), Path(spec_path) if spec_path else None, overrides, check_files=False
+    )
     verify_inputs(spec, manifest)
 
     from runner.recipe import run_spec
 
-    run_spec(spec, overwrite=True, resume=False, force_resume=False,
-             argv=["runner", "reproduce", str(run_dir), "--output", str(output_dir)])
+    run_spec(
+        spec,
+        overwrite=True,
+        resume=False,
+        force_resume=False,
+        argv=["runner", "reproduce", str(run_dir), "--output", str(output_dir)],
+    )
     reproduced = read_metrics(output_dir)
     matches, table = compare_metrics(original.get("validation") or {}, reproduced.get("validation") or {})
     print(table)
@@ -70,7 +82,10 @@ def verify_inputs(spec: Spec, manifest: dict) -> None:
         path = spec.resolve(spec["data"][key])
         expected = (recorded.get(role) or {}).get("sha256")
         if not expected:
-            raise DataError(f"run.json records no sha256 for the {role} file {path}", "without it the data cannot be checked; start a new run with `runner run`")
+            raise DataError(
+                f"run.json records no sha256 for the {role} file {path}",
+                "without it the data cannot be checked; start a new run with `runner run`",
+            )
         _check_hash(path, expected, f"{role} data file")
     model = manifest.get("model") or {}
     if model.get("source") in ("local", "package") and model.get("weight_files"):
@@ -83,11 +98,15 @@ def verify_inputs(spec: Spec, manifest: dict) -> None:
 
 def _check_hash(path: Path, expected: str, what: str) -> None:
     if not path.is_file():
-        raise DataError(f"{what} {path} is missing", f"restore the file the run used (sha256 {expected[:12]}...) to reproduce it")
+        raise DataError(
+            f"{what} {path} is missing", f"restore the file the run used (sha256 {expected[:12]}...) to reproduce it"
+        )
     actual = sha256_file(path)
     if actual != expected:
-        raise DataError(f"{what} {path} changed since the run (sha256 {actual[:12]}..., run.json has {expected[:12]}...)",
-                        "restore the original file to reproduce the run, or start a new run with `runner run` if the change is intended")
+        raise DataError(
+            f"{what} {path} changed since the run (sha256 {actual[:12]}..., run.json has {expected[:12]}...)",
+            "restore the original file to reproduce the run, or start a new run with `runner run` if the change is intended",
+        )
 
 
 def compare_metrics(original: dict, reproduced: dict) -> tuple[bool, str]:
@@ -96,9 +115,14 @@ def compare_metrics(original: dict, reproduced: dict) -> tuple[bool, str]:
     Runtimes and throughputs are left out: they differ between any two runs."""
     first, second = dict(metric_items(original)), dict(metric_items(reproduced))
     names = list(dict.fromkeys(list(first) + list(second)))
-    same = {name: first.get(name) == second.get(name) or (_is_nan(first.get(name)) and _is_nan(second.get(name))) for name in names}
+    same = {
+        name: first.get(name) == second.get(name) or (_is_nan(first.get(name)) and _is_nan(second.get(name)))
+        for name in names
+    }
     rows = [["metric", "original", "reproduced", ""]]
-    rows += [[name, repr(first.get(name)), repr(second.get(name)), "same" if same[name] else "DIFFERENT"] for name in names]
+    rows += [
+        [name, repr(first.get(name)), repr(second.get(name)), "same" if same[name] else "DIFFERENT"] for name in names
+    ]
     widths = [max(len(row[i]) for row in rows) for i in range(4)]
     lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in rows]
     return bool(names) and all(same.values()), "validation metrics:\n" + "\n".join(lines)

@@ -52,8 +52,11 @@ def metric_items(values: dict | None) -> list[tuple[str, float]]:
     """The model's numeric metrics in a metrics dict, in order, without runtimes and throughputs."""
     if not isinstance(values, dict):
         return []
-    return [(name, value) for name, value in values.items()
-            if isinstance(value, (int, float)) and not isinstance(value, bool) and not _NOT_METRICS.search(name)]
+    return [
+        (name, value)
+        for name, value in values.items()
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and not _NOT_METRICS.search(name)
+    ]
 
 
 def lower_is_better(metric: str) -> bool:
@@ -86,7 +89,11 @@ class Task:
     @property
     def problem_type(self) -> str:
         """transformers' `config.problem_type`, which picks the loss."""
-        return {ONE_CLASS: "single_label_classification", MANY_CLASSES: "multi_label_classification", NUMBER: "regression"}[self.target]
+        return {
+            ONE_CLASS: "single_label_classification",
+            MANY_CLASSES: "multi_label_classification",
+            NUMBER: "regression",
+        }[self.target]
 
     @property
     def has_labels(self) -> bool:
@@ -108,7 +115,9 @@ class Task:
         """Scores from logits: softmax, sigmoid per label, or the number itself."""
         from runner import metrics
 
-        return {ONE_CLASS: metrics.softmax, MANY_CLASSES: metrics.sigmoid, NUMBER: lambda x: x.reshape(-1)}[self.target](logits)
+        return {ONE_CLASS: metrics.softmax, MANY_CLASSES: metrics.sigmoid, NUMBER: lambda x: x.reshape(-1)}[
+            self.target
+        ](logits)
 
     def compute_metrics(self, logits, labels, label_names: list[str], threshold: float = 0.5) -> dict:
         """The metrics of one split (floats rounded for stable JSON)."""
@@ -135,7 +144,9 @@ class Task:
             return {}
         logits, truth = np.asarray(logits, dtype=np.float64), np.asarray(labels).astype(int)
         if self.target == MANY_CLASSES:
-            return metrics.per_class_report((metrics.sigmoid(logits) >= threshold).astype(int), truth, label_names, multi_label=True)
+            return metrics.per_class_report(
+                (metrics.sigmoid(logits) >= threshold).astype(int), truth, label_names, multi_label=True
+            )
         return metrics.per_class_report(logits.argmax(axis=-1), truth, label_names, multi_label=False)
 
     def confusion(self, logits, labels, label_names: list[str]) -> list[list[int]] | None:
@@ -155,10 +166,14 @@ class Task:
                 continue
             probabilities = {n: round(float(v), 6) for n, v in zip(label_names, p)}
             if self.target == MANY_CLASSES:
-                rows.append({"labels": [label_names[i] for i in np.flatnonzero(p >= threshold)], "probabilities": probabilities})
+                rows.append(
+                    {"labels": [label_names[i] for i in np.flatnonzero(p >= threshold)], "probabilities": probabilities}
+                )
             else:
                 best = int(np.argmax(p))
-                rows.append({"label": label_names[best], "score": round(float(p[best]), 6), "probabilities": probabilities})
+                rows.append(
+                    {"label": label_names[best], "score": round(float(p[best]), 6), "probabilities": probabilities}
+                )
         return rows
 
     def truth_record(self, truth, label_names: list[str]) -> dict:
@@ -174,8 +189,10 @@ class Task:
         if self.pair:
             return [f'classifier({{"text": "{example}", "text_pair": "the staff were helpful"}})']
         if self.target == MANY_CLASSES:
-            return [f'scores = classifier("{example}", top_k=None)  # every label with its probability',
-                    f'labels = [s["label"] for s in scores if s["score"] >= {threshold}]']
+            return [
+                f'scores = classifier("{example}", top_k=None)  # every label with its probability',
+                f'labels = [s["label"] for s in scores if s["score"] >= {threshold}]',
+            ]
         if self.target == NUMBER:
             return [f'classifier("{example}", function_to_apply="none")  # score = the predicted number']
         return [f'classifier("{example}")']
@@ -183,11 +200,17 @@ class Task:
 
 _CLASSIFICATION = ("loss", "accuracy", "f1_macro", "f1_weighted", "precision_macro", "recall_macro", "roc_auc")
 TASKS = {
-    task.name: task for task in (
+    task.name: task
+    for task in (
         Task("single_label_classification", "single-label text classification", ONE_CLASS, _CLASSIFICATION, "f1_macro"),
         Task("text_pair_classification", "text-pair classification", ONE_CLASS, _CLASSIFICATION, "f1_macro", pair=True),
-        Task("multi_label_classification", "multi-label text classification", MANY_CLASSES,
-             ("loss", "f1_micro", "f1_macro", "subset_accuracy", "precision_macro", "recall_macro"), "f1_micro"),
+        Task(
+            "multi_label_classification",
+            "multi-label text classification",
+            MANY_CLASSES,
+            ("loss", "f1_micro", "f1_macro", "subset_accuracy", "precision_macro", "recall_macro"),
+            "f1_micro",
+        ),
         Task("regression", "text regression", NUMBER, ("loss", "mse", "mae", "r2", "pearson", "spearman"), "mse"),
     )
 }

@@ -14,14 +14,14 @@ from huggingface_hub import ModelCard
 
 from runner import record
 from runner import reproduce as reproduction
-from runner.record import card
-from runner.record import summary as pr_summary
-from runner.record import manifest as manifest_file
-from runner.result import RunResult
-from runner.rundir import RunDir
 from runner.cli import main
 from runner.errors import DataError
 from runner.files import atomic_write_json, sha256_file
+from runner.record import card
+from runner.record import manifest as manifest_file
+from runner.record import summary as pr_summary
+from runner.result import RunResult
+from runner.rundir import RunDir
 from runner.spec import load_spec_text
 
 LABELS = ["anger", "fear", "joy"]
@@ -57,38 +57,96 @@ def make_spec(folder, text=SPEC, overrides=()):
 
 
 def make_result(folder, **changes) -> dict:
-    validation = {"accuracy": 0.8333, "f1_macro": 0.8312, "f1_weighted": 0.8320, "precision_macro": 0.84,
-                  "recall_macro": 0.8333, "loss": 0.4711, "runtime": 1.93, "samples_per_second": 93.2}
-    test = {"accuracy": 0.8, "f1_macro": 0.79, "f1_weighted": 0.795, "precision_macro": 0.81, "recall_macro": 0.8, "loss": 0.52}
-    per_class = {label: {"precision": 0.8 + i / 50, "recall": 0.85 - i / 40, "f1": 0.82, "support": 2 + i} for i, label in enumerate(LABELS)}
+    validation = {
+        "accuracy": 0.8333,
+        "f1_macro": 0.8312,
+        "f1_weighted": 0.8320,
+        "precision_macro": 0.84,
+        "recall_macro": 0.8333,
+        "loss": 0.4711,
+        "runtime": 1.93,
+        "samples_per_second": 93.2,
+    }
+    test = {
+        "accuracy": 0.8,
+        "f1_macro": 0.79,
+        "f1_weighted": 0.795,
+        "precision_macro": 0.81,
+        "recall_macro": 0.8,
+        "loss": 0.52,
+    }
+    per_class = {
+        label: {"precision": 0.8 + i / 50, "recall": 0.85 - i / 40, "f1": 0.82, "support": 2 + i}
+        for i, label in enumerate(LABELS)
+    }
     log_history = []
     for step in range(5, 61, 5):
-        log_history.append({"loss": 1.1 * 0.97 ** step + 0.05, "grad_norm": 3.2, "learning_rate": 5e-5 * (1 - step / 60), "epoch": step / 30, "step": step})
+        log_history.append(
+            {
+                "loss": 1.1 * 0.97**step + 0.05,
+                "grad_norm": 3.2,
+                "learning_rate": 5e-5 * (1 - step / 60),
+                "epoch": step / 30,
+                "step": step,
+            }
+        )
         if step % 30 == 0:
-            log_history.append({"eval_loss": 0.9 - step / 150, "eval_f1_macro": 0.6 + step / 250, "eval_accuracy": 0.62 + step / 250,
-                                "eval_runtime": 1.9, "epoch": step / 30, "step": step})
-    log_history.append({"train_runtime": 61.2, "train_samples_per_second": 39.2, "train_loss": 0.61, "epoch": 2.0, "step": 60})
+            log_history.append(
+                {
+                    "eval_loss": 0.9 - step / 150,
+                    "eval_f1_macro": 0.6 + step / 250,
+                    "eval_accuracy": 0.62 + step / 250,
+                    "eval_runtime": 1.9,
+                    "epoch": step / 30,
+                    "step": step,
+                }
+            )
+    log_history.append(
+        {"train_runtime": 61.2, "train_samples_per_second": 39.2, "train_loss": 0.61, "epoch": 2.0, "step": 60}
+    )
     result = {
         "status": "finished",
         "task": "single_label_classification",
         "labels": LABELS,
-        "metrics": {"validation": validation, "test": test, "headline": {"split": "validation", "name": "f1_macro", "value": 0.8312}},
+        "metrics": {
+            "validation": validation,
+            "test": test,
+            "headline": {"split": "validation", "name": "f1_macro", "value": 0.8312},
+        },
         "per_class": {"validation": per_class, "test": per_class},
-        "confusion_matrix": {"validation": [[8, 1, 1], [2, 7, 1], [0, 1, 9]], "test": [[3, 0, 1], [1, 2, 0], [0, 0, 3]]},
+        "confusion_matrix": {
+            "validation": [[8, 1, 1], [2, 7, 1], [0, 1, 9]],
+            "test": [[3, 0, 1], [1, 2, 0], [0, 0, 3]],
+        },
         "data_summary": {
             "rows": {"train": 24, "validation": 6, "test": 10},
-            "label_distribution": {"train": {"anger": 8, "fear": 8, "joy": 8}, "validation": {"anger": 2, "fear": 2, "joy": 2}},
+            "label_distribution": {
+                "train": {"anger": 8, "fear": 8, "joy": 8},
+                "validation": {"anger": 2, "fear": 2, "joy": 2},
+            },
             "token_lengths": {"p50": 7, "p90": 9, "p95": 9, "p99": 10, "max": 11},
             "truncated": {"rows": 1, "fraction": 1 / 24, "max_length": 64},
             "dropped": [{"reason": "empty text", "rows": 2, "split": "train"}],
             "split_note": "stratified 80/20 split, seed 42",
         },
         "log_history": log_history,
-        "timing": {"train_seconds": 61.2, "train_samples_per_second": 39.2, "total_seconds": 75.0,
-                   "started_at": "2025-11-25T10:00:00+00:00", "finished_at": "2025-11-25T10:01:15+00:00"},
-        "model": {"name": "sentence-transformers/all-MiniLM-L6-v2", "source": "hub", "revision": "c9745ed1d9f207416be6d2e6f8de32d1f16199bf",
-                  "weight_files": {"model.safetensors": "ab" * 32}, "kind": "full", "trainable_params": 22_714_371,
-                  "total_params": 22_714_371, "architecture": "BertForSequenceClassification"},
+        "timing": {
+            "train_seconds": 61.2,
+            "train_samples_per_second": 39.2,
+            "total_seconds": 75.0,
+            "started_at": "2025-11-25T10:00:00+00:00",
+            "finished_at": "2025-11-25T10:01:15+00:00",
+        },
+        "model": {
+            "name": "sentence-transformers/all-MiniLM-L6-v2",
+            "source": "hub",
+            "revision": "c9745ed1d9f207416be6d2e6f8de32d1f16199bf",
+            "weight_files": {"model.safetensors": "ab" * 32},
+            "kind": "full",
+            "trainable_params": 22_714_371,
+            "total_params": 22_714_371,
+            "architecture": "BertForSequenceClassification",
+        },
         "device": "cpu",
         "precision": "fp32",
         "data_files": {"train": str(folder / "data" / "train.csv"), "test": str(folder / "data" / "test.csv")},
@@ -143,7 +201,10 @@ def test_model_card_metadata_parses_with_eval_results(recorded):
     assert results[("validation", "accuracy", None)] == 0.8333
     assert results[("validation", "f1", "macro")] == 0.8312
     assert results[("test", "f1", "macro")] == 0.79
-    assert all(r.task_type == "text-classification" and r.dataset_type == "csv" and r.dataset_name == "train.csv" for r in data.eval_results)
+    assert all(
+        r.task_type == "text-classification" and r.dataset_type == "csv" and r.dataset_name == "train.csv"
+        for r in data.eval_results
+    )
     assert not any("runtime" in (r.metric_name or "") for r in data.eval_results)
     assert 'pipeline("text-classification", model="acme/emotions-tiny")' in card.text
     assert "| 0 | anger |" in card.text and "```yaml" in card.text and "max_length: 64" in card.text
@@ -183,7 +244,17 @@ def test_manifest_keeps_hub_record_and_git_state(tmp_path):
     run_dir = tmp_path / "run"
     atomic_write_json(run_dir / "run.json", {"hub": {"repo_id": "acme/emotions-tiny", "commit": "123"}})
     assert manifest_file.git_state(tmp_path) is None
-    git = ["git", "-C", str(tmp_path), "-c", "user.name=t", "-c", "user.email=t@example.com", "-c", "commit.gpgsign=false"]
+    git = [
+        "git",
+        "-C",
+        str(tmp_path),
+        "-c",
+        "user.name=t",
+        "-c",
+        "user.email=t@example.com",
+        "-c",
+        "commit.gpgsign=false",
+    ]
     subprocess.run(git + ["init", "-q"], check=True)
     subprocess.run(git + ["add", "spec.yaml", "data"], check=True)
     subprocess.run(git + ["commit", "-q", "-m", "spec"], check=True)
@@ -197,8 +268,16 @@ def test_manifest_keeps_hub_record_and_git_state(tmp_path):
 
 def test_summary_shows_deltas_against_a_baseline(recorded, tmp_path):
     run_dir, _, result = recorded
-    base = {"validation": {**result["metrics"]["validation"], "f1_macro": 0.8012, "accuracy": 0.85, "loss": 0.5711, "f1_weighted": 0.832001},
-            "headline": {"split": "validation", "name": "f1_macro", "value": 0.8012}}
+    base = {
+        "validation": {
+            **result["metrics"]["validation"],
+            "f1_macro": 0.8012,
+            "accuracy": 0.85,
+            "loss": 0.5711,
+            "f1_weighted": 0.832001,
+        },
+        "headline": {"split": "validation", "name": "f1_macro", "value": 0.8012},
+    }
     atomic_write_json(tmp_path / "base" / "metrics.json", base)
     text = pr_summary.summary_markdown(run_dir, tmp_path / "base")
     assert text.startswith("### runner: emotions-tiny · f1_macro 0.8312 (validation) ▲ +0.0300 (better)")
@@ -211,7 +290,9 @@ def test_summary_shows_deltas_against_a_baseline(recorded, tmp_path):
     assert "Data: train 24 rows · validation 6 rows · test 10 rows" in text
     assert "<details><summary>Per-class metrics</summary>" in text and "| joy |" in text
     # a metrics.json path works as the baseline too
-    assert pr_summary.summary_markdown(run_dir, tmp_path / "base" / "metrics.json") == text.replace(str(tmp_path / "base"), str(tmp_path / "base" / "metrics.json"))
+    assert pr_summary.summary_markdown(run_dir, tmp_path / "base" / "metrics.json") == text.replace(
+        str(tmp_path / "base"), str(tmp_path / "base" / "metrics.json")
+    )
 
 
 def test_summary_json_structure(recorded, tmp_path):
@@ -224,7 +305,14 @@ def test_summary_json_structure(recorded, tmp_path):
     assert set(summary["metrics"]) == {"validation", "test"}
     assert "runtime" not in summary["metrics"]["validation"]
     f1 = summary["metrics"]["validation"]["f1_macro"]
-    assert f1 == {"value": 0.8312, "base": 0.9, "delta": -0.0688, "change": "down", "better": False, "higher_is_better": True}
+    assert f1 == {
+        "value": 0.8312,
+        "base": 0.9,
+        "delta": -0.0688,
+        "change": "down",
+        "better": False,
+        "higher_is_better": True,
+    }
     loss = summary["metrics"]["validation"]["loss"]
     assert loss["change"] == "up" and loss["better"] is False and loss["higher_is_better"] is False
     assert summary["headline"]["name"] == "f1_macro" and summary["headline"]["delta"] == -0.0688
@@ -244,12 +332,15 @@ def test_summary_links_the_hub_and_works_without_a_baseline(recorded, tmp_path):
     assert "| **f1_macro** | 0.8312 |" in text and "baseline" not in text
 
 
-@pytest.mark.parametrize("write, message", [
-    (None, "has no metrics.json"),
-    ("{not json", "is not valid JSON"),
-    ("[1, 2]", "not a JSON object"),
-    ('{"headline": {}}', "has no validation or test metrics"),
-])
+@pytest.mark.parametrize(
+    "write, message",
+    [
+        (None, "has no metrics.json"),
+        ("{not json", "is not valid JSON"),
+        ("[1, 2]", "not a JSON object"),
+        ('{"headline": {}}', "has no validation or test metrics"),
+    ],
+)
 def test_summary_of_a_broken_run_folder_is_a_data_error(tmp_path, write, message):
     if write is not None:
         (tmp_path / "metrics.json").write_text(write)
@@ -261,13 +352,26 @@ def test_summary_of_a_broken_run_folder_is_a_data_error(tmp_path, write, message
 
 
 def test_regression_and_lora_records(tmp_path):
-    spec = make_spec(tmp_path, SPEC.replace("labels: [anger, fear, joy]\n", "task: regression\n").replace("repo_id: acme/emotions-tiny\n", "")
-                     + "lora:\n  r: 4\n")
-    result = make_result(tmp_path, task="regression", labels=[], per_class={}, confusion_matrix={},
-                         metrics={"validation": {"mse": 0.31, "mae": 0.4, "r2": 0.7, "loss": 0.31},
-                                  "headline": {"split": "validation", "name": "mse", "value": 0.31}},
-                         log_history=[{"loss": 1.0, "learning_rate": 5e-5, "epoch": 0.5, "step": 5},
-                                      {"eval_loss": 0.31, "eval_mse": 0.31, "epoch": 1.0, "step": 10}])
+    spec = make_spec(
+        tmp_path,
+        SPEC.replace("labels: [anger, fear, joy]\n", "task: regression\n").replace("repo_id: acme/emotions-tiny\n", "")
+        + "lora:\n  r: 4\n",
+    )
+    result = make_result(
+        tmp_path,
+        task="regression",
+        labels=[],
+        per_class={},
+        confusion_matrix={},
+        metrics={
+            "validation": {"mse": 0.31, "mae": 0.4, "r2": 0.7, "loss": 0.31},
+            "headline": {"split": "validation", "name": "mse", "value": 0.31},
+        },
+        log_history=[
+            {"loss": 1.0, "learning_rate": 5e-5, "epoch": 0.5, "step": 5},
+            {"eval_loss": 0.31, "eval_mse": 0.31, "epoch": 1.0, "step": 10},
+        ],
+    )
     result["model"] = {**result["model"], "kind": "lora", "trainable_params": 80_000}
     run_dir = tmp_path / "run"
     (run_dir / "confusion_matrix.png").parent.mkdir(parents=True)
@@ -291,15 +395,22 @@ def test_base_model_of_a_local_folder_comes_only_from_its_own_card(tmp_path):
     spec = make_spec(tmp_path, SPEC.replace("sentence-transformers/all-MiniLM-L6-v2", "./base-model"))
     assert card.base_model_id(spec, {"name": str(folder), "source": "local"}) is None
     (folder / "README.md").write_text("---\nbase_model: sentence-transformers/all-MiniLM-L6-v2\n---\n# card\n")
-    assert card.base_model_id(spec, {"name": str(folder), "source": "local"}) == "sentence-transformers/all-MiniLM-L6-v2"
+    assert (
+        card.base_model_id(spec, {"name": str(folder), "source": "local"}) == "sentence-transformers/all-MiniLM-L6-v2"
+    )
     (folder / "README.md").write_text("---\nbase_model: /home/someone/models/minilm\n---\n")
     assert card.base_model_id(spec, {"name": str(folder), "source": "local"}) is None
 
 
 def test_hub_dataset_goes_into_the_card(tmp_path):
-    text = SPEC.replace("  train: data/train.csv\n  test_file: data/test.csv\n", "  hub:\n    id: dair-ai/emotion\n    config: split\n    test_split: test\n")
+    text = SPEC.replace(
+        "  train: data/train.csv\n  test_file: data/test.csv\n",
+        "  hub:\n    id: dair-ai/emotion\n    config: split\n    test_split: test\n",
+    )
     spec = make_spec(tmp_path, text)
-    result = make_result(tmp_path, data_files={"hub": {"id": "dair-ai/emotion", "config": "split", "revision": "cab853a"}})
+    result = make_result(
+        tmp_path, data_files={"hub": {"id": "dair-ai/emotion", "config": "split", "revision": "cab853a"}}
+    )
     data = card.model_card_data(spec, RunResult.from_dict(result))
     assert data.datasets == ["dair-ai/emotion"]
     first = data.eval_results[0]
@@ -340,8 +451,14 @@ def test_reproduce_refuses_when_a_local_base_model_changed(tmp_path):
     (folder / "model.safetensors").write_bytes(b"weights")
     spec = make_spec(tmp_path, SPEC.replace("sentence-transformers/all-MiniLM-L6-v2", "./base-model"))
     result = make_result(tmp_path)
-    result["model"] = {**result["model"], "name": "./base-model", "path": str(folder), "source": "local", "revision": None,
-                       "weight_files": {"model.safetensors": sha256_file(folder / "model.safetensors")}}
+    result["model"] = {
+        **result["model"],
+        "name": "./base-model",
+        "path": str(folder),
+        "source": "local",
+        "revision": None,
+        "weight_files": {"model.safetensors": sha256_file(folder / "model.safetensors")},
+    }
     run_dir = tmp_path / "run"
     atomic_write_json(run_dir / "metrics.json", result["metrics"])
     manifest_file.write_manifest(RunDir(run_dir), spec, RunResult.from_dict(result))
@@ -381,8 +498,9 @@ def test_reproduce_runs_the_recorded_spec_and_compares_metrics(tmp_path, monkeyp
 
 
 def test_compare_metrics_is_exact_and_ignores_timings():
-    matches, table = reproduction.compare_metrics({"f1_macro": 0.5, "loss": float("nan"), "runtime": 1.0},
-                                            {"f1_macro": 0.5, "loss": float("nan"), "runtime": 2.0})
+    matches, table = reproduction.compare_metrics(
+        {"f1_macro": 0.5, "loss": float("nan"), "runtime": 1.0}, {"f1_macro": 0.5, "loss": float("nan"), "runtime": 2.0}
+    )
     assert matches and "runtime" not in table
     matches, table = reproduction.compare_metrics({"f1_macro": 0.5}, {"f1_macro": 0.5000001, "accuracy": 0.9})
     assert not matches and table.count("DIFFERENT") == 2

@@ -30,7 +30,9 @@ def imports_of(path: Path, known: set[str], own: str) -> set[str]:
         elif isinstance(node, ast.ImportFrom):
             base = node.module or ""
             if node.level:
-                base = ".".join(package.split(".")[: len(package.split(".")) - node.level + 1] + ([base] if base else []))
+                base = ".".join(
+                    package.split(".")[: len(package.split(".")) - node.level + 1] + ([base] if base else [])
+                )
             names = [f"{base}.{alias.name}" for alias in node.names] + [base]
         else:
             continue
@@ -52,7 +54,7 @@ def test_no_import_cycles_inside_the_package():
         stack.append(node)
         for target in sorted(graph[node]):
             if target in on_stack:
-                cycles.append(stack[stack.index(target):] + [target])
+                cycles.append(stack[stack.index(target) :] + [target])
             elif target not in done:
                 visit(target, stack, on_stack, done)
         stack.pop()
@@ -67,17 +69,27 @@ def test_no_import_cycles_inside_the_package():
 
 
 def test_no_module_is_over_the_line_limit():
-    long = {name: n for name, path in modules().items() if (n := len(path.read_text(encoding="utf-8").splitlines())) > MAX_LINES}
+    long = {
+        name: n
+        for name, path in modules().items()
+        if (n := len(path.read_text(encoding="utf-8").splitlines())) > MAX_LINES
+    }
     assert not long, f"modules over {MAX_LINES} lines: {long}"
 
 
 def test_record_file_names_are_spelled_in_at_most_two_modules():
-    spelled = {name for name, path in modules().items() if re.search(r"""["']run\.json["']""", path.read_text(encoding="utf-8"))}
+    spelled = {
+        name
+        for name, path in modules().items()
+        if re.search(r"""["']run\.json["']""", path.read_text(encoding="utf-8"))
+    }
     assert len(spelled) <= 2, spelled
 
 
 def test_task_names_are_branched_on_only_in_the_task_table():
-    pattern = re.compile(r"""task\s*(==|!=|in)\s*[("'{]|["'](single_label|multi_label|text_pair)_classification["']\s*[:)]|["']regression["']\s*(\)|:)""")
+    pattern = re.compile(
+        r"""task\s*(==|!=|in)\s*[("'{]|["'](single_label|multi_label|text_pair)_classification["']\s*[:)]|["']regression["']\s*(\)|:)"""
+    )
     offenders = {}
     for name, path in modules().items():
         if name == "runner.tasks":

@@ -34,23 +34,43 @@ def model_card_data(spec: Spec, result: RunResult):
     hub_data = spec["data"].get("hub")
     if hub_data:
         revision = (result.data_files.get("hub") or {}).get("revision") or hub_data.get("revision")
-        dataset = {"dataset_type": hub_data["id"], "dataset_name": hub_data["id"], "dataset_config": hub_data.get("config"), "dataset_revision": revision}
+        dataset = {
+            "dataset_type": hub_data["id"],
+            "dataset_name": hub_data["id"],
+            "dataset_config": hub_data.get("config"),
+            "dataset_revision": revision,
+        }
     else:
         train = Path(spec["data"]["train"])
-        file_format = spec["data"]["format"] if spec["data"]["format"] != "auto" else (train.suffix.lstrip(".").lower() or "csv")
-        dataset = {"dataset_type": {"jsonl": "json", "tsv": "csv"}.get(file_format, file_format), "dataset_name": train.name}
-    split_names = {"validation": (hub_data or {}).get("validation_split") or "validation", "test": (hub_data or {}).get("test_split") or "test"}
+        file_format = (
+            spec["data"]["format"] if spec["data"]["format"] != "auto" else (train.suffix.lstrip(".").lower() or "csv")
+        )
+        dataset = {
+            "dataset_type": {"jsonl": "json", "tsv": "csv"}.get(file_format, file_format),
+            "dataset_name": train.name,
+        }
+    split_names = {
+        "validation": (hub_data or {}).get("validation_split") or "validation",
+        "test": (hub_data or {}).get("test_split") or "test",
+    }
     metrics = result.metrics
     task = task_of(result.task or spec["task"])
     eval_results = []
     for split in SPLITS:
         for name, value in metric_items(metrics.get(split)):
             metric_type, config = hub_metric(name)
-            eval_results.append(EvalResult(
-                task_type="text-classification", task_name=task.display,
-                metric_type=metric_type, metric_config=config, metric_name=metric_display(name),
-                metric_value=float(value), dataset_split=split_names[split], **dataset,
-            ))
+            eval_results.append(
+                EvalResult(
+                    task_type="text-classification",
+                    task_name=task.display,
+                    metric_type=metric_type,
+                    metric_config=config,
+                    metric_name=metric_display(name),
+                    metric_value=float(value),
+                    dataset_split=split_names[split],
+                    **dataset,
+                )
+            )
     tags = ["text-classification", "runner"] + (["lora", "peft"] if lora else [])
     return ModelCardData(
         model_name=spec["name"],
@@ -92,12 +112,20 @@ def _card_body(spec: Spec, result: RunResult, base_model: str | None) -> str:
     lora = model.get("kind") == "lora" or bool(spec["lora"])
     where = spec["hub"]["repo_id"] or "path/to/this/folder"
     base = f"[{base_model}](https://huggingface.co/{base_model})" if base_model else "a local model"
-    out = [f"# {spec['name']}", "",
-           f"A {task.display} model: {base} fine-tuned "
-           + ("with LoRA " if lora else "") + "by [runner](https://github.com/runner-dev/runner) from a declarative spec.", ""]
+    out = [
+        f"# {spec['name']}",
+        "",
+        f"A {task.display} model: {base} fine-tuned "
+        + ("with LoRA " if lora else "")
+        + "by [runner](https://github.com/runner-dev/runner) from a declarative spec.",
+        "",
+    ]
     if lora:
-        out += ["This repository holds a LoRA adapter and the trained classification head, not full weights: "
-                "loading it also loads the base model that `adapter_config.json` names.", ""]
+        out += [
+            "This repository holds a LoRA adapter and the trained classification head, not full weights: "
+            "loading it also loads the base model that `adapter_config.json` names.",
+            "",
+        ]
     if result.status == "interrupted":
         out += ["**Training was interrupted**; this is the model as saved when it stopped.", ""]
     if headline_text(metrics):
@@ -111,15 +139,25 @@ def _card_body(spec: Spec, result: RunResult, base_model: str | None) -> str:
     out += ["## How to use", "", "```python"]
     if lora:
         # The base model's config does not know this run's labels, so pass them when loading.
-        label_kwargs = (f"num_labels={len(labels)}, id2label={dict(enumerate(labels))!r}, label2id={ {n: i for i, n in enumerate(labels)}!r}"
-                        if labels else "num_labels=1")
-        out += ["from peft import AutoPeftModelForSequenceClassification",
-                "from transformers import AutoTokenizer, pipeline", "",
-                f'model = AutoPeftModelForSequenceClassification.from_pretrained("{where}", {label_kwargs})',
-                f'tokenizer = AutoTokenizer.from_pretrained("{where}")',
-                'classifier = pipeline("text-classification", model=model, tokenizer=tokenizer)']
+        label_kwargs = (
+            f"num_labels={len(labels)}, id2label={dict(enumerate(labels))!r}, label2id={ {n: i for i, n in enumerate(labels)}!r}"
+            if labels
+            else "num_labels=1"
+        )
+        out += [
+            "from peft import AutoPeftModelForSequenceClassification",
+            "from transformers import AutoTokenizer, pipeline",
+            "",
+            f'model = AutoPeftModelForSequenceClassification.from_pretrained("{where}", {label_kwargs})',
+            f'tokenizer = AutoTokenizer.from_pretrained("{where}")',
+            'classifier = pipeline("text-classification", model=model, tokenizer=tokenizer)',
+        ]
     else:
-        out += ["from transformers import pipeline", "", f'classifier = pipeline("text-classification", model="{where}")']
+        out += [
+            "from transformers import pipeline",
+            "",
+            f'classifier = pipeline("text-classification", model="{where}")',
+        ]
     example = "the service was quick and friendly"
     out += task.usage_lines(example, spec["predict"]["threshold"]) + ["```", ""]
 
@@ -128,8 +166,11 @@ def _card_body(spec: Spec, result: RunResult, base_model: str | None) -> str:
     out += ["## Training data", ""]
     hub_data = spec["data"].get("hub")
     if hub_data:
-        out += [f"Hub dataset [{hub_data['id']}](https://huggingface.co/datasets/{hub_data['id']})"
-                + (f", config `{hub_data['config']}`" if hub_data.get("config") else "") + "."]
+        out += [
+            f"Hub dataset [{hub_data['id']}](https://huggingface.co/datasets/{hub_data['id']})"
+            + (f", config `{hub_data['config']}`" if hub_data.get("config") else "")
+            + "."
+        ]
     else:
         files = [Path(spec["data"][key]).name for key in DATA_KEYS.values() if spec["data"].get(key)]
         out += ["Local files: " + ", ".join(f"`{name}`" for name in files) + "."]
@@ -139,11 +180,19 @@ def _card_body(spec: Spec, result: RunResult, base_model: str | None) -> str:
         out += [f"Split: {summary['split_note']}."]
     out += [""]
 
-    out += ["## Training procedure", "",
-            f"Trained on {result.device or '?'} in {result.precision or '?'} "
-            f"for {duration(result.timing.get('train_seconds'))}"
-            + (f", from base model revision `{model['revision']}`" if model.get("revision") else "") + ". The resolved spec:", "",
-            "```yaml", yaml.safe_dump(redact(spec.values), sort_keys=False, allow_unicode=True).rstrip(), "```", ""]
+    out += [
+        "## Training procedure",
+        "",
+        f"Trained on {result.device or '?'} in {result.precision or '?'} "
+        f"for {duration(result.timing.get('train_seconds'))}"
+        + (f", from base model revision `{model['revision']}`" if model.get("revision") else "")
+        + ". The resolved spec:",
+        "",
+        "```yaml",
+        yaml.safe_dump(redact(spec.values), sort_keys=False, allow_unicode=True).rstrip(),
+        "```",
+        "",
+    ]
 
     truncated = summary.get("truncated") or {}
     validation_rows = (summary.get("rows") or {}).get("validation")
@@ -151,12 +200,17 @@ def _card_body(spec: Spec, result: RunResult, base_model: str | None) -> str:
     if validation_rows:
         out += [f"- Validation metrics come from {number(validation_rows)} rows; on small sets they are noisy."]
     if truncated.get("fraction"):
-        out += [f"- Texts are cut to {truncated.get('max_length', spec['model']['max_length'])} tokens; "
-                f"{truncated['fraction']:.1%} of the training texts were longer."]
+        out += [
+            f"- Texts are cut to {truncated.get('max_length', spec['model']['max_length'])} tokens; "
+            f"{truncated['fraction']:.1%} of the training texts were longer."
+        ]
     else:
         out += [f"- Texts longer than {spec['model']['max_length']} tokens are truncated."]
     if task.one_label_per_row and labels:
         out += ["- Every input gets one of the labels above, even when none fits."]
-    out += ["- The model reflects the training data and the base model, including their biases and gaps; "
-            "check it on data like yours before relying on it.", ""]
+    out += [
+        "- The model reflects the training data and the base model, including their biases and gaps; "
+        "check it on data like yours before relying on it.",
+        "",
+    ]
     return "\n".join(out)

@@ -17,10 +17,23 @@ from runner.rundir import RunDir
 from runner.spec import Spec
 
 MANIFEST_FORMAT = 2
-PACKAGES = ("torch", "transformers", "datasets", "peft", "accelerate", "tokenizers", "huggingface_hub", "pandas", "scikit-learn", "numpy")
+PACKAGES = (
+    "torch",
+    "transformers",
+    "datasets",
+    "peft",
+    "accelerate",
+    "tokenizers",
+    "huggingface_hub",
+    "pandas",
+    "scikit-learn",
+    "numpy",
+)
 # Data file roles in result.data_files and run.json, and the spec key each comes from.
 DATA_KEYS = {"train": "train", "validation": "validation_file", "test": "test_file"}
-_SECRETS = re.compile(r"\b(hf_[A-Za-z0-9]{20,}|gh[pousr]_[A-Za-z0-9]{20,}|github_pat_[A-Za-z0-9_]{20,})|(?<=://)[^/\s:@]+:[^/\s@]+(?=@)")
+_SECRETS = re.compile(
+    r"\b(hf_[A-Za-z0-9]{20,}|gh[pousr]_[A-Za-z0-9]{20,}|github_pat_[A-Za-z0-9_]{20,})|(?<=://)[^/\s:@]+:[^/\s@]+(?=@)"
+)
 
 
 def redact(value):
@@ -83,7 +96,11 @@ def data_file_hashes(spec: Spec, result: RunResult) -> dict:
     for role, name in files.items():
         path = Path(name).resolve()
         exists = path.is_file()
-        out[role] = {"path": str(path), "sha256": sha256_file(path) if exists else None, "bytes": path.stat().st_size if exists else None}
+        out[role] = {
+            "path": str(path),
+            "sha256": sha256_file(path) if exists else None,
+            "bytes": path.stat().st_size if exists else None,
+        }
     return out
 
 
@@ -99,8 +116,11 @@ def package_versions() -> dict:
 
 def git_state(folder: Path) -> dict | None:
     """{commit, dirty} of the git repository holding `folder`; None outside a repository."""
+
     def git(*args):
-        return subprocess.run(["git", "--no-optional-locks", "-C", str(folder), *args], capture_output=True, text=True, timeout=20)
+        return subprocess.run(
+            ["git", "--no-optional-locks", "-C", str(folder), *args], capture_output=True, text=True, timeout=20
+        )
 
     try:
         head = git("rev-parse", "HEAD")

@@ -40,14 +40,19 @@ def table(header: list[str], rows: list[list], align: str = "") -> str:
 def metrics_table(metrics: dict, headline: dict | None = None) -> str:
     by_split = {s: dict(metric_items(metrics.get(s))) for s in SPLITS if metric_items(metrics.get(s))}
     names = list(dict.fromkeys(name for values in by_split.values() for name in values))
-    rows = [[f"**{name}**" if headline and headline.get("name") == name else name] + [number(values.get(name)) for values in by_split.values()]
-            for name in names]
+    rows = [
+        [f"**{name}**" if headline and headline.get("name") == name else name]
+        + [number(values.get(name)) for values in by_split.values()]
+        for name in names
+    ]
     return table(["metric"] + list(by_split), rows) if rows else "No metrics were recorded."
 
 
 def per_class_table(per_class: dict) -> str:
-    rows = [[label, number(v.get("precision")), number(v.get("recall")), number(v.get("f1")), number(v.get("support"))]
-            for label, v in per_class.items()]
+    rows = [
+        [label, number(v.get("precision")), number(v.get("recall")), number(v.get("f1")), number(v.get("support"))]
+        for label, v in per_class.items()
+    ]
     return table(["label", "precision", "recall", "f1", "support"], rows)
 
 

@@ -17,7 +17,9 @@ def write_report(run_dir: RunDir, spec: Spec, result: RunResult) -> None:
     pictures = {"confusion_matrix.png": None}
     matrices = result.confusion_matrix
     if task_of(result.task).one_label_per_row and matrices:
-        pictures["confusion_matrix.png"] = plots.confusion_matrix_png({s: matrices[s] for s in SPLITS if matrices.get(s)}, result.labels)
+        pictures["confusion_matrix.png"] = plots.confusion_matrix_png(
+            {s: matrices[s] for s in SPLITS if matrices.get(s)}, result.labels
+        )
     metric = result.headline.get("name") or spec["train"]["metric_for_best_model"]
     pictures["training_curves.png"] = plots.training_curves_png(result.log_history, metric, lower_is_better(metric))
     for name, png in pictures.items():
@@ -31,7 +33,9 @@ def write_report(run_dir: RunDir, spec: Spec, result: RunResult) -> None:
 
 def render_report(spec: Spec, result: RunResult, pictures: set[str]) -> str:
     metrics = result.metrics
-    status = "finished" if result.status == "recording" else result.status  # the report is written just before the finish
+    status = (
+        "finished" if result.status == "recording" else result.status
+    )  # the report is written just before the finish
     out = [f"# Run report: {spec['name']}", ""]
     facts = [f"Status: **{status}**", f"task: {task_of(result.task or spec['task']).display}"]
     if headline_text(metrics):
@@ -45,9 +49,15 @@ def render_report(spec: Spec, result: RunResult, pictures: set[str]) -> str:
         if per_class:
             out += [f"### Per class ({split})", "", per_class_table(per_class), ""]
     if "confusion_matrix.png" in pictures:
-        out += ["## Confusion matrix", "", "![Confusion matrix](confusion_matrix.png)", "",
-                "Rows are the true label, columns the predicted label; a cell's number is its count and its colour "
-                "the share of the true label's rows.", ""]
+        out += [
+            "## Confusion matrix",
+            "",
+            "![Confusion matrix](confusion_matrix.png)",
+            "",
+            "Rows are the true label, columns the predicted label; a cell's number is its count and its colour "
+            "the share of the true label's rows.",
+            "",
+        ]
     out += ["## Training curves", ""]
     if "training_curves.png" in pictures:
         out += ["![Training curves](training_curves.png)", ""]
@@ -56,12 +66,17 @@ def render_report(spec: Spec, result: RunResult, pictures: set[str]) -> str:
 
     out += _data_section(result.data_summary, result.labels)
     out += _training_section(spec, result)
-    out += ["## Files", "",
-            "- `model/`: the trained " + ("LoRA adapter" if result.model.get("kind") == "lora" else "model")
-            + " and tokenizer; its card is `model/README.md`",
-            "- `metrics.json`: the metrics above; `spec.yaml`: the resolved spec",
-            "- `run.json`: the manifest (spec and data hashes, base model revision, package versions, git commit); "
-            "`runner reproduce` re-runs from it", ""]
+    out += [
+        "## Files",
+        "",
+        "- `model/`: the trained "
+        + ("LoRA adapter" if result.model.get("kind") == "lora" else "model")
+        + " and tokenizer; its card is `model/README.md`",
+        "- `metrics.json`: the metrics above; `spec.yaml`: the resolved spec",
+        "- `run.json`: the manifest (spec and data hashes, base model revision, package versions, git commit); "
+        "`runner reproduce` re-runs from it",
+        "",
+    ]
     return "\n".join(out)
 
 
@@ -76,8 +91,14 @@ def _data_section(summary: dict, labels: list[str]) -> list[str]:
     if distribution:
         splits = list(distribution)
         names = list(dict.fromkeys(list(labels) + [n for counts in distribution.values() for n in counts]))
-        out += ["Label distribution:", "",
-                table(["label"] + splits, [[name] + [number(distribution[s].get(name, 0)) for s in splits] for name in names]), ""]
+        out += [
+            "Label distribution:",
+            "",
+            table(
+                ["label"] + splits, [[name] + [number(distribution[s].get(name, 0)) for s in splits] for name in names]
+            ),
+            "",
+        ]
     lengths = summary.get("token_lengths") or {}
     if lengths:
         out += ["Token lengths: " + ", ".join(f"{key} {number(value)}" for key, value in lengths.items()) + ".", ""]
@@ -85,11 +106,23 @@ def _data_section(summary: dict, labels: list[str]) -> list[str]:
     if truncated:
         fraction = truncated.get("fraction") or 0.0
         rows_cut = truncated.get("rows", 0)
-        out += [f"Truncated: {number(rows_cut)} {'row was' if rows_cut == 1 else 'rows were'} ({fraction:.1%}) longer than "
-                f"max_length {truncated.get('max_length', '?')} tokens.", ""]
+        out += [
+            f"Truncated: {number(rows_cut)} {'row was' if rows_cut == 1 else 'rows were'} ({fraction:.1%}) longer than "
+            f"max_length {truncated.get('max_length', '?')} tokens.",
+            "",
+        ]
     dropped = summary.get("dropped") or []
     if dropped:
-        out += ["Rows dropped:", "", table(["split", "reason", "rows"], [[d.get("split", ""), d.get("reason", ""), number(d.get("rows"))] for d in dropped], "llr"), ""]
+        out += [
+            "Rows dropped:",
+            "",
+            table(
+                ["split", "reason", "rows"],
+                [[d.get("split", ""), d.get("reason", ""), number(d.get("rows"))] for d in dropped],
+                "llr",
+            ),
+            "",
+        ]
     elif summary:
         out += ["No rows were dropped.", ""]
     return out
@@ -97,17 +130,36 @@ def _data_section(summary: dict, labels: list[str]) -> list[str]:
 
 def _training_section(spec: Spec, result: RunResult) -> list[str]:
     model, timing = result.model, result.timing
-    rows = [["base model", f"`{model.get('name', spec['model']['name'])}`" + (f" (revision `{model['revision'][:12]}`)" if model.get("revision") else "")]]
+    rows = [
+        [
+            "base model",
+            f"`{model.get('name', spec['model']['name'])}`"
+            + (f" (revision `{model['revision'][:12]}`)" if model.get("revision") else ""),
+        ]
+    ]
     if model.get("architecture"):
         rows.append(["architecture", model["architecture"]])
     lora = spec["lora"]
-    rows.append(["fine-tuning", f"LoRA (r={lora['r']}, alpha={lora['alpha']})" if model.get("kind") == "lora" or lora else "full"])
+    rows.append(
+        [
+            "fine-tuning",
+            f"LoRA (r={lora['r']}, alpha={lora['alpha']})" if model.get("kind") == "lora" or lora else "full",
+        ]
+    )
     if model.get("trainable_params") and model.get("total_params"):
         share = model["trainable_params"] / model["total_params"]
-        rows.append(["parameters", f"{model['trainable_params']:,} trainable of {model['total_params']:,} ({share:.1%})"])
+        rows.append(
+            ["parameters", f"{model['trainable_params']:,} trainable of {model['total_params']:,} ({share:.1%})"]
+        )
     rows.append(["device", f"{result.device or '?'}, {result.precision or '?'}"])
     throughput = timing.get("train_samples_per_second")
-    rows.append(["training time", duration(timing.get("train_seconds")) + (f" ({throughput:.1f} samples/s)" if isinstance(throughput, (int, float)) else "")])
+    rows.append(
+        [
+            "training time",
+            duration(timing.get("train_seconds"))
+            + (f" ({throughput:.1f} samples/s)" if isinstance(throughput, (int, float)) else ""),
+        ]
+    )
     rows.append(["total time", duration(timing.get("total_seconds"))])
     if timing.get("started_at"):
         rows.append(["started / finished", f"{timing['started_at']} / {timing.get('finished_at', '?')}"])

@@ -11,7 +11,14 @@ from runner.tasks import LOWER_IS_BETTER, lower_is_better, metric_items
 
 
 def _compare(name: str, value, base) -> dict:
-    entry = {"value": value, "base": base, "delta": None, "change": None, "better": None, "higher_is_better": not lower_is_better(name)}
+    entry = {
+        "value": value,
+        "base": base,
+        "delta": None,
+        "change": None,
+        "better": None,
+        "higher_is_better": not lower_is_better(name),
+    }
     if isinstance(base, (int, float)) and not isinstance(base, bool):
         delta = round(value - base, 12)
         entry["delta"] = delta
@@ -95,7 +102,10 @@ def summary_markdown(run_dir: str | Path, base: str | Path | None = None) -> str
         header = ["metric", split] + (["baseline", "change"] if compare else [])
         out += [table(header, rows, "lr" + ("rl" if compare else "")), ""]
     if compare:
-        out += [f"Baseline: `{summary['base']}`. Lower is better for {', '.join(sorted(LOWER_IS_BETTER))}; higher for the rest.", ""]
+        out += [
+            f"Baseline: `{summary['base']}`. Lower is better for {', '.join(sorted(LOWER_IS_BETTER))}; higher for the rest.",
+            "",
+        ]
     if summary["hub_url"]:
         out += [f"Model on the Hub: {summary['hub_url']}", ""]
     if summary["data_rows"]:
