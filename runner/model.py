@@ -45,7 +45,10 @@ def resolve_model_source(spec: Spec) -> tuple[str, str]:
     name = spec["model"]["name"]
     if name.startswith("package:"):
         package, _, sub = name[len("package:"):].partition("/")
-        found = importlib.util.find_spec(package)
+        if not package.isidentifier():  # a dotted name would import its parent packages to find it
+            raise SpecError(f"'{package}' is not a top-level Python package name",
+                            "write package:NAME/SUBFOLDER, e.g. package:my_models/sentiment", spec.where("model", "name"))
+        found = importlib.util.find_spec(package)  # a top-level name is looked up on sys.path, never imported
         if found is None or not found.submodule_search_locations:
             raise SpecError(f"model package '{package}' is not installed", f"pip install {package.replace('_', '-')}", spec.where("model", "name"))
         folder = Path(list(found.submodule_search_locations)[0]) / (sub or "model")

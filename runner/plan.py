@@ -23,7 +23,7 @@ def describe_plan(spec: Spec) -> str:
         f"3. train: {steps}, lr {train['learning_rate']}, batch {train['batch_size']} x {train['gradient_accumulation_steps']}, "
         f"precision {train['precision']}, device {train['device']}, best model by {train['metric_for_best_model']}"
         + (f", early stopping after {train['early_stopping_patience']} evaluation(s) without improvement" if train["early_stopping_patience"] else ""),
-        f"4. evaluate and record into {spec['output']['dir']}/ (model, metrics.json, report.md, run.json)",
+        f"4. evaluate and record into {spec.output_dir}/ (model, metrics.json, report.md, run.json)",
         f"5. publish: push to {spec['hub']['repo_id']}" + (f", tag {spec['hub']['tag']}" if spec["hub"]["tag"] else "") if spec["hub"]["push"] else "5. publish: no (hub.push is false)",
     ]
     resolved = yaml.safe_dump(spec.values, sort_keys=False, allow_unicode=True)

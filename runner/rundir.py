@@ -28,6 +28,7 @@ ENTRIES = ("model", "merged", "checkpoints", "logs", "predictions", METRICS, MAN
 # What a resumed run writes again (it keeps its checkpoints and run.json).
 RESUME_ENTRIES = ("model", "merged", METRICS, "report.md", ".model.tmp", ".merged.tmp")
 ASIDE = ".previous"  # the earlier run while a new one runs; restored if the new one fails
+PARTIAL = ".partial"  # in ASIDE while entries move (aside or back): the folder holds none of the new run's
 SPLITS = ("validation", "test")
 FINISHED, RECORDING, INTERRUPTED = "finished", "recording", "interrupted"
 NOT_A_RUN_HINT = "give the run folder that `runner run` wrote (it holds model/, metrics.json and run.json)"
@@ -219,20 +220,28 @@ class RunDir:
         if not moved:
             return []
         self.aside_dir.mkdir(exist_ok=False)
+        partial = self.aside_dir / PARTIAL  # while it exists, the folder holds only the earlier run's entries
+        partial.write_bytes(b"")
         for entry in moved:
             (self.path / entry).rename(self.aside_dir / entry)
+        partial.unlink()
         return moved
 
     def restore(self) -> bool:
         """Put the run set aside back in place of whatever a failed run left. True when one was restored."""
         if not self.aside_dir.is_dir():
             return False
-        kept = {entry.name for entry in self.aside_dir.iterdir()}
-        replaced = ENTRIES if MANIFEST in kept else RESUME_ENTRIES  # a whole earlier run, or a resumed run's few entries
-        for entry in set(replaced) | kept:
-            remove_entry(self.path / entry)
+        partial = self.aside_dir / PARTIAL
+        kept = {entry.name for entry in self.aside_dir.iterdir()} - {PARTIAL}
+        if not partial.exists():  # the new run's entries go first; a restore cut short here starts again
+            # a whole earlier run, or a resumed run's few entries
+            replaced = ENTRIES if MANIFEST in kept else RESUME_ENTRIES
+            for entry in set(replaced) | kept:
+                remove_entry(self.path / entry)
+            partial.write_bytes(b"")  # from here on, what is in the folder is the earlier run's: only move back
         for name in kept:
             (self.aside_dir / name).rename(self.path / name)
+        partial.unlink()
         self.aside_dir.rmdir()
         return True
 

@@ -47,6 +47,17 @@ class Spec:
         candidate = Path(relative).expanduser()
         return candidate if candidate.is_absolute() else (self.base_dir / candidate)
 
+    @property
+    def output_dir(self) -> Path:
+        """The run folder. output.dir written in the spec resolves against the spec file's folder, like
+        every path in it; given on the command line (--output, --set) against the working folder,
+        where the default runs/<name> also goes."""
+        value = self.values["output"]["dir"]
+        origin = self.positions.get(("output", "dir"))
+        if origin is None or origin[0] == "--set":
+            return Path(value).expanduser()
+        return self.resolve(value)
+
     def where(self, *path) -> str:
         """The place of a spec value for a message found after loading: `spec.yaml:7:3 model.max_length`."""
         return where(str(self.path) if self.path else "<spec>", self.positions, tuple(path))

@@ -22,6 +22,11 @@ def choose_device(preference: str) -> str:
             from runner.errors import RunError
 
             raise RunError("train.device is cuda but no CUDA GPU is visible", "use device: auto or cpu, or check the GPU driver (nvidia-smi)", "train.device")
+        if preference == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+            from runner.errors import RunError
+
+            raise RunError("train.device is mps but this machine has no Apple GPU that torch can use (MPS)",
+                           "use device: auto (it picks CUDA, MPS or the CPU) or cpu", "train.device")
         return preference
     if torch.cuda.is_available():
         return "cuda"
@@ -273,5 +278,39 @@ def latest_checkpoint(run_dir: Path) -> Path | None:
         except (OSError, ValueError):
             print(f"warning: skipping incomplete checkpoint {path}")
             continue
+        damaged = damaged_files(path)
+        if damaged:  # a truncated optimizer or weights file would fail inside the Trainer, mid-resume
+            print(f"warning: skipping damaged checkpoint {path} ({', '.join(damaged)} truncated or unreadable)")
+            continue
         return path
     return None
+
+
+def damaged_files(checkpoint: Path) -> list[str]:
+    """The files of a checkpoint that cannot be whole, found without loading them: a torch file
+    (.pt, .pth, .bin: a zip archive) without its central directory, a safetensors file whose size
+    is not what its header says."""
+    import json
+    import struct
+    import zipfile
+
+    damaged = []
+    for path in sorted(checkpoint.iterdir()):
+        try:
+            if path.suffix in (".pt", ".pth", ".bin"):
+                whole = zipfile.is_zipfile(path)
+            elif path.suffix == ".safetensors":
+                with open(path, "rb") as stream:
+                    (length,) = struct.unpack("<Q", stream.read(8))
+                    if length > path.stat().st_size:
+                        raise ValueError("header longer than the file")
+                    header = json.loads(stream.read(length))
+                ends = [entry["data_offsets"][1] for key, entry in header.items() if key != "__metadata__"]
+                whole = 8 + length + max(ends, default=0) == path.stat().st_size
+            else:
+                continue
+        except (OSError, ValueError, struct.error, KeyError, TypeError, IndexError, MemoryError, OverflowError):
+            whole = False
+        if not whole:
+            damaged.append(path.name)
+    return damaged
