@@ -64,9 +64,10 @@ def first_bad_byte(path: Path, encoding: str) -> tuple[int, int]:
             pending = decoder.getstate()[0]  # bytes of an unfinished character from the last chunk
             try:
                 decoder.decode(chunk, final=not chunk)
-            except UnicodeDecodeError as exc:
-                start = offset - len(pending) + exc.start
-                head = (pending + chunk)[: max(exc.start, 0)]
+            except UnicodeError as exc:  # also UTF-16's "stream does not start with BOM", which has no offset
+                within = getattr(exc, "start", 0)
+                start = offset - len(pending) + within
+                head = (pending + chunk)[: max(within, 0)]
                 return start, newlines - pending.count(b"\n") + head.count(b"\n") + 1
             if not chunk:
                 return offset, 0
