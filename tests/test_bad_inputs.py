@@ -95,7 +95,7 @@ def _(ws):
     return ["run", "spec.yaml", "--overwrite"]
 
 
-@case("YAML syntax error", 2, r"YAML syntax error", "spec.yaml:5:6")
+@case("YAML syntax error", 2, r"YAML syntax error while parsing a flow sequence \(starting here\): .* at spec\.yaml:5:6", "spec.yaml:4:17")
 def _(ws):
     ws.write("spec.yaml", "version: 1\ndata:\n  train: data/train.csv\n  label_column: [label\nmodel:\n  name: x\n")
     return ["run", "spec.yaml", "--overwrite"]
