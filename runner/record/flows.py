@@ -1,0 +1,129 @@
+"""Markdown for what the flows above a single run add: cross-validation, label issues and the search
+(report.md sections), and the paired comparison and quality gate (the pull-request summary)."""
+
+from __future__ import annotations
+
+from runner.record.markdown import duration, number, table
+
+TEXT_WIDTH = 80
+
+
+def _short(text: str) -> str:
+    text = " ".join(str(text).split())
+    return text if len(text) <= TEXT_WIDTH else text[: TEXT_WIDTH - 1] + "…"
+
+
+def cross_validation_lines(cv: dict | None, headline: str | None = None) -> list[str]:
+    """One line for a comment: `5-fold cross-validation: f1_macro 0.81 ± 0.02 (per fold ...)`."""
+    if not cv or not cv.get("mean"):
+        return []
+    names = [headline] if headline in cv["mean"] else list(cv["mean"])[:1]
+    parts = [f"{name} {number(cv['mean'][name])} ± {number(cv['std'].get(name))}" for name in names]
+    per_fold = ", ".join(number(m.get(names[0])) for m in cv.get("per_fold") or [])
+    return [f"{cv.get('folds')}-fold cross-validation: {'; '.join(parts)} (mean ± std of the folds: {per_fold})", ""]
+
+
+def report_sections(result) -> list[str]:
+    """report.md sections for cross-validation, label issues and the search (empty when none ran)."""
+    out = []
+    cv = result.cross_validation
+    if cv:
+        names = list(cv.get("mean") or {})
+        rows = [
+            [f"fold {r['fold'] + 1}", number(r["rows"])] + [number(r["metrics"].get(n)) for n in names]
+            for r in cv.get("per_fold") or []
+        ]
+        rows.append(["**mean**", ""] + [number(cv["mean"].get(n)) for n in names])
+        rows.append(["std", ""] + [number(cv["std"].get(n)) for n in names])
+        out += [
+            "## Cross-validation",
+            "",
+            f"{cv['folds']} {'stratified ' if cv.get('stratified') else ''}folds (seed {cv.get('seed')}); each fold's "
+            "model trained on the other folds and predicted this fold. The validation metrics above are those of "
+            f"the out-of-fold predictions of every row. Folds took {duration(cv.get('fold_seconds'))}; the final "
+            f"model was {cv.get('final_model')}.",
+            "",
+            table(["fold", "rows"] + names, rows),
+            "",
+        ]
+    issues = result.label_issues
+    if issues:
+        out += ["## Suspected label issues", ""]
+        if issues.get("error"):
+            out += [f"Not computed: {issues['error']}.", ""]
+        else:
+            top = issues.get("top") or issues.get("rows") or []
+            out += [
+                f"{issues['count']} row(s) whose given label the out-of-fold predictions doubt ({issues['method']}); "
+                f"all of them, most suspect first, in `{issues.get('file', 'label_issues.csv')}`. The score is the "
+                "probability the models gave the given label.",
+                "",
+            ]
+            if top:
+                rows = [
+                    [number(r["row"]), _short(r["text"]), r["given_label"], r["suggested_label"], number(r["score"])]
+                    for r in top
+                ]
+                out += [table(["row", "text", "given", "suggested", "score"], rows, "rlllr"), ""]
+    search = result.search
+    if search:
+        keys = list(search.get("space") or {})
+        best = (search.get("best") or {}).get("number")
+        rows = [
+            [f"**{t['number']}**" if t["number"] == best else str(t["number"]), t["state"], number(t["value"])]
+            + [number(t["params"].get(k)) for k in keys]
+            + [duration(t.get("seconds"))]
+            for t in search.get("trials") or []
+        ]
+        out += [
+            "## Hyperparameter search",
+            "",
+            f"{len(search.get('trials') or [])} trial(s), {search['direction']} validation {search['metric']}; "
+            f"sampler {search['sampler']}, pruner {search['pruner']}; {duration(search.get('seconds'))} in all. "
+            f"This run trained with trial {best}'s values; `best-spec.yaml` is the spec with them.",
+            "",
+            table(["trial", "state", search["metric"]] + keys + ["time"], rows, "ll" + "r" * (len(keys) + 2)),
+            "",
+        ]
+    return out
+
+
+def comparison_lines(summary: dict) -> list[str]:
+    """The paired interval, per-class deltas, cross-validation and the gate verdict for the summary."""
+    out = cross_validation_lines(summary.get("cross_validation"), (summary.get("headline") or {}).get("name"))
+    comparison = summary.get("comparison")
+    if comparison:
+        if comparison.get("paired"):
+            out += [
+                f"**{comparison['metric']}**: Δ {comparison['delta']:+.4f}, 95% paired bootstrap interval "
+                f"[{comparison['low']:+.4f}, {comparison['high']:+.4f}] ({comparison['resamples']} resamples of the "
+                f"same {comparison['rows']:,} {comparison['split']} rows both runs predicted): "
+                f"**{comparison['verdict']}**.",
+                "",
+            ]
+        else:
+            out += [
+                f"**{comparison['metric']}**: no difference called, because {comparison['reason']}; "
+                "a paired interval needs both runs to predict the same rows.",
+                "",
+            ]
+    deltas = {label: d for label, d in (summary.get("per_class_deltas") or {}).items() if d}
+    if deltas:
+        rows = [
+            [label, f"{d.get('precision', 0):+.4f}", f"{d.get('recall', 0):+.4f}", f"{d.get('f1', 0):+.4f}"]
+            for label, d in deltas.items()
+        ]
+        out += [
+            "Per-class change against the baseline:",
+            "",
+            table(["label", "Δ precision", "Δ recall", "Δ f1"], rows),
+            "",
+        ]
+    gate = summary.get("gate")
+    if gate:
+        if gate["passed"]:
+            out += [f"**Quality gate: passed** ({gate['metric']} {number(gate['value'])} on {gate['split']})."]
+        else:
+            out += ["**Quality gate: failed**: " + "; ".join(gate["reasons"]) + "."]
+        out += [f"_{note}._" for note in gate.get("notes") or []] + [""]
+    return out
