@@ -280,9 +280,14 @@ def _train_and_report(spec: str, run_dir: Path, overrides: list[str], lines: lis
         rc, _, err = run_cli(["push", str(run_dir), *(["--tag", tag] if tag else [])], False)
         if rc != 0:
             problems.append(failure_body(spec, "push", rc, err).split("\n", 2)[2])
-    report_rc, report, _ = run_cli(
+    report_rc, report, report_err = run_cli(
         ["report", str(run_dir), "--format", "markdown", *(["--compare", str(compare)] if compare else [])], True
     )
+    if report_rc != 0 and report.strip():  # the quality gate failed: the report says why, the step fails
+        for line in error_lines(report_err)[:1]:
+            title = f"runner: quality gate ({escape_property(spec)})"
+            print(f"::error title={title}::{escape_data(line[len('error: '):])}", flush=True)
+        return report_rc, "\n\n".join([report.strip(), *problems]).strip()
     if report_rc != 0:
         problems.append(f"`runner report` failed with exit code {report_rc}; showing the run's report.md.")
         report = (run_dir / "report.md").read_text(encoding="utf-8") if (run_dir / "report.md").is_file() else ""

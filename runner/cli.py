@@ -156,9 +156,9 @@ def run(spec, overrides, dry_run, output_dir, overwrite, resume, force_resume, n
         from runner.distributed import launch
 
         sys.exit(launch(sys.argv[1:], loaded["compute"]["nproc"]))
-    from runner.recipe import run_spec
+    from runner.flow import run as run_flow
 
-    run_spec(loaded, overwrite=overwrite or resume, resume=resume, force_resume=force_resume, argv=sys.argv)
+    run_flow(loaded, overwrite=overwrite or resume, resume=resume, force_resume=force_resume, argv=sys.argv)
 
 
 @main.command()
@@ -212,10 +212,13 @@ def report(run_dir, fmt, base_dir) -> None:
     """The metrics summary of a run, as a pull-request comment or job summary shows it."""
     from runner.record.summary import summary_json, summary_markdown
 
-    if fmt == "json":
-        click.echo(json.dumps(summary_json(run_dir, base_dir), indent=2))
-    else:
-        click.echo(summary_markdown(run_dir, base_dir))
+    summary = summary_json(run_dir, base_dir)
+    click.echo(json.dumps(summary, indent=2) if fmt == "json" else summary_markdown(run_dir, base_dir, summary))
+    gate = summary.get("gate")
+    if gate and not gate["passed"]:  # the quality gate of the run's spec: exit 1 and say why
+        click.echo(f"error: gate: {'; '.join(gate['reasons'])}", err=True)
+        click.echo("hint: the spec's gate section sets the limits; improve the run, or change the gate on purpose", err=True)
+        sys.exit(1)
 
 
 @main.command()

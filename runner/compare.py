@@ -16,7 +16,7 @@ import json
 from pathlib import Path
 
 from runner.rundir import RunDir
-from runner.tasks import lower_is_better, task_of
+from runner.tasks import TASKS, lower_is_better, task_of
 
 RESAMPLES = 1000
 SEED = 0
@@ -91,7 +91,10 @@ def paired_delta(new_dir, base_dir, split: str, metric: str, resamples: int = RE
     if isinstance(matched, str):
         return out | {"reason": matched}
     spec_values = new_run.spec_values()
-    task = task_of(spec_values.get("task") or "single_label_classification")
+    task_name = spec_values.get("task") or (new_run.read_manifest().get("results") or {}).get("task")
+    if task_name not in TASKS:
+        return out | {"reason": "the new run's spec does not name its task"}
+    task = task_of(task_name)
     labels = new_run.labels()
     if base_run.labels() != labels:
         return out | {"reason": "the runs have different labels"}

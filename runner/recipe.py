@@ -41,8 +41,11 @@ class Inputs:
     checkpoint: Path | None
 
 
-def run_spec(spec: Spec, overwrite: bool = False, resume: bool = False, force_resume: bool = False, argv=()) -> Path:
-    """Run the whole flow for a loaded spec. Returns the run folder.
+def run_spec(
+    spec: Spec, overwrite: bool = False, resume: bool = False, force_resume: bool = False, argv=(), before_record=None
+) -> Path:
+    """Run the whole flow for a loaded spec. Returns the run folder. `before_record(run_dir, result)`,
+    when given (a search), adds to the result and the folder once the run is evaluated.
 
     Raises SpecError/DataError (bad input, nothing touched), RunError (a failure at run time; an
     earlier run is restored) or Interrupted (SIGINT/SIGTERM: a checkpoint was saved).
@@ -66,6 +69,8 @@ def run_spec(spec: Spec, overwrite: bool = False, resume: bool = False, force_re
             logits = evaluate(spec, inputs, result)
             if not main:
                 return run_dir.path
+            if before_record:
+                before_record(run_dir, result)
             save(spec, run_dir, inputs, result, logits, started)
         say(
             f"done: {result.headline['split']} {result.headline['name']} = {result.headline['value']:.4f}; run folder {run_dir.path}"

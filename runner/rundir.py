@@ -24,7 +24,7 @@ from runner.tasks import metric_items
 MANIFEST, METRICS, SPEC = "run.json", "metrics.json", "spec.yaml"
 # What a run writes into its folder: --overwrite sets these aside, and nothing else.
 ENTRIES = ("model", "merged", "checkpoints", "logs", "predictions", METRICS, MANIFEST, SPEC, "report.md",
-           "confusion_matrix.png", "training_curves.png", ".model.tmp", ".merged.tmp")
+           "confusion_matrix.png", "training_curves.png", ".model.tmp", ".merged.tmp", "label_issues.csv", "best-spec.yaml")
 # What a resumed run writes again (it keeps its checkpoints and run.json).
 RESUME_ENTRIES = ("model", "merged", METRICS, "report.md", ".model.tmp", ".merged.tmp")
 ASIDE = ".previous"  # the earlier run while a new one runs; restored if the new one fails
@@ -82,6 +82,19 @@ class RunDir:
     @property
     def report_file(self) -> Path:
         return self.path / "report.md"
+
+    @property
+    def label_issues_file(self) -> Path:
+        """Cross-validation: rows whose given label the out-of-fold predictions doubt, most suspect first."""
+        return self.path / "label_issues.csv"
+
+    @property
+    def best_spec_file(self) -> Path:
+        """Search: the spec with the best trial's values, to commit."""
+        return self.path / "best-spec.yaml"
+
+    def predictions_file(self, split: str) -> Path:
+        return self.predictions_dir / f"{split}.jsonl"
 
     @property
     def aside_dir(self) -> Path:

@@ -304,6 +304,7 @@ def _cross_field_problems(spec: Spec, source: str, check_files: bool) -> list[Sp
         problem(("train", "precision"), "fp16 is not supported on the CPU", "use precision: bf16 (autocast) or fp32 on the CPU")
     if v["hub"]["push"] and not v["hub"]["repo_id"]:
         problem(("hub", "push"), "hub.push is true but hub.repo_id is not set", "add `repo_id: your-name/model-name` under `hub:`")
+    _flow_problems(v, task, problem)
 
     if check_files:
         for key in ("train", "validation_file", "test_file"):
@@ -319,6 +320,53 @@ def _cross_field_problems(spec: Spec, source: str, check_files: bool) -> list[Sp
                 problem(("model", "name"), f"'{model_name}' has no config.json, so it is not a saved model",
                         "point model.name at a folder written by save_pretrained()")
     return problems
+
+
+def _flow_problems(v: dict, task, problem) -> None:
+    """Cross-validation, search and gate: what they need from the rest of the spec."""
+    data, search, gate = v["data"], v["search"], v["gate"]
+    if data["cross_validation"]:
+        for key, found in (
+            ("validation_file", data.get("validation_file")),
+            ("hub", (data.get("hub") or {}).get("validation_split")),
+        ):
+            if found:
+                problem(
+                    ("data", key),
+                    "data.cross_validation makes its own validation folds, so a separate validation set is not used",
+                    "remove data.validation_file (or hub.validation_split), or remove data.cross_validation",
+                )
+    for path, metric in (
+        (("search", "metric"), (search or {}).get("metric")),
+        (("gate", "metric"), (gate or {}).get("metric")),
+    ):
+        if metric and metric not in task.metrics:
+            known = ", ".join(sorted(task.metrics))
+            problem(path, f"metric '{metric}' is not computed for task {task.name}", f"use one of: {known}")
+    if (search or data["cross_validation"]) and v["compute"]["nproc"] > 1:
+        problem(("compute", "nproc"), "search and cross-validation train in one process", "set compute.nproc: 1")
+    if search:
+        import importlib.util
+
+        if not importlib.util.find_spec("optuna"):
+            problem(("search",), "search needs Optuna, which is not installed",
+                    'pip install optuna (or: pip install ".[search]")')
+        for key, bounds in (search["space"] or {}).items():
+            where_ = ("search", "space", key)
+            if bounds is None:
+                continue
+            if ("choices" in bounds) == ("low" in bounds or "high" in bounds):
+                problem(where_, f"search.space.{key} needs either low and high, or choices",
+                        f"write `{key}: {{low: 1, high: 4}}` or `{key}: {{choices: [8, 16]}}`")
+            elif "low" in bounds and not ("high" in bounds and bounds["low"] <= bounds["high"]):
+                problem(where_, f"search.space.{key} needs low <= high", "give both low and high, low first")
+            elif bounds.get("log") and min(bounds.get("low", 1), *bounds.get("choices", [1])) <= 0:
+                problem(where_, f"search.space.{key} on a log scale needs values above 0", "raise low, or log: false")
+        if (search["space"] or {}).get("lora_r") and not v["lora"]:
+            problem(("search", "space", "lora_r"), "search.space.lora_r needs LoRA, but the spec has no lora section",
+                    "add `lora: {r: 8}`, or remove lora_r from the space")
+    if gate and gate["min"] is not None and gate["max"] is not None and gate["min"] > gate["max"]:
+        problem(("gate", "min"), "gate.min is above gate.max, so every run fails", "lower gate.min or raise gate.max")
 
 
 def looks_like_local_path(name: str) -> bool:

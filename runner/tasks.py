@@ -176,6 +176,20 @@ class Task:
                 )
         return rows
 
+    def from_prediction_records(self, records: list[dict], label_names: list[str]):
+        """(scores, truth) from predictions/<split>.jsonl rows, such that compute_metrics(scores, truth)
+        gives the run's metrics again: log-probabilities (softmax gives them back), logits of sigmoid
+        scores, or the predicted numbers."""
+        import numpy as np
+
+        if self.target == NUMBER:
+            return np.array([r["value"] for r in records], float), np.array([r["true_value"] for r in records], float)
+        p = np.clip(np.array([[r["probabilities"][n] for n in label_names] for r in records], float), 1e-12, 1 - 1e-12)
+        if self.target == MANY_CLASSES:
+            truth = np.array([[float(n in r["true_labels"]) for n in label_names] for r in records])
+            return np.log(p) - np.log1p(-p), truth
+        return np.log(p), np.array([label_names.index(r["true_label"]) for r in records])
+
     def truth_record(self, truth, label_names: list[str]) -> dict:
         """The true target of one row as a predictions file shows it."""
         if self.target == NUMBER:

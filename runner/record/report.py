@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from runner.files import atomic_write_bytes, atomic_write_text
+from runner.record.flows import report_sections
 from runner.record.markdown import SPLITS, duration, headline_text, metrics_table, number, per_class_table, table
 from runner.result import RunResult
 from runner.rundir import RunDir
@@ -64,6 +65,7 @@ def render_report(spec: Spec, result: RunResult, pictures: set[str]) -> str:
     else:
         out += ["Nothing was logged during training, so there are no curves.", ""]
 
+    out += report_sections(result)  # cross-validation, label issues, search
     out += _data_section(result.data_summary, result.labels)
     out += _training_section(spec, result)
     out += [

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from runner.compare import comparison_and_gate, per_class_deltas
+from runner.record.flows import comparison_lines
 from runner.record.markdown import SPLITS, number, per_class_table, table
 from runner.rundir import RunDir, hub_url, read_metrics
 from runner.tasks import LOWER_IS_BETTER, lower_is_better, metric_items
@@ -53,6 +55,11 @@ def summary_json(run_dir: str | Path, base: str | Path | None = None) -> dict:
             headline_entry = {"split": split, "name": headline["name"], **found}
     results = manifest.get("results") if isinstance(manifest.get("results"), dict) else {}
     spec_values = manifest.get("spec") if isinstance(manifest.get("spec"), dict) else {}
+    split = headline.get("split", "validation")
+    comparison, gate = comparison_and_gate(run_dir, base, headline, dict(metric_items(metrics.get(split))))
+    base_folder = (Path(base) if Path(base).is_dir() else Path(base).parent) if base is not None else None
+    base_results = RunDir(base_folder).read_manifest() if base_folder is not None else {}
+    base_per_class = ((base_results.get("results") or {}).get("per_class") or {}).get(split)
     return {
         "name": manifest.get("name") or folder.path.resolve().name,
         "run_dir": str(folder.path),
@@ -64,6 +71,12 @@ def summary_json(run_dir: str | Path, base: str | Path | None = None) -> dict:
         "hub_url": hub_url(manifest),
         "data_rows": (results.get("data_summary") or {}).get("rows"),
         "per_class": results.get("per_class"),
+        "comparison": comparison,
+        "per_class_deltas": per_class_deltas((results.get("per_class") or {}).get(split), base_per_class)
+        if base is not None
+        else None,
+        "gate": gate,
+        "cross_validation": metrics.get("cross_validation"),
     }
 
 
@@ -78,9 +91,9 @@ def _change_text(entry: dict) -> str:
     return f"{mark} {shown} ({'better' if entry['better'] else 'worse'})"
 
 
-def summary_markdown(run_dir: str | Path, base: str | Path | None = None) -> str:
+def summary_markdown(run_dir: str | Path, base: str | Path | None = None, summary: dict | None = None) -> str:
     """Markdown for a pull-request comment or job summary (see summary_json)."""
-    summary = summary_json(run_dir, base)
+    summary = summary or summary_json(run_dir, base)
     title = f"### runner: {summary['name']}"
     headline = summary["headline"]
     if headline:
@@ -101,6 +114,7 @@ def summary_markdown(run_dir: str | Path, base: str | Path | None = None) -> str
             rows.append(cells)
         header = ["metric", split] + (["baseline", "change"] if compare else [])
         out += [table(header, rows, "lr" + ("rl" if compare else "")), ""]
+    out += comparison_lines(summary)
     if compare:
         out += [
             f"Baseline: `{summary['base']}`. Lower is better for {', '.join(sorted(LOWER_IS_BETTER))}; higher for the rest.",
