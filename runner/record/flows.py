@@ -20,7 +20,7 @@ def cross_validation_lines(cv: dict | None, headline: str | None = None) -> list
     names = [headline] if headline in cv["mean"] else list(cv["mean"])[:1]
     parts = [f"{name} {number(cv['mean'][name])} ± {number(cv['std'].get(name))}" for name in names]
     per_fold = ", ".join(number(m.get(names[0])) for m in cv.get("per_fold") or [])
-    return [f"{cv.get('folds')}-fold cross-validation: {'; '.join(parts)} (mean ± std of the folds: {per_fold})", ""]
+    return [f"{cv.get('folds')}-fold cross-validation, mean ± std over the folds: {'; '.join(parts)} ({per_fold})", ""]
 
 
 def report_sections(result) -> list[str]:
