@@ -187,11 +187,30 @@ def init(data_file, output, model, force, encoding) -> None:
 @click.option("--input", "input_file", type=click.Path(path_type=Path), help="File of texts (CSV/JSONL/Parquet with the spec's text column, or .txt with one text a line).")
 @click.option("--output", "output_file", type=click.Path(path_type=Path), help="Write predictions here (.jsonl or .csv).")
 @click.option("--batch-size", type=click.IntRange(min=1), default=None, help="Texts per batch (default: predict.batch_size).")
-def predict(run_dir, texts, input_file, output_file, batch_size) -> None:
+@click.option("--backend", type=click.Choice(["torch", "onnx"]), default="torch", show_default=True,
+              help="onnx: the model `runner export` wrote (int8 when there is one), with onnxruntime only.")
+def predict(run_dir, texts, input_file, output_file, batch_size, backend) -> None:
     """Predict labels and class probabilities with a trained run."""
     from runner.predict import predict_command
 
-    predict_command(run_dir, list(texts), input_file, output_file, batch_size)
+    predict_command(run_dir, list(texts), input_file, output_file, batch_size, backend)
+
+
+@main.command(name="export")
+@click.argument("run_dir", type=click.Path(path_type=Path))
+@click.option("--int8", is_flag=True, help="Also write a dynamically quantised int8 model (model_int8.onnx).")
+@click.option("-o", "--output", type=click.Path(path_type=Path), default=None,
+              help="Folder to write (default: RUN_DIR/onnx).")
+@click.option("--min-agreement", type=click.FloatRange(0, 1), default=0.99, show_default=True,
+              help="Refuse (exit 1) when fewer validation labels than this agree with PyTorch.")
+@click.option("--parity-rows", type=click.IntRange(min=0), default=2000, show_default=True,
+              help="Validation texts to check.")
+def export(run_dir, int8, output, min_agreement, parity_rows) -> None:
+    """Export a trained run to ONNX (LoRA merged) with its tokenizer, checked against PyTorch."""
+    from runner.export import describe, export_command
+
+    for line in describe(export_command(run_dir, output, int8, min_agreement, parity_rows)):
+        click.echo(line)
 
 
 @main.command(name="eval")

@@ -177,7 +177,8 @@ def pushable_files(run_dir: str | Path) -> list[tuple[str, Path]]:
 
     The model folder goes to the repository root (model/README.md becomes the model card); merged/ is
     used only when there is no model/. The run's metrics, manifest, spec, report and plots sit next to
-    it. Checkpoints, optimizer and scheduler state and hidden files are never included.
+    it, and the files of `runner export` (RUN_DIR/onnx/) go to onnx/. Checkpoints, optimizer and scheduler state
+    and hidden files are never included.
     """
     run_dir = Path(run_dir)
     model_dir = next((run_dir / name for name in ("model", "merged") if _has_files(run_dir / name)), None)
@@ -195,6 +196,10 @@ def pushable_files(run_dir: str | Path) -> list[tuple[str, Path]]:
     for path in sorted(run_dir.iterdir()):
         if path.is_file() and (path.name in RUN_FILES or path.suffix == ".png"):
             files[path.name] = path
+    onnx = RunDir(run_dir).onnx_dir  # `runner export`: the ONNX models with their tokenizer and config, under onnx/
+    for path in sorted(onnx.iterdir()) if onnx.is_dir() else ():
+        if path.is_file() and not _never_pushed(path.name):
+            files[f"onnx/{path.name}"] = path
     return sorted(files.items())
 
 

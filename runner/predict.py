@@ -106,7 +106,9 @@ def read_texts(input_file: Path, text_column: str, pair_column: str | None) -> t
     return texts, pairs, frame
 
 
-def predict_command(run_dir: Path, texts: list[str], input_file: Path | None, output_file: Path | None, batch_size: int | None) -> None:
+def predict_command(run_dir: Path, texts: list[str], input_file: Path | None, output_file: Path | None, batch_size: int | None,
+                    backend: str = "torch") -> None:
+    """`runner predict`; backend "onnx" runs RUN_DIR/onnx/ (int8 when exported) without torch or transformers."""
     run = RunDir(run_dir)
     spec = run.load_spec()
     if not texts and not input_file:
@@ -120,9 +122,16 @@ def predict_command(run_dir: Path, texts: list[str], input_file: Path | None, ou
         texts, pairs = texts[0::2], texts[1::2]
     if output_file:
         check_output_file(Path(output_file))
-    model, tokenizer = load_trained_model(run.model_dir, run.labels(), spec["task"])
-    started = time.perf_counter()
-    logits = predict_logits(model, tokenizer, texts, pairs, spec["model"]["max_length"], batch_size or spec["predict"]["batch_size"], progress=True)
+    if backend == "onnx":
+        from runner.ort import load_onnx, onnx_logits
+
+        model, tokenizer = load_onnx(run.onnx_dir, spec["model"]["max_length"])
+        started = time.perf_counter()
+        logits = onnx_logits(model, tokenizer, texts, pairs, batch_size or spec["predict"]["batch_size"], progress=True)
+    else:
+        model, tokenizer = load_trained_model(run.model_dir, run.labels(), spec["task"])
+        started = time.perf_counter()
+        logits = predict_logits(model, tokenizer, texts, pairs, spec["model"]["max_length"], batch_size or spec["predict"]["batch_size"], progress=True)
     elapsed = time.perf_counter() - started
     rows = task_of(spec["task"]).prediction_rows(logits, label_names_of(model), spec["predict"]["threshold"])
     for row, text in zip(rows, texts):

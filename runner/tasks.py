@@ -155,6 +155,25 @@ class Task:
 
         return metrics.confusion(logits, labels, len(label_names)) if self.one_label_per_row else None
 
+    def agreement(self, reference, other, label_names: list[str], threshold: float = 0.5) -> dict:
+        """How two models' outputs on the same texts agree (an exported model against PyTorch): the share
+        of rows with the same decision (class, label set, or a number within 1% of the reference's range)
+        and the largest difference of a probability (or of the number)."""
+        import numpy as np
+
+        a = self.probabilities(np.asarray(reference, dtype=np.float64))
+        b = self.probabilities(np.asarray(other, dtype=np.float64))
+        if not len(a):
+            return {"agreement": 1.0, "max_probability_difference": 0.0}
+        if self.target == NUMBER:
+            same = np.abs(a - b) <= 0.01 * max(float(np.ptp(a)), 1e-6)
+        elif self.target == MANY_CLASSES:
+            same = ((a >= threshold) == (b >= threshold)).all(axis=-1)
+        else:
+            same = a.argmax(axis=-1) == b.argmax(axis=-1)
+        largest = float(np.abs(a - b).max())
+        return {"agreement": round(float(same.mean()), 6), "max_probability_difference": round(largest, 6)}
+
     def prediction_rows(self, logits, label_names: list[str], threshold: float) -> list[dict]:
         """One result per text: label (or labels, or value), its score, and every class probability."""
         import numpy as np

@@ -214,3 +214,62 @@ def _card_body(spec: Spec, result: RunResult, base_model: str | None) -> str:
         "",
     ]
     return "\n".join(out)
+
+
+EXPORT_START, EXPORT_END = "<!-- runner:onnx -->", "<!-- /runner:onnx -->"
+
+
+def add_export_section(model_dir: Path, export: dict, repo_id: str | None) -> None:
+    """Put (or replace) the ONNX section of model/README.md after `runner export`: files, parity, how to load."""
+    path = Path(model_dir) / "README.md"
+    if not path.is_file():
+        return
+    text = path.read_text(encoding="utf-8")
+    if EXPORT_START in text and EXPORT_END in text:
+        before, after = text[: text.index(EXPORT_START)], text[text.index(EXPORT_END) + len(EXPORT_END) :]
+        text = before.rstrip("\n") + "\n" + after.lstrip("\n")
+    atomic_write_text(path, text.rstrip("\n") + "\n\n" + "\n".join(export_section(export, repo_id)) + "\n")
+
+
+def export_section(export: dict, repo_id: str | None) -> list[str]:
+    parity, files = export.get("parity") or {}, export.get("files") or {}
+    checked = parity.get("models", {})
+    model_file = "model_int8.onnx" if "model_int8.onnx" in files else "model.onnx"
+    rows = [
+        [f"`onnx/{name}`", f"{size / 1e6:.1f} MB"]
+        + (
+            [f"{checked[name]['agreement']:.2%}", f"{checked[name]['max_probability_difference']:.4f}"]
+            if name in checked
+            else ["-", "-"]
+        )
+        for name, size in files.items()
+    ]
+    where = repo_id or "path/to/this/repository"
+    return [
+        EXPORT_START,
+        "## ONNX",
+        "",
+        f"`onnx/` holds the model exported to ONNX ({export.get('exporter', 'torch.onnx')}), "
+        "with its tokenizer and config; "
+        "`model_int8.onnx` has dynamically quantised int8 weights. Agreement with the PyTorch model on "
+        f"{parity.get('rows', 0)} validation texts:",
+        "",
+        table(["file", "size", "labels agree", "largest probability difference"], rows, "lrrr"),
+        "",
+        "```python",
+        "import numpy as np, onnxruntime as ort",
+        "from huggingface_hub import snapshot_download",
+        "from tokenizers import Tokenizer",
+        "",
+        f'folder = snapshot_download("{where}", allow_patterns=["onnx/*"]) + "/onnx"',
+        'tokenizer = Tokenizer.from_file(f"{folder}/tokenizer.json")',
+        f'session = ort.InferenceSession(f"{{folder}}/{model_file}")',
+        'batch = tokenizer.encode_batch(["the service was quick and friendly"])',
+        "names = [i.name for i in session.get_inputs()]",
+        'fields = {"input_ids": "ids", "attention_mask": "attention_mask", "token_type_ids": "type_ids"}',
+        "logits = session.run(None, {n: np.array([getattr(e, fields[n]) for e in batch]) for n in names})[0]",
+        "```",
+        "",
+        'From the run folder: `runner predict RUN_DIR --backend onnx "some text"` (onnxruntime and tokenizers only).',
+        EXPORT_END,
+    ]

@@ -1,0 +1,204 @@
+"""`runner export RUN_DIR [--int8] [-o DIR]`: the trained model (LoRA merged) to ONNX with its tokenizer
+and config, an optional dynamically quantised int8 model, and a parity check against PyTorch on the
+run's validation texts, recorded in run.json and the model card.
+
+The exporter is torch.onnx's (torch.export based, dynamic batch and sequence axes). The Hugging Face
+exporter (optimum-onnx) is not used: its newest release (0.1.0) requires transformers < 4.58 and fails
+to import with transformers 5.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from runner.errors import DataError, RunError
+from runner.ort import FP32, INT8, OnnxClassifier, load_tokenizer, onnx_logits, require
+from runner.rundir import RunDir, remove_entry
+from runner.tasks import task_of
+
+DEFAULT_MIN_AGREEMENT = 0.99
+PARITY_ROWS = 2000
+
+
+def export_command(run_dir: Path, output: Path | None, int8: bool, min_agreement: float, parity_rows: int) -> dict:
+    run = RunDir(run_dir)
+    spec = run.load_spec()
+    require("onnx", "onnxscript", "onnxruntime")
+    task = task_of(spec["task"])
+    folder = Path(output) if output else run.onnx_dir
+    if folder.exists() and not folder.is_dir():
+        raise DataError("the output path is a file", "give a folder with -o", str(folder))
+    texts, pairs = parity_texts(run, parity_rows)
+    model, tokenizer, source = merged_model(run, spec)
+    temporary = folder.with_name(f".{folder.name}.tmp")
+    remove_entry(temporary)
+    temporary.mkdir(parents=True)
+    try:
+        started = time.perf_counter()
+        export_onnx(model, tokenizer, temporary / FP32, texts[:2] if len(texts) >= 2 else None)
+        model.config.save_pretrained(temporary)  # labels, problem type and any saved thresholds/temperature
+        tokenizer.save_pretrained(temporary)
+        # tokenizer.json as onnxruntime users load it: truncation at max_length, each batch padded to its longest row
+        load_tokenizer(temporary, spec["model"]["max_length"]).save(str(temporary / "tokenizer.json"))
+        if int8:
+            quantize(temporary / FP32, temporary / INT8)
+        seconds = time.perf_counter() - started
+        parity = check_parity(model, tokenizer, temporary, task, spec, texts, pairs) if texts else {}
+    except RunError:
+        remove_entry(temporary)
+        raise
+    except Exception as exc:  # noqa: BLE001 - an exporter failure is one line, not a traceback
+        remove_entry(temporary)
+        raise RunError(
+            f"the ONNX export failed: {type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}",
+            "run with `runner --debug export ...` to see where; the model may use an operator ONNX lacks",
+        ) from None
+    failing = {name: p for name, p in parity.get("models", {}).items() if p["agreement"] < min_agreement}
+    if failing:
+        remove_entry(temporary)
+        figures = "; ".join(
+            f"{name}: {p['agreement']:.2%} agree, largest probability difference {p['max_probability_difference']:.4f}"
+            for name, p in failing.items()
+        )
+        raise RunError(
+            f"the exported model disagrees with PyTorch on {parity['rows']} validation texts ({figures})",
+            f"nothing was written; export without --int8, or lower --min-agreement (now {min_agreement})",
+            str(folder),
+        )
+    remove_entry(folder)
+    temporary.rename(folder)
+    record = {
+        "dir": str(folder.resolve()) if output else folder.name,
+        "source": source,
+        "exporter": "torch.onnx (dynamo)",
+        "seconds": round(seconds, 1),
+        "files": {p.name: p.stat().st_size for p in sorted(folder.glob("*.onnx"))},
+        "parity": {**parity, "min_agreement": min_agreement},
+    }
+    run.update_manifest(export=record)
+    if not output:
+        from runner.record.card import add_export_section
+
+        add_export_section(run.model_dir, record, spec["hub"]["repo_id"])
+    return record
+
+
+def parity_texts(run: RunDir, limit: int) -> tuple[list[str], list[str] | None]:
+    """The run's validation texts (and pairs) from predictions/validation.jsonl, the first `limit`."""
+    path = run.predictions_dir / "validation.jsonl"
+    texts, pairs = [], []
+    try:
+        with open(path, encoding="utf-8") as stream:
+            for line in stream:
+                if len(texts) >= limit:
+                    break
+                row = json.loads(line)
+                texts.append(str(row.get("text", "")))
+                pairs.append(str(row.get("text_pair", "")) if "text_pair" in row else None)
+    except FileNotFoundError:
+        return [], None
+    except (OSError, ValueError) as exc:
+        raise DataError(
+            f"cannot read the validation predictions: {type(exc).__name__}", "re-run the run that wrote them", str(path)
+        ) from None
+    return texts, (pairs if pairs and all(p is not None for p in pairs) else None)
+
+
+def merged_model(run: RunDir, spec):
+    """The full model to export: merged/ when the run saved one, else model/ (an adapter merged here)."""
+    from runner.predict import load_trained_model
+
+    if (run.merged_dir / "config.json").is_file():
+        model, tokenizer = load_trained_model(run.merged_dir)
+        return model, tokenizer, "merged"
+    model, tokenizer = load_trained_model(run.model_dir, run.labels(), spec["task"])
+    if hasattr(model, "merge_and_unload"):
+        return model.merge_and_unload().eval(), tokenizer, "model (adapter merged)"
+    return model, tokenizer, "model"
+
+
+def export_onnx(model, tokenizer, path: Path, sample: list[str] | None) -> None:
+    """torch.onnx.export (torch.export) with dynamic batch and sequence axes."""
+    import torch
+
+    names = [n for n in ("input_ids", "attention_mask", "token_type_ids") if n in tokenizer.model_input_names]
+    sample = sample or ["an example text for the export", "another one"]
+    encoded = tokenizer(sample, padding=True, return_tensors="pt")
+    if encoded["input_ids"].shape[1] < 3:
+        encoded = tokenizer(["an example text for the export", "another one"], padding=True, return_tensors="pt")
+    inputs = {n: encoded[n] for n in names if n in encoded}
+    dynamic = torch.export.Dim.DYNAMIC
+    model = model.float().eval()
+    with torch.inference_mode(False), torch.no_grad():
+        program = torch.onnx.export(
+            _logits_module(model).eval(),
+            (),
+            kwargs=inputs,
+            dynamo=True,
+            input_names=list(inputs),
+            output_names=["logits"],
+            dynamic_shapes={n: {0: dynamic, 1: dynamic} for n in inputs},
+            external_data=False,
+            verbose=False,
+        )
+    program.save(str(path))
+
+
+def _logits_module(model):
+    """The model as a module that takes the tokenizer's tensors and returns only the logits."""
+    import torch
+
+    class Logits(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.model = model
+
+        def forward(self, input_ids, attention_mask=None, token_type_ids=None):
+            extra = {} if token_type_ids is None else {"token_type_ids": token_type_ids}
+            return self.model(input_ids=input_ids, attention_mask=attention_mask, **extra).logits
+
+    return Logits()
+
+
+def quantize(source: Path, target: Path) -> None:
+    """Dynamic int8 quantisation of the weights (activations quantised at run time): onnxruntime."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    quantize_dynamic(str(source), str(target), weight_type=QuantType.QInt8, per_channel=True, reduce_range=True)
+
+
+def check_parity(model, tokenizer, folder: Path, task, spec, texts: list[str], pairs: list[str] | None) -> dict:
+    """Label agreement and largest probability difference of each exported model against PyTorch."""
+    from runner.predict import predict_logits
+
+    max_length, batch_size = spec["model"]["max_length"], spec["predict"]["batch_size"]
+    reference = predict_logits(model, tokenizer, texts, pairs, max_length, batch_size)
+    onnx_tokenizer = load_tokenizer(folder, max_length)
+    names = [model.config.id2label[i] for i in range(len(model.config.id2label))] if task.has_labels else []
+    out = {"rows": len(texts), "source": "predictions/validation.jsonl", "models": {}}
+    for name in (FP32, INT8):
+        if (folder / name).is_file():
+            logits = onnx_logits(OnnxClassifier(folder / name), onnx_tokenizer, texts, pairs, batch_size)
+            out["models"][name] = task.agreement(reference, logits, names, spec["predict"]["threshold"])
+    return out
+
+
+def describe(record: dict) -> list[str]:
+    """What `runner export` prints."""
+    lines = [f"exported to {record['dir']} in {record['seconds']:.1f}s ({record['source']})"]
+    for name, size in record["files"].items():
+        parity = record["parity"].get("models", {}).get(name)
+        figures = (
+            (
+                f": {parity['agreement']:.2%} of {record['parity']['rows']} validation labels agree with PyTorch, "
+                f"largest probability difference {parity['max_probability_difference']:.4f}"
+            )
+            if parity
+            else ""
+        )
+        lines.append(f"  {name} ({size / 1e6:.1f} MB){figures}")
+    if not record["parity"].get("models"):
+        lines.append("  no parity check: the run has no predictions/validation.jsonl")
+    return lines
