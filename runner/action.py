@@ -49,9 +49,10 @@ INSTALL_INPUTS = ("python-version", "working-directory", "extra-packages", "torc
 ACTION_OUTPUTS = ("run-dir", "metrics", "model-url", "artifact-path", "artifact-name")
 
 # Never in the artifact: Trainer checkpoints (weights + optimizer state) and any stray weights.
-# The model folders (model/, merged/) only with upload-model: true.
+# The model folders (model/, merged/, onnx/) only with upload-model: true.
 ALWAYS_EXCLUDED = ("**/checkpoints/**", "**/optimizer.pt", "**/scheduler.pt", "**/rng_state*.pth")
-MODEL_EXCLUDED = ("**/model/**", "**/merged/**", "**/*.safetensors", "**/*.bin", "**/*.pt", "**/*.pth")
+MODEL_EXCLUDED = ("**/model/**", "**/merged/**", "**/onnx/**",
+                  "**/*.safetensors", "**/*.bin", "**/*.pt", "**/*.pth", "**/*.onnx")
 
 # (args, capture_stdout) -> (exit code, captured stdout, stderr it printed)
 RunCli = Callable[[list[str], bool], tuple[int, str, str]]

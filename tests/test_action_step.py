@@ -87,14 +87,16 @@ def test_artifact_never_has_checkpoints_and_weights_only_when_asked(tmp_path, up
     files = ["metrics.json", "run.json", "report.md", "predictions/validation.jsonl", "model/model.safetensors",
              "model/tokenizer.json", "merged/model.safetensors", "checkpoints/checkpoint-8/model.safetensors",
              "checkpoints/checkpoint-8/optimizer.pt", "checkpoints/checkpoint-8/scheduler.pt",
-             "checkpoints/checkpoint-8/rng_state.pth", "checkpoints/checkpoint-8/trainer_state.json"]
+             "checkpoints/checkpoint-8/rng_state.pth", "checkpoints/checkpoint-8/trainer_state.json",
+             "onnx/model.onnx", "onnx/model_int8.onnx"]
     [include, *excluded] = action.artifact_patterns(run, upload_model)
     assert include == str(run)
     kept = [f for f in files if not any(fnmatch(f"{run}/{f}", p[1:].replace("/**/", "/*")) or
                                         fnmatch(f"{run}/{f}", p[1:]) for p in excluded)]
     if upload_model:
         assert kept == ["metrics.json", "run.json", "report.md", "predictions/validation.jsonl",
-                        "model/model.safetensors", "model/tokenizer.json", "merged/model.safetensors"]
+                        "model/model.safetensors", "model/tokenizer.json", "merged/model.safetensors",
+                        "onnx/model.onnx", "onnx/model_int8.onnx"]
     else:
         assert kept == ["metrics.json", "run.json", "report.md", "predictions/validation.jsonl"]
 
