@@ -1,0 +1,298 @@
+"""Markdown for what a run learned about its data and predictions: class weights, calibration and
+tuned thresholds (next to the untuned figures), data checks, and error analysis. Used by the report,
+the model card and the pull-request summary; everything is read from the RunResult (or its copy in
+run.json), so a record can be written again without the model."""
+
+from __future__ import annotations
+
+from runner.record.markdown import SPLITS, number, table
+from runner.result import RunResult
+from runner.tasks import THRESHOLD_METRICS, metric_display
+
+SHOWN = 10
+
+
+def _cell(text) -> str:
+    return str(text).replace("\n", " ").replace("`", "'")
+
+
+def class_weight_lines(result: RunResult) -> list[str]:
+    if not result.class_weights:
+        return []
+    return [
+        "Class weights in the training loss (`train.class_weights`, from the training split): "
+        + ", ".join(f"{name} {value:.3g}" for name, value in result.class_weights.items())
+        + ".",
+        "",
+    ]
+
+
+def tuned_table(metrics: dict) -> str | None:
+    """Each threshold metric at the default decision next to the same metric with the tuned thresholds."""
+    splits = [s for s in SPLITS if isinstance(metrics.get(s), dict)]
+    rows = []
+    for name in THRESHOLD_METRICS:
+        if not any(f"{name}_tuned" in metrics[s] for s in splits):
+            continue
+        cells = [metric_display(name)]
+        for split in splits:
+            cells += [number(metrics[split].get(name)), number(metrics[split].get(f"{name}_tuned"))]
+        rows.append(cells)
+    if not rows:
+        return None
+    header = ["metric"] + [f"{split} {kind}" for split in splits for kind in ("default", "tuned")]
+    return table(header, rows)
+
+
+def calibration_lines(result: RunResult, pictures: set[str] = frozenset()) -> list[str]:
+    """The report's section: temperature and ECE before/after, reliability diagram, thresholds."""
+    if not (result.calibration or result.thresholds):
+        return []
+    out = ["## Calibration and thresholds", ""]
+    calibration = result.calibration or {}
+    if calibration:
+        out += [
+            f"Temperature scaling (`predict.calibration: temperature`), fitted on validation: **T = "
+            f"{calibration.get('temperature', 1.0):.3f}** (scores are softmax/sigmoid of logits / T; the "
+            "argmax does not change). Expected calibration error in "
+            f"{calibration.get('bins', 15)} equal-width bins; validation is where T was fitted, so test is "
+            "the honest figure.",
+            "",
+        ]
+        rows = [
+            [
+                split,
+                number(v.get("ece")),
+                number(v.get("ece_calibrated")),
+                number(v.get("log_loss")),
+                number(v.get("log_loss_calibrated")),
+            ]
+            for split, v in (calibration.get("splits") or {}).items()
+        ]
+        out += [table(["split", "ECE", "ECE calibrated", "log loss", "log loss calibrated"], rows), ""]
+        if "reliability.png" in pictures:
+            out += ["![Reliability diagram](reliability.png)", ""]
+    if result.thresholds:
+        out += [
+            "Decision thresholds tuned on validation (`predict.tune_thresholds`) to maximise F1"
+            + (" on the calibrated probabilities" if calibration else "")
+            + "; `runner predict` and the predictions files use them:",
+            "",
+            table(["label", "threshold"], [[name, f"{value:.2f}"] for name, value in result.thresholds.items()]),
+            "",
+        ]
+        tuned = tuned_table(result.metrics)
+        if tuned:
+            out += ["Default decision (argmax, or `predict.threshold`) against the tuned thresholds:", "", tuned, ""]
+    return out
+
+
+def data_check_lines(checks: dict) -> list[str]:
+    if not checks:
+        return []
+    out = ["## Data checks", ""]
+    warnings = checks.get("warnings") or []
+    out += (
+        [f"- {line}" for line in warnings]
+        if warnings
+        else ["No duplicates, overlaps, extreme lengths or rare classes found."]
+    )
+    out += [""]
+    duplicates = checks.get("duplicates_in_train") or {}
+    overlap = checks.get("overlap") or {}
+    rows = [["training, repeated inside", number(duplicates.get("exact")), number(duplicates.get("normalized"))]]
+    rows += [
+        [f"{split}, also in training", number(v.get("exact")), number(v.get("normalized"))]
+        for split, v in overlap.items()
+    ]
+    out += [table(["rows", "exact", "normalised"], rows), ""]
+    if duplicates.get("examples"):
+        out += [
+            table(
+                ["repeated training text", "copies", "labels", "rows"],
+                [
+                    [_cell(e["text"]), e["copies"], ", ".join(e["labels"]), ", ".join(map(str, e["rows"]))]
+                    for e in duplicates["examples"]
+                ],
+                "lrll",
+            ),
+            "",
+        ]
+    for split, found in overlap.items():
+        if found.get("examples"):
+            shown = "; ".join(f'row {e["row"]}: "{_cell(e["text"])}"' for e in found["examples"])
+            out += [f"Shared with {split}: {shown}.", ""]
+    lengths = checks.get("lengths") or {}
+    for kind in ("short", "long"):
+        found = lengths.get(kind) or {}
+        if found.get("rows"):
+            out += [
+                f"Very {kind} training texts ({found['rows']}): "
+                + "; ".join(f'"{_cell(t)}"' for t in found["examples"])
+                + ".",
+                "",
+            ]
+    return out
+
+
+def error_analysis_lines(analysis: dict, heading: str = "##", shown: int = SHOWN) -> list[str]:
+    if not analysis:
+        return []
+    out = [
+        f"{heading} Error analysis",
+        "",
+        "The final predictions (temperature and tuned thresholds applied, as `runner predict` gives them).",
+        "",
+    ]
+    for split in SPLITS:
+        entry = analysis.get(split)
+        if not entry:
+            continue
+        errors = entry.get("errors")
+        out += [
+            f"{heading}# {split}" + (f": {errors} of {entry.get('rows')} rows wrong" if errors is not None else ""),
+            "",
+        ]
+        mistakes = entry.get("mistakes") or []
+        if mistakes:
+            first = mistakes[0]
+            if "error" in first:
+                header, cells = (
+                    ["row", "text", "truth", "prediction", "error"],
+                    ["row", "text", "truth", "prediction", "error"],
+                )
+            elif "kind" in first:
+                header, cells = ["row", "text", "label", "mistake", "score"], ["row", "text", "label", "kind", "score"]
+            else:
+                header, cells = (
+                    ["row", "text", "truth", "prediction", "score"],
+                    ["row", "text", "truth", "prediction", "score"],
+                )
+            out += [
+                "Most confident mistakes:",
+                "",
+                table(header, [[_cell(number(m.get(c))) for c in cells] for m in mistakes[:shown]], "rlllr"),
+                "",
+            ]
+        pairs = entry.get("costly_pairs") or []
+        if pairs and "truth" in pairs[0]:
+            out += [
+                "Confusions that cost the most:",
+                "",
+                table(
+                    ["truth", "predicted", "rows", "share of truth", "share of errors"],
+                    [
+                        [
+                            p["truth"],
+                            p["prediction"],
+                            p["rows"],
+                            f"{p['share_of_truth']:.1%}",
+                            f"{p['share_of_errors']:.1%}",
+                        ]
+                        for p in pairs
+                    ],
+                    "llrrr",
+                ),
+                "",
+            ]
+        elif pairs:
+            out += [
+                "Labels with the most wrong decisions:",
+                "",
+                table(
+                    ["label", "false positives", "false negatives"],
+                    [[p["label"], p["false_positives"], p["false_negatives"]] for p in pairs],
+                ),
+                "",
+            ]
+        buckets = entry.get("length_buckets") or []
+        if buckets:
+            names = [k for k in buckets[0] if k not in ("words", "rows")]
+            out += [
+                "By text length (words):",
+                "",
+                table(
+                    ["words", "rows"] + names,
+                    [[b["words"], b["rows"]] + [number(b.get(n)) for n in names] for b in buckets],
+                ),
+                "",
+            ]
+    return out
+
+
+def report_sections(result: RunResult, pictures: set[str] = frozenset()) -> list[str]:
+    return (
+        calibration_lines(result, pictures)
+        + error_analysis_lines(result.error_analysis)
+        + data_check_lines(result.data_checks)
+    )
+
+
+def card_lines(result: RunResult, lora: bool) -> list[str]:
+    """The model card's note on class weights, temperature and thresholds, and how pipeline() applies them."""
+    out = class_weight_lines(result)
+    if not (result.temperature or result.thresholds):
+        return out
+    where = "the snippet below" if lora else "the `How to use` snippet"
+    out += [
+        "## Calibration and decision thresholds",
+        "",
+        "Fitted on the validation split and saved in this model's `config.json`: "
+        + (
+            f"`runner_temperature` = {result.temperature:.4f} (divide the logits by it before softmax/sigmoid)"
+            if result.temperature
+            else ""
+        )
+        + ("; " if result.temperature and result.thresholds else "")
+        + (
+            f"`runner_thresholds` = {dict(result.thresholds)!r} (a label is predicted when its probability "
+            "is at least its threshold)"
+            if result.thresholds
+            else ""
+        )
+        + f". `pipeline()` does not apply them by itself: ask it for the raw scores with `top_k=None, "
+        f'function_to_apply="none"` and apply them as {where} does. `runner predict` applies them.',
+        "",
+    ]
+    if lora:
+        out += [
+            "A LoRA adapter's base config does not carry them, so here they are as numbers:",
+            "",
+            "```python",
+            f"T = {result.temperature or 1.0!r}",
+            f"thresholds = {dict(result.thresholds or {})!r}",
+            "```",
+            "",
+        ]
+    tuned = tuned_table(result.metrics)
+    if tuned:
+        out += [tuned, ""]
+    return out
+
+
+def summary_lines(results: dict) -> list[str]:
+    """The pull-request comment's details: calibration, tuned thresholds, error analysis, data warnings."""
+    out = []
+    calibration = (results.get("calibration") or {}).get("splits") or {}
+    if calibration:
+        out += [
+            "Calibration (temperature "
+            + f"{results.get('temperature') or 1.0:.3f}): "
+            + " · ".join(
+                f"{s} ECE {number(v.get('ece'))} → {number(v.get('ece_calibrated'))}" for s, v in calibration.items()
+            ),
+            "",
+        ]
+    if results.get("thresholds"):
+        out += ["Tuned thresholds: " + ", ".join(f"{n} {t:.2f}" for n, t in results["thresholds"].items()), ""]
+    warnings = (results.get("data_checks") or {}).get("warnings") or []
+    if warnings:
+        out += ["<details><summary>Data checks</summary>", ""] + [f"- {w}" for w in warnings] + ["", "</details>", ""]
+    analysis = results.get("error_analysis") or {}
+    if analysis:
+        out += (
+            ["<details><summary>Error analysis</summary>", ""]
+            + error_analysis_lines(analysis, "####", 5)
+            + ["</details>", ""]
+        )
+    return out
