@@ -15,10 +15,11 @@ def sigmoid(logits: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-logits))
 
 
-def single_label_metrics(probs: np.ndarray, labels: np.ndarray, n_classes: int) -> dict:
+def single_label_metrics(probs: np.ndarray, labels: np.ndarray, n_classes: int, predicted=None) -> dict:
+    """`predicted`: class ids decided otherwise than by argmax (a tuned two-class threshold)."""
     from sklearn.metrics import accuracy_score, f1_score, precision_score, recall_score, roc_auc_score
 
-    predicted = probs.argmax(axis=-1)
+    predicted = probs.argmax(axis=-1) if predicted is None else np.asarray(predicted)
     classes = list(range(n_classes))
     out = {
         "accuracy": accuracy_score(labels, predicted),

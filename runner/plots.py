@@ -149,3 +149,42 @@ def training_curves_png(log_history: list[dict], metric: str | None, lower_is_be
             top = ax.secondary_xaxis("top", functions=(lambda s, r=ratio: s * r, lambda e, r=ratio: e / r))
             top.set_xlabel("epoch")
     return _png(figure)
+
+
+def reliability_png(calibration: dict) -> bytes | None:
+    """Reliability diagram: one panel per split, observed accuracy against mean confidence in each
+    bin, before and after temperature scaling, with the diagonal of perfect calibration; marker area
+    grows with the bin's rows. Returns None when there are no bins."""
+    from matplotlib.figure import Figure
+
+    splits = {s: v for s, v in (calibration.get("splits") or {}).items() if v.get("reliability")}
+    if not splits:
+        return None
+    figure = Figure(figsize=(5.0 * len(splits) + 0.5, 4.6), layout="constrained")
+    axes = figure.subplots(1, len(splits), squeeze=False)[0]
+    temperature = calibration.get("temperature")
+    for ax, (split, values) in zip(axes, splits.items()):
+        ax.plot([0, 1], [0, 1], color="grey", linestyle="--", linewidth=1, label="perfect calibration")
+        for key, colour, name, ece in (
+            ("reliability", "tab:red", "raw scores", values.get("ece")),
+            ("reliability_calibrated", "tab:blue", f"temperature {temperature:.2f}" if temperature else "calibrated",
+             values.get("ece_calibrated")),
+        ):
+            bins = values.get(key) or []
+            if not bins:
+                continue
+            total = max(sum(b["rows"] for b in bins), 1)
+            x, y = [b["confidence"] for b in bins], [b["accuracy"] for b in bins]
+            ax.plot(x, y, color=colour, linewidth=1.4, alpha=0.8)
+            ax.scatter(x, y, s=[20 + 400 * b["rows"] / total for b in bins], color=colour, alpha=0.7,
+                       label=f"{name} (ECE {ece:.3f})" if isinstance(ece, (int, float)) else name)
+        ax.set_xlim(0, 1)
+        ax.set_ylim(0, 1)
+        ax.set_aspect("equal")
+        ax.set_xlabel("mean confidence in bin")
+        if ax is axes[0]:
+            ax.set_ylabel("observed accuracy (frequency)")
+        ax.set_title(f"{split}")
+        ax.grid(alpha=0.3)
+        ax.legend(loc="upper left", fontsize=8)
+    return _png(figure)

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from runner.errors import DataError
+from runner.quality import extra_metrics, from_model_or_record
 from runner.rundir import RunDir
 from runner.tasks import task_of
 
@@ -133,7 +134,10 @@ def predict_command(run_dir: Path, texts: list[str], input_file: Path | None, ou
         started = time.perf_counter()
         logits = predict_logits(model, tokenizer, texts, pairs, spec["model"]["max_length"], batch_size or spec["predict"]["batch_size"], progress=True)
     elapsed = time.perf_counter() - started
-    rows = task_of(spec["task"]).prediction_rows(logits, label_names_of(model), spec["predict"]["threshold"])
+    temperature, thresholds = from_model_or_record(model, run.read_manifest().get("results"))  # tuned on validation
+    rows = task_of(spec["task"]).prediction_rows(
+        logits, label_names_of(model), spec["predict"]["threshold"], thresholds, temperature
+    )
     for row, text in zip(rows, texts):
         row["text"] = text
     if output_file:
@@ -190,4 +194,7 @@ def eval_command(run_dir: Path, data_file: Path) -> dict:
     target = np.asarray(list(frame["label"])) if task.multi_label else frame["label"].to_numpy()
     pairs = frame["text_pair"].tolist() if d["text_pair_column"] else None
     logits = predict_logits(model, tokenizer, frame["text"].tolist(), pairs, spec["model"]["max_length"], spec["predict"]["batch_size"], progress=True)
-    return {"rows": len(frame), **task.compute_metrics(logits, target, labels, spec["predict"]["threshold"])}
+    temperature, thresholds = from_model_or_record(model, run.read_manifest().get("results"))
+    threshold = spec["predict"]["threshold"]
+    return {"rows": len(frame), **task.compute_metrics(logits, target, labels, threshold),
+            **extra_metrics(task, logits, target, labels, threshold, thresholds, temperature)}

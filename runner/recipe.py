@@ -39,6 +39,7 @@ class Inputs:
     precision: str
     fingerprint: dict
     checkpoint: Path | None
+    class_weights: dict | None = None
 
 
 def run_spec(
@@ -139,6 +140,9 @@ def load_inputs(spec: Spec, run_dir: RunDir, checkpoint: Path | None, force_resu
     data = data_step.prepare_data(spec)
     say(f"data: {', '.join(f'{n} {r} rows' for n, r in data.summary['rows'].items())}; {data.summary['split_note']}")
     input_inside_run(spec, data.files, run_dir)
+    from runner.datachecks import check_prepared
+
+    check_prepared(spec, data)  # duplicates, leakage, short/long texts, rare classes: warned, and in the summary
     current_fingerprint = check_fingerprint(
         run_dir.path, spec, data.files, resuming=checkpoint is not None, force=force_resume
     )
@@ -171,9 +175,12 @@ def load_inputs(spec: Spec, run_dir: RunDir, checkpoint: Path | None, force_resu
         f"{trainable:,} trainable of {total:,} parameters ({100 * trainable / total:.2f}%); device {device}, {precision}"
     )
     # The Trainer is built here too: a tracker that is not installed fails now, not after the folder is cleared.
+    from runner.weights import weights_for
+
+    weights = weights_for(spec, data)  # train.class_weights, from the training split; {} without
     try:
         trainer = train_step.build_trainer(
-            spec, model, tokenizer, tokenized, data.labels, run_dir.path, device, precision
+            spec, model, tokenizer, tokenized, data.labels, run_dir.path, device, precision, class_weights=weights
         )
     except (ImportError, RuntimeError, ValueError) as exc:
         raise SpecError(
@@ -191,6 +198,7 @@ def load_inputs(spec: Spec, run_dir: RunDir, checkpoint: Path | None, force_resu
         precision=precision,
         fingerprint=current_fingerprint,
         checkpoint=checkpoint,
+        class_weights=weights,
     )
 
 
@@ -240,6 +248,8 @@ def train(spec: Spec, run_dir: RunDir, inputs: Inputs, argv: list, started_at: s
         model=model_step.provenance(spec, trainer.model, trainable, total),
         device=train_step.describe_device(inputs.device),
         precision=inputs.precision,
+        class_weights=inputs.class_weights or {},
+        data_checks=inputs.data.summary.get("checks", {}),
         argv=[str(a) for a in argv],
         timing={
             "started_at": started_at,
@@ -270,7 +280,7 @@ def train(spec: Spec, run_dir: RunDir, inputs: Inputs, argv: list, started_at: s
 def evaluate(spec: Spec, inputs: Inputs, result: RunResult) -> dict:
     """Fill in the result's metrics, per-class tables and confusion matrices; return the logits by split."""
     task, labels, threshold = task_of(spec["task"]), inputs.data.labels, spec["predict"]["threshold"]
-    logits_by_split = {}
+    logits_by_split, truth_by_split = {}, {}
     for split in ("validation", "test"):
         if split not in inputs.tokenized:
             continue
@@ -284,10 +294,14 @@ def evaluate(spec: Spec, inputs: Inputs, result: RunResult) -> dict:
         matrix = task.confusion(logits, prediction.label_ids, labels)
         if matrix is not None:
             result.confusion_matrix[split] = matrix
-        logits_by_split[split] = logits
+        logits_by_split[split], truth_by_split[split] = logits, prediction.label_ids
     metric = spec["train"]["metric_for_best_model"]
     result.metrics["headline"] = {"split": "validation", "name": metric, "value": result.metrics["validation"][metric]}
+    from runner.quality import assess_run  # temperature, thresholds, error analysis
+
+    assess_run(spec, inputs.trainer.model.config, inputs.data, result, logits_by_split, truth_by_split)
     return logits_by_split
+
 
 
 # ---------------------------------------------------------------------------------------------
@@ -303,7 +317,8 @@ def save(spec: Spec, run_dir: RunDir, inputs: Inputs, result: RunResult, logits_
         run_dir.write_spec(spec.values)
         if spec["output"]["save_predictions"]:
             write_split_predictions(
-                run_dir, logits_by_split, inputs.data, task_of(spec["task"]), spec["predict"]["threshold"]
+                run_dir, logits_by_split, inputs.data, task_of(spec["task"]), spec["predict"]["threshold"],
+                result.thresholds, result.temperature,
             )
         result.timing.update(finished_at=now(), total_seconds=round(time.perf_counter() - started, 3))
         write_run_record(run_dir, spec, result)
@@ -342,11 +357,13 @@ def save_model(trainer, tokenizer, spec: Spec, run_dir: RunDir) -> None:
         save(copy.deepcopy(model).merge_and_unload(), run_dir.merged_dir)
 
 
-def write_split_predictions(run_dir: RunDir, logits_by_split: dict, data, task, threshold: float) -> None:
+def write_split_predictions(
+    run_dir: RunDir, logits_by_split: dict, data, task, threshold: float, thresholds=None, temperature=None
+) -> None:
     """predictions/<split>.jsonl: source row, text, true label and the prediction with probabilities."""
     for split, logits in logits_by_split.items():
         frame = data.splits[split]
-        rows = task.prediction_rows(logits, data.labels, threshold)
+        rows = task.prediction_rows(logits, data.labels, threshold, thresholds, temperature or 1.0)
         lines = []
         for row, (_, source) in zip(rows, frame.iterrows()):
             record = {"row": int(source["__row__"]), "text": source["text"]}

@@ -31,13 +31,25 @@ class RunResult:
     """{validation: {...}, test: {...}, headline: {split, name, value}}."""
     per_class: dict = field(default_factory=dict)
     confusion_matrix: dict = field(default_factory=dict)
+    class_weights: dict = field(default_factory=dict)
+    """train.class_weights as applied: {label: weight}; {} without weights."""
+    temperature: float | None = None
+    """predict.calibration: the temperature fitted on validation (saved in config.json as runner_temperature)."""
+    thresholds: dict = field(default_factory=dict)
+    """predict.tune_thresholds: {label: threshold} chosen on validation (config.json runner_thresholds)."""
+    calibration: dict = field(default_factory=dict)
+    """{method, temperature, bins, splits: {split: {ece, ece_calibrated, log_loss, log_loss_calibrated,
+    reliability, reliability_calibrated}}}."""
+    data_checks: dict = field(default_factory=dict)
+    """Duplicates, train/eval overlap, short/long texts, rare classes (runner.datachecks)."""
+    error_analysis: dict = field(default_factory=dict)
+    """{split: {mistakes, length_buckets, costly_pairs}} (runner.erroranalysis)."""
     cross_validation: dict = field(default_factory=dict)
     """data.cross_validation: {folds, seed, per_fold: [{fold, rows, metrics}], mean, std, final_model}."""
     label_issues: dict = field(default_factory=dict)
     """From the out-of-fold probabilities: {method, count, rows, top: [{row, text, given_label, suggested_label, score}]}."""
     search: dict = field(default_factory=dict)
     """search: {metric, direction, sampler, pruner, seconds, trials: [{number, state, value, params, seconds}], best}."""
-
 
     @property
     def headline(self) -> dict:

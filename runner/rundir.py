@@ -24,13 +24,14 @@ from runner.tasks import metric_items
 MANIFEST, METRICS, SPEC = "run.json", "metrics.json", "spec.yaml"
 # What a run writes into its folder: --overwrite sets these aside, and nothing else.
 ENTRIES = ("model", "merged", "checkpoints", "logs", "predictions", METRICS, MANIFEST, SPEC, "report.md",
-           "confusion_matrix.png", "training_curves.png", ".model.tmp", ".merged.tmp", "label_issues.csv", "best-spec.yaml")
+           "confusion_matrix.png", "training_curves.png", ".model.tmp", ".merged.tmp", "label_issues.csv", "best-spec.yaml",
+           "reliability.png")
 # What a resumed run writes again (it keeps its checkpoints and run.json).
 RESUME_ENTRIES = ("model", "merged", METRICS, "report.md", ".model.tmp", ".merged.tmp")
-ASIDE = ".previous"  # the earlier run while a new one runs; restored if the new one fails
 # What `runner export` adds to a finished run: stale once the model is trained again, so it goes aside too.
 EXPORT_ENTRIES = ("onnx", ".onnx.tmp")
 ENTRIES, RESUME_ENTRIES = ENTRIES + EXPORT_ENTRIES, RESUME_ENTRIES + EXPORT_ENTRIES
+ASIDE = ".previous"  # the earlier run while a new one runs; restored if the new one fails
 PARTIAL = ".partial"  # in ASIDE while entries move (aside or back): the folder holds none of the new run's
 SPLITS = ("validation", "test")
 FINISHED, RECORDING, INTERRUPTED = "finished", "recording", "interrupted"
@@ -59,11 +60,11 @@ class RunDir:
         return self.path / "merged"
 
     @property
-    @property
     def onnx_dir(self) -> Path:
         """`runner export`: model.onnx (and model_int8.onnx) with the tokenizer and config."""
         return self.path / "onnx"
 
+    @property
     def checkpoints(self) -> Path:
         return self.path / "checkpoints"
 

@@ -304,6 +304,8 @@ def _cross_field_problems(spec: Spec, source: str, check_files: bool) -> list[Sp
         problem(("train", "precision"), "fp16 is not supported on the CPU", "use precision: bf16 (autocast) or fp32 on the CPU")
     if v["hub"]["push"] and not v["hub"]["repo_id"]:
         problem(("hub", "push"), "hub.push is true but hub.repo_id is not set", "add `repo_id: your-name/model-name` under `hub:`")
+    for path, message, fix in task.setting_problems(v):  # class weights, tuned thresholds, calibration
+        problem(path, message, fix)
     _flow_problems(v, task, problem)
 
     if check_files:

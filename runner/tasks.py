@@ -40,7 +40,24 @@ METRICS = {
     "r2": Metric("R²", hub_type="r_squared"),
     "pearson": Metric("Pearson r", hub_type="pearsonr"),
     "spearman": Metric("Spearman ρ", hub_type="spearmanr"),
+    "ece": Metric("ECE", lower_is_better=True, hub_config="15 bins"),
+    "ece_calibrated": Metric("ECE (temperature-scaled)", lower_is_better=True, hub_type="ece", hub_config="calibrated"),
 }
+# Metrics that depend on the decision thresholds get a `<name>_tuned` twin when predict.tune_thresholds is on:
+# the same metric with the thresholds chosen on validation (the untuned one stays next to it).
+THRESHOLD_METRICS = (
+    "accuracy", "f1_macro", "f1_weighted", "f1_micro", "precision_macro", "recall_macro", "subset_accuracy"
+)
+METRICS.update(
+    {
+        f"{name}_tuned": Metric(
+            f"{METRICS[name].display} (tuned thresholds)",
+            hub_type=METRICS[name].hub_type or name,
+            hub_config=f"{METRICS[name].hub_config or ''} tuned thresholds".strip(),
+        )
+        for name in THRESHOLD_METRICS
+    }
+)
 LOWER_IS_BETTER = frozenset(name for name, metric in METRICS.items() if metric.lower_is_better)
 
 
@@ -111,16 +128,78 @@ class Task:
     def num_labels(self, labels: list[str]) -> int:
         return len(labels) if self.has_labels else 1
 
-    def probabilities(self, logits):
-        """Scores from logits: softmax, sigmoid per label, or the number itself."""
+    @property
+    def bucket_metrics(self) -> tuple[str, ...]:
+        """Metrics that stay meaningful on a small slice of the rows (error analysis by text length)."""
+        return {ONE_CLASS: ("accuracy",), MANY_CLASSES: ("f1_micro", "subset_accuracy"), NUMBER: ("mae", "mse")}[
+            self.target
+        ]
+
+    def can_tune_thresholds(self, n_labels: int | None) -> bool:
+        """Multi-label (one threshold per label) or two classes (the second class's threshold)."""
+        return self.multi_label or (self.one_label_per_row and n_labels in (None, 2))
+
+    def setting_problems(self, values: dict) -> list[tuple[tuple, str, str]]:
+        """(spec path, message, hint) for the spec's class-weight, threshold and calibration settings
+        that this task cannot use; labels named in train.class_weights must be in `labels:`."""
+        out = []
+        weights, predict, labels = values["train"]["class_weights"], values["predict"], values.get("labels")
+        if not self.has_labels:
+            for path, on in (
+                (("train", "class_weights"), weights is not None),
+                (("predict", "tune_thresholds"), predict["tune_thresholds"]),
+                (("predict", "calibration"), predict["calibration"] is not None),
+            ):
+                if on:
+                    out.append((path, f"{'.'.join(path)} is for classification, not {self.display}", "remove it"))
+            return out
+        if predict["tune_thresholds"] and not self.can_tune_thresholds(len(labels) if labels else None):
+            out.append(
+                (
+                    ("predict", "tune_thresholds"),
+                    f"thresholds are tuned for multi-label or two classes; `labels:` has {len(labels)}",
+                    "remove predict.tune_thresholds (with more classes the prediction is the most probable class)",
+                )
+            )
+        if isinstance(weights, dict) and labels:
+            for name in weights:
+                if name not in labels:
+                    message, fix = f"'{name}' is not one of the labels", f"use: {', '.join(labels)}"
+                    out.append((("train", "class_weights", name), message, fix))
+        return out
+
+    def probabilities(self, logits, temperature: float = 1.0):
+        """Scores from logits (divided by the temperature): softmax, sigmoid per label, or the number itself."""
         from runner import metrics
 
-        return {ONE_CLASS: metrics.softmax, MANY_CLASSES: metrics.sigmoid, NUMBER: lambda x: x.reshape(-1)}[
-            self.target
-        ](logits)
+        if self.target == NUMBER:
+            return logits.reshape(-1)
+        scaled = logits / temperature if temperature != 1.0 else logits
+        return (metrics.softmax if self.target == ONE_CLASS else metrics.sigmoid)(scaled)
 
-    def compute_metrics(self, logits, labels, label_names: list[str], threshold: float = 0.5) -> dict:
-        """The metrics of one split (floats rounded for stable JSON)."""
+    def threshold_vector(self, label_names: list[str], threshold: float, thresholds: dict | None):
+        """Multi-label: each label's threshold; two classes with tuned thresholds: the second class's; else None."""
+        import numpy as np
+
+        if self.multi_label:
+            return np.asarray([(thresholds or {}).get(name, threshold) for name in label_names], dtype=np.float64)
+        if thresholds and len(label_names) == 2 and label_names[1] in thresholds:
+            return float(thresholds[label_names[1]])
+        return None
+
+    def decide(self, probabilities, label_names: list[str], threshold: float = 0.5, thresholds: dict | None = None):
+        """Predicted class ids (one class) or multi-hot rows (many classes) from probabilities."""
+        cut = self.threshold_vector(label_names, threshold, thresholds)
+        if self.multi_label:
+            return (probabilities >= cut).astype(int)
+        if cut is not None:
+            return (probabilities[:, 1] >= cut).astype(int)
+        return probabilities.argmax(axis=-1)
+
+    def compute_metrics(
+        self, logits, labels, label_names: list[str], threshold: float = 0.5, thresholds: dict | None = None
+    ) -> dict:
+        """The metrics of one split (floats rounded for stable JSON); `thresholds`: tuned ones, by label."""
         import numpy as np
 
         from runner import metrics
@@ -129,9 +208,13 @@ class Task:
         if self.target == NUMBER:
             values = metrics.regression_metrics(logits.reshape(-1), labels.astype(np.float64).reshape(-1))
         elif self.target == MANY_CLASSES:
-            values = metrics.multi_label_metrics(metrics.sigmoid(logits) >= threshold, labels.astype(int))
+            values = metrics.multi_label_metrics(
+                self.decide(metrics.sigmoid(logits), label_names, threshold, thresholds), labels.astype(int)
+            )
         else:
-            values = metrics.single_label_metrics(metrics.softmax(logits), labels.astype(int), len(label_names))
+            probabilities = metrics.softmax(logits)
+            predicted = self.decide(probabilities, label_names, threshold, thresholds)
+            values = metrics.single_label_metrics(probabilities, labels.astype(int), len(label_names), predicted)
         return {k: round(float(v), 6) for k, v in values.items()}
 
     def per_class(self, logits, labels, label_names: list[str], threshold: float = 0.5) -> dict:
@@ -174,25 +257,25 @@ class Task:
         largest = float(np.abs(a - b).max())
         return {"agreement": round(float(same.mean()), 6), "max_probability_difference": round(largest, 6)}
 
-    def prediction_rows(self, logits, label_names: list[str], threshold: float) -> list[dict]:
-        """One result per text: label (or labels, or value), its score, and every class probability."""
+    def prediction_rows(
+        self, logits, label_names: list[str], threshold: float, thresholds: dict | None = None, temperature: float = 1.0
+    ) -> list[dict]:
+        """One result per text: label (or labels, or value), its score, and every class probability,
+        with the temperature and tuned thresholds applied when given."""
         import numpy as np
 
+        probabilities = self.probabilities(np.asarray(logits, dtype=np.float64), temperature)
+        if self.target == NUMBER:
+            return [{"value": float(p)} for p in probabilities]
+        decided = self.decide(probabilities, label_names, threshold, thresholds)
         rows = []
-        for p in self.probabilities(logits):
-            if self.target == NUMBER:
-                rows.append({"value": float(p)})
-                continue
-            probabilities = {n: round(float(v), 6) for n, v in zip(label_names, p)}
+        for p, choice in zip(probabilities, decided):
+            scores = {n: round(float(v), 6) for n, v in zip(label_names, p)}
             if self.target == MANY_CLASSES:
-                rows.append(
-                    {"labels": [label_names[i] for i in np.flatnonzero(p >= threshold)], "probabilities": probabilities}
-                )
+                rows.append({"labels": [label_names[i] for i in np.flatnonzero(choice)], "probabilities": scores})
             else:
-                best = int(np.argmax(p))
-                rows.append(
-                    {"label": label_names[best], "score": round(float(p[best]), 6), "probabilities": probabilities}
-                )
+                score = round(float(p[choice]), 6)
+                rows.append({"label": label_names[int(choice)], "score": score, "probabilities": scores})
         return rows
 
     def from_prediction_records(self, records: list[dict], label_names: list[str]):
@@ -217,8 +300,18 @@ class Task:
             return {"true_labels": [label_names[i] for i, x in enumerate(truth) if x]}
         return {"true_label": label_names[int(truth)]}
 
-    def usage_lines(self, example: str, threshold: float) -> list[str]:
-        """How to call a pipeline() on this task, for the model card."""
+    def usage_lines(
+        self,
+        example: str,
+        threshold: float,
+        thresholds: dict | None = None,
+        temperature: float | None = None,
+        inline: bool = False,
+    ) -> list[str]:
+        """How to call a pipeline() on this task, for the model card; with a temperature or tuned
+        thresholds, how to apply them (read from the model's config.json, or `inline` as numbers)."""
+        if (thresholds or temperature) and self.has_labels and not self.pair:
+            return self._calibrated_usage(example, threshold, thresholds, temperature, inline)
         if self.pair:
             return [f'classifier({{"text": "{example}", "text_pair": "the staff were helpful"}})']
         if self.target == MANY_CLASSES:
@@ -229,6 +322,41 @@ class Task:
         if self.target == NUMBER:
             return [f'classifier("{example}", function_to_apply="none")  # score = the predicted number']
         return [f'classifier("{example}")']
+
+    def _calibrated_usage(
+        self, example: str, threshold: float, thresholds: dict | None, temperature: float | None, inline: bool
+    ) -> list[str]:
+        activation = (
+            "1 / (1 + math.exp(-s['score'] / T))" if self.multi_label else "math.exp(s['score'] / T) / total"
+        )
+        if inline:  # a LoRA adapter: the base model's config does not carry them
+            out = [
+                "import math",
+                f"T = {float(temperature or 1.0)!r}  # temperature fitted on validation",
+                f"thresholds = {dict(thresholds or {})!r}  # tuned on validation, by label",
+            ]
+        else:
+            out = [
+                "import math",
+                "config = classifier.model.config  # runner saved its calibration there",
+                'T = getattr(config, "runner_temperature", 1.0)  # temperature fitted on validation',
+                'thresholds = getattr(config, "runner_thresholds", None) or {}  # tuned on validation, by label',
+            ]
+        out.append(f'logits = classifier("{example}", top_k=None, function_to_apply="none")  # raw scores')
+        if not self.multi_label:
+            out.append("total = sum(math.exp(s['score'] / T) for s in logits)")
+        out.append(f"scores = {{s['label']: {activation} for s in logits}}  # calibrated probabilities")
+        if self.multi_label:
+            out.append(f"labels = [name for name, p in scores.items() if p >= thresholds.get(name, {threshold})]")
+        elif thresholds:
+            positive, = list(thresholds)
+            out += [
+                f'positive, negative = "{positive}", next(name for name in scores if name != "{positive}")',
+                "label = positive if scores[positive] >= thresholds[positive] else negative",
+            ]
+        else:
+            out.append("label = max(scores, key=scores.get)")
+        return out
 
 
 _CLASSIFICATION = ("loss", "accuracy", "f1_macro", "f1_weighted", "precision_macro", "recall_macro", "roc_auc")

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from runner.metrics import trainer_metrics_function
 from runner.tasks import lower_is_better, task_of
+from runner.weights import class_weights as compute_class_weights, weighted_loss
 from runner.spec import Spec
 
 MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids", "labels")
@@ -242,8 +243,15 @@ def sorted_by_length(dataset):
     return dataset.select(np.argsort(column_array(dataset, "length"), kind="stable"))
 
 
-def build_trainer(spec: Spec, model, tokenizer, tokenized: dict, labels: list[str], run_dir: Path, device: str, precision: str, extra_callbacks=()):
+def build_trainer(spec: Spec, model, tokenizer, tokenized: dict, labels: list[str], run_dir: Path, device: str, precision: str, extra_callbacks=(), class_weights: dict | None = None):
+    """The Trainer; `class_weights` ({label: weight}, see runner.weights) weigh the training loss. When
+    not given, train.class_weights is computed from `tokenized["train"]` (a fold's rows in cross-validation)."""
     from transformers import EarlyStoppingCallback
+
+    from runner.model import column_array
+
+    if class_weights is None and spec["train"]["class_weights"]:
+        class_weights = compute_class_weights(spec["train"]["class_weights"], column_array(tokenized["train"], "labels"), labels, task_of(spec["task"]))
 
     args = training_arguments(spec, run_dir, device, precision)
     callbacks = list(extra_callbacks)
@@ -258,6 +266,7 @@ def build_trainer(spec: Spec, model, tokenizer, tokenized: dict, labels: list[st
         data_collator=PadBatch(tokenizer),
         compute_metrics=trainer_metrics_function(task_of(spec["task"]), labels, spec["predict"]["threshold"]),
         callbacks=callbacks,
+        compute_loss_func=weighted_loss(class_weights, labels, task_of(spec["task"])) if class_weights else None,
     )
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import yaml
 
 from runner.files import atomic_write_text
+from runner.record.analysis import card_lines
 from runner.record.manifest import DATA_KEYS, redact
 from runner.record.markdown import SPLITS, duration, headline_text, metrics_table, number, table
 from runner.result import RunResult
@@ -159,7 +160,8 @@ def _card_body(spec: Spec, result: RunResult, base_model: str | None) -> str:
             f'classifier = pipeline("text-classification", model="{where}")',
         ]
     example = "the service was quick and friendly"
-    out += task.usage_lines(example, spec["predict"]["threshold"]) + ["```", ""]
+    out += task.usage_lines(example, spec["predict"]["threshold"], result.thresholds, result.temperature, inline=lora)
+    out += ["```", ""] + card_lines(result, lora)  # class weights, temperature, thresholds
 
     out += ["## Evaluation", "", metrics_table(metrics, metrics.get("headline")), ""]
     summary = result.data_summary

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from runner.files import atomic_write_bytes, atomic_write_text
+from runner.record import analysis
 from runner.record.flows import report_sections
 from runner.record.markdown import SPLITS, duration, headline_text, metrics_table, number, per_class_table, table
 from runner.result import RunResult
@@ -23,6 +24,7 @@ def write_report(run_dir: RunDir, spec: Spec, result: RunResult) -> None:
         )
     metric = result.headline.get("name") or spec["train"]["metric_for_best_model"]
     pictures["training_curves.png"] = plots.training_curves_png(result.log_history, metric, lower_is_better(metric))
+    pictures["reliability.png"] = plots.reliability_png(result.calibration) if result.calibration else None
     for name, png in pictures.items():
         if png:
             atomic_write_bytes(run_dir / name, png)
@@ -66,6 +68,7 @@ def render_report(spec: Spec, result: RunResult, pictures: set[str]) -> str:
         out += ["Nothing was logged during training, so there are no curves.", ""]
 
     out += report_sections(result)  # cross-validation, label issues, search
+    out += analysis.report_sections(result, pictures)  # calibration, thresholds, error analysis, data checks
     out += _data_section(result.data_summary, result.labels)
     out += _training_section(spec, result)
     out += [

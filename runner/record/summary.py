@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from runner.compare import comparison_and_gate, per_class_deltas
+from runner.record.analysis import summary_lines
 from runner.record.flows import comparison_lines
 from runner.record.markdown import SPLITS, number, per_class_table, table
 from runner.rundir import RunDir, hub_url, read_metrics
@@ -71,6 +72,7 @@ def summary_json(run_dir: str | Path, base: str | Path | None = None) -> dict:
         "hub_url": hub_url(manifest),
         "data_rows": (results.get("data_summary") or {}).get("rows"),
         "per_class": results.get("per_class"),
+        "analysis": {k: results.get(k) for k in ("temperature", "thresholds", "calibration", "data_checks", "error_analysis")},
         "comparison": comparison,
         "per_class_deltas": per_class_deltas((results.get("per_class") or {}).get(split), base_per_class)
         if base is not None
@@ -130,4 +132,5 @@ def summary_markdown(run_dir: str | Path, base: str | Path | None = None, summar
         for split, by_class in per_class.items():
             out += [f"**{split}**", "", per_class_table(by_class), ""]
         out += ["</details>", ""]
+    out += summary_lines(summary.get("analysis") or {})  # calibration, thresholds, data checks, error analysis
     return "\n".join(out)
