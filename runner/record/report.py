@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from runner.files import atomic_write_bytes, atomic_write_text
-from runner.record import analysis
+from runner.record.analysis import report_sections as analysis_sections
 from runner.record.flows import report_sections
 from runner.record.markdown import SPLITS, duration, headline_text, metrics_table, number, per_class_table, table
 from runner.result import RunResult
@@ -68,7 +68,7 @@ def render_report(spec: Spec, result: RunResult, pictures: set[str]) -> str:
         out += ["Nothing was logged during training, so there are no curves.", ""]
 
     out += report_sections(result)  # cross-validation, label issues, search
-    out += analysis.report_sections(result, pictures)  # calibration, thresholds, error analysis, data checks
+    out += analysis_sections(result, pictures)  # calibration, thresholds, error analysis, data checks
     out += _data_section(result.data_summary, result.labels)
     out += _training_section(spec, result)
     out += [
