@@ -196,5 +196,8 @@ def eval_command(run_dir: Path, data_file: Path) -> dict:
     logits = predict_logits(model, tokenizer, frame["text"].tolist(), pairs, spec["model"]["max_length"], spec["predict"]["batch_size"], progress=True)
     temperature, thresholds = from_model_or_record(model, run.read_manifest().get("results"))
     threshold = spec["predict"]["threshold"]
-    return {"rows": len(frame), **task.compute_metrics(logits, target, labels, threshold),
-            **extra_metrics(task, logits, target, labels, threshold, thresholds, temperature)}
+    return {
+        "rows": len(frame),
+        **task.compute_metrics(logits, target, labels, threshold),
+        **extra_metrics(task, logits, target, labels, threshold, thresholds, temperature),
+    }

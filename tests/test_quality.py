@@ -13,8 +13,8 @@ import numpy as np
 import pandas as pd
 import pytest
 from click.testing import CliRunner
-
 from conftest import make_texts, tiny_spec_text, write_csv, write_spec
+
 from runner import datachecks, erroranalysis, quality
 from runner.cli import main
 from runner.tasks import task_of
@@ -130,8 +130,11 @@ def test_data_checks_find_duplicates_leakage_lengths_and_rare_classes():
 
 def test_error_analysis_ranks_confident_mistakes_and_costly_pairs():
     frame = pd.DataFrame(
-        {"text": ["one", "two words", "three words here", "four words are here"] * 3, "label": [0, 1, 2, 0] * 3,
-         "__row__": range(2, 14)}
+        {
+            "text": ["one", "two words", "three words here", "four words are here"] * 3,
+            "label": [0, 1, 2, 0] * 3,
+            "__row__": range(2, 14),
+        }
     )
     logits = np.zeros((12, 3))
     logits[np.arange(12), [0, 1, 2, 0] * 3] = 3.0
@@ -141,21 +144,33 @@ def test_error_analysis_ranks_confident_mistakes_and_costly_pairs():
     analysis = erroranalysis.analyse(SINGLE, {"test": frame}, {"test": logits}, ["a", "b", "c"], 0.5)["test"]
     assert analysis["errors"] == 3
     assert [m["row"] for m in analysis["mistakes"]] == [3, 4, 7]
-    assert analysis["costly_pairs"][0] == {"truth": "b", "prediction": "c", "rows": 2, "share_of_truth": 0.6667,
-                                           "share_of_errors": 0.6667}
+    assert analysis["costly_pairs"][0] == {
+        "truth": "b",
+        "prediction": "c",
+        "rows": 2,
+        "share_of_truth": 0.6667,
+        "share_of_errors": 0.6667,
+    }
     assert sum(b["rows"] for b in analysis["length_buckets"]) == 12
 
 
 def test_spec_refuses_settings_a_task_cannot_use(tmp_path):
-    spec = write_spec(tmp_path, tiny_spec_text(tmp_path, extra="task: regression\npredict: {calibration: temperature}\n"))
+    spec = write_spec(
+        tmp_path, tiny_spec_text(tmp_path, extra="task: regression\npredict: {calibration: temperature}\n")
+    )
     (tmp_path / "data").mkdir()
     (tmp_path / "data" / "train.csv").write_text("text,label\na,1\n")
     result = invoke("validate", str(spec))
     assert result.exit_code == 2 and "predict.calibration is for classification" in result.output
-    spec.write_text(tiny_spec_text(tmp_path, extra="labels: [a, b, c]\npredict: {tune_thresholds: true}\n"
-                                   "train: {class_weights: {d: 2}}\n").replace("train:\n  epochs", "training:\n  epochs"))
+    spec.write_text(
+        tiny_spec_text(
+            tmp_path, extra="labels: [a, b, c]\npredict: {tune_thresholds: true}\ntrain: {class_weights: {d: 2}}\n"
+        ).replace("train:\n  epochs", "training:\n  epochs")
+    )
     text = tiny_spec_text(tmp_path, extra="labels: [a, b, c]\npredict: {tune_thresholds: true}\n")
-    text = text.replace("  early_stopping_patience: null\n", "  early_stopping_patience: null\n  class_weights: {d: 2}\n")
+    text = text.replace(
+        "  early_stopping_patience: null\n", "  early_stopping_patience: null\n  class_weights: {d: 2}\n"
+    )
     spec.write_text(text)
     result = invoke("validate", str(spec))
     assert "thresholds are tuned for multi-label or two classes" in result.output
@@ -178,8 +193,10 @@ def skewed_rows(seed: int = 0) -> list[dict]:
 def test_balanced_weights_raise_the_minority_recall(tiny_model, tmp_path):
     write_csv(tmp_path / "data" / "train.csv", skewed_rows())
     rng = random.Random(9)
-    write_csv(tmp_path / "data" / "test.csv", [{"text": t, "label": lab} for lab in ("pos", "neg", "neu")
-                                                for t in make_texts(lab, 15, rng)])
+    write_csv(
+        tmp_path / "data" / "test.csv",
+        [{"text": t, "label": lab} for lab in ("pos", "neg", "neu") for t in make_texts(lab, 15, rng)],
+    )
     text = tiny_spec_text(tiny_model, extra="labels: [neg, pos, neu]\n").replace("epochs: 1", "epochs: 3")
     text = text.replace("  train: data/train.csv\n", "  train: data/train.csv\n  test_file: data/test.csv\n")
     spec = write_spec(tmp_path, text)
@@ -189,10 +206,11 @@ def test_balanced_weights_raise_the_minority_recall(tiny_model, tmp_path):
         assert result.exit_code == 0, result.output
         results = json.loads((tmp_path / name / "run.json").read_text())["results"]
         recall[name] = results["per_class"]["test"]["neu"]["recall"]
-    assert results["class_weights"] == {"neg": pytest.approx(0.7056, abs=1e-3), "pos": pytest.approx(0.7056, abs=1e-3),
-                                        "neu": pytest.approx(6.0476, abs=1e-3)}
-    assert "class weights: neg 0.706, pos 0.706, neu 6.05" in result.output
+    # Training split (stratified 80%): 48 neg, 48 pos, 6 neu; weight = 102 / (3 * rows of the class).
+    assert results["class_weights"] == {"neg": 0.708333, "pos": 0.708333, "neu": 5.666667}
+    assert "class weights: neg 0.708, pos 0.708, neu 5.67" in result.output
     assert "class 'neu' has" in result.output  # the data check warned about the rare class
+    print("neu recall on test:", recall)
     assert recall["balanced"] >= recall["plain"] + 0.3, recall
     card = (tmp_path / "balanced" / "model" / "README.md").read_text()
     assert "Class weights in the training loss" in card
@@ -205,7 +223,9 @@ def multi_label_rows(n: int, seed: int) -> list[dict]:
         names = [name for name, share in (("pos", 0.3), ("neg", 0.3)) if rng.random() < share]
         words = rng.sample(["the", "a", "day", "was", "really", "quite", "today", "felt"], 4)
         for name in names:
-            words += rng.sample({"pos": ["great", "lovely", "happy", "sunny"], "neg": ["awful", "sad", "grim", "bleak"]}[name], 1)
+            words += rng.sample(
+                {"pos": ["great", "lovely", "happy", "sunny"], "neg": ["awful", "sad", "grim", "bleak"]}[name], 1
+            )
         rng.shuffle(words)
         rows.append({"text": " ".join(words), "labels": "|".join(names)})
     return rows
@@ -216,10 +236,15 @@ def test_tuned_thresholds_beat_one_half_and_travel_with_the_model(tiny_model, tm
 
     write_csv(tmp_path / "data" / "train.csv", multi_label_rows(160, 1))
     write_csv(tmp_path / "data" / "test.csv", multi_label_rows(80, 2))
-    text = tiny_spec_text(tiny_model, extra="task: multi_label_classification\nlabels: [pos, neg]\n"
-                          "predict: {tune_thresholds: true, calibration: temperature}\n")
-    text = text.replace("  train: data/train.csv\n", "  train: data/train.csv\n  test_file: data/test.csv\n"
-                        "  label_column: labels\n  label_delimiter: '|'\n").replace("epochs: 1", "epochs: 2")
+    text = tiny_spec_text(
+        tiny_model,
+        extra="task: multi_label_classification\nlabels: [pos, neg]\n"
+        "predict: {tune_thresholds: true, calibration: temperature}\n",
+    )
+    text = text.replace(
+        "  train: data/train.csv\n",
+        "  train: data/train.csv\n  test_file: data/test.csv\n  label_column: labels\n  label_delimiter: '|'\n",
+    ).replace("epochs: 1", "epochs: 2")
     spec = write_spec(tmp_path, text)
     result = invoke("run", str(spec))
     assert result.exit_code == 0, result.output
@@ -253,3 +278,10 @@ def test_tuned_thresholds_beat_one_half_and_travel_with_the_model(tiny_model, tm
     calibrated = {s["label"]: s["score"] for s in raw}
     assert temperature == 1.0 or calibrated != pytest.approx(predicted[0]["probabilities"], abs=1e-6)
     assert "runner_thresholds" in card and "function_to_apply" in card
+    from runner.record.summary import summary_markdown
+
+    comment = summary_markdown(run_dir)
+    assert "<summary>Error analysis</summary>" in comment and "Tuned thresholds:" in comment
+    evaluated = json.loads(invoke("eval", str(run_dir), "--data", str(tmp_path / "data" / "test.csv")).stdout)
+    assert evaluated["f1_macro_tuned"] == metrics["test"]["f1_macro_tuned"]
+    assert evaluated["ece_calibrated"] == pytest.approx(metrics["test"]["ece_calibrated"], abs=1e-4)
