@@ -77,9 +77,13 @@ def run_runner_cli(args: list[str], capture: bool = False) -> tuple[int, str, st
     kept = bytearray()
 
     def tee() -> None:
+        log = getattr(sys.stderr, "buffer", None)
         while chunk := os.read(proc.stderr.fileno(), 65536):
-            sys.stderr.buffer.write(chunk)
-            sys.stderr.buffer.flush()
+            if log is not None:
+                log.write(chunk)
+                log.flush()
+            else:
+                sys.stderr.write(chunk.decode("utf-8", "replace"))
             kept.extend(chunk)
             del kept[:-STDERR_KEEP]
 
