@@ -127,12 +127,20 @@ def test_the_model_uses_sdpa_attention(spec):
 
 
 def test_precision_and_optimizer_choices():
-    from runner.train import choose_precision, fused_adamw_available
+    from runner.train import choose_precision, cpu_bf16_pays, fused_adamw_available
 
-    assert choose_precision("auto", "cpu") == "fp32"  # bf16 on the CPU only when the spec asks for it
+    assert choose_precision("auto", "cpu") == ("bf16" if cpu_bf16_pays() else "fp32")  # native bf16 and faster
     assert choose_precision("bf16", "cpu") == "bf16"
     assert choose_precision("auto", "mps") == "fp32"
     assert fused_adamw_available("cpu") and not fused_adamw_available("mps")
+
+
+def test_auto_precision_stays_fp32_on_a_cpu_without_native_bf16(monkeypatch):
+    import runner.doctor
+    from runner.train import choose_precision
+
+    monkeypatch.setattr(runner.doctor, "cpu_info", lambda: {"model": "", "flags": {"avx2", "avx512f"}})
+    assert choose_precision("auto", "cpu") == "fp32"  # no probe: PyTorch's bf16 matmul is a slow fallback there
 
 
 def test_bf16_on_the_cpu_is_autocast_with_fp32_weights(tmp_path, spec):
