@@ -230,7 +230,10 @@ def best_spec_text(spec: Spec, best: Spec, record: dict) -> str:
     """best-spec.yaml: the spec with the best values and no `search`; paths as the original wrote them."""
     import yaml
 
-    params = ", ".join(f"{key} {value}" for key, value in record["best"]["params"].items())
+    params = ", ".join(
+        f"{key} {value:.4g}" if isinstance(value, float) else f"{key} {value}"
+        for key, value in record["best"]["params"].items()
+    )
     header = [
         "# yaml-language-server: $schema=https://github.com/runner-dev/runner/schemas/spec-v1.schema.json",
         f"# Written by `runner run` after a {len(record['trials'])}-trial search of {spec.path or 'the spec'}:",

@@ -71,7 +71,7 @@ def report_sections(result) -> list[str]:
         best = (search.get("best") or {}).get("number")
         rows = [
             [f"**{t['number']}**" if t["number"] == best else str(t["number"]), t["state"], number(t["value"])]
-            + [number(t["params"].get(k)) for k in keys]
+            + [f"{v:.3g}" if isinstance(v := t["params"].get(k), float) else number(v) for k in keys]
             + [duration(t.get("seconds"))]
             for t in search.get("trials") or []
         ]
