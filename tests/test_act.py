@@ -145,7 +145,7 @@ class Act:
                 "-e", str(repo.parent / f"{repo.name}-event.json"),
                 "-P", "ubuntu-latest=-self-hosted", "--action-offline-mode",
                 "--action-cache-path", str(cache), "--artifact-server-path", str(artifacts),
-                "--artifact-server-port", str(port),
+                "--artifact-server-port", str(port), "--artifact-server-addr", "127.0.0.1",  # loopback only
                 "--local-repository", f"octo/runner@{ACTION_SHA}={self.action}",
                 "--local-repository", f"{CACHE_PIN}={self.cache_stub}"]
         for pin, folder in PINS.items():
