@@ -279,23 +279,27 @@ def evaluate_final(spec: Spec, inputs: Inputs, result, oof: dict) -> dict:
 
 
 def find_label_issues(rows, truth, probabilities, labels: list[str]) -> dict:
-    """Rows whose given label the out-of-fold probabilities doubt (cleanlab's confident learning),
-    most suspect first, with the label the models suggest and cleanlab's label quality score
-    (self-confidence: the probability of the given label; low is suspect)."""
+    """Rows whose given label the out-of-fold predictions doubt, most suspect first: those cleanlab's
+    confident learning flags (`confident`: another class is above its per-class confidence threshold)
+    and those whose out-of-fold prediction is another label (cleanlab's `predicted_neq_given`; with
+    few rows or a shy model confident learning alone flags little). Ranked by cleanlab's label quality
+    score (self-confidence: the probability given to the given label; low is suspect), with the
+    label the models suggest."""
     import numpy as np
     from cleanlab.filter import find_label_issues as cleanlab_issues
     from cleanlab.rank import get_label_quality_scores
 
     truth = np.asarray(truth, dtype=int)
     probabilities = np.asarray(probabilities, dtype=float)
-    try:
-        flagged = cleanlab_issues(truth, probabilities, return_indices_ranked_by="self_confidence", n_jobs=1)
-    except (ValueError, AssertionError) as exc:  # e.g. a class that no fold predicted at all
-        return {"method": "cleanlab confident learning", "count": 0, "error": str(exc).splitlines()[0], "rows": []}
-    scores = get_label_quality_scores(truth, probabilities)
     suggested = probabilities.argmax(axis=1)
+    try:
+        confident = cleanlab_issues(truth, probabilities, n_jobs=1)
+    except (ValueError, AssertionError) as exc:  # e.g. a class that no fold predicted at all
+        return {"method": "cleanlab", "count": 0, "error": str(exc).splitlines()[0], "rows": []}
+    scores = get_label_quality_scores(truth, probabilities)
+    flagged = np.flatnonzero(confident | (suggested != truth))
     listed = []
-    for index in flagged:
+    for index in flagged[np.argsort(scores[flagged], kind="stable")]:
         source = rows.iloc[int(index)]
         listed.append(
             {
@@ -304,11 +308,13 @@ def find_label_issues(rows, truth, probabilities, labels: list[str]) -> dict:
                 "given_label": labels[truth[index]],
                 "suggested_label": labels[suggested[index]],
                 "score": round(float(scores[index]), 6),
+                "confident": bool(confident[index]),
             }
         )
     return {
-        "method": "cleanlab confident learning (find_label_issues, ranked by self-confidence)",
+        "method": "cleanlab confident learning and out-of-fold predictions of another label, by self-confidence",
         "count": len(listed),
+        "confident_learning": int(confident.sum()),
         "rows": listed,
     }
 
@@ -322,7 +328,9 @@ def write_label_issues(run_dir: RunDir, result) -> None:
     if not issues:
         return
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=["rank", "row", "text", "given_label", "suggested_label", "score"])
+    writer = csv.DictWriter(
+        buffer, fieldnames=["rank", "row", "text", "given_label", "suggested_label", "score", "confident"]
+    )
     writer.writeheader()
     for rank, row in enumerate(issues["rows"], 1):
         writer.writerow({"rank": rank, **row})

@@ -62,10 +62,10 @@ def test_cross_validation_with_a_validation_file_is_a_spec_error(tiny_model, tmp
 
 @pytest.fixture(scope="module")
 def crossval_run(tiny_model, tmp_path_factory):
-    """120 rows, 8 of them with their label flipped on purpose, 3 folds."""
+    """100 rows, 6 of them with their label flipped on purpose, 3 folds."""
     folder = tmp_path_factory.mktemp("crossval")
-    rows = labelled_rows(per_label=60, seed=3)
-    flipped = sorted(random.Random(11).sample(range(len(rows)), 8))
+    rows = labelled_rows(per_label=50, seed=3)
+    flipped = sorted(random.Random(11).sample(range(len(rows)), 6))
     for i in flipped:
         rows[i]["label"] = "neg" if rows[i]["label"] == "pos" else "pos"
     write_csv(folder / "data" / "train.csv", rows)
@@ -74,7 +74,7 @@ def crossval_run(tiny_model, tmp_path_factory):
         .replace("epochs: 1", "epochs: 6")
         .replace("  train: data/train.csv\n", "  train: data/train.csv\n  cross_validation: {folds: 3}\n")
     )
-    result = run_cli("run", str(write_spec(folder, text)), cwd=folder)
+    result = run_cli("run", str(write_spec(folder, text)), cwd=folder, timeout=1800)  # 4 trainings
     assert result.returncode == 0, result.stderr[-3000:]
     return folder / "run", {i + 2 for i in flipped}, len(rows)  # CSV line numbers: the header is line 1
 
@@ -100,12 +100,12 @@ def test_flipped_labels_are_at_the_top_of_the_label_issue_list(crossval_run):
     run_dir, flipped, _ = crossval_run
     with open(run_dir / "label_issues.csv", encoding="utf-8") as stream:
         issues = list(csv.DictReader(stream))
-    assert issues and list(issues[0]) == ["rank", "row", "text", "given_label", "suggested_label", "score"]
+    assert issues and list(issues[0]) == ["rank", "row", "text", "given_label", "suggested_label", "score", "confident"]
     scores = [float(r["score"]) for r in issues]
     assert scores == sorted(scores)  # most suspect first
     top = {int(r["row"]) for r in issues[: 2 * len(flipped)]}
     caught = len(top & flipped)
-    assert caught >= 6, (caught, flipped, [r["row"] for r in issues])
+    assert caught >= 4, (caught, flipped, [r["row"] for r in issues])
     for row in issues:
         if int(row["row"]) in flipped:
             assert row["suggested_label"] != row["given_label"]
@@ -131,7 +131,7 @@ def test_search_records_every_trial_writes_the_best_spec_and_repeats_with_its_se
     write_csv(tmp_path / "data" / "train.csv", labelled_rows(per_label=30))
     text = tiny_spec_text(tiny_model, extra=SEARCH).replace("  batch_size: 8\n", "  batch_size: 8\n  max_steps: 6\n")
     spec_path = write_spec(tmp_path, text)
-    result = run_cli("run", str(spec_path), cwd=tmp_path)
+    result = run_cli("run", str(spec_path), cwd=tmp_path, timeout=1800)  # 3 trials and the run
     assert result.returncode == 0, result.stderr[-3000:]
     run_dir = tmp_path / "run"
     record = read_json(run_dir / "run.json")["results"]["search"]

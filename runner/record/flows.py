@@ -54,9 +54,11 @@ def report_sections(result) -> list[str]:
         else:
             top = issues.get("top") or issues.get("rows") or []
             out += [
-                f"{issues['count']} row(s) whose given label the out-of-fold predictions doubt ({issues['method']}); "
-                f"all of them, most suspect first, in `{issues.get('file', 'label_issues.csv')}`. The score is the "
-                "probability the models gave the given label.",
+                f"{issues['count']} row(s) whose given label the out-of-fold predictions doubt: "
+                f"{issues.get('confident_learning', 0)} flagged by cleanlab's confident learning, the others "
+                f"predicted as another label; all of them, most suspect first, in "
+                f"`{issues.get('file', 'label_issues.csv')}`. The score is the probability the models gave "
+                "the given label.",
                 "",
             ]
             if top:
