@@ -53,6 +53,10 @@ class Interrupted(RunnerError):
         super().__init__(message, hint, where)
         self.exit_code = exit_code
 
+    def lines(self) -> list[str]:
+        """Not an error of the user's: one line saying where it stopped and what to do next."""
+        return [_one_line(f"{self.message}; {self.hint}" if self.hint else self.message)]
+
 
 class SpecErrors(SpecError):
     """Every problem found in a spec, reported together."""

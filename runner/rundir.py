@@ -135,18 +135,18 @@ class RunDir:
 
     def spec_values(self) -> dict:
         """The resolved spec: spec.yaml, or the copy inside run.json when spec.yaml is missing."""
-        import yaml
+        from runner.yamlsource import parse_yaml
 
         if not self.path.is_dir():
             raise SpecError("run folder does not exist", NOT_A_RUN_HINT, str(self.path))
         try:
-            if self.spec_file.is_file():
-                values = yaml.safe_load(self.spec_file.read_text(encoding="utf-8"))
+            if self.spec_file.is_file():  # a run folder may come from anywhere: the same guards as a spec
+                values, _ = parse_yaml(self.spec_file.read_text(encoding="utf-8"), str(self.spec_file))
             elif self.manifest_file.is_file():
                 values = read_json(self.manifest_file).get("spec")
             else:
                 values = {}
-        except (yaml.YAMLError, ValueError, UnicodeDecodeError, AttributeError) as error:
+        except (ValueError, UnicodeDecodeError, AttributeError, RecursionError) as error:
             raise SpecError(f"cannot read the run's spec: {type(error).__name__}", "the file is damaged; re-run the run that wrote it",
                             str(self.spec_file)) from None
         return values if isinstance(values, dict) else {}
