@@ -81,5 +81,6 @@ def test_readme_quickstart_commands_are_the_ci_commands():
     readme = (ROOT / "README.md").read_text()
     ci = (ROOT / ".ci" / "run").read_text()
     assert 'pip install torch==2.13.0 ".[test]"' in readme and 'pip install torch==2.13.0 ".[test]"' in ci
-    assert "python -m pytest" in readme and ci.strip().endswith("python -m pytest")
+    assert "python -m pytest" in readme and "\npython -m pytest\n" in ci  # the README's test command, as is
+    assert ci.strip().endswith(".ci/smoke.sh")  # then the clean-install smoke set
     assert "runner run examples/emotions.yaml" in readme and (ROOT / "examples" / "emotions.yaml").exists()
