@@ -12,8 +12,8 @@ import sys
 
 import pytest
 from click.testing import CliRunner
-
 from conftest import labelled_rows, run_cli, tiny_spec_text, write_csv, write_spec
+
 from runner import action
 from runner.cli import main
 from runner.compare import paired_delta
@@ -193,14 +193,23 @@ def fake_run(folder, truth, predicted, rows=None, gate=None, f1=None):
     (folder / "predictions" / "validation.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
     accuracy = sum(t == p for t, p in zip(truth, predicted)) / len(truth)
     value = f1 if f1 is not None else accuracy
-    metrics = {"validation": {"accuracy": accuracy, "f1_macro": value}, "headline": {"split": "validation",
-                                                                                       "name": "f1_macro",
-                                                                                       "value": value}}
+    metrics = {
+        "validation": {"accuracy": accuracy, "f1_macro": value},
+        "headline": {"split": "validation", "name": "f1_macro", "value": value},
+    }
     (folder / "metrics.json").write_text(json.dumps(metrics))
     spec = {"version": 1, "name": folder.name, "task": "single_label_classification", "gate": gate}
     (folder / "spec.yaml").write_text(json.dumps(spec))
-    (folder / "run.json").write_text(json.dumps({"status": "finished", "name": folder.name, "spec": spec,
-                                                 "results": {"labels": labels, "task": spec["task"]}}))
+    (folder / "run.json").write_text(
+        json.dumps(
+            {
+                "status": "finished",
+                "name": folder.name,
+                "spec": spec,
+                "results": {"labels": labels, "task": spec["task"]},
+            }
+        )
+    )
     return folder
 
 
@@ -215,7 +224,8 @@ def test_paired_bootstrap_gives_an_interval_on_the_same_rows(tmp_path):
     truth, base_predictions = truth_and_predictions(400, 0.70, seed=1)
     _, new_predictions = truth_and_predictions(400, 0.90, seed=1)
     base = fake_run(tmp_path / "base", truth, base_predictions)
-    new = fake_run(tmp_path / "new", truth, [t if i % 10 else p for i, (t, p) in enumerate(zip(truth, new_predictions))])
+    mostly_right = [t if i % 10 else p for i, (t, p) in enumerate(zip(truth, new_predictions))]
+    new = fake_run(tmp_path / "new", truth, mostly_right)
     result = paired_delta(new, base, "validation", "accuracy")
     assert result["paired"] and result["rows"] == 400
     assert result["low"] < result["delta"] < result["high"]
@@ -282,8 +292,11 @@ def test_action_fails_and_the_comment_says_why_when_the_gate_fails(tmp_path, mon
         return result.exit_code, result.stdout, result.stderr
 
     with FakeGitHub(login=None) as fake:
-        env = actions_env(tmp_path, fake.url) | {"RUNNER_TEMP": str(tmp_path / "temp"), "INPUT_SPEC": "specs/s.yaml",
-                                                 "GITHUB_WORKSPACE": str(tmp_path / "repo")}
+        env = actions_env(tmp_path, fake.url) | {
+            "RUNNER_TEMP": str(tmp_path / "temp"),
+            "INPUT_SPEC": "specs/s.yaml",
+            "GITHUB_WORKSPACE": str(tmp_path / "repo"),
+        }
         assert action.run_action(env, run_cli=run_cli_fake) == 1
         [comment] = fake.comments[7]
     assert "Quality gate: failed" in comment["body"] and "below gate.min 0.99" in comment["body"]
