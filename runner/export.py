@@ -10,7 +10,9 @@ to import with transformers 5.
 from __future__ import annotations
 
 import json
+import logging
 import time
+import warnings
 from pathlib import Path
 
 from runner.errors import DataError, RunError
@@ -131,7 +133,9 @@ def export_onnx(model, tokenizer, path: Path, sample: list[str] | None) -> None:
     inputs = {n: encoded[n] for n in names if n in encoded}
     dynamic = torch.export.Dim.DYNAMIC
     model = model.float().eval()
-    with torch.inference_mode(False), torch.no_grad():
+    logging.getLogger("torch.onnx").setLevel(logging.ERROR)  # "torchvision is not installed", per operator
+    with torch.inference_mode(False), torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
         program = torch.onnx.export(
             _logits_module(model).eval(),
             (),
@@ -166,7 +170,13 @@ def quantize(source: Path, target: Path) -> None:
     """Dynamic int8 quantisation of the weights (activations quantised at run time): onnxruntime."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    quantize_dynamic(str(source), str(target), weight_type=QuantType.QInt8, per_channel=True, reduce_range=True)
+    root = logging.getLogger()
+    level, root.level = root.level, logging.ERROR  # its advice to pre-process is for static quantisation
+    try:
+        # per channel, 7-bit weights: 99.4% of 2,000 labels kept on MiniLM, against 98.9% with 8 bits (bench/README.md)
+        quantize_dynamic(str(source), str(target), weight_type=QuantType.QInt8, per_channel=True, reduce_range=True)
+    finally:
+        root.setLevel(level)
 
 
 def check_parity(model, tokenizer, folder: Path, task, spec, texts: list[str], pairs: list[str] | None) -> dict:
