@@ -107,8 +107,10 @@ def read_texts(input_file: Path, text_column: str, pair_column: str | None) -> t
     return texts, pairs, frame
 
 
-def predict_command(run_dir: Path, texts: list[str], input_file: Path | None, output_file: Path | None, batch_size: int | None,
-                    backend: str = "torch") -> None:
+def predict_command(
+    run_dir: Path, texts: list[str], input_file: Path | None, output_file: Path | None, batch_size: int | None,
+    backend: str = "torch",
+) -> None:
     """`runner predict`; backend "onnx" runs RUN_DIR/onnx/ (int8 when exported) without torch or transformers."""
     run = RunDir(run_dir)
     spec = run.load_spec()
@@ -132,7 +134,8 @@ def predict_command(run_dir: Path, texts: list[str], input_file: Path | None, ou
     else:
         model, tokenizer = load_trained_model(run.model_dir, run.labels(), spec["task"])
         started = time.perf_counter()
-        logits = predict_logits(model, tokenizer, texts, pairs, spec["model"]["max_length"], batch_size or spec["predict"]["batch_size"], progress=True)
+        batch = batch_size or spec["predict"]["batch_size"]
+        logits = predict_logits(model, tokenizer, texts, pairs, spec["model"]["max_length"], batch, progress=True)
     elapsed = time.perf_counter() - started
     temperature, thresholds = from_model_or_record(model, run.read_manifest().get("results"))  # tuned on validation
     rows = task_of(spec["task"]).prediction_rows(
