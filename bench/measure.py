@@ -11,7 +11,9 @@ import time
 from pathlib import Path
 
 
-def run_measured(command: list[str], log: Path, env: dict | None = None, cwd: Path | None = None, marks: dict[str, str] | None = None) -> dict:
+def run_measured(
+    command: list[str], log: Path, env: dict | None = None, cwd: Path | None = None, marks: dict[str, str] | None = None
+) -> dict:
     """Run `command`, writing its output (stdout and stderr) to `log`.
 
     marks: name -> regex; the result's "marks" holds the seconds after the start at which a line

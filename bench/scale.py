@@ -71,10 +71,18 @@ def main() -> None:
     shutil.rmtree(out / "cache", ignore_errors=True)
 
     started = time.perf_counter()
-    data = write_csv(out / "data.csv", make_rows(sentences_by_label(EXAMPLES / "emotions.csv"), args.rows, "mixed", seed=0))
-    print(f"wrote {args.rows:,} rows ({data.stat().st_size / 2**20:.0f} MB) in {time.perf_counter() - started:.0f}s: {data}", flush=True)
+    data = write_csv(
+        out / "data.csv", make_rows(sentences_by_label(EXAMPLES / "emotions.csv"), args.rows, "mixed", seed=0)
+    )
+    print(
+        f"wrote {args.rows:,} rows ({data.stat().st_size / 2**20:.0f} MB) in {time.perf_counter() - started:.0f}s: "
+        f"{data}",
+        flush=True,
+    )
     spec = out / "spec.yaml"
-    spec.write_text(SPEC.format(validation_fraction=args.validation_fraction, labels=", ".join(LABELS)), encoding="utf-8")
+    spec.write_text(
+        SPEC.format(validation_fraction=args.validation_fraction, labels=", ".join(LABELS)), encoding="utf-8"
+    )
 
     runner = [sys.executable, "-m", "runner"]
     steps = {
@@ -86,7 +94,13 @@ def main() -> None:
     results = {}
     for name, command in steps.items():
         print(f"{name} ...", flush=True)
-        result = run_measured(command, out / "logs" / f"{name.split()[0]}{'-cached' if 'cached' in name else ''}.log", env=env, cwd=ROOT, marks=MARKS)
+        result = run_measured(
+            command,
+            out / "logs" / f"{name.split()[0]}{'-cached' if 'cached' in name else ''}.log",
+            env=env,
+            cwd=ROOT,
+            marks=MARKS,
+        )
         if result["returncode"] != 0:
             print(tail(Path(result["log"])), file=sys.stderr)
             sys.exit(f"{name} failed ({result['returncode']}); log: {result['log']}")
@@ -96,19 +110,32 @@ def main() -> None:
     report = render(results, args)
     print(report)
     (out / "report.txt").write_text(report + "\n", encoding="utf-8")
-    (out / "results.json").write_text(json.dumps({"rows": args.rows, "results": results}, indent=2) + "\n", encoding="utf-8")
+    (out / "results.json").write_text(
+        json.dumps({"rows": args.rows, "results": results}, indent=2) + "\n", encoding="utf-8"
+    )
 
 
 def render(results: dict, args) -> str:
-    lines = ["", f"{args.rows:,} rows, all-MiniLM-L6-v2, max_length 128, batch 16; target: peak RSS under {TARGET_MB:,} MB through the first training step", ""]
-    lines.append(f"{'command':<14}{'wall s':>9}{'peak RSS MB':>13}{'RSS to 1st step':>17}{'1st step at s':>15}  stages (s after start)")
+    lines = [
+        "",
+        f"{args.rows:,} rows, all-MiniLM-L6-v2, max_length 128, batch 16; target: peak RSS under {TARGET_MB:,} MB "
+        "through the first training step",
+        "",
+    ]
+    lines.append(
+        f"{'command':<14}{'wall s':>9}{'peak RSS MB':>13}{'RSS to 1st step':>17}{'1st step at s':>15}  stages (s after "
+        "start)"
+    )
     for name, result in results.items():
         marks = result["marks"]
         first = marks.get("first step")
         to_first = peak_before(result["rss_samples"], first) if first is not None else None
         stages = ", ".join(f"{k} {v:.0f}" for k, v in marks.items())
-        lines.append(f"{name:<14}{result['wall_seconds']:>9.1f}{result['peak_rss_mb']:>13,.0f}"
-                     f"{(f'{to_first:,.0f}' if to_first else '-'):>17}{(f'{first:.0f}' if first is not None else '-'):>15}  {stages}")
+        lines.append(
+            f"{name:<14}{result['wall_seconds']:>9.1f}{result['peak_rss_mb']:>13,.0f}"
+            f"{(f'{to_first:,.0f}' if to_first else '-'):>17}{(f'{first:.0f}' if first is not None else '-'):>15}  "
+            f"{stages}"
+        )
     cold = Path(results["run (cold)"]["log"]).read_text(encoding="utf-8", errors="replace")
     for line in cold.replace("\r", "\n").splitlines():
         if line.startswith(("data: ", "tokenize: ", "tokens: ")):
@@ -116,7 +143,10 @@ def render(results: dict, args) -> str:
     cached = Path(results["run (cached)"]["log"]).read_text(encoding="utf-8", errors="replace")
     lines += [f"  {line}" for line in cached.replace("\r", "\n").splitlines() if line.startswith("tokenize: ")]
     worst = max(r["peak_rss_mb"] for r in results.values())
-    lines.append(f"highest peak RSS of any command: {worst:,.0f} MB ({'under' if worst < TARGET_MB else 'OVER'} the {TARGET_MB:,} MB target)")
+    lines.append(
+        f"highest peak RSS of any command: {worst:,.0f} MB ({'under' if worst < TARGET_MB else 'OVER'} the "
+        f"{TARGET_MB:,} MB target)"
+    )
     return "\n".join(lines)
 
 

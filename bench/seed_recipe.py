@@ -59,12 +59,16 @@ def main() -> None:
     val_ds = Dataset.from_pandas(val_df).map(tokenize, batched=True)
 
     model = AutoModelForSequenceClassification.from_pretrained(
-        args.model, num_labels=len(labels), id2label=dict(enumerate(labels)), label2id=label2id)
+        args.model, num_labels=len(labels), id2label=dict(enumerate(labels)), label2id=label2id
+    )
 
     def compute_metrics(eval_pred):
         logits, label_ids = eval_pred
         predictions = np.argmax(logits, axis=-1)
-        return {"accuracy": accuracy_score(label_ids, predictions), "f1_macro": f1_score(label_ids, predictions, average="macro")}
+        return {
+            "accuracy": accuracy_score(label_ids, predictions),
+            "f1_macro": f1_score(label_ids, predictions, average="macro"),
+        }
 
     training_args = TrainingArguments(
         output_dir=str(out / "checkpoints"),

@@ -55,8 +55,14 @@ train:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", default="mixed", help="mixed, repeat, or a folder holding train.csv and validation.csv (columns text,label)")
-    parser.add_argument("--rows", type=int, default=3000, help="rows generated for mixed/repeat (80%% train, 20%% validation)")
+    parser.add_argument(
+        "--data",
+        default="mixed",
+        help="mixed, repeat, or a folder holding train.csv and validation.csv (columns text,label)",
+    )
+    parser.add_argument(
+        "--rows", type=int, default=3000, help="rows generated for mixed/repeat (80%% train, 20%% validation)"
+    )
     parser.add_argument("--epochs", type=float, default=3)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--learning-rate", type=float, default=1e-4)
@@ -66,10 +72,17 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--repeat", type=int, default=1, help="measure every side this many times, interleaved")
     parser.add_argument("--no-bf16", action="store_true", help="skip the runner's bf16-autocast run")
-    parser.add_argument("--full-bf16", action="store_true",
-                        help="train bf16 to the end even when this CPU has no bf16 matrix units (default: a short speed probe then)")
-    parser.add_argument("--omp-wait-policy", default="PASSIVE",
-                        help="OMP_WAIT_POLICY for both sides (default PASSIVE: on a shared, oversubscribed machine spinning threads cost 10x); 'default' leaves it unset")
+    parser.add_argument(
+        "--full-bf16",
+        action="store_true",
+        help="train bf16 to the end even when this CPU has no bf16 matrix units (default: a short speed probe then)",
+    )
+    parser.add_argument(
+        "--omp-wait-policy",
+        default="PASSIVE",
+        help="OMP_WAIT_POLICY for both sides (default PASSIVE: on a shared, oversubscribed machine spinning "
+        "threads cost 10x); 'default' leaves it unset",
+    )
     parser.add_argument("--predict-texts", type=int, default=10_000)
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
@@ -81,7 +94,10 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     if kind == "custom":
         source = Path(args.data).resolve()
-        train_csv, validation_csv = shutil.copy(source / "train.csv", out / "train.csv"), shutil.copy(source / "validation.csv", out / "validation.csv")
+        train_csv, validation_csv = (
+            shutil.copy(source / "train.csv", out / "train.csv"),
+            shutil.copy(source / "validation.csv", out / "validation.csv"),
+        )
         train_csv, validation_csv = Path(train_csv), Path(validation_csv)
     else:
         train_csv, validation_csv = write_benchmark_data(out, kind, args.rows)
@@ -90,24 +106,49 @@ def main() -> None:
 
     print(f"machine: {describe_machine()}", flush=True)
     hardware = matmul_rates()
-    print(f"matmul: fp32 {hardware['fp32_square'] / 1e9:.1f} GFLOP/s, bf16 {hardware['bf16_square'] / 1e9:.1f} GFLOP/s (1024x1024); "
-          f"at a training shape (384x384 @ 384x1536) {hardware['fp32_training_shape'] / 1e9:.1f} / {hardware['bf16_training_shape'] / 1e9:.1f} GFLOP/s", flush=True)
+    print(
+        f"matmul: fp32 {hardware['fp32_square'] / 1e9:.1f} GFLOP/s, bf16 {hardware['bf16_square'] / 1e9:.1f} GFLOP/s "
+        "(1024x1024); "
+        f"at a training shape (384x384 @ 384x1536) {hardware['fp32_training_shape'] / 1e9:.1f} / "
+        f"{hardware['bf16_training_shape'] / 1e9:.1f} GFLOP/s",
+        flush=True,
+    )
     counts = token_counts(model_folder, train_csv, args.max_length)
     params = non_embedding_parameters(model_folder, len(labels))
-    print(f"data: {counts['rows']} training rows, {counts['real_tokens']} real tokens an epoch "
-          f"(mean {counts['real_tokens'] / counts['rows']:.1f}, max {counts['max_length']}); {params:,} non-embedding parameters", flush=True)
+    print(
+        f"data: {counts['rows']} training rows, {counts['real_tokens']} real tokens an epoch "
+        f"(mean {counts['real_tokens'] / counts['rows']:.1f}, max {counts['max_length']}); {params:,} non-embedding "
+        "parameters",
+        flush=True,
+    )
 
-    (out / "spec.yaml").write_text(SPEC.format(seed=args.seed, labels=", ".join(labels), model=MODEL, max_length=args.max_length, epochs=args.epochs,
-                                               learning_rate=args.learning_rate, batch_size=args.batch_size, warmup_ratio=args.warmup_ratio,
-                                               weight_decay=args.weight_decay), encoding="utf-8")
-    sides = {"seed recipe": lambda i: seed_side(args, out, i, train_csv, validation_csv, model_folder, labels),
-             "runner fp32": lambda i: runner_side(out, i, "fp32")}
+    (out / "spec.yaml").write_text(
+        SPEC.format(
+            seed=args.seed,
+            labels=", ".join(labels),
+            model=MODEL,
+            max_length=args.max_length,
+            epochs=args.epochs,
+            learning_rate=args.learning_rate,
+            batch_size=args.batch_size,
+            warmup_ratio=args.warmup_ratio,
+            weight_decay=args.weight_decay,
+        ),
+        encoding="utf-8",
+    )
+    sides = {
+        "seed recipe": lambda i: seed_side(args, out, i, train_csv, validation_csv, model_folder, labels),
+        "runner fp32": lambda i: runner_side(out, i, "fp32"),
+    }
     bf16_probe = hardware["bf16_training_shape"] < hardware["fp32_training_shape"] / 2 and not args.full_bf16
     if not args.no_bf16:
         sides["runner bf16"] = lambda i: runner_side(out, i, "bf16", probe=bf16_probe)
         if bf16_probe:
-            print("bf16 matmuls are slower than fp32 here (no AVX512-BF16/AMX): the bf16 run is a short speed probe "
-                  f"({BF16_PROBE_STEPS} steps, no evaluation); --full-bf16 trains it to the end", flush=True)
+            print(
+                "bf16 matmuls are slower than fp32 here (no AVX512-BF16/AMX): the bf16 run is a short speed probe "
+                f"({BF16_PROBE_STEPS} steps, no evaluation); --full-bf16 trains it to the end",
+                flush=True,
+            )
     results: dict[str, list[dict]] = {name: [] for name in sides}
     for round_ in range(args.repeat):
         for name, measure in sides.items():
@@ -115,17 +156,34 @@ def main() -> None:
             result = measure(round_)
             results[name].append(result)
             accuracy = f"{result['validation_accuracy']:.4f}" if result.get("validation_accuracy") is not None else "-"
-            print(f"    {result['train_samples_per_second']:.1f} samples/s, wall {result['wall_seconds']:.0f}s, "
-                  f"accuracy {accuracy}, load {result['load_average']}", flush=True)
+            print(
+                f"    {result['train_samples_per_second']:.1f} samples/s, wall {result['wall_seconds']:.0f}s, "
+                f"accuracy {accuracy}, load {result['load_average']}",
+                flush=True,
+            )
 
     predict = predict_side(out, args.predict_texts)
     summary = summarize(results, counts, params, hardware, args.epochs)
     report = render(summary, predict, counts, params, hardware, args, kind)
     print(report)
     (out / "report.txt").write_text(report + "\n", encoding="utf-8")
-    (out / "results.json").write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()}, "machine": describe_machine(), "hardware": hardware,
-                                                  "tokens": counts, "non_embedding_parameters": params, "runs": strip_samples(results),
-                                                  "summary": summary, "predict": strip_samples({"p": [predict]})["p"][0]}, indent=2) + "\n", encoding="utf-8")
+    (out / "results.json").write_text(
+        json.dumps(
+            {
+                "args": {k: str(v) for k, v in vars(args).items()},
+                "machine": describe_machine(),
+                "hardware": hardware,
+                "tokens": counts,
+                "non_embedding_parameters": params,
+                "runs": strip_samples(results),
+                "summary": summary,
+                "predict": strip_samples({"p": [predict]})["p"][0],
+            },
+            indent=2,
+        )
+        + "\n",
+        encoding="utf-8",
+    )
     print(f"\nwrote {out / 'results.json'} and {out / 'report.txt'}")
 
 
@@ -133,13 +191,39 @@ def main() -> None:
 # The two sides
 
 
-def seed_side(args, out: Path, index: int, train_csv: Path, validation_csv: Path, model_folder: str, labels: list[str]) -> dict:
+def seed_side(
+    args, out: Path, index: int, train_csv: Path, validation_csv: Path, model_folder: str, labels: list[str]
+) -> dict:
     folder = out / f"seed-{index}"
     shutil.rmtree(folder, ignore_errors=True)
-    command = [sys.executable, str(ROOT / "bench" / "seed_recipe.py"), "--train", str(train_csv), "--validation", str(validation_csv),
-               "--model", model_folder, "--labels", ",".join(labels), "--out", str(folder), "--epochs", str(args.epochs),
-               "--learning-rate", str(args.learning_rate), "--batch-size", str(args.batch_size), "--warmup-ratio", str(args.warmup_ratio),
-               "--weight-decay", str(args.weight_decay), "--max-length", str(args.max_length), "--seed", str(args.seed)]
+    command = [
+        sys.executable,
+        str(ROOT / "bench" / "seed_recipe.py"),
+        "--train",
+        str(train_csv),
+        "--validation",
+        str(validation_csv),
+        "--model",
+        model_folder,
+        "--labels",
+        ",".join(labels),
+        "--out",
+        str(folder),
+        "--epochs",
+        str(args.epochs),
+        "--learning-rate",
+        str(args.learning_rate),
+        "--batch-size",
+        str(args.batch_size),
+        "--warmup-ratio",
+        str(args.warmup_ratio),
+        "--weight-decay",
+        str(args.weight_decay),
+        "--max-length",
+        str(args.max_length),
+        "--seed",
+        str(args.seed),
+    ]
     measured = run_measured(command, out / "logs" / f"seed-{index}.log", env={"HF_HUB_OFFLINE": "1"}, cwd=out)
     check(measured)
     summary = json.loads((folder / "summary.json").read_text())
@@ -159,14 +243,39 @@ def runner_side(out: Path, index: int, precision: str, probe: bool = False) -> d
     run_dir = out / f"runner-{precision}-{index}"
     cache = out / f"cache-{precision}-{index}"  # cold: the wall time includes tokenizing
     shutil.rmtree(cache, ignore_errors=True)
-    command = [sys.executable, "-m", "runner", "run", str(out / "spec.yaml"), "--output", str(run_dir), "--overwrite",
-               "--set", f"train.precision={precision}"]
+    command = [
+        sys.executable,
+        "-m",
+        "runner",
+        "run",
+        str(out / "spec.yaml"),
+        "--output",
+        str(run_dir),
+        "--overwrite",
+        "--set",
+        f"train.precision={precision}",
+    ]
     if probe:
         with open(out / "validation.csv", encoding="utf-8") as stream:
             (out / "validation-probe.csv").write_text("".join(stream.readlines()[:33]), encoding="utf-8")
-        command += ["--set", f"train.max_steps={BF16_PROBE_STEPS}", "--set", "train.eval_strategy=\"no\"", "--set", "train.save_strategy=\"no\"",
-                    "--set", "train.load_best_model_at_end=false", "--set", "data.validation_file=validation-probe.csv"]
-    measured = run_measured(command, out / "logs" / f"runner-{precision}-{index}.log", env={"HF_HUB_OFFLINE": "1", "RUNNER_CACHE_DIR": str(cache)}, cwd=ROOT)
+        command += [
+            "--set",
+            f"train.max_steps={BF16_PROBE_STEPS}",
+            "--set",
+            'train.eval_strategy="no"',
+            "--set",
+            'train.save_strategy="no"',
+            "--set",
+            "train.load_best_model_at_end=false",
+            "--set",
+            "data.validation_file=validation-probe.csv",
+        ]
+    measured = run_measured(
+        command,
+        out / "logs" / f"runner-{precision}-{index}.log",
+        env={"HF_HUB_OFFLINE": "1", "RUNNER_CACHE_DIR": str(cache)},
+        cwd=ROOT,
+    )
     check(measured)
     manifest = json.loads((run_dir / "run.json").read_text())
     metrics = json.loads((run_dir / "metrics.json").read_text())["validation"]
@@ -190,7 +299,17 @@ def runner_side(out: Path, index: int, precision: str, probe: bool = False) -> d
 def predict_side(out: Path, n: int) -> dict:
     texts = write_texts(out / "predict.txt", n)
     run_dir = out / "runner-fp32-0"
-    command = [sys.executable, "-m", "runner", "predict", str(run_dir), "--input", str(texts), "--output", str(out / "predictions.jsonl")]
+    command = [
+        sys.executable,
+        "-m",
+        "runner",
+        "predict",
+        str(run_dir),
+        "--input",
+        str(texts),
+        "--output",
+        str(out / "predictions.jsonl"),
+    ]
     measured = run_measured(command, out / "logs" / "predict.log", env={"HF_HUB_OFFLINE": "1"}, cwd=ROOT)
     check(measured)
     rate = re.search(r"\(([\d.]+) texts/s\)", Path(measured["log"]).read_text(encoding="utf-8", errors="replace"))
@@ -220,8 +339,11 @@ def describe_machine() -> str:
         isa = [f for f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16") if f" {f}" in flags]
     except (OSError, StopIteration):
         isa = []
-    return (f"{cpu} ({', '.join(isa) or 'no AVX2'}), {len(os.sched_getaffinity(0))} cores, torch {torch.__version__} "
-            f"({torch.get_num_threads()} threads, {torch.backends.cpu.get_cpu_capability()}), Python {platform.python_version()}")
+    return (
+        f"{cpu} ({', '.join(isa) or 'no AVX2'}), {len(os.sched_getaffinity(0))} cores, torch {torch.__version__} "
+        f"({torch.get_num_threads()} threads, {torch.backends.cpu.get_cpu_capability()}), Python "
+        f"{platform.python_version()}"
+    )
 
 
 def matmul_rates(seconds: float = 0.5) -> dict:
@@ -297,7 +419,8 @@ def summarize(results: dict, counts: dict, params: int, hardware: dict, epochs: 
     (a probe's rows are unknown, so it has none). Padded tokens are the Trainer's own count."""
     out = {}
     for name, runs in results.items():
-        def median(key):
+
+        def median(key, runs=runs):
             values = [r[key] for r in runs if r.get(key) is not None]
             return statistics.median(values) if values else None
 
@@ -325,7 +448,11 @@ def summarize(results: dict, counts: dict, params: int, hardware: dict, epochs: 
     for row in out.values():
         row["speedup_samples_per_second"] = row["train_samples_per_second"] / base["train_samples_per_second"]
         row["speedup_wall"] = None if row["probe"] else base["wall_seconds"] / row["wall_seconds"]
-        row["accuracy_points_vs_seed"] = None if row["validation_accuracy"] is None else 100 * (row["validation_accuracy"] - base["validation_accuracy"])
+        row["accuracy_points_vs_seed"] = (
+            None
+            if row["validation_accuracy"] is None
+            else 100 * (row["validation_accuracy"] - base["validation_accuracy"])
+        )
     return out
 
 
@@ -348,12 +475,16 @@ def render(summary: dict, predict: dict, counts: dict, params: int, hardware: di
 
     lines = [
         "",
-        f"data {kind}: {counts['rows']} training rows, {counts['real_tokens'] / counts['rows']:.1f} real tokens a row (max {counts['max_length']}); "
-        f"all-MiniLM-L6-v2 ({params / 1e6:.1f}M non-embedding parameters); {args.epochs:g} epochs, batch {args.batch_size}, "
-        f"lr {args.learning_rate:g}, warmup {args.warmup_ratio:g}, weight decay {args.weight_decay:g}, seed {args.seed}; "
+        f"data {kind}: {counts['rows']} training rows, {counts['real_tokens'] / counts['rows']:.1f} real tokens a row "
+        f"(max {counts['max_length']}); "
+        f"all-MiniLM-L6-v2 ({params / 1e6:.1f}M non-embedding parameters); {args.epochs:g} epochs, batch "
+        f"{args.batch_size}, "
+        f"lr {args.learning_rate:g}, warmup {args.warmup_ratio:g}, weight decay {args.weight_decay:g}, seed "
+        f"{args.seed}; "
         f"{args.repeat} run(s) of each, medians; OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'unset')} for both",
         f"torch.matmul on this CPU: fp32 {peak32 / 1e9:.1f} GFLOP/s, bf16 {peak16 / 1e9:.1f} GFLOP/s (1024^3); "
-        f"at a training shape (384x384 @ 384x1536) fp32 {hardware['fp32_training_shape'] / 1e9:.1f}, bf16 {hardware['bf16_training_shape'] / 1e9:.1f} GFLOP/s",
+        f"at a training shape (384x384 @ 384x1536) fp32 {hardware['fp32_training_shape'] / 1e9:.1f}, bf16 "
+        f"{hardware['bf16_training_shape'] / 1e9:.1f} GFLOP/s",
         "training FLOPs = 6 x non-embedding parameters x tokens (forward 2, backward 4; attention scores and the "
         "embedding lookups left out); 'useful' counts real tokens, 'executed' counts padded ones",
         "",
@@ -375,15 +506,22 @@ def render(summary: dict, predict: dict, counts: dict, params: int, hardware: di
         row("wall time, seed / this", "speedup_wall", ".2f"),
         row("accuracy vs seed (points)", "accuracy_points_vs_seed", "+.1f"),
         "",
-        "samples/s of every run: " + "; ".join(f"{n} {', '.join(f'{v:.2f}' for v in summary[n]['train_samples_per_second_all'])}" for n in names),
+        "samples/s of every run: "
+        + "; ".join(f"{n} {', '.join(f'{v:.2f}' for v in summary[n]['train_samples_per_second_all'])}" for n in names),
         "load average (1 min) before/after every run: " + "; ".join(f"{n} {summary[n]['load_average']}" for n in names),
     ]
     if any(s["probe"] for s in summary.values()):
-        lines.append(f"runner bf16 is a speed probe ({BF16_PROBE_STEPS} steps, no evaluation): bf16 matmuls run at "
-                     f"{100 * hardware['bf16_training_shape'] / hardware['fp32_training_shape']:.0f}% of the fp32 rate on this CPU, "
-                     "so training to the end would take hours; --full-bf16 does it")
-    lines.append(f"runner predict, {predict['texts']:,} texts (batches sorted by length): {predict['texts_per_second']:,.0f} texts/s, "
-                 f"wall {predict['wall_seconds']:.0f}s, peak RSS {predict['peak_rss_mb']:,.0f} MB")
+        lines.append(
+            f"runner bf16 is a speed probe ({BF16_PROBE_STEPS} steps, no evaluation): bf16 matmuls run at "
+            f"{100 * hardware['bf16_training_shape'] / hardware['fp32_training_shape']:.0f}% of the fp32 rate on this "
+            "CPU, "
+            "so training to the end would take hours; --full-bf16 does it"
+        )
+    lines.append(
+        f"runner predict, {predict['texts']:,} texts (batches sorted by length): {predict['texts_per_second']:,.0f} "
+        "texts/s, "
+        f"wall {predict['wall_seconds']:.0f}s, peak RSS {predict['peak_rss_mb']:,.0f} MB"
+    )
     return "\n".join(lines)
 
 

@@ -16,7 +16,6 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from runner.errors import RunError, RunnerError, SpecError
-from runner.rundir import RunDir, metrics_path
 from runner.github import (
     HF_TOKEN_VARS,
     comment_on_pull_request,
@@ -27,6 +26,7 @@ from runner.github import (
     warning,
     write_step_summary,
 )
+from runner.rundir import RunDir, metrics_path
 
 # action.yml passes every input to the Python step through these variables (composite actions
 # do not set INPUT_* themselves); tests/test_action.py checks that the two agree.
@@ -51,8 +51,16 @@ ACTION_OUTPUTS = ("run-dir", "metrics", "model-url", "artifact-path", "artifact-
 # Never in the artifact: Trainer checkpoints (weights + optimizer state) and any stray weights.
 # The model folders (model/, merged/, onnx/) only with upload-model: true.
 ALWAYS_EXCLUDED = ("**/checkpoints/**", "**/optimizer.pt", "**/scheduler.pt", "**/rng_state*.pth")
-MODEL_EXCLUDED = ("**/model/**", "**/merged/**", "**/onnx/**",
-                  "**/*.safetensors", "**/*.bin", "**/*.pt", "**/*.pth", "**/*.onnx")
+MODEL_EXCLUDED = (
+    "**/model/**",
+    "**/merged/**",
+    "**/onnx/**",
+    "**/*.safetensors",
+    "**/*.bin",
+    "**/*.pt",
+    "**/*.pth",
+    "**/*.onnx",
+)
 
 # (args, capture_stdout) -> (exit code, captured stdout, stderr it printed)
 RunCli = Callable[[list[str], bool], tuple[int, str, str]]
@@ -215,12 +223,18 @@ def annotations(stderr: str, spec: str, overrides: list[str], env: Mapping[str, 
         if not match:
             continue
         text = match.group("text")
-        hint = lines[i + 1][len("hint: "):] if i + 1 < len(lines) and lines[i + 1].startswith("hint: ") else ""
+        hint = lines[i + 1][len("hint: ") :] if i + 1 < len(lines) and lines[i + 1].startswith("hint: ") else ""
         located = _LOCATED.match(text)
         rest = located.group("rest") if located else text
         path = (_SPEC_PATH.match(rest) or [None, ""])[1] if not rest.startswith("--set") else ""
-        override = next((line for k, line in keys.items()
-                         if rest.startswith((f"--set {k}", f"--set '{k}")) or path == k or path.startswith(k + ".")), None)
+        override = next(
+            (
+                line
+                for k, line in keys.items()
+                if rest.startswith((f"--set {k}", f"--set '{k}")) or path == k or path.startswith(k + ".")
+            ),
+            None,
+        )
         properties = {"title": f"runner: {spec}"}
         message = rest
         if override is not None:
@@ -272,8 +286,17 @@ def _footer(spec: str, env: Mapping[str, str]) -> str:
     return f"\n<sub>{' · '.join(parts)}</sub>\n"
 
 
-def _train_and_report(spec: str, run_dir: Path, overrides: list[str], lines: list[str], push: bool, tag: str,
-                      compare: Path | None, run_cli: RunCli, env: Mapping[str, str]) -> tuple[int, str]:
+def _train_and_report(
+    spec: str,
+    run_dir: Path,
+    overrides: list[str],
+    lines: list[str],
+    push: bool,
+    tag: str,
+    compare: Path | None,
+    run_cli: RunCli,
+    env: Mapping[str, str],
+) -> tuple[int, str]:
     """`runner run`, then `runner push` if asked, then `runner report`: (exit code, markdown)."""
     rc, _, err = run_cli(["run", spec, *overrides, "--output", str(run_dir)], False)
     if rc != 0:
@@ -291,7 +314,7 @@ def _train_and_report(spec: str, run_dir: Path, overrides: list[str], lines: lis
     if report_rc != 0 and report.strip():  # the quality gate failed: the report says why, the step fails
         for line in error_lines(report_err)[:1]:
             title = f"runner: quality gate ({escape_property(spec)})"
-            print(f"::error title={title}::{escape_data(line[len('error: '):])}", flush=True)
+            print(f"::error title={title}::{escape_data(line[len('error: ') :])}", flush=True)
         return report_rc, "\n\n".join([report.strip(), *problems]).strip()
     if report_rc != 0:
         problems.append(f"`runner report` failed with exit code {report_rc}; showing the run's report.md.")

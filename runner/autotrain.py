@@ -17,11 +17,12 @@ from pathlib import Path, PurePosixPath
 
 import jsonschema
 
-from runner.errors import SpecError, SpecErrors
 from runner.autotrain_values import check_keys, coerce, mapping, scalar, string, suggest
+from runner.errors import SpecError, SpecErrors
 from runner.schema import describe, hint, load_schema, position_of, schema_at, where
 
-AUTOTRAIN_TASKS = {"text_classification", "text-classification", "text_binary_classification", "text_multi_class_classification"}
+AUTOTRAIN_TASKS = {"text_classification", "text-classification", "text_binary_classification",
+                   "text_multi_class_classification"}
 
 TOP_KEYS = ("task", "base_model", "project_name", "log", "backend", "data", "params", "hub")
 DATA_KEYS = ("path", "train_split", "valid_split", "column_mapping")
@@ -147,14 +148,17 @@ def translate(document: dict, positions: dict, source: str) -> tuple[dict, dict,
     check_keys(hub, ("hub",), HUB_KEYS, problem)
     for key in params:
         if key in SET_ELSEWHERE:
-            problem(("params", key), f"'{key}' is read from {SET_ELSEWHERE[key]} in an AutoTrain config, not from params",
+            problem(("params", key),
+                    f"'{key}' is read from {SET_ELSEWHERE[key]} in an AutoTrain config, not from params",
                     f"move it: set {SET_ELSEWHERE[key]} instead", key=True)
         elif key not in PARAMS:
-            problem(("params", key), f"unknown AutoTrain text-classification param '{key}'", suggest(key, PARAMS), key=True)
+            problem(("params", key), f"unknown AutoTrain text-classification param '{key}'", suggest(key, PARAMS),
+                    key=True)
 
     task = string(document, ("task",), problem, default="text_classification")
     if task not in AUTOTRAIN_TASKS:
-        problem(("task",), f"AutoTrain task '{task}' is not text classification; runner fine-tunes text classifiers only",
+        problem(("task",),
+                f"AutoTrain task '{task}' is not text classification; runner fine-tunes text classifiers only",
                 f"use task: text_classification (or {', '.join(sorted(AUTOTRAIN_TASKS - {'text_classification'}))}), "
                 "or run this config with AutoTrain itself")
     backend = string(document, ("backend",), problem, default="local")
@@ -199,10 +203,12 @@ def translate(document: dict, positions: dict, source: str) -> tuple[dict, dict,
             put(native_path, value, None, f"AutoTrain's default (runner's own: {scalar(ours)})")
         for message in _native_value_problems(value, native_path, schema):
             problem(origin if key in given else ("params",), message[0], message[1])
-    _check_choice(values["optimizer"], "optimizer", ("train", "optimizer"), schema, problem, "an optimizer", exclude={"auto"})
+    _check_choice(values["optimizer"], "optimizer", ("train", "optimizer"), schema, problem, "an optimizer",
+                  exclude={"auto"})
     _check_choice(values["scheduler"], "scheduler", ("train", "lr_scheduler"), schema, problem, "a scheduler")
 
-    put(("train", "eval_batch_size"), 2 * values["batch_size"], ("params", "batch_size") if "batch_size" in given else None,
+    put(("train", "eval_batch_size"), 2 * values["batch_size"], ("params",
+                                                                 "batch_size") if "batch_size" in given else None,
         "AutoTrain evaluates with twice params.batch_size")
 
     precision = values["mixed_precision"]
@@ -210,8 +216,11 @@ def translate(document: dict, positions: dict, source: str) -> tuple[dict, dict,
         problem(("params", "mixed_precision"), f"'{precision}' is not fp16, bf16 or none",
                 "use fp16 or bf16 for mixed precision on a GPU, or none for fp32")
     else:
-        put(("train", "precision"), PRECISION[precision], ("params", "mixed_precision") if "mixed_precision" in given else None,
-            None if precision in ("fp16", "bf16") else "AutoTrain trains in fp32 unless mixed_precision is fp16 or bf16 (runner's default: auto)")
+        put(("train", "precision"), PRECISION[precision], ("params",
+                                                           "mixed_precision") if "mixed_precision" in given else None,
+            None if precision in ("fp16",
+                                  "bf16") else "AutoTrain trains in fp32 unless mixed_precision is fp16 or bf16 "
+                                               "(runner's default: auto)")
 
     report_to = REPORT_TO.get(log, [])
     if "log" in document:
@@ -219,7 +228,9 @@ def translate(document: dict, positions: dict, source: str) -> tuple[dict, dict,
 
     logging_steps = values["logging_steps"]
     if logging_steps == -1:
-        notes[("train", "logging_steps")] = ("AutoTrain's -1 logs every 0.2 x validation rows (training rows without validation) "
+        notes[("train",
+               "logging_steps")] = ("AutoTrain's -1 logs every 0.2 x validation rows (training rows without "
+                                    "validation) "
                                              "/ batch_size steps, 1 to 25; runner logs every 10 steps")
     elif logging_steps < 1:
         problem(("params", "logging_steps"), f"must be -1 (automatic) or at least 1, got {logging_steps}",
@@ -257,15 +268,19 @@ def _translate_data(data: dict, column_mapping: dict, base_dir: Path, put, probl
         extension = next((ext for ext in ("csv", "jsonl") if (folder / f"{train_split}.{ext}").is_file()), None)
         if extension is None:
             problem(("data", "path"), f"folder '{path}' has no {train_split}.csv or {train_split}.jsonl",
-                    "AutoTrain reads `<train_split>.csv` or `<train_split>.jsonl` from data.path; rename the file or set data.train_split")
+                    "AutoTrain reads `<train_split>.csv` or `<train_split>.jsonl` from data.path; rename the file or "
+                    "set data.train_split")
             return
         put(("data", "train"), _join(path, f"{train_split}.{extension}"), ("data", "path"),
-            None if valid_split else "no valid_split: a seeded, stratified 20% is held out for validation, as AutoTrain does (not the same rows)")
+            None if valid_split
+            else "no valid_split: a seeded, stratified 20% is held out for validation, as AutoTrain does "
+                 "(not the same rows)")
         if valid_split:
             put(("data", "validation_file"), _join(path, f"{valid_split}.{extension}"), ("data", "valid_split"))
     elif HUB_DATASET_ID.fullmatch(path) and not path.startswith("."):
         put(("data", "hub", "id"), path, ("data", "path"))
-        put(("data", "hub", "split"), train_split, ("data", "train_split") if "train_split" in data else ("data", "path"))
+        put(("data", "hub", "split"), train_split, ("data", "train_split") if "train_split" in data else ("data",
+                                                                                                          "path"))
         if valid_split:
             put(("data", "hub", "validation_split"), valid_split, ("data", "valid_split"))
         else:
@@ -278,7 +293,8 @@ def _translate_data(data: dict, column_mapping: dict, base_dir: Path, put, probl
         return
     put(("data", "text_column"), text_column, ("data", "column_mapping", "text_column"))
     put(("data", "label_column"), target_column, ("data", "column_mapping", "target_column"),
-        None if "target_column" in column_mapping else "AutoTrain's default target column is 'target' (runner's: label)")
+        None if "target_column" in column_mapping
+        else "AutoTrain's default target column is 'target' (runner's: label)")
 
 
 def _translate_evaluation(values: dict, given: set, put, problem) -> None:
@@ -302,7 +318,8 @@ def _translate_evaluation(values: dict, given: set, put, problem) -> None:
         put(("train", "early_stopping_patience"), None, origin, "AutoTrain stops early only when it evaluates")
         return
     put(("train", "metric_for_best_model"), "loss", None,
-        "AutoTrain keeps the checkpoint with the lowest validation loss and stops early on it (runner's default: f1_macro)")
+        "AutoTrain keeps the checkpoint with the lowest validation loss and stops early on it (runner's default: "
+        "f1_macro)")
 
 
 def _translate_hub(hub: dict, project_name: str, put, problem, notes: dict) -> None:
@@ -331,7 +348,8 @@ def _translate_hub(hub: dict, project_name: str, put, problem, notes: dict) -> N
                         f"export {match.group(1)}=<your Hub user or organisation>")
     if push and not username:
         if "username" not in hub:
-            problem(("hub",), "hub.push_to_hub is true but hub.username is not set", "add `username: ${HF_USERNAME}` under hub:")
+            problem(("hub",), "hub.push_to_hub is true but hub.username is not set",
+                    "add `username: ${HF_USERNAME}` under hub:")
 
     _check_token(hub, problem, notes)
 
@@ -350,7 +368,8 @@ def _check_token(hub: dict, problem, notes: dict) -> None:
     match = ENV_REFERENCE.fullmatch(token) if isinstance(token, str) else None
     if match is None:
         problem(("hub", "token"), "a token is written in the config; secrets never live in the spec",
-                "delete it, revoke it on the Hub (it has been saved in a file), export HF_TOKEN and write `token: ${HF_TOKEN}`")
+                "delete it, revoke it on the Hub (it has been saved in a file), export HF_TOKEN and write `token: "
+                "${HF_TOKEN}`")
         return
     variable = match.group(1)
     notes[("hub", "token")] = "runner reads the Hub token from HF_TOKEN only, never from the spec"
@@ -367,7 +386,8 @@ def _check_backend(backend: str | None, problem) -> None:
         return
     prefix = backend.split("-")[0]
     if prefix in REMOTE_BACKENDS:
-        problem(("backend",), f"'{backend}' trains on {REMOTE_BACKENDS[prefix]}; runner trains on this machine or a CI runner only",
+        problem(("backend",),
+                f"'{backend}' trains on {REMOTE_BACKENDS[prefix]}; runner trains on this machine or a CI runner only",
                 "set `backend: local` and run `runner run` on a machine with a GPU, or in a CI job on a GPU runner")
     else:
         problem(("backend",), f"'{backend}' is not an AutoTrain backend runner knows", "use backend: local")
@@ -402,7 +422,8 @@ def _param(params: dict, key: str, problem):
     coerced = coerce(value, kind)
     if coerced is None:
         names = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}
-        problem(("params", key), f"must be {names[kind]}, got {scalar(value)}", f"AutoTrain's default is {scalar(default)}")
+        problem(("params", key), f"must be {names[kind]}, got {scalar(value)}",
+                f"AutoTrain's default is {scalar(default)}")
         return default
     return coerced
 

@@ -91,7 +91,8 @@ def main(debug: bool) -> None:
 
 @main.command()
 @click.argument("specs", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a spec value, e.g. train.epochs=1.")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+              help="Override a spec value, e.g. train.epochs=1.")
 def validate(specs, overrides) -> None:
     """Check specs for every mistake, with file:line:column. Exit 2 when one is invalid."""
     from runner.errors import SpecError
@@ -130,13 +131,15 @@ def schema() -> None:
 
 @main.command()
 @click.argument("spec", type=click.Path(path_type=Path))
-@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a spec value, e.g. train.epochs=1.")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+              help="Override a spec value, e.g. train.epochs=1.")
 @click.option("--dry-run", is_flag=True, help="Print the resolved spec and the plan, then stop.")
 @click.option("--output", "output_dir", type=click.Path(path_type=Path), help="Run folder (overrides output.dir).")
 @click.option("--overwrite", is_flag=True, help="Replace a finished run folder.")
 @click.option("--resume", is_flag=True, help="Continue from the newest checkpoint in the run folder.")
 @click.option("--force-resume", is_flag=True, help="Resume even when the spec or data changed since the checkpoint.")
-@click.option("--nproc", type=int, default=None, help="Train with N processes (torchrun, DDP). Overrides compute.nproc.")
+@click.option("--nproc", type=int, default=None,
+              help="Train with N processes (torchrun, DDP). Overrides compute.nproc.")
 def run(spec, overrides, dry_run, output_dir, overwrite, resume, force_resume, nproc) -> None:
     """Train, evaluate, record and (when the spec says so) push: the whole flow."""
     from runner.spec import load_spec
@@ -163,7 +166,8 @@ def run(spec, overrides, dry_run, output_dir, overwrite, resume, force_resume, n
 
 @main.command()
 @click.argument("data_file", type=click.Path(path_type=Path))
-@click.option("-o", "--output", "output", type=click.Path(path_type=Path), default=None, help="Where to write the spec (default: print it).")
+@click.option("-o", "--output", "output", type=click.Path(path_type=Path), default=None,
+              help="Where to write the spec (default: print it).")
 @click.option("--model", default="distilbert-base-uncased", show_default=True, help="Model to fine-tune.")
 @click.option("--force", is_flag=True, help="Replace OUTPUT when it exists (never the data file itself).")
 @click.option("--encoding", default=None, help="The data file's text encoding, e.g. cp1252 (default: detected).")
@@ -184,9 +188,12 @@ def init(data_file, output, model, force, encoding) -> None:
 @main.command()
 @click.argument("run_dir", type=click.Path(path_type=Path))
 @click.argument("texts", nargs=-1)
-@click.option("--input", "input_file", type=click.Path(path_type=Path), help="File of texts (CSV/JSONL/Parquet with the spec's text column, or .txt with one text a line).")
-@click.option("--output", "output_file", type=click.Path(path_type=Path), help="Write predictions here (.jsonl or .csv).")
-@click.option("--batch-size", type=click.IntRange(min=1), default=None, help="Texts per batch (default: predict.batch_size).")
+@click.option("--input", "input_file", type=click.Path(path_type=Path),
+              help="File of texts (CSV/JSONL/Parquet with the spec's text column, or .txt with one text a line).")
+@click.option("--output", "output_file", type=click.Path(path_type=Path),
+              help="Write predictions here (.jsonl or .csv).")
+@click.option("--batch-size", type=click.IntRange(min=1), default=None,
+              help="Texts per batch (default: predict.batch_size).")
 @click.option("--backend", type=click.Choice(["torch", "onnx"]), default="torch", show_default=True,
               help="onnx: the model `runner export` wrote (int8 when there is one), with onnxruntime only.")
 def predict(run_dir, texts, input_file, output_file, batch_size, backend) -> None:
@@ -215,7 +222,8 @@ def export(run_dir, int8, output, min_agreement, parity_rows) -> None:
 
 @main.command(name="eval")
 @click.argument("run_dir", type=click.Path(path_type=Path))
-@click.option("--data", "data_file", required=True, type=click.Path(path_type=Path), help="A labelled file with the spec's columns.")
+@click.option("--data", "data_file", required=True, type=click.Path(path_type=Path),
+              help="A labelled file with the spec's columns.")
 def evaluate_command(run_dir, data_file) -> None:
     """Metrics of a trained run on a new labelled file."""
     from runner.predict import eval_command
@@ -226,7 +234,8 @@ def evaluate_command(run_dir, data_file) -> None:
 @main.command()
 @click.argument("run_dir", type=click.Path(path_type=Path))
 @click.option("--format", "fmt", type=click.Choice(["markdown", "json"]), default="markdown", show_default=True)
-@click.option("--compare", "base_dir", type=click.Path(path_type=Path), default=None, help="A baseline run folder (or metrics.json) to show deltas against.")
+@click.option("--compare", "base_dir", type=click.Path(path_type=Path), default=None,
+              help="A baseline run folder (or metrics.json) to show deltas against.")
 def report(run_dir, fmt, base_dir) -> None:
     """The metrics summary of a run, as a pull-request comment or job summary shows it."""
     from runner.record.summary import summary_json, summary_markdown
@@ -236,7 +245,8 @@ def report(run_dir, fmt, base_dir) -> None:
     gate = summary.get("gate")
     if gate and not gate["passed"]:  # the quality gate of the run's spec: exit 1 and say why
         click.echo(f"error: gate: {'; '.join(gate['reasons'])}", err=True)
-        click.echo("hint: the spec's gate section sets the limits; improve the run, or change the gate on purpose", err=True)
+        click.echo("hint: the spec's gate section sets the limits; improve the run, or change the gate on purpose",
+                   err=True)
         sys.exit(1)
 
 
@@ -245,8 +255,10 @@ def report(run_dir, fmt, base_dir) -> None:
 @click.option("--repo", "repo_id", default=None, help="Hub repo id (default: hub.repo_id of the spec).")
 @click.option("--tag", default=None, help="Tag the pushed commit, e.g. v1.0.0.")
 @click.option("--revision", default=None, help="Branch to push to (default: hub.revision of the spec).")
-@click.option("--private/--public", "private", default=None, help="Visibility when the repo is created (default: hub.private).")
-@click.option("--create-pr/--no-create-pr", "create_pr", default=None, help="Open a pull request on the Hub instead of committing to the branch.")
+@click.option("--private/--public", "private", default=None,
+              help="Visibility when the repo is created (default: hub.private).")
+@click.option("--create-pr/--no-create-pr", "create_pr", default=None,
+              help="Open a pull request on the Hub instead of committing to the branch.")
 def push(run_dir, repo_id, tag, revision, private, create_pr) -> None:
     """Upload a finished run to the Hugging Face Hub (token from HF_TOKEN)."""
     from runner.hub import push_run
@@ -256,8 +268,10 @@ def push(run_dir, repo_id, tag, revision, private, create_pr) -> None:
 
 @main.command()
 @click.argument("run_dir", type=click.Path(path_type=Path))
-@click.option("--base", "base_dir", type=click.Path(path_type=Path), default=None, help="Baseline run folder or metrics.json for deltas.")
-@click.option("--key", default=None, help="Identifies this comment among the runner's comments (default: the spec name).")
+@click.option("--base", "base_dir", type=click.Path(path_type=Path), default=None,
+              help="Baseline run folder or metrics.json for deltas.")
+@click.option("--key", default=None,
+              help="Identifies this comment among the runner's comments (default: the spec name).")
 def comment(run_dir, base_dir, key) -> None:
     """Post or update the pull-request comment with this run's metrics (GitHub Actions)."""
     from runner.github import comment_on_pull_request
@@ -270,7 +284,8 @@ def comment(run_dir, base_dir, key) -> None:
 
 @main.command()
 @click.argument("run_dir", type=click.Path(path_type=Path))
-@click.option("--output", "output_dir", type=click.Path(path_type=Path), default=None, help="Where the repeated run goes (default: RUN_DIR-reproduce).")
+@click.option("--output", "output_dir", type=click.Path(path_type=Path), default=None,
+              help="Where the repeated run goes (default: RUN_DIR-reproduce).")
 def reproduce(run_dir, output_dir) -> None:
     """Re-run from a run's manifest and report whether the metrics match."""
     from runner.reproduce import reproduce_run
@@ -281,7 +296,8 @@ def reproduce(run_dir, output_dir) -> None:
 
 @main.command()
 @click.argument("config", type=click.Path(path_type=Path))
-@click.option("-o", "--output", type=click.Path(path_type=Path), default=None, help="Write the native spec here (default: print it).")
+@click.option("-o", "--output", type=click.Path(path_type=Path), default=None,
+              help="Write the native spec here (default: print it).")
 @click.option("--force", is_flag=True, help="Replace OUTPUT when it exists (never the config itself).")
 def convert(config, output, force) -> None:
     """Translate an AutoTrain text-classification config into a native spec."""
@@ -305,13 +321,15 @@ def check_new_file(output: Path, force: bool, source: Path) -> None:
 
     where = str(output)
     if output.exists() and source.exists() and os.path.samefile(output, source):  # also a link to it
-        raise SpecError("-o is the input file itself; writing it would replace the input", "give another path with -o", where)
+        raise SpecError("-o is the input file itself; writing it would replace the input", "give another path with -o",
+                        where)
     if output.is_dir():
         raise SpecError("-o is a folder", "give a file path such as spec.yaml", where)
     if output.exists() and not force:
         raise SpecError("the file already exists", "choose another path, or pass --force to replace it", where)
     if not output.parent.is_dir():
-        raise SpecError(f"folder {output.parent} does not exist", "create it first (mkdir -p), or write into an existing folder", where)
+        raise SpecError(f"folder {output.parent} does not exist",
+                        "create it first (mkdir -p), or write into an existing folder", where)
 
 
 def write_new_file(output: Path, text: str) -> None:
@@ -321,7 +339,8 @@ def write_new_file(output: Path, text: str) -> None:
     try:
         atomic_write_text(output, text)
     except OSError as exc:
-        raise RunError(f"could not write the file: {exc.strerror or exc}", "check the folder's permissions and free space", str(output)) from None
+        raise RunError(f"could not write the file: {exc.strerror or exc}",
+                       "check the folder's permissions and free space", str(output)) from None
 
 
 @main.command()

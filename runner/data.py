@@ -6,7 +6,6 @@ Row numbers in messages are the ones a person sees in an editor: for CSV the hea
 
 from __future__ import annotations
 
-import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,12 +14,14 @@ import numpy as np
 import pandas as pd
 
 from runner.errors import DataError, RunError
-from runner.textfiles import first_bad_byte, json_place
+from runner.labels import ROW, encode_multi_labels, encode_regression_targets, encode_single_labels
 from runner.spec import Spec
 from runner.tasks import MANY_CLASSES, NUMBER, task_of
+from runner.textfiles import first_bad_byte, json_place
 
-FORMATS_BY_SUFFIX = {".csv": "csv", ".tsv": "tsv", ".tab": "tsv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".parquet": "parquet", ".pq": "parquet"}
-ROW = "__row__"  # the source line of each row, for messages
+FORMATS_BY_SUFFIX = {".csv": "csv", ".tsv": "tsv", ".tab": "tsv", ".jsonl": "jsonl", ".ndjson": "jsonl",
+                     ".json": "json", ".parquet": "parquet", ".pq": "parquet"}
+FLAT_ROW_HINT = 'a row is one flat object like {"text": ..., "label": ...}'
 
 
 @dataclass
@@ -51,7 +52,8 @@ def read_table(path: Path, fmt: str = "auto", encoding: str = "utf-8", max_rows:
     """Read one data file into a frame with a ROW column holding each row's line (or row) number."""
     path = Path(path)
     if path.is_dir():
-        raise DataError("the data path is a folder, not a file", "point it at a CSV, TSV, JSONL, JSON or Parquet file", str(path))
+        raise DataError("the data path is a folder, not a file", "point it at a CSV, TSV, JSONL, JSON or Parquet file",
+                        str(path))
     if not path.exists():
         raise DataError("data file not found", "paths in a spec are relative to the spec file's folder", str(path))
     fmt = detect_format(path, fmt)
@@ -72,7 +74,8 @@ def read_table(path: Path, fmt: str = "auto", encoding: str = "utf-8", max_rows:
     except UnicodeDecodeError:
         offset, line = first_bad_byte(path, encoding)  # the exception's offset is within a reader's buffer
         raise DataError(f"the file is not valid {encoding} text (byte {offset} cannot be decoded)",
-                        "set data.encoding to the file's encoding (e.g. latin-1, cp1252, utf-16; `runner init FILE` detects it) "
+                        "set data.encoding to the file's encoding (e.g. latin-1, cp1252, utf-16; `runner init FILE` "
+                        "detects it) "
                         "or re-save it as UTF-8", f"{path}:{line}" if line else str(path)) from None
     except pd.errors.EmptyDataError:
         raise DataError("the file is empty", "add a header line and data rows", str(path)) from None
@@ -81,14 +84,18 @@ def read_table(path: Path, fmt: str = "auto", encoding: str = "utf-8", max_rows:
         line = re.search(r"line (\d+)", detail)
         where = f"{path}:{line.group(1)}" if line else str(path)
         raise DataError(f"cannot parse the {fmt.upper()} file: {detail}",
-                        "check quoting and the number of fields on that line (a text with a comma must be in double quotes)", where) from None
+                        "check quoting and the number of fields on that line (a text with a comma must be in double "
+                        "quotes)", where) from None
     except (ValueError, RecursionError) as exc:
-        raise DataError(f"cannot parse the {fmt.upper()} file: {str(exc).splitlines()[0].split(';')[0]}", f"check that the file really is {fmt.upper()}",
+        raise DataError(f"cannot parse the {fmt.upper()} file: {str(exc).splitlines()[0].split(';')[0]}",
+                        f"check that the file really is {fmt.upper()}",
                         json_place(path, str(exc), encoding) if fmt == "json" else str(path)) from None
     except LookupError:
-        raise DataError(f"unknown encoding '{encoding}'", "set data.encoding to a Python codec name such as utf-8 or latin-1", str(path)) from None
+        raise DataError(f"unknown encoding '{encoding}'",
+                        "set data.encoding to a Python codec name such as utf-8 or latin-1", str(path)) from None
     except (OSError, ImportError) as exc:
-        raise DataError(f"cannot read the file: {exc}", f"check that the file really is {fmt.upper()}", str(path)) from None
+        raise DataError(f"cannot read the file: {exc}", f"check that the file really is {fmt.upper()}",
+                        str(path)) from None
     if max_rows is not None:
         frame = frame.head(max_rows)
     if len(frame) == 0:
@@ -110,14 +117,17 @@ def _read_jsonl(path: Path, encoding: str, max_rows: int | None) -> pd.DataFrame
             try:
                 record = json.loads(line)
             except json.JSONDecodeError as exc:
-                raise DataError(f"line {number} is not valid JSON: {exc.msg}", "each line of a JSONL file must be one JSON object", f"{path}:{number}") from None
+                raise DataError(f"line {number} is not valid JSON: {exc.msg}",
+                                "each line of a JSONL file must be one JSON object", f"{path}:{number}") from None
             except RecursionError:  # json recurses once per level: [[[[...]]]] 100,000 deep
-                raise DataError(f"line {number} is nested too deeply to read", "a row is one flat object like {\"text\": ..., \"label\": ...}", f"{path}:{number}") from None
+                raise DataError(f"line {number} is nested too deeply to read", FLAT_ROW_HINT,
+                                f"{path}:{number}") from None
             except ValueError as exc:  # an integer of thousands of digits
                 raise DataError(f"line {number} holds a value that cannot be read ({str(exc).split(':')[0]})",
-                                "a row is one flat object like {\"text\": ..., \"label\": ...}", f"{path}:{number}") from None
+                                FLAT_ROW_HINT, f"{path}:{number}") from None
             if not isinstance(record, dict):
-                raise DataError(f"line {number} is a JSON {type(record).__name__}, not an object", "each line must be an object like {\"text\": ..., \"label\": ...}", f"{path}:{number}")
+                raise DataError(f"line {number} is a JSON {type(record).__name__}, not an object",
+                                "each line must be an object like {\"text\": ..., \"label\": ...}", f"{path}:{number}")
             records.append(record)
             numbers.append(number)
             if max_rows is not None and len(records) >= max_rows:
@@ -137,11 +147,14 @@ def read_hub_split(hub: dict, split: str) -> pd.DataFrame:
         dataset = datasets.load_dataset(hub["id"], hub.get("config"), split=split, revision=hub.get("revision"))
     except (ConnectionError, OSError) as exc:
         raise RunError(f"cannot load Hub dataset '{hub['id']}' (split {split}): {str(exc).splitlines()[0]}",
-                       "check the network, or export the data to a local file and set data.train; a cached copy is used with HF_DATASETS_OFFLINE=1") from None
+                       "check the network, or export the data to a local file and set data.train; a cached copy is "
+                       "used with HF_DATASETS_OFFLINE=1") from None
     except ValueError as exc:
-        raise DataError(f"Hub dataset '{hub['id']}': {str(exc).splitlines()[0]}", "check data.hub.config and the split names", "data.hub") from None
+        raise DataError(f"Hub dataset '{hub['id']}': {str(exc).splitlines()[0]}",
+                        "check data.hub.config and the split names", "data.hub") from None
     except Exception as exc:  # datasets raises many types (DatasetNotFoundError, ...)
-        raise DataError(f"cannot load Hub dataset '{hub['id']}': {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}",
+        raise DataError(f"cannot load Hub dataset '{hub['id']}': {type(exc).__name__}: "
+                        f"{str(exc).splitlines()[0] if str(exc) else ''}",
                         "check data.hub.id, config, split and revision", "data.hub") from None
     frame = dataset.to_pandas()
     frame[ROW] = np.arange(len(frame))
@@ -149,7 +162,7 @@ def read_hub_split(hub: dict, split: str) -> pd.DataFrame:
 
 
 # ---------------------------------------------------------------------------------------------
-# Columns, texts and labels
+# Columns and texts
 
 
 def check_columns(frame: pd.DataFrame, columns: dict[str, str], source: str) -> None:
@@ -159,8 +172,9 @@ def check_columns(frame: pd.DataFrame, columns: dict[str, str], source: str) -> 
             import difflib
 
             close = difflib.get_close_matches(column, [str(c) for c in available], n=1)
-            hint = (f"did you mean '{close[0]}'? " if close else "") + f"set data.{key} to one of: {', '.join(map(str, available))}"
-            raise DataError(f"column '{column}' (data.{key}) not found; the file has: {', '.join(map(str, available))}", hint, source)
+            names = ", ".join(map(str, available))
+            hint = (f"did you mean '{close[0]}'? " if close else "") + f"set data.{key} to one of: {names}"
+            raise DataError(f"column '{column}' (data.{key}) not found; the file has: {names}", hint, source)
 
 
 def clean_texts(frame: pd.DataFrame, text_columns: list[str], policy: str, source: str) -> tuple[pd.DataFrame, int]:
@@ -176,157 +190,20 @@ def clean_texts(frame: pd.DataFrame, text_columns: list[str], policy: str, sourc
         raise DataError(f"{count} row(s) have an empty or missing text (rows {rows})",
                         "fill or remove them, or set data.empty_text: drop", source)
     if count and count == len(frame):
-        raise DataError("every row has an empty text", f"check data.text_column ('{text_columns[0]}') names the text column", source)
+        raise DataError("every row has an empty text",
+                        f"check data.text_column ('{text_columns[0]}') names the text column", source)
     frame = frame.loc[~empty].reset_index(drop=True)
     for column in text_columns:
         frame[column] = frame[column].astype(str)
     return frame, count
 
 
-def _label_strings(values: pd.Series, source: str, rows: pd.Series | None = None, inferring: bool = False) -> pd.Series:
-    """Class names as strings; a column that mixes numbers and words is an error.
-
-    CSV and TSV cells are all strings, so while the labels are inferred a cell like "1" among class
-    names counts as a number too. `rows` holds each value's row number for the message.
-    """
-    rows = rows if rows is not None else pd.Series(np.arange(len(values)), index=values.index)
-    missing = values.isna() | values.astype(str).str.strip().eq("")
-    if missing.any():
-        at = rows[missing].head(5).tolist()
-        raise DataError(f"{int(missing.sum())} row(s) have no label (rows {', '.join(map(str, at))})",
-                        "fill in the label or remove those rows", f"{source}:{at[0]}")
-
-    def kind(value) -> str:
-        if isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool):
-            return "number"
-        if inferring and isinstance(value, str) and re.fullmatch(r"\s*-?\d+(\.\d+)?\s*", value):
-            return "number"
-        return "text" if isinstance(value, str) else type(value).__name__
-
-    kinds = values.map(kind)
-    structured = kinds.isin(NOT_A_CLASS)
-    if structured.any():
-        first = kinds.index[structured][0]
-        what = NOT_A_CLASS[kinds[first]]
-        raise DataError(
-            f"{int(structured.sum())} row(s) have a label that is {what}, not a class name (first: row {rows[first]})",
-            "a single-label task needs one class name per row; several labels per row: "
-            "task: multi_label_classification; true/false: write them as class names in quotes",
-            f"{source}:{rows[first]}",
-        )
-    if kinds.nunique() > 1 and (kinds == "number").any():
-        rare = kinds.value_counts().index[-1]
-        first = kinds.index[kinds == rare][0]
-        other = kinds.index[kinds != rare][0]
-        raise DataError(f"the label column mixes numbers and {', '.join(sorted(set(kinds) - {'number'}))}: "
-                        f"row {rows[first]} has {_shown(values[first])}, row {rows[other]} has {_shown(values[other])}",
-                        "use one kind of label throughout (all class names, or all class ids)", f"{source}:{rows[first]}")
-    names = values.map(_label_to_string)
-    report_label_variants(values[kinds == "text"], source)
-    return names
-
-
-NOT_A_CLASS = {"list": "a list", "tuple": "a list", "ndarray": "a list", "dict": "a mapping",
-               "bool": "true or false", "bool_": "true or false"}
-
-
-def report_label_variants(raw: pd.Series, source: str) -> list[str]:
-    """Warn about class names that differ only in case or surrounding spaces ('Pos', 'pos', ' pos'):
-    spaces are removed, so ' pos' joins 'pos', but 'Pos' stays a class of its own. Returns the lines."""
-    counts = raw.astype(str).value_counts()
-    groups: dict[str, list] = {}
-    for value, count in counts.items():
-        groups.setdefault(value.strip().casefold(), []).append((value, int(count)))
-    lines = []
-    for forms in groups.values():
-        if len(forms) > 1:
-            shown = ", ".join(f"{value!r} ({count} rows)" for value, count in sorted(forms))
-            classes = sorted({value.strip() for value, _ in forms})
-            lines.append(f"warning: labels that differ only in case or surrounding spaces in {source}: {shown}; "
-                         f"they become {len(classes)} class(es): {', '.join(classes)}. "
-                         "Fix the data if they are the same class")
-    for line in lines:
-        print(line)
-    return lines
-
-
-def _shown(value) -> str:
-    return repr(value) if isinstance(value, str) else str(value)
-
-
-def _label_to_string(value) -> str:
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    return str(value).strip()
-
-
-def infer_labels(values) -> list[str]:
-    """Sorted class names; numbers sort as numbers ("2" before "10")."""
-    unique = sorted(set(values))
-    if all(re.fullmatch(r"-?\d+", v) for v in unique):
-        return sorted(unique, key=int)
-    return unique
-
-
-def encode_single_labels(frame: pd.DataFrame, column: str, labels: list[str] | None, source: str, row_source: str) -> tuple[pd.Series, list[str]]:
-    names = _label_strings(frame[column], source, frame[ROW], inferring=labels is None)
-    if labels is None:
-        labels = infer_labels(names)
-        if len(labels) > 100 and len(labels) > 0.5 * len(names):
-            raise DataError(f"the label column '{column}' has {len(labels)} distinct values in {len(names)} rows; it looks like free text",
-                            "check data.label_column, and that texts with commas are quoted in the CSV", source)
-    index = {name: i for i, name in enumerate(labels)}
-    unknown = ~names.isin(index)
-    if unknown.any():
-        bad = frame.loc[unknown, ROW].head(5).tolist()
-        values = names[unknown].unique()[:5].tolist()
-        raise DataError(f"{int(unknown.sum())} row(s) have labels outside the spec's labels: {', '.join(map(repr, values))} (rows {', '.join(map(str, bad))})",
-                        f"add them to `labels:` or fix the rows; allowed: {', '.join(labels)}", row_source)
-    return names.map(index).astype("int64"), labels
-
-
-def encode_multi_labels(frame: pd.DataFrame, column: str, labels: list[str] | None, delimiter: str, source: str) -> tuple[pd.Series, list[str]]:
-    def split(value) -> list[str]:
-        if isinstance(value, (list, tuple, np.ndarray)):
-            return [str(v).strip() for v in value if str(v).strip()]
-        if value is None or (isinstance(value, float) and math.isnan(value)):
-            return []
-        return [part.strip() for part in str(value).split(delimiter) if part.strip()]
-
-    lists = frame[column].map(split)
-    if labels is None:
-        labels = infer_labels({name for names in lists for name in names})
-    index = {name: i for i, name in enumerate(labels)}
-    unknown_rows = [row for row, names in zip(frame[ROW], lists) if any(n not in index for n in names)]
-    if unknown_rows:
-        names = sorted({n for names in lists for n in names if n not in index})[:5]
-        raise DataError(f"{len(unknown_rows)} row(s) have labels outside the spec's labels: {', '.join(map(repr, names))} (rows {', '.join(map(str, unknown_rows[:5]))})",
-                        f"add them to `labels:`; allowed: {', '.join(labels)}", source)
-
-    def multi_hot(names: list[str]) -> list[float]:
-        vector = [0.0] * len(labels)
-        for name in names:
-            vector[index[name]] = 1.0
-        return vector
-
-    return lists.map(multi_hot), labels
-
-
-def encode_regression_targets(frame: pd.DataFrame, column: str, source: str) -> pd.Series:
-    numbers = pd.to_numeric(frame[column], errors="coerce")
-    bad = numbers.isna() | ~np.isfinite(numbers.fillna(0))
-    if bad.any():
-        rows = frame.loc[bad, ROW].head(5).tolist()
-        raise DataError(f"{int(bad.sum())} row(s) have a target that is not a number (rows {', '.join(map(str, rows))})",
-                        "regression needs a number in the label column of every row", source)
-    return numbers.astype("float32")
-
-
 # ---------------------------------------------------------------------------------------------
 # Splitting
 
 
-def split_validation(frame: pd.DataFrame, fraction: float, seed: int, stratify_by: pd.Series | None, source: str = "") -> tuple[pd.DataFrame, pd.DataFrame, str]:
+def split_validation(frame: pd.DataFrame, fraction: float, seed: int, stratify_by: pd.Series | None,
+                     source: str = "") -> tuple[pd.DataFrame, pd.DataFrame, str]:
     """Seeded split; stratified when every class has at least two rows. Returns (train, validation, note)."""
     from sklearn.model_selection import train_test_split
 
@@ -342,11 +219,13 @@ def split_validation(frame: pd.DataFrame, fraction: float, seed: int, stratify_b
             rare = ", ".join(str(k) for k in counts[counts < 2].index[:5])
             note += f" (not stratified: class {rare} has only one row)"
         elif n_validation < len(counts) or len(frame) - n_validation < len(counts):
-            note += f" (not stratified: a validation split of {n_validation} rows cannot hold all {len(counts)} classes)"
+            note += (f" (not stratified: a validation split of {n_validation} rows cannot hold all "
+                     f"{len(counts)} classes)")
         else:
             stratify = stratify_by
             note = note.replace("random", "stratified")
-    train, validation = train_test_split(frame, test_size=n_validation, random_state=seed, shuffle=True, stratify=stratify)
+    train, validation = train_test_split(frame, test_size=n_validation, random_state=seed, shuffle=True,
+                                         stratify=stratify)
     return train.reset_index(drop=True), validation.reset_index(drop=True), note
 
 
@@ -354,12 +233,15 @@ def split_validation(frame: pd.DataFrame, fraction: float, seed: int, stratify_b
 # The whole data step
 
 
-def prepare_frame(frame: pd.DataFrame, spec: Spec, labels: list[str] | None, source: str) -> tuple[pd.DataFrame, list[str] | None, int]:
+def prepare_frame(
+    frame: pd.DataFrame, spec: Spec, labels: list[str] | None, source: str
+) -> tuple[pd.DataFrame, list[str] | None, int]:
     """One table as the run uses it: columns checked, empty texts handled, targets encoded.
 
     Returns (text, [text_pair], label and source-row columns; the labels, as given or inferred; rows dropped)."""
     data, task = spec["data"], task_of(spec["task"])
-    columns = {"text_column": data["text_column"], "text_pair_column": data["text_pair_column"], "label_column": data["label_column"]}
+    columns = {"text_column": data["text_column"], "text_pair_column": data["text_pair_column"],
+               "label_column": data["label_column"]}
     check_columns(frame, columns, source)
     text_columns = [data["text_column"]] + ([data["text_pair_column"]] if data["text_pair_column"] else [])
     frame, n_dropped = clean_texts(frame, text_columns, data["empty_text"], source)
@@ -387,7 +269,8 @@ def prepare_data(spec: Spec) -> PreparedData:
     if data.get("hub"):
         hub = data["hub"]
         files["hub"] = {k: hub.get(k) for k in ("id", "config", "revision")}
-        for name, split in (("train", hub["split"]), ("validation", hub["validation_split"]), ("test", hub["test_split"])):
+        for name, split in (("train", hub["split"]), ("validation", hub["validation_split"]), ("test",
+                                                                                               hub["test_split"])):
             if split:
                 raw[name] = read_hub_split(hub, split)
                 if name == "train" and data["max_rows"]:
@@ -397,7 +280,8 @@ def prepare_data(spec: Spec) -> PreparedData:
         for name, key in (("train", "train"), ("validation", "validation_file"), ("test", "test_file")):
             if data.get(key):
                 path = spec.resolve(data[key])
-                raw[name] = read_table(path, data["format"], data["encoding"], data["max_rows"] if name == "train" else None)
+                raw[name] = read_table(path, data["format"], data["encoding"],
+                                       data["max_rows"] if name == "train" else None)
                 sources[name] = str(path)
                 files[name] = str(path.resolve())
 
@@ -411,7 +295,8 @@ def prepare_data(spec: Spec) -> PreparedData:
 
     labels = labels or []
     if task.has_labels:
-        present = {i for v in splits["train"]["label"] for i, x in enumerate(v) if x} if task.multi_label else set(splits["train"]["label"])
+        present = {i for v in splits["train"]["label"] for i,
+                   x in enumerate(v) if x} if task.multi_label else set(splits["train"]["label"])
         if len(present) < 2:
             only = labels[next(iter(present))] if present else "none"
             raise DataError(f"the training data has a single class ('{only}'); a classifier needs at least two",
@@ -420,11 +305,13 @@ def prepare_data(spec: Spec) -> PreparedData:
     note = "separate validation data"
     if "validation" not in splits:
         stratify_by = splits["train"]["label"] if (task.one_label_per_row and data["stratify"]) else None
-        splits["train"], splits["validation"], note = split_validation(splits["train"], data["validation_fraction"], spec["seed"], stratify_by, sources["train"])
+        splits["train"], splits["validation"], note = split_validation(splits["train"], data["validation_fraction"],
+                                                                       spec["seed"], stratify_by, sources["train"])
 
     summary = {
         "rows": {name: len(frame) for name, frame in splits.items()},
-        "label_distribution": {name: label_distribution(frame["label"], labels, task.target) for name, frame in splits.items()},
+        "label_distribution": {name: label_distribution(frame["label"], labels, task.target) for name,
+                               frame in splits.items()},
         "dropped": dropped,
         "split_note": note,
         "sources": sources,
@@ -435,7 +322,8 @@ def prepare_data(spec: Spec) -> PreparedData:
 def label_distribution(values: pd.Series, labels: list[str], target: str) -> dict:
     if target == NUMBER:
         array = values.to_numpy(dtype=float)
-        return {"mean": float(array.mean()), "std": float(array.std()), "min": float(array.min()), "max": float(array.max())}
+        return {"mean": float(array.mean()), "std": float(array.std()), "min": float(array.min()),
+                "max": float(array.max())}
     if target == MANY_CLASSES:
         totals = np.asarray(list(values), dtype=float).sum(axis=0)
         return {label: int(totals[i]) for i, label in enumerate(labels)}

@@ -26,8 +26,8 @@ DRIVER_FLOOR = {11: "450.80.02", 12: "525.60.13", 13: "580.65.06"}
 # PyTorch's per-CUDA wheel indexes; torch 2.13 has cu126 (12.6.3: compute capability 5.0-9.0,
 # Maxwell to Hopper), cu130 (13.0: 7.5-12.0, Turing to Blackwell) and cu132 (experimental).
 WHEEL_INDEX = "https://download.pytorch.org/whl/"
-OLD_DRIVER_VARIANT = "cu126"   # the image's default: the most drivers
-NEW_GPU_VARIANT = "cu130"      # Blackwell needs a CUDA 13 build
+OLD_DRIVER_VARIANT = "cu126"  # the image's default: the most drivers
+NEW_GPU_VARIANT = "cu130"  # Blackwell needs a CUDA 13 build
 CPU_FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile")
 
 
@@ -36,15 +36,16 @@ class TorchCuda:
     """What torch says about CUDA on this machine."""
 
     torch_version: str
-    cuda_build: str | None              # "12.6"; None for a CPU-only build
-    usable: bool                        # torch.cuda.is_available()
-    error: str = ""                     # why not, in torch's words
-    driver_cuda: str | None = None      # the newest CUDA the installed driver runs ("12.2")
-    arch_list: list[str] = field(default_factory=list)    # kernels in the build: sm_80, compute_90
-    devices: list[dict] = field(default_factory=list)     # name, capability (major, minor)
+    cuda_build: str | None  # "12.6"; None for a CPU-only build
+    usable: bool  # torch.cuda.is_available()
+    error: str = ""  # why not, in torch's words
+    driver_cuda: str | None = None  # the newest CUDA the installed driver runs ("12.2")
+    arch_list: list[str] = field(default_factory=list)  # kernels in the build: sm_80, compute_90
+    devices: list[dict] = field(default_factory=list)  # name, capability (major, minor)
 
 
 # ---------------------------------------------------------------- probes of the machine
+
 
 def nvidia_device_nodes() -> list[str]:
     """/dev/nvidia0, /dev/nvidia1, ...: one per GPU the kernel driver (or the container) exposes."""
@@ -59,8 +60,13 @@ def query_nvidia_smi() -> tuple[list[dict], str]:
     fields = ["name", "driver_version", "memory.total", "memory.free", "compute_cap"]
     for query in (fields, fields[:-1]):  # compute_cap needs a driver of 2021 or newer
         try:
-            done = subprocess.run([exe, f"--query-gpu={','.join(query)}", "--format=csv,noheader,nounits"],
-                                  check=False, capture_output=True, text=True, timeout=20)
+            done = subprocess.run(
+                [exe, f"--query-gpu={','.join(query)}", "--format=csv,noheader,nounits"],
+                check=False,
+                capture_output=True,
+                text=True,
+                timeout=20,
+            )
         except (OSError, subprocess.TimeoutExpired) as exc:
             return [], f"nvidia-smi failed: {exc}"
         if done.returncode == 0:
@@ -71,7 +77,9 @@ def query_nvidia_smi() -> tuple[list[dict], str]:
 
 
 def parse_driver_version(text: str) -> str | None:
-    match = re.search(r"Kernel Module(?: for \S+)?\s+(\d+\.\d+(?:\.\d+)?)", text) or re.fullmatch(r"\s*(\d+\.\d+(?:\.\d+)?)\s*", text)
+    match = re.search(r"Kernel Module(?: for \S+)?\s+(\d+\.\d+(?:\.\d+)?)", text) or re.fullmatch(
+        r"\s*(\d+\.\d+(?:\.\d+)?)\s*", text
+    )
     return match.group(1) if match else None
 
 
@@ -138,6 +146,7 @@ def nvidia_gpu_evidence() -> str:
 
 # ---------------------------------------------------------------- the preflight
 
+
 def version_tuple(version: str) -> tuple[int, ...]:
     return tuple(int(part) for part in re.findall(r"\d+", version))
 
@@ -160,8 +169,10 @@ def arch_supported(capability: tuple[int, int], arch_list: list[str]) -> bool:
 
 
 def install_hint(variant: str, floor: str) -> str:
-    return (f"docker build --build-arg TORCH_CUDA={variant} --build-arg NVIDIA_DRIVER_MIN={floor} ., "
-            f"or pip install torch==VERSION --index-url {WHEEL_INDEX}{variant}")
+    return (
+        f"docker build --build-arg TORCH_CUDA={variant} --build-arg NVIDIA_DRIVER_MIN={floor} ., "
+        f"or pip install torch==VERSION --index-url {WHEEL_INDEX}{variant}"
+    )
 
 
 def why_gpu_unusable(state: TorchCuda, driver: str | None, evidence: str) -> tuple[str, str] | None:
@@ -170,38 +181,65 @@ def why_gpu_unusable(state: TorchCuda, driver: str | None, evidence: str) -> tup
     base = state.torch_version.split("+")[0]
     old_floor = DRIVER_FLOOR[12]
     if not state.cuda_build:
-        return (f"an NVIDIA GPU is present ({evidence}) but torch {state.torch_version} is a CPU-only build",
-                (f"install a CUDA build (driver >= {old_floor}): "
-                 f"pip install torch=={base} --index-url {WHEEL_INDEX}{OLD_DRIVER_VARIANT}, {cpu_on_purpose}"))
+        return (
+            f"an NVIDIA GPU is present ({evidence}) but torch {state.torch_version} is a CPU-only build",
+            (
+                f"install a CUDA build (driver >= {old_floor}): "
+                f"pip install torch=={base} --index-url {WHEEL_INDEX}{OLD_DRIVER_VARIANT}, {cpu_on_purpose}"
+            ),
+        )
     major = int(state.cuda_build.split(".")[0])
     floor = DRIVER_FLOOR.get(major)
     too_old = bool(driver and floor and version_tuple(driver) < version_tuple(floor))
     if not driver and state.driver_cuda:  # no version string, but the CUDA version the driver runs
         too_old = int(state.driver_cuda.split(".")[0]) < major
-    driver_text = f"driver {driver}" if driver else "the driver" + (f" (runs CUDA up to {state.driver_cuda})" if state.driver_cuda else "")
+    driver_text = (
+        f"driver {driver}"
+        if driver
+        else "the driver" + (f" (runs CUDA up to {state.driver_cuda})" if state.driver_cuda else "")
+    )
     if not state.usable and too_old:
         if major > 12:
-            fix = (f"upgrade the NVIDIA driver to {floor} or newer, or use torch built for CUDA 12.6, which needs "
-                   f"driver >= {old_floor}: " + install_hint(OLD_DRIVER_VARIANT, old_floor).replace("VERSION", base))
+            fix = (
+                f"upgrade the NVIDIA driver to {floor} or newer, or use torch built for CUDA 12.6, which needs "
+                f"driver >= {old_floor}: " + install_hint(OLD_DRIVER_VARIANT, old_floor).replace("VERSION", base)
+            )
         else:
             fix = f"upgrade the NVIDIA driver to {floor} or newer (nvidia-smi shows the installed one)"
-        return ((f"NVIDIA {driver_text} is too old for torch {state.torch_version}, built for CUDA {state.cuda_build} "
-                 f"(needs driver >= {floor}); torch cannot use the GPU ({evidence})"), f"{fix}, {cpu_on_purpose}")
+        return (
+            (
+                f"NVIDIA {driver_text} is too old for torch {state.torch_version}, built for CUDA {state.cuda_build} "
+                f"(needs driver >= {floor}); torch cannot use the GPU ({evidence})"
+            ),
+            f"{fix}, {cpu_on_purpose}",
+        )
     if not state.usable:
-        about = f"; {driver_text}, torch built for CUDA {state.cuda_build}" + (f" (needs driver >= {floor})" if floor else "")
-        return ((f"an NVIDIA GPU is present ({evidence}) but torch cannot use it: "
-                 f"{state.error or 'torch.cuda.is_available() is False'}{about}"),
-                "check the GPU with nvidia-smi; in a container, start it with --gpus all (NVIDIA Container Toolkit), "
-                + cpu_on_purpose)
+        about = f"; {driver_text}, torch built for CUDA {state.cuda_build}" + (
+            f" (needs driver >= {floor})" if floor else ""
+        )
+        return (
+            (
+                f"an NVIDIA GPU is present ({evidence}) but torch cannot use it: "
+                f"{state.error or 'torch.cuda.is_available() is False'}{about}"
+            ),
+            "check the GPU with nvidia-smi; in a container, start it with --gpus all (NVIDIA Container Toolkit), "
+            + cpu_on_purpose,
+        )
     for index, device in enumerate(state.devices):
         capability = tuple(device["capability"])
         if not arch_supported(capability, state.arch_list):
             variant = NEW_GPU_VARIANT if capability >= (7, 5) else OLD_DRIVER_VARIANT
             floor = DRIVER_FLOOR[13] if variant == NEW_GPU_VARIANT else old_floor
-            return ((f"GPU {index} ({device['name']}, compute capability {capability[0]}.{capability[1]}) has no kernels in "
-                     f"torch {state.torch_version}, built for CUDA {state.cuda_build} ({' '.join(state.arch_list)})"),
-                    f"use torch built for {variant} (driver >= {floor}): "
-                    + install_hint(variant, floor).replace("VERSION", base) + f", {cpu_on_purpose}")
+            return (
+                (
+                    f"GPU {index} ({device['name']}, compute capability {capability[0]}.{capability[1]}) has no "
+                    "kernels in "
+                    f"torch {state.torch_version}, built for CUDA {state.cuda_build} ({' '.join(state.arch_list)})"
+                ),
+                f"use torch built for {variant} (driver >= {floor}): "
+                + install_hint(variant, floor).replace("VERSION", base)
+                + f", {cpu_on_purpose}",
+            )
     return None
 
 
@@ -224,6 +262,7 @@ def check_gpu_usable(device_setting: str) -> str:
 
 
 # ---------------------------------------------------------------- the report
+
 
 def cpu_info() -> dict:
     info = {"model": "", "flags": set()}
@@ -248,7 +287,7 @@ def matmul_gflops(dtype, size: int = 512, repeats: int = 3) -> float:
         started = time.perf_counter()
         a @ b
         best = min(best, time.perf_counter() - started)
-    return 2 * size ** 3 / best / 1e9
+    return 2 * size**3 / best / 1e9
 
 
 def folder_line(label: str, path: Path) -> str:
@@ -272,41 +311,66 @@ def doctor_lines() -> list[str]:
     nodes, (gpus, smi_error) = nvidia_device_nodes(), query_nvidia_smi()
     driver = driver_version()
     if nodes or gpus:
-        lines.append(f"{'NVIDIA GPU':<14}present: " + ", ".join(filter(None, [", ".join(nodes), f"nvidia-smi lists {len(gpus)}" if gpus else smi_error])))
+        lines.append(
+            f"{'NVIDIA GPU':<14}present: "
+            + ", ".join(filter(None, [", ".join(nodes), f"nvidia-smi lists {len(gpus)}" if gpus else smi_error]))
+        )
         for index, gpu in enumerate(gpus):
-            lines.append(f"{'':<14}{index}: {gpu.get('name')}, compute capability {gpu.get('compute_cap', '?')}, "
-                         f"{gpu.get('memory.free')} of {gpu.get('memory.total')} MiB free")
+            lines.append(
+                f"{'':<14}{index}: {gpu.get('name')}, compute capability {gpu.get('compute_cap', '?')}, "
+                f"{gpu.get('memory.free')} of {gpu.get('memory.total')} MiB free"
+            )
     else:
-        lines.append(f"{'NVIDIA GPU':<14}none (no /dev/nvidia[0-9] device nodes; {smi_error or 'nvidia-smi lists none'})")
-    lines.append(f"{'NVIDIA driver':<14}{driver or ('unknown' if nodes or gpus else 'none (no NVIDIA kernel module loaded)')}"
-                 + (f" (runs CUDA up to {state.driver_cuda})" if state.driver_cuda else ""))
+        lines.append(
+            f"{'NVIDIA GPU':<14}none (no /dev/nvidia[0-9] device nodes; {smi_error or 'nvidia-smi lists none'})"
+        )
+    lines.append(
+        f"{'NVIDIA driver':<14}{driver or ('unknown' if nodes or gpus else 'none (no NVIDIA kernel module loaded)')}"
+        + (f" (runs CUDA up to {state.driver_cuda})" if state.driver_cuda else "")
+    )
     if not state.cuda_build:
         lines.append(f"{'torch + GPU':<14}no: this torch is a CPU-only build")
     elif state.usable:
-        lines.append(f"{'torch + GPU':<14}usable: {len(state.devices)} device(s); kernels for {' '.join(state.arch_list)}")
+        lines.append(
+            f"{'torch + GPU':<14}usable: {len(state.devices)} device(s); kernels for {' '.join(state.arch_list)}"
+        )
         for index, device in enumerate(state.devices):
             major, minor = device["capability"]
-            memory = (f"{device['free'] / 2**30:.1f} of {device['total'] / 2**30:.1f} GiB free" if "free" in device
-                      else f"free memory unknown ({device.get('memory_error')})")
-            lines.append(f"{'':<14}cuda:{index} {device['name']}, compute capability {major}.{minor}, {memory}, "
-                         f"bf16 {'yes' if (major, minor) >= (8, 0) else 'no (fp16 instead)'}")
+            memory = (
+                f"{device['free'] / 2**30:.1f} of {device['total'] / 2**30:.1f} GiB free"
+                if "free" in device
+                else f"free memory unknown ({device.get('memory_error')})"
+            )
+            lines.append(
+                f"{'':<14}cuda:{index} {device['name']}, compute capability {major}.{minor}, {memory}, "
+                f"bf16 {'yes' if (major, minor) >= (8, 0) else 'no (fp16 instead)'}"
+            )
     else:
         lines.append(f"{'torch + GPU':<14}no" + (f": {state.error}" if state.error else ""))
 
     cpu = cpu_info()
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    lines.append(f"{'CPU':<14}{cpu['model'] or 'unknown model'}, {os.cpu_count()} cores ({cores} usable), "
-                 f"torch threads {torch.get_num_threads()}, torch kernels {torch.backends.cpu.get_cpu_capability()}")
+    lines.append(
+        f"{'CPU':<14}{cpu['model'] or 'unknown model'}, {os.cpu_count()} cores ({cores} usable), "
+        f"torch threads {torch.get_num_threads()}, torch kernels {torch.backends.cpu.get_cpu_capability()}"
+    )
     if cpu["flags"]:
-        lines.append(f"{'CPU flags':<14}" + ", ".join(f"{flag} {'yes' if flag in cpu['flags'] else 'no'}" for flag in CPU_FLAGS))
+        lines.append(
+            f"{'CPU flags':<14}" + ", ".join(f"{flag} {'yes' if flag in cpu['flags'] else 'no'}" for flag in CPU_FLAGS)
+        )
     native = sorted(cpu["flags"] & {"avx512_bf16", "amx_bf16"})
     fp32, bf16 = matmul_gflops(torch.float32), matmul_gflops(torch.bfloat16)
-    lines.append(f"{'CPU bf16':<14}{'native (' + ', '.join(native) + ')' if native else 'not native (no AVX512-BF16 or AMX)'}; "
-                 f"512x512 matmul: bf16 {bf16:.1f} GFLOP/s, fp32 {fp32:.1f} GFLOP/s")
+    lines.append(
+        f"{'CPU bf16':<14}{'native (' + ', '.join(native) + ')' if native else 'not native (no AVX512-BF16 or AMX)'}; "
+        f"512x512 matmul: bf16 {bf16:.1f} GFLOP/s, fp32 {fp32:.1f} GFLOP/s"
+    )
 
     lines.append(folder_line("HF_HOME", Path(hf.HF_HOME)))
     lines.append(folder_line("hub cache", Path(hf.HF_HUB_CACHE)))
-    lines.append(folder_line("runner cache", cache_root()) + ("" if os.environ.get("RUNNER_CACHE_DIR") else "  (set RUNNER_CACHE_DIR to move it)"))
+    lines.append(
+        folder_line("runner cache", cache_root())
+        + ("" if os.environ.get("RUNNER_CACHE_DIR") else "  (set RUNNER_CACHE_DIR to move it)")
+    )
     return lines
 
 
@@ -319,8 +383,10 @@ def check_driver_label(label_floor: str) -> None:
     cuda = torch.version.cuda
     needed = DRIVER_FLOOR.get(int(cuda.split(".")[0]), "unknown") if cuda else "none"
     if label_floor != needed:
-        sys.exit(f"error: NVIDIA_DRIVER_MIN={label_floor}, but torch {torch.__version__} (CUDA {cuda or 'none'}) "
-                 f"needs NVIDIA driver {needed}\nhint: build with --build-arg NVIDIA_DRIVER_MIN={needed}")
+        sys.exit(
+            f"error: NVIDIA_DRIVER_MIN={label_floor}, but torch {torch.__version__} (CUDA {cuda or 'none'}) "
+            f"needs NVIDIA driver {needed}\nhint: build with --build-arg NVIDIA_DRIVER_MIN={needed}"
+        )
     print(f"NVIDIA_DRIVER_MIN={label_floor} matches torch {torch.__version__} (CUDA {cuda or 'none'})")
 
 

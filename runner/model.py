@@ -33,7 +33,8 @@ LORA_TARGETS = {
     "qwen2": ["q_proj", "v_proj"],
     "gpt2": ["c_attn"],
 }
-WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin", "model.safetensors.index.json", "pytorch_model.bin.index.json", "adapter_model.safetensors")
+WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin", "model.safetensors.index.json",
+                "pytorch_model.bin.index.json", "adapter_model.safetensors")
 
 
 def resolve_model_source(spec: Spec) -> tuple[str, str]:
@@ -47,13 +48,16 @@ def resolve_model_source(spec: Spec) -> tuple[str, str]:
         package, _, sub = name[len("package:"):].partition("/")
         if not package.isidentifier():  # a dotted name would import its parent packages to find it
             raise SpecError(f"'{package}' is not a top-level Python package name",
-                            "write package:NAME/SUBFOLDER, e.g. package:my_models/sentiment", spec.where("model", "name"))
+                            "write package:NAME/SUBFOLDER, e.g. package:my_models/sentiment", spec.where("model",
+                                                                                                         "name"))
         found = importlib.util.find_spec(package)  # a top-level name is looked up on sys.path, never imported
         if found is None or not found.submodule_search_locations:
-            raise SpecError(f"model package '{package}' is not installed", f"pip install {package.replace('_', '-')}", spec.where("model", "name"))
+            raise SpecError(f"model package '{package}' is not installed", f"pip install {package.replace('_', '-')}",
+                            spec.where("model", "name"))
         folder = Path(list(found.submodule_search_locations)[0]) / (sub or "model")
         if not (folder / "config.json").exists():
-            raise SpecError(f"package '{package}' has no model folder at {folder}", "name the folder inside the package: package:NAME/SUBFOLDER", spec.where("model", "name"))
+            raise SpecError(f"package '{package}' has no model folder at {folder}",
+                            "name the folder inside the package: package:NAME/SUBFOLDER", spec.where("model", "name"))
         return str(folder), "package"
     local = spec.resolve(name)
     if looks_like_local_path(name) or local.is_dir():
@@ -68,7 +72,9 @@ def _explain_load_failure(exc: Exception, name: str, source: str, what: str, whe
                         "offline or behind a firewall? give a local folder in model.name (saved with save_pretrained), "
                         "or download it once into the cache and set HF_HUB_OFFLINE=1", where)
     return SpecError(f"cannot load the {what} from '{name}': {text}",
-                     "point model.name at a folder written by save_pretrained() (config.json, weights, tokenizer files)", where)
+                     "point model.name at a folder written by save_pretrained() "
+                     "(config.json, weights, tokenizer files)",
+                     where)
 
 
 def load_tokenizer(spec: Spec):
@@ -76,7 +82,8 @@ def load_tokenizer(spec: Spec):
 
     name, source = resolve_model_source(spec)
     try:
-        tokenizer = AutoTokenizer.from_pretrained(name, revision=spec["model"]["revision"], trust_remote_code=spec["model"]["trust_remote_code"])
+        tokenizer = AutoTokenizer.from_pretrained(name, revision=spec["model"]["revision"],
+                                                  trust_remote_code=spec["model"]["trust_remote_code"])
     except (OSError, ValueError) as exc:
         raise _explain_load_failure(exc, name, source, "tokenizer", spec.where("model", "name")) from None
     if not tokenizer.is_fast:
@@ -139,12 +146,15 @@ def load_model(spec: Spec, labels: list[str], tokenizer=None):
     if source != "hub":
         folder = Path(name)
         if not any((folder / f).exists() for f in WEIGHT_FILES):
-            raise SpecError(f"the model folder '{spec['model']['name']}' has no weights (model.safetensors or pytorch_model.bin)",
-                            "save the model with save_pretrained(), or give a Hub model id", spec.where("model", "name"))
+            raise SpecError(f"the model folder '{spec['model']['name']}' has no weights (model.safetensors or "
+                            "pytorch_model.bin)",
+                            "save the model with save_pretrained(), or give a Hub model id", spec.where("model",
+                                                                                                        "name"))
     task = task_of(spec["task"])
     kwargs = {"revision": spec["model"]["revision"], "trust_remote_code": spec["model"]["trust_remote_code"]}
     try:
-        config = AutoConfig.from_pretrained(name, num_labels=task.num_labels(labels), problem_type=task.problem_type, **kwargs)
+        config = AutoConfig.from_pretrained(name, num_labels=task.num_labels(labels), problem_type=task.problem_type,
+                                            **kwargs)
     except (OSError, ValueError) as exc:
         raise _explain_load_failure(exc, name, source, "model config", spec.where("model", "name")) from None
     if task.has_labels:
@@ -158,7 +168,8 @@ def load_model(spec: Spec, labels: list[str], tokenizer=None):
         # Master weights stay fp32; bf16/fp16 come from autocast in the Trainer. No attn_implementation:
         # transformers 5 then uses SDPA (fused attention) where the architecture has it and falls back
         # to eager attention where not, while asking for "sdpa" outright fails on those architectures.
-        model, info = AutoModelForSequenceClassification.from_pretrained(name, config=config, dtype=torch.float32, ignore_mismatched_sizes=True,
+        model, info = AutoModelForSequenceClassification.from_pretrained(name, config=config, dtype=torch.float32,
+                                                                         ignore_mismatched_sizes=True,
                                                                          output_loading_info=True, **kwargs)
     except (OSError, ValueError) as exc:
         raise _explain_load_failure(exc, name, source, "model", spec.where("model", "name")) from None
@@ -171,18 +182,22 @@ def lora_targets(model, spec: Spec) -> list[str]:
     """The spec's target modules, checked against the model, or the architecture's defaults."""
     import torch
 
-    names = {n.rsplit(".", 1)[-1] for n, m in model.named_modules() if isinstance(m, (torch.nn.Linear, torch.nn.Conv1d)) or type(m).__name__ == "Conv1D"}
+    linear = (torch.nn.Linear, torch.nn.Conv1d)
+    names = {name.rsplit(".", 1)[-1] for name, module in model.named_modules()
+             if isinstance(module, linear) or type(module).__name__ == "Conv1D"}
     targets = spec["lora"]["target_modules"]
     if targets:
         missing = [t for t in targets if t not in names]
         if missing:
             raise SpecError(f"lora.target_modules {', '.join(missing)} not found in the model",
-                            f"valid names for this model: {', '.join(sorted(names))}", spec.where("lora", "target_modules"))
+                            f"valid names for this model: {', '.join(sorted(names))}", spec.where("lora",
+                                                                                                  "target_modules"))
         return targets
     model_type = model.config.model_type
     if model_type not in LORA_TARGETS:
         raise SpecError(f"no default LoRA targets for model type '{model_type}'",
-                        f"set lora.target_modules; linear layers in this model: {', '.join(sorted(names))}", spec.where("lora", "target_modules"))
+                        f"set lora.target_modules; linear layers in this model: {', '.join(sorted(names))}",
+                        spec.where("lora", "target_modules"))
     return LORA_TARGETS[model_type]
 
 
@@ -199,7 +214,8 @@ def apply_lora(model, spec: Spec):
         bias=lora["bias"],
         target_modules=lora_targets(model, spec),
         # PEFT adds `classifier` and `score`; every other newly initialised module is trained and saved too
-        modules_to_save=[m for m in getattr(model, "runner_new_modules", []) if m not in ("classifier", "score")] or None,
+        modules_to_save=[m for m in getattr(model, "runner_new_modules", []) if m not in ("classifier",
+                                                                                          "score")] or None,
     )
     return get_peft_model(model, config)
 
@@ -215,7 +231,8 @@ def provenance(spec: Spec, model, trainable: int, total: int) -> dict:
         from transformers.utils import cached_file
 
         for filename in WEIGHT_FILES[:2]:
-            path = cached_file(name, filename, revision=spec["model"]["revision"], _raise_exceptions_for_missing_entries=False)
+            path = cached_file(name, filename, revision=spec["model"]["revision"],
+                               _raise_exceptions_for_missing_entries=False)
             if path:
                 weights[filename] = sha256_file(path)
                 break
@@ -271,9 +288,11 @@ def tokenizer_fingerprint(tokenizer) -> str:
         state["truncation"] = state["padding"] = None  # every call sets these; the call's max_length is in the key
         body = json.dumps(state, sort_keys=True)
     else:
-        kwargs = {k: v for k, v in tokenizer.init_kwargs.items() if k not in ("name_or_path", "vocab_file", "merges_file")}
+        kwargs = {k: v for k, v in tokenizer.init_kwargs.items() if k not in ("name_or_path", "vocab_file",
+                                                                              "merges_file")}
         body = json.dumps([sorted(tokenizer.get_vocab().items()), kwargs], sort_keys=True, default=str)
-    extra = json.dumps([type(tokenizer).__name__, list(tokenizer.model_input_names), tokenizer.truncation_side], default=str)
+    extra = json.dumps([type(tokenizer).__name__, list(tokenizer.model_input_names), tokenizer.truncation_side],
+                       default=str)
     return hashlib.sha256((body + extra).encode("utf-8")).hexdigest()
 
 
@@ -284,7 +303,8 @@ def tokenized_cache_key(splits: dict, tokenizer, max_length: int, has_pair: bool
 
     import pandas as pd
 
-    digest = hashlib.sha256(json.dumps([TOKENIZED_FORMAT, max_length, has_pair, tokenizer_fingerprint(tokenizer)]).encode())
+    digest = hashlib.sha256(json.dumps([TOKENIZED_FORMAT, max_length, has_pair,
+                                        tokenizer_fingerprint(tokenizer)]).encode())
     for name in sorted(splits):
         frame = splits[name]
         digest.update(f"{name}:{len(frame)}".encode())
@@ -336,7 +356,8 @@ def tokenize_splits(splits: dict, tokenizer, max_length: int, has_pair: bool, ca
                 _write_tokenized(partial / f"{name}.arrow", frame, tokenizer, max_length, has_pair)
             os.replace(partial, folder)
             seconds = time.perf_counter() - started
-            print(f"tokenize: {rows} rows in {seconds:.2f}s ({rows / max(seconds, 1e-9):,.0f} rows/s), cached in {folder}")
+            print(f"tokenize: {rows} rows in {seconds:.2f}s ({rows / max(seconds, 1e-9):,.0f} rows/s), cached in "
+                  f"{folder}")
     return {name: datasets.Dataset.from_file(str(folder / f"{name}.arrow")) for name in splits}
 
 
@@ -393,6 +414,7 @@ def token_stats(tokenized: dict, max_length: int) -> dict:
     lengths = column_array(tokenized["train"], "full_length")
     truncated = int(column_array(tokenized["train"], "truncated").sum())
     return {
-        "token_lengths": {f"p{q}": int(np.percentile(lengths, q)) for q in (50, 90, 95, 99)} | {"max": int(lengths.max()), "mean": round(float(lengths.mean()), 1)},
+        "token_lengths": {f"p{q}": int(np.percentile(lengths, q)) for q in (50, 90, 95, 99)}
+        | {"max": int(lengths.max()), "mean": round(float(lengths.mean()), 1)},
         "truncated": {"rows": truncated, "fraction": round(truncated / len(lengths), 4), "max_length": max_length},
     }

@@ -167,8 +167,12 @@ def reliability_png(calibration: dict) -> bytes | None:
         ax.plot([0, 1], [0, 1], color="grey", linestyle="--", linewidth=1, label="perfect calibration")
         for key, colour, name, ece in (
             ("reliability", "tab:red", "raw scores", values.get("ece")),
-            ("reliability_calibrated", "tab:blue", f"temperature {temperature:.2f}" if temperature else "calibrated",
-             values.get("ece_calibrated")),
+            (
+                "reliability_calibrated",
+                "tab:blue",
+                f"temperature {temperature:.2f}" if temperature else "calibrated",
+                values.get("ece_calibrated"),
+            ),
         ):
             bins = values.get(key) or []
             if not bins:
@@ -176,8 +180,14 @@ def reliability_png(calibration: dict) -> bytes | None:
             total = max(sum(b["rows"] for b in bins), 1)
             x, y = [b["confidence"] for b in bins], [b["accuracy"] for b in bins]
             ax.plot(x, y, color=colour, linewidth=1.4, alpha=0.8)
-            ax.scatter(x, y, s=[20 + 400 * b["rows"] / total for b in bins], color=colour, alpha=0.7,
-                       label=f"{name} (ECE {ece:.3f})" if isinstance(ece, (int, float)) else name)
+            ax.scatter(
+                x,
+                y,
+                s=[20 + 400 * b["rows"] / total for b in bins],
+                color=colour,
+                alpha=0.7,
+                label=f"{name} (ECE {ece:.3f})" if isinstance(ece, (int, float)) else name,
+            )
         ax.set_xlim(0, 1)
         ax.set_ylim(0, 1)
         ax.set_aspect("equal")

@@ -48,7 +48,8 @@ def reproduce_run(run_dir: str | Path, output_dir: str | Path | None = None) -> 
         overrides.append(f"data.hub.revision={json.dumps(hub_data['revision'])}")
     elif hub_data:
         print(
-            f"warning: the Hub dataset {hub_data.get('id')} was not pinned to a revision; it may have changed since the run",
+            f"warning: the Hub dataset {hub_data.get('id')} was not pinned to a revision; it may have changed since "
+            "the run",
             file=sys.stderr,
         )
     spec = load_spec_text(
@@ -105,7 +106,8 @@ def _check_hash(path: Path, expected: str, what: str) -> None:
     if actual != expected:
         raise DataError(
             f"{what} {path} changed since the run (sha256 {actual[:12]}..., run.json has {expected[:12]}...)",
-            "restore the original file to reproduce the run, or start a new run with `runner run` if the change is intended",
+            "restore the original file to reproduce the run, or start a new run with `runner run` if the change is "
+            "intended",
         )
 
 

@@ -23,9 +23,24 @@ from runner.tasks import metric_items
 
 MANIFEST, METRICS, SPEC = "run.json", "metrics.json", "spec.yaml"
 # What a run writes into its folder: --overwrite sets these aside, and nothing else.
-ENTRIES = ("model", "merged", "checkpoints", "logs", "predictions", METRICS, MANIFEST, SPEC, "report.md",
-           "confusion_matrix.png", "training_curves.png", ".model.tmp", ".merged.tmp", "label_issues.csv", "best-spec.yaml",
-           "reliability.png")
+ENTRIES = (
+    "model",
+    "merged",
+    "checkpoints",
+    "logs",
+    "predictions",
+    METRICS,
+    MANIFEST,
+    SPEC,
+    "report.md",
+    "confusion_matrix.png",
+    "training_curves.png",
+    ".model.tmp",
+    ".merged.tmp",
+    "label_issues.csv",
+    "best-spec.yaml",
+    "reliability.png",
+)
 # What a resumed run writes again (it keeps its checkpoints and run.json).
 RESUME_ENTRIES = ("model", "merged", METRICS, "report.md", ".model.tmp", ".merged.tmp")
 # What `runner export` adds to a finished run: stale once the model is trained again, so it goes aside too.
@@ -147,8 +162,11 @@ class RunDir:
             else:
                 values = {}
         except (ValueError, UnicodeDecodeError, AttributeError, RecursionError) as error:
-            raise SpecError(f"cannot read the run's spec: {type(error).__name__}", "the file is damaged; re-run the run that wrote it",
-                            str(self.spec_file)) from None
+            raise SpecError(
+                f"cannot read the run's spec: {type(error).__name__}",
+                "the file is damaged; re-run the run that wrote it",
+                str(self.spec_file),
+            ) from None
         return values if isinstance(values, dict) else {}
 
     def load_spec(self):
@@ -156,8 +174,11 @@ class RunDir:
         from runner.spec import load_spec
 
         if not self.spec_file.is_file() or not self.model_dir.is_dir():
-            raise DataError(f"'{self.path}' is not a finished run folder (no spec.yaml or model/)",
-                            "give a run folder written by `runner run` (it holds model/ and spec.yaml)", str(self.path))
+            raise DataError(
+                f"'{self.path}' is not a finished run folder (no spec.yaml or model/)",
+                "give a run folder written by `runner run` (it holds model/ and spec.yaml)",
+                str(self.path),
+            )
         return load_spec(self.spec_file, check_files=False)
 
     def labels(self) -> list[str]:
@@ -228,9 +249,11 @@ class RunDir:
                 if exc.errno not in (errno.EWOULDBLOCK, errno.EACCES):
                     raise
                 holder = lock_holder(self.path)
-                raise RunError(f"the run folder is in use by another runner process{f' (pid {holder})' if holder else ''}",
-                               f"wait for it to finish, or choose another folder with --output; {what} cannot share it",
-                               str(self.path)) from None
+                raise RunError(
+                    f"the run folder is in use by another runner process{f' (pid {holder})' if holder else ''}",
+                    f"wait for it to finish, or choose another folder with --output; {what} cannot share it",
+                    str(self.path),
+                ) from None
             yield self
         finally:
             os.close(handle)  # closing the descriptor releases the lock
@@ -302,11 +325,19 @@ def read_json_object(path: Path, missing_hint: str) -> dict:
     try:
         value = read_json(path)
     except json.JSONDecodeError as exc:
-        raise DataError(f"{path} is not valid JSON (line {exc.lineno}: {exc.msg})", "the file is damaged; re-run the run that wrote it") from None
+        raise DataError(
+            f"{path} is not valid JSON (line {exc.lineno}: {exc.msg})",
+            "the file is damaged; re-run the run that wrote it",
+        ) from None
     except (OSError, UnicodeDecodeError, RecursionError) as exc:
-        raise DataError(f"cannot read {path}: {type(exc).__name__}", "check the file's permissions, or re-run the run that wrote it") from None
+        raise DataError(
+            f"cannot read {path}: {type(exc).__name__}", "check the file's permissions, or re-run the run that wrote it"
+        ) from None
     if not isinstance(value, dict):
-        raise DataError(f"{path} holds a {type(value).__name__}, not a JSON object", "the file is damaged; re-run the run that wrote it")
+        raise DataError(
+            f"{path} holds a {type(value).__name__}, not a JSON object",
+            "the file is damaged; re-run the run that wrote it",
+        )
     return value
 
 
@@ -321,7 +352,9 @@ def read_metrics(path: str | Path) -> dict:
     path = metrics_path(path)
     metrics = read_json_object(path, f"is {path.parent} a finished run folder? {METRICS} is written when a run ends")
     if not any(metric_items(metrics.get(split)) for split in SPLITS):
-        raise DataError(f"{path} has no validation or test metrics", "it should look like {\"validation\": {\"accuracy\": 0.9}, ...}")
+        raise DataError(
+            f"{path} has no validation or test metrics", 'it should look like {"validation": {"accuracy": 0.9}, ...}'
+        )
     return metrics
 
 

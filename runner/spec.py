@@ -9,18 +9,15 @@ from __future__ import annotations
 import copy
 import difflib
 import hashlib
-import json
 import math
 import re
 from dataclasses import dataclass, field
-from functools import lru_cache
-from importlib import resources
 from pathlib import Path
 
 import jsonschema
 
 from runner.errors import SpecError, SpecErrors
-from runner.schema import describe, dotted, hint, load_schema, schema_at, where
+from runner.schema import describe, hint, load_schema, schema_at, where
 from runner.tasks import TASKS, task_of
 from runner.yamlsource import parse_value, parse_yaml
 
@@ -76,7 +73,8 @@ class Spec:
 def _nonfinite_problems(document, positions: dict, source: str, path: tuple = ()) -> list[SpecError]:
     """NaN and infinities pass the schema's number ranges but are never a meaningful setting."""
     if isinstance(document, float) and not math.isfinite(document):
-        return [SpecError(f"{document} is not a finite number", "write a finite number such as 5e-5 or 3", where(source, positions, path))]
+        return [SpecError(f"{document} is not a finite number", "write a finite number such as 5e-5 or 3",
+                          where(source, positions, path))]
     if isinstance(document, dict):
         return [p for k, v in document.items() for p in _nonfinite_problems(v, positions, source, path + (k,))]
     if isinstance(document, list):
@@ -97,7 +95,8 @@ def load_spec(path: str | Path, overrides: list[str] | tuple = (), check_files: 
     try:
         raw = path.read_bytes()
     except FileNotFoundError:
-        raise SpecError("spec file not found", "check the path; `runner init DATA_FILE` writes a starter spec", source) from None
+        raise SpecError("spec file not found", "check the path; `runner init DATA_FILE` writes a starter spec",
+                        source) from None
     except OSError as exc:
         raise SpecError(f"cannot read the spec file: {exc.strerror}", "check the file's permissions", source) from None
     try:
@@ -111,10 +110,12 @@ def load_spec_text(text: str, path: Path | None = None, overrides=(), check_file
     source = str(path) if path else "<spec>"
     document, positions = parse_yaml(text, source)
     if document is None:
-        raise SpecError("the spec is empty", "start from `runner init DATA_FILE` or an example in examples/", f"{source}:1:1")
+        raise SpecError("the spec is empty", "start from `runner init DATA_FILE` or an example in examples/",
+                        f"{source}:1:1")
     if not isinstance(document, dict):
         kind = type(document).__name__
-        raise SpecError(f"the spec must be a mapping of keys to values, not a {kind}", "write `key: value` lines, starting with `version: 1`", f"{source}:1:1")
+        raise SpecError(f"the spec must be a mapping of keys to values, not a {kind}",
+                        "write `key: value` lines, starting with `version: 1`", f"{source}:1:1")
 
     from runner import autotrain  # AutoTrain configs are translated to a native spec first
 
@@ -130,7 +131,8 @@ def load_spec_text(text: str, path: Path | None = None, overrides=(), check_file
         values = fill_defaults(document, load_schema())
         spec = Spec(values=values, path=path, text=text, positions=positions)
         _resolve_names(spec)
-        problems = _cross_field_problems(spec, source, check_files) + (_missing_trackers(spec, source) if check_files else [])
+        problems = _cross_field_problems(spec, source, check_files) + (_missing_trackers(spec,
+                                                                                         source) if check_files else [])
         if not problems:
             return spec
     raise SpecErrors(problems)
@@ -138,7 +140,8 @@ def load_spec_text(text: str, path: Path | None = None, overrides=(), check_file
 
 # train.report_to name -> (modules any one of which transformers can log with, the pip package)
 TRACKER_PACKAGES = {"tensorboard": (("tensorboard", "tensorboardX"), "tensorboard"), "wandb": (("wandb",), "wandb"),
-                    "mlflow": (("mlflow",), "mlflow"), "comet_ml": (("comet_ml",), "comet-ml"), "trackio": (("trackio",), "trackio")}
+                    "mlflow": (("mlflow",), "mlflow"), "comet_ml": (("comet_ml",),
+                                                                    "comet-ml"), "trackio": (("trackio",), "trackio")}
 
 
 def _missing_trackers(spec: Spec, source: str) -> list[SpecError]:
@@ -196,7 +199,8 @@ def _schema_problems(document: dict, positions: dict, source: str) -> list[SpecE
             for key in sorted(set(error.instance) - set(allowed), key=str):  # YAML keys may be numbers or null
                 close = difflib.get_close_matches(str(key), allowed, n=1, cutoff=0.6)
                 suggestion = f"did you mean '{close[0]}'?" if close else f"allowed keys here: {', '.join(allowed)}"
-                problems.append(SpecError(f"unknown key '{key}'", suggestion, where(source, positions, path + (key,), key=True)))
+                problems.append(SpecError(f"unknown key '{key}'", suggestion, where(source, positions, path + (key,),
+                                                                                    key=True)))
             continue
         field_schema = schema_at(schema, path)
         problems.append(SpecError(describe(error), hint(error, field_schema), where(source, positions, path)))
@@ -265,10 +269,12 @@ def _cross_field_problems(spec: Spec, source: str, check_files: bool) -> list[Sp
                 "with a Hub dataset, name the split in data.hub.validation_split")
 
     if task.pair and not data["text_pair_column"]:
-        problem(("task",), f"task {task.name} needs data.text_pair_column", "add `text_pair_column: <second text column>` under `data:`")
+        problem(("task",), f"task {task.name} needs data.text_pair_column",
+                "add `text_pair_column: <second text column>` under `data:`")
     if not task.pair and data["text_pair_column"]:
         pair_tasks = ", ".join(name for name, t in TASKS.items() if t.pair)
-        problem(("data", "text_pair_column"), f"data.text_pair_column is only used by task {pair_tasks} (task is {task.name})",
+        problem(("data", "text_pair_column"),
+                f"data.text_pair_column is only used by task {pair_tasks} (task is {task.name})",
                 f"set `task: {pair_tasks}` or remove text_pair_column")
     if not task.has_labels and v["labels"]:
         problem(("labels",), "labels are not used for regression", "remove `labels:`; the label column holds numbers")
@@ -278,32 +284,43 @@ def _cross_field_problems(spec: Spec, source: str, check_files: bool) -> list[Sp
         problem(("train", "metric_for_best_model"), f"metric '{metric}' is not computed for task {task.name}",
                 f"use one of: {', '.join(sorted(task.metrics))}")
     if metric == "roc_auc" and v["labels"] and len(v["labels"]) != 2:
-        problem(("train", "metric_for_best_model"), "roc_auc is only computed for two classes", "use f1_macro or accuracy")
+        problem(("train", "metric_for_best_model"), "roc_auc is only computed for two classes",
+                "use f1_macro or accuracy")
 
     for strategy, steps in (("eval_strategy", "eval_steps"), ("save_strategy", "save_steps")):
         if train[strategy] == "steps" and not train[steps]:
-            problem(("train", strategy), f"train.{strategy} is 'steps' but train.{steps} is not set", f"add `{steps}: 100` under `train:`")
+            problem(("train", strategy), f"train.{strategy} is 'steps' but train.{steps} is not set",
+                    f"add `{steps}: 100` under `train:`")
     if train["load_best_model_at_end"]:
         if train["eval_strategy"] == "no":
-            problem(("train", "load_best_model_at_end"), "load_best_model_at_end needs evaluation, but train.eval_strategy is 'no'",
+            problem(("train", "load_best_model_at_end"),
+                    "load_best_model_at_end needs evaluation, but train.eval_strategy is 'no'",
                     "set eval_strategy: epoch, or load_best_model_at_end: false")
         elif train["eval_strategy"] != train["save_strategy"]:
-            problem(("train", "save_strategy"), f"load_best_model_at_end needs save_strategy to match eval_strategy ('{train['save_strategy']}' vs '{train['eval_strategy']}')",
+            problem(("train", "save_strategy"),
+                    f"load_best_model_at_end needs save_strategy to match eval_strategy ('{train['save_strategy']}' vs "
+                    f"'{train['eval_strategy']}')",
                     f"set save_strategy: {train['eval_strategy']}")
-        elif train["eval_strategy"] == "steps" and train["eval_steps"] and train["save_steps"] and train["save_steps"] % train["eval_steps"]:
-            problem(("train", "save_steps"), f"save_steps ({train['save_steps']}) must be a multiple of eval_steps ({train['eval_steps']}) to keep the best model",
+        elif (train["eval_strategy"] == "steps" and train["eval_steps"] and train["save_steps"]
+              and train["save_steps"] % train["eval_steps"]):
+            problem(("train", "save_steps"),
+                    f"save_steps ({train['save_steps']}) must be a multiple of eval_steps ({train['eval_steps']}) to "
+                    "keep the best model",
                     "make save_steps a multiple of eval_steps")
     if train["early_stopping_patience"]:
         if train["eval_strategy"] == "no":
-            problem(("train", "early_stopping_patience"), "early stopping needs evaluation, but train.eval_strategy is 'no'",
+            problem(("train", "early_stopping_patience"),
+                    "early stopping needs evaluation, but train.eval_strategy is 'no'",
                     "set eval_strategy: epoch, or early_stopping_patience: null")
         elif not train["load_best_model_at_end"]:
             problem(("train", "early_stopping_patience"), "early stopping needs load_best_model_at_end: true",
                     "set load_best_model_at_end: true, or early_stopping_patience: null")
     if train["device"] == "cpu" and train["precision"] == "fp16":
-        problem(("train", "precision"), "fp16 is not supported on the CPU", "use precision: bf16 (autocast) or fp32 on the CPU")
+        problem(("train", "precision"), "fp16 is not supported on the CPU",
+                "use precision: bf16 (autocast) or fp32 on the CPU")
     if v["hub"]["push"] and not v["hub"]["repo_id"]:
-        problem(("hub", "push"), "hub.push is true but hub.repo_id is not set", "add `repo_id: your-name/model-name` under `hub:`")
+        problem(("hub", "push"), "hub.push is true but hub.repo_id is not set",
+                "add `repo_id: your-name/model-name` under `hub:`")
     for path, message, fix in task.setting_problems(v):  # class weights, tuned thresholds, calibration
         problem(path, message, fix)
     _flow_problems(v, task, problem)
@@ -378,7 +395,8 @@ def looks_like_local_path(name: str) -> bool:
 def _check_file(spec: Spec, path: tuple, relative: str, problem) -> None:
     resolved = spec.resolve(relative)
     if resolved.is_dir():
-        problem(path, f"'{relative}' is a folder, not a data file", "point it at a CSV, TSV, JSONL, JSON or Parquet file")
+        problem(path, f"'{relative}' is a folder, not a data file",
+                "point it at a CSV, TSV, JSONL, JSON or Parquet file")
     elif not resolved.exists():
         where = f" (looked in {resolved.parent})" if not Path(relative).is_absolute() else ""
         problem(path, f"data file '{relative}' not found{where}", "paths are relative to the spec file's folder")

@@ -58,10 +58,15 @@ def labelled_rows(labels=("pos", "neg"), per_label: int = 40, seed: int = 0) -> 
 
 def build_tiny_model(folder: Path, model_type: str = "bert") -> Path:
     """A 2-layer, 32-wide model and a WordPiece tokenizer trained on the fixture vocabulary."""
-    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors, trainers
-    from transformers import BertConfig, BertForSequenceClassification, BertTokenizerFast, DistilBertConfig, DistilBertForSequenceClassification
-
     import torch
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors, trainers
+    from transformers import (
+        BertConfig,
+        BertForSequenceClassification,
+        BertTokenizerFast,
+        DistilBertConfig,
+        DistilBertForSequenceClassification,
+    )
 
     torch.manual_seed(0)  # the same tiny model every time, so tests that train it are repeatable
     folder.mkdir(parents=True, exist_ok=True)
@@ -72,15 +77,43 @@ def build_tiny_model(folder: Path, model_type: str = "bert") -> Path:
     trainer = trainers.WordPieceTrainer(vocab_size=200, special_tokens=["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"])
     tokenizer.train_from_iterator(corpus, trainer)
     cls, sep = tokenizer.token_to_id("[CLS]"), tokenizer.token_to_id("[SEP]")
-    tokenizer.post_processor = processors.TemplateProcessing(single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1", special_tokens=[("[CLS]", cls), ("[SEP]", sep)])
-    fast = BertTokenizerFast(tokenizer_object=tokenizer, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]", sep_token="[SEP]", mask_token="[MASK]", model_max_length=128)
+    tokenizer.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1", special_tokens=[("[CLS]", cls), ("[SEP]", sep)]
+    )
+    fast = BertTokenizerFast(
+        tokenizer_object=tokenizer,
+        unk_token="[UNK]",
+        pad_token="[PAD]",
+        cls_token="[CLS]",
+        sep_token="[SEP]",
+        mask_token="[MASK]",
+        model_max_length=128,
+    )
     fast.save_pretrained(folder)
     vocab = tokenizer.get_vocab_size()
     if model_type == "distilbert":
-        config = DistilBertConfig(vocab_size=vocab, dim=32, n_layers=2, n_heads=2, hidden_dim=64, max_position_embeddings=128, pad_token_id=0, initializer_range=INIT)
+        config = DistilBertConfig(
+            vocab_size=vocab,
+            dim=32,
+            n_layers=2,
+            n_heads=2,
+            hidden_dim=64,
+            max_position_embeddings=128,
+            pad_token_id=0,
+            initializer_range=INIT,
+        )
         model = DistilBertForSequenceClassification(config)
     else:
-        config = BertConfig(vocab_size=vocab, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64, max_position_embeddings=128, pad_token_id=0, initializer_range=INIT)
+        config = BertConfig(
+            vocab_size=vocab,
+            hidden_size=32,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            intermediate_size=64,
+            max_position_embeddings=128,
+            pad_token_id=0,
+            initializer_range=INIT,
+        )
         model = BertForSequenceClassification(config)
     model.save_pretrained(folder)
     return folder
@@ -129,8 +162,12 @@ output:
 {extra}"""
 
 
-def run_cli(*args: str, cwd: Path | None = None, env: dict | None = None, timeout: int = 600) -> subprocess.CompletedProcess:
+def run_cli(
+    *args: str, cwd: Path | None = None, env: dict | None = None, timeout: int = 600
+) -> subprocess.CompletedProcess:
     """Run the real `runner` command in a subprocess and capture its output."""
     full_env = dict(os.environ)
     full_env.update(env or {})
-    return subprocess.run([sys.executable, "-m", "runner", *args], cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "runner", *args], cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout
+    )

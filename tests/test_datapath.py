@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-
 from conftest import labelled_rows, tiny_spec_text
+
 from runner.model import tokenize_splits, tokenized_cache_key
 from runner.spec import load_spec_text
 
@@ -22,7 +22,12 @@ def tokenizer(tiny_model):
 @pytest.fixture
 def splits():
     rows = labelled_rows(per_label=30)
-    frame = pd.DataFrame({"text": [r["text"] + " the" * (i % 9) for i, r in enumerate(rows)], "label": [int(r["label"] == "pos") for r in rows]})
+    frame = pd.DataFrame(
+        {
+            "text": [r["text"] + " the" * (i % 9) for i, r in enumerate(rows)],
+            "label": [int(r["label"] == "pos") for r in rows],
+        }
+    )
     return {"train": frame.iloc[:48].reset_index(drop=True), "validation": frame.iloc[48:].reset_index(drop=True)}
 
 
@@ -93,10 +98,12 @@ def test_training_batches_are_grouped_by_length(tmp_path, spec, tiny_model, toke
     assert isinstance(sampler, LengthGroupedSampler)
     assert sampler.lengths == tokenized["train"]["length"][:]  # a plain list: read at once, not row by row
     lengths = np.asarray(sampler.lengths)[list(sampler)]
-    batches = [lengths[i:i + 8] for i in range(0, len(lengths), 8)]
+    batches = [lengths[i : i + 8] for i in range(0, len(lengths), 8)]
     wasted = sum(len(b) * b.max() - b.sum() for b in batches)
     shuffled = np.random.default_rng(0).permutation(lengths)
-    wasted_at_random = sum(len(b) * b.max() - b.sum() for b in (shuffled[i:i + 8] for i in range(0, len(shuffled), 8)))
+    wasted_at_random = sum(
+        len(b) * b.max() - b.sum() for b in (shuffled[i : i + 8] for i in range(0, len(shuffled), 8))
+    )
     assert wasted < wasted_at_random
 
 

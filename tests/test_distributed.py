@@ -7,14 +7,23 @@ import math
 
 import pytest
 import yaml
-
 from conftest import run_cli, tiny_spec_text, write_spec
+
 from runner.distributed import torchrun_command, worker_argv
 
 
 def test_workers_run_the_same_command_without_nproc():
     argv = ["--debug", "run", "spec.yaml", "--nproc", "2", "--set", "train.epochs=1", "--nproc=3", "--overwrite"]
-    assert worker_argv(argv) == ["--debug", "run", "spec.yaml", "--set", "train.epochs=1", "--overwrite", "--set", "compute.nproc=1"]
+    assert worker_argv(argv) == [
+        "--debug",
+        "run",
+        "spec.yaml",
+        "--set",
+        "train.epochs=1",
+        "--overwrite",
+        "--set",
+        "compute.nproc=1",
+    ]
     command = torchrun_command(["run", "spec.yaml", "--nproc", "2"], 2)
     assert command[1:6] == ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m"]
     assert command[6:] == ["runner", "run", "spec.yaml", "--set", "compute.nproc=1"]
@@ -43,4 +52,6 @@ def test_two_cpu_processes_train_and_write_one_record(tmp_path, tiny_model, tiny
     assert len(predictions) == rows["validation"] == len({p["row"] for p in predictions})
     # The recorded loss is the mean cross-entropy of those predictions, not a multiple of it.
     cross_entropy = -sum(math.log(p["probabilities"][p["true_label"]]) for p in predictions) / len(predictions)
-    assert json.loads((run / "metrics.json").read_text())["validation"]["loss"] == pytest.approx(cross_entropy, abs=1e-3)
+    assert json.loads((run / "metrics.json").read_text())["validation"]["loss"] == pytest.approx(
+        cross_entropy, abs=1e-3
+    )

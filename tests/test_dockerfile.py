@@ -83,8 +83,12 @@ def test_installs_with_the_readme_line():
 
 
 def test_torch_comes_first_from_the_chosen_cuda_index():
-    [first] = [command for command in commands() if re.search(r"\bpip install torch==", command) and "--index-url" in command]
-    assert re.fullmatch(r'pip install torch==[\w.]+ --index-url "https://download\.pytorch\.org/whl/\$\{TORCH_CUDA\}"', first)
+    [first] = [
+        command for command in commands() if re.search(r"\bpip install torch==", command) and "--index-url" in command
+    ]
+    assert re.fullmatch(
+        r'pip install torch==[\w.]+ --index-url "https://download\.pytorch\.org/whl/\$\{TORCH_CUDA\}"', first
+    )
     assert commands().index(first) < commands().index(readme_install_line())
 
 
@@ -114,7 +118,10 @@ def test_the_driver_floor_is_the_same_in_the_dockerfile_its_label_and_the_readme
     assert 'python -m runner.doctor --check-driver-label "${NVIDIA_DRIVER_MIN}"' in commands()
 
     readme = (ROOT / "README.md").read_text()
-    stated = re.search(r"Default: `TORCH_CUDA=(cu\d+)` \(CUDA ([\d.]+)\), which needs NVIDIA driver\s+\*\*([\d.]+)\*\* or newer", readme)
+    stated = re.search(
+        r"Default: `TORCH_CUDA=(cu\d+)` \(CUDA ([\d.]+)\), which needs NVIDIA driver\s+\*\*([\d.]+)\*\* or newer",
+        readme,
+    )
     assert stated, "README.md does not state the image's default variant and its driver floor"
     assert stated.groups() == (variant, TORCH_213_VARIANTS[variant], floor)
     table = dict(re.findall(r"^\| `(cu\d+)`[^|]*\| [^|]+\| ([\d.]+) or newer", readme, re.MULTILINE))
@@ -131,14 +138,22 @@ def hadolint() -> str:
 
 
 def test_hadolint_finds_nothing():
-    done = subprocess.run([hadolint(), "--no-color", "--failure-threshold", "style", "Dockerfile"],
-                          check=False, cwd=ROOT, capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [hadolint(), "--no-color", "--failure-threshold", "style", "Dockerfile"],
+        check=False,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 0, done.stdout + done.stderr
 
 
 def test_hadolint_runs_for_real():
     bad = "FROM python:latest\nRUN apt-get install curl\nUSER root\n"
-    done = subprocess.run([hadolint(), "--no-color", "-"], check=False, input=bad, capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [hadolint(), "--no-color", "-"], check=False, input=bad, capture_output=True, text=True, timeout=60
+    )
     assert done.returncode == 1 and "DL3007" in done.stdout and "DL3008" in done.stdout
 
 

@@ -56,14 +56,26 @@ def test_action_step_runs_locally(tiny_model, tmp_path):
     output, summary, event = tmp_path / "output.txt", tmp_path / "summary.md", tmp_path / "event.json"
     event.write_text(json.dumps({"push": {}}))
     env = {k: v for k, v in os.environ.items() if not k.startswith(("GITHUB_", "INPUT_"))}
-    env.update({
-        "INPUT_SPEC": "specs/*.yaml", "INPUT_COMMENT": "true", "INPUT_PUSH": "false", "INPUT_SET": "train.epochs=1",
-        "GITHUB_OUTPUT": str(output), "GITHUB_STEP_SUMMARY": str(summary), "GITHUB_EVENT_PATH": str(event),
-        "GITHUB_EVENT_NAME": "push", "GITHUB_REPOSITORY": "owner/repo", "GITHUB_API_URL": "http://127.0.0.1:9",
-        "GITHUB_TOKEN": "ghs_FAKEgithubtoken0987654321", "RUNNER_TEMP": str(tmp_path / "temp"),
-        "PATH": f"{Path(sys.executable).parent}:{env.get('PATH', '')}",
-    })
-    result = subprocess.run([sys.executable, "-m", "runner.action"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    env.update(
+        {
+            "INPUT_SPEC": "specs/*.yaml",
+            "INPUT_COMMENT": "true",
+            "INPUT_PUSH": "false",
+            "INPUT_SET": "train.epochs=1",
+            "GITHUB_OUTPUT": str(output),
+            "GITHUB_STEP_SUMMARY": str(summary),
+            "GITHUB_EVENT_PATH": str(event),
+            "GITHUB_EVENT_NAME": "push",
+            "GITHUB_REPOSITORY": "owner/repo",
+            "GITHUB_API_URL": "http://127.0.0.1:9",
+            "GITHUB_TOKEN": "ghs_FAKEgithubtoken0987654321",
+            "RUNNER_TEMP": str(tmp_path / "temp"),
+            "PATH": f"{Path(sys.executable).parent}:{env.get('PATH', '')}",
+        }
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "runner.action"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600
+    )
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
     outputs = output.read_text()
     assert "run-dir" in outputs and "metrics" in outputs

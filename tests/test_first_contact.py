@@ -14,8 +14,9 @@ import yaml
 from click.testing import CliRunner
 from conftest import run_cli, write_csv
 
-from runner.data import encode_single_labels, read_table
+from runner.data import read_table
 from runner.errors import DataError, SpecError
+from runner.labels import encode_single_labels
 from runner.spec import load_spec
 
 

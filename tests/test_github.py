@@ -29,8 +29,12 @@ class FakeGitHub:
         self.url = f"http://127.0.0.1:{self.server.server_port}"
 
     def add(self, number, body, login):
-        comment = {"id": self.next_id, "body": body, "user": {"login": login},
-                   "html_url": f"https://github.com/{REPO}/pull/{number}#issuecomment-{self.next_id}"}
+        comment = {
+            "id": self.next_id,
+            "body": body,
+            "user": {"login": login},
+            "html_url": f"https://github.com/{REPO}/pull/{number}#issuecomment-{self.next_id}",
+        }
         self.next_id += 1
         self.comments.setdefault(number, []).append(comment)
         return comment
@@ -77,7 +81,7 @@ class FakeGitHub:
                             if page * per_page < len(everything):
                                 nxt = f"{fake.link_base or fake.url}{url.path}?per_page={per_page}&page={page + 1}"
                                 headers.append(("Link", f'<{nxt}>; rel="next", <{nxt}>; rel="last"'))
-                            return self._send(200, everything[(page - 1) * per_page:page * per_page], headers)
+                            return self._send(200, everything[(page - 1) * per_page : page * per_page], headers)
                         if method == "POST":
                             login = fake.login or github.ACTIONS_BOT
                             return self._send(201, fake.add(number, payload["body"], login))
@@ -146,7 +150,7 @@ def read_outputs(path: Path) -> dict:
         if "<<" in line and ("=" not in line or line.index("<<") < line.index("=")):
             name, delimiter = line.split("<<", 1)
             end = lines.index(delimiter, i + 1)
-            out[name] = "\n".join(lines[i + 1:end])
+            out[name] = "\n".join(lines[i + 1 : end])
             i = end + 1
         elif line:
             name, value = line.split("=", 1)
@@ -283,7 +287,11 @@ def test_set_outputs_single_and_multiline(tmp_path):
     text = (tmp_path / "out").read_text()
     assert "notes<<ghadelimiter_" in text
     assert read_outputs(tmp_path / "out") == {
-        "run-dir": "runs/a", "notes": "line 1\nline 2", "metrics": '{"a": 1}', "none": ""}
+        "run-dir": "runs/a",
+        "notes": "line 1\nline 2",
+        "metrics": '{"a": 1}',
+        "none": "",
+    }
 
 
 def test_mask_and_step_summary(tmp_path, capsys):
@@ -320,10 +328,12 @@ class FakeRunner:
             (run_dir / "model").mkdir(parents=True)
             (run_dir / "model" / "model.safetensors").write_bytes(b"\0" * 16)
             headline = {"split": "validation", "name": "accuracy", "value": self.accuracy}
-            (run_dir / "metrics.json").write_text(json.dumps(
-                {"validation": {"accuracy": self.accuracy, "f1_macro": 0.8}, "headline": headline}))
-            (run_dir / "run.json").write_text(json.dumps(
-                {"name": run_dir.name, "status": "finished", "spec": {"path": args[1], "values": {}}}))
+            (run_dir / "metrics.json").write_text(
+                json.dumps({"validation": {"accuracy": self.accuracy, "f1_macro": 0.8}, "headline": headline})
+            )
+            (run_dir / "run.json").write_text(
+                json.dumps({"name": run_dir.name, "status": "finished", "spec": {"path": args[1], "values": {}}})
+            )
             (run_dir / "report.md").write_text("| metric | value |\n|---|---|\n")
             return 0, ""
         if command == "push":
@@ -355,8 +365,16 @@ def workspace(tmp_path, monkeypatch):
 
 def action_env(tmp_path, api_url, **inputs):
     env = actions_env(tmp_path, api_url)
-    env.update({"RUNNER_TEMP": str(tmp_path / "temp"), "GITHUB_RUN_ID": "99", "GITHUB_SHA": "abcdef0123",
-                "GITHUB_JOB": "train", "GITHUB_SERVER_URL": "https://github.com", "HF_TOKEN": "hf_secret_x"})
+    env.update(
+        {
+            "RUNNER_TEMP": str(tmp_path / "temp"),
+            "GITHUB_RUN_ID": "99",
+            "GITHUB_SHA": "abcdef0123",
+            "GITHUB_JOB": "train",
+            "GITHUB_SERVER_URL": "https://github.com",
+            "HF_TOKEN": "hf_secret_x",
+        }
+    )
     env.update({action.ACTION_INPUTS[k.replace("_", "-")]: v for k, v in inputs.items()})
     return env
 
@@ -376,7 +394,8 @@ def test_run_action_trains_reports_comments_and_sets_outputs(workspace, fake, ca
     assert set(outputs) == set(action.ACTION_OUTPUTS)
     assert outputs["run-dir"] == str(run_dir)
     assert json.loads(outputs["metrics"]) == {
-        "specs/sst2.yaml": {"split": "validation", "name": "accuracy", "value": 0.84}}
+        "specs/sst2.yaml": {"split": "validation", "name": "accuracy", "value": 0.84}
+    }
     assert outputs["model-url"] == ""
     assert outputs["artifact-path"] == "\n".join(action.artifact_patterns(run_dir, upload_model=False))
     assert f"!{run_dir}/**/checkpoints/**" in outputs["artifact-path"].splitlines()
@@ -404,23 +423,38 @@ def test_run_action_trains_reports_comments_and_sets_outputs(workspace, fake, ca
 def test_run_action_glob_push_tag_and_baseline(workspace, fake):
     baseline = workspace / "baseline.json"
     baseline.write_text(json.dumps({"validation": {"accuracy": 0.80}}))
-    env = action_env(workspace, fake.url, spec="specs/*.yaml", push="true", tag="v1.2.0",
-                     base_metrics=str(baseline), upload_model="true", comment="false")
+    env = action_env(
+        workspace,
+        fake.url,
+        spec="specs/*.yaml",
+        push="true",
+        tag="v1.2.0",
+        base_metrics=str(baseline),
+        upload_model="true",
+        comment="false",
+    )
     runner = FakeRunner()
 
     assert action.run_action(env, run_cli=runner) == 0
 
     root = workspace / "temp" / "runner-runs"
     assert [c[:2] for c in runner.calls] == [
-        ["run", "specs/imdb.yaml"], ["push", str(root / "specs-imdb")], ["report", str(root / "specs-imdb")],
-        ["run", "specs/sst2.yaml"], ["push", str(root / "specs-sst2")], ["report", str(root / "specs-sst2")],
+        ["run", "specs/imdb.yaml"],
+        ["push", str(root / "specs-imdb")],
+        ["report", str(root / "specs-imdb")],
+        ["run", "specs/sst2.yaml"],
+        ["push", str(root / "specs-sst2")],
+        ["report", str(root / "specs-sst2")],
     ]
     assert runner.calls[1] == ["push", str(root / "specs-imdb"), "--tag", "v1.2.0"]
     assert runner.calls[2][-2:] == ["--compare", str(baseline)]
     outputs = read_outputs(workspace / "output.txt")
     assert outputs["run-dir"] == str(root)
     assert outputs["artifact-path"].splitlines()[0] == str(root)  # upload-model: true
-    assert f"!{root}/**/model/**" not in outputs["artifact-path"] and f"!{root}/**/checkpoints/**" in outputs["artifact-path"]
+    assert (
+        f"!{root}/**/model/**" not in outputs["artifact-path"]
+        and f"!{root}/**/checkpoints/**" in outputs["artifact-path"]
+    )
     assert outputs["model-url"] == "https://huggingface.co/octo/sst2\nhttps://huggingface.co/octo/sst2"
     assert set(json.loads(outputs["metrics"])) == {"specs/imdb.yaml", "specs/sst2.yaml"}
     assert "0.84 +0.04" in (workspace / "summary.md").read_text().replace(" |", "")
@@ -466,7 +500,9 @@ def test_run_action_with_the_real_report_command(workspace, fake):
     """Only `runner run` is faked: `runner report` is the installed console script."""
     baseline = workspace / "base"
     (baseline / "specs-sst2").mkdir(parents=True)
-    (baseline / "specs-sst2" / "metrics.json").write_text(json.dumps({"validation": {"accuracy": 0.80, "f1_macro": 0.8}}))
+    (baseline / "specs-sst2" / "metrics.json").write_text(
+        json.dumps({"validation": {"accuracy": 0.80, "f1_macro": 0.8}})
+    )
     fake_run = FakeRunner()
 
     def run_cli(args, capture):

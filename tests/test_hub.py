@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from runner.errors import RunError, SpecError
-from runner.hub import pushable_files, push_run
+from runner.hub import push_run, pushable_files
 
 try:
     from tests.hub_server import TEST_TOKEN, fake_hub  # noqa: F401 - fake_hub is a fixture
@@ -24,8 +24,16 @@ except ImportError:  # tests/ is on sys.path instead of the repository root
 
 REPO = "tester/tiny"
 BASE_REPO = "tester/tiny-base"
-TEXTS = ["i love this movie", "i hate this film", "what a great day", "this is terrible", "so happy now",
-         "so sad today", "a great film", "a terrible day"]
+TEXTS = [
+    "i love this movie",
+    "i hate this film",
+    "what a great day",
+    "this is terrible",
+    "so happy now",
+    "so sad today",
+    "a great film",
+    "a terrible day",
+]
 LABELS = {0: "sadness", 1: "joy", 2: "anger"}
 CARD = """---
 license: apache-2.0
@@ -36,8 +44,10 @@ pipeline_tag: text-classification
 
 A tiny test model.
 """
-METRICS = {"validation": {"accuracy": 0.875, "f1_macro": 0.8312},
-           "headline": {"split": "validation", "name": "f1_macro", "value": 0.83123}}
+METRICS = {
+    "validation": {"accuracy": 0.875, "f1_macro": 0.8312},
+    "headline": {"split": "validation", "name": "f1_macro", "value": 0.83123},
+}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -57,15 +67,31 @@ def tiny_model_dir(tmp_path_factory) -> Path:
     specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
     wordpiece.train_from_iterator(TEXTS, trainers.WordPieceTrainer(vocab_size=120, special_tokens=specials))
     wordpiece.post_processor = processors.TemplateProcessing(
-        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1",
-        special_tokens=[(name, wordpiece.token_to_id(name)) for name in ("[CLS]", "[SEP]")])
-    tokenizer = PreTrainedTokenizerFast(tokenizer_object=wordpiece, unk_token="[UNK]", pad_token="[PAD]",
-                                        cls_token="[CLS]", sep_token="[SEP]", mask_token="[MASK]",
-                                        model_max_length=32)
+        single="[CLS] $A [SEP]",
+        pair="[CLS] $A [SEP] $B:1 [SEP]:1",
+        special_tokens=[(name, wordpiece.token_to_id(name)) for name in ("[CLS]", "[SEP]")],
+    )
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=wordpiece,
+        unk_token="[UNK]",
+        pad_token="[PAD]",
+        cls_token="[CLS]",
+        sep_token="[SEP]",
+        mask_token="[MASK]",
+        model_max_length=32,
+    )
     torch.manual_seed(0)
-    config = BertConfig(vocab_size=wordpiece.get_vocab_size(), hidden_size=32, num_hidden_layers=2,
-                        num_attention_heads=2, intermediate_size=37, max_position_embeddings=32,
-                        initializer_range=0.5, id2label=LABELS, label2id={v: k for k, v in LABELS.items()})
+    config = BertConfig(
+        vocab_size=wordpiece.get_vocab_size(),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=37,
+        max_position_embeddings=32,
+        initializer_range=0.5,
+        id2label=LABELS,
+        label2id={v: k for k, v in LABELS.items()},
+    )
     folder = tmp_path_factory.mktemp("tiny") / "model"
     BertForSequenceClassification(config).eval().save_pretrained(folder)
     tokenizer.save_pretrained(folder)
@@ -74,15 +100,29 @@ def tiny_model_dir(tmp_path_factory) -> Path:
 
 def make_run(run_dir: Path, model_dir: Path, hub: dict | None = None) -> Path:
     """A finished run folder as `runner train` leaves it, with a checkpoint that must never be pushed."""
-    hub = {"repo_id": REPO, "push": True, "private": True, "revision": "main", "tag": None, "create_pr": False,
-           **(hub or {})}
-    spec = {"version": 1, "name": "tiny", "task": "single_label_classification",
-            "data": {"train": "data/train.csv"}, "model": {"name": "local-bert"}, "hub": hub}
+    hub = {
+        "repo_id": REPO,
+        "push": True,
+        "private": True,
+        "revision": "main",
+        "tag": None,
+        "create_pr": False,
+        **(hub or {}),
+    }
+    spec = {
+        "version": 1,
+        "name": "tiny",
+        "task": "single_label_classification",
+        "data": {"train": "data/train.csv"},
+        "model": {"name": "local-bert"},
+        "hub": hub,
+    }
     shutil.copytree(model_dir, run_dir / "model")
     (run_dir / "model" / "README.md").write_text(CARD, encoding="utf-8")
     (run_dir / "metrics.json").write_text(json.dumps(METRICS, indent=2), encoding="utf-8")
-    (run_dir / "run.json").write_text(json.dumps({"spec_file": "/specs/tiny.yaml", "spec": spec}, indent=2),
-                                      encoding="utf-8")
+    (run_dir / "run.json").write_text(
+        json.dumps({"spec_file": "/specs/tiny.yaml", "spec": spec}, indent=2), encoding="utf-8"
+    )
     (run_dir / "spec.yaml").write_text(yaml.safe_dump(spec, sort_keys=False), encoding="utf-8")
     (run_dir / "report.md").write_text("# Report\n\nf1_macro 0.8312\n", encoding="utf-8")
     (run_dir / "confusion_matrix.png").write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(range(256)))
@@ -104,8 +144,11 @@ def fast_retries(monkeypatch):
 
 
 def snapshot(folder: Path) -> dict[str, str]:
-    return {path.relative_to(folder).as_posix(): hashlib.sha256(path.read_bytes()).hexdigest()
-            for path in sorted(folder.rglob("*")) if path.is_file()}
+    return {
+        path.relative_to(folder).as_posix(): hashlib.sha256(path.read_bytes()).hexdigest()
+        for path in sorted(folder.rglob("*"))
+        if path.is_file()
+    }
 
 
 def without_hub(run_json: Path) -> dict:
@@ -170,8 +213,7 @@ def test_push_uploads_one_commit_tags_it_and_records_it(fake_hub, run_dir, capsy
     repo = fake_hub.repo(REPO)
     assert repo.tags == {"v1.0.0": commit} and repo.branches["main"] == commit and repo.private
 
-    expected = {"repo_id": REPO, "url": f"{fake_hub.url}/{REPO}", "commit": commit, "tag": "v1.0.0",
-                "revision": "main"}
+    expected = {"repo_id": REPO, "url": f"{fake_hub.url}/{REPO}", "commit": commit, "tag": "v1.0.0", "revision": "main"}
     assert result == expected
     assert json.loads((run_dir / "run.json").read_text())["hub"] == expected
     after = snapshot(run_dir)
@@ -205,8 +247,9 @@ def test_pushed_lora_adapter_loads_with_peft_and_gives_the_same_logits(fake_hub,
     # The base model lives on the Hub too; the adapter names it.
     fake_hub.upload(BASE_REPO, {path.name: path for path in tiny_model_dir.iterdir()}, private=True)
     base = AutoModelForSequenceClassification.from_pretrained(tiny_model_dir)
-    lora = LoraConfig(task_type=TaskType.SEQ_CLS, r=4, lora_alpha=8, target_modules=["query", "value"],
-                      init_lora_weights=False)
+    lora = LoraConfig(
+        task_type=TaskType.SEQ_CLS, r=4, lora_alpha=8, target_modules=["query", "value"], init_lora_weights=False
+    )
     torch.manual_seed(1)
     adapted = get_peft_model(base, lora).eval()
     adapted.peft_config["default"].base_model_name_or_path = BASE_REPO
@@ -242,8 +285,9 @@ def test_arguments_override_the_spec(fake_hub, run_dir):
 
 
 def test_spec_settings_are_the_defaults(fake_hub, tmp_path, tiny_model_dir):
-    run_dir = make_run(tmp_path / "run", tiny_model_dir, hub={"repo_id": "tester/from-spec", "tag": "v3",
-                                                              "private": False})
+    run_dir = make_run(
+        tmp_path / "run", tiny_model_dir, hub={"repo_id": "tester/from-spec", "tag": "v3", "private": False}
+    )
     result = push_run(run_dir)
 
     assert result["repo_id"] == "tester/from-spec" and fake_hub.repo("tester/from-spec").tags.keys() == {"v3"}
@@ -407,8 +451,12 @@ def test_the_fake_hub_also_serves_datasets_to_load_dataset(fake_hub):
     """Not about pushing: keeps tests/hub_server.py honest for tests that download Hub datasets."""
     import datasets
 
-    fake_hub.upload("tester/emotions", {"train.csv": "text,label\nhi,0\nbye,1\n", "test.csv": "text,label\nyo,1\n"},
-                    repo_type="dataset", private=True)
+    fake_hub.upload(
+        "tester/emotions",
+        {"train.csv": "text,label\nhi,0\nbye,1\n", "test.csv": "text,label\nyo,1\n"},
+        repo_type="dataset",
+        private=True,
+    )
 
     loaded = datasets.load_dataset("tester/emotions")
 

@@ -8,8 +8,8 @@ import random
 
 import pytest
 from click.testing import CliRunner
-
 from conftest import labelled_rows, make_texts, run_cli, tiny_spec_text, write_csv, write_spec
+
 from runner.cli import main
 
 
@@ -28,8 +28,12 @@ def single_label_run(tiny_model, tmp_path_factory):
     folder = tmp_path_factory.mktemp("single")
     write_csv(folder / "data" / "train.csv", labelled_rows(per_label=60))
     write_csv(folder / "data" / "test.csv", labelled_rows(per_label=10, seed=5))
-    spec = write_spec(folder, tiny_spec_text(tiny_model, extra="labels: [neg, pos]\n").replace("epochs: 1", "epochs: 8")
-                      .replace("  train: data/train.csv\n", "  train: data/train.csv\n  test_file: data/test.csv\n"))
+    spec = write_spec(
+        folder,
+        tiny_spec_text(tiny_model, extra="labels: [neg, pos]\n")
+        .replace("epochs: 1", "epochs: 8")
+        .replace("  train: data/train.csv\n", "  train: data/train.csv\n  test_file: data/test.csv\n"),
+    )
     result = run_cli("run", str(spec), cwd=folder)
     assert result.returncode == 0, result.stderr[-3000:]
     return folder / "run", result
@@ -37,9 +41,20 @@ def single_label_run(tiny_model, tmp_path_factory):
 
 def test_run_folder_holds_model_metrics_predictions_and_record(single_label_run):
     run_dir, result = single_label_run
-    for name in ("model/config.json", "model/model.safetensors", "model/tokenizer.json", "model/README.md", "metrics.json",
-                 "spec.yaml", "run.json", "report.md", "confusion_matrix.png", "training_curves.png",
-                 "predictions/validation.jsonl", "predictions/test.jsonl"):
+    for name in (
+        "model/config.json",
+        "model/model.safetensors",
+        "model/tokenizer.json",
+        "model/README.md",
+        "metrics.json",
+        "spec.yaml",
+        "run.json",
+        "report.md",
+        "confusion_matrix.png",
+        "training_curves.png",
+        "predictions/validation.jsonl",
+        "predictions/test.jsonl",
+    ):
         assert (run_dir / name).exists(), name
     metrics = read_json(run_dir / "metrics.json")
     assert set(metrics) == {"validation", "test", "headline"}
@@ -101,7 +116,9 @@ def test_lora_run_saves_adapter_and_merged_model(tiny_distilbert, tmp_path):
     from transformers import pipeline
 
     write_csv(tmp_path / "data" / "train.csv", labelled_rows(per_label=60))
-    text = tiny_spec_text(tiny_distilbert, extra="lora:\n  r: 8\n  alpha: 16\n  merge: true\n").replace("epochs: 1", "epochs: 2")
+    text = tiny_spec_text(tiny_distilbert, extra="lora:\n  r: 8\n  alpha: 16\n  merge: true\n").replace(
+        "epochs: 1", "epochs: 2"
+    )
     spec = write_spec(tmp_path, text)
     result = CliRunner().invoke(main, ["run", str(spec), "--output", str(tmp_path / "run")], catch_exceptions=False)
     assert result.exit_code == 0, result.output
@@ -120,9 +137,14 @@ def test_lora_run_saves_adapter_and_merged_model(tiny_distilbert, tmp_path):
     # The adapter (base + LoRA) and the merged model give the same probabilities.
     predicted = json.loads(invoke("predict", str(run_dir), "great lovely happy day").stdout.strip().splitlines()[0])
     merged = pipeline("text-classification", model=str(run_dir / "merged"), top_k=None)(["great lovely happy day"])[0]
-    assert {item["label"]: round(item["score"], 4) for item in merged} == {k: round(v, 4) for k, v in predicted["probabilities"].items()}
+    assert {item["label"]: round(item["score"], 4) for item in merged} == {
+        k: round(v, 4) for k, v in predicted["probabilities"].items()
+    }
     manifest = read_json(run_dir / "run.json")
-    assert manifest["model"]["kind"] == "lora" and manifest["model"]["trainable_params"] < manifest["model"]["total_params"]
+    assert (
+        manifest["model"]["kind"] == "lora"
+        and manifest["model"]["trainable_params"] < manifest["model"]["total_params"]
+    )
 
 
 def test_lora_target_not_in_model_lists_valid_names(tiny_model, tiny_data):
@@ -142,7 +164,11 @@ def test_multi_label_classification(tiny_model, tmp_path):
         words = sum((rng.sample(__import__("conftest").WORDS[n], 2) for n in names), [])
         rows.append({"text": " ".join(words), "tags": "|".join(names)})
     write_csv(tmp_path / "data" / "train.csv", rows)
-    text = tiny_spec_text(tiny_model, extra="task: multi_label_classification\n").replace("  train: data/train.csv\n", "  train: data/train.csv\n  label_column: tags\n  label_delimiter: '|'\n").replace("epochs: 1", "epochs: 6")
+    text = (
+        tiny_spec_text(tiny_model, extra="task: multi_label_classification\n")
+        .replace("  train: data/train.csv\n", "  train: data/train.csv\n  label_column: tags\n  label_delimiter: '|'\n")
+        .replace("epochs: 1", "epochs: 6")
+    )
     spec = write_spec(tmp_path, text)
     result = CliRunner().invoke(main, ["run", str(spec), "--output", str(tmp_path / "run")], catch_exceptions=False)
     assert result.exit_code == 0, result.output
@@ -162,7 +188,9 @@ def test_regression(tiny_model, tmp_path):
     rows = []
     for _ in range(120):
         n_pos = rng.randint(0, 3)
-        words = rng.sample(__import__("conftest").WORDS["pos"], n_pos) + rng.sample(__import__("conftest").WORDS["neu"], 3 - n_pos)
+        words = rng.sample(__import__("conftest").WORDS["pos"], n_pos) + rng.sample(
+            __import__("conftest").WORDS["neu"], 3 - n_pos
+        )
         rows.append({"text": " ".join(words), "label": n_pos})
     write_csv(tmp_path / "data" / "train.csv", rows)
     text = tiny_spec_text(tiny_model, extra="task: regression\n").replace("epochs: 1", "epochs: 6")
@@ -183,18 +211,31 @@ def test_text_pair_classification(tiny_model, tmp_path):
     rows = []
     for _ in range(120):
         first, second = rng.choice(["pos", "neg"]), rng.choice(["pos", "neg"])
-        rows.append({"premise": " ".join(rng.sample(words[first], 3)), "hypothesis": " ".join(rng.sample(words[second], 3)),
-                     "label": "same" if first == second else "different"})
+        rows.append(
+            {
+                "premise": " ".join(rng.sample(words[first], 3)),
+                "hypothesis": " ".join(rng.sample(words[second], 3)),
+                "label": "same" if first == second else "different",
+            }
+        )
     write_csv(tmp_path / "data" / "train.csv", rows)
-    text = tiny_spec_text(tiny_model, extra="task: text_pair_classification\n").replace(
-        "  train: data/train.csv\n", "  train: data/train.csv\n  text_column: premise\n  text_pair_column: hypothesis\n").replace("epochs: 1", "epochs: 2")
+    text = (
+        tiny_spec_text(tiny_model, extra="task: text_pair_classification\n")
+        .replace(
+            "  train: data/train.csv\n",
+            "  train: data/train.csv\n  text_column: premise\n  text_pair_column: hypothesis\n",
+        )
+        .replace("epochs: 1", "epochs: 2")
+    )
     spec = write_spec(tmp_path, text)
     result = CliRunner().invoke(main, ["run", str(spec), "--output", str(tmp_path / "run")], catch_exceptions=False)
     assert result.exit_code == 0, result.output
     metrics = read_json(tmp_path / "run" / "metrics.json")
     assert set(read_json(tmp_path / "run" / "model" / "config.json")["label2id"]) == {"different", "same"}
     assert 0 <= metrics["validation"]["accuracy"] <= 1
-    rows = [json.loads(line) for line in (tmp_path / "run" / "predictions" / "validation.jsonl").read_text().splitlines()]
+    rows = [
+        json.loads(line) for line in (tmp_path / "run" / "predictions" / "validation.jsonl").read_text().splitlines()
+    ]
     assert "text_pair" in rows[0]
     out = invoke("predict", str(tmp_path / "run"), "great lovely happy", "awful sad bleak")
     assert json.loads(out.stdout.strip().splitlines()[0])["label"] in {"same", "different"}
@@ -212,13 +253,21 @@ def test_same_seed_gives_identical_metrics(tiny_model, tiny_data):
     assert history[0] == history[1] > 0
 
 
-@pytest.mark.parametrize("case, csv_text, extra, message", [
-    ("missing column", "body,label\nhello there,pos\n", "", "column 'text' (data.text_column) not found; the file has: body, label"),
-    ("unknown label", None, "labels: [pos, neu]\n", "labels outside the spec's labels: 'neg' (rows"),
-    ("one class", "text,label\n" + "".join(f"great day {i},pos\n" for i in range(10)), "", "single class ('pos')"),
-    ("too few rows", "text,label\ngreat,pos\nawful,neg\n", "", "too few to hold out a validation split"),
-    ("other encoding", "text,label\ncaf\xe9 great,pos\nawful,neg\n", "", "not valid utf-8"),
-])
+@pytest.mark.parametrize(
+    "case, csv_text, extra, message",
+    [
+        (
+            "missing column",
+            "body,label\nhello there,pos\n",
+            "",
+            "column 'text' (data.text_column) not found; the file has: body, label",
+        ),
+        ("unknown label", None, "labels: [pos, neu]\n", "labels outside the spec's labels: 'neg' (rows"),
+        ("one class", "text,label\n" + "".join(f"great day {i},pos\n" for i in range(10)), "", "single class ('pos')"),
+        ("too few rows", "text,label\ngreat,pos\nawful,neg\n", "", "too few to hold out a validation split"),
+        ("other encoding", "text,label\ncaf\xe9 great,pos\nawful,neg\n", "", "not valid utf-8"),
+    ],
+)
 def test_bad_data_gives_one_line_cause_and_exit_2(tiny_model, tmp_path, case, csv_text, extra, message):
     data = tmp_path / "data" / "train.csv"
     if csv_text is None:

@@ -17,7 +17,9 @@ from hypothesis import strategies as st
 from runner.errors import RunnerError, SpecError
 from runner.spec import Spec, load_schema, load_spec, load_spec_text
 
-SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+SETTINGS = settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large]
+)
 
 
 def schema_keys(schema: dict) -> set[str]:
@@ -28,23 +30,76 @@ def schema_keys(schema: dict) -> set[str]:
     return keys
 
 
-AUTOTRAIN_KEYS = ["base_model", "project_name", "params", "column_mapping", "text_column", "target_column", "path",
-                  "train_split", "valid_split", "lr", "epochs", "max_seq_length", "push_to_hub", "username", "token", "backend"]
+AUTOTRAIN_KEYS = [
+    "base_model",
+    "project_name",
+    "params",
+    "column_mapping",
+    "text_column",
+    "target_column",
+    "path",
+    "train_split",
+    "valid_split",
+    "lr",
+    "epochs",
+    "max_seq_length",
+    "push_to_hub",
+    "username",
+    "token",
+    "backend",
+]
 KEYS = sorted(schema_keys(load_schema())) + AUTOTRAIN_KEYS
-ENUM_WORDS = ["single_label_classification", "multi_label_classification", "regression", "text_pair_classification",
-              "text_classification", "steps", "epoch", "no", "auto", "csv", "jsonl", "parquet", "fp16", "bf16", "cpu",
-              "f1_macro", "roc_auc", "mse", "drop", "fail", "data/train.csv", "a/b", "./model", "~", "/", "..", "package:x"]
+ENUM_WORDS = [
+    "single_label_classification",
+    "multi_label_classification",
+    "regression",
+    "text_pair_classification",
+    "text_classification",
+    "steps",
+    "epoch",
+    "no",
+    "auto",
+    "csv",
+    "jsonl",
+    "parquet",
+    "fp16",
+    "bf16",
+    "cpu",
+    "f1_macro",
+    "roc_auc",
+    "mse",
+    "drop",
+    "fail",
+    "data/train.csv",
+    "a/b",
+    "./model",
+    "~",
+    "/",
+    "..",
+    "package:x",
+]
 
 scalars = st.one_of(
-    st.none(), st.booleans(), st.integers(min_value=-(2**70), max_value=2**70),
-    st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=20), st.sampled_from(ENUM_WORDS),
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(2**70), max_value=2**70),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=20),
+    st.sampled_from(ENUM_WORDS),
 )
 keys = st.one_of(st.sampled_from(KEYS), st.text(max_size=8))
-values = st.recursive(scalars, lambda inner: st.one_of(st.lists(inner, max_size=4), st.dictionaries(keys, inner, max_size=5)), max_leaves=25)
+values = st.recursive(
+    scalars,
+    lambda inner: st.one_of(st.lists(inner, max_size=4), st.dictionaries(keys, inner, max_size=5)),
+    max_leaves=25,
+)
 documents = st.one_of(
     values,
     st.dictionaries(keys, values, max_size=8),
-    st.fixed_dictionaries({"version": st.one_of(st.just(1), scalars), "data": values}, optional={k: values for k in KEYS[:40] if k not in ("version", "data")}),
+    st.fixed_dictionaries(
+        {"version": st.one_of(st.just(1), scalars), "data": values},
+        optional={k: values for k in KEYS[:40] if k not in ("version", "data")},
+    ),
 )
 
 
@@ -53,8 +108,14 @@ def dump(document) -> str:
 
 
 def base_spec() -> dict:
-    return {"version": 1, "name": "prop", "data": {"train": "data/train.csv"}, "model": {"name": "bert-base-uncased", "max_length": 32},
-            "train": {"epochs": 1, "batch_size": 8, "early_stopping_patience": None}, "output": {"dir": "run"}}
+    return {
+        "version": 1,
+        "name": "prop",
+        "data": {"train": "data/train.csv"},
+        "model": {"name": "bert-base-uncased", "max_length": 32},
+        "train": {"epochs": 1, "batch_size": 8, "early_stopping_patience": None},
+        "output": {"dir": "run"},
+    }
 
 
 def leaf_paths(node, prefix=()):
@@ -106,8 +167,16 @@ def test_a_spec_with_one_value_replaced_is_a_spec_or_a_clean_error(data, folder)
     for key in path[:-1]:
         node = node[key]
     node[path[-1]] = data.draw(values)
-    overrides = data.draw(st.lists(st.builds(lambda k, v: f"{k}={v}", st.sampled_from(["train.epochs", "model", "data.train", "labels", "x.y", ""]),
-                                             st.text(max_size=10)), max_size=2))
+    overrides = data.draw(
+        st.lists(
+            st.builds(
+                lambda k, v: f"{k}={v}",
+                st.sampled_from(["train.epochs", "model", "data.train", "labels", "x.y", ""]),
+                st.text(max_size=10),
+            ),
+            max_size=2,
+        )
+    )
     result = load_or_error(lambda: load_spec_text(dump(document), folder / "spec.yaml", overrides))
     assert isinstance(result, (Spec, SpecError))
 
@@ -121,17 +190,30 @@ def test_the_base_spec_of_these_properties_is_valid(folder):
 
 
 cells = st.one_of(
-    st.none(), st.just(float("nan")), st.booleans(), st.integers(-5, 5), st.floats(allow_nan=False, allow_infinity=False, width=32),
-    st.text(max_size=12), st.sampled_from(["pos", "neg", "neu", "", " ", "1", "0", "pos,neg", "NaN", "null", '"', "a\nb", "a,b"]),
+    st.none(),
+    st.just(float("nan")),
+    st.booleans(),
+    st.integers(-5, 5),
+    st.floats(allow_nan=False, allow_infinity=False, width=32),
+    st.text(max_size=12),
+    st.sampled_from(["pos", "neg", "neu", "", " ", "1", "0", "pos,neg", "NaN", "null", '"', "a\nb", "a,b"]),
 )
-wild_rows = st.fixed_dictionaries({"text": cells, "label": st.one_of(cells, st.lists(st.sampled_from(["pos", "neg", "neu", ""]), max_size=3))},
-                                  optional={"extra": cells, "pair": cells})
-words = st.lists(st.sampled_from(["a", "good", "bad", "day", "très", "的", "x" * 40, ",", '"quoted"', "tab\there"]), min_size=1, max_size=6).map(" ".join)
+wild_rows = st.fixed_dictionaries(
+    {"text": cells, "label": st.one_of(cells, st.lists(st.sampled_from(["pos", "neg", "neu", ""]), max_size=3))},
+    optional={"extra": cells, "pair": cells},
+)
+words = st.lists(
+    st.sampled_from(["a", "good", "bad", "day", "très", "的", "x" * 40, ",", '"quoted"', "tab\there"]),
+    min_size=1,
+    max_size=6,
+).map(" ".join)
 GOOD_LABELS = {
     "single_label_classification": st.sampled_from(["pos", "neg", "neu"]),
     "text_pair_classification": st.sampled_from(["pos", "neg"]),
-    "multi_label_classification": st.one_of(st.lists(st.sampled_from(["pos", "neg", "neu"]), max_size=3, unique=True),
-                                            st.sampled_from(["pos", "neg,pos", "neu|pos", ""])),
+    "multi_label_classification": st.one_of(
+        st.lists(st.sampled_from(["pos", "neg", "neu"]), max_size=3, unique=True),
+        st.sampled_from(["pos", "neg,pos", "neu|pos", ""]),
+    ),
     "regression": st.one_of(st.floats(-10, 10, width=32), st.integers(-3, 3)),
 }
 TASKS = list(GOOD_LABELS)
@@ -141,7 +223,8 @@ def table(task: str):
     """Mostly plausible rows for the task, with a few wild ones mixed in."""
     good = st.fixed_dictionaries({"text": words, "label": GOOD_LABELS[task], "pair": words})
     return st.tuples(st.lists(good, max_size=40), st.lists(wild_rows, max_size=3), st.randoms()).map(
-        lambda parts: parts[2].sample(parts[0] + parts[1], len(parts[0]) + len(parts[1])))
+        lambda parts: parts[2].sample(parts[0] + parts[1], len(parts[0]) + len(parts[1]))
+    )
 
 
 def write_frame(frame: pd.DataFrame, path: Path, fmt: str) -> None:
@@ -150,7 +233,10 @@ def write_frame(frame: pd.DataFrame, path: Path, fmt: str) -> None:
     elif fmt == "tsv":
         frame.to_csv(path, sep="\t", index=False)
     elif fmt == "jsonl":
-        path.write_text("".join(json.dumps(record, default=str) + "\n" for record in frame.to_dict(orient="records")), encoding="utf-8")
+        path.write_text(
+            "".join(json.dumps(record, default=str) + "\n" for record in frame.to_dict(orient="records")),
+            encoding="utf-8",
+        )
     elif fmt == "json":
         frame.to_json(path, orient="records", default_handler=str)
     else:
@@ -174,10 +260,22 @@ def data_spec(root: Path, train: str, task: str, labels, empty_text: str, extra:
 
 
 @SETTINGS
-@given(data=st.data(), fmt=st.sampled_from(["csv", "tsv", "jsonl", "json", "parquet"]), task=st.sampled_from(TASKS),
-       labels=st.one_of(st.none(), st.just(["neg", "pos"]), st.just(["neg", "neu", "pos"])), empty_text=st.sampled_from(["drop", "fail"]),
-       extra=st.fixed_dictionaries({}, optional={"max_rows": st.integers(1, 40), "validation_fraction": st.sampled_from([0.1, 0.5, 0.9]),
-                                                 "stratify": st.booleans(), "label_delimiter": st.sampled_from([",", "|"])}))
+@given(
+    data=st.data(),
+    fmt=st.sampled_from(["csv", "tsv", "jsonl", "json", "parquet"]),
+    task=st.sampled_from(TASKS),
+    labels=st.one_of(st.none(), st.just(["neg", "pos"]), st.just(["neg", "neu", "pos"])),
+    empty_text=st.sampled_from(["drop", "fail"]),
+    extra=st.fixed_dictionaries(
+        {},
+        optional={
+            "max_rows": st.integers(1, 40),
+            "validation_fraction": st.sampled_from([0.1, 0.5, 0.9]),
+            "stratify": st.booleans(),
+            "label_delimiter": st.sampled_from([",", "|"]),
+        },
+    ),
+)
 def test_any_table_is_prepared_or_a_clean_error(data, fmt, task, labels, empty_text, extra):
     from runner.data import prepare_data
 
@@ -187,7 +285,12 @@ def test_any_table_is_prepared_or_a_clean_error(data, fmt, task, labels, empty_t
         frame = pd.DataFrame.from_records(records) if records else pd.DataFrame({"text": [], "label": []})
         try:
             write_frame(frame, root / f"train.{fmt}", fmt)
-        except (ValueError, TypeError, OverflowError, ImportError) as exc:  # e.g. pyarrow refuses a column of mixed types
+        except (
+            ValueError,
+            TypeError,
+            OverflowError,
+            ImportError,
+        ) as exc:  # e.g. pyarrow refuses a column of mixed types
             event(f"not writable as {fmt}: {type(exc).__name__}")
             return
         spec = data_spec(root, f"train.{fmt}", task, labels, empty_text, extra)
@@ -208,9 +311,11 @@ def test_any_table_is_prepared_or_a_clean_error(data, fmt, task, labels, empty_t
 
 
 @SETTINGS
-@given(content=st.one_of(st.binary(max_size=300), st.text(max_size=300).map(lambda t: t.encode("utf-8"))),
-       suffix=st.sampled_from([".csv", ".tsv", ".jsonl", ".json", ".parquet"]),
-       encoding=st.sampled_from(["utf-8", "latin-1", "utf-16", "ascii"]))
+@given(
+    content=st.one_of(st.binary(max_size=300), st.text(max_size=300).map(lambda t: t.encode("utf-8"))),
+    suffix=st.sampled_from([".csv", ".tsv", ".jsonl", ".json", ".parquet"]),
+    encoding=st.sampled_from(["utf-8", "latin-1", "utf-16", "ascii"]),
+)
 def test_any_bytes_in_a_data_file_are_read_or_a_clean_error(content, suffix, encoding):
     from runner.data import read_table
 

@@ -8,7 +8,6 @@ import json
 from pathlib import Path
 
 import pytest
-
 from conftest import run_cli
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -34,6 +33,8 @@ def test_real_model_learns_emotions(case, tmp_path):
     print(f"{case}: validation {metrics['validation']}, test {metrics['test']}")
     assert metrics["validation"]["accuracy"] >= floor, metrics
     assert metrics["test"]["accuracy"] >= floor, metrics
-    predicted = run_cli("predict", str(tmp_path / "run"), "i am so scared of walking home alone in the dark", cwd=tmp_path)
+    predicted = run_cli(
+        "predict", str(tmp_path / "run"), "i am so scared of walking home alone in the dark", cwd=tmp_path
+    )
     assert predicted.returncode == 0, predicted.stderr[-2000:]
     assert json.loads(predicted.stdout.splitlines()[0])["label"] == "fear"

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-
 from conftest import labelled_rows, tiny_spec_text, write_csv
+
 from runner.cli import main
 from runner.errors import SpecError
 from runner.files import atomic_write_json, read_json
@@ -42,8 +42,11 @@ def resumable_spec(model: Path) -> str:
 
 
 def snapshot(root: Path, skip: tuple[str, ...] = ()) -> dict[str, bytes]:
-    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*"))
-            if p.is_file() and not str(p.relative_to(root)).startswith(skip)}
+    return {
+        str(p.relative_to(root)): p.read_bytes()
+        for p in sorted(root.rglob("*"))
+        if p.is_file() and not str(p.relative_to(root)).startswith(skip)
+    }
 
 
 def cli(*args: str, env: dict | None = None):
@@ -86,7 +89,11 @@ def runs(tmp_path_factory, tiny_model):
         replace = Spy(os.replace)
         patch.setattr(runner.files.os, "replace", replace)
         loaders = {}
-        for cls in (transformers.AutoTokenizer, transformers.AutoConfig, transformers.AutoModelForSequenceClassification):
+        for cls in (
+            transformers.AutoTokenizer,
+            transformers.AutoConfig,
+            transformers.AutoModelForSequenceClassification,
+        ):
             loaders[cls.__name__] = Spy(cls.from_pretrained)
             patch.setattr(cls, "from_pretrained", loaders[cls.__name__])
         finished = cli("run", str(spec), "--output", str(full))
@@ -115,7 +122,9 @@ def runs(tmp_path_factory, tiny_model):
     out["outputs"] += [out["changed"].stdout, out["changed"].stderr]
     out["checkpoints_after_refusal"] = snapshot(part / "checkpoints")
 
-    out["resumed"] = subprocess.run(command + ["--resume"], cwd=root, env=env, capture_output=True, text=True, timeout=600)
+    out["resumed"] = subprocess.run(
+        command + ["--resume"], cwd=root, env=env, capture_output=True, text=True, timeout=600
+    )
     out["outputs"] += [out["resumed"].stdout, out["resumed"].stderr]
 
     with pytest.MonkeyPatch.context() as patch:
@@ -140,9 +149,13 @@ def test_sigterm_saves_a_checkpoint_and_an_interrupted_record(runs):
     assert 8 <= step < STEPS
     assert f"interrupted at step {step}; continue with: runner run {runs['spec']} --resume" in runs["interrupted_err"]
     checkpoint = runs["part"] / "checkpoints" / f"checkpoint-{step}"
-    names = {name.split("/")[-1] for name in runs["checkpoints_after_interrupt"] if name.startswith(checkpoint.name + "/")}
+    names = {
+        name.split("/")[-1] for name in runs["checkpoints_after_interrupt"] if name.startswith(checkpoint.name + "/")
+    }
     assert {"model.safetensors", "optimizer.pt", "scheduler.pt", "rng_state.pth", "trainer_state.json"} <= names
-    assert json.loads(runs["checkpoints_after_interrupt"][f"{checkpoint.name}/trainer_state.json"])["global_step"] == step
+    assert (
+        json.loads(runs["checkpoints_after_interrupt"][f"{checkpoint.name}/trainer_state.json"])["global_step"] == step
+    )
     assert "Traceback" not in runs["interrupted_err"]
 
 
@@ -169,7 +182,10 @@ def test_resumed_run_finishes_like_an_uninterrupted_one(runs):
     last = max((runs["part"] / "checkpoints").glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
     assert read_json(last / "trainer_state.json")["global_step"] == STEPS
     # Model, optimizer, scheduler and RNG state all came back: the weights match the uninterrupted run.
-    a, b = load_file(runs["full"] / "model" / "model.safetensors"), load_file(runs["part"] / "model" / "model.safetensors")
+    a, b = (
+        load_file(runs["full"] / "model" / "model.safetensors"),
+        load_file(runs["part"] / "model" / "model.safetensors"),
+    )
     assert a.keys() == b.keys()
     for key in a:
         assert torch.allclose(a[key], b[key], atol=1e-5), key
@@ -182,7 +198,10 @@ def test_fingerprint_refuses_changed_data_or_spec_unless_forced(tmp_path, tiny_m
     data = write_csv(tmp_path / "data" / "train.csv", labelled_rows())
     spec = load_spec_text(tiny_spec_text(tiny_model), tmp_path / "spec.yaml")
     files = {"train": str(data)}
-    atomic_write_json(tmp_path / "run" / "checkpoints" / "fingerprint.json", check_fingerprint(tmp_path / "run", spec, files, False, False))
+    atomic_write_json(
+        tmp_path / "run" / "checkpoints" / "fingerprint.json",
+        check_fingerprint(tmp_path / "run", spec, files, False, False),
+    )
     check_fingerprint(tmp_path / "run", spec, files, resuming=True, force=False)  # unchanged: fine
 
     data.write_text(data.read_text() + "one more happy day,pos\n")
@@ -242,7 +261,15 @@ def test_latest_checkpoint_skips_a_half_written_one(tmp_path):
 
 def test_run_record_files_are_written_by_rename(runs):
     replaced = {str(path.relative_to(runs["full"])) for path in runs["replaced"] if runs["full"] in path.parents}
-    for name in ("metrics.json", "run.json", "report.md", "spec.yaml", "model/README.md", "predictions/validation.jsonl", "checkpoints/fingerprint.json"):
+    for name in (
+        "metrics.json",
+        "run.json",
+        "report.md",
+        "spec.yaml",
+        "model/README.md",
+        "predictions/validation.jsonl",
+        "checkpoints/fingerprint.json",
+    ):
         assert name in replaced, f"{name} was not written atomically; atomic writes: {sorted(replaced)}"
     for folder in (runs["full"], runs["part"]):
         leftovers = [p for p in folder.rglob("*") if p.name.endswith(".tmp")]
@@ -382,11 +409,14 @@ def test_trust_remote_code_stays_off_unless_the_spec_sets_it(runs, tmp_path, tin
     assert seen == [True]
 
 
-@pytest.mark.parametrize("document", [
-    "version: 1\ndata: !!python/object/apply:os.system ['touch {marker}']\n",
-    "version: 1\nname: !!python/name:os.system\n",
-    "version: 1\ndata: !!python/object/new:subprocess.Popen [['touch', '{marker}']]\n",
-])
+@pytest.mark.parametrize(
+    "document",
+    [
+        "version: 1\ndata: !!python/object/apply:os.system ['touch {marker}']\n",
+        "version: 1\nname: !!python/name:os.system\n",
+        "version: 1\ndata: !!python/object/new:subprocess.Popen [['touch', '{marker}']]\n",
+    ],
+)
 def test_yaml_is_loaded_safely(document, tmp_path):
     from runner.spec import load_spec_text
 
@@ -403,7 +433,11 @@ def test_a_set_override_is_parsed_safely(tmp_path, tiny_model):
     (tmp_path / "data").mkdir()
     (tmp_path / "data" / "train.csv").write_text("text,label\n")
     with pytest.raises(SpecError):
-        load_spec_text(tiny_spec_text(tiny_model), tmp_path / "spec.yaml", [f"name=!!python/object/apply:os.system ['touch {marker}']"])
+        load_spec_text(
+            tiny_spec_text(tiny_model),
+            tmp_path / "spec.yaml",
+            [f"name=!!python/object/apply:os.system ['touch {marker}']"],
+        )
     assert not marker.exists()
 
 
@@ -428,4 +462,6 @@ def test_data_paths_are_resolved_relative_to_the_spec_file(tmp_path, tiny_model,
     spec_path.write_text(tiny_spec_text(tiny_model, train="data/train.csv"))  # exists from the cwd only
     with pytest.raises(SpecError) as caught:
         load_spec(spec_path)
-    assert f"data file 'data/train.csv' not found (looked in {spec_path.parent / 'data'})" in "\n".join(caught.value.lines())
+    assert f"data file 'data/train.csv' not found (looked in {spec_path.parent / 'data'})" in "\n".join(
+        caught.value.lines()
+    )

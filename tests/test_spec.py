@@ -105,12 +105,26 @@ def test_bad_override_points_at_the_flag(spec_dir):
 # Each case: (what is wrong, spec text, expected spec path, expected line, expected column, text in the message)
 CATALOGUE = [
     ("unknown key", GOOD + "colour: blue\n", "colour", 12, 1, "unknown key 'colour'"),
-    ("misspelt key", GOOD.replace("  learning_rate:", "  learnig_rate:"), "train.learnig_rate", 11, 3, "did you mean 'learning_rate'"),
+    (
+        "misspelt key",
+        GOOD.replace("  learning_rate:", "  learnig_rate:"),
+        "train.learnig_rate",
+        11,
+        3,
+        "did you mean 'learning_rate'",
+    ),
     ("misspelt section", GOOD.replace("model:", "modle:"), "modle", 7, 1, "did you mean 'model'"),
     ("wrong type", GOOD.replace("epochs: 2", "epochs: two"), "train.epochs", 10, 11, "expected number"),
     ("bad enum value", GOOD + "task: sentiment\n", "task", 12, 7, "is not one of"),
     ("negative learning rate", GOOD.replace("3.0e-5", "-0.1"), "train.learning_rate", 11, 18, "must be > 0"),
-    ("fraction out of range", GOOD.replace("  label_column: label\n", "  label_column: label\n  validation_fraction: 1.5\n"), "data.validation_fraction", 7, 24, "must be < 1"),
+    (
+        "fraction out of range",
+        GOOD.replace("  label_column: label\n", "  label_column: label\n  validation_fraction: 1.5\n"),
+        "data.validation_fraction",
+        7,
+        24,
+        "must be < 1",
+    ),
     ("bad LoRA rank", GOOD + "lora:\n  r: 0\n", "lora.r", 13, 6, "must be >= 1"),
     ("duplicate labels", GOOD + "labels: [joy, anger, joy]\n", "labels", 12, 9, "duplicate values: joy"),
     ("one label", GOOD + "labels: [joy]\n", "labels", 12, 9, "at least 2"),
@@ -122,14 +136,56 @@ CATALOGUE = [
     ("missing data section", "version: 1\nmodel:\n  name: x\n", "(top level)", 1, 1, "missing required key 'data'"),
     ("bad repo id", GOOD + "hub:\n  repo_id: not a repo\n", "hub.repo_id", 13, 12, "not a valid value"),
     ("string batch size", GOOD + "  batch_size: '16'\n", "train.batch_size", 12, 15, "expected integer"),
-    ("load best needs matching strategies", GOOD + "  save_strategy: 'no'\n", "train.save_strategy", 12, 18, "needs save_strategy to match"),
-    ("early stopping needs evaluation", GOOD + "  eval_strategy: 'no'\n  load_best_model_at_end: false\n", "train.early_stopping_patience", 10, 3, "early stopping needs evaluation"),
-    ("steps strategy without steps", GOOD + "  eval_strategy: steps\n  save_strategy: steps\n", "train.eval_strategy", 12, 18, "eval_steps is not set"),
-    ("text pair task without pair column", GOOD + "task: text_pair_classification\n", "task", 12, 7, "needs data.text_pair_column"),
+    (
+        "load best needs matching strategies",
+        GOOD + "  save_strategy: 'no'\n",
+        "train.save_strategy",
+        12,
+        18,
+        "needs save_strategy to match",
+    ),
+    (
+        "early stopping needs evaluation",
+        GOOD + "  eval_strategy: 'no'\n  load_best_model_at_end: false\n",
+        "train.early_stopping_patience",
+        10,
+        3,
+        "early stopping needs evaluation",
+    ),
+    (
+        "steps strategy without steps",
+        GOOD + "  eval_strategy: steps\n  save_strategy: steps\n",
+        "train.eval_strategy",
+        12,
+        18,
+        "eval_steps is not set",
+    ),
+    (
+        "text pair task without pair column",
+        GOOD + "task: text_pair_classification\n",
+        "task",
+        12,
+        7,
+        "needs data.text_pair_column",
+    ),
     ("regression with labels", GOOD + "task: regression\nlabels: [a, b]\n", "labels", 13, 9, "not used for regression"),
-    ("metric of another task", GOOD + "  metric_for_best_model: mse\n", "train.metric_for_best_model", 12, 26, "not computed for task"),
+    (
+        "metric of another task",
+        GOOD + "  metric_for_best_model: mse\n",
+        "train.metric_for_best_model",
+        12,
+        26,
+        "not computed for task",
+    ),
     ("push without repo", GOOD + "hub:\n  push: true\n", "hub.push", 13, 9, "repo_id is not set"),
-    ("fp16 on cpu", GOOD + "  device: cpu\n  precision: fp16\n", "train.precision", 13, 14, "fp16 is not supported on the CPU"),
+    (
+        "fp16 on cpu",
+        GOOD + "  device: cpu\n  precision: fp16\n",
+        "train.precision",
+        13,
+        14,
+        "fp16 is not supported on the CPU",
+    ),
 ]
 
 
@@ -154,15 +210,18 @@ def test_every_problem_is_reported_at_once(spec_dir):
     assert result.output.count("error: ") == 3
 
 
-@pytest.mark.parametrize("text, message", [
-    ("version: 1\ndata:\n  train: [unclosed\n", "YAML syntax error"),
-    ("", "the spec is empty"),
-    ("# only a comment\n", "the spec is empty"),
-    ("- a\n- b\n", "must be a mapping"),
-    ("just a string\n", "must be a mapping"),
-    ("version: 1\nversion: 1\ndata: {train: train.csv}\n", "duplicate key 'version'"),
-    ("version: 1\ndata: !!python/object/apply:os.system ['echo hi']\n", "YAML syntax error"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("version: 1\ndata:\n  train: [unclosed\n", "YAML syntax error"),
+        ("", "the spec is empty"),
+        ("# only a comment\n", "the spec is empty"),
+        ("- a\n- b\n", "must be a mapping"),
+        ("just a string\n", "must be a mapping"),
+        ("version: 1\nversion: 1\ndata: {train: train.csv}\n", "duplicate key 'version'"),
+        ("version: 1\ndata: !!python/object/apply:os.system ['echo hi']\n", "YAML syntax error"),
+    ],
+)
 def test_unparseable_specs(spec_dir, text, message):
     result, path = validate(spec_dir, text)
     assert result.exit_code == 2
@@ -243,7 +302,9 @@ def test_dry_run_prints_resolved_spec_and_plan(spec_dir):
 def test_init_guesses_columns_and_writes_a_valid_spec(tmp_path):
     data = tmp_path / "data" / "reviews.csv"
     data.parent.mkdir()
-    rows = ["id,review,sentiment"] + [f"{i},this is a fairly long review number {i},{'pos' if i % 2 else 'neg'}" for i in range(20)]
+    rows = ["id,review,sentiment"] + [
+        f"{i},this is a fairly long review number {i},{'pos' if i % 2 else 'neg'}" for i in range(20)
+    ]
     data.write_text("\n".join(rows) + "\n", encoding="utf-8")
     out = tmp_path / "spec.yaml"
     result = CliRunner().invoke(main, ["init", str(data), "-o", str(out)])

@@ -72,7 +72,9 @@ def summary_json(run_dir: str | Path, base: str | Path | None = None) -> dict:
         "hub_url": hub_url(manifest),
         "data_rows": (results.get("data_summary") or {}).get("rows"),
         "per_class": results.get("per_class"),
-        "analysis": {k: results.get(k) for k in ("temperature", "thresholds", "calibration", "data_checks", "error_analysis")},
+        "analysis": {
+            k: results.get(k) for k in ("temperature", "thresholds", "calibration", "data_checks", "error_analysis")
+        },
         "comparison": comparison,
         "per_class_deltas": per_class_deltas((results.get("per_class") or {}).get(split), base_per_class)
         if base is not None
@@ -119,7 +121,8 @@ def summary_markdown(run_dir: str | Path, base: str | Path | None = None, summar
     out += comparison_lines(summary)
     if compare:
         out += [
-            f"Baseline: `{summary['base']}`. Lower is better for {', '.join(sorted(LOWER_IS_BETTER))}; higher for the rest.",
+            f"Baseline: `{summary['base']}`. Lower is better for {', '.join(sorted(LOWER_IS_BETTER))}; higher for the "
+            "rest.",
             "",
         ]
     if summary["hub_url"]:
