@@ -31,7 +31,8 @@ def load_trained_model(model_dir: Path, labels: list[str] | None = None, task: s
         from runner.errors import RunError
 
         raise RunError(f"cannot load the trained model: {type(exc).__name__}, the files are damaged or incomplete",
-                       "train the run again (runner run SPEC --overwrite), or restore model/ from a copy", str(model_dir)) from None
+                       "train the run again (runner run SPEC --overwrite), or restore model/ from a copy",
+                       str(model_dir)) from None
 
 
 def _load_trained_model(model_dir: Path, labels: list[str] | None, task: str | None):
@@ -55,7 +56,8 @@ def _load_trained_model(model_dir: Path, labels: list[str] | None, task: str | N
     return model, tokenizer
 
 
-def predict_logits(model, tokenizer, texts: list[str], pairs: list[str] | None, max_length: int, batch_size: int, progress: bool = False) -> np.ndarray:
+def predict_logits(model, tokenizer, texts: list[str], pairs: list[str] | None, max_length: int, batch_size: int,
+                   progress: bool = False) -> np.ndarray:
     """Logits in input order; texts are batched by length so little work goes to padding."""
     import torch
 
@@ -71,7 +73,8 @@ def predict_logits(model, tokenizer, texts: list[str], pairs: list[str] | None, 
         for start in batches:
             index = order[start:start + batch_size]
             args = ([texts[i] for i in index],) + (([pairs[i] for i in index],) if pairs else ())
-            encoded = tokenizer(*args, truncation=True, max_length=max_length, padding=True, return_tensors="pt").to(device)
+            encoded = tokenizer(*args, truncation=True, max_length=max_length, padding=True,
+                                return_tensors="pt").to(device)
             logits = model(**encoded).logits.float().cpu().numpy()
             for row, i in enumerate(index):
                 out[i] = logits[row]
@@ -83,24 +86,30 @@ def label_names_of(model) -> list[str]:
     return [config.id2label[i] for i in range(len(config.id2label))] if getattr(config, "id2label", None) else []
 
 
-def read_texts(input_file: Path, text_column: str, pair_column: str | None) -> tuple[list[str], list[str] | None, object]:
+def read_texts(input_file: Path, text_column: str, pair_column: str | None) -> tuple[list[str], list[str] | None,
+                                                                                     object]:
     from runner.data import read_table
 
     if input_file.suffix.lower() == ".txt":
         if not input_file.is_file():
-            raise DataError("input file not found" if not input_file.exists() else "the input path is a folder, not a file",
-                            "give a .txt file (one text a line), or a CSV/JSONL/Parquet file with the spec's text column", str(input_file))
+            raise DataError("input file not found" if not input_file.exists() else "the input path is a folder, not a "
+                                                                                   "file",
+                            "give a .txt file (one text a line), or a CSV/JSONL/Parquet file with the spec's text "
+                            "column", str(input_file))
         try:
             content = input_file.read_text(encoding="utf-8")
         except UnicodeDecodeError as exc:
-            raise DataError(f"the file is not valid UTF-8 text (byte {exc.start} cannot be decoded)", "re-save it as UTF-8", str(input_file)) from None
+            raise DataError(f"the file is not valid UTF-8 text (byte {exc.start} cannot be decoded)",
+                            "re-save it as UTF-8", str(input_file)) from None
         except OSError as exc:
-            raise DataError(f"cannot read the file: {exc.strerror}", "check the file's permissions", str(input_file)) from None
+            raise DataError(f"cannot read the file: {exc.strerror}", "check the file's permissions",
+                            str(input_file)) from None
         texts = [line.rstrip("\n") for line in content.splitlines() if line.strip()]
         return texts, None, None
     frame = read_table(input_file)
     if text_column not in frame.columns:
-        raise DataError(f"column '{text_column}' not found; the file has: {', '.join(c for c in frame.columns if c != '__row__')}",
+        raise DataError(f"column '{text_column}' not found; the file has: "
+                        f"{', '.join(c for c in frame.columns if c != '__row__')}",
                         "the input needs the spec's text column (or use a .txt file, one text a line)", str(input_file))
     texts = frame[text_column].fillna("").astype(str).tolist()
     pairs = frame[pair_column].fillna("").astype(str).tolist() if pair_column and pair_column in frame.columns else None
@@ -115,13 +124,15 @@ def predict_command(
     run = RunDir(run_dir)
     spec = run.load_spec()
     if not texts and not input_file:
-        raise DataError("no texts to predict", 'give texts as arguments (runner predict RUN_DIR "some text") or --input FILE')
+        raise DataError("no texts to predict",
+                        'give texts as arguments (runner predict RUN_DIR "some text") or --input FILE')
     pairs = None
     if input_file:
         texts, pairs, _ = read_texts(Path(input_file), spec["data"]["text_column"], spec["data"]["text_pair_column"])
     elif task_of(spec["task"]).pair:
         if len(texts) % 2:
-            raise DataError("text-pair models take texts in pairs", 'give an even number of texts: "premise" "hypothesis" ...')
+            raise DataError("text-pair models take texts in pairs",
+                            'give an even number of texts: "premise" "hypothesis" ...')
         texts, pairs = texts[0::2], texts[1::2]
     if output_file:
         check_output_file(Path(output_file))
@@ -152,15 +163,18 @@ def predict_command(
         if len(rows) > 1:
             import sys
 
-            print(f"{len(rows)} texts in {elapsed:.2f}s ({len(rows) / max(elapsed, 1e-9):.0f} texts/s)", file=sys.stderr)
+            print(f"{len(rows)} texts in {elapsed:.2f}s ({len(rows) / max(elapsed, 1e-9):.0f} texts/s)",
+                  file=sys.stderr)
 
 
 def check_output_file(path: Path) -> None:
     """Before any work: --output must be a file path in a folder that exists."""
     if path.is_dir():
-        raise DataError("--output is a folder", "give a file path such as predictions.jsonl or predictions.csv", str(path))
+        raise DataError("--output is a folder", "give a file path such as predictions.jsonl or predictions.csv",
+                        str(path))
     if not path.parent.is_dir():
-        raise DataError(f"folder {path.parent} does not exist", "create it first, or give a path in an existing folder", str(path))
+        raise DataError(f"folder {path.parent} does not exist",
+                        "create it first, or give a path in an existing folder", str(path))
 
 
 def write_predictions(path: Path, rows: list[dict]) -> None:
@@ -169,7 +183,8 @@ def write_predictions(path: Path, rows: list[dict]) -> None:
     try:
         _write_predictions(path, rows)
     except OSError as exc:
-        raise RunError(f"could not write the predictions: {exc.strerror or exc}", "free disk space, or check the folder's permissions", str(path)) from None
+        raise RunError(f"could not write the predictions: {exc.strerror or exc}",
+                       "free disk space, or check the folder's permissions", str(path)) from None
 
 
 def _write_predictions(path: Path, rows: list[dict]) -> None:
@@ -178,7 +193,8 @@ def _write_predictions(path: Path, rows: list[dict]) -> None:
     if path.suffix.lower() == ".csv":
         import pandas as pd
 
-        flat = [{k: (json.dumps(v, ensure_ascii=False) if isinstance(v, (dict, list)) else v) for k, v in row.items()} for row in rows]
+        flat = [{k: (json.dumps(v, ensure_ascii=False) if isinstance(v, (dict, list)) else v) for k,
+                 v in row.items()} for row in rows]
         atomic_write_text(path, pd.DataFrame(flat).to_csv(index=False))
     else:
         atomic_write_text(path, "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
@@ -193,10 +209,12 @@ def eval_command(run_dir: Path, data_file: Path) -> dict:
     d, task = spec["data"], task_of(spec["task"])
     model, tokenizer = load_trained_model(run.model_dir, run.labels(), task.name)
     labels = label_names_of(model)
-    frame, _, _ = prepare_frame(read_table(Path(data_file), "auto", d["encoding"]), spec, labels or None, str(data_file))
+    frame, _, _ = prepare_frame(read_table(Path(data_file), "auto", d["encoding"]), spec, labels or None,
+                                str(data_file))
     target = np.asarray(list(frame["label"])) if task.multi_label else frame["label"].to_numpy()
     pairs = frame["text_pair"].tolist() if d["text_pair_column"] else None
-    logits = predict_logits(model, tokenizer, frame["text"].tolist(), pairs, spec["model"]["max_length"], spec["predict"]["batch_size"], progress=True)
+    logits = predict_logits(model, tokenizer, frame["text"].tolist(), pairs, spec["model"]["max_length"],
+                            spec["predict"]["batch_size"], progress=True)
     temperature, thresholds = from_model_or_record(model, run.read_manifest().get("results"))
     threshold = spec["predict"]["threshold"]
     return {

@@ -74,7 +74,8 @@ def run_spec(
                 before_record(run_dir, result)
             save(spec, run_dir, inputs, result, logits, started)
         say(
-            f"done: {result.headline['split']} {result.headline['name']} = {result.headline['value']:.4f}; run folder {run_dir.path}"
+            f"done: {result.headline['split']} {result.headline['name']} = {result.headline['value']:.4f}; run folder "
+            f"{run_dir.path}"
         )
     publish(spec, run_dir)
     return run_dir.path
@@ -172,7 +173,8 @@ def load_inputs(spec: Spec, run_dir: RunDir, checkpoint: Path | None, force_resu
     trainable, total = model_step.count_parameters(model)
     say(
         f"model: {spec['model']['name']} ({'LoRA' if spec['lora'] else 'full fine-tuning'}), "
-        f"{trainable:,} trainable of {total:,} parameters ({100 * trainable / total:.2f}%); device {device}, {precision}"
+        f"{trainable:,} trainable of {total:,} parameters ({100 * trainable / total:.2f}%); device {device}, "
+        f"{precision}"
     )
     # The Trainer is built here too: a tracker that is not installed fails now, not after the folder is cleared.
     from runner.weights import weights_for
@@ -234,7 +236,8 @@ def train(spec: Spec, run_dir: RunDir, inputs: Inputs, argv: list, started_at: s
         except OSError as exc:  # a checkpoint or log that could not be written: disk full, permissions
             raise RunError(
                 f"a write failed while training: {exc.strerror or exc}",
-                "free disk space (or fix the folder's permissions), then `runner run SPEC --resume` continues from the last complete checkpoint",
+                "free disk space (or fix the folder's permissions), then `runner run SPEC --resume` continues from the "
+                "last complete checkpoint",
                 str(exc.filename or run_dir.checkpoints),
             ) from None
     trainable, total = model_step.count_parameters(trainer.model)
@@ -325,7 +328,8 @@ def save(spec: Spec, run_dir: RunDir, inputs: Inputs, result: RunResult, logits_
     except OSError as exc:
         raise RunError(
             f"could not write the run record: {exc.strerror or exc}",
-            f"free disk space; the model in {run_dir.model_dir} and the checkpoints are kept, so `runner run SPEC --resume` finishes the run",
+            f"free disk space; the model in {run_dir.model_dir} and the checkpoints are kept, so `runner run SPEC "
+            "--resume` finishes the run",
             str(exc.filename or run_dir.path),
         ) from None
 
@@ -343,7 +347,8 @@ def save_model(trainer, tokenizer, spec: Spec, run_dir: RunDir) -> None:
             remove_entry(temporary)
             raise RunError(
                 f"could not save the model: {getattr(exc, 'strerror', None) or str(exc).splitlines()[0]}",
-                f"free disk space; the checkpoints in {run_dir.checkpoints} are kept, so `runner run SPEC --resume` finishes the run",
+                f"free disk space; the checkpoints in {run_dir.checkpoints} are kept, so `runner run SPEC --resume` "
+                "finishes the run",
                 str(folder),
             ) from None
         remove_entry(folder)
@@ -398,7 +403,8 @@ def rewrite_record(spec: Spec, run_dir: RunDir) -> None:
                 str(exc.filename or run_dir.path),
             ) from None
     say(
-        f"done: {result.headline['split']} {result.headline['name']} = {result.headline['value']:.4f}; run folder {run_dir.path}"
+        f"done: {result.headline['split']} {result.headline['name']} = {result.headline['value']:.4f}; run folder "
+        f"{run_dir.path}"
     )
 
 

@@ -47,9 +47,11 @@ class RunResult:
     cross_validation: dict = field(default_factory=dict)
     """data.cross_validation: {folds, seed, per_fold: [{fold, rows, metrics}], mean, std, final_model}."""
     label_issues: dict = field(default_factory=dict)
-    """From the out-of-fold probabilities: {method, count, rows, top: [{row, text, given_label, suggested_label, score}]}."""
+    """From the out-of-fold probabilities: {method, count, rows,
+    top: [{row, text, given_label, suggested_label, score}]}."""
     search: dict = field(default_factory=dict)
-    """search: {metric, direction, sampler, pruner, seconds, trials: [{number, state, value, params, seconds}], best}."""
+    """search: {metric, direction, sampler, pruner, seconds,
+    trials: [{number, state, value, params, seconds}], best}."""
 
     @property
     def headline(self) -> dict:

@@ -9,9 +9,10 @@ import time
 from pathlib import Path
 
 from runner.metrics import trainer_metrics_function
-from runner.tasks import lower_is_better, task_of
-from runner.weights import class_weights as compute_class_weights, weighted_loss
 from runner.spec import Spec
+from runner.tasks import lower_is_better, task_of
+from runner.weights import class_weights as compute_class_weights
+from runner.weights import weighted_loss
 
 MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids", "labels")
 
@@ -23,7 +24,8 @@ def choose_device(preference: str) -> str:
         if preference == "cuda" and not torch.cuda.is_available():
             from runner.errors import RunError
 
-            raise RunError("train.device is cuda but no CUDA GPU is visible", "use device: auto or cpu, or check the GPU driver (nvidia-smi)", "train.device")
+            raise RunError("train.device is cuda but no CUDA GPU is visible",
+                           "use device: auto or cpu, or check the GPU driver (nvidia-smi)", "train.device")
         if preference == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
             from runner.errors import RunError
 
@@ -178,7 +180,8 @@ class GracefulStop:
         if self.signal_number is not None:
             os._exit(128 + number)
         self.signal_number = number
-        print(f"\n{signal.Signals(number).name}: saving a checkpoint and stopping (send it again to exit at once)", flush=True)
+        print(f"\n{signal.Signals(number).name}: saving a checkpoint and stopping (send it again to exit at once)",
+              flush=True)
 
     @property
     def exit_code(self) -> int:
@@ -268,7 +271,8 @@ def sorted_by_length(dataset):
     return dataset.select(np.argsort(column_array(dataset, "length"), kind="stable"))
 
 
-def build_trainer(spec: Spec, model, tokenizer, tokenized: dict, labels: list[str], run_dir: Path, device: str, precision: str, extra_callbacks=(), class_weights: dict | None = None):
+def build_trainer(spec: Spec, model, tokenizer, tokenized: dict, labels: list[str], run_dir: Path, device: str,
+                  precision: str, extra_callbacks=(), class_weights: dict | None = None):
     """The Trainer; `class_weights` ({label: weight}, see runner.weights) weigh the training loss. When
     not given, train.class_weights is computed from `tokenized["train"]` (a fold's rows in cross-validation)."""
     from transformers import EarlyStoppingCallback
@@ -276,12 +280,15 @@ def build_trainer(spec: Spec, model, tokenizer, tokenized: dict, labels: list[st
     from runner.model import column_array
 
     if class_weights is None and spec["train"]["class_weights"]:
-        class_weights = compute_class_weights(spec["train"]["class_weights"], column_array(tokenized["train"], "labels"), labels, task_of(spec["task"]))
+        train_labels = column_array(tokenized["train"], "labels")
+        class_weights = compute_class_weights(spec["train"]["class_weights"], train_labels, labels,
+                                              task_of(spec["task"]))
 
     args = training_arguments(spec, run_dir, device, precision)
     callbacks = list(extra_callbacks)
     if spec["train"]["early_stopping_patience"]:
-        callbacks.append(EarlyStoppingCallback(spec["train"]["early_stopping_patience"], spec["train"]["early_stopping_threshold"]))
+        callbacks.append(EarlyStoppingCallback(spec["train"]["early_stopping_patience"],
+                                               spec["train"]["early_stopping_threshold"]))
     return length_ordered_trainer()(
         model=model,
         args=args,

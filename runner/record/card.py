@@ -141,7 +141,8 @@ def _card_body(spec: Spec, result: RunResult, base_model: str | None) -> str:
     if lora:
         # The base model's config does not know this run's labels, so pass them when loading.
         label_kwargs = (
-            f"num_labels={len(labels)}, id2label={dict(enumerate(labels))!r}, label2id={ {n: i for i, n in enumerate(labels)}!r}"
+            f"num_labels={len(labels)}, id2label={dict(enumerate(labels))!r}, "
+            f"label2id={ {n: i for i, n in enumerate(labels)}!r}"
             if labels
             else "num_labels=1"
         )
