@@ -39,7 +39,8 @@ def prepare(run_dir: RunDir, overwrite: bool, resume: bool) -> Path | None:
         checkpoint = latest_checkpoint(run_dir.path)
         if checkpoint is None:
             raise SpecError(
-                f"nothing to resume: '{run_dir.path}/checkpoints' holds no complete checkpoint",
+                f"nothing to resume: '{run_dir.path}/checkpoints' holds no "
+                + ("complete checkpoint" if any(run_dir.checkpoints.glob("checkpoint-*")) else "checkpoint"),
                 "run without --resume (with --overwrite) to start from scratch",
                 "output.dir",
             )

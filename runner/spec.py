@@ -30,6 +30,8 @@ class Spec:
     path: Path | None = None
     text: str = ""
     positions: dict = field(default_factory=dict, repr=False)
+    autotrain: bool = False
+    """Translated from an AutoTrain config: its project_name folder goes in the working folder, as in AutoTrain."""
 
     @property
     def base_dir(self) -> Path:
@@ -51,7 +53,7 @@ class Spec:
         where the default runs/<name> also goes."""
         value = self.values["output"]["dir"]
         origin = self.positions.get(("output", "dir"))
-        if origin is None or origin[0] == "--set":
+        if origin is None or origin[0] == "--set" or self.autotrain:
             return Path(value).expanduser()
         return self.resolve(value)
 
@@ -119,7 +121,8 @@ def load_spec_text(text: str, path: Path | None = None, overrides=(), check_file
 
     from runner import autotrain  # AutoTrain configs are translated to a native spec first
 
-    if autotrain.is_autotrain_config(document):
+    from_autotrain = autotrain.is_autotrain_config(document)
+    if from_autotrain:
         document, positions = autotrain.to_native(document, positions, source)
 
     document = copy.deepcopy(document)
@@ -129,7 +132,7 @@ def load_spec_text(text: str, path: Path | None = None, overrides=(), check_file
     problems = _nonfinite_problems(document, positions, source) or _schema_problems(document, positions, source)
     if not problems:
         values = fill_defaults(document, load_schema())
-        spec = Spec(values=values, path=path, text=text, positions=positions)
+        spec = Spec(values=values, path=path, text=text, positions=positions, autotrain=from_autotrain)
         _resolve_names(spec)
         problems = _cross_field_problems(spec, source, check_files) + (_missing_trackers(spec,
                                                                                          source) if check_files else [])
