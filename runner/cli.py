@@ -159,9 +159,9 @@ def run(spec, overrides, dry_run, output_dir, overwrite, resume, force_resume, n
         from runner.distributed import launch
 
         sys.exit(launch(sys.argv[1:], loaded["compute"]["nproc"]))
-    from runner.flow import run as run_flow
+    from runner.recipe import run_spec
 
-    run_flow(loaded, overwrite=overwrite or resume, resume=resume, force_resume=force_resume, argv=sys.argv)
+    run_spec(loaded, overwrite=overwrite or resume, resume=resume, force_resume=force_resume, argv=sys.argv)
 
 
 @main.command()

@@ -18,14 +18,13 @@ touched only when every fold has finished, as in the recipe.
 
 from __future__ import annotations
 
-import copy
 import tempfile
 import time
 from pathlib import Path
 
+from runner import pipeline
 from runner.distributed import say
-from runner.errors import DataError, SpecError
-from runner.recipe import Inputs, earlier_run_set_aside, now, publish, recover_earlier_run, save, train
+from runner.errors import DataError
 from runner.rundir import RunDir
 from runner.spec import Spec
 from runner.tasks import metric_items, task_of
@@ -66,71 +65,40 @@ def mean_and_std(per_fold: list[dict]) -> tuple[dict, dict]:
     return mean, std
 
 
+RESUMABLE = False
+
+
+def describe(spec: Spec) -> str:
+    k = spec["data"]["cross_validation"]["folds"]
+    return (
+        f"{k + 1} trainings: {k} folds (out-of-fold predictions of every training row), then the final model "
+        "on all rows"
+    )
+
+
 def final_spec(spec: Spec) -> Spec:
     """The spec the final model trains with: every row, no evaluation, no checkpoints, no early stopping."""
-    values = copy.deepcopy(spec.values)
-    values["train"].update(
-        eval_strategy="no", save_strategy="no", load_best_model_at_end=False, early_stopping_patience=None
+    return spec.replace(
+        train={"eval_strategy": "no", "save_strategy": "no", "load_best_model_at_end": False,
+               "early_stopping_patience": None}
     )
-    return Spec(values=values, path=spec.path, text=spec.text, positions=spec.positions)
 
 
-def run_crossval(spec: Spec, overwrite: bool = False, resume: bool = False, argv=(), before_record=None) -> Path:
-    """K folds, out-of-fold predictions and label issues, then the final model on all rows. Returns the run folder."""
-    import sys
+def load(spec: Spec, folder) -> pipeline.Inputs:
+    """Train and predict each fold in a temporary folder; then build the final model's inputs. The run
+    folder is untouched. The inputs carry the out-of-fold record (`out_of_fold`)."""
+    import dataclasses
 
-    from runner.doctor import check_gpu_usable
-    from runner.preflight import prepare
-
-    if resume:
-        raise SpecError(
-            "a cross-validation run cannot be resumed",
-            "run it again with --overwrite",
-            spec.where("data", "cross_validation"),
-        )
-    started_at, started = now(), time.perf_counter()
-    argv = list(argv) or sys.argv
-    check_gpu_usable(spec["train"]["device"])
-    run_dir = RunDir(spec.output_dir)
-    prepare(run_dir, overwrite=overwrite, resume=False)
-    with run_dir.lock():
-        recover_earlier_run(run_dir)
-        earlier = run_dir.written_entries()
-        inputs, oof = cross_validate(spec, run_dir)
-        with earlier_run_set_aside(run_dir, earlier, resuming=False):
-            result = train(spec, run_dir, inputs, argv, started_at)
-            logits_by_split = evaluate_final(spec, inputs, result, oof)
-            write_label_issues(run_dir, result)
-            if before_record:
-                before_record(run_dir, result)
-            save(spec, run_dir, inputs, result, logits_by_split, started)
-        cv = result.metrics["cross_validation"]
-        metric = result.headline["name"]
-        say(
-            f"done: {cv['folds']}-fold out-of-fold {metric} = {result.headline['value']:.4f} "
-            f"(folds {cv['mean'][metric]:.4f} ± {cv['std'][metric]:.4f}); run folder {run_dir.path}"
-        )
-    publish(spec, run_dir)
-    return run_dir.path
-
-
-def cross_validate(spec: Spec, run_dir: RunDir) -> tuple[Inputs, dict]:
-    """Train and predict each fold; then load the final model's inputs. Nothing in the run folder changes."""
     import numpy as np
     import pandas as pd
-    from transformers import set_seed
 
     from runner import data as data_step
-    from runner import model as model_step
-    from runner import train as train_step
-    from runner.preflight import check_fingerprint, input_inside_run
+    from runner.preflight import check_fingerprint
 
     task, k = task_of(spec["task"]), spec["data"]["cross_validation"]["folds"]
-    set_seed(spec["seed"])
-    data = data_step.prepare_data(spec)
-    input_inside_run(spec, data.files, run_dir)
-    fingerprint = check_fingerprint(run_dir.path, spec, data.files, resuming=False, force=False)
-    # the recipe's data step holds out a validation split; the folds take every row back
+    data = pipeline.load_data(spec, folder.run_dir)  # the same data checks as a single run
+    fingerprint = check_fingerprint(folder.path, spec, data.files, resuming=False, force=False)
+    # the data step holds out a validation split; the folds take every row back
     rows = pd.concat([data.splits["train"], data.splits["validation"]]).sort_values(data_step.ROW, kind="stable")
     rows = rows.reset_index(drop=True)
     folds, stratified = fold_ids(
@@ -140,34 +108,25 @@ def cross_validate(spec: Spec, run_dir: RunDir) -> tuple[Inputs, dict]:
         task.one_label_per_row and spec["data"]["stratify"],
     )
     folds = np.asarray(folds)
-    device = train_step.choose_device(spec["train"]["device"])
-    precision = train_step.choose_precision(spec["train"]["precision"], device)
-    tokenizer = model_step.load_tokenizer(spec)
-    has_pair, max_length = bool(spec["data"]["text_pair_column"]), spec["model"]["max_length"]
+    tokenizer, hardware = pipeline.load_tokenizer(spec), pipeline.hardware(spec)
     say(f"cross-validation: {len(rows)} rows in {k} {'stratified ' if stratified else ''}folds (seed {spec['seed']})")
-
+    metric, threshold = spec["train"]["metric_for_best_model"], spec["predict"]["threshold"]
     oof_logits, per_fold, fold_records = None, [], []
     with tempfile.TemporaryDirectory(prefix="runner-folds-") as scratch:
         for fold in range(k):
             fold_started = time.perf_counter()
             splits = {"train": rows[folds != fold], "validation": rows[folds == fold]}
-            tokenized = model_step.tokenize_splits(splits, tokenizer, max_length, has_pair=has_pair)
-            set_seed(spec["seed"])
-            model = model_step.load_model(spec, data.labels, tokenizer)
-            if spec["lora"]:
-                model = model_step.apply_lora(model, spec)
-            trainer = train_step.build_trainer(
-                spec, model, tokenizer, tokenized, data.labels, Path(scratch) / f"fold-{fold}", device, precision
+            inputs = pipeline.build_inputs(
+                spec, data, splits, Path(scratch) / f"fold-{fold}", tokenizer, hardware, quiet=fold > 0
             )
-            trainer.train()
-            prediction = trainer.predict(tokenized["validation"], metric_key_prefix="fold")
-            logits = prediction.predictions[0] if isinstance(prediction.predictions, tuple) else prediction.predictions
+            pipeline.fit(inputs.trainer, Path(scratch), what=f"training fold {fold + 1}/{k}", resume_hint=folder.rerun)
+            evaluation = pipeline.evaluate_split(
+                inputs.trainer, inputs.tokenized["validation"], task, data.labels, threshold, "fold"
+            )
             if oof_logits is None:
-                oof_logits = np.zeros((len(rows),) + logits.shape[1:], dtype=np.float64)
-            oof_logits[folds == fold] = logits
-            metrics = task.compute_metrics(logits, prediction.label_ids, data.labels, spec["predict"]["threshold"])
-            metrics["loss"] = round(float(prediction.metrics.get("fold_loss", float("nan"))), 6)
-            per_fold.append(metrics)
+                oof_logits = np.zeros((len(rows),) + evaluation.logits.shape[1:], dtype=np.float64)
+            oof_logits[folds == fold] = evaluation.logits
+            per_fold.append(evaluation.metrics)
             seconds = round(time.perf_counter() - fold_started, 3)
             fold_records.append(
                 {
@@ -175,45 +134,30 @@ def cross_validate(spec: Spec, run_dir: RunDir) -> tuple[Inputs, dict]:
                     "rows": int((folds == fold).sum()),
                     "train_rows": int((folds != fold).sum()),
                     "seconds": seconds,
-                    "global_step": trainer.state.global_step,
-                    "metrics": metrics,
+                    "global_step": inputs.trainer.state.global_step,
+                    "class_weights": inputs.class_weights,
+                    "metrics": evaluation.metrics,
                 }
             )
-            metric = spec["train"]["metric_for_best_model"]
-            say(f"fold {fold + 1}/{k}: {metric} {metrics.get(metric, float('nan')):.4f} ({seconds:.0f} s)")
-            del trainer, model
+            say(f"fold {fold + 1}/{k}: {metric} {evaluation.metrics.get(metric, float('nan')):.4f} ({seconds:.0f} s)")
+            del inputs
 
-    final = final_spec(spec)
-    splits = {"train": rows} | ({"test": data.splits["test"]} if "test" in data.splits else {})
-    tokenized = model_step.tokenize_splits(splits, tokenizer, max_length, has_pair=has_pair)
-    data.summary.update(model_step.token_stats(tokenized, max_length))
-    data.summary["rows"] = {name: len(frame) for name, frame in splits.items()}
-    data.summary["label_distribution"] = {
+    test = {"test": data.splits["test"]} if "test" in data.splits else {}
+    splits = {"train": rows} | test
+    summary = dict(data.summary)
+    summary["rows"] = {name: len(frame) for name, frame in splits.items()}
+    summary["label_distribution"] = {
         name: data_step.label_distribution(frame["label"], data.labels, task.target) for name, frame in splits.items()
     }
-    data.summary["split_note"] = (
+    summary["split_note"] = (
         f"{k}-fold {'stratified ' if stratified else ''}cross-validation, seed {spec['seed']}: validation metrics are "
         f"the out-of-fold predictions of every training row; the final model trained on all {len(rows)} rows"
     )
-    data.splits = {"train": rows, "validation": rows} | ({"test": data.splits["test"]} if "test" in data.splits else {})
-    set_seed(spec["seed"])
-    model = model_step.load_model(spec, data.labels, tokenizer)
-    if spec["lora"]:
-        model = model_step.apply_lora(model, spec)
-    trainer = train_step.build_trainer(final, model, tokenizer, tokenized, data.labels, run_dir.path, device, precision)
-    inputs = Inputs(
-        data=data,
-        tokenized=tokenized,
-        tokenizer=tokenizer,
-        model=model,
-        trainer=trainer,
-        device=device,
-        precision=precision,
-        fingerprint=fingerprint,
-        checkpoint=None,
-    )
+    final_data = dataclasses.replace(data, splits={"train": rows, "validation": rows} | test, summary=summary)
+    inputs = pipeline.build_inputs(final_spec(spec), final_data, splits, folder.path, tokenizer, hardware)
+    inputs.fingerprint = fingerprint
     mean, std = mean_and_std(per_fold)
-    oof = {
+    inputs.out_of_fold = {
         "logits": oof_logits,
         "folds": folds,
         "per_fold": per_fold,
@@ -222,40 +166,29 @@ def cross_validate(spec: Spec, run_dir: RunDir) -> tuple[Inputs, dict]:
         "std": std,
         "stratified": stratified,
     }
-    return inputs, oof
+    return inputs
 
 
-def evaluate_final(spec: Spec, inputs: Inputs, result, oof: dict) -> dict:
-    """validation: the out-of-fold predictions; test: the final model. Returns the logits by split."""
+def evaluate(spec: Spec, inputs: pipeline.Inputs, result) -> tuple[dict, dict]:
+    """validation: the out-of-fold predictions; test: the final model. Returns the logits and truth by split."""
     import numpy as np
 
     task, labels, threshold = task_of(spec["task"]), inputs.data.labels, spec["predict"]["threshold"]
+    oof = inputs.out_of_fold
     rows = inputs.data.splits["validation"]
     truth = np.asarray(rows["label"].tolist())
-    logits_by_split = {"validation": oof["logits"]}
-    metrics = task.compute_metrics(oof["logits"], truth, labels, threshold)
     sizes = np.array([r["rows"] for r in oof["records"]], dtype=float)
     losses = np.array([m.get("loss", np.nan) for m in oof["per_fold"]], dtype=float)
-    metrics["loss"] = round(float((losses * sizes).sum() / sizes.sum()), 6)  # the mean loss over every row
-    result.metrics["validation"] = metrics
-    if task.has_labels:
-        result.per_class["validation"] = task.per_class(oof["logits"], truth, labels, threshold)
-    matrix = task.confusion(oof["logits"], truth, labels)
-    if matrix is not None:
-        result.confusion_matrix["validation"] = matrix
+    loss = float((losses * sizes).sum() / sizes.sum())  # the mean loss over every row
+    validation = pipeline.evaluation_of(oof["logits"], truth, task, labels, threshold, loss)
+    pipeline.record_evaluation(result, "validation", validation)
+    logits_by_split, truth_by_split = {"validation": oof["logits"]}, {"validation": truth}
     if "test" in inputs.tokenized:
-        prediction = inputs.trainer.predict(inputs.tokenized["test"], metric_key_prefix="test")
-        logits = prediction.predictions[0] if isinstance(prediction.predictions, tuple) else prediction.predictions
-        result.metrics["test"] = task.compute_metrics(logits, prediction.label_ids, labels, threshold)
-        result.metrics["test"]["loss"] = round(float(prediction.metrics.get("test_loss", float("nan"))), 6)
-        if task.has_labels:
-            result.per_class["test"] = task.per_class(logits, prediction.label_ids, labels, threshold)
-        matrix = task.confusion(logits, prediction.label_ids, labels)
-        if matrix is not None:
-            result.confusion_matrix["test"] = matrix
-        logits_by_split["test"] = logits
+        test = pipeline.evaluate_split(inputs.trainer, inputs.tokenized["test"], task, labels, threshold, "test")
+        pipeline.record_evaluation(result, "test", test)
+        logits_by_split["test"], truth_by_split["test"] = test.logits, test.truth
     metric = spec["train"]["metric_for_best_model"]
-    result.metrics["headline"] = {"split": "validation", "name": metric, "value": metrics[metric]}
+    result.metrics["headline"] = {"split": "validation", "name": metric, "value": validation.metrics[metric]}
     k = spec["data"]["cross_validation"]["folds"]
     result.metrics["cross_validation"] = {
         "folds": k,
@@ -275,7 +208,15 @@ def evaluate_final(spec: Spec, inputs: Inputs, result, oof: dict) -> dict:
     }
     if task.one_label_per_row:
         result.label_issues = find_label_issues(rows, truth, task.probabilities(oof["logits"]), labels)
-    return logits_by_split
+    return logits_by_split, truth_by_split
+
+
+def done_line(result, run_dir) -> str:
+    cv, metric = result.metrics["cross_validation"], result.headline["name"]
+    return (
+        f"done: {cv['folds']}-fold out-of-fold {metric} = {result.headline['value']:.4f} "
+        f"(folds {cv['mean'][metric]:.4f} ± {cv['std'][metric]:.4f}); run folder {run_dir.path}"
+    )
 
 
 def find_label_issues(rows, truth, probabilities, labels: list[str]) -> dict:
@@ -319,7 +260,7 @@ def find_label_issues(rows, truth, probabilities, labels: list[str]) -> dict:
     }
 
 
-def write_label_issues(run_dir: RunDir, result) -> None:
+def write_extras(run_dir: RunDir, result) -> None:
     """label_issues.csv (every flagged row, most suspect first); run.json keeps the top rows."""
     import csv
     import io

@@ -102,11 +102,9 @@ def launch(argv: list[str], nproc: int) -> int:
 
 
 def as_launched(spec, argv):
-    """In a worker: put back the compute.nproc and command line the user gave, for the run record.
-
-    Returns the argv to record. Outside a launched worker, returns `argv` unchanged.
-    """
+    """In a worker: the spec with the compute.nproc the user gave, and the user's command line, for the
+    run record. Outside a launched worker, both unchanged. Returns (spec, argv)."""
     if LAUNCHED_NPROC not in os.environ:
-        return argv
-    spec.values["compute"]["nproc"] = int(os.environ[LAUNCHED_NPROC])
-    return json.loads(os.environ.get(LAUNCHED_ARGV) or "[]") or argv
+        return spec, argv
+    spec = spec.replace(compute={"nproc": int(os.environ[LAUNCHED_NPROC])})
+    return spec, json.loads(os.environ.get(LAUNCHED_ARGV) or "[]") or argv

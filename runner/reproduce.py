@@ -57,9 +57,9 @@ def reproduce_run(run_dir: str | Path, output_dir: str | Path | None = None) -> 
     )
     verify_inputs(spec, manifest)
 
-    from runner.flow import run as run_flow
+    from runner.recipe import run_spec
 
-    run_flow(
+    run_spec(
         spec,
         overwrite=True,
         resume=False,

@@ -13,42 +13,19 @@ Optuna is imported only here, when a search runs (`runner validate` checks it is
 
 from __future__ import annotations
 
-import copy
 import tempfile
 import time
 from pathlib import Path
 
 from runner.distributed import say
-from runner.errors import RunError, SpecError
+from runner.errors import RunError
+from runner.searchspace import PLACES, WHOLE_NUMBERS, space_of
 from runner.spec import Spec
-from runner.tasks import lower_is_better, task_of
-
-DEFAULT_SPACE = {
-    "learning_rate": {"low": 1e-5, "high": 1e-3, "log": True},
-    "batch_size": {"choices": [8, 16, 32]},
-    "epochs": {"low": 1, "high": 5},
-    "weight_decay": {"low": 0.0, "high": 0.1},
-    "warmup_ratio": {"low": 0.0, "high": 0.2},
-    "lora_r": {"choices": [4, 8, 16, 32]},
-}
-WHOLE_NUMBERS = ("batch_size", "epochs", "lora_r")
-# search key -> (the spec's place for it, the TrainingArguments field a trial sets; None: the model's)
-PLACES = {
-    "learning_rate": (("train", "learning_rate"), "learning_rate"),
-    "batch_size": (("train", "batch_size"), "per_device_train_batch_size"),
-    "epochs": (("train", "epochs"), "num_train_epochs"),
-    "weight_decay": (("train", "weight_decay"), "weight_decay"),
-    "warmup_ratio": (("train", "warmup_ratio"), "warmup_steps"),  # below 1: a share of the steps
-    "lora_r": (("lora", "r"), None),
-}
+from runner.tasks import lower_is_better
 
 
 def search_space(spec: Spec) -> dict:
-    """The space searched: the spec's own, or the default (the LoRA rank only with LoRA)."""
-    given = spec["search"]["space"]
-    if given:
-        return {key: bounds for key, bounds in given.items() if bounds}
-    return {key: bounds for key, bounds in DEFAULT_SPACE.items() if key != "lora_r" or spec["lora"]}
+    return space_of(spec.values)
 
 
 def sample(trial, space: dict) -> dict:
@@ -67,85 +44,53 @@ def sample(trial, space: dict) -> dict:
 
 def with_values(spec: Spec, values: dict, drop_search: bool = False) -> Spec:
     """A copy of the spec with search values in their places (positions kept: errors point at the spec)."""
-    copied = copy.deepcopy(spec.values)
+    sections: dict = {}
     for key, value in values.items():
         (section, name), _ = PLACES[key]
-        copied[section][name] = value
-    if drop_search:
-        copied.pop("search", None)
-    return Spec(values=copied, path=spec.path, text=spec.text, positions=spec.positions)
+        sections.setdefault(section, {})[name] = value
+    return spec.replace(drop=("search",) if drop_search else (), **sections)
 
 
 def search_settings(spec: Spec) -> Spec:
     """The spec a trial trains with: no checkpoints, no best-model reload, no early stopping, no trackers."""
-    values = copy.deepcopy(spec.values)
-    values["train"].update(save_strategy="no", load_best_model_at_end=False, early_stopping_patience=None, report_to=[])
-    return Spec(values=values, path=spec.path, text=spec.text, positions=spec.positions)
+    return spec.replace(
+        train={"save_strategy": "no", "load_best_model_at_end": False, "early_stopping_patience": None,
+               "report_to": []}
+    )
 
 
-def run_search(spec: Spec, overwrite: bool = False, resume: bool = False, argv=()) -> Path:
-    """Search, then the run with the best trial's values. Returns the run folder."""
-    from runner.doctor import check_gpu_usable
-    from runner.preflight import prepare
-    from runner.rundir import RunDir
+def describe(spec: Spec) -> str:
+    return f"a search of {spec['search']['trials']} trial(s) over {', '.join(search_space(spec))}, then"
 
-    if resume:
-        raise SpecError("a search cannot be resumed", "run it again with --overwrite", spec.where("search"))
-    check_gpu_usable(spec["train"]["device"])
-    prepare(
-        RunDir(spec.output_dir), overwrite=overwrite, resume=False
-    )  # a finished run there stops it now, not after the trials
-    record = search(spec)
+
+def best_spec(spec: Spec, record: dict) -> Spec:
+    """The spec the run trains with after a search: the best trial's values, no `search`; its text is
+    best-spec.yaml."""
     best = with_values(spec, record["best"]["params"], drop_search=True)
-    best.text = best_spec_text(spec, best, record)
-
-    def before_record(run_dir, result) -> None:
-        from runner.files import atomic_write_text
-
-        result.search = record
-        atomic_write_text(run_dir.best_spec_file, best.text)
-
-    if best["data"]["cross_validation"]:
-        from runner.crossval import run_crossval
-
-        return run_crossval(best, overwrite=overwrite, argv=argv, before_record=before_record)
-    from runner.recipe import run_spec
-
-    return run_spec(best, overwrite=overwrite, argv=argv, before_record=before_record)
+    return best.replace(text=best_spec_text(spec, best, record))
 
 
-def search(spec: Spec) -> dict:
-    """Run the trials; the record that run.json keeps: settings, every trial, the best one."""
+def search(spec: Spec, rerun: str = "") -> dict:
+    """Run the trials in a temporary folder; the record that run.json keeps: settings, every trial, the
+    best one, and the class weights every trial trained with. `rerun`: the command that repeats the run."""
     import optuna
-    from transformers import set_seed
 
-    from runner import data as data_step
-    from runner import model as model_step
-    from runner import train as train_step
-    from runner.metrics import trainer_metrics_function
+    from runner import pipeline
 
-    task, settings = task_of(spec["task"]), spec["search"]
+    settings = spec["search"]
     metric = settings["metric"] or spec["train"]["metric_for_best_model"]
     direction = "minimize" if lower_is_better(metric) else "maximize"
     space = search_space(spec)
-    set_seed(spec["seed"])
-    data = data_step.prepare_data(spec)
-    tokenizer = model_step.load_tokenizer(spec)
-    tokenized = model_step.tokenize_splits(
-        {name: data.splits[name] for name in ("train", "validation")},
-        tokenizer,
-        spec["model"]["max_length"],
-        has_pair=bool(spec["data"]["text_pair_column"]),
-    )
-    device = train_step.choose_device(spec["train"]["device"])
-    precision = train_step.choose_precision(spec["train"]["precision"], device)
-    trial_spec = search_settings(spec)
+    data = pipeline.load_data(spec)
+    tokenizer = pipeline.load_tokenizer(spec)
+    tokenized = pipeline.tokenize(spec, tokenizer, {name: data.splits[name] for name in ("train", "validation")})
+    device, precision = pipeline.hardware(spec)
+    weights = pipeline.class_weights_for(spec, data.splits["train"]["label"], data.labels)
 
     def model_init(trial=None):
         trial_values = sample(trial, space) if trial is not None else {}
         chosen = with_values(spec, {k: v for k, v in trial_values.items() if PLACES[k][1] is None})
-        model = model_step.load_model(chosen, data.labels, tokenizer)
-        return model_step.apply_lora(model, chosen) if chosen["lora"] else model
+        return pipeline.build_model(chosen, data.labels, tokenizer)
 
     def hp_space(trial) -> dict:
         return {PLACES[k][1]: v for k, v in sample(trial, space).items() if PLACES[k][1]}
@@ -158,32 +103,37 @@ def search(spec: Spec) -> dict:
         f"(TPE sampler, seed {spec['seed']}; {'median pruning' if settings['pruning'] else 'no pruning'})"
     )
     started = time.perf_counter()
+    timeout = settings["timeout_minutes"] * 60 if settings["timeout_minutes"] else None
     with tempfile.TemporaryDirectory(prefix="runner-search-") as scratch:
-        args = train_step.training_arguments(trial_spec, Path(scratch), device, precision)
-        for field in ("learning_rate", "num_train_epochs", "weight_decay", "warmup_steps"):
-            setattr(args, field, float(getattr(args, field)))  # a trial's value is cast to the field's type
-        trainer = train_step.length_ordered_trainer()(
-            model_init=model_init,
-            args=args,
-            train_dataset=tokenized["train"],
-            eval_dataset=train_step.sorted_by_length(tokenized["validation"]),
-            processing_class=tokenizer,
-            data_collator=train_step.PadBatch(tokenizer),
-            compute_metrics=trainer_metrics_function(task, data.labels, spec["predict"]["threshold"]),
+        shared = dict(
+            tokenizer=tokenizer,
+            tokenized=tokenized,
+            labels=data.labels,
+            device=device,
+            precision=precision,
+            class_weights=weights,
         )
-        timeout = settings["timeout_minutes"] * 60 if settings["timeout_minutes"] else None
+        trainer = pipeline.build_trainer(search_settings(spec), None, shared, Path(scratch), model_init=model_init)
+        for field in ("learning_rate", "num_train_epochs", "weight_decay", "warmup_steps"):
+            setattr(trainer.args, field, float(getattr(trainer.args, field)))  # a trial's value is cast to its type
         try:
-            trainer.hyperparameter_search(
-                hp_space=hp_space,
-                compute_objective=lambda metrics: metrics[f"eval_{metric}"],
-                n_trials=settings["trials"],
-                direction=direction,
-                backend="optuna",
-                sampler=sampler,
-                pruner=pruner,
-                storage=storage,
-                study_name=name,
-                timeout=timeout,
+            pipeline.fit(
+                trainer,
+                Path(scratch),
+                what="searching",
+                resume_hint=rerun,
+                run=lambda: trainer.hyperparameter_search(
+                    hp_space=hp_space,
+                    compute_objective=lambda metrics: metrics[f"eval_{metric}"],
+                    n_trials=settings["trials"],
+                    direction=direction,
+                    backend="optuna",
+                    sampler=sampler,
+                    pruner=pruner,
+                    storage=storage,
+                    study_name=name,
+                    timeout=timeout,
+                ),
             )
         except ValueError as exc:  # optuna: no trial completed (all pruned or failed)
             raise RunError(
@@ -191,7 +141,9 @@ def search(spec: Spec) -> dict:
                 "raise search.trials, or set search.pruning: false",
             ) from None
     study = optuna.load_study(study_name=name, storage=storage)
-    return study_record(study, metric, direction, space, spec, round(time.perf_counter() - started, 3))
+    record = study_record(study, metric, direction, space, spec, round(time.perf_counter() - started, 3))
+    record["class_weights"] = weights
+    return record
 
 
 def study_record(study, metric: str, direction: str, space: dict, spec: Spec, seconds: float) -> dict:

@@ -7,6 +7,7 @@ This module must stay light: `runner validate` imports it without torch or trans
 from __future__ import annotations
 
 import copy
+import dataclasses
 import difflib
 import hashlib
 import math
@@ -22,9 +23,9 @@ from runner.tasks import TASKS, task_of
 from runner.yamlsource import parse_value, parse_yaml
 
 
-@dataclass
+@dataclass(frozen=True)
 class Spec:
-    """A validated spec with every default filled in."""
+    """A validated spec with every default filled in. Frozen: a changed spec is a new one (`replace`)."""
 
     values: dict
     path: Path | None = None
@@ -63,6 +64,20 @@ class Spec:
 
     def __getitem__(self, key):
         return self.values[key]
+
+    def replace(self, drop: tuple = (), text: str | None = None, **sections) -> Spec:
+        """A copy with `sections` merged in: a dict updates that section's keys, anything else replaces the
+        value (`replace(train={"epochs": 1}, seed=3)`); keys in `drop` become null. Path, positions (errors
+        still point at the spec file) and the AutoTrain flag are kept; `text` replaces the source text."""
+        values = copy.deepcopy(self.values)
+        for key, value in sections.items():
+            if isinstance(value, dict) and isinstance(values.get(key), dict):
+                values[key].update(copy.deepcopy(value))
+            else:
+                values[key] = copy.deepcopy(value)
+        for key in drop:
+            values[key] = None
+        return dataclasses.replace(self, values=values, text=self.text if text is None else text)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -11,7 +11,6 @@ from pathlib import Path
 from runner.metrics import trainer_metrics_function
 from runner.spec import Spec
 from runner.tasks import lower_is_better, task_of
-from runner.weights import class_weights as compute_class_weights
 from runner.weights import weighted_loss
 
 MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids", "labels")
@@ -271,34 +270,30 @@ def sorted_by_length(dataset):
     return dataset.select(np.argsort(column_array(dataset, "length"), kind="stable"))
 
 
-def build_trainer(spec: Spec, model, tokenizer, tokenized: dict, labels: list[str], run_dir: Path, device: str,
-                  precision: str, extra_callbacks=(), class_weights: dict | None = None):
-    """The Trainer; `class_weights` ({label: weight}, see runner.weights) weigh the training loss. When
-    not given, train.class_weights is computed from `tokenized["train"]` (a fold's rows in cross-validation)."""
+def build_trainer(spec: Spec, model, tokenizer, tokenized: dict, labels: list[str], output_dir: Path, device: str,
+                  precision: str, class_weights: dict | None = None, model_init=None):
+    """The Trainer for `model` (or `model_init`, which a search calls for each trial); `class_weights`
+    ({label: weight}, see runner.weights) weigh the training loss. runner.pipeline.build_trainer calls this."""
     from transformers import EarlyStoppingCallback
 
-    from runner.model import column_array
-
-    if class_weights is None and spec["train"]["class_weights"]:
-        train_labels = column_array(tokenized["train"], "labels")
-        class_weights = compute_class_weights(spec["train"]["class_weights"], train_labels, labels,
-                                              task_of(spec["task"]))
-
-    args = training_arguments(spec, run_dir, device, precision)
-    callbacks = list(extra_callbacks)
+    args = training_arguments(spec, output_dir, device, precision)
+    callbacks = []
     if spec["train"]["early_stopping_patience"]:
         callbacks.append(EarlyStoppingCallback(spec["train"]["early_stopping_patience"],
                                                spec["train"]["early_stopping_threshold"]))
+    task = task_of(spec["task"])
+    evaluated = "validation" in tokenized and (spec["train"]["eval_strategy"] != "no" or model_init is not None)
     return length_ordered_trainer()(
         model=model,
+        model_init=model_init,
         args=args,
         train_dataset=tokenized["train"],
-        eval_dataset=sorted_by_length(tokenized["validation"]) if spec["train"]["eval_strategy"] != "no" else None,
+        eval_dataset=sorted_by_length(tokenized["validation"]) if evaluated else None,
         processing_class=tokenizer,
         data_collator=PadBatch(tokenizer),
-        compute_metrics=trainer_metrics_function(task_of(spec["task"]), labels, spec["predict"]["threshold"]),
+        compute_metrics=trainer_metrics_function(task, labels, spec["predict"]["threshold"]),
         callbacks=callbacks,
-        compute_loss_func=weighted_loss(class_weights, labels, task_of(spec["task"])) if class_weights else None,
+        compute_loss_func=weighted_loss(class_weights, labels, task) if class_weights else None,
     )
 
 

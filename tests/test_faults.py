@@ -345,5 +345,5 @@ def test_a_move_cut_short_at_any_rename_loses_nothing(tmp_path, monkeypatch, pha
     with pytest.raises(KeyboardInterrupt):
         run.set_aside() if phase == "set_aside" else run.restore()
     monkeypatch.setattr(Path, "rename", real_rename)
-    assert run.restore()  # what the next run does first (recipe.recover_earlier_run)
+    assert run.restore()  # what the next run does first (lifecycle.run_folder)
     assert hashes(run.path) == earlier

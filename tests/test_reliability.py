@@ -147,7 +147,9 @@ def test_sigterm_saves_a_checkpoint_and_an_interrupted_record(runs):
     assert manifest["status"] == "interrupted"
     step = manifest["timing"]["global_step"]
     assert 8 <= step < STEPS
-    assert f"interrupted at step {step}; continue with: runner run {runs['spec']} --resume" in runs["interrupted_err"]
+    # the command that continues it keeps the user's --output (and --set)
+    resume = f"continue with: runner run {runs['spec']} --output {runs['part']} --resume"
+    assert f"interrupted at step {step}; {resume}" in runs["interrupted_err"]
     checkpoint = runs["part"] / "checkpoints" / f"checkpoint-{step}"
     names = {
         name.split("/")[-1] for name in runs["checkpoints_after_interrupt"] if name.startswith(checkpoint.name + "/")
@@ -192,7 +194,7 @@ def test_resumed_run_finishes_like_an_uninterrupted_one(runs):
 
 
 def test_fingerprint_refuses_changed_data_or_spec_unless_forced(tmp_path, tiny_model):
-    from runner.recipe import check_fingerprint
+    from runner.preflight import check_fingerprint
     from runner.spec import load_spec_text
 
     data = write_csv(tmp_path / "data" / "train.csv", labelled_rows())
@@ -307,7 +309,7 @@ def test_nothing_outside_the_run_folders_changed(runs):
 
 
 def test_overwrite_removes_only_what_a_run_wrote(tmp_path):
-    from runner.recipe import prepare
+    from runner.preflight import prepare
     from runner.rundir import ENTRIES, RunDir, remove_entry
 
     outside = tmp_path / "elsewhere"
@@ -341,7 +343,7 @@ def test_overwrite_removes_only_what_a_run_wrote(tmp_path):
 
 
 def test_resume_keeps_checkpoints_and_refuses_a_finished_run(tmp_path):
-    from runner.recipe import prepare
+    from runner.preflight import prepare
     from runner.rundir import RESUME_ENTRIES, RunDir, remove_entry
 
     run = tmp_path / "run"
