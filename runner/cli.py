@@ -28,19 +28,27 @@ class RunnerGroup(click.Group):
     """
 
     def invoke(self, ctx):
+        import signal
+
+        from runner.errors import raise_terminated
+
+        signal.signal(signal.SIGTERM, raise_terminated)  # unwind (clean up) instead of dying where it stands
         try:
             return super().invoke(ctx)
         except RunnerError as error:
             if DEBUG["on"]:
                 raise
-            if sys.stderr.isatty():
-                click.echo("", err=True)  # a progress bar may have left the cursor mid-line
+            close_progress_bars()
             for line in error.lines():
                 click.echo(line, err=True)
             sys.exit(error.exit_code)
-        except KeyboardInterrupt:
-            click.echo("interrupted", err=True)
-            sys.exit(130)
+        except KeyboardInterrupt as stop:
+            from runner.errors import Terminated
+
+            close_progress_bars()
+            name = "SIGTERM" if isinstance(stop, Terminated) else "SIGINT"
+            click.echo(f"interrupted ({name}) before the command finished; run it again", err=True)
+            sys.exit(143 if isinstance(stop, Terminated) else 130)
         except click.UsageError as error:  # a wrong option or argument: the same two lines, exit 2
             if DEBUG["on"]:
                 raise
@@ -58,6 +66,17 @@ class RunnerGroup(click.Group):
             for line in internal_error_lines(error):
                 click.echo(line, err=True)
             sys.exit(1)
+
+
+def close_progress_bars() -> None:
+    """End the progress bars still drawn (a training cut short leaves its bar mid-line), so the message
+    that follows starts on a line of its own."""
+    tqdm = sys.modules.get("tqdm")
+    for bar in list(getattr(getattr(tqdm, "tqdm", None), "_instances", None) or []):
+        try:
+            bar.close()
+        except Exception:  # noqa: BLE001 - a bar that cannot close must not hide the message
+            pass
 
 
 def internal_error_lines(error: BaseException) -> list[str]:

@@ -119,7 +119,8 @@ def load(spec: Spec, folder) -> pipeline.Inputs:
             inputs = pipeline.build_inputs(
                 spec, data, splits, Path(scratch) / f"fold-{fold}", tokenizer, hardware, quiet=fold > 0
             )
-            pipeline.fit(inputs.trainer, Path(scratch), what=f"training fold {fold + 1}/{k}", resume_hint=folder.rerun)
+            what = f"training fold {fold + 1}/{k}"
+            pipeline.fit(inputs.trainer, Path(scratch), what=what, resume_hint=folder.rerun, resumable=False)
             evaluation = pipeline.evaluate_split(
                 inputs.trainer, inputs.tokenized["validation"], task, data.labels, threshold, "fold"
             )

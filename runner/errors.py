@@ -58,6 +58,15 @@ class Interrupted(RunnerError):
         return [_one_line(f"{self.message}; {self.hint}" if self.hint else self.message)]
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM outside a training (which stops cleanly on its own): unwinds like Ctrl-C, so temporary folders
+    are removed and an earlier run set aside comes back; the CLI exits 143."""
+
+
+def raise_terminated(number, frame):
+    raise Terminated
+
+
 class SpecErrors(SpecError):
     """Every problem found in a spec, reported together."""
 

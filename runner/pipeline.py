@@ -6,6 +6,7 @@ full-disk translation) and `evaluate_split`. A feature added here reaches every 
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -188,21 +189,32 @@ class _Stopped(Exception):
     """Raised inside a training that cannot be resumed (a fold, a search trial) when a stop signal came."""
 
 
+def _not_a_stop(record) -> bool:
+    """A logging filter: a trial that failed because it was stopped is not logged with its traceback."""
+    return not (record.exc_info and isinstance(record.exc_info[1], _Stopped))
+
+
 def fit(
-    trainer, checkpoints: Path, checkpoint: Path | None = None, what: str = "training", resume_hint: str = "", run=None
+    trainer,
+    checkpoints: Path,
+    checkpoint: Path | None = None,
+    what: str = "training",
+    resume_hint: str = "",
+    run=None,
+    resumable: bool = True,
 ):
     """Trainer.train (or `run()`, a search's trials) with a clean stop on SIGINT/SIGTERM and the failures a
     user can fix told as such. Returns what the training returned.
 
-    A stop signal raises Interrupted with `resume_hint`, the command that continues or repeats the run.
-    A resumable training (`run` not given) first saves a checkpoint; the others stop at once.
+    A stop signal raises Interrupted with `resume_hint`, the command that continues (`resumable`: a
+    checkpoint is saved first) or repeats the run (a fold, a search: it stops at once, nothing kept).
     """
     from transformers import TrainerCallback
 
     from runner import train as train_step
 
-    resumable = run is None
-    with train_step.GracefulStop() as stop:
+    resumable = resumable and run is None
+    with train_step.GracefulStop(saves=resumable) as stop:
         if resumable:
             trainer.add_callback(stop.callback())
         else:
@@ -213,10 +225,9 @@ def fit(
                         raise _Stopped
 
             trainer.add_callback(AbortOnSignal())
+            logging.getLogger("optuna.study._optimize").addFilter(_not_a_stop)
         try:
-            output = (
-                trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None) if resumable else run()
-            )
+            output = run() if run else trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
         except _Stopped:
             pass
         except RuntimeError as exc:

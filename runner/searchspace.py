@@ -33,10 +33,9 @@ def space_of(values: dict) -> dict:
 
 
 def drawn_values(key: str, bounds: dict) -> list:
-    """The values that bound what a trial draws for `key`: the choices, or low and high (as drawn)."""
+    """The values that bound what a trial draws for `key`: the choices, or low and high."""
     values = list(bounds["choices"]) if bounds.get("choices") else [bounds.get("low"), bounds.get("high")]
-    values = [v for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)]
-    return [int(v) for v in values] if key in WHOLE_NUMBERS else values
+    return [v for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)]
 
 
 def out_of_limits(key: str, bounds: dict, schema: dict) -> str | None:
@@ -44,9 +43,10 @@ def out_of_limits(key: str, bounds: dict, schema: dict) -> str | None:
     (section, name), _ = PLACES[key]
     limits = schema["properties"][section]
     limits = next((s for s in limits.get("anyOf", [limits]) if "properties" in s), limits)["properties"][name]
-    for value in drawn_values(key, bounds):
+    for given in drawn_values(key, bounds):
+        value = int(given) if key in WHOLE_NUMBERS else given  # a trial draws whole numbers here
         if key == "epochs" and value < 1:
-            return f"epochs {value} trains no step (a trial's epochs are whole numbers)"
+            return f"epochs {given} is {value} whole epochs for a trial: it trains no step"
         if "minimum" in limits and value < limits["minimum"]:
             return f"{value} is below {section}.{name}'s minimum {limits['minimum']}"
         if "exclusiveMinimum" in limits and value <= limits["exclusiveMinimum"]:

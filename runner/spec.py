@@ -19,6 +19,7 @@ import jsonschema
 
 from runner.errors import SpecError, SpecErrors
 from runner.schema import describe, hint, load_schema, schema_at, where
+from runner.searchspace import PLACES, out_of_limits
 from runner.tasks import TASKS, task_of
 from runner.yamlsource import parse_value, parse_yaml
 
@@ -399,6 +400,10 @@ def _flow_problems(v: dict, task, problem) -> None:
                 problem(where_, f"search.space.{key} needs low <= high", "give both low and high, low first")
             elif bounds.get("log") and min(bounds.get("low", 1), *bounds.get("choices", [1])) <= 0:
                 problem(where_, f"search.space.{key} on a log scale needs values above 0", "raise low, or log: false")
+            elif why := out_of_limits(key, bounds, load_schema()):
+                (section, name), _ = PLACES[key]
+                problem(where_, why,
+                        f"keep every value a trial can draw within what {section}.{name} accepts")
         if (search["space"] or {}).get("lora_r") and not v["lora"]:
             problem(("search", "space", "lora_r"), "search.space.lora_r needs LoRA, but the spec has no lora section",
                     "add `lora: {r: 8}`, or remove lora_r from the space")

@@ -161,7 +161,8 @@ class PadBatch:
 class GracefulStop:
     """First SIGINT/SIGTERM: ask the Trainer to save a checkpoint and stop. Second: exit at once."""
 
-    def __init__(self):
+    def __init__(self, saves: bool = True):
+        self.saves = saves
         self.signal_number: int | None = None
         self._previous = {}
 
@@ -179,8 +180,8 @@ class GracefulStop:
         if self.signal_number is not None:
             os._exit(128 + number)
         self.signal_number = number
-        print(f"\n{signal.Signals(number).name}: saving a checkpoint and stopping (send it again to exit at once)",
-              flush=True)
+        doing = "saving a checkpoint and stopping" if self.saves else "stopping"
+        print(f"\n{signal.Signals(number).name}: {doing} (send it again to exit at once)", flush=True)
 
     @property
     def exit_code(self) -> int:
