@@ -17,7 +17,11 @@ import click
 from runner import __version__
 from runner.errors import RunnerError
 
-DEBUG = {"on": False}
+
+def debugging() -> bool:
+    """`runner --debug ...`: tracebacks are shown (read from the command line, not a global)."""
+    ctx = click.get_current_context(silent=True)
+    return bool(ctx and ctx.find_root().params.get("debug"))
 
 
 class RunnerGroup(click.Group):
@@ -36,7 +40,7 @@ class RunnerGroup(click.Group):
         try:
             return super().invoke(ctx)
         except RunnerError as error:
-            if DEBUG["on"]:
+            if ctx.params.get("debug"):
                 raise
             close_progress_bars()
             for line in error.lines():
@@ -50,7 +54,7 @@ class RunnerGroup(click.Group):
             click.echo(f"interrupted ({name}) before the command finished; run it again", err=True)
             sys.exit(143 if isinstance(stop, Terminated) else 130)
         except click.UsageError as error:  # a wrong option or argument: the same two lines, exit 2
-            if DEBUG["on"]:
+            if ctx.params.get("debug"):
                 raise
             from runner.errors import _one_line
 
@@ -61,7 +65,7 @@ class RunnerGroup(click.Group):
         except (click.exceptions.Exit, click.ClickException, SystemExit):
             raise
         except Exception as error:  # noqa: BLE001 - the catch-all: no traceback reaches the user
-            if DEBUG["on"]:
+            if ctx.params.get("debug"):
                 raise
             for line in internal_error_lines(error):
                 click.echo(line, err=True)
@@ -105,7 +109,6 @@ def internal_error_lines(error: BaseException) -> list[str]:
 @click.option("--debug", is_flag=True, help="Show tracebacks.")
 def main(debug: bool) -> None:
     """Fine-tune Hugging Face text classifiers from one YAML spec."""
-    DEBUG["on"] = debug
 
 
 @main.command()
@@ -128,7 +131,7 @@ def validate(specs, overrides) -> None:
                 click.echo(line, err=True)
             continue
         except Exception as error:  # noqa: BLE001 - a crash on one spec must not skip the next
-            if DEBUG["on"]:
+            if debugging():
                 raise
             failed = 1
             lines = internal_error_lines(error)

@@ -158,8 +158,8 @@ def warnings(checks: dict) -> list[str]:
     return out
 
 
-def check_prepared(spec, data) -> None:
-    """The checks of a run's prepared data: in its summary (`checks`), each warning said. A tuned
+def check_prepared(spec, data) -> dict:
+    """The checks of a run's prepared data (for its summary's `checks`), each warning said. A tuned
     threshold asked of data with more than two classes is refused here (labels may be inferred)."""
     from runner.distributed import say
     from runner.errors import SpecError
@@ -173,6 +173,7 @@ def check_prepared(spec, data) -> None:
             spec.where("predict", "tune_thresholds"),
         )
     distribution = data.summary["label_distribution"].get("train") if task.has_labels else None
-    data.summary["checks"] = check(data.splits, data.labels, task, distribution)
-    for line in data.summary["checks"]["warnings"]:
+    checks = check(data.splits, data.labels, task, distribution)
+    for line in checks["warnings"]:
         say(f"warning: {line}")
+    return checks

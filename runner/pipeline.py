@@ -6,6 +6,7 @@ full-disk translation) and `evaluate_split`. A feature added here reaches every 
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -64,8 +65,7 @@ def load_data(spec: Spec, run_dir=None):
     say(f"data: {', '.join(f'{n} {r} rows' for n, r in data.summary['rows'].items())}; {data.summary['split_note']}")
     if run_dir is not None:
         input_inside_run(spec, data.files, run_dir)
-    check_prepared(spec, data)
-    return data
+    return dataclasses.replace(data, summary={**data.summary, "checks": check_prepared(spec, data)})
 
 
 def hardware(spec: Spec) -> tuple[str, str]:

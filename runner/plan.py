@@ -25,7 +25,15 @@ def describe_plan(spec: Spec) -> str:
         else "full fine-tuning"
     )
     steps = f"{train['max_steps']} steps" if train["max_steps"] else f"{train['epochs']} epoch(s)"
+    from runner.recipe import flow_of
+
+    trainings = flow_of(spec).describe(spec)
+    if spec["search"]:
+        from runner.search import describe as describe_search
+
+        trainings = f"{describe_search(spec)} {trainings}"
     plan = [
+        f"0. flow: {trainings}",
         f"1. data: {source}; text column '{data['text_column']}', label column '{data['label_column']}'; validation: "
         f"{validation}"
         + (
