@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 from runner import pipeline
-from runner.distributed import say
+from runner.console import say
 from runner.errors import DataError
 from runner.rundir import RunDir
 from runner.spec import Spec

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from runner.console import warn
 from runner.errors import DataError, RunError
 from runner.labels import ROW, encode_multi_labels, encode_regression_targets, encode_single_labels
 from runner.spec import Spec
@@ -246,7 +247,7 @@ def prepare_frame(
     text_columns = [data["text_column"]] + ([data["text_pair_column"]] if data["text_pair_column"] else [])
     frame, n_dropped = clean_texts(frame, text_columns, data["empty_text"], source)
     if n_dropped:
-        print(f"warning: dropped {n_dropped} row(s) with an empty text from {source}")
+        warn(f"dropped {n_dropped} row(s) with an empty text from {source}")
     if task.target == NUMBER:
         target = encode_regression_targets(frame, data["label_column"], source)
     elif task.target == MANY_CLASSES:

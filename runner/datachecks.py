@@ -161,7 +161,7 @@ def warnings(checks: dict) -> list[str]:
 def check_prepared(spec, data) -> dict:
     """The checks of a run's prepared data (for its summary's `checks`), each warning said. A tuned
     threshold asked of data with more than two classes is refused here (labels may be inferred)."""
-    from runner.distributed import say
+    from runner.console import warn
     from runner.errors import SpecError
     from runner.tasks import task_of
 
@@ -175,5 +175,5 @@ def check_prepared(spec, data) -> dict:
     distribution = data.summary["label_distribution"].get("train") if task.has_labels else None
     checks = check(data.splits, data.labels, task, distribution)
     for line in checks["warnings"]:
-        say(f"warning: {line}")
+        warn(line)
     return checks

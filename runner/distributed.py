@@ -17,19 +17,10 @@ import signal
 import subprocess
 import sys
 
+from runner.console import is_main_process, say  # noqa: F401 (what callers of the launcher also ask)
+
 LAUNCHED_NPROC = "RUNNER_LAUNCHED_NPROC"  # set for the workers: the --nproc the user gave
 LAUNCHED_ARGV = "RUNNER_LAUNCHED_ARGV"  # and the command line, for the run record
-
-
-def is_main_process() -> bool:
-    """True in a single-process run and in rank 0 of a distributed one (torchrun sets RANK)."""
-    return os.environ.get("RANK", "0") == "0"
-
-
-def say(*args, **kwargs) -> None:
-    """print() on rank 0 only: a distributed run talks once."""
-    if is_main_process():
-        print(*args, **kwargs)
 
 
 def worker_argv(argv: list[str]) -> list[str]:

@@ -10,6 +10,7 @@ import re
 import numpy as np
 import pandas as pd
 
+from runner.console import warn
 from runner.errors import DataError
 
 ROW = "__row__"  # the column holding each row's source line, for messages
@@ -75,11 +76,11 @@ def report_label_variants(raw: pd.Series, source: str) -> list[str]:
         if len(forms) > 1:
             shown = ", ".join(f"{value!r} ({count} rows)" for value, count in sorted(forms))
             classes = sorted({value.strip() for value, _ in forms})
-            lines.append(f"warning: labels that differ only in case or surrounding spaces in {source}: {shown}; "
+            lines.append(f"labels that differ only in case or surrounding spaces in {source}: {shown}; "
                          f"they become {len(classes)} class(es): {', '.join(classes)}. "
                          "Fix the data if they are the same class")
     for line in lines:
-        print(line)
+        warn(line)
     return lines
 
 

@@ -13,12 +13,11 @@ A refused run leaves no folder behind that it made itself.
 from __future__ import annotations
 
 import shlex
-import sys
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
-from runner.distributed import is_main_process, say
+from runner.console import is_main_process, note, say
 from runner.errors import Interrupted, RunError, RunnerError
 from runner.rundir import ENTRIES, RESUME_ENTRIES, RunDir
 
@@ -79,7 +78,7 @@ class RunFolder:
                         f"{message}, so this run's checkpoints are gone: fix the cause and run again (not --resume)"
                     )
                 else:
-                    print(f"note: {message}", file=sys.stderr)
+                    note(message)
             raise
 
 

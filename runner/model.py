@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from runner.console import say, warn
 from runner.errors import RunError, SpecError
 from runner.spec import Spec, looks_like_local_path
 from runner.tasks import task_of
@@ -87,7 +88,7 @@ def load_tokenizer(spec: Spec):
     except (OSError, ValueError) as exc:
         raise _explain_load_failure(exc, name, source, "tokenizer", spec.where("model", "name")) from None
     if not tokenizer.is_fast:
-        print(f"warning: {type(tokenizer).__name__} is a slow tokenizer; tokenization will take longer")
+        warn(f"{type(tokenizer).__name__} is a slow tokenizer; tokenization will take longer")
     ensure_pad_token(tokenizer)
     model_limit = getattr(tokenizer, "model_max_length", None) or 0
     max_length = spec["model"]["max_length"]
@@ -339,14 +340,14 @@ def tokenize_splits(splits: dict, tokenizer, max_length: int, has_pair: bool, ca
     try:
         root.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        print(f"warning: cannot use the tokenization cache {root} ({exc.strerror}); tokenizing into a temporary folder")
+        warn(f"cannot use the tokenization cache {root} ({exc.strerror}); tokenizing into a temporary folder")
         root = Path(tempfile.mkdtemp(prefix="runner-tokenized-"))
         folder = root / key
     rows = sum(len(frame) for frame in splits.values())
     # The lock makes concurrent runs (and the processes of one distributed run) tokenize once.
     with FileLock(str(root / f"{key}.lock")):
         if folder.is_dir():
-            print(f"tokenize: {rows} rows from the cache ({folder})")
+            say(f"tokenize: {rows} rows from the cache ({folder})")
         else:
             started = time.perf_counter()
             partial = root / f".{key}.{os.getpid()}.tmp"
@@ -356,7 +357,7 @@ def tokenize_splits(splits: dict, tokenizer, max_length: int, has_pair: bool, ca
                 _write_tokenized(partial / f"{name}.arrow", frame, tokenizer, max_length, has_pair)
             os.replace(partial, folder)
             seconds = time.perf_counter() - started
-            print(f"tokenize: {rows} rows in {seconds:.2f}s ({rows / max(seconds, 1e-9):,.0f} rows/s), cached in "
+            say(f"tokenize: {rows} rows in {seconds:.2f}s ({rows / max(seconds, 1e-9):,.0f} rows/s), cached in "
                   f"{folder}")
     return {name: datasets.Dataset.from_file(str(folder / f"{name}.arrow")) for name in splits}
 

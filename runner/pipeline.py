@@ -11,7 +11,7 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from runner.distributed import say
+from runner.console import say
 from runner.errors import Interrupted, RunError, SpecError
 from runner.spec import Spec
 

@@ -7,7 +7,7 @@ import hashlib
 import json
 from pathlib import Path
 
-from runner.distributed import is_main_process, say
+from runner.console import is_main_process, say
 from runner.errors import SpecError
 from runner.files import read_json, sha256_file
 from runner.rundir import ENTRIES, RunDir

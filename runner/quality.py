@@ -220,7 +220,7 @@ def assess_run(spec, model_config, data, result, logits_by_split: dict, truth_by
     """A run's evaluation, continued: temperature and thresholds fitted on validation and saved in the
     model's config, said; then the error analysis of the predictions they give."""
     from runner import erroranalysis
-    from runner.distributed import say
+    from runner.console import say
     from runner.tasks import task_of
 
     task, labels, predict = task_of(spec["task"]), data.labels, spec["predict"]

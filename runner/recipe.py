@@ -18,7 +18,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from runner import pipeline
-from runner.distributed import as_launched, is_main_process, say
+from runner.console import is_main_process, say
+from runner.distributed import as_launched
 from runner.errors import Interrupted, RunError, SpecError
 from runner.files import atomic_write_json, atomic_write_text
 from runner.lifecycle import RunFolder, run_folder

@@ -17,7 +17,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from runner.distributed import say
+from runner.console import say
 from runner.errors import RunError
 from runner.searchspace import PLACES, WHOLE_NUMBERS, space_of
 from runner.spec import Spec

@@ -8,6 +8,7 @@ import signal
 import time
 from pathlib import Path
 
+from runner.console import warn
 from runner.metrics import trainer_metrics_function
 from runner.spec import Spec
 from runner.tasks import lower_is_better, task_of
@@ -313,11 +314,11 @@ def latest_checkpoint(run_dir: Path) -> Path | None:
         try:
             json.loads((path / "trainer_state.json").read_text(encoding="utf-8"))
         except (OSError, ValueError):
-            print(f"warning: skipping incomplete checkpoint {path}")
+            warn(f"skipping incomplete checkpoint {path}")
             continue
         damaged = damaged_files(path)
         if damaged:  # a truncated optimizer or weights file would fail inside the Trainer, mid-resume
-            print(f"warning: skipping damaged checkpoint {path} ({', '.join(damaged)} truncated or unreadable)")
+            warn(f"skipping damaged checkpoint {path} ({', '.join(damaged)} truncated or unreadable)")
             continue
         return path
     return None

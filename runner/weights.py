@@ -10,7 +10,7 @@ accumulation and DDP's averaging of gradients over processes give the same scale
 
 from __future__ import annotations
 
-from runner.distributed import say
+from runner.console import say
 from runner.errors import DataError
 
 

@@ -156,7 +156,7 @@ def test_label_variants_in_case_or_spaces_are_reported_with_counts(tmp_path, cap
         encoding="utf-8",
     )
     _, names = encode_single_labels(read_table(path), "label", None, str(path), str(path))
-    out = capsys.readouterr().out
+    out = capsys.readouterr().err
     assert "warning: labels that differ only in case or surrounding spaces" in out
     assert "' pos' (1 rows), 'Pos' (2 rows), 'pos' (5 rows)" in out
     assert names == ["Pos", "neg", "pos"]

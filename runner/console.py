@@ -1,0 +1,31 @@
+"""What the runner tells the person running it, in one place: `say` (progress, on stdout) and `warn`
+(something to look at, on stderr as `warning: ...`). Both speak on the main process only, so a run of N
+processes talks once. Modules call these instead of print()."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+
+def is_main_process() -> bool:
+    """True in a single-process run and in rank 0 of a distributed one (torchrun sets RANK)."""
+    return os.environ.get("RANK", "0") == "0"
+
+
+def say(*args, **kwargs) -> None:
+    """print() on the main process only."""
+    if is_main_process():
+        print(*args, **kwargs)
+
+
+def warn(message: str) -> None:
+    """`warning: message` on stderr, on the main process only."""
+    if is_main_process():
+        print(f"warning: {message}", file=sys.stderr, flush=True)
+
+
+def note(message: str) -> None:
+    """`note: message` on stderr, on the main process only: said once, not a problem."""
+    if is_main_process():
+        print(f"note: {message}", file=sys.stderr, flush=True)
