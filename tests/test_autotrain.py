@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 from click.testing import CliRunner
+from support.tiny_models import build_tiny_model
 
 from runner import autotrain
 from runner.cli import main
@@ -601,42 +602,9 @@ def runner_command(*args: str, cwd: Path) -> subprocess.CompletedProcess:
 def emotions_model(tmp_path_factory) -> Path:
     """A two-layer BERT (hidden size 32) with a WordPiece vocabulary trained on the example texts
     (conftest's tiny_model knows only its own fixture words)."""
-    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors, trainers
-    from transformers import BertConfig, BertForSequenceClassification, PreTrainedTokenizerFast
-
-    folder = tmp_path_factory.mktemp("tiny-bert")
     texts = [line.split(",")[0] for line in (REPO / "examples/autotrain/data/train.csv").read_text().splitlines()[1:]]
-    special = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-    tokenizer = Tokenizer(models.WordPiece(unk_token="[UNK]"))
-    tokenizer.normalizer = normalizers.BertNormalizer(lowercase=True)
-    tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    tokenizer.train_from_iterator(
-        texts + [text for text, _ in ROWS], trainers.WordPieceTrainer(vocab_size=400, special_tokens=special)
-    )
-    tokenizer.post_processor = processors.TemplateProcessing(
-        single="[CLS] $A [SEP]",
-        pair="[CLS] $A [SEP] $B:1 [SEP]:1",
-        special_tokens=[("[CLS]", tokenizer.token_to_id("[CLS]")), ("[SEP]", tokenizer.token_to_id("[SEP]"))],
-    )
-    PreTrainedTokenizerFast(
-        tokenizer_object=tokenizer,
-        unk_token="[UNK]",
-        pad_token="[PAD]",
-        cls_token="[CLS]",
-        sep_token="[SEP]",
-        mask_token="[MASK]",
-        model_max_length=512,
-    ).save_pretrained(folder)
-    config = BertConfig(
-        vocab_size=tokenizer.get_vocab_size(),
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
-        max_position_embeddings=128,
-    )
-    BertForSequenceClassification(config).save_pretrained(folder)
-    return folder
+    corpus = texts + [text for text, _ in ROWS]
+    return build_tiny_model(tmp_path_factory.mktemp("tiny-bert"), corpus=corpus, vocab_size=400, max_length=512)
 
 
 @needs_recipe

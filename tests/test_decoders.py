@@ -9,7 +9,7 @@ import json
 
 import pytest
 from conftest import run_cli, tiny_spec_text, write_spec
-from decoder_models import ARCHITECTURES, DECODERS, build_tiny
+from support.tiny_models import ARCHITECTURES, DECODERS, build_tiny
 
 LORA = """lora:
   r: 4

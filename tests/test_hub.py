@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from support.tiny_models import build_tiny_model
 
 from runner.errors import RunError, SpecError
 from runner.hub import push_run, pushable_files
@@ -57,45 +58,17 @@ METRICS = {
 @pytest.fixture(scope="module")
 def tiny_model_dir(tmp_path_factory) -> Path:
     """A saved BertForSequenceClassification (2 layers, hidden 32) with its fast tokenizer."""
-    import torch
-    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors, trainers
-    from transformers import BertConfig, BertForSequenceClassification, PreTrainedTokenizerFast
-
-    wordpiece = Tokenizer(models.WordPiece(unk_token="[UNK]"))
-    wordpiece.normalizer = normalizers.BertNormalizer(lowercase=True)
-    wordpiece.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-    wordpiece.train_from_iterator(TEXTS, trainers.WordPieceTrainer(vocab_size=120, special_tokens=specials))
-    wordpiece.post_processor = processors.TemplateProcessing(
-        single="[CLS] $A [SEP]",
-        pair="[CLS] $A [SEP] $B:1 [SEP]:1",
-        special_tokens=[(name, wordpiece.token_to_id(name)) for name in ("[CLS]", "[SEP]")],
-    )
-    tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=wordpiece,
-        unk_token="[UNK]",
-        pad_token="[PAD]",
-        cls_token="[CLS]",
-        sep_token="[SEP]",
-        mask_token="[MASK]",
-        model_max_length=32,
-    )
-    torch.manual_seed(0)
-    config = BertConfig(
-        vocab_size=wordpiece.get_vocab_size(),
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
+    return build_tiny_model(
+        tmp_path_factory.mktemp("tiny") / "model",
+        corpus=TEXTS,
+        vocab_size=120,
+        max_length=32,
         intermediate_size=37,
         max_position_embeddings=32,
         initializer_range=0.5,
         id2label=LABELS,
         label2id={v: k for k, v in LABELS.items()},
     )
-    folder = tmp_path_factory.mktemp("tiny") / "model"
-    BertForSequenceClassification(config).eval().save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return folder
 
 
 def make_run(run_dir: Path, model_dir: Path, hub: dict | None = None) -> Path:
