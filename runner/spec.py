@@ -24,6 +24,38 @@ from runner.tasks import TASKS, task_of
 from runner.yamlsource import parse_value, parse_yaml
 
 
+class Section(dict):
+    """A read-only view of one spec section, checked against the schema: `spec.train.epochs` (a key the
+    schema does not know is an AttributeError, a known key left out is None); nested sections are views
+    too. A copy: changing it never changes the spec (`Spec.replace` makes a changed spec)."""
+
+    def __init__(self, name: str, values: dict, schema: dict):
+        super().__init__(values)
+        object.__setattr__(self, "_name", name)
+        object.__setattr__(self, "_schema", schema)
+
+    def __getattr__(self, key: str):
+        known = self._schema.get("properties", {})
+        if key not in known and key not in self:
+            raise AttributeError(f"spec.{self._name} has no key '{key}'")
+        return _view(f"{self._name}.{key}", self.get(key), known.get(key, {}))
+
+    def __setattr__(self, key, value):
+        raise AttributeError(f"spec.{self._name} is read-only; use Spec.replace")
+
+    def _refuse(self, *args, **kwargs):
+        raise TypeError(f"spec.{self._name} is read-only; use Spec.replace")
+
+    __setitem__ = __delitem__ = update = pop = setdefault = clear = popitem = _refuse
+
+
+def _view(name: str, value, schema: dict):
+    if isinstance(value, dict) and not isinstance(value, Section):
+        variants = [schema] + schema.get("anyOf", []) + schema.get("oneOf", [])
+        return Section(name, value, next((s for s in variants if "properties" in s), {}))
+    return value
+
+
 @dataclass(frozen=True)
 class Spec:
     """A validated spec with every default filled in. Frozen: a changed spec is a new one (`replace`)."""
@@ -65,6 +97,30 @@ class Spec:
 
     def __getitem__(self, key):
         return self.values[key]
+
+    # Typed views of the sections: what the stages read (`spec.train.learning_rate`).
+    def _section(self, key: str):
+        return _view(key, self.values.get(key), load_schema()["properties"][key])
+
+    data = property(lambda self: self._section("data"))
+    model = property(lambda self: self._section("model"))
+    lora = property(lambda self: self._section("lora"))
+    """None: full fine-tuning."""
+    train = property(lambda self: self._section("train"))
+    predict = property(lambda self: self._section("predict"))
+    output = property(lambda self: self._section("output"))
+    compute = property(lambda self: self._section("compute"))
+    search = property(lambda self: self._section("search"))
+    gate = property(lambda self: self._section("gate"))
+    hub = property(lambda self: self._section("hub"))
+    labels = property(lambda self: self.values.get("labels"))
+    name = property(lambda self: self.values["name"])
+    seed = property(lambda self: self.values["seed"])
+
+    @property
+    def task(self):
+        """The task's entry in the task table (runner.tasks.Task): its name is `spec.task.name`."""
+        return task_of(self.values["task"])
 
     def replace(self, drop: tuple = (), text: str | None = None, **sections) -> Spec:
         """A copy with `sections` merged in: a dict updates that section's keys, anything else replaces the
