@@ -27,7 +27,7 @@ from runner.console import say
 from runner.errors import DataError
 from runner.rundir import RunDir
 from runner.spec import Spec
-from runner.tasks import metric_items, task_of
+from runner.tasks import metric_items
 
 TOP_ISSUES = 20  # rows of the label-issue list shown in the report
 
@@ -69,7 +69,7 @@ RESUMABLE = False
 
 
 def describe(spec: Spec) -> str:
-    k = spec["data"]["cross_validation"]["folds"]
+    k = spec.data.cross_validation.folds
     return (
         f"{k + 1} trainings: {k} folds (out-of-fold predictions of every training row), then the final model "
         "on all rows"
@@ -95,7 +95,7 @@ def load(spec: Spec, folder) -> pipeline.Inputs:
     from runner import data as data_step
     from runner.preflight import check_fingerprint
 
-    task, k = task_of(spec["task"]), spec["data"]["cross_validation"]["folds"]
+    task, k = spec.task, spec.data.cross_validation.folds
     data = pipeline.load_data(spec, folder.run_dir)  # the same data checks as a single run
     fingerprint = check_fingerprint(folder.path, spec, data.files, resuming=False, force=False)
     # the data step holds out a validation split; the folds take every row back
@@ -104,13 +104,13 @@ def load(spec: Spec, folder) -> pipeline.Inputs:
     folds, stratified = fold_ids(
         rows["label"].tolist() if task.one_label_per_row else np.zeros(len(rows)),
         k,
-        spec["seed"],
-        task.one_label_per_row and spec["data"]["stratify"],
+        spec.seed,
+        task.one_label_per_row and spec.data.stratify,
     )
     folds = np.asarray(folds)
     tokenizer, hardware = pipeline.load_tokenizer(spec), pipeline.hardware(spec)
-    say(f"cross-validation: {len(rows)} rows in {k} {'stratified ' if stratified else ''}folds (seed {spec['seed']})")
-    metric, threshold = spec["train"]["metric_for_best_model"], spec["predict"]["threshold"]
+    say(f"cross-validation: {len(rows)} rows in {k} {'stratified ' if stratified else ''}folds (seed {spec.seed})")
+    metric, threshold = spec.train.metric_for_best_model, spec.predict.threshold
     oof_logits, per_fold, fold_records = None, [], []
     with tempfile.TemporaryDirectory(prefix="runner-folds-") as scratch:
         for fold in range(k):
@@ -151,7 +151,7 @@ def load(spec: Spec, folder) -> pipeline.Inputs:
         name: data_step.label_distribution(frame["label"], data.labels, task.target) for name, frame in splits.items()
     }
     summary["split_note"] = (
-        f"{k}-fold {'stratified ' if stratified else ''}cross-validation, seed {spec['seed']}: validation metrics are "
+        f"{k}-fold {'stratified ' if stratified else ''}cross-validation, seed {spec.seed}: validation metrics are "
         f"the out-of-fold predictions of every training row; the final model trained on all {len(rows)} rows"
     )
     final_data = dataclasses.replace(data, splits={"train": rows, "validation": rows} | test, summary=summary)
@@ -174,7 +174,7 @@ def evaluate(spec: Spec, inputs: pipeline.Inputs, result) -> tuple[dict, dict]:
     """validation: the out-of-fold predictions; test: the final model. Returns the logits and truth by split."""
     import numpy as np
 
-    task, labels, threshold = task_of(spec["task"]), inputs.data.labels, spec["predict"]["threshold"]
+    task, labels, threshold = spec.task, inputs.data.labels, spec.predict.threshold
     oof = inputs.out_of_fold
     rows = inputs.data.splits["validation"]
     truth = np.asarray(rows["label"].tolist())
@@ -188,9 +188,9 @@ def evaluate(spec: Spec, inputs: pipeline.Inputs, result) -> tuple[dict, dict]:
         test = pipeline.evaluate_split(inputs.trainer, inputs.tokenized["test"], task, labels, threshold, "test")
         pipeline.record_evaluation(result, "test", test)
         logits_by_split["test"], truth_by_split["test"] = test.logits, test.truth
-    metric = spec["train"]["metric_for_best_model"]
+    metric = spec.train.metric_for_best_model
     result.metrics["headline"] = {"split": "validation", "name": metric, "value": validation.metrics[metric]}
-    k = spec["data"]["cross_validation"]["folds"]
+    k = spec.data.cross_validation.folds
     result.metrics["cross_validation"] = {
         "folds": k,
         "per_fold": oof["per_fold"],
@@ -199,7 +199,7 @@ def evaluate(spec: Spec, inputs: pipeline.Inputs, result) -> tuple[dict, dict]:
     }
     result.cross_validation = {
         "folds": k,
-        "seed": spec["seed"],
+        "seed": spec.seed,
         "stratified": oof["stratified"],
         "per_fold": oof["records"],
         "mean": oof["mean"],

@@ -163,10 +163,9 @@ def check_prepared(spec, data) -> dict:
     threshold asked of data with more than two classes is refused here (labels may be inferred)."""
     from runner.console import warn
     from runner.errors import SpecError
-    from runner.tasks import task_of
 
-    task = task_of(spec["task"])
-    if data.labels and spec["predict"]["tune_thresholds"] and not task.can_tune_thresholds(len(data.labels)):
+    task = spec.task
+    if data.labels and spec.predict.tune_thresholds and not task.can_tune_thresholds(len(data.labels)):
         raise SpecError(
             f"predict.tune_thresholds is for multi-label or two classes; the data has {len(data.labels)} classes",
             "remove predict.tune_thresholds (with more classes the prediction is the most probable class)",

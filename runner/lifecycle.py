@@ -88,7 +88,7 @@ def run_folder(spec, overwrite: bool = False, resume: bool = False, force_resume
     from runner.doctor import check_gpu_usable
     from runner.preflight import prepare
 
-    check_gpu_usable(spec["train"]["device"])  # a GPU that torch cannot use stops the run before anything is read
+    check_gpu_usable(spec.train.device)  # a GPU that torch cannot use stops the run before anything is read
     run_dir = RunDir(spec.output_dir)
     main = is_main_process()
     made = main and not run_dir.path.exists()

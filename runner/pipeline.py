@@ -50,7 +50,7 @@ class Evaluation:
 def seed_everything(spec: Spec) -> None:
     from transformers import set_seed
 
-    set_seed(spec["seed"])
+    set_seed(spec.seed)
 
 
 def load_data(spec: Spec, run_dir=None):
@@ -72,8 +72,8 @@ def hardware(spec: Spec) -> tuple[str, str]:
     """(device, precision) for the spec's train.device and train.precision on this machine."""
     from runner import train as train_step
 
-    device = train_step.choose_device(spec["train"]["device"])
-    return device, train_step.choose_precision(spec["train"]["precision"], device)
+    device = train_step.choose_device(spec.train.device)
+    return device, train_step.choose_precision(spec.train.precision, device)
 
 
 def load_tokenizer(spec: Spec):
@@ -88,7 +88,7 @@ def tokenize(spec: Spec, tokenizer, splits: dict) -> dict:
 
     try:
         return model_step.tokenize_splits(
-            splits, tokenizer, spec["model"]["max_length"], has_pair=bool(spec["data"]["text_pair_column"])
+            splits, tokenizer, spec.model.max_length, has_pair=bool(spec.data.text_pair_column)
         )
     except OSError as exc:  # the tokenization cache could not be written: disk full, permissions
         raise RunError(
@@ -104,19 +104,18 @@ def build_model(spec: Spec, labels: list[str], tokenizer):
 
     seed_everything(spec)
     model = model_step.load_model(spec, labels, tokenizer)
-    return model_step.apply_lora(model, spec) if spec["lora"] else model
+    return model_step.apply_lora(model, spec) if spec.lora else model
 
 
 def class_weights_for(spec: Spec, train_labels, labels: list[str]) -> dict:
     """train.class_weights from these training labels ({} without)."""
-    from runner.tasks import task_of
     from runner.weights import class_weights
 
     return class_weights(
-        spec["train"]["class_weights"],
+        spec.train.class_weights,
         train_labels,
         labels,
-        task_of(spec["task"]),
+        spec.task,
         spec.where("train", "class_weights"),
     )
 
@@ -145,7 +144,7 @@ def build_inputs(
     tokenizer = tokenizer or load_tokenizer(spec)
     device, precision = hardware_ or hardware(spec)
     tokenized = tokenize(spec, tokenizer, splits)
-    stats = model_step.token_stats(tokenized, spec["model"]["max_length"])
+    stats = model_step.token_stats(tokenized, spec.model.max_length)
     if not quiet:
         truncated = stats["truncated"]
         say(
@@ -157,7 +156,7 @@ def build_inputs(
     if not quiet:
         trainable, total = model_step.count_parameters(model)
         say(
-            f"model: {spec['model']['name']} ({'LoRA' if spec['lora'] else 'full fine-tuning'}), "
+            f"model: {spec.model.name} ({'LoRA' if spec.lora else 'full fine-tuning'}), "
             f"{trainable:,} trainable of {total:,} parameters ({100 * trainable / total:.2f}%); device {device}, "
             f"{precision}"
         )

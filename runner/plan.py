@@ -8,7 +8,7 @@ from runner.spec import Spec
 
 
 def describe_plan(spec: Spec) -> str:
-    data, model, train, lora = spec["data"], spec["model"], spec["train"], spec["lora"]
+    data, model, train, lora = spec.data, spec.model, spec.train, spec.lora
     if data.get("hub"):
         source = f"Hub dataset {data['hub']['id']} (split {data['hub']['split']})"
     else:
@@ -17,7 +17,7 @@ def describe_plan(spec: Spec) -> str:
         data["validation_file"]
         or (data.get("hub") or {}).get("validation_split")
         or f"{data['validation_fraction']:.0%} held out "
-        f"(seed {spec['seed']}{', stratified' if data['stratify'] else ''})"
+        f"(seed {spec.seed}{', stratified' if data['stratify'] else ''})"
     )
     method = (
         f"LoRA r={lora['r']} alpha={lora['alpha']} targets={lora['target_modules'] or 'architecture default'}"
@@ -28,7 +28,7 @@ def describe_plan(spec: Spec) -> str:
     from runner.recipe import flow_of
 
     trainings = flow_of(spec).describe(spec)
-    if spec["search"]:
+    if spec.search:
         from runner.search import describe as describe_search
 
         trainings = f"{describe_search(spec)} {trainings}"
@@ -41,7 +41,7 @@ def describe_plan(spec: Spec) -> str:
             if data["test_file"] or (data.get("hub") or {}).get("test_split")
             else ""
         ),
-        f"2. model: {model['name']} ({spec['task']}), {method}; max_length {model['max_length']}",
+        f"2. model: {model['name']} ({spec.task.name}), {method}; max_length {model['max_length']}",
         f"3. train: {steps}, lr {train['learning_rate']}, batch {train['batch_size']} x "
         f"{train['gradient_accumulation_steps']}, "
         f"precision {train['precision']}, device {train['device']}, best model by {train['metric_for_best_model']}"
@@ -51,8 +51,8 @@ def describe_plan(spec: Spec) -> str:
             else ""
         ),
         f"4. evaluate and record into {spec.output_dir}/ (model, metrics.json, report.md, run.json)",
-        f"5. publish: push to {spec['hub']['repo_id']}" + (f", tag {spec['hub']['tag']}" if spec["hub"]["tag"] else "")
-        if spec["hub"]["push"]
+        f"5. publish: push to {spec.hub.repo_id}" + (f", tag {spec.hub.tag}" if spec.hub.tag else "")
+        if spec.hub.push
         else "5. publish: no (hub.push is false)",
     ]
     resolved = yaml.safe_dump(spec.values, sort_keys=False, allow_unicode=True)

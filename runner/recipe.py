@@ -26,12 +26,11 @@ from runner.lifecycle import RunFolder, run_folder
 from runner.result import RunResult
 from runner.rundir import RECORDING, RunDir, remove_entry
 from runner.spec import Spec
-from runner.tasks import task_of
 
 
 def flow_of(spec: Spec):
     """The flow that trains the spec: cross-validation or the single run."""
-    if spec["data"]["cross_validation"]:
+    if spec.data.cross_validation:
         from runner import crossval
 
         return crossval
@@ -49,17 +48,17 @@ def run_spec(spec: Spec, overwrite: bool = False, resume: bool = False, force_re
     started_at, started = now(), time.perf_counter()
     spec, argv = as_launched(spec, list(argv) or sys.argv)  # a `--nproc N` worker records what the user ran
     flow = flow_of(spec)
-    if resume and not (flow.RESUMABLE and not spec["search"]):
-        what = "a search" if spec["search"] else "a cross-validation run"
+    if resume and not (flow.RESUMABLE and not spec.search):
+        what = "a search" if spec.search else "a cross-validation run"
         raise SpecError(f"{what} cannot be resumed", "run it again with --overwrite",
-                        spec.where("search" if spec["search"] else "data"))
+                        spec.where("search" if spec.search else "data"))
     if resume and is_main_process() and RunDir(spec.output_dir).status() == RECORDING:
         rewrite_record(spec, RunDir(spec.output_dir))
         publish(spec, RunDir(spec.output_dir))
         return RunDir(spec.output_dir).path
     with run_folder(spec, overwrite, resume, force_resume, argv) as folder:
         searched = {}
-        if spec["search"]:  # the trials train in a temporary folder; this folder is untouched
+        if spec.search:  # the trials train in a temporary folder; this folder is untouched
             from runner.search import best_spec, search
 
             searched = search(spec, rerun=folder.rerun)
@@ -105,7 +104,7 @@ def train(spec: Spec, folder: RunFolder, inputs: pipeline.Inputs, argv: list, st
         metrics = output.metrics if output is not None else {}
         return RunResult(
             status="training",
-            task=spec["task"],
+            task=spec.task.name,
             labels=inputs.data.labels,
             data_summary={**inputs.data.summary, **inputs.token_stats},
             data_files=inputs.data.files,
@@ -153,9 +152,9 @@ def save(
     try:
         run_dir.write_metrics(result.metrics)
         run_dir.write_spec(spec.values)
-        if spec["output"]["save_predictions"]:
+        if spec.output.save_predictions:
             write_split_predictions(
-                run_dir, logits_by_split, inputs.data, task_of(spec["task"]), spec["predict"]["threshold"],
+                run_dir, logits_by_split, inputs.data, spec.task, spec.predict.threshold,
                 result.thresholds, result.temperature,
             )
         result.timing.update(finished_at=now(), total_seconds=round(time.perf_counter() - started, 3))
@@ -191,7 +190,7 @@ def save_model(trainer, tokenizer, spec: Spec, run_dir: RunDir) -> None:
 
     model = trainer.model
     save(model, run_dir.model_dir)
-    if spec["lora"] and spec["lora"]["merge"]:
+    if spec.lora and spec.lora.merge:
         import copy
 
         save(copy.deepcopy(model).merge_and_unload(), run_dir.merged_dir)
@@ -221,7 +220,9 @@ def rewrite_record(spec: Spec, run_dir: RunDir) -> None:
     from runner.record import write_run_record
 
     with run_dir.lock():
-        result = RunResult.from_dict(run_dir.read_manifest(required=True).get("results") or {})
+        from runner.runrecord import RunRecord
+
+        result = RunRecord.load(run_dir.path, finished=False).result
         if not result.metrics or not run_dir.model_dir.is_dir():
             raise SpecError(
                 "the run's record was cut short before its model and metrics were saved",
@@ -248,7 +249,7 @@ def rewrite_record(spec: Spec, run_dir: RunDir) -> None:
 
 
 def publish(spec: Spec, run_dir: RunDir) -> None:
-    if spec["hub"]["push"] and is_main_process():
+    if spec.hub.push and is_main_process():
         from runner.hub import push_run
 
         push_run(run_dir.path)

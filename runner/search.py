@@ -60,7 +60,7 @@ def search_settings(spec: Spec) -> Spec:
 
 
 def describe(spec: Spec) -> str:
-    return f"a search of {spec['search']['trials']} trial(s) over {', '.join(search_space(spec))}, then"
+    return f"a search of {spec.search.trials} trial(s) over {', '.join(search_space(spec))}, then"
 
 
 def best_spec(spec: Spec, record: dict) -> Spec:
@@ -77,8 +77,8 @@ def search(spec: Spec, rerun: str = "") -> dict:
 
     from runner import pipeline
 
-    settings = spec["search"]
-    metric = settings["metric"] or spec["train"]["metric_for_best_model"]
+    settings = spec.search
+    metric = settings["metric"] or spec.train.metric_for_best_model
     direction = "minimize" if lower_is_better(metric) else "maximize"
     space = search_space(spec)
     data = pipeline.load_data(spec)
@@ -96,11 +96,11 @@ def search(spec: Spec, rerun: str = "") -> dict:
         return {PLACES[k][1]: v for k, v in sample(trial, space).items() if PLACES[k][1]}
 
     pruner = optuna.pruners.MedianPruner(n_startup_trials=2) if settings["pruning"] else optuna.pruners.NopPruner()
-    sampler = optuna.samplers.TPESampler(seed=spec["seed"])
-    storage, name = optuna.storages.InMemoryStorage(), f"runner-{spec['name']}"
+    sampler = optuna.samplers.TPESampler(seed=spec.seed)
+    storage, name = optuna.storages.InMemoryStorage(), f"runner-{spec.name}"
     say(
         f"search: {settings['trials']} trial(s) over {', '.join(space)}; {direction} validation {metric} "
-        f"(TPE sampler, seed {spec['seed']}; {'median pruning' if settings['pruning'] else 'no pruning'})"
+        f"(TPE sampler, seed {spec.seed}; {'median pruning' if settings['pruning'] else 'no pruning'})"
     )
     started = time.perf_counter()
     timeout = settings["timeout_minutes"] * 60 if settings["timeout_minutes"] else None
@@ -168,9 +168,9 @@ def study_record(study, metric: str, direction: str, space: dict, spec: Spec, se
         "metric": metric,
         "split": "validation",
         "direction": direction,
-        "trials_asked": spec["search"]["trials"],
-        "sampler": f"TPE (seed {spec['seed']})",
-        "pruner": "median" if spec["search"]["pruning"] else "none",
+        "trials_asked": spec.search.trials,
+        "sampler": f"TPE (seed {spec.seed})",
+        "pruner": "median" if spec.search.pruning else "none",
         "space": space,
         "seconds": seconds,
         "trials": trials,

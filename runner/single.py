@@ -7,7 +7,6 @@ from __future__ import annotations
 from runner import pipeline
 from runner.lifecycle import RunFolder
 from runner.spec import Spec
-from runner.tasks import task_of
 
 RESUMABLE = True
 
@@ -31,7 +30,7 @@ def load(spec: Spec, folder: RunFolder) -> pipeline.Inputs:
 
 def evaluate(spec: Spec, inputs: pipeline.Inputs, result) -> tuple[dict, dict]:
     """Validation and test with the best model; returns the logits and the truth by split."""
-    task, labels, threshold = task_of(spec["task"]), inputs.data.labels, spec["predict"]["threshold"]
+    task, labels, threshold = spec.task, inputs.data.labels, spec.predict.threshold
     logits, truth = {}, {}
     for split in ("validation", "test"):
         if split in inputs.tokenized:
@@ -40,7 +39,7 @@ def evaluate(spec: Spec, inputs: pipeline.Inputs, result) -> tuple[dict, dict]:
             )
             pipeline.record_evaluation(result, split, evaluation)
             logits[split], truth[split] = evaluation.logits, evaluation.truth
-    metric = spec["train"]["metric_for_best_model"]
+    metric = spec.train.metric_for_best_model
     result.metrics["headline"] = {"split": "validation", "name": metric, "value": result.metrics["validation"][metric]}
     return logits, truth
 

@@ -16,13 +16,12 @@ from runner.errors import DataError
 
 def weights_for(spec, data) -> dict:
     """train.class_weights for a run's prepared data ({} without), said once."""
-    from runner.tasks import task_of
 
     weights = class_weights(
-        spec["train"]["class_weights"],
+        spec.train.class_weights,
         data.splits["train"]["label"],
         data.labels,
-        task_of(spec["task"]),
+        spec.task,
         spec.where("train", "class_weights"),
     )
     if weights:
