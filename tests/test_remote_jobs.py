@@ -1,0 +1,180 @@
+"""`runner run SPEC --on hf-jobs[:FLAVOR]` through the real huggingface_hub client, against the test
+Hub (tests/hub_server.py) whose Jobs endpoints (tests/hub_jobs.py) run the submitted command here:
+upload, job, streamed log, remote `runner jobs exec`, record back, exit code, cancel."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+
+import pytest
+from conftest import ROOT, run_cli, tiny_spec_text, write_spec
+from hub_jobs import wait_for
+
+from runner import __version__
+from runner.errors import SpecError
+from runner.remote import job_image, job_inputs, parse_target
+from runner.spec import load_spec, load_spec_text
+
+try:
+    from tests.hub_server import TEST_TOKEN, fake_hub  # noqa: F401 - fake_hub is a fixture
+except ImportError:
+    from hub_server import TEST_TOKEN, fake_hub  # noqa: F401
+
+IMAGE = "registry.test/runner"
+JOBS_REPO = "tester/runner-jobs"
+
+
+@pytest.fixture
+def jobs_hub(fake_hub, tmp_path, monkeypatch):
+    """The test Hub with jobs that run this working tree, and a runner image set."""
+    fake_hub.job_env.update({"PYTHONPATH": str(ROOT), "RUNNER_CACHE_DIR": str(tmp_path / "remote-cache"),
+                             "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"})
+    monkeypatch.setenv("RUNNER_JOBS_IMAGE", IMAGE)
+    yield fake_hub
+    for job in fake_hub.jobs:  # nothing keeps running after a test
+        if job.process is not None and job.process.poll() is None:
+            os.killpg(job.process.pid, signal.SIGKILL)
+
+
+def repo_files(hub) -> dict[str, bytes]:
+    return hub.files(JOBS_REPO, repo_type="dataset")
+
+
+# ---------------------------------------------------------------------------------------------
+# Settings
+
+
+def test_target_image_and_inputs(tmp_path, tiny_model, tiny_data, monkeypatch):
+    assert parse_target("hf-jobs") == "a10g-small" and parse_target("hf-jobs:h200x8") == "h200x8"
+    for bad in ("hf-job:t4-small", "hf-jobs:a10g-smal", "modal"):
+        with pytest.raises(SpecError):
+            parse_target(bad)
+    monkeypatch.delenv("RUNNER_JOBS_IMAGE", raising=False)
+    with pytest.raises(SpecError, match="no runner image"):  # the placeholder default is never sent
+        job_image()
+    assert job_image("ghcr.io/me/runner") == f"ghcr.io/me/runner:{__version__}"
+    assert job_image("localhost:5000/runner") == f"localhost:5000/runner:{__version__}"
+    assert job_image("ghcr.io/me/runner:dev") == "ghcr.io/me/runner:dev"
+
+    spec = load_spec(write_spec(tmp_path, tiny_spec_text(tiny_model)))
+    values, files = job_inputs(spec)
+    names = dict(files)
+    assert names["data/train/train.csv"] == tiny_data and values["data"]["train"] == "data/train/train.csv"
+    assert values["model"]["name"] == "./model" and "model/config.json" in names
+    # What the job runs validates there as it did here, once the files sit next to it.
+    remote = tmp_path / "remote"
+    for name, path in files:
+        (remote / name).parent.mkdir(parents=True, exist_ok=True)
+        (remote / name).write_bytes(path.read_bytes())
+    from runner.remote import spec_text
+
+    (remote / "spec.yaml").write_text(spec_text(values, spec.path))
+    again = load_spec_text((remote / "spec.yaml").read_text(), remote / "spec.yaml")
+    assert {k: v for k, v in again.values.items() if k not in ("data", "model", "output")} == {
+        k: v for k, v in spec.values.items() if k not in ("data", "model", "output")}
+
+
+# ---------------------------------------------------------------------------------------------
+# End to end
+
+
+def test_a_run_on_hf_jobs_comes_back_with_its_record(jobs_hub, tmp_path, tiny_model, tiny_data):
+    spec = write_spec(tmp_path, tiny_spec_text(tiny_model))
+    result = run_cli("run", str(spec), "--on", "hf-jobs:t4-small", cwd=tmp_path)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+
+    assert len(jobs_hub.jobs) == 1
+    job = jobs_hub.jobs[0]
+    assert job.spec["flavor"] == "t4-small"
+    assert job.spec["dockerImage"] == f"{IMAGE}:{__version__}"
+    assert job.spec["secrets"] == {"HF_TOKEN": TEST_TOKEN}  # the token travels as a secret, and only so
+    assert TEST_TOKEN not in json.dumps({key: value for key, value in job.spec.items() if key != "secrets"})
+    assert job.spec["command"][:4] == ["runner", "jobs", "exec", JOBS_REPO]
+    assert f"{jobs_hub.url}/jobs/tester/{job.id}" in result.stdout
+    assert "runner jobs exec: uploaded" in result.stdout  # the job's own log, streamed here
+    assert TEST_TOKEN not in result.stdout + result.stderr
+    # The inputs were committed before the job started.
+    kinds = [request["kind"] for request in jobs_hub.requests]
+    assert kinds.index("commit") < kinds.index("run_job")
+
+    files = repo_files(jobs_hub)
+    assert jobs_hub.repo(JOBS_REPO, "dataset").private
+    folder = job.spec["command"][4]
+    assert {f"{folder}/input/spec.yaml", f"{folder}/input/data/train/train.csv",
+            f"{folder}/input/model/config.json", f"{folder}/output/metrics.json"} <= set(files)
+    assert json.loads(files[f"{folder}/exit.json"]) == {"exit_code": 0}
+    assert not any(name.startswith(f"{folder}/output/model/") for name in files)  # no --fetch-model
+    assert not any(TEST_TOKEN.encode() in content for content in files.values())
+
+    run = tmp_path / "run"
+    manifest = json.loads((run / "run.json").read_text())
+    assert manifest["status"] == "finished"
+    assert json.loads((run / "metrics.json").read_text()) == json.loads(files[f"{folder}/output/metrics.json"])
+    assert (run / "report.md").is_file() and list(run.glob("*.png"))
+    assert not (run / "model").exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".run.job-")]  # staging removed
+
+
+def test_a_job_that_fails_remotely_exits_with_its_code_and_one_line(jobs_hub, tmp_path, tiny_data):
+    # A Hub model that does not exist: the spec is valid here, the run fails there.
+    spec = write_spec(tmp_path, tiny_spec_text("tester/no-such-model"))
+    result = run_cli("run", str(spec), "--on", "hf-jobs:a10g-small", cwd=tmp_path)
+    job = jobs_hub.jobs[0]
+    assert job.exit_code not in (0, None)
+    assert result.returncode == job.exit_code, result.stdout[-3000:] + result.stderr[-3000:]
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and f"job {job.id} on a10g-small failed (exit {job.exit_code})" in errors[0]
+    assert job.stage == "ERROR"
+
+
+def test_a_missing_token_is_refused_before_anything_is_uploaded(jobs_hub, tmp_path, tiny_model, tiny_data):
+    spec = write_spec(tmp_path, tiny_spec_text(tiny_model))
+    env = {key: value for key, value in os.environ.items() if key != "HF_TOKEN"}
+    result = subprocess.run([sys.executable, "-m", "runner", "run", str(spec), "--on", "hf-jobs"], cwd=tmp_path,
+                            env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1
+    assert "no Hugging Face token" in result.stderr
+    assert jobs_hub.requests == [] and jobs_hub.jobs == []
+
+
+def test_a_bad_spec_costs_nothing(jobs_hub, tmp_path, tiny_model, tiny_data):
+    spec = write_spec(tmp_path, tiny_spec_text(tiny_model).replace("epochs: 1\n", "epochs: zero\n"))
+    result = run_cli("run", str(spec), "--on", "hf-jobs", cwd=tmp_path)
+    assert result.returncode == 2 and "spec.yaml" in result.stderr
+    result = run_cli("run", str(write_spec(tmp_path, tiny_spec_text(tiny_model), "ok.yaml")), "--on",
+                     "hf-jobs:a10g-smal", cwd=tmp_path)
+    assert result.returncode == 2 and "did you mean a10g-small" in result.stderr
+    assert jobs_hub.requests == [] and jobs_hub.jobs == []
+
+
+def test_detach_then_status_and_cancel(jobs_hub, tmp_path, tiny_model, tiny_data):
+    spec = write_spec(tmp_path, tiny_spec_text(tiny_model).replace("epochs: 1\n", "epochs: 50\n"))
+    result = run_cli("run", str(spec), "--on", "hf-jobs:l4x1", "--detach", "--job-timeout", "10m", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    job = jobs_hub.jobs[0]
+    assert job.spec["timeoutSeconds"] == 600 and job.id in result.stdout
+    cancel = run_cli("jobs", "cancel", job.id, cwd=tmp_path)
+    assert cancel.returncode == 0 and f"canceled job {job.id}" in cancel.stdout
+    wait_for(lambda: job.stage == "CANCELED")
+    status = run_cli("jobs", "status", job.id, cwd=tmp_path)
+    assert status.returncode == 1 and f"{job.id} CANCELED" in status.stdout and "l4x1" in status.stdout
+
+
+def test_ctrl_c_without_a_terminal_cancels_the_job(jobs_hub, tmp_path, tiny_model, tiny_data):
+    spec = write_spec(tmp_path, tiny_spec_text(tiny_model))
+    process = subprocess.Popen([sys.executable, "-m", "runner", "run", str(spec), "--on", "hf-jobs"], cwd=tmp_path,
+                               stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        job = wait_for(lambda: jobs_hub.jobs and jobs_hub.jobs[0].stage == "RUNNING" and jobs_hub.jobs[0])
+        wait_for(lambda: any("downloading" in line for _, line in job.logs))
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=120)
+    finally:
+        process.kill()
+    assert process.returncode == 130, out[-2000:] + err[-2000:]
+    assert f"canceled job {job.id}" in err
+    wait_for(lambda: job.stage == "CANCELED")
