@@ -159,10 +159,10 @@ def run(spec, overrides, dry_run, output_dir, overwrite, resume, force_resume, n
 
         click.echo(describe_plan(loaded))
         return
-    if loaded["compute"]["nproc"] > 1:
-        from runner.distributed import launch
+    if loaded["compute"]["nproc"] > 1 or loaded["compute"]["nnodes"] > 1:
+        from runner.distributed import launch, node_settings
 
-        sys.exit(launch(sys.argv[1:], loaded["compute"]["nproc"]))
+        sys.exit(launch(sys.argv[1:], loaded["compute"]["nproc"], node_settings(loaded)))
     from runner.flow import run as run_flow
 
     run_flow(loaded, overwrite=overwrite or resume, resume=resume, force_resume=force_resume, argv=sys.argv)
