@@ -11,7 +11,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import labelled_rows, run_cli, tiny_spec_text, write_csv, write_spec
+from conftest import ROOT, labelled_rows, run_cli, tiny_spec_text, write_csv, write_spec
 
 from runner.distributed import node_settings, torchrun_command
 from runner.errors import SpecError
@@ -91,3 +91,50 @@ def test_two_nodes_of_one_process_each_write_one_record_on_node_0(tmp_path, tiny
                      for p in (tmp_path / "node1" / "run").rglob("*") if p.is_file())
     assert written == ["checkpoints/checkpoint-4/rng_state_1.pth"]
     assert sorted(p.name for p in (run / "checkpoints" / "checkpoint-4").glob("rng_state*")) == ["rng_state_0.pth"]
+
+
+FSDP2_CONFIG = ROOT / "examples" / "accelerate" / "fsdp2.yaml"
+PROBE = """from accelerate import Accelerator
+accelerator = Accelerator(cpu=True)  # as the Trainer makes it on a machine without a GPU
+if accelerator.is_main_process:
+    print("distributed_type", accelerator.distributed_type.value, accelerator.is_fsdp2, flush=True)
+"""
+
+
+def accelerate_launch(config, *args, cwd, timeout=600) -> subprocess.CompletedProcess:
+    env = dict(os.environ, OMP_NUM_THREADS="1", RUNNER_CACHE_DIR=str(cwd / "cache"))
+    return subprocess.run([sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(config), *args],
+                          cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def test_fsdp2_full_fine_tuning_of_a_tiny_decoder_on_the_cpu(tmp_path):
+    """The shipped FSDP2 configuration, on the CPU (use_cpu, gloo), two processes, a tiny Llama."""
+    import accelerate
+    import yaml
+    from decoder_models import build_tiny
+
+    config = yaml.safe_load(FSDP2_CONFIG.read_text())
+    assert config["distributed_type"] == "FSDP" and config["fsdp_config"]["fsdp_version"] == 2
+    config.update(use_cpu=True, num_processes=2, main_process_port=free_port())
+    cpu_config = tmp_path / "fsdp2-cpu.yaml"
+    cpu_config.write_text(yaml.safe_dump(config))
+    (tmp_path / "probe.py").write_text(PROBE)
+    probe = accelerate_launch(cpu_config, "probe.py", cwd=tmp_path)
+    assert probe.returncode == 0, probe.stderr[-3000:]
+    kind = next(line for line in probe.stdout.splitlines() if line.startswith("distributed_type")).split()
+    if kind[1] != "FSDP":
+        pytest.skip(f"accelerate {accelerate.__version__} does not shard on the CPU: with this FSDP2 configuration and "
+                    f"use_cpu its AcceleratorState is {kind[1]} (it turns ACCELERATE_USE_FSDP into FSDP only for "
+                    "GPU-like backends, not MULTI_CPU/gloo), so the Trainer would train with DDP instead")
+
+    model = build_tiny(tmp_path / "llama", "llama")
+    write_csv(tmp_path / "data" / "train.csv", labelled_rows())
+    spec = write_spec(tmp_path, tiny_spec_text(model))
+    result = accelerate_launch(cpu_config, "-m", "runner", "run", spec.name, cwd=tmp_path)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    manifest = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert manifest["status"] == "finished" and "2 processes" in manifest["environment"]["device"]
+    from transformers import AutoModelForSequenceClassification
+
+    trained = AutoModelForSequenceClassification.from_pretrained(tmp_path / "run" / "model")
+    assert sum(p.numel() for p in trained.parameters()) == manifest["model"]["total_params"]  # gathered, not a shard
