@@ -29,16 +29,27 @@ def exec_job(repo_id: str, folder: str, fetch_model: bool = False, work: Path | 
     disable_progress_bars()  # the log is a file, not a terminal
     work = Path(work or Path.cwd() / "runner-job")
     token = os.environ.get("HF_TOKEN") or None
-    print(f"runner jobs exec: downloading datasets/{repo_id}/{folder}/{INPUT}", flush=True)
-    snapshot_download(repo_id, repo_type="dataset", allow_patterns=[f"{folder}/{INPUT}/*"], local_dir=work,
-                      token=token)
     run_dir = work / "run"
-    # From the job's folder, so that messages name input/spec.yaml:LINE:COLUMN.
-    process = subprocess.Popen([sys.executable, "-m", "runner", "run", f"{INPUT}/spec.yaml", "--output", str(run_dir)],
-                               cwd=work / folder, env={**os.environ, "PYTHONUNBUFFERED": "1"})
-    previous = signal.signal(signal.SIGTERM, lambda number, frame: process.send_signal(number))
+    running: list = []  # the run, once started; SIGTERM (the job canceled or timed out) goes to it
+    stopped: list[int] = []
+
+    def stop(number, frame):
+        stopped.append(number)
+        for process in running:
+            process.send_signal(number)
+
+    previous = signal.signal(signal.SIGTERM, stop)
     try:
-        code = process.wait()
+        print(f"runner jobs exec: downloading datasets/{repo_id}/{folder}/{INPUT}", flush=True)
+        snapshot_download(repo_id, repo_type="dataset", allow_patterns=[f"{folder}/{INPUT}/*"], local_dir=work,
+                          token=token)
+        code = 128 + signal.SIGTERM
+        if not stopped:
+            # From the job's folder, so that messages name input/spec.yaml:LINE:COLUMN.
+            running.append(subprocess.Popen(
+                [sys.executable, "-m", "runner", "run", f"{INPUT}/spec.yaml", "--output", str(run_dir)],
+                cwd=work / folder, env={**os.environ, "PYTHONUNBUFFERED": "1"}))
+            code = running[0].wait()
     finally:
         signal.signal(signal.SIGTERM, previous)
     try:

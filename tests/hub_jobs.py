@@ -6,7 +6,8 @@ that executes the submitted command here, so a test is end to end:
     GET  /api/jobs/{namespace}/{id}            -> JobInfo (stage SCHEDULING, RUNNING, COMPLETED, ERROR, CANCELED)
     GET  /api/jobs/{namespace}/{id}/logs       -> `data: {"timestamp", "data"}` events, one per output line,
                                                   held open until the job ends
-    POST /api/jobs/{namespace}/{id}/cancel     -> SIGTERM to the command's process group; stage CANCELED
+    POST /api/jobs/{namespace}/{id}/cancel     -> SIGTERM to the command (SIGKILL to all it started after a
+                                                  grace period, as a container stops); stage CANCELED
 
 Every image is this Python environment: the command runs with PATH starting at this interpreter's
 folder, in an empty temporary folder, with a clean environment (PATH, HOME, HF_ENDPOINT pointing at
@@ -132,6 +133,9 @@ def run_job(hub, job: FakeJob) -> None:
         job.finish("ERROR", f"Job failed with exit code: {job.exit_code}")
 
 
+GRACE_SECONDS = 20  # as a container is stopped: SIGTERM to its first process, SIGKILL to all after a grace
+
+
 def _stop(job: FakeJob, why: str) -> None:
     with job.changed:
         if why == "cancel":
@@ -139,9 +143,17 @@ def _stop(job: FakeJob, why: str) -> None:
         else:
             job.timed_out = True
         if job.process is not None and job.process.poll() is None:
-            os.killpg(job.process.pid, signal.SIGTERM)
+            job.process.send_signal(signal.SIGTERM)
+            threading.Timer(GRACE_SECONDS, _kill, args=(job,)).start()
         elif job.process is None:
             job.finish("CANCELED")
+
+
+def _kill(job: FakeJob) -> None:
+    try:
+        os.killpg(job.process.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
 
 
 def route(handler, method: str, segments: list[str], _Response, _error):

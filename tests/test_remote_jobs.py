@@ -148,6 +148,11 @@ def test_a_bad_spec_costs_nothing(jobs_hub, tmp_path, tiny_model, tiny_data):
     result = run_cli("run", str(write_spec(tmp_path, tiny_spec_text(tiny_model), "ok.yaml")), "--on",
                      "hf-jobs:a10g-smal", cwd=tmp_path)
     assert result.returncode == 2 and "did you mean a10g-small" in result.stderr
+    result = run_cli("run", str(tmp_path / "ok.yaml"), "--on", "hf-jobs:t4-small", "--dry-run", cwd=tmp_path)
+    assert result.returncode == 0 and f"flavor t4-small, image {IMAGE}:{__version__}" in result.stdout
+    assert "uploads: spec.yaml and" in result.stdout
+    result = run_cli("run", str(tmp_path / "ok.yaml"), "--detach", cwd=tmp_path)  # --detach needs --on
+    assert result.returncode == 2 and "--detach needs --on" in result.stderr
     assert jobs_hub.requests == [] and jobs_hub.jobs == []
 
 
@@ -157,9 +162,17 @@ def test_detach_then_status_and_cancel(jobs_hub, tmp_path, tiny_model, tiny_data
     assert result.returncode == 0, result.stderr
     job = jobs_hub.jobs[0]
     assert job.spec["timeoutSeconds"] == 600 and job.id in result.stdout
+    wait_for(lambda: any("'loss'" in line for _, line in job.logs), timeout=120)  # training
     cancel = run_cli("jobs", "cancel", job.id, cwd=tmp_path)
     assert cancel.returncode == 0 and f"canceled job {job.id}" in cancel.stdout
-    wait_for(lambda: job.stage == "CANCELED")
+    wait_for(lambda: job.stage == "CANCELED", timeout=120)
+    # The run saved a checkpoint and stopped; what it wrote went up with the exit code of a SIGTERM.
+    folder = job.spec["command"][4]
+    files = repo_files(jobs_hub)
+    assert json.loads(files[f"{folder}/exit.json"]) == {"exit_code": 143}
+    assert json.loads(files[f"{folder}/output/run.json"])["status"] == "interrupted"
+    fetched = run_cli("jobs", "fetch", job.id, "--output", str(tmp_path / "fetched"), cwd=tmp_path)
+    assert fetched.returncode == 143 and (tmp_path / "fetched" / "run.json").is_file()
     status = run_cli("jobs", "status", job.id, cwd=tmp_path)
     assert status.returncode == 1 and f"{job.id} CANCELED" in status.stdout and "l4x1" in status.stdout
 
