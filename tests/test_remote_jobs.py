@@ -9,9 +9,10 @@ import os
 import signal
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
-from conftest import ROOT, run_cli, tiny_spec_text, write_spec
+from conftest import ROOT, labelled_rows, run_cli, tiny_spec_text, write_csv, write_spec
 from hub_jobs import wait_for
 
 from runner import __version__
@@ -191,3 +192,52 @@ def test_ctrl_c_without_a_terminal_cancels_the_job(jobs_hub, tmp_path, tiny_mode
     assert process.returncode == 130, out[-2000:] + err[-2000:]
     assert f"canceled job {job.id}" in err
     wait_for(lambda: job.stage == "CANCELED")
+
+
+# ---------------------------------------------------------------------------------------------
+# The GitHub Action: `compute: hf-jobs:FLAVOR`
+
+
+def test_the_action_trains_on_hf_jobs_and_comments_from_the_returned_record(jobs_hub, tmp_path, tiny_model,
+                                                                             monkeypatch):
+    from runner import action
+
+    try:
+        from tests.test_github import FakeGitHub, actions_env, read_outputs
+    except ImportError:
+        from test_github import FakeGitHub, actions_env, read_outputs
+
+    repo = tmp_path / "repo"
+    write_csv(repo / "specs" / "data" / "train.csv", labelled_rows())
+    write_spec(repo / "specs", tiny_spec_text(tiny_model, extra="gate:\n  min: 0.999\n"), "tiny.yaml")
+    monkeypatch.chdir(repo)
+    with FakeGitHub(login=None) as github:
+        env = actions_env(tmp_path, github.url) | {"RUNNER_TEMP": str(tmp_path / "temp"), "HF_TOKEN": TEST_TOKEN,
+                                                  "INPUT_SPEC": "specs/tiny.yaml", "INPUT_COMPUTE": "hf-jobs:l4x1",
+                                                  "GITHUB_WORKSPACE": str(repo)}
+        code = action.run_action(env)
+        [comment] = github.comments[7]
+    assert code == 1  # the gate (min 0.999) judged the record the job brought back
+    [job] = jobs_hub.jobs
+    assert job.spec["flavor"] == "l4x1" and job.spec["secrets"] == {"HF_TOKEN": TEST_TOKEN}
+    outputs = read_outputs(tmp_path / "output.txt")
+    run_dir = Path(outputs["run-dir"])
+    assert json.loads((run_dir / "run.json").read_text())["status"] == "finished"
+    assert "f1_macro" in comment["body"] and "gate" in comment["body"].lower()
+    assert TEST_TOKEN not in comment["body"]
+
+
+def test_the_action_says_hf_token_is_needed(tmp_path, monkeypatch, capsys):
+    from runner import action
+
+    for name in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("INPUT_SPEC", "specs/tiny.yaml")
+    monkeypatch.setenv("INPUT_COMPUTE", "hf-jobs:a10g-small")
+    monkeypatch.setenv("RUNNER_TEMP", str(tmp_path))
+    (tmp_path / "specs").mkdir()
+    write_spec(tmp_path / "specs", "version: 1\n", "tiny.yaml")
+    monkeypatch.chdir(tmp_path)
+    assert action.main() == 1
+    annotation = [line for line in capsys.readouterr().out.splitlines() if line.startswith("::error")]
+    assert len(annotation) == 1 and "needs HF_TOKEN" in annotation[0] and "secrets.HF_TOKEN" in annotation[0]
