@@ -154,7 +154,23 @@ def test_a_bad_spec_costs_nothing(jobs_hub, tmp_path, tiny_model, tiny_data):
     assert "uploads: spec.yaml and" in result.stdout
     result = run_cli("run", str(tmp_path / "ok.yaml"), "--detach", cwd=tmp_path)  # --detach needs --on
     assert result.returncode == 2 and "--detach needs --on" in result.stderr
+    (tmp_path / "run").mkdir()  # a run already in the output folder: refused before the upload, kept as it was
+    (tmp_path / "run" / "run.json").write_text('{"status": "finished"}')
+    result = run_cli("run", str(tmp_path / "ok.yaml"), "--on", "hf-jobs", cwd=tmp_path)
+    assert result.returncode == 2 and "already holds a run" in result.stderr
+    assert (tmp_path / "run" / "run.json").read_text() == '{"status": "finished"}'
     assert jobs_hub.requests == [] and jobs_hub.jobs == []
+
+
+def test_a_job_that_never_runs_says_why(jobs_hub, tmp_path, tiny_model, tiny_data):
+    jobs_hub.job_env["PATH"] = str(tmp_path / "empty")  # an image without `runner`: the command cannot start
+    spec = write_spec(tmp_path, tiny_spec_text(tiny_model))
+    result = run_cli("run", str(spec), "--on", "hf-jobs", cwd=tmp_path)
+    job = jobs_hub.jobs[0]
+    assert result.returncode == 1 and job.stage == "ERROR"
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "ended ERROR without a run record: cannot start the command" in errors[0]
+    assert not (tmp_path / "run").exists()
 
 
 def test_detach_then_status_and_cancel(jobs_hub, tmp_path, tiny_model, tiny_data):
