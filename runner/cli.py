@@ -16,7 +16,7 @@ import click
 
 from runner import __version__
 from runner.errors import RunnerError
-from runner.jobs_cli import jobs, remote_options, run_remote
+from runner.jobs_cli import jobs, remote_options, run_remote, sky
 
 DEBUG = {"on": False}
 
@@ -379,6 +379,7 @@ def docs_command(check, output) -> None:
 
 
 main.add_command(jobs)
+main.add_command(sky)
 
 if __name__ == "__main__":
     main()

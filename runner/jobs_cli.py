@@ -127,3 +127,36 @@ def exec_command(repo_id, folder, fetch_model) -> None:
     from runner.remote_exec import exec_job
 
     sys.exit(exec_job(repo_id, folder, fetch_model))
+
+
+@click.command(name="sky")
+@click.argument("spec", type=click.Path(path_type=Path))
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a spec value.")
+@click.option("-o", "--output", type=click.Path(path_type=Path), default=None,
+              help="Write the task here (default: print it).")
+@click.option("--force", is_flag=True, help="Replace OUTPUT when it exists.")
+@click.option("--accelerators", default=None, help="SkyPilot accelerators per node, e.g. A100:8.")
+@click.option("--image", default=None, help="The runner image (default $RUNNER_JOBS_IMAGE; tagged with this version).")
+@click.option("--rdzv-port", type=click.IntRange(1, 65535), default=29500, show_default=True,
+              help="Port on node 0 where the nodes meet.")
+def sky(spec, overrides, output, force, accelerators, image, rdzv_port) -> None:
+    """Write a SkyPilot task that trains SPEC on compute.nnodes machines (sky launch -c CLUSTER TASK)."""
+    from runner.remote import job_image
+    from runner.sky import check_with_skypilot, sky_task, task_yaml
+    from runner.spec import load_spec
+
+    task = sky_task(load_spec(spec, overrides), job_image(image), accelerators, overrides, rdzv_port)
+    unchecked = check_with_skypilot(task)
+    text = task_yaml(task)
+    if output:
+        from runner.files import atomic_write_text
+
+        if output.exists() and not force:
+            raise click.UsageError(f"{output} exists; pass --force to replace it")
+        atomic_write_text(output, text)
+        click.echo(f"wrote {output}; start it with: sky launch -c CLUSTER {output}"
+                   + (" --secret HF_TOKEN" if "secrets" in task else ""))
+    else:
+        click.echo(text, nl=False)
+    if unchecked:
+        click.echo(f"note: {unchecked}", err=True)

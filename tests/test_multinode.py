@@ -4,6 +4,7 @@ full fine-tuning of a tiny decoder under `accelerate launch` with an FSDP2 confi
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import socket
@@ -13,6 +14,7 @@ import sys
 import pytest
 from conftest import ROOT, labelled_rows, run_cli, tiny_spec_text, write_csv, write_spec
 
+from runner import __version__
 from runner.distributed import node_settings, torchrun_command
 from runner.errors import SpecError
 from runner.spec import load_spec
@@ -138,3 +140,52 @@ def test_fsdp2_full_fine_tuning_of_a_tiny_decoder_on_the_cpu(tmp_path):
 
     trained = AutoModelForSequenceClassification.from_pretrained(tmp_path / "run" / "model")
     assert sum(p.numel() for p in trained.parameters()) == manifest["model"]["total_params"]  # gathered, not a shard
+
+
+def test_sky_task_runs_its_run_step_as_two_nodes(tmp_path, tiny_model, monkeypatch):
+    """`runner sky`: the task's run step, executed here as SkyPilot runs it on each node (its
+    environment, a copy of the workdir per node), trains over 127.0.0.1 and node 0 writes the record."""
+    import shutil
+
+    import yaml
+
+    source = tmp_path / "project"
+    shutil.copytree(tiny_model, source / "model")
+    write_csv(source / "data" / "train.csv", labelled_rows())
+    spec = write_spec(source, tiny_spec_text("model"))
+    monkeypatch.setenv("RUNNER_JOBS_IMAGE", "ghcr.io/me/runner")
+    port = free_port()
+    result = run_cli("sky", str(spec), "--set", "compute.nnodes=2", "--accelerators", "A100:8", "--rdzv-port",
+                     str(port), "-o", str(tmp_path / "task.yaml"), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    task = yaml.safe_load((tmp_path / "task.yaml").read_text())
+    assert task["num_nodes"] == 2 and task["workdir"] == str(source)
+    assert task["resources"] == {"image_id": f"docker:ghcr.io/me/runner:{__version__}", "accelerators": "A100:8"}
+    assert "secrets" not in task  # no hub.push, no token asked for
+    if importlib.util.find_spec("sky"):
+        import sky
+
+        sky.Task.from_yaml_config(task)
+
+    processes, logs = [], []
+    for rank in (0, 1):
+        node = tmp_path / f"node{rank}"
+        shutil.copytree(source, node)  # SkyPilot syncs the workdir to every node
+        logs.append(open(node / "log.txt", "w"))  # noqa: SIM115 - closed below
+        env = dict(os.environ, SKYPILOT_NODE_RANK=str(rank), SKYPILOT_NODE_IPS="127.0.0.1\n127.0.0.2",
+                   SKYPILOT_NUM_NODES="2", RUNNER_CACHE_DIR=str(node / "cache"), OMP_NUM_THREADS="1",
+                   PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"])
+        processes.append(subprocess.Popen(["bash", "-c", task["run"]], cwd=node, env=env, stdout=logs[-1],
+                                          stderr=subprocess.STDOUT))
+    try:
+        codes = [process.wait(timeout=600) for process in processes]
+    finally:
+        for process in processes:
+            process.kill()
+        for log in logs:
+            log.close()
+    output = [(tmp_path / f"node{rank}" / "log.txt").read_text() for rank in (0, 1)]
+    assert codes == [0, 0], output[0][-3000:] + output[1][-3000:]
+    manifest = json.loads((tmp_path / "node0" / "run" / "run.json").read_text())
+    assert manifest["status"] == "finished" and manifest["environment"]["device"] == "cpu, 2 processes (gloo)"
+    assert not (tmp_path / "node1" / "run" / "run.json").exists()
