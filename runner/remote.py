@@ -247,6 +247,14 @@ def follow(api, job, namespace: str, errors: list[str]):
             if line.startswith("error: "):
                 errors.append(line[len("error: "):])
         return api.wait_for_job(job.id, namespace=namespace, poll_interval=2)
+    except (RunError, SpecError):
+        raise
+    except Exception as error:  # noqa: BLE001 - the network went away; the job does not stop with it
+        from runner.hub import _describe
+
+        raise RunError(f"lost job {job.id} while following it: {_describe(error, api.token or '')}",
+                       f"it keeps running: `runner jobs logs {job.id} --follow`, then "
+                       f"`runner jobs fetch {job.id} --output DIR`; or `runner jobs cancel {job.id}`") from None
     except KeyboardInterrupt:
         cancel = True
         if sys.stdin.isatty():
@@ -279,7 +287,8 @@ def collect(api, token: str, repo_id: str, folder: str, run_dir: RunDir, overwri
         exit_file = staging / folder / EXIT_FILE
         code = json.loads(exit_file.read_text())["exit_code"] if exit_file.is_file() else None
         output = staging / folder / OUTPUT
-        if output.is_dir() and any(output.iterdir()):
+        # A failed job's record never replaces an earlier run (as a failed local run puts it back).
+        if output.is_dir() and any(output.iterdir()) and (code == 0 or not run_dir.written_entries()):
             place(output, run_dir, overwrite)
         return code
     finally:
@@ -305,7 +314,8 @@ def outcome(final, code: int | None, run_dir: RunDir, errors: list[str]) -> int:
                        f"see its log: runner jobs logs {final.id}")
     if code != 0:
         reason = errors[-1] if errors else f"stage {stage}" + (f": {message}" if message else "")
-        kept = f"; what the run wrote is in {run_dir.path}" if run_dir.manifest_file.exists() else ""
+        kept = (f"; {run_dir.path} is as it was (the job's record: runner jobs fetch {final.id} --output DIR)"
+                if run_dir.written_entries() else "")
         raise RemoteFailed(f"{where} failed (exit {code}): {reason}",
                            f"the full log: runner jobs logs {final.id}{kept}", code)
     print(f"job {final.id} finished; the run record is in {run_dir.path}")

@@ -123,13 +123,19 @@ def test_a_run_on_hf_jobs_comes_back_with_its_record(jobs_hub, tmp_path, tiny_mo
 def test_a_job_that_fails_remotely_exits_with_its_code_and_one_line(jobs_hub, tmp_path, tiny_data):
     # A Hub model that does not exist: the spec is valid here, the run fails there.
     spec = write_spec(tmp_path, tiny_spec_text("tester/no-such-model"))
-    result = run_cli("run", str(spec), "--on", "hf-jobs:a10g-small", cwd=tmp_path)
+    (tmp_path / "run").mkdir()  # an earlier run, which --overwrite would replace with a finished one only
+    (tmp_path / "run" / "run.json").write_text('{"status": "finished"}')
+    result = run_cli("run", str(spec), "--on", "hf-jobs:a10g-small", "--overwrite", cwd=tmp_path)
     job = jobs_hub.jobs[0]
     assert job.exit_code not in (0, None)
     assert result.returncode == job.exit_code, result.stdout[-3000:] + result.stderr[-3000:]
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and f"job {job.id} on a10g-small failed (exit {job.exit_code})" in errors[0]
+    assert "model.name" in errors[0]  # the run's own error, from the job's log
     assert job.stage == "ERROR"
+    assert [p.name for p in (tmp_path / "run").iterdir()] == ["run.json"]
+    assert (tmp_path / "run" / "run.json").read_text() == '{"status": "finished"}'
+    assert "is as it was" in result.stderr
 
 
 def test_a_missing_token_is_refused_before_anything_is_uploaded(jobs_hub, tmp_path, tiny_model, tiny_data):
@@ -257,3 +263,69 @@ def test_the_action_says_hf_token_is_needed(tmp_path, monkeypatch, capsys):
     assert action.main() == 1
     annotation = [line for line in capsys.readouterr().out.splitlines() if line.startswith("::error")]
     assert len(annotation) == 1 and "needs HF_TOKEN" in annotation[0] and "secrets.HF_TOKEN" in annotation[0]
+
+
+def test_ctrl_c_on_a_terminal_asks_and_can_leave_the_job_running(jobs_hub, tmp_path, tiny_model, tiny_data):
+    import pty
+
+    spec = write_spec(tmp_path, tiny_spec_text(tiny_model).replace("epochs: 1\n", "epochs: 50\n"))
+    master, slave = pty.openpty()
+    process = subprocess.Popen([sys.executable, "-m", "runner", "run", str(spec), "--on", "hf-jobs"], cwd=tmp_path,
+                               stdin=slave, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    os.close(slave)
+    try:
+        job = wait_for(lambda: jobs_hub.jobs and jobs_hub.jobs[0].stage == "RUNNING" and jobs_hub.jobs[0])
+        wait_for(lambda: any("downloading" in line for _, line in job.logs))
+        process.send_signal(signal.SIGINT)
+        os.write(master, b"n\n")  # "cancel job ...?" no
+        out, err = process.communicate(timeout=120)
+    finally:
+        process.kill()
+        os.close(master)
+    assert process.returncode == 130, out[-2000:] + err[-2000:]
+    assert f"left job {job.id} running" in err and f"runner jobs cancel {job.id}" in err
+    assert job.stage == "RUNNING" and not job.canceled
+    assert run_cli("jobs", "cancel", job.id, cwd=tmp_path).returncode == 0
+    wait_for(lambda: job.stage == "CANCELED", timeout=120)
+
+
+def test_a_failed_job_never_replaces_an_earlier_run(jobs_hub, tmp_path, tiny_model, tiny_data):
+    """The job trains, then its push is refused: exit 1 with the run's record on the Hub, and the
+    earlier run here stays as it was even with --overwrite (as a failed local run puts it back)."""
+    extra = "hub:\n  repo_id: tester/tiny-remote\n  push: true\n"
+    spec = write_spec(tmp_path, tiny_spec_text(tiny_model, extra=extra))
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "run.json").write_text('{"status": "finished"}')
+    process = subprocess.Popen([sys.executable, "-m", "runner", "run", str(spec), "--on", "hf-jobs", "--overwrite"],
+                               cwd=tmp_path, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    try:
+        job = wait_for(lambda: jobs_hub.jobs and jobs_hub.jobs[0].stage == "RUNNING" and jobs_hub.jobs[0])
+        jobs_hub.fail_next("commit", times=1, status=400)  # the next commit is the run's push
+        out, err = process.communicate(timeout=300)
+    finally:
+        process.kill()
+    assert process.returncode == 1, out[-2000:] + err[-2000:]
+    folder = job.spec["command"][4]
+    files = repo_files(jobs_hub)
+    assert json.loads(files[f"{folder}/exit.json"]) == {"exit_code": 1}
+    assert json.loads(files[f"{folder}/output/run.json"])["status"] == "finished"  # trained, push refused
+    assert [p.name for p in (tmp_path / "run").iterdir()] == ["run.json"]
+    assert (tmp_path / "run" / "run.json").read_text() == '{"status": "finished"}'
+    errors = [line for line in err.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "push failed" in errors[0]
+
+
+def test_losing_the_log_stream_says_the_job_keeps_running(jobs_hub, tmp_path, tiny_model, tiny_data):
+    jobs_hub.fail_next("job_logs", times=1, status=500)
+    spec = write_spec(tmp_path, tiny_spec_text(tiny_model))
+    result = run_cli("run", str(spec), "--on", "hf-jobs", cwd=tmp_path)
+    [job] = jobs_hub.jobs
+    assert result.returncode == 1
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and f"lost job {job.id}" in errors[0] and "500" in errors[0]
+    assert f"runner jobs fetch {job.id}" in result.stderr and not job.canceled
+    wait_for(lambda: job.stage == "COMPLETED", timeout=120)  # it ran on; its record can be fetched
+    fetched = run_cli("jobs", "fetch", job.id, "--output", str(tmp_path / "fetched"), cwd=tmp_path)
+    assert fetched.returncode == 0, fetched.stderr
+    assert json.loads((tmp_path / "fetched" / "run.json").read_text())["status"] == "finished"
