@@ -35,6 +35,7 @@ ACTION_INPUTS = {
     "push": "INPUT_PUSH",
     "comment": "INPUT_COMMENT",
     "set": "INPUT_SET",
+    "compute": "INPUT_COMPUTE",
     "base-metrics": "INPUT_BASE_METRICS",
     "tag": "INPUT_TAG",
     "upload-model": "INPUT_UPLOAD_MODEL",
@@ -157,6 +158,20 @@ def override_lines(text: str) -> list[str]:
 def parse_overrides(text: str) -> list[str]:
     """The `set` input, one key=value per line, as `--set` arguments for `runner run`."""
     return [arg for line in override_lines(text) for arg in ("--set", line)]
+
+
+def remote_arguments(compute: str, env: Mapping[str, str], fetch_model: bool) -> list[str]:
+    """The `compute` input as `runner run --on` arguments; HF_TOKEN is required then (checked here, so
+    the annotation says it before any spec is tried). The model comes back when it is pushed or uploaded."""
+    if not compute:
+        return []
+    if not any(env.get(name) for name in HF_TOKEN_VARS):
+        raise RunError(
+            f"compute: {compute} trains on Hugging Face Jobs, which needs HF_TOKEN, and HF_TOKEN is not set",
+            hint="add `HF_TOKEN: ${{ secrets.HF_TOKEN }}` (a write token allowed to run Jobs) under the step's env:",
+            where="action",
+        )
+    return ["--on", compute] + (["--fetch-model"] if fetch_model else [])
 
 
 def _slug(spec: str) -> str:
@@ -336,6 +351,7 @@ def run_action(env: Mapping[str, str] = os.environ, run_cli: RunCli = run_runner
     push = _flag(env, "push", False)
     comment = _flag(env, "comment", True)
     upload_model = _flag(env, "upload-model", False)
+    overrides += remote_arguments(env.get(ACTION_INPUTS["compute"], "").strip(), env, push or upload_model)
     tag = env.get(ACTION_INPUTS["tag"], "").strip()
     base = env.get(ACTION_INPUTS["base-metrics"], "").strip()
     root = Path(env.get("RUNNER_TEMP") or ".").resolve() / "runner-runs"

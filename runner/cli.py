@@ -16,6 +16,7 @@ import click
 
 from runner import __version__
 from runner.errors import RunnerError
+from runner.jobs_cli import jobs, remote_options, run_remote, sky
 
 
 def debugging() -> bool:
@@ -162,7 +163,8 @@ def schema() -> None:
 @click.option("--force-resume", is_flag=True, help="Resume even when the spec or data changed since the checkpoint.")
 @click.option("--nproc", type=int, default=None,
               help="Train with N processes (torchrun, DDP). Overrides compute.nproc.")
-def run(spec, overrides, dry_run, output_dir, overwrite, resume, force_resume, nproc) -> None:
+@remote_options
+def run(spec, overrides, dry_run, output_dir, overwrite, resume, force_resume, nproc, on, **remote) -> None:
     """Train, evaluate, record and (when the spec says so) push: the whole flow."""
     from runner.spec import load_spec
 
@@ -172,15 +174,17 @@ def run(spec, overrides, dry_run, output_dir, overwrite, resume, force_resume, n
     if nproc:
         overrides.append(f"compute.nproc={nproc}")
     loaded = load_spec(spec, overrides)
+    if run_remote(loaded, on, dry_run, overwrite, resume, remote):  # --on hf-jobs: runner/remote.py
+        return
     if dry_run:
         from runner.plan import describe_plan
 
         click.echo(describe_plan(loaded))
         return
-    if loaded["compute"]["nproc"] > 1:
-        from runner.distributed import launch
+    if loaded["compute"]["nproc"] > 1 or loaded["compute"]["nnodes"] > 1:
+        from runner.distributed import launch, node_settings
 
-        sys.exit(launch(sys.argv[1:], loaded["compute"]["nproc"]))
+        sys.exit(launch(sys.argv[1:], loaded["compute"]["nproc"], node_settings(loaded)))
     from runner.recipe import run_spec
 
     run_spec(loaded, overwrite=overwrite or resume, resume=resume, force_resume=force_resume, argv=sys.argv)
@@ -395,6 +399,9 @@ def docs_command(check, output) -> None:
     output.write_text(text, encoding="utf-8")
     click.echo(f"wrote {output}")
 
+
+main.add_command(jobs)
+main.add_command(sky)
 
 if __name__ == "__main__":
     main()

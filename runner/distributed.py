@@ -5,8 +5,10 @@ The launcher runs the same command line under `torchrun --standalone`, without -
 RANK and WORLD_SIZE, and the Trainer (through accelerate) joins the process group: NCCL on GPUs,
 gloo on the CPU. Only rank 0 writes the run record and pushes.
 
-For several machines, start torchrun yourself on each one (see the README); every worker then
-runs `runner run SPEC` with compute.nproc 1.
+Several machines (compute.nnodes > 1): the same `runner run SPEC` on every machine, each with its
+compute.node_rank (or NODE_RANK / SKYPILOT_NODE_RANK in the environment), starts torchrun with
+`--nnodes --node_rank --master_addr --master_port` (from compute.rdzv_endpoint, node 0's address);
+global rank 0, on node 0, writes the record. Starting torchrun yourself on each machine works too.
 """
 
 from __future__ import annotations
@@ -21,10 +23,13 @@ from runner.console import is_main_process, say  # noqa: F401 (what callers of t
 
 LAUNCHED_NPROC = "RUNNER_LAUNCHED_NPROC"  # set for the workers: the --nproc the user gave
 LAUNCHED_ARGV = "RUNNER_LAUNCHED_ARGV"  # and the command line, for the run record
+LAUNCHED_NNODES = "RUNNER_LAUNCHED_NNODES"  # and compute.nnodes
+NODE_RANK_VARIABLES = ("NODE_RANK", "SKYPILOT_NODE_RANK")  # where a launcher says which machine this is
 
 
-def worker_argv(argv: list[str]) -> list[str]:
-    """The user's `runner ...` arguments without --nproc, with compute.nproc=1 (a later --set wins)."""
+def worker_argv(argv: list[str], nodes: dict | None = None) -> list[str]:
+    """The user's `runner ...` arguments without --nproc, with compute.nproc=1 (and compute.nnodes=1 on
+    several machines): a later --set wins, so a worker trains instead of launching again."""
     out, skip = [], False
     for arg in argv:
         if skip:
@@ -33,23 +38,60 @@ def worker_argv(argv: list[str]) -> list[str]:
             skip = True
         elif not arg.startswith("--nproc="):
             out.append(arg)
-    return out + ["--set", "compute.nproc=1"]
+    return out + ["--set", "compute.nproc=1"] + (["--set", "compute.nnodes=1"] if nodes else [])
 
 
-def torchrun_command(argv: list[str], nproc: int) -> list[str]:
+def node_settings(spec) -> dict | None:
+    """compute.nnodes > 1: {nnodes, node_rank, master_addr, master_port}, checked; None on one machine."""
+    from runner.errors import SpecError
+
+    compute = spec["compute"]
+    nnodes = compute["nnodes"]
+    if nnodes <= 1:
+        return None
+    where = spec.where("compute", "nnodes")
+    if spec["search"] or spec["data"]["cross_validation"]:
+        raise SpecError("search and cross-validation train in one process", "set compute.nnodes: 1", where)
+    if not compute["rdzv_endpoint"]:
+        raise SpecError(f"compute.nnodes is {nnodes} but compute.rdzv_endpoint is not set",
+                        "add `rdzv_endpoint: HOST:PORT` under `compute:`, the address of node 0 (e.g. 10.0.0.1:29500)",
+                        where)
+    rank, source = compute["node_rank"], "compute.node_rank"
+    for name in NODE_RANK_VARIABLES if rank is None else ():
+        if os.environ.get(name, "").strip():
+            rank, source = os.environ[name].strip(), name
+            break
+    if rank is None:
+        raise SpecError(f"compute.nnodes is {nnodes} but this machine's rank is not known",
+                        "pass --set compute.node_rank=R (0 on the machine at rdzv_endpoint) or set NODE_RANK", where)
+    if not str(rank).isdigit() or int(rank) >= nnodes:
+        raise SpecError(f"{source} is {rank}, not a node rank from 0 to {nnodes - 1}",
+                        "give each machine its own rank, 0 on the machine at rdzv_endpoint", where)
+    host, _, port = compute["rdzv_endpoint"].rpartition(":")
+    if not 0 < int(port) < 65536:
+        raise SpecError(f"port {port} of compute.rdzv_endpoint is not a TCP port", "use a port from 1 to 65535",
+                        spec.where("compute", "rdzv_endpoint"))
+    return {"nnodes": nnodes, "node_rank": int(rank), "master_addr": host, "master_port": int(port)}
+
+
+def torchrun_command(argv: list[str], nproc: int, nodes: dict | None = None) -> list[str]:
+    rendezvous = (
+        [f"--nnodes={nodes['nnodes']}", f"--node_rank={nodes['node_rank']}", f"--master_addr={nodes['master_addr']}",
+         f"--master_port={nodes['master_port']}"] if nodes else ["--standalone"]
+    )
     return [
         sys.executable,
         "-m",
         "torch.distributed.run",
-        "--standalone",
+        *rendezvous,
         f"--nproc_per_node={nproc}",
         "-m",
         "runner",
-        *worker_argv(argv),
+        *worker_argv(argv, nodes),
     ]
 
 
-def launch(argv: list[str], nproc: int) -> int:
+def launch(argv: list[str], nproc: int, nodes: dict | None = None) -> int:
     """Run `runner <argv>` as `nproc` torchrun workers and return the exit code.
 
     torchrun gets a session of its own so a Ctrl-C reaches the workers once, through torchrun
@@ -64,10 +106,13 @@ def launch(argv: list[str], nproc: int) -> int:
     env = dict(os.environ)
     env[LAUNCHED_NPROC] = str(nproc)
     env[LAUNCHED_ARGV] = json.dumps([sys.argv[0], *argv])
+    if nodes:
+        env[LAUNCHED_NNODES] = str(nodes["nnodes"])
     # torchrun gives each worker one thread; on the CPU each worker gets its share of the cores.
     env.setdefault("OMP_NUM_THREADS", str(max(1, len(os.sched_getaffinity(0)) // nproc)))
-    command = torchrun_command(argv, nproc)
-    print(f"launching {nproc} processes: {' '.join(command[1:])}", flush=True)
+    command = torchrun_command(argv, nproc, nodes)
+    where = f" on node {nodes['node_rank']} of {nodes['nnodes']}" if nodes else ""
+    print(f"launching {nproc} processes{where}: {' '.join(command[1:])}", flush=True)
     process = subprocess.Popen(command, env=env, start_new_session=True)
     received: list[int] = []
 
@@ -97,5 +142,7 @@ def as_launched(spec, argv):
     run record. Outside a launched worker, both unchanged. Returns (spec, argv)."""
     if LAUNCHED_NPROC not in os.environ:
         return spec, argv
-    spec = spec.replace(compute={"nproc": int(os.environ[LAUNCHED_NPROC])})
-    return spec, json.loads(os.environ.get(LAUNCHED_ARGV) or "[]") or argv
+    compute = {"nproc": int(os.environ[LAUNCHED_NPROC])}
+    if os.environ.get(LAUNCHED_NNODES):
+        compute["nnodes"] = int(os.environ[LAUNCHED_NNODES])
+    return spec.replace(compute=compute), json.loads(os.environ.get(LAUNCHED_ARGV) or "[]") or argv

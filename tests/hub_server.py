@@ -7,6 +7,7 @@ commit files, tag, list and download.
     hub.upload("me/data", {"train.csv": b"text,label\\n..."}, repo_type="dataset")   # seed a repo
     ... code under test ...
     hub.files("me/model")                            # {path: bytes} at main
+    hub.jobs, hub.job_env                            # Hugging Face Jobs run here (tests/hub_jobs.py)
     hub.commits, hub.requests                        # what happened
     hub.fail_next("commit", times=1, status=500)     # status 0 drops the connection instead
     hub.stop()
@@ -85,6 +86,8 @@ class FakeHub:
         self.requests: list[dict] = []  # {"method", "path", "kind", "status", "authorized"}
         self.commits: list[dict] = []  # {"repo_id", "repo_type", "revision", "message", "oid", "paths", "pr"}
         self._failures: dict[str, list[int]] = {}
+        self.jobs: list = []  # Hugging Face Jobs (tests/hub_jobs.py): FakeJob, in creation order
+        self.job_env: dict[str, str] = {}  # added to every job's environment
         self._lock = threading.RLock()
         self._server: ThreadingHTTPServer | None = None
         self._counter = 0
@@ -253,9 +256,15 @@ class _Handler(BaseHTTPRequestHandler):
             raise route()
         except _Response as response:
             record["status"] = response.status
-            self._send(method, response)
+            if not getattr(response, "streamed", False):  # a job's log stream was written as it came
+                self._send(method, response)
 
     def _route(self, method: str, segments: list[str]):
+        if segments[:2] == ["api", "jobs"] and len(segments) > 2:
+            import importlib
+
+            jobs = importlib.import_module(f"{__package__}.hub_jobs" if __package__ else "hub_jobs")
+            return jobs.route(self, method, segments, _Response, _error)
         if segments[:2] == ["api", "whoami-v2"]:
             return "whoami", self._whoami
         if segments[:3] == ["api", "repos", "create"] and method == "POST":

@@ -125,6 +125,7 @@ def test_action_inputs_and_outputs():
         "push": "false",
         "comment": "true",
         "set": "",
+        "compute": "",
         "python-version": "3.11",
         "working-directory": ".",
         "base-metrics": "",

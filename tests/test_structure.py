@@ -33,7 +33,9 @@ def imports_of(path: Path, known: set[str], own: str) -> set[str]:
                 base = ".".join(
                     package.split(".")[: len(package.split(".")) - node.level + 1] + ([base] if base else [])
                 )
-            names = [f"{base}.{alias.name}" for alias in node.names] + [base]
+            names = [f"{base}.{alias.name}" for alias in node.names]
+            # `from package import submodule` takes the submodule; any other name comes from the package
+            names += [base] if any(name not in known for name in names) else []
         else:
             continue
         for name in names:

@@ -1,0 +1,191 @@
+"""Several machines: compute.nnodes / node_rank / rdzv_endpoint. Two "nodes" of one CPU process each,
+each in a folder of its own (its own disk), meet over 127.0.0.1 with gloo through the real CLI; and
+full fine-tuning of a tiny decoder under `accelerate launch` with an FSDP2 configuration on the CPU."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import socket
+import subprocess
+import sys
+
+import pytest
+from conftest import ROOT, labelled_rows, run_cli, tiny_spec_text, write_csv, write_spec
+
+from runner import __version__
+from runner.distributed import node_settings, torchrun_command
+from runner.errors import SpecError
+from runner.spec import load_spec
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def node_spec(folder, model, port: int, extra: str = ""):
+    write_csv(folder / "data" / "train.csv", labelled_rows())
+    return write_spec(folder, tiny_spec_text(model, extra=f"compute:\n  nnodes: 2\n  rdzv_endpoint: 127.0.0.1:{port}\n"
+                                                          + extra))
+
+
+def test_node_settings_are_checked_before_launching(tmp_path, tiny_model, monkeypatch):
+    for name in ("NODE_RANK", "SKYPILOT_NODE_RANK"):
+        monkeypatch.delenv(name, raising=False)
+    spec = node_spec(tmp_path, tiny_model, 29511)
+    with pytest.raises(SpecError, match="rank is not known"):
+        node_settings(load_spec(spec))
+    monkeypatch.setenv("SKYPILOT_NODE_RANK", "1")
+    nodes = node_settings(load_spec(spec))
+    assert nodes == {"nnodes": 2, "node_rank": 1, "master_addr": "127.0.0.1", "master_port": 29511}
+    assert torchrun_command(["run", "spec.yaml"], 4, nodes)[3:8] == [
+        "--nnodes=2", "--node_rank=1", "--master_addr=127.0.0.1", "--master_port=29511", "--nproc_per_node=4"]
+    assert torchrun_command(["run", "spec.yaml"], 4, nodes)[-4:] == [
+        "--set", "compute.nproc=1", "--set", "compute.nnodes=1"]
+    with pytest.raises(SpecError, match="not a node rank from 0 to 1"):
+        node_settings(load_spec(spec, ["compute.node_rank=2"]))
+    # The CLI says so with exit 2, before torchrun starts.
+    result = run_cli("run", str(spec), "--set", "compute.rdzv_endpoint=null", cwd=tmp_path)
+    assert result.returncode == 2 and "compute.rdzv_endpoint is not set" in result.stderr
+    result = run_cli("run", str(spec), "--set", "compute.rdzv_endpoint=no-port", cwd=tmp_path)
+    assert result.returncode == 2 and "rdzv_endpoint" in result.stderr
+
+
+def test_two_nodes_of_one_process_each_write_one_record_on_node_0(tmp_path, tiny_model):
+    port = free_port()
+    processes, logs = [], []
+    for rank in (0, 1):
+        folder = tmp_path / f"node{rank}"
+        spec = node_spec(folder, tiny_model, port)
+        log = open(folder / "log.txt", "w")  # noqa: SIM115 - closed below
+        logs.append(log)
+        env = dict(os.environ, RUNNER_CACHE_DIR=str(folder / "cache"), OMP_NUM_THREADS="1")
+        env.pop("NODE_RANK", None)
+        processes.append(subprocess.Popen(
+            [sys.executable, "-m", "runner", "run", spec.name, "--set", f"compute.node_rank={rank}"],
+            cwd=folder, env=env, stdout=log, stderr=subprocess.STDOUT))
+    try:
+        codes = [process.wait(timeout=600) for process in processes]
+    finally:
+        for process in processes:
+            process.kill()
+        for log in logs:
+            log.close()
+    output = [(tmp_path / f"node{rank}" / "log.txt").read_text() for rank in (0, 1)]
+    assert codes == [0, 0], output[0][-3000:] + output[1][-3000:]
+    assert "launching 1 processes on node 0 of 2" in output[0]
+    assert "--nnodes=2 --node_rank=1 --master_addr=127.0.0.1" in output[1]
+
+    run = tmp_path / "node0" / "run"
+    manifest = json.loads((run / "run.json").read_text())
+    assert manifest["status"] == "finished"
+    assert manifest["environment"]["device"] == "cpu, 2 processes (gloo)"  # world size 2
+    assert manifest["spec"]["compute"]["nnodes"] == 2  # the record shows what the user ran
+    assert manifest["timing"]["global_step"] == 64 // 16  # two processes of batch 8 share each step
+    predictions = (run / "predictions" / "validation.jsonl").read_text().splitlines()
+    assert len(predictions) == manifest["results"]["data_summary"]["rows"]["validation"] == 16
+    # Node 1 trained but wrote no record: only global rank 0 does. The Trainer keeps each process's
+    # random state next to the checkpoint, on its own machine, for --resume.
+    written = sorted(p.relative_to(tmp_path / "node1" / "run").as_posix()
+                     for p in (tmp_path / "node1" / "run").rglob("*") if p.is_file())
+    assert written == ["checkpoints/checkpoint-4/rng_state_1.pth"]
+    assert sorted(p.name for p in (run / "checkpoints" / "checkpoint-4").glob("rng_state*")) == ["rng_state_0.pth"]
+
+
+FSDP2_CONFIG = ROOT / "examples" / "accelerate" / "fsdp2.yaml"
+PROBE = """from accelerate import Accelerator
+accelerator = Accelerator(cpu=True)  # as the Trainer makes it on a machine without a GPU
+if accelerator.is_main_process:
+    print("distributed_type", accelerator.distributed_type.value, accelerator.is_fsdp2, flush=True)
+"""
+
+
+def accelerate_launch(config, *args, cwd, timeout=600) -> subprocess.CompletedProcess:
+    env = dict(os.environ, OMP_NUM_THREADS="1", RUNNER_CACHE_DIR=str(cwd / "cache"))
+    return subprocess.run([sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(config), *args],
+                          cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def test_fsdp2_full_fine_tuning_of_a_tiny_decoder_on_the_cpu(tmp_path):
+    """The shipped FSDP2 configuration, on the CPU (use_cpu, gloo), two processes, a tiny Llama."""
+    import accelerate
+    import yaml
+    from decoder_models import build_tiny
+
+    config = yaml.safe_load(FSDP2_CONFIG.read_text())
+    assert config["distributed_type"] == "FSDP" and config["fsdp_config"]["fsdp_version"] == 2
+    config.update(use_cpu=True, num_processes=2, main_process_port=free_port())
+    cpu_config = tmp_path / "fsdp2-cpu.yaml"
+    cpu_config.write_text(yaml.safe_dump(config))
+    (tmp_path / "probe.py").write_text(PROBE)
+    probe = accelerate_launch(cpu_config, "probe.py", cwd=tmp_path)
+    assert probe.returncode == 0, probe.stderr[-3000:]
+    kind = next(line for line in probe.stdout.splitlines() if line.startswith("distributed_type")).split()
+    if kind[1] != "FSDP":
+        pytest.skip(f"accelerate {accelerate.__version__} does not shard on the CPU: with this FSDP2 configuration and "
+                    f"use_cpu its AcceleratorState is {kind[1]} (it turns ACCELERATE_USE_FSDP into FSDP only for "
+                    "GPU-like backends, not MULTI_CPU/gloo), so the Trainer would train with DDP instead")
+
+    model = build_tiny(tmp_path / "llama", "llama")
+    write_csv(tmp_path / "data" / "train.csv", labelled_rows())
+    spec = write_spec(tmp_path, tiny_spec_text(model))
+    result = accelerate_launch(cpu_config, "-m", "runner", "run", spec.name, cwd=tmp_path)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    manifest = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert manifest["status"] == "finished" and "2 processes" in manifest["environment"]["device"]
+    from transformers import AutoModelForSequenceClassification
+
+    trained = AutoModelForSequenceClassification.from_pretrained(tmp_path / "run" / "model")
+    assert sum(p.numel() for p in trained.parameters()) == manifest["model"]["total_params"]  # gathered, not a shard
+
+
+def test_sky_task_runs_its_run_step_as_two_nodes(tmp_path, tiny_model, monkeypatch):
+    """`runner sky`: the task's run step, executed here as SkyPilot runs it on each node (its
+    environment, a copy of the workdir per node), trains over 127.0.0.1 and node 0 writes the record."""
+    import shutil
+
+    import yaml
+
+    source = tmp_path / "project"
+    shutil.copytree(tiny_model, source / "model")
+    write_csv(source / "data" / "train.csv", labelled_rows())
+    spec = write_spec(source, tiny_spec_text("model"))
+    monkeypatch.setenv("RUNNER_JOBS_IMAGE", "ghcr.io/me/runner")
+    port = free_port()
+    result = run_cli("sky", str(spec), "--set", "compute.nnodes=2", "--accelerators", "A100:8", "--rdzv-port",
+                     str(port), "-o", str(tmp_path / "task.yaml"), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    task = yaml.safe_load((tmp_path / "task.yaml").read_text())
+    assert task["num_nodes"] == 2 and task["workdir"] == str(source)
+    assert task["resources"] == {"image_id": f"docker:ghcr.io/me/runner:{__version__}", "accelerators": "A100:8"}
+    assert "secrets" not in task  # no hub.push, no token asked for
+    if importlib.util.find_spec("sky"):
+        import sky
+
+        sky.Task.from_yaml_config(task)
+
+    processes, logs = [], []
+    for rank in (0, 1):
+        node = tmp_path / f"node{rank}"
+        shutil.copytree(source, node)  # SkyPilot syncs the workdir to every node
+        logs.append(open(node / "log.txt", "w"))  # noqa: SIM115 - closed below
+        env = dict(os.environ, SKYPILOT_NODE_RANK=str(rank), SKYPILOT_NODE_IPS="127.0.0.1\n127.0.0.2",
+                   SKYPILOT_NUM_NODES="2", RUNNER_CACHE_DIR=str(node / "cache"), OMP_NUM_THREADS="1",
+                   PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"])
+        processes.append(subprocess.Popen(["bash", "-c", task["run"]], cwd=node, env=env, stdout=logs[-1],
+                                          stderr=subprocess.STDOUT))
+    try:
+        codes = [process.wait(timeout=600) for process in processes]
+    finally:
+        for process in processes:
+            process.kill()
+        for log in logs:
+            log.close()
+    output = [(tmp_path / f"node{rank}" / "log.txt").read_text() for rank in (0, 1)]
+    assert codes == [0, 0], output[0][-3000:] + output[1][-3000:]
+    manifest = json.loads((tmp_path / "node0" / "run" / "run.json").read_text())
+    assert manifest["status"] == "finished" and manifest["environment"]["device"] == "cpu, 2 processes (gloo)"
+    assert not (tmp_path / "node1" / "run" / "run.json").exists()
