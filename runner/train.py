@@ -275,7 +275,7 @@ def sorted_by_length(dataset):
 def build_trainer(spec: Spec, model, tokenizer, tokenized: dict, labels: list[str], output_dir: Path, device: str,
                   precision: str, class_weights: dict | None = None, model_init=None):
     """The Trainer for `model` (or `model_init`, which a search calls for each trial); `class_weights`
-    ({label: weight}, see runner.weights) weigh the training loss. runner.pipeline.build_trainer calls this."""
+    ({label: weight}, see runner.weights) weigh the training loss. Called by runner.pipeline."""
     from transformers import EarlyStoppingCallback
 
     args = training_arguments(spec, output_dir, device, precision)

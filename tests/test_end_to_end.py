@@ -74,7 +74,12 @@ def test_action_step_runs_locally(tiny_model, tmp_path):
         }
     )
     result = subprocess.run(
-        [sys.executable, "-m", "runner.action"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600
+        [sys.executable, "-m", "runner.action"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
     outputs = output.read_text()
