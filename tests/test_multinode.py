@@ -113,7 +113,7 @@ def test_fsdp2_full_fine_tuning_of_a_tiny_decoder_on_the_cpu(tmp_path):
     """The shipped FSDP2 configuration, on the CPU (use_cpu, gloo), two processes, a tiny Llama."""
     import accelerate
     import yaml
-    from decoder_models import build_tiny
+    from support.tiny_models import build_tiny
 
     config = yaml.safe_load(FSDP2_CONFIG.read_text())
     assert config["distributed_type"] == "FSDP" and config["fsdp_config"]["fsdp_version"] == 2
