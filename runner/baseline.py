@@ -179,7 +179,11 @@ def fetch_baseline(env: Mapping[str, str], artifact: str = "runner-baseline") ->
             "GET", f"{api}/repos/{repo}/actions/workflows/{urllib.parse.quote(file)}/runs?{query}", token
         )
         if status != 200:
-            why = " (the job needs `permissions: actions: read`)" if status in (401, 403) else ""
+            why = {
+                401: " (the token was rejected)",
+                403: " (the job needs `permissions: actions: read`)",
+                404: " (no workflow of that file name in the repository yet: new or renamed?)",
+            }.get(status, "")
             return Baseline(note=f"GitHub answered {status} to listing the runs of {workflow}{why}")
         runs = (data or {}).get("workflow_runs") or []
         if not runs:
