@@ -60,7 +60,10 @@ def flow(act: Act):
             github.add_run(WORKFLOW, "main", {"runner-baseline": archives["runner-baseline"].read_bytes()})
 
         subprocess.run(["git", "checkout", "-qb", "feature"], cwd=repo, check=True)
-        write_csv(repo / "ml" / "specs" / "data" / "evil.csv", labelled_rows(labels=("pos", EVIL)))
+        write_csv(
+            repo / "ml" / "specs" / "data" / "evil.csv",
+            [r | {"label": EVIL} if r["label"] == "neg" else r for r in labelled_rows()],
+        )
         (repo / "ml" / "specs" / "b.yaml").write_text(act.spec().replace("data/train.csv", "data/evil.csv"))
         plant_baseline(repo / "ml" / "baseline")
         plant_baseline(repo / "baseline")
