@@ -60,7 +60,7 @@ def test_fork_specs_that_run_code_or_read_outside_are_refused_at_their_line(fork
     reason = "refused on a pull request from the fork mallory/classifier%0Ahint: "
     remote_line = line_of(specs["remote.yaml"], "trust_remote_code")
     assert (
-        f"::error file=specs/remote.yaml,line={remote_line},col=3,title=runner%3A untrusted spec specs/remote.yaml::"
+        f"::error file=specs/remote.yaml,line={remote_line},col=22,title=runner%3A untrusted spec specs/remote.yaml::"
         f"model.trust_remote_code: true runs Python code from the model repository; {reason}"
     ) in text
     for key, needle in (("train", "/etc/passwd"), ("test_file", "outside.csv")):
