@@ -287,6 +287,7 @@ def prepare(env: Mapping[str, str]) -> dict:
         slugs.append(slug)
         key = spec_key(spec, env.get("GITHUB_WORKSPACE"))
         compare, note = _explicit_baseline(base, key, slug) if base else baseline.lookup(key)
+        compare = str(compare) if compare else None
         entry = {"spec": spec, "key": key, "slug": slug, "run_dir": str(root / slug), "compare": compare}
         entry |= {"note": note, "rc": 0, "body": "", "problems": []}
         findings = check_spec(spec, workspace, env.get(ACTION_INPUTS["extra-packages"], "")) if reason else []

@@ -113,7 +113,9 @@ def test_the_real_actions_cache_saves_then_restores_pips_cache(flow):
     first, second = log(flow["base"]), log(flow["pr"])
     saved = re.search(r"Cache saved with key: (runner-pip-Linux-X64-pypi-[0-9a-f]{16})", first)
     assert saved, first[-4000:]
-    assert f"Cache restored from key: {saved.group(1)}" in second, second[-4000:]
+    # (act's cache server hands keys back in lower case)
+    assert f"cache restored from key: {saved.group(1)}".lower() in second.lower(), second[-4000:]
+    assert "Cache not found" not in second
 
 
 @pytest.mark.xfail(strict=False, reason="#23 builds the escaping renderer (runner/record/markdown.py)")

@@ -10,8 +10,10 @@ import pytest
 from runner import action
 
 try:
+    from tests.github_actions_fake import FakeActionsGitHub, zip_folder
     from tests.test_github import FakeRunner, action_env, fake, no_proxy, read_outputs, workspace  # noqa: F401
 except ImportError:
+    from github_actions_fake import FakeActionsGitHub, zip_folder
     from test_github import FakeRunner, action_env, fake, no_proxy, read_outputs, workspace  # noqa: F401
 
 ENV_DUMP = """#!{python}
@@ -104,3 +106,37 @@ def test_a_phase_without_prepare_says_so(tmp_path, capsys):
         action.train(env)
     assert action.main(["nonsense"]) == 2
     assert "unknown phase 'nonsense'" in capsys.readouterr().err
+
+
+def test_baseline_auto_compares_each_spec_with_its_own_record(workspace):
+    """The whole chain in one process: a base-branch run's folder of runs (one spec) served as the
+    artifact of its push run; a pull request with two specs; a `baseline/` committed in it."""
+    with FakeActionsGitHub() as github:
+        base_env = action_env(workspace, github.url, spec="specs/sst2.yaml", comment="false")
+        base_env |= {"GITHUB_EVENT_NAME": "push", "RUNNER_TEMP": str(workspace / "base-temp")}
+        base_env["GITHUB_WORKSPACE"] = str(workspace / "repo")
+        assert action.run_action(base_env, run_cli=FakeRunner(accuracy=0.80)) == 0
+        github.add_run("train.yml", "main", {"runner-baseline": zip_folder(workspace / "base-temp" / "runner-runs")})
+
+        planted = workspace / "repo" / "baseline" / "specs-sst2"
+        planted.mkdir(parents=True)
+        (planted / "metrics.json").write_text(json.dumps({"validation": {"accuracy": 0.10}}))
+        env = action_env(workspace, github.url, spec="specs/*.yaml")
+        event = {"pull_request": {"number": 7, "base": {"ref": "main"}}}
+        (workspace / "event.json").write_text(json.dumps(event))
+        env |= {"GITHUB_EVENT_NAME": "pull_request", "GITHUB_WORKSPACE": str(workspace / "repo")}
+        env["GITHUB_WORKFLOW_REF"] = "octo/classifier/.github/workflows/train.yml@refs/pull/7/merge"
+        runner = FakeRunner(accuracy=0.84)
+        assert action.run_action(env, run_cli=runner) == 0
+        bodies = {c["body"].splitlines()[0]: c["body"] for c in github.comments[7]}
+
+    reports = {c[1].rsplit("/", 1)[1]: c[4:] for c in runner.calls if c[0] == "report"}
+    fetched = (workspace / "temp" / "runner-baseline" / "specs-sst2").resolve()
+    assert reports == {"specs-imdb": [], "specs-sst2": ["--compare", str(fetched)]}
+    sst2, imdb = (
+        bodies["<!-- runner:comment key=specs/sst2.yaml -->"],
+        bodies["<!-- runner:comment key=specs/imdb.yaml -->"],
+    )
+    assert "| validation accuracy | 0.84 | +0.04 |" in sst2  # against 0.80, not the planted 0.10
+    assert "Compared with the baseline of `specs/sst2.yaml` from run 5000 on `main`" in sst2
+    assert "No baseline for this spec" in imdb and "+0." not in imdb
