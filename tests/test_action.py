@@ -256,8 +256,9 @@ def test_release_pushes_with_the_git_tag():
 def test_gpu_workflow_runs_the_image_on_a_self_hosted_gpu():
     """The shape; tests/test_gpu_workflow.py runs it under act with a recording docker."""
     workflow = load(ROOT / "examples" / "workflows" / "gpu-self-hosted.yml")
-    assert set(triggers(workflow)) == {"workflow_dispatch"}
+    assert set(triggers(workflow)) == {"workflow_dispatch", "workflow_call"}
     [job] = workflow["jobs"].values()
+    assert "fork" in job["if"] and "pull_request_target" in job["if"]
     assert job["runs-on"] == ["self-hosted", "gpu"]
     scripts = "\n".join(run_blocks(workflow)).replace("\\\n", " ")
     assert '"https://github.com/$RUNNER_REPOSITORY.git#$RUNNER_REF"' in scripts and " . " not in scripts

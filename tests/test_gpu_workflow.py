@@ -185,3 +185,40 @@ def test_cancelling_the_job_stops_the_named_container(act: Act):
     stops = [c for c in recorded if c[0] == "stop"]
     assert stops and name in stops[0], out[-4000:]
     assert (state / f"stopped-{name}").exists()
+
+
+CALLER = """name: caller
+on: [workflow_dispatch, pull_request]
+permissions: {}
+jobs:
+  gpu:
+    permissions:
+      contents: read
+    uses: ./.github/workflows/gpu.yml
+    with:
+      spec: specs/tiny.yaml
+      torch-cuda: cu130
+"""
+
+
+@pytest.mark.parametrize(
+    ("event", "payload", "builds"),
+    [
+        ("workflow_dispatch", {"inputs": {}}, 1),
+        ("pull_request", {"pull_request": {"number": 7, "head": {"repo": {"fork": True}}}}, 0),
+    ],
+)
+def test_as_a_reusable_workflow_and_never_for_a_fork(act: Act, event, payload, builds):
+    repo = user_repository(act, f"gpu-caller-{event}")
+    (repo / ".github" / "workflows" / "caller.yml").write_text(CALLER)
+    bin_dir, state = stub(act, repo.name)
+    args = act_args(act, repo, bin_dir, state, {})
+    args[1] = event
+    args[args.index("-W") + 1] = str(repo / ".github" / "workflows" / "caller.yml")
+    (act.root / f"{repo.name}-event.json").write_text(json.dumps(payload))
+    proc = subprocess.run(args, cwd=repo, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, log(proc)[-4000:]
+    recorded = [c for c in calls(state) if c[0] == "build"]
+    assert len(recorded) == builds, log(proc)[-4000:]
+    if builds:
+        assert "TORCH_CUDA=cu130" in recorded[0] and "NVIDIA_DRIVER_MIN=580.65.06" in recorded[0]
