@@ -21,7 +21,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from runner.action_errors import annotations, error_lines, failure_body, scrub
-from runner.baseline import INDEX, Baseline, fetch_baseline, read_index, spec_key, write_index
+from runner.baseline import Baseline, explicit_baseline, fetch_baseline, spec_key, write_index
 from runner.errors import RunError, RunnerError, SpecError
 from runner.github import (
     HF_TOKEN_VARS,
@@ -33,7 +33,7 @@ from runner.github import (
     warning,
     write_step_summary,
 )
-from runner.rundir import RunDir, metrics_path
+from runner.rundir import RunDir
 from runner.trust import check_spec, refusal_body, refusal_commands, untrusted_reason
 
 __all__ = ["annotations", "error_lines", "failure_body", "scrub"]  # re-exported: tests and callers use action.*
@@ -243,23 +243,6 @@ def _footer(spec: str, env: Mapping[str, str]) -> str:
     return f"\n<sub>{' · '.join(parts)}</sub>\n"
 
 
-def _explicit_baseline(base: str, key: str, slug: str) -> tuple[str | None, str]:
-    """`base-metrics` as given: a folder of runs with an index (keyed by spec), a run folder or a
-    metrics.json (for every spec: the caller chose it), or a folder holding this spec's run."""
-    path = Path(base)
-    if (path / INDEX).is_file():
-        folder = read_index(path).get(key)
-        if folder is None:
-            return None, f"No baseline for this spec: `{base}` has no record of `{key}`."
-        return str(folder), ""
-    if path.is_file() or metrics_path(path).is_file():
-        return str(path), ""
-    if metrics_path(path / slug).is_file():
-        return str(path / slug), ""
-    warning(f"runner: no baseline metrics at {base} for {slug}; reporting without a comparison.")
-    return None, f"No baseline for this spec: nothing for it in `{base}`."
-
-
 def prepare(env: Mapping[str, str]) -> dict:
     """Inputs checked, untrusted specs refused (annotations at their lines), the baseline found."""
     for name in HF_TOKEN_VARS:
@@ -286,7 +269,7 @@ def prepare(env: Mapping[str, str]) -> dict:
             slug, n = f"{_slug(spec)}-{n}", n + 1
         slugs.append(slug)
         key = spec_key(spec, env.get("GITHUB_WORKSPACE"))
-        compare, note = _explicit_baseline(base, key, slug) if base else baseline.lookup(key)
+        compare, note = explicit_baseline(base, key, slug) if base else baseline.lookup(key)
         compare = str(compare) if compare else None
         entry = {"spec": spec, "key": key, "slug": slug, "run_dir": str(root / slug), "compare": compare}
         entry |= {"note": note, "rc": 0, "body": "", "problems": []}
@@ -355,6 +338,7 @@ def train(env: Mapping[str, str], run_cli: RunCli | None = None) -> dict:
         },
         env,
     )
+    state["trained"] = True
     _save(state, env)
     return state
 
@@ -398,8 +382,13 @@ def publish(env: Mapping[str, str]) -> int:
     state = _load(env)
     exit_code = 0
     for entry in state["entries"]:
-        exit_code = exit_code or entry["rc"]
         spec = entry["spec"]
+        if not state.get("trained") and not entry.get("refused"):  # the train step died (killed, out of memory)
+            entry.update(
+                rc=entry["rc"] or 1,
+                body=f"### runner: `{spec}` failed\n\nThe train step did not finish; see the job log.",
+            )
+        exit_code = exit_code or entry["rc"]
         parts = [entry["body"], *entry["problems"], entry["note"] and f"<sub>{entry['note']}</sub>"]
         body = scrub("\n\n".join(p for p in parts if p).strip() + "\n" + _footer(spec, env), env)
         write_step_summary(body, env)

@@ -29,7 +29,8 @@ from pathlib import Path, PurePosixPath
 
 from runner import __version__
 from runner.errors import RunError
-from runner.github import _origin, _request
+from runner.github import _origin, _request, warning
+from runner.rundir import metrics_path
 
 INDEX = "runner-specs.json"
 MAX_ARCHIVE = 512 * 1024 * 1024  # the baseline holds metrics and reports; weights are not needed
@@ -215,3 +216,20 @@ def fetch_baseline(env: Mapping[str, str], artifact: str = "runner-baseline") ->
     if not folders:
         return Baseline(note=f"the artifact `{artifact}` of {source} has no {INDEX} (made by an older runner?)")
     return Baseline(folders=folders, source=source)
+
+
+def explicit_baseline(base: str, key: str, slug: str) -> tuple[str | None, str]:
+    """`base-metrics` as given: a folder of runs with an index (keyed by spec), a run folder or a
+    metrics.json (for every spec: the caller chose it), or a folder holding this spec's run."""
+    path = Path(base)
+    if (path / INDEX).is_file():
+        folder = read_index(path).get(key)
+        if folder is None:
+            return None, f"No baseline for this spec: `{base}` has no record of `{key}`."
+        return str(folder), ""
+    if path.is_file() or metrics_path(path).is_file():
+        return str(path), ""
+    if metrics_path(path / slug).is_file():
+        return str(path / slug), ""
+    warning(f"runner: no baseline metrics at {base} for {slug}; reporting without a comparison.")
+    return None, f"No baseline for this spec: nothing for it in `{base}`."

@@ -140,3 +140,11 @@ def test_baseline_auto_compares_each_spec_with_its_own_record(workspace):
     assert "| validation accuracy | 0.84 | +0.04 |" in sst2  # against 0.80, not the planted 0.10
     assert "Compared with the baseline of `specs/sst2.yaml` from run 5000 on `main`" in sst2
     assert "No baseline for this spec" in imdb and "+0." not in imdb
+
+
+def test_a_train_step_that_died_is_reported_as_such(workspace, fake):
+    env = action_env(workspace, fake.url, spec="specs/sst2.yaml")
+    action.prepare(env)  # then the train step is killed before it writes anything
+    assert action.publish(env) == 1
+    [comment] = fake.comments[7]
+    assert "### runner: `specs/sst2.yaml` failed\n\nThe train step did not finish; see the job log." in comment["body"]
