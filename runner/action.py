@@ -1,12 +1,17 @@
-"""The composite action's Python step (`python -m runner.action`): train every spec, report,
-comment, push, annotate errors, set outputs.
+"""The composite action's Python steps (`python -m runner.action PHASE`): train every spec,
+report, push, comment, annotate errors, set outputs.
 
 action.yml installs the runner into a virtual environment of its own and runs this module with
-that environment's Python; every input arrives as an environment variable (ACTION_INPUTS).
-The GitHub side (comments, summary, outputs, workflow commands) is runner/github.py.
+that environment's Python, once per phase, each a step of its own so that each holds only the
+secret it needs: `prepare` (GitHub token: refuse untrusted specs, fetch the baseline), `train`
+(no token: `runner run` and `runner report`), `push` (only HF_TOKEN), `publish` (GitHub token:
+summary, comments, the exit code). The phases hand over through a JSON file under RUNNER_TEMP.
+Every input arrives as an environment variable (ACTION_INPUTS).
 """
 
+import functools
 import glob
+import json
 import os
 import re
 import subprocess
@@ -15,6 +20,8 @@ import threading
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
+from runner.action_errors import annotations, error_lines, failure_body, scrub
+from runner.baseline import Baseline, explicit_baseline, fetch_baseline, spec_key, write_index
 from runner.errors import RunError, RunnerError, SpecError
 from runner.github import (
     HF_TOKEN_VARS,
@@ -26,7 +33,11 @@ from runner.github import (
     warning,
     write_step_summary,
 )
-from runner.rundir import RunDir, metrics_path
+from runner.remote import remote_arguments
+from runner.rundir import RunDir
+from runner.trust import check_spec, refusal_body, refusal_commands, untrusted_reason
+
+__all__ = ["annotations", "error_lines", "failure_body", "scrub"]  # re-exported: tests and callers use action.*
 
 # action.yml passes every input to the Python step through these variables (composite actions
 # do not set INPUT_* themselves); tests/test_action.py checks that the two agree.
@@ -41,10 +52,25 @@ ACTION_INPUTS = {
     "upload-model": "INPUT_UPLOAD_MODEL",
     "artifact-name": "INPUT_ARTIFACT_NAME",
     "github-token": "GITHUB_TOKEN",
+    "baseline": "INPUT_BASELINE",
+    "baseline-artifact": "INPUT_BASELINE_ARTIFACT",
+    "allow-untrusted-code": "INPUT_ALLOW_UNTRUSTED_CODE",
+    "extra-packages": "INPUT_EXTRA_PACKAGES",
+    "hf-token": "INPUT_HF_TOKEN",
 }
 
 # Inputs the install steps of action.yml use (not the Python step).
-INSTALL_INPUTS = ("python-version", "working-directory", "extra-packages", "torch-index-url")
+INSTALL_INPUTS = ("python-version", "working-directory", "torch-cuda", "torch-index-url")
+
+# Never passed to `runner run` or `runner report`: a spec's code could read them.
+GITHUB_SECRETS = (
+    "GITHUB_TOKEN",
+    "GH_TOKEN",
+    "ACTIONS_RUNTIME_TOKEN",
+    "ACTIONS_ID_TOKEN_REQUEST_TOKEN",
+    "ACTIONS_ID_TOKEN_REQUEST_URL",
+)
+PHASES = ("prepare", "train", "push", "publish")
 
 # What the Python step writes to GITHUB_OUTPUT; action.yml maps these to its outputs.
 ACTION_OUTPUTS = ("run-dir", "metrics", "model-url", "artifact-path", "artifact-name")
@@ -67,14 +93,16 @@ MODEL_EXCLUDED = (
 RunCli = Callable[[list[str], bool], tuple[int, str, str]]
 
 STDERR_KEEP = 256 * 1024  # the end of stderr kept for error lines; all of it goes to the log
-ERROR_LINES = 40  # at most this many error/hint lines in a comment
 
 
-def run_runner_cli(args: list[str], capture: bool = False) -> tuple[int, str, str]:
+def run_runner_cli(
+    args: list[str], capture: bool = False, hf_token: bool = True, extra_env: Mapping[str, str] | None = None
+) -> tuple[int, str, str]:
     """Run the `runner` console script installed next to this Python, exactly as a user would.
 
-    stdout is captured if asked, else streamed to the log; stderr always goes to the log as it
-    comes (progress bars included) and its end is also returned, for the error lines."""
+    Its environment never holds a GitHub token, nor a Hugging Face token unless `hf_token` (or
+    it is `runner push`). stdout is captured if asked, else streamed to the log; stderr always
+    goes to the log as it comes (progress bars included) and its end is also returned."""
     exe = Path(sys.executable).with_name("runner")
     if not exe.exists():
         raise RunError(
@@ -82,7 +110,11 @@ def run_runner_cli(args: list[str], capture: bool = False) -> tuple[int, str, st
             hint="run the action's install step first (or: pip install torch==2.13.0 .)",
             where="action",
         )
-    proc = subprocess.Popen([str(exe), *args], stdout=subprocess.PIPE if capture else None, stderr=subprocess.PIPE)
+    drop = set(GITHUB_SECRETS) | (set() if hf_token or args[:1] == ["push"] else set(HF_TOKEN_VARS))
+    child_env = {k: v for k, v in os.environ.items() if k not in drop} | dict(extra_env or {})
+    proc = subprocess.Popen(
+        [str(exe), *args], stdout=subprocess.PIPE if capture else None, stderr=subprocess.PIPE, env=child_env
+    )
     kept = bytearray()
 
     def tee() -> None:
@@ -160,20 +192,6 @@ def parse_overrides(text: str) -> list[str]:
     return [arg for line in override_lines(text) for arg in ("--set", line)]
 
 
-def remote_arguments(compute: str, env: Mapping[str, str], fetch_model: bool) -> list[str]:
-    """The `compute` input as `runner run --on` arguments; HF_TOKEN is required then (checked here, so
-    the annotation says it before any spec is tried). The model comes back when it is pushed or uploaded."""
-    if not compute:
-        return []
-    if not any(env.get(name) for name in HF_TOKEN_VARS):
-        raise RunError(
-            f"compute: {compute} trains on Hugging Face Jobs, which needs HF_TOKEN, and HF_TOKEN is not set",
-            hint="add `HF_TOKEN: ${{ secrets.HF_TOKEN }}` (a write token allowed to run Jobs) under the step's env:",
-            where="action",
-        )
-    return ["--on", compute] + (["--fetch-model"] if fetch_model else [])
-
-
 def _slug(spec: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "-", os.path.splitext(os.path.normpath(spec))[0]).strip("-.") or "spec"
 
@@ -184,111 +202,37 @@ def artifact_patterns(out_dir: Path, upload_model: bool) -> list[str]:
     return [str(out_dir)] + [f"!{out_dir}/{pattern}" for pattern in excluded]
 
 
-# --- errors: annotations and the comment ------------------------------------------------------------
+# --- the phases -------------------------------------------------------------------------------------
 
-_ERROR = re.compile(r"^error: (?P<text>.*)$")
-_LOCATED = re.compile(r"^(?P<file>[^\s:][^:]*):(?P<line>\d+)(?::(?P<col>\d+))? (?P<rest>.*)$")
-_SPEC_PATH = re.compile(r"^(?P<path>[\w.\[\]-]+): ")
-
-
-def error_lines(stderr: str) -> list[str]:
-    """The `error:` and `hint:` lines the runner printed (its one-line errors), in order."""
-    lines = [line.rstrip("\r") for line in re.split(r"\r?\n|\r", stderr)]
-    return [line for line in lines if line.startswith(("error: ", "hint: "))][-ERROR_LINES:]
-
-
-def _workflow_file(env: Mapping[str, str], needle: str) -> tuple[str, int] | None:
-    """The workflow file (relative to the workspace) and line holding `needle`, the `set:` line."""
-    workspace = Path(env.get("GITHUB_WORKSPACE") or ".")
-    ref = env.get("GITHUB_WORKFLOW_REF", "")
-    match = re.match(r"[^/]+/[^/]+/(.+?)@", ref)
-    candidates = [workspace / match.group(1)] if match else []
-    candidates += sorted((workspace / ".github" / "workflows").glob("*.y*ml"))
-    for path in candidates:
-        try:
-            lines = path.read_text(encoding="utf-8").splitlines()
-        except OSError:
-            continue
-        for number, line in enumerate(lines, 1):
-            if line.strip().removeprefix("- ").strip() == needle or line.strip().endswith(f"set: {needle}"):
-                return path.relative_to(workspace).as_posix(), number
-    return None
+# Which inputs each step of action.yml hands its phase (tests/test_action.py checks the two agree).
+PHASE_INPUTS = {
+    "prepare": tuple(
+        "spec set push comment upload-model artifact-name base-metrics baseline baseline-artifact "
+        "allow-untrusted-code extra-packages github-token compute".split()
+    ),
+    "train": (),
+    "push": ("tag", "hf-token"),
+    "publish": ("github-token",),
+}
 
 
-def _repo_path(file: str, env: Mapping[str, str]) -> str:
-    """A path the runner printed (relative to the step's folder) as GitHub wants it: from the repository root."""
-    workspace = env.get("GITHUB_WORKSPACE")
-    if not workspace:
-        return file
-    path = os.path.relpath(os.path.abspath(file), os.path.abspath(workspace))
-    return file if path.startswith("..") else Path(path).as_posix()
+def _state_file(env: Mapping[str, str]) -> Path:
+    return Path(env.get("RUNNER_TEMP") or ".").resolve() / "runner-action" / "state.json"
 
 
-def annotations(stderr: str, spec: str, overrides: list[str], env: Mapping[str, str]) -> list[str]:
-    """`::error file=...,line=...,col=...::` commands for each runner error in `stderr`.
-
-    An error at a spec line is annotated there; an error caused by a `set:` line (the key it
-    sets, or `--set ...` itself) at that line of the workflow file, since the spec is not where
-    the mistake is."""
-    keys = {line.split("=", 1)[0].strip(): line for line in overrides}
-    commands = []
-    lines = error_lines(stderr)
-    for i, line in enumerate(lines):
-        match = _ERROR.match(line)
-        if not match:
-            continue
-        text = match.group("text")
-        hint = lines[i + 1][len("hint: ") :] if i + 1 < len(lines) and lines[i + 1].startswith("hint: ") else ""
-        located = _LOCATED.match(text)
-        rest = located.group("rest") if located else text
-        path = (_SPEC_PATH.match(rest) or [None, ""])[1] if not rest.startswith("--set") else ""
-        override = next(
-            (
-                line
-                for k, line in keys.items()
-                if rest.startswith((f"--set {k}", f"--set '{k}")) or path == k or path.startswith(k + ".")
-            ),
-            None,
-        )
-        properties = {"title": f"runner: {spec}"}
-        message = rest
-        if override is not None:
-            where = _workflow_file(env, override)
-            if where:
-                properties.update(file=where[0], line=str(where[1]))
-            properties["title"] = f"runner: set: {override}"
-        elif located:
-            properties.update(file=_repo_path(located.group("file"), env), line=located.group("line"))
-            if located.group("col"):
-                properties["col"] = located.group("col")
-        else:
-            properties["file"] = _repo_path(spec, env)
-        body = message + (f"\nhint: {hint}" if hint else "")
-        order = ("file", "line", "col", "title")  # as GitHub documents them: file=SPEC,line=N,col=C
-        props = ",".join(f"{k}={escape_property(properties[k])}" for k in order if k in properties)
-        commands.append(f"::error {props}::{escape_data(body)}")
-    return commands
+def _load(env: Mapping[str, str]) -> dict:
+    try:
+        return json.loads(_state_file(env).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        raise RunError(
+            "the action's prepare step left no state", hint="run the action's steps in order", where="action"
+        ) from None
 
 
-def failure_body(spec: str, command: str, rc: int, stderr: str) -> str:
-    """The comment for a spec whose `runner run` (or push) failed: the error lines themselves."""
-    lines = error_lines(stderr)
-    head = f"### runner: `{spec}` failed\n\n`runner {command}` failed with exit code {rc}"
-    if not lines:
-        return head + "; see the job log."
-    return head + ":\n\n```text\n" + "\n".join(lines).replace("```", "'''") + "\n```"
-
-
-def scrub(text: str, env: Mapping[str, str]) -> str:
-    """Secrets out of text that leaves the log (the comment, the summary): the log masks them, these do not."""
-    for name in (*HF_TOKEN_VARS, "GITHUB_TOKEN"):
-        secret = env.get(name, "")
-        if len(secret) >= 8:
-            text = text.replace(secret, "***")
-    return text
-
-
-# --- the step --------------------------------------------------------------------------------------
+def _save(state: dict, env: Mapping[str, str]) -> None:
+    path = _state_file(env)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(state, indent=1), encoding="utf-8")
 
 
 def _footer(spec: str, env: Mapping[str, str]) -> str:
@@ -301,135 +245,187 @@ def _footer(spec: str, env: Mapping[str, str]) -> str:
     return f"\n<sub>{' · '.join(parts)}</sub>\n"
 
 
-def _train_and_report(
-    spec: str,
-    run_dir: Path,
-    overrides: list[str],
-    lines: list[str],
-    push: bool,
-    tag: str,
-    compare: Path | None,
-    run_cli: RunCli,
-    env: Mapping[str, str],
-) -> tuple[int, str]:
-    """`runner run`, then `runner push` if asked, then `runner report`: (exit code, markdown)."""
-    rc, _, err = run_cli(["run", spec, *overrides, "--output", str(run_dir)], False)
-    if rc != 0:
-        for command in annotations(err, spec, lines, env):
-            print(command, flush=True)
-        return rc, failure_body(spec, "run", rc, err)
-    problems = []
-    if push:
-        rc, _, err = run_cli(["push", str(run_dir), *(["--tag", tag] if tag else [])], False)
-        if rc != 0:
-            problems.append(failure_body(spec, "push", rc, err).split("\n", 2)[2])
-    report_rc, report, report_err = run_cli(
-        ["report", str(run_dir), "--format", "markdown", *(["--compare", str(compare)] if compare else [])], True
-    )
-    if report_rc != 0 and report.strip():  # the quality gate failed: the report says why, the step fails
-        for line in error_lines(report_err)[:1]:
-            title = f"runner: quality gate ({escape_property(spec)})"
-            print(f"::error title={title}::{escape_data(line[len('error: ') :])}", flush=True)
-        return report_rc, "\n\n".join([report.strip(), *problems]).strip()
-    if report_rc != 0:
-        problems.append(f"`runner report` failed with exit code {report_rc}; showing the run's report.md.")
-        report = (run_dir / "report.md").read_text(encoding="utf-8") if (run_dir / "report.md").is_file() else ""
-        rc = rc or report_rc
-    return rc, "\n\n".join([report.strip(), *problems]).strip()
-
-
-def run_action(env: Mapping[str, str] = os.environ, run_cli: RunCli = run_runner_cli) -> int:
-    """Train every spec, report, comment, push, set outputs; in the action's working-directory.
-
-    Returns the first failing exit code, else 0; a spec that fails does not stop the others."""
+def prepare(env: Mapping[str, str]) -> dict:
+    """Inputs checked, untrusted specs refused (annotations at their lines), the baseline found."""
     for name in HF_TOKEN_VARS:
         if env.get(name):
             mask(env[name])
     specs = expand_specs(env.get(ACTION_INPUTS["spec"], ""))
     lines = override_lines(env.get(ACTION_INPUTS["set"], ""))
-    overrides = parse_overrides(env.get(ACTION_INPUTS["set"], ""))
-    push = _flag(env, "push", False)
-    comment = _flag(env, "comment", True)
-    upload_model = _flag(env, "upload-model", False)
-    overrides += remote_arguments(env.get(ACTION_INPUTS["compute"], "").strip(), env, push or upload_model)
-    tag = env.get(ACTION_INPUTS["tag"], "").strip()
+    flags = {name: _flag(env, name, name == "comment") for name in ("push", "comment", "upload-model")}
+    allow = _flag(env, "allow-untrusted-code", False)
+    mode = env.get(ACTION_INPUTS["baseline"], "").strip().lower() or "auto"
+    if mode not in ("auto", "none"):
+        raise SpecError(f"input `baseline` must be auto or none, not {mode!r}", hint="baseline: auto", where="action")
+    workspace = Path(env.get("GITHUB_WORKSPACE") or ".")
+    compute, fetch_model = env.get(ACTION_INPUTS["compute"], "").strip(), flags["push"] or flags["upload-model"]
+    remote = remote_arguments(compute, env, fetch_model)  # HF_TOKEN in the step's env: Jobs bill its owner
     base = env.get(ACTION_INPUTS["base-metrics"], "").strip()
+    baseline = Baseline()
+    if not base and mode == "auto":
+        baseline = fetch_baseline(env, env.get(ACTION_INPUTS["baseline-artifact"], "").strip() or "runner-baseline")
+    reason = None if allow else untrusted_reason(env)
     root = Path(env.get("RUNNER_TEMP") or ".").resolve() / "runner-runs"
-
-    slugs: list[str] = []
+    entries, slugs = [], []
     for spec in specs:
         slug, n = _slug(spec), 2
         while slug in slugs:
             slug, n = f"{_slug(spec)}-{n}", n + 1
         slugs.append(slug)
+        key = spec_key(spec, env.get("GITHUB_WORKSPACE"))
+        compare, note = explicit_baseline(base, key, slug) if base else baseline.lookup(key)
+        compare = str(compare) if compare else None
+        entry = {"spec": spec, "key": key, "slug": slug, "run_dir": str(root / slug), "compare": compare}
+        entry |= {"note": note, "rc": 0, "body": "", "problems": []}
+        findings = check_spec(spec, workspace, env.get(ACTION_INPUTS["extra-packages"], "")) if reason else []
+        if findings:
+            for command in refusal_commands(spec, findings, reason, workspace):
+                print(command, flush=True)
+            entry.update(rc=2, body=refusal_body(spec, findings, reason), refused=True)
+        entries.append(entry)
+    name = env.get(ACTION_INPUTS["artifact-name"], "").strip() or "-".join(
+        ["runner", env.get("GITHUB_JOB", "job"), slugs[0] if len(specs) == 1 else "runs"]
+        + ([f"attempt{env['GITHUB_RUN_ATTEMPT']}"] if env.get("GITHUB_RUN_ATTEMPT", "1") != "1" else [])
+    )
+    # Hugging Face tokens reach `runner run` only on trusted runs (a private model to download).
+    state = {"entries": entries, "set": lines, "root": str(root), "artifact_name": name, "untrusted": reason or ""}
+    state |= {"flags": flags, "model_urls": [], "remote": remote}
+    _save(state, env)
+    return state
 
-    exit_code = 0
+
+def train(env: Mapping[str, str], run_cli: RunCli | None = None) -> dict:
+    """`runner run` then `runner report` for each spec not refused, without any GitHub token."""
+    state = _load(env)
+    if run_cli is None:  # a remote run (compute: hf-jobs) starts its job with the step's HF_TOKEN
+        run_cli = functools.partial(run_runner_cli, hf_token=not state["untrusted"])
+    overrides = [arg for line in state["set"] for arg in ("--set", line)]
     metrics: dict[str, dict] = {}
-    model_urls: list[str] = []
-    run_dirs: list[Path] = []
-    for spec, slug in zip(specs, slugs):
-        run_dir = root / slug
-        run_dirs.append(run_dir)
-        compare = _baseline(base, slug)
-        rc, report = _train_and_report(spec, run_dir, overrides, lines, push, tag, compare, run_cli, env)
-        exit_code = exit_code or rc
+    for entry in state["entries"]:
+        if entry.get("refused"):
+            continue
+        spec, run_dir = entry["spec"], Path(entry["run_dir"])
+        rc, _, err = run_cli(["run", spec, *overrides, *state.get("remote", []), "--output", str(run_dir)], False)
+        if rc != 0:
+            for command in annotations(err, spec, state["set"], env):
+                print(command, flush=True)
+            entry.update(rc=rc, body=failure_body(spec, "run", rc, err))
+            continue
+        compare = ["--compare", entry["compare"]] if entry["compare"] else []
+        report_rc, report, report_err = run_cli(["report", str(run_dir), "--format", "markdown", *compare], True)
+        if report_rc != 0 and report.strip():  # the quality gate failed: the report says why, the step fails
+            for line in error_lines(report_err)[:1]:
+                title = f"runner: quality gate ({escape_property(spec)})"
+                print(f"::error title={title}::{escape_data(line[len('error: ') :])}", flush=True)
+            entry["gate_failed"] = True
+        elif report_rc != 0:
+            entry["problems"].append(f"`runner report` failed with exit code {report_rc}; showing the run's report.md.")
+            report = (run_dir / "report.md").read_text(encoding="utf-8") if (run_dir / "report.md").is_file() else ""
+        entry.update(rc=report_rc, body=report.strip())
         run = RunDir(run_dir)
         if run.metrics_file.is_file():
             metrics[spec] = run.headline()
-        hub_url = run.hub_url()
-        if hub_url:
-            model_urls.append(hub_url)
-        body = scrub(report.strip() + "\n" + _footer(spec, env), env)
-
-        write_step_summary(body, env)
-        if comment:
-            try:
-                result = comment_on_pull_request(body, spec, env, summary_fallback=False)
-            except RunError as e:
-                warning(f"runner: could not comment on the pull request: {e.message} ({e.hint})")
-            else:
-                if result["url"]:
-                    print(f"runner: {result['action']} the pull request comment {result['url']}", flush=True)
-
-    single = len(specs) == 1
-    out_dir = run_dirs[0] if single else root
-    # A run that failed before it made its folder (a spec error) has nothing to point at or upload.
-    exists = out_dir.is_dir()
-    name = env.get(ACTION_INPUTS["artifact-name"], "").strip() or "-".join(
-        ["runner", env.get("GITHUB_JOB", "job"), slugs[0] if single else "runs"]
-        + ([f"attempt{env['GITHUB_RUN_ATTEMPT']}"] if env.get("GITHUB_RUN_ATTEMPT", "1") != "1" else [])
-    )
+    root = Path(state["root"])
+    recorded = {e["key"]: e["slug"] for e in state["entries"] if (Path(e["run_dir"]) / "metrics.json").is_file()}
+    if recorded:
+        write_index(root, recorded, env)
+    single = len(state["entries"]) == 1
+    run_dir = Path(state["entries"][0]["run_dir"]) if single else root
+    upload = state["flags"]["upload-model"]
     set_outputs(
         {
-            "run-dir": str(out_dir) if exists else "",
+            "run-dir": str(run_dir) if run_dir.is_dir() else "",
             "metrics": metrics,
-            "model-url": "\n".join(model_urls),
-            "artifact-path": "\n".join(artifact_patterns(out_dir, upload_model)) if exists else "",
-            "artifact-name": name,
+            # The folder of runs with its index, so that it can serve as the baseline of later runs.
+            "artifact-path": "\n".join(artifact_patterns(root, upload)) if recorded or root.is_dir() else "",
+            "artifact-name": state["artifact_name"],
         },
         env,
     )
+    state["trained"] = True
+    _save(state, env)
+    return state
+
+
+def push(env: Mapping[str, str], run_cli: RunCli = run_runner_cli) -> dict:
+    """`runner push` for each spec that trained and passed its gate: the only phase with HF_TOKEN."""
+    state = _load(env)
+    if not state["flags"]["push"]:
+        set_outputs({"model-url": ""}, env)
+        return state
+    tag = env.get(ACTION_INPUTS["tag"], "").strip()
+    token = env.get(ACTION_INPUTS["hf-token"], "").strip()
+    for secret in (token, *(env.get(name, "") for name in HF_TOKEN_VARS)):
+        if secret:
+            mask(secret)
+    if token and run_cli is run_runner_cli:
+        run_cli = functools.partial(run_runner_cli, extra_env={"HF_TOKEN": token})
+    for entry in state["entries"]:
+        if entry["rc"] != 0 or entry.get("refused"):
+            continue
+        rc, _, err = run_cli(["push", entry["run_dir"], *(["--tag", tag] if tag else [])], False)
+        if rc != 0:
+            entry["rc"] = rc
+            problem = failure_body(entry["spec"], "push", rc, err).split("\n", 2)[2]
+            entry["problems"].append(scrub(problem, {**env, "HF_TOKEN": token}))
+        url = RunDir(Path(entry["run_dir"])).hub_url()
+        if url:
+            state["model_urls"].append(url)
+            # The report again, now with the model's Hub link (run.json has it).
+            compare = ["--compare", entry["compare"]] if entry["compare"] else []
+            report_rc, report, _ = run_cli(["report", entry["run_dir"], "--format", "markdown", *compare], True)
+            if report_rc == 0 and report.strip():
+                entry["body"] = report.strip()
+    set_outputs({"model-url": "\n".join(state["model_urls"])}, env)
+    _save(state, env)
+    return state
+
+
+def publish(env: Mapping[str, str]) -> int:
+    """The job summary and one comment per spec; the first failing exit code, else 0."""
+    state = _load(env)
+    exit_code = 0
+    for entry in state["entries"]:
+        spec = entry["spec"]
+        if not state.get("trained") and not entry.get("refused"):  # the train step died (killed, out of memory)
+            entry.update(
+                rc=entry["rc"] or 1,
+                body=f"### runner: `{spec}` failed\n\nThe train step did not finish; see the job log.",
+            )
+        exit_code = exit_code or entry["rc"]
+        parts = [entry["body"], *entry["problems"], entry["note"] and f"<sub>{entry['note']}</sub>"]
+        body = scrub("\n\n".join(p for p in parts if p).strip() + "\n" + _footer(spec, env), env)
+        write_step_summary(body, env)
+        if not state["flags"]["comment"]:
+            continue
+        try:
+            result = comment_on_pull_request(body, spec, env, summary_fallback=False)
+        except RunError as e:
+            warning(f"runner: could not comment on the pull request: {e.message} ({e.hint})")
+        else:
+            if result["url"]:
+                print(f"runner: {result['action']} the pull request comment {result['url']}", flush=True)
     return exit_code
 
 
-def _baseline(base: str, slug: str) -> Path | None:
-    """What to compare against: a metrics.json or run folder as given, or the spec's own
-    folder inside a folder of runs (a multi-spec artifact from the base branch)."""
-    if not base:
-        return None
-    path = Path(base)
-    if path.is_file() or metrics_path(path).is_file():
-        return path
-    if metrics_path(path / slug).is_file():
-        return path / slug
-    warning(f"runner: no baseline metrics at {base} for {slug}; reporting without a comparison.")
-    return None
+def run_action(env: Mapping[str, str] = os.environ, run_cli: RunCli = run_runner_cli) -> int:
+    """Every phase in one process (tests, and running the action's logic by hand)."""
+    prepare(env)
+    train(env, run_cli)
+    push(env, run_cli)
+    return publish(env)
 
 
-def main() -> int:
-    """`python -m runner.action`: the action's entry point."""
+def main(argv: list[str] | None = None) -> int:
+    """`python -m runner.action [PHASE]`: the action's entry point; no phase runs them all."""
+    argv = argv or []
     try:
-        return run_action(os.environ)
+        if not argv:
+            return run_action(os.environ)
+        if argv[0] not in PHASES:
+            raise SpecError(f"unknown phase {argv[0]!r}", hint=f"one of {', '.join(PHASES)}", where="action")
+        result = {"prepare": prepare, "train": train, "push": push, "publish": publish}[argv[0]](os.environ)
+        return result if isinstance(result, int) else 0
     except RunnerError as e:
         for line in e.lines():
             print(line, file=sys.stderr)
@@ -438,4 +434,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(sys.argv[1:]))

@@ -29,7 +29,7 @@ import shutil
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from runner import __version__
@@ -320,3 +320,17 @@ def outcome(final, code: int | None, run_dir: RunDir, errors: list[str]) -> int:
                            f"the full log: runner jobs logs {final.id}{kept}", code)
     print(f"job {final.id} finished; the run record is in {run_dir.path}")
     return 0
+
+
+def remote_arguments(compute: str, env: Mapping[str, str], fetch_model: bool) -> list[str]:
+    """The `compute` input as `runner run --on` arguments; HF_TOKEN is required then (checked here, so
+    the action's annotation says it before any spec is tried). The model comes back when it is pushed or uploaded."""
+    if not compute:
+        return []
+    if not any(env.get(name) for name in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN")):
+        raise RunError(
+            f"compute: {compute} trains on Hugging Face Jobs, which needs HF_TOKEN, and HF_TOKEN is not set",
+            hint="add `HF_TOKEN: ${{ secrets.HF_TOKEN }}` (a write token allowed to run Jobs) under the step's env:",
+            where="action",
+        )
+    return ["--on", compute] + (["--fetch-model"] if fetch_model else [])

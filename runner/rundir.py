@@ -53,6 +53,16 @@ FINISHED, RECORDING, INTERRUPTED = "finished", "recording", "interrupted"
 NOT_A_RUN_HINT = "give the run folder that `runner run` wrote (it holds model/, metrics.json and run.json)"
 
 
+def portable(values: dict) -> dict:
+    """The spec as a run records and publishes it (spec.yaml, run.json, the model card): output.dir
+    is `.`, the run folder itself (where spec.yaml lives), never the path on the machine that ran it
+    (a CI runner's temp folder). Resuming does not compare output (preflight.fingerprint)."""
+    output = values.get("output") if isinstance(values, dict) else None
+    if not isinstance(output, dict) or "dir" not in output:
+        return values
+    return {**values, "output": {**output, "dir": "."}}
+
+
 class RunDir:
     def __init__(self, path: str | Path):
         self.path = Path(path)
@@ -222,7 +232,7 @@ class RunDir:
     def write_spec(self, values: dict) -> None:
         import yaml
 
-        atomic_write_text(self.spec_file, yaml.safe_dump(values, sort_keys=False, allow_unicode=True))
+        atomic_write_text(self.spec_file, yaml.safe_dump(portable(values), sort_keys=False, allow_unicode=True))
 
     def finish(self) -> None:
         """Mark the run finished (the last write of a run), then drop the earlier run set aside."""

@@ -4,12 +4,12 @@ GitHub API (FakeGitHub) and a loopback Hub (FakeHub).
 
 Each test copies an example workflow into a fresh repository the way its header tells users to
 (`uses: ./` becomes `uses: octo/runner@<sha>`, mapped to this checkout), and only adds
-`torch-index-url: ""` because PyTorch's CPU index cannot be reached from here.
+`torch-cuda: pypi` because PyTorch's wheel indexes cannot be reached from here.
 
 What act does not exercise: actions/checkout (act copies the repository itself), `permissions:`
-(act's token has none; the loopback server plays a read-only token instead) and actions/cache
-(not available offline; a stub records its inputs). Each of these takes minutes: one venv
-install of torch per job, as on GitHub.
+(act's token has none; the loopback server plays a read-only token instead), and here
+actions/cache (a stub records its inputs; tests/test_act_baselines.py runs the real one).
+Each of these takes minutes: one venv install of torch per job, as on GitHub.
 """
 
 from __future__ import annotations
@@ -116,13 +116,16 @@ class Act:
         self.cache_stub.mkdir()
         (self.cache_stub / "action.yml").write_text(CACHE_STUB)
 
-    def repository(self, name: str, workflow: str, specs: dict[str, str], **with_inputs) -> Path:
-        """A user's repository: specs, their data, and `workflow` copied as its header says."""
+    def repository(
+        self, name: str, workflow: str, specs: dict[str, str], *, target: str = "", subdir: str = "", **with_inputs
+    ) -> Path:
+        """A user's repository: specs (under `subdir`), their data, and `workflow` copied as its
+        header says, as .github/workflows/`target` (default: the same name)."""
         repo = self.root / name
         (repo / ".github" / "workflows").mkdir(parents=True)
-        write_csv(repo / "specs" / "data" / "train.csv", labelled_rows())
+        write_csv(repo / subdir / "specs" / "data" / "train.csv", labelled_rows())
         for spec, text in specs.items():
-            (repo / "specs" / spec).write_text(text)
+            (repo / subdir / "specs" / spec).write_text(text)
         document = (ROOT / "examples" / "workflows" / workflow).read_text()
         assert "uses: ./ " in document
         document = document.replace("uses: ./ ", f"uses: octo/runner@{ACTION_SHA} # v0.1.0 ")
@@ -130,9 +133,9 @@ class Act:
         [at] = [i for i, line in enumerate(lines) if f"octo/runner@{ACTION_SHA}" in line]
         indent = " " * (len(lines[at + 1]) - len(lines[at + 1].lstrip()))
         block = next(i for i in range(at + 1, len(lines)) if lines[i].strip() == "with:")
-        extra = {"torch-index-url": '""', **with_inputs}
+        extra = {"torch-cuda": "pypi", **with_inputs}
         lines[block + 1 : block + 1] = [f"{indent}  {k}: {v}" for k, v in extra.items()]
-        (repo / ".github" / "workflows" / workflow).write_text("\n".join(lines) + "\n")
+        (repo / ".github" / "workflows" / (target or workflow)).write_text("\n".join(lines) + "\n")
         git = ["git", "-c", "user.email=dev@example.com", "-c", "user.name=dev"]
         subprocess.run(["git", "init", "-q", "-b", "main"], cwd=repo, check=True)
         subprocess.run(["git", "remote", "add", "origin", f"https://github.com/{REPO}.git"], cwd=repo, check=True)
@@ -152,7 +155,13 @@ class Act:
         *,
         env: dict | None = None,
         secrets: dict | None = None,
+        real_cache: bool = False,
+        extra: tuple[str, ...] = (),
     ) -> subprocess.CompletedProcess:
+        """act runs .github/workflows/`workflow` of `repo`. GitHub's GITHUB_WORKFLOW_REF, which act
+        does not set, is passed as GitHub would. HOME is a folder of this session, the same in
+        every run (like a runner's home), where the action keeps pip's cache; with `real_cache`,
+        actions/cache itself saves and restores it through act's cache server (one per session)."""
         (repo.parent / f"{repo.name}-event.json").write_text(json.dumps(payload))
         artifacts = self.root / f"{repo.name}-artifacts"
         # Each flow its own act cache (two run at once), all with the one tool cache.
@@ -184,7 +193,12 @@ class Act:
             "--local-repository",
             f"octo/runner@{ACTION_SHA}={self.action}",
             "--local-repository",
-            f"{CACHE_PIN}={self.cache_stub}",
+            f"{CACHE_PIN}={SHARED / 'cache' if real_cache else self.cache_stub}",
+            "--cache-server-path",
+            str(self.root / "actcache"),
+            "--cache-server-addr",
+            "127.0.0.1",
+            *extra,
         ]
         for pin, folder in PINS.items():
             args += ["--local-repository", f"{pin}={folder}"]
@@ -195,6 +209,8 @@ class Act:
             "no_proxy": "127.0.0.1,localhost",
             "PYTHONDONTWRITEBYTECODE": "",
             "HF_HOME": str(self.root / f"{repo.name}-hf-home"),
+            "HOME": str(self.root / "home"),
+            "GITHUB_WORKFLOW_REF": f"{REPO}/.github/workflows/{workflow}@{payload.get('ref', 'refs/pull/7/merge')}",
             **(env or {}),
         }.items():
             args += ["--env", f"{name}={value}"]
@@ -206,18 +222,30 @@ class Act:
         (self.root / f"{repo.name}-act.log").write_text(proc.stdout + proc.stderr)
         return proc
 
-    def artifact_files(self, repo: Path) -> dict[str, dict[str, int]]:
-        """Every artifact act's server stored for this repository: {artifact name: {file: size}}."""
-        found: dict[str, dict[str, int]] = {}
+    def artifact_archives(self, repo: Path) -> dict[str, Path]:
+        """Every artifact act's server stored for this repository: {artifact name: its zip file}."""
+        found: dict[str, Path] = {}
         for path in sorted((self.root / f"{repo.name}-artifacts").rglob("*")):
             if path.is_file() and zipfile.is_zipfile(path):
-                with zipfile.ZipFile(path) as archive:
-                    name = path.parent.name if path.name in ("artifact.zip", "data.zip") else path.stem
-                    found[name] = {info.filename: info.file_size for info in archive.infolist() if not info.is_dir()}
+                found[path.parent.name if path.name in ("artifact.zip", "data.zip") else path.stem] = path
+        return found
+
+    def artifact_files(self, repo: Path) -> dict[str, dict[str, int]]:
+        """{artifact name: {file: size}}."""
+        found: dict[str, dict[str, int]] = {}
+        for name, path in self.artifact_archives(repo).items():
+            with zipfile.ZipFile(path) as archive:
+                found[name] = {info.filename: info.file_size for info in archive.infolist() if not info.is_dir()}
         return found
 
 
-PR_EVENT = {"pull_request": {"number": 7, "head": {"ref": "feature"}, "base": {"ref": "main"}}}
+PR_EVENT = {
+    "pull_request": {
+        "number": 7,
+        "head": {"ref": "feature", "repo": {"full_name": REPO}},
+        "base": {"ref": "main", "repo": {"full_name": REPO}},
+    }
+}
 WEIGHTS = (".safetensors", ".bin", ".pt", ".pth")
 
 
@@ -378,11 +406,15 @@ def test_pull_request_comment_created_then_updated_and_a_spec_error(act, flows):
     # The artifact: the run record without checkpoints, optimizer state or weights.
     [(name, files)] = result["artifacts_after_first"].items()
     assert name == "runner-train-specs-tiny"
-    assert {"metrics.json", "run.json", "report.md", "spec.yaml"} <= set(files)
-    assert not [f for f in files if f.endswith(WEIGHTS) or f.startswith(("checkpoints/", "model/"))], files
+    assert {"specs-tiny/metrics.json", "specs-tiny/run.json", "specs-tiny/report.md", "specs-tiny/spec.yaml"} <= set(
+        files
+    )
+    assert "runner-specs.json" in files
+    assert not [f for f in files if f.endswith(WEIGHTS) or "/checkpoints/" in f or "/model/" in f], files
     print(f"artifact: {len(files)} files, {sum(files.values())} bytes")
     # pip's downloads are cached under a key of the install; torch came from pip's index (input empty).
-    assert "cache-stub path=" in text and "/runner-pip-cache key=runner-pip-Linux-X64-false-" in text
+    assert "cache-stub path=" in text
+    assert f"cache-stub path={act.root}/home/.cache/runner-action/pip key=runner-pip-Linux-X64-pypi-" in text
     # The action's environment is its own, under the runner's temp folder; the tool-cache Python is untouched.
     assert "/tmp/runner-venv/bin/python" in text
     assert site_packages(act) == flows["site_packages"]
@@ -417,7 +449,8 @@ def test_push_on_main_uploads_the_baseline_artifact(flows):
     assert flows["github"]["main"].requests == []  # not a pull request: the job summary only
     assert list(result["artifacts"]) == ["runner-baseline"]
     files = result["artifacts"]["runner-baseline"]
-    assert "metrics.json" in files and not [f for f in files if f.endswith(WEIGHTS)]
+    assert "specs-tiny/metrics.json" in files and "runner-specs.json" in files
+    assert not [f for f in files if f.endswith(WEIGHTS)]
 
 
 def test_release_tag_pushes_to_the_hub_with_the_token_masked(flows):
@@ -431,8 +464,8 @@ def test_release_tag_pushes_to_the_hub_with_the_token_masked(flows):
     assert "v1.0.0" in hub.repo("tester/tiny").tags
     assert TEST_TOKEN not in text and "***" in text
     [(_, files)] = result["artifacts"].items()
-    assert any(f.startswith("model/") and f.endswith(".safetensors") for f in files)  # upload-model: true
-    assert not [f for f in files if f.startswith("checkpoints/") or f.endswith(("optimizer.pt", "scheduler.pt"))]
+    # The weights went to the Hub, not into the artifact (release.yml leaves upload-model off).
+    assert "specs-tiny/metrics.json" in files and not [f for f in files if f.endswith(WEIGHTS)], files
 
 
 def test_fork_pull_request_read_only_token_writes_the_summary_and_passes(flows):

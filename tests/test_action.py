@@ -101,18 +101,23 @@ def test_actions_are_pinned_to_a_commit_with_a_version_comment(path):
         assert re.match(r"\s*# v\d", match.group(2)), f"no version comment: {line}"
 
 
-def test_action_passes_every_input_to_the_python_step():
+def test_action_passes_every_input_to_the_phase_that_needs_it():
+    """Each phase is a step with only its inputs: no GitHub token in train or push, HF only in push."""
     action = load(ACTION)
-    steps = action["runs"]["steps"]
-    [train] = [step for step in steps if step.get("id") == "train"]
-    assert train["run"] == '"$RUNNER_PYTHON" -m runner.action'
-    assert train["env"]["RUNNER_PYTHON"] == "${{ steps.install.outputs.python }}"
-    assert train["env"]["PYTHONSAFEPATH"] == "1"
-    for name, variable in action_step.ACTION_INPUTS.items():
-        assert train["env"][variable] == f"${{{{ inputs.{name} }}}}"
-    assert train["working-directory"] == "${{ inputs.working-directory }}"
-    used = set(action_step.ACTION_INPUTS) | set(action_step.INSTALL_INPUTS)
-    assert set(action["inputs"]) == used
+    steps = {step.get("id"): step for step in action["runs"]["steps"]}
+    for phase, inputs in action_step.PHASE_INPUTS.items():
+        step = steps[phase]
+        assert step["run"] == f'"$RUNNER_PYTHON" -m runner.action {phase}'
+        assert step["env"]["RUNNER_PYTHON"] == "${{ steps.install.outputs.python }}"
+        assert step["env"]["PYTHONSAFEPATH"] == "1"
+        assert step["working-directory"] == "${{ inputs.working-directory }}"
+        wanted = {action_step.ACTION_INPUTS[name]: f"${{{{ inputs.{name} }}}}" for name in inputs}
+        assert {k: v for k, v in step["env"].items() if k not in ("RUNNER_PYTHON", "PYTHONSAFEPATH")} == wanted
+    assert "GITHUB_TOKEN" not in steps["train"]["env"] and "GITHUB_TOKEN" not in steps["push"]["env"]
+    everywhere = "\n".join(json.dumps(step) for step in action["runs"]["steps"])
+    assert everywhere.count("inputs.hf-token") == 1
+    used = {name for inputs in action_step.PHASE_INPUTS.values() for name in inputs} | set(action_step.INSTALL_INPUTS)
+    assert set(action["inputs"]) == used == set(action_step.ACTION_INPUTS) | set(action_step.INSTALL_INPUTS)
 
 
 def test_action_inputs_and_outputs():
@@ -129,18 +134,24 @@ def test_action_inputs_and_outputs():
         "python-version": "3.11",
         "working-directory": ".",
         "base-metrics": "",
+        "baseline": "auto",
+        "baseline-artifact": "runner-baseline",
+        "allow-untrusted-code": "false",
+        "hf-token": "",
         "tag": "",
         "upload-model": "false",
         "artifact-name": "",
         "github-token": None,
         "extra-packages": "",
-        "torch-index-url": CPU_INDEX,
+        "torch-cuda": "auto",
+        "torch-index-url": "",
     }
     assert defaults["github-token"] == "${{ github.token }}"
     outputs = {name: spec["value"] for name, spec in action["outputs"].items()}
     assert set(outputs) == {"run-dir", "metrics", "model-url", "artifact-name"}
     for name, value in outputs.items():
-        assert value == f"${{{{ steps.train.outputs.{name} }}}}" and name in action_step.ACTION_OUTPUTS
+        step = "push" if name == "model-url" else "train"
+        assert value == f"${{{{ steps.{step}.outputs.{name} }}}}" and name in action_step.ACTION_OUTPUTS
     [upload] = [step for step in action["runs"]["steps"] if step.get("uses", "").startswith("actions/upload-artifact@")]
     assert upload["with"]["path"] == "${{ steps.train.outputs.artifact-path }}"
     assert "!cancelled()" in upload["if"] and "artifact-path != ''" in upload["if"]
@@ -160,9 +171,13 @@ def test_action_installs_like_the_readme_into_its_own_environment():
     assert 'pip install --no-compile torch==2.13.0 --index-url "$TORCH_INDEX"' in script
     assert 'pip install --no-compile torch==2.13.0 "$ACTION_PATH" "${extra[@]}"' in script
     assert install["env"]["PIP_CACHE_DIR"] == "${{ steps.plan.outputs.cache-dir }}"
-    # The CPU index only where there is no NVIDIA GPU; pip's downloads cached between jobs.
+    # torch-cuda picks PyTorch's index on GPU and CPU runners alike (auto: cu126 with a GPU, like
+    # the Docker image's default; cpu without); pip's downloads cached between jobs, keyed by it.
     plan = steps["Plan the install"]["run"]
-    assert "nvidia-smi -L" in plan and 'index="$TORCH_INDEX_URL"' in plan
+    assert "nvidia-smi -L" in plan and 'index="https://download.pytorch.org/whl/$variant"' in plan
+    assert 'if [ "$gpu" = true ]; then variant=cu126; else variant=cpu; fi' in plan
+    assert "cache-key=runner-pip-$RUNNER_OS-$RUNNER_ARCH-$variant-$key" in plan
+    assert re.search(r"^ARG TORCH_CUDA=cu126$", (ROOT / "Dockerfile").read_text(), re.M)
     assert "sys.version_info < (3, 11)" in plan
     cache = steps["Cache pip downloads"]
     assert cache["uses"].startswith("actions/cache@")
@@ -205,7 +220,10 @@ def test_train_on_pr_overrides_are_valid_for_the_example_spec(tmp_path):
         timeout=300,
     )
     assert proc.returncode == 0, proc.stderr
-    assert step["with"]["base-metrics"] == "${{ github.event_name == 'pull_request' && 'baseline' || '' }}"
+    # The baseline is the action's (baseline: auto): the push run uploads it under that name.
+    assert "base-metrics" not in step["with"] and "baseline" not in step["with"]
+    assert step["with"]["artifact-name"] == "${{ github.event_name == 'push' && 'runner-baseline' || '' }}"
+    assert "gh run" not in (ROOT / "examples" / "workflows" / "train-on-pr.yml").read_text()
 
 
 def triggers(workflow: dict) -> dict:
@@ -231,15 +249,22 @@ def test_release_pushes_with_the_git_tag():
     assert triggers(workflow) == {"push": {"tags": ["v*"]}}
     [job] = workflow["jobs"].values()
     [step] = [step for step in job["steps"] if step.get("uses") == "./"]
-    assert step["env"] == {"HF_TOKEN": "${{ secrets.HF_TOKEN }}"}
+    assert "env" not in step and step["with"]["hf-token"] == "${{ secrets.HF_TOKEN }}"
     assert step["with"]["push"] == "true" and step["with"]["tag"] == "${{ github.ref_name }}"
+    assert "upload-model" not in step["with"]  # the weights go to the Hub, not into the artifact
 
 
 def test_gpu_workflow_runs_the_image_on_a_self_hosted_gpu():
+    """The shape; tests/test_gpu_workflow.py runs it under act with a recording docker."""
     workflow = load(ROOT / "examples" / "workflows" / "gpu-self-hosted.yml")
-    assert "pull_request" not in triggers(workflow) and "pull_request_target" not in triggers(workflow)
+    assert set(triggers(workflow)) == {"workflow_dispatch", "workflow_call"}
     [job] = workflow["jobs"].values()
+    assert "fork" in job["if"] and "pull_request_target" in job["if"]
     assert job["runs-on"] == ["self-hosted", "gpu"]
-    scripts = "\n".join(run_blocks(workflow))
-    assert 'docker build --pull --tag "$IMAGE" .' in scripts
-    assert re.search(r'docker run --rm --gpus all .*"\$IMAGE" run "\$SPEC"', scripts.replace("\\\n", " "))
+    scripts = "\n".join(run_blocks(workflow)).replace("\\\n", " ")
+    assert '"https://github.com/$RUNNER_REPOSITORY.git#$RUNNER_REF"' in scripts and " . " not in scripts
+    assert re.search(r'docker run --rm --name "\$CONTAINER" --gpus all .*"\$IMAGE" run "\$SPEC"', scripts)
+    [stop] = [step for step in job["steps"] if "cancelled()" in str(step.get("if")) and "!" not in step["if"]]
+    assert 'docker stop --time 30 "$CONTAINER"' in stop["run"]
+    inputs = triggers(workflow)["workflow_dispatch"]["inputs"]
+    assert inputs["torch-cuda"]["default"] == "cu126" and "cu130" in inputs["torch-cuda"]["options"]

@@ -397,9 +397,11 @@ def test_run_action_trains_reports_comments_and_sets_outputs(workspace, fake, ca
         "specs/sst2.yaml": {"split": "validation", "name": "accuracy", "value": 0.84}
     }
     assert outputs["model-url"] == ""
-    assert outputs["artifact-path"] == "\n".join(action.artifact_patterns(run_dir, upload_model=False))
-    assert f"!{run_dir}/**/checkpoints/**" in outputs["artifact-path"].splitlines()
-    assert f"!{run_dir}/**/model/**" in outputs["artifact-path"].splitlines()
+    # The folder of runs, with its index (runner-specs.json): the record a later run compares with.
+    assert outputs["artifact-path"] == "\n".join(action.artifact_patterns(run_dir.parent, upload_model=False))
+    assert json.loads((run_dir.parent / "runner-specs.json").read_text())["specs"] == {"specs/sst2.yaml": "specs-sst2"}
+    assert f"!{run_dir.parent}/**/checkpoints/**" in outputs["artifact-path"].splitlines()
+    assert f"!{run_dir.parent}/**/model/**" in outputs["artifact-path"].splitlines()
     assert outputs["artifact-name"] == "runner-train-specs-sst2"
     summary = (workspace / "summary.md").read_text()
     assert summary.startswith("### runner: specs-sst2\n") and "| validation accuracy | 0.84 |" in summary
@@ -438,16 +440,19 @@ def test_run_action_glob_push_tag_and_baseline(workspace, fake):
     assert action.run_action(env, run_cli=runner) == 0
 
     root = workspace / "temp" / "runner-runs"
+    # Trained and reported without a Hugging Face token; then pushed (its own step), reported again with the URL.
     assert [c[:2] for c in runner.calls] == [
         ["run", "specs/imdb.yaml"],
-        ["push", str(root / "specs-imdb")],
         ["report", str(root / "specs-imdb")],
         ["run", "specs/sst2.yaml"],
+        ["report", str(root / "specs-sst2")],
+        ["push", str(root / "specs-imdb")],
+        ["report", str(root / "specs-imdb")],
         ["push", str(root / "specs-sst2")],
         ["report", str(root / "specs-sst2")],
     ]
-    assert runner.calls[1] == ["push", str(root / "specs-imdb"), "--tag", "v1.2.0"]
-    assert runner.calls[2][-2:] == ["--compare", str(baseline)]
+    assert runner.calls[4] == ["push", str(root / "specs-imdb"), "--tag", "v1.2.0"]
+    assert runner.calls[1][-2:] == runner.calls[5][-2:] == ["--compare", str(baseline)]
     outputs = read_outputs(workspace / "output.txt")
     assert outputs["run-dir"] == str(root)
     assert outputs["artifact-path"].splitlines()[0] == str(root)  # upload-model: true
@@ -515,7 +520,8 @@ def test_run_action_with_the_real_report_command(workspace, fake):
     sst2 = bodies[github.comment_marker("specs/sst2.yaml")]
     assert "### runner: specs-sst2" in sst2 and "+0.0400" in sst2
     imdb = bodies[github.comment_marker("specs/imdb.yaml")]
-    assert "### runner: specs-imdb" in imdb and "baseline" not in imdb
+    assert "### runner: specs-imdb" in imdb and "+0.0" not in imdb
+    assert f"No baseline for this spec: nothing for it in `{baseline}`." in imdb  # never sst2's
 
 
 @pytest.mark.parametrize(

@@ -12,6 +12,7 @@ from runner.record.analysis import card_lines
 from runner.record.manifest import DATA_KEYS, redact
 from runner.record.markdown import SPLITS, duration, headline_text, metrics_table, number, table
 from runner.result import RunResult
+from runner.rundir import portable
 from runner.spec import Spec
 from runner.tasks import hub_metric, metric_display, metric_items, task_of
 
@@ -192,7 +193,7 @@ def _card_body(spec: Spec, result: RunResult, base_model: str | None) -> str:
         + ". The resolved spec:",
         "",
         "```yaml",
-        yaml.safe_dump(redact(spec.values), sort_keys=False, allow_unicode=True).rstrip(),
+        yaml.safe_dump(redact(portable(spec.values)), sort_keys=False, allow_unicode=True).rstrip(),
         "```",
         "",
     ]

@@ -13,7 +13,7 @@ from runner import __version__
 from runner.errors import DataError
 from runner.files import sha256_file
 from runner.result import RunResult
-from runner.rundir import RunDir
+from runner.rundir import RunDir, portable
 from runner.spec import Spec
 
 MANIFEST_FORMAT = 2
@@ -66,7 +66,7 @@ def write_manifest(run_dir: RunDir, spec: Spec, result: RunResult) -> None:
         "seed": spec["seed"],
         "spec_file": str(spec.path.resolve()) if spec.path else None,
         "spec_sha256": spec.sha256,
-        "spec": redact(spec.values),
+        "spec": redact(portable(spec.values)),
         "data": {"files": data_file_hashes(spec, result)},
         "model": result.model,
         "environment": {
