@@ -100,8 +100,6 @@ def training_arguments(spec: Spec, run_dir: Path, device: str, precision: str):
     optimizer = train["optimizer"]
     if optimizer == "auto":
         optimizer = "adamw_torch_fused" if fused_adamw_available(device) else "adamw_torch"
-    if "tensorboard" in train["report_to"]:
-        os.environ["TENSORBOARD_LOGGING_DIR"] = str(run_dir / "logs")  # transformers 5 reads the folder from here
     return TrainingArguments(
         output_dir=str(run_dir / "checkpoints"),
         num_train_epochs=train["epochs"],
@@ -285,7 +283,7 @@ def build_trainer(spec: Spec, model, tokenizer, tokenized: dict, labels: list[st
                                                spec["train"]["early_stopping_threshold"]))
     task = task_of(spec["task"])
     evaluated = "validation" in tokenized and (spec["train"]["eval_strategy"] != "no" or model_init is not None)
-    return length_ordered_trainer()(
+    trainer = length_ordered_trainer()(
         model=model,
         model_init=model_init,
         args=args,
@@ -297,6 +295,10 @@ def build_trainer(spec: Spec, model, tokenizer, tokenized: dict, labels: list[st
         callbacks=callbacks,
         compute_loss_func=weighted_loss(class_weights, labels, task) if class_weights else None,
     )
+    for callback in trainer.callback_handler.callbacks:  # TensorBoard logs go to the run folder's logs/
+        if type(callback).__name__ == "TensorBoardCallback":
+            callback.logging_dir = str(output_dir / "logs")
+    return trainer
 
 
 def latest_checkpoint(run_dir: Path) -> Path | None:
