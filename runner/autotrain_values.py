@@ -8,15 +8,15 @@ import difflib
 import yaml
 
 
+def missing(path: tuple, problem, hint: str) -> None:
+    problem(path[:-1], f"missing required key '{'.'.join(path)}'", hint)
+
+
 def mapping(parent: dict, path: tuple, problem, required: bool = False) -> dict:
     value = parent.get(path[-1])
     if value is None:
         if required:
-            problem(
-                path[:-1],
-                f"missing required key '{'.'.join(path)}'",
-                "AutoTrain configs need data.path and data.column_mapping",
-            )
+            missing(path, problem, "AutoTrain configs need data.path and data.column_mapping")
         return {}
     if not isinstance(value, dict):
         problem(path, "must be a mapping of keys to values", "indent its keys under it")
@@ -39,11 +39,7 @@ def string(mapping: dict, path: tuple, problem, required: bool = False, default=
     value = mapping.get(path[-1])
     if value is None:
         if required:
-            problem(
-                path[:-1],
-                f"missing required key '{'.'.join(path)}'",
-                "see configs/text_classification/*.yml in AutoTrain for the format",
-            )
+            missing(path, problem, "see configs/text_classification/*.yml in AutoTrain for the format")
         return default
     if isinstance(value, bool) or not isinstance(value, (str, int, float)):
         problem(path, f"must be a string, got {scalar(value)}", "write a plain value")

@@ -120,13 +120,56 @@ def class_weights_for(spec: Spec, train_labels, labels: list[str]) -> dict:
     )
 
 
-def build_trainer(spec: Spec, model, inputs_for: dict, output_dir: Path, model_init=None):
-    """The Trainer for `model` (or `model_init`, a search), with the settings refused now, not mid-run.
-    `inputs_for`: tokenizer, tokenized, labels, device, precision, class_weights."""
+@dataclass
+class Parts:
+    """What a Trainer is built from besides its model: the tokens, the labels, the hardware, the class weights."""
+
+    tokenizer: object
+    tokenized: dict
+    labels: list[str]
+    device: str
+    precision: str
+    class_weights: dict
+    token_stats: dict
+
+
+def prepare_parts(spec: Spec, data, splits: dict, tokenizer=None, hardware_=None, quiet: bool = False) -> Parts:
+    """Tokens of `splits`, the hardware and the class weights (from `splits["train"]`), said unless `quiet`."""
+    from runner import model as model_step
+
+    tokenizer = tokenizer or load_tokenizer(spec)
+    device, precision = hardware_ or hardware(spec)
+    tokenized = tokenize(spec, tokenizer, splits)
+    stats = model_step.token_stats(tokenized, spec.model.max_length)
+    weights = class_weights_for(spec, splits["train"]["label"], data.labels)
+    if not quiet:
+        truncated = stats["truncated"]
+        say(
+            f"tokens: median {stats['token_lengths']['p50']}, p95 {stats['token_lengths']['p95']}; "
+            f"{truncated['rows']} training row(s) truncated at {truncated['max_length']}"
+        )
+        if weights:
+            say("class weights: " + ", ".join(f"{name} {value:.3g}" for name, value in weights.items()))
+    return Parts(tokenizer, tokenized, data.labels, device, precision, weights, stats)
+
+
+def build_trainer(spec: Spec, model, parts: Parts, output_dir: Path, model_init=None):
+    """The Trainer for `model` (or `model_init`, a search), with the settings refused now, not mid-run."""
     from runner import train as train_step
 
     try:
-        return train_step.build_trainer(spec, model, output_dir=output_dir, model_init=model_init, **inputs_for)
+        return train_step.build_trainer(
+            spec,
+            model,
+            parts.tokenizer,
+            parts.tokenized,
+            parts.labels,
+            output_dir,
+            parts.device,
+            parts.precision,
+            class_weights=parts.class_weights,
+            model_init=model_init,
+        )
     except (ImportError, RuntimeError, ValueError) as exc:
         raise SpecError(
             f"the Trainer refused the settings: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}",
@@ -141,46 +184,25 @@ def build_inputs(
     """Tokens, model, class weights (from `splits["train"]`) and the Trainer for one training of `splits`."""
     from runner import model as model_step
 
-    tokenizer = tokenizer or load_tokenizer(spec)
-    device, precision = hardware_ or hardware(spec)
-    tokenized = tokenize(spec, tokenizer, splits)
-    stats = model_step.token_stats(tokenized, spec.model.max_length)
-    if not quiet:
-        truncated = stats["truncated"]
-        say(
-            f"tokens: median {stats['token_lengths']['p50']}, p95 {stats['token_lengths']['p95']}; "
-            f"{truncated['rows']} training row(s) truncated at {truncated['max_length']}"
-        )
-    model = build_model(spec, data.labels, tokenizer)
-    weights = class_weights_for(spec, splits["train"]["label"], data.labels)
+    parts = prepare_parts(spec, data, splits, tokenizer, hardware_, quiet)
+    model = build_model(spec, data.labels, tokenizer=parts.tokenizer)
     if not quiet:
         trainable, total = model_step.count_parameters(model)
         say(
             f"model: {spec.model.name} ({'LoRA' if spec.lora else 'full fine-tuning'}), "
-            f"{trainable:,} trainable of {total:,} parameters ({100 * trainable / total:.2f}%); device {device}, "
-            f"{precision}"
+            f"{trainable:,} trainable of {total:,} parameters ({100 * trainable / total:.2f}%); device "
+            f"{parts.device}, {parts.precision}"
         )
-        if weights:
-            say("class weights: " + ", ".join(f"{name} {value:.3g}" for name, value in weights.items()))
-    shared = dict(
-        tokenizer=tokenizer,
-        tokenized=tokenized,
-        labels=data.labels,
-        device=device,
-        precision=precision,
-        class_weights=weights,
-    )
-    trainer = build_trainer(spec, model, shared, output_dir)
     return Inputs(
         data=data,
-        tokenized=tokenized,
-        tokenizer=tokenizer,
+        tokenized=parts.tokenized,
+        tokenizer=parts.tokenizer,
         model=model,
-        trainer=trainer,
-        device=device,
-        precision=precision,
-        class_weights=weights,
-        token_stats=stats,
+        trainer=build_trainer(spec, model, parts, output_dir),
+        device=parts.device,
+        precision=parts.precision,
+        class_weights=parts.class_weights,
+        token_stats=parts.token_stats,
     )
 
 

@@ -82,15 +82,11 @@ def search(spec: Spec, rerun: str = "") -> dict:
     direction = "minimize" if lower_is_better(metric) else "maximize"
     space = search_space(spec)
     data = pipeline.load_data(spec)
-    tokenizer = pipeline.load_tokenizer(spec)
-    tokenized = pipeline.tokenize(spec, tokenizer, {name: data.splits[name] for name in ("train", "validation")})
-    device, precision = pipeline.hardware(spec)
-    weights = pipeline.class_weights_for(spec, data.splits["train"]["label"], data.labels)
-
+    parts = pipeline.prepare_parts(spec, data, {name: data.splits[name] for name in ("train", "validation")})
     def model_init(trial=None):
         trial_values = sample(trial, space) if trial is not None else {}
         chosen = with_values(spec, {k: v for k, v in trial_values.items() if PLACES[k][1] is None})
-        return pipeline.build_model(chosen, data.labels, tokenizer)
+        return pipeline.build_model(chosen, data.labels, parts.tokenizer)
 
     def hp_space(trial) -> dict:
         return {PLACES[k][1]: v for k, v in sample(trial, space).items() if PLACES[k][1]}
@@ -105,15 +101,7 @@ def search(spec: Spec, rerun: str = "") -> dict:
     started = time.perf_counter()
     timeout = settings["timeout_minutes"] * 60 if settings["timeout_minutes"] else None
     with tempfile.TemporaryDirectory(prefix="runner-search-") as scratch:
-        shared = dict(
-            tokenizer=tokenizer,
-            tokenized=tokenized,
-            labels=data.labels,
-            device=device,
-            precision=precision,
-            class_weights=weights,
-        )
-        trainer = pipeline.build_trainer(search_settings(spec), None, shared, Path(scratch), model_init=model_init)
+        trainer = pipeline.build_trainer(search_settings(spec), None, parts, Path(scratch), model_init=model_init)
         for field in ("learning_rate", "num_train_epochs", "weight_decay", "warmup_steps"):
             setattr(trainer.args, field, float(getattr(trainer.args, field)))  # a trial's value is cast to its type
         try:
@@ -142,7 +130,7 @@ def search(spec: Spec, rerun: str = "") -> dict:
             ) from None
     study = optuna.load_study(study_name=name, storage=storage)
     record = study_record(study, metric, direction, space, spec, round(time.perf_counter() - started, 3))
-    record["class_weights"] = weights
+    record["class_weights"] = parts.class_weights
     return record
 
 
