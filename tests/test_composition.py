@@ -191,3 +191,22 @@ def test_sigterm_in_a_fold_or_a_trial_says_how_to_start_again_and_leaves_no_temp
         assert f"runner run {spec} --output elsewhere --set seed=3" in err
     assert not [p.name for p in scratch.iterdir() if p.name.startswith(temporary)]
     assert not (tmp_path / "elsewhere").exists()
+
+
+def test_dry_run_says_what_each_flow_trains(tiny_model, tmp_path):
+    write_csv(tmp_path / "data" / "train.csv", labelled_rows())
+    spec = write_spec(tmp_path, tiny_spec_text(tiny_model))
+    plans = {
+        "single": [],
+        "cv": ["--set", "data.cross_validation={folds: 4}"],
+        "search": ["--set", "search={trials: 3, space: {learning_rate: {low: 0.001, high: 0.01}}}"],
+    }
+    said = {}
+    for name, extra in plans.items():
+        result = run_cli("run", str(spec), "--dry-run", *extra, cwd=tmp_path)
+        assert result.returncode == 0, result.stderr
+        said[name] = next(line for line in result.stdout.splitlines() if line.startswith("0. flow:"))
+    assert "one training" in said["single"]
+    assert "5 trainings: 4 folds" in said["cv"]
+    assert said["search"].startswith("0. flow: a search of 3 trial(s) over learning_rate, then one training")
+    assert not (tmp_path / "run").exists()  # a dry run touches nothing
