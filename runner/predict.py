@@ -118,7 +118,7 @@ def read_texts(input_file: Path, text_column: str, pair_column: str | None) -> t
 
 def predict_command(
     run_dir: Path, texts: list[str], input_file: Path | None, output_file: Path | None, batch_size: int | None,
-    backend: str = "torch",
+    backend: str = "torch", force: bool = False,
 ) -> None:
     """`runner predict`; backend "onnx" runs RUN_DIR/onnx/ (int8 when exported) without torch or transformers."""
     run = RunDir(run_dir)
@@ -127,6 +127,8 @@ def predict_command(
         raise DataError("no texts to predict",
                         'give texts as arguments (runner predict RUN_DIR "some text") or --input FILE')
     pairs = None
+    if output_file:  # before any work: never the input, never a run's own file, an existing file only with --force
+        check_output_file(Path(output_file), input_file, force)
     if input_file:
         texts, pairs, _ = read_texts(Path(input_file), spec["data"]["text_column"], spec["data"]["text_pair_column"])
     elif task_of(spec["task"]).pair:
@@ -134,8 +136,6 @@ def predict_command(
             raise DataError("text-pair models take texts in pairs",
                             'give an even number of texts: "premise" "hypothesis" ...')
         texts, pairs = texts[0::2], texts[1::2]
-    if output_file:
-        check_output_file(Path(output_file))
     if backend == "onnx":
         from runner.ort import load_onnx, onnx_logits
 
@@ -167,14 +167,12 @@ def predict_command(
                   file=sys.stderr)
 
 
-def check_output_file(path: Path) -> None:
-    """Before any work: --output must be a file path in a folder that exists."""
-    if path.is_dir():
-        raise DataError("--output is a folder", "give a file path such as predictions.jsonl or predictions.csv",
-                        str(path))
-    if not path.parent.is_dir():
-        raise DataError(f"folder {path.parent} does not exist",
-                        "create it first, or give a path in an existing folder", str(path))
+def check_output_file(path: Path, input_file: Path | None = None, force: bool = False) -> None:
+    """Before any work: --output is a new file (or, with --force, an earlier one), in a folder that
+    exists, neither the input nor inside a run folder (runner.guard)."""
+    from runner.guard import check_file
+
+    check_file(path, [input_file] if input_file else [], force)
 
 
 def write_predictions(path: Path, rows: list[dict]) -> None:
