@@ -37,7 +37,7 @@ def reproduce_run(run_dir: str | Path, output_dir: str | Path | None = None, ove
     output_dir = guard.resolved(output_dir) if output_dir else default
     if output_dir == run_dir:
         raise DataError("the reproduction would overwrite the run it reproduces", "choose another --output folder")
-    replace = check_output(run_dir, output_dir, overwrite or _earlier_reproduction(output_dir, run_dir, default))
+    check_output(run_dir, output_dir, overwrite or _earlier_reproduction(output_dir, run_dir, default))
     original = folder.read_metrics()
 
     spec_path = manifest.get("spec_file")
@@ -65,7 +65,7 @@ def reproduce_run(run_dir: str | Path, output_dir: str | Path | None = None, ove
     with folder.lock("a reproduction"), guard.no_new_empty_folder(output_dir):  # the run cannot change meanwhile
         run_flow(
             spec,
-            overwrite=replace,
+            overwrite=True,  # check_output allowed what the folder holds
             resume=False,
             force_resume=False,
             argv=["runner", "reproduce", str(run_dir), "--output", str(output_dir)] + (["--overwrite"] if overwrite
