@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import difflib
+import functools
 import hashlib
 import math
 import re
@@ -35,7 +36,12 @@ class Spec:
 
     @property
     def base_dir(self) -> Path:
-        return self.path.parent if self.path else Path.cwd()
+        if not self.path:
+            return Path.cwd()
+        manifest = self.path.parent / "run.json"
+        if self.path.name == "spec.yaml" and manifest.is_file():  # a run's own resolved spec
+            return _recorded_base(str(manifest), manifest.stat().st_mtime_ns) or self.path.parent
+        return self.path.parent
 
     @property
     def sha256(self) -> str:
@@ -403,3 +409,16 @@ def _check_file(spec: Spec, path: tuple, relative: str, problem) -> None:
     elif not resolved.exists():
         where = f" (looked in {resolved.parent})" if not Path(relative).is_absolute() else ""
         problem(path, f"data file '{relative}' not found{where}", "paths are relative to the spec file's folder")
+
+
+@functools.lru_cache(maxsize=64)
+def _recorded_base(manifest: str, mtime: int) -> Path | None:
+    """A run's own spec.yaml holds the paths as written in the spec the run started from: they resolve
+    against that spec's folder, recorded in run.json, so `runner validate RUN/spec.yaml` passes."""
+    import json
+
+    try:
+        recorded = json.loads(Path(manifest).read_text(encoding="utf-8")).get("spec_file")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return Path(recorded).parent if isinstance(recorded, str) and recorded else None

@@ -81,16 +81,10 @@ def without_examples(results: dict) -> dict:
     """report.examples: false: a run's results (RunResult as a dict) with every quoted text replaced
     by "…"; counts, labels and row numbers stay."""
     results = dict(results)
-    checks = dict(results.get("data_checks") or {})
-    if checks:
-        duplicates = dict(checks.get("duplicates_in_train") or {})
-        if duplicates.get("examples"):
-            duplicates["examples"] = _hide(duplicates["examples"])
-            checks["duplicates_in_train"] = duplicates
-        checks["overlap"] = {split: {**found, "examples": _hide(found.get("examples"))}
-                             for split, found in (checks.get("overlap") or {}).items()}
-        checks["lengths"] = {kind: {**found, "examples": []} for kind, found in (checks.get("lengths") or {}).items()}
-        results["data_checks"] = checks
+    if results.get("data_checks"):
+        results["data_checks"] = _hide_checks(results["data_checks"])
+    if isinstance(results.get("data_summary"), dict) and results["data_summary"].get("checks"):
+        results["data_summary"] = {**results["data_summary"], "checks": _hide_checks(results["data_summary"]["checks"])}
     analysis = {}
     for split, entry in (results.get("error_analysis") or {}).items():
         analysis[split] = {**entry, "mistakes": _hide(entry.get("mistakes"))} if isinstance(entry, dict) else entry
@@ -101,6 +95,19 @@ def without_examples(results: dict) -> dict:
             issues[key] = _hide(issues[key])
     results["label_issues"] = issues
     return results
+
+
+def _hide_checks(checks: dict) -> dict:
+    checks = dict(checks)
+    duplicates = dict(checks.get("duplicates_in_train") or {})
+    if duplicates.get("examples"):
+        duplicates["examples"] = _hide(duplicates["examples"])
+        checks["duplicates_in_train"] = duplicates
+    checks["overlap"] = {split: {**found, "examples": _hide(found.get("examples"))} if isinstance(found, dict)
+                         else found for split, found in (checks.get("overlap") or {}).items()}
+    checks["lengths"] = {kind: {**found, "examples": []} if isinstance(found, dict) else found
+                         for kind, found in (checks.get("lengths") or {}).items()}
+    return checks
 
 
 def _hide(rows) -> list:
