@@ -86,6 +86,9 @@ def internal_error_lines(error: BaseException) -> list[str]:
 def main(debug: bool) -> None:
     """Fine-tune Hugging Face text classifiers from one YAML spec."""
     DEBUG["on"] = debug
+    for stream in (sys.stdout, sys.stderr):  # a terminal that cannot show a character gets an escape, not a crash
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="backslashreplace")
 
 
 @main.command()

@@ -134,6 +134,7 @@ def load_spec_text(text: str, path: Path | None = None, overrides=(), check_file
     document = copy.deepcopy(document)
     for override in overrides:
         _apply_override(document, override, positions)
+    _bare_no(document, load_schema())
 
     problems = _nonfinite_problems(document, positions, source) or _schema_problems(document, positions, source)
     if not problems:
@@ -166,6 +167,16 @@ def _missing_trackers(spec: Spec, source: str) -> list[SpecError]:
                                       f"pip install {package}, or remove {tracker} from train.report_to",
                                       where(source, spec.positions, ("train", "report_to", index))))
     return problems
+
+
+def _bare_no(document: dict, schema: dict) -> None:
+    """YAML 1.1 reads a bare `no` as false: where the schema's choices include "no" (eval_strategy,
+    save_strategy), false means "no"."""
+    for key, prop in (schema.get("properties") or {}).items():
+        if isinstance(document.get(key), dict):
+            _bare_no(document[key], prop)
+        elif document.get(key) is False and "no" in (prop.get("enum") or []):
+            document[key] = "no"
 
 
 def _apply_override(document: dict, override: str, positions: dict) -> None:

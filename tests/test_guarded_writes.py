@@ -15,6 +15,8 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pytest
 from conftest import labelled_rows, run_cli, tiny_spec_text, write_csv, write_spec
 
@@ -170,3 +172,69 @@ def test_lora_export_carries_temperature_and_thresholds(tiny_model, tmp_path):
     config = json.loads((tmp_path / "run" / "onnx" / "config.json").read_text(encoding="utf-8"))
     assert results["temperature"] and config["runner_temperature"] == pytest.approx(results["temperature"])
     assert config["runner_thresholds"] == pytest.approx(results["thresholds"])
+
+
+# ---------------------------------------------------------------------------------------------
+# The smaller items of issue 23
+
+
+@pytest.mark.parametrize("extra, words", [
+    ("train:\n  class_weights: {pos: 1.0e39}\n", ["class_weights", "spec.yaml:"]),
+    ("hub:\n  repo_id: me/x--y\n", ["hub.repo_id", "spec.yaml:"]),
+    ("hub:\n  repo_id: me/x.git\n", ["hub.repo_id", "spec.yaml:"]),
+])
+def test_validate_refuses_with_the_line(tmp_path, tiny_model, extra, words):
+    write_csv(tmp_path / "data" / "train.csv", labelled_rows(per_label=5))
+    text = tiny_spec_text(tiny_model).replace("train:\n  epochs", "train:\n  epochs", 1)
+    if extra.startswith("train:"):
+        text = text.replace("train:\n", extra, 1)
+    else:
+        text += extra
+    spec = write_spec(tmp_path, text)
+    refused(run_cli("validate", str(spec), cwd=tmp_path), 2, *words)
+
+
+def test_bare_no_is_the_documented_no(tmp_path, tiny_model):
+    write_csv(tmp_path / "data" / "train.csv", labelled_rows(per_label=5))
+    extra = "train:\n  eval_strategy: no\n  load_best_model_at_end: false\n"
+    spec = write_spec(tmp_path, tiny_spec_text(tiny_model).replace("train:\n", extra, 1))
+    result = run_cli("validate", str(spec), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    from runner.spec import load_spec
+
+    assert load_spec(spec)["train"]["eval_strategy"] == "no"
+
+
+def test_a_run_validates_its_own_spec_and_prints_to_a_latin1_terminal(ws):
+    assert run_cli("validate", "run/spec.yaml", cwd=ws).returncode == 0
+    env = {**os.environ, "PYTHONIOENCODING": "latin-1"}
+    for args in (("predict", "run", "日本語のテキスト ✓"), ("report", "run")):
+        result = subprocess.run([sys.executable, "-m", "runner", *args], cwd=ws, env=env, capture_output=True)
+        err = result.stderr.decode("latin-1")
+        assert result.returncode == 0 and "Traceback" not in err, err[-2000:]
+        assert result.stdout.decode("latin-1").strip()
+
+
+def test_eval_hints_name_the_file_not_the_spec(ws, tmp_path):
+    data = write_csv(tmp_path / "e.csv", [{"words": "a great day", "label": "pos"}])
+    result = run_cli("eval", "run", "--data", str(data), cwd=ws)
+    refused(result, 2, "fix the file")
+    hint = [line for line in result.stderr.splitlines() if line.startswith("hint:")][0]
+    assert "spec" not in hint
+
+
+def test_numeric_labels_match_across_formats():
+    from runner.labels import encode_single_labels
+
+    frame = pd.DataFrame({"label": [1.0, 0.0, 1.0], "__row__": [1, 2, 3]})
+    encoded, labels = encode_single_labels(frame, "label", ["0.0", "1.0"], "e.jsonl", "e.jsonl")
+    assert encoded.tolist() == [1, 0, 1] and labels == ["0.0", "1.0"]
+
+
+def test_calibration_on_a_few_rows_warns_at_its_bound(capsys):
+    from runner.quality import fit_temperature
+
+    assert fit_temperature(np.array([[2.0, -2.0]]), np.array([1]), False) > 10
+    assert "at its bound" in capsys.readouterr().err
+    fit_temperature(np.array([[2.0, -2.0], [1, 0], [0, 1.0], [0.5, 0.2]] * 10), np.array([0, 1, 1, 0] * 10), False)
+    assert "bound" not in capsys.readouterr().err
