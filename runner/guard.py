@@ -18,8 +18,9 @@ from pathlib import Path
 
 from runner.errors import RunError, SpecError
 from runner.files import atomic_write_bytes
+from runner.rundir import MANIFEST, METRICS
 
-RUN_MARKERS = ("run.json", "metrics.json")
+RUN_MARKERS = (MANIFEST, METRICS)
 
 
 def resolved(path: str | Path) -> Path:

@@ -219,10 +219,12 @@ class RunDir:
     def write_metrics(self, metrics: dict) -> None:
         atomic_write_json(self.metrics_file, metrics)
 
-    def write_spec(self, values: dict) -> None:
+    def write_spec(self, values: dict, base_dir: Path | None = None) -> None:
+        """spec.yaml: the resolved spec; its first line names the folder its relative paths are relative to."""
         import yaml
 
-        atomic_write_text(self.spec_file, yaml.safe_dump(values, sort_keys=False, allow_unicode=True))
+        header = f"# paths in this spec are relative to: {Path(base_dir).resolve()}\n" if base_dir else ""
+        atomic_write_text(self.spec_file, header + yaml.safe_dump(values, sort_keys=False, allow_unicode=True))
 
     def finish(self) -> None:
         """Mark the run finished (the last write of a run), then drop the earlier run set aside."""

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import copy
 import difflib
-import functools
 import hashlib
 import math
 import re
@@ -21,6 +20,8 @@ from runner.errors import SpecError, SpecErrors
 from runner.schema import describe, hint, load_schema, schema_at, where
 from runner.tasks import TASKS, task_of
 from runner.yamlsource import parse_value, parse_yaml
+
+RELATIVE_TO = re.compile(r"# paths in this spec are relative to: (/[^\n]*)\n")
 
 
 @dataclass
@@ -38,10 +39,10 @@ class Spec:
     def base_dir(self) -> Path:
         if not self.path:
             return Path.cwd()
-        manifest = self.path.parent / "run.json"
-        if self.path.name == "spec.yaml" and manifest.is_file():  # a run's own resolved spec
-            return _recorded_base(str(manifest), manifest.stat().st_mtime_ns) or self.path.parent
-        return self.path.parent
+        # A run's own spec.yaml says where the spec it was resolved from lives (RunDir.write_spec), so its
+        # relative paths resolve as they did for the run and `runner validate RUN/spec.yaml` passes.
+        recorded = RELATIVE_TO.match(self.text)
+        return Path(recorded.group(1)) if recorded else self.path.parent
 
     @property
     def sha256(self) -> str:
@@ -420,16 +421,3 @@ def _check_file(spec: Spec, path: tuple, relative: str, problem) -> None:
     elif not resolved.exists():
         where = f" (looked in {resolved.parent})" if not Path(relative).is_absolute() else ""
         problem(path, f"data file '{relative}' not found{where}", "paths are relative to the spec file's folder")
-
-
-@functools.lru_cache(maxsize=64)
-def _recorded_base(manifest: str, mtime: int) -> Path | None:
-    """A run's own spec.yaml holds the paths as written in the spec the run started from: they resolve
-    against that spec's folder, recorded in run.json, so `runner validate RUN/spec.yaml` passes."""
-    import json
-
-    try:
-        recorded = json.loads(Path(manifest).read_text(encoding="utf-8")).get("spec_file")
-    except (OSError, ValueError, AttributeError):
-        return None
-    return Path(recorded).parent if isinstance(recorded, str) and recorded else None
