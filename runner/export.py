@@ -33,8 +33,8 @@ def export_command(run_dir: Path, output: Path | None, int8: bool, min_agreement
     spec = run.load_spec()
     require("onnx", "onnxscript", "onnxruntime")
     # RUN/onnx is the export's own; -o elsewhere: never the run or a folder in it, never other files unless --force
-    folder = guard.check_folder(output or run.onnx_dir, inputs=[run.path], force=force, own=run.onnx_dir,
-                                replaceable=_earlier_export)
+    folder = guard.check_folder(output or run.onnx_dir, inputs=guard.run_inputs(run.path), force=force,
+                                own=run.onnx_dir, replaceable=_earlier_export)
     # The run's lock: a `runner run --overwrite` of the same folder cannot swap the model mid-export.
     with run.lock("an export"), _stopped_by_sigterm(run_dir):
         return _export(run, spec, folder, bool(output) and folder != guard.resolved(run.onnx_dir), int8,

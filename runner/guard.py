@@ -40,8 +40,9 @@ def same_file(first: Path, second: Path) -> bool:
 
 def is_run_folder(path: Path) -> bool:
     path = Path(path)
+    """A folder a run wrote (run.json, metrics.json) or is writing (its checkpoints' fingerprint)."""
     return path.is_dir() and (any((path / m).is_file() for m in RUN_MARKERS)
-                              or ((path / "spec.yaml").is_file() and (path / "model").is_dir()))
+                              or (path / "checkpoints" / "fingerprint.json").is_file())
 
 
 def enclosing_run(path: Path) -> Path | None:
@@ -50,6 +51,21 @@ def enclosing_run(path: Path) -> Path | None:
         if is_run_folder(folder):
             return folder
     return None
+
+
+def run_inputs(run_dir: Path) -> list[Path]:
+    """The run folder and the data files its run.json records: what a command on a run must never replace."""
+    import json
+
+    out = [Path(run_dir)]
+    try:
+        files = (json.loads((Path(run_dir) / MANIFEST).read_text(encoding="utf-8")).get("data") or {}).get("files")
+    except (OSError, ValueError, AttributeError):
+        return out
+    for entry in (files or {}).values():
+        if isinstance(entry, dict) and isinstance(entry.get("path"), str):
+            out.append(Path(entry["path"]))
+    return out
 
 
 def inside(path: Path, folder: Path) -> bool:

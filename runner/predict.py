@@ -128,7 +128,7 @@ def predict_command(
                         'give texts as arguments (runner predict RUN_DIR "some text") or --input FILE')
     pairs = None
     if output_file:  # before any work: never the input, never a run's own file, an existing file only with --force
-        check_output_file(Path(output_file), input_file, force)
+        check_output_file(Path(output_file), input_file, force, run.path)
     if input_file:
         texts, pairs, _ = read_texts(Path(input_file), spec["data"]["text_column"], spec["data"]["text_pair_column"])
     elif task_of(spec["task"]).pair:
@@ -167,12 +167,13 @@ def predict_command(
                   file=sys.stderr)
 
 
-def check_output_file(path: Path, input_file: Path | None = None, force: bool = False) -> None:
+def check_output_file(path: Path, input_file: Path | None = None, force: bool = False,
+                      run_dir: Path | None = None) -> None:
     """Before any work: --output is a new file (or, with --force, an earlier one), in a folder that
-    exists, neither the input nor inside a run folder (runner.guard)."""
-    from runner.guard import check_file
+    exists, neither the input, nor the run's data, nor inside a run folder (runner.guard)."""
+    from runner.guard import check_file, run_inputs
 
-    check_file(path, [input_file] if input_file else [], force)
+    check_file(path, ([input_file] if input_file else []) + (run_inputs(run_dir)[1:] if run_dir else []), force)
 
 
 def write_predictions(path: Path, rows: list[dict]) -> None:
