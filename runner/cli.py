@@ -7,7 +7,6 @@ Heavy libraries (torch, transformers) are imported inside the commands that need
 from __future__ import annotations
 
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -110,6 +109,9 @@ def internal_error_lines(error: BaseException) -> list[str]:
 @click.option("--debug", is_flag=True, help="Show tracebacks.")
 def main(debug: bool) -> None:
     """Fine-tune Hugging Face text classifiers from one YAML spec."""
+    for stream in (sys.stdout, sys.stderr):  # a terminal that cannot show a character gets an escape, not a crash
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="backslashreplace")
 
 
 @main.command()
@@ -222,11 +224,12 @@ def init(data_file, output, model, force, encoding) -> None:
               help="Texts per batch (default: predict.batch_size).")
 @click.option("--backend", type=click.Choice(["torch", "onnx"]), default="torch", show_default=True,
               help="onnx: the model `runner export` wrote (int8 when there is one), with onnxruntime only.")
-def predict(run_dir, texts, input_file, output_file, batch_size, backend) -> None:
+@click.option("--force", is_flag=True, help="Replace an existing --output file (never the input or a run's file).")
+def predict(run_dir, texts, input_file, output_file, batch_size, backend, force) -> None:
     """Predict labels and class probabilities with a trained run."""
     from runner.predict import predict_command
 
-    predict_command(run_dir, list(texts), input_file, output_file, batch_size, backend)
+    predict_command(run_dir, list(texts), input_file, output_file, batch_size, backend, force)
 
 
 @main.command(name="export")
@@ -238,11 +241,12 @@ def predict(run_dir, texts, input_file, output_file, batch_size, backend) -> Non
               help="Refuse (exit 1) when fewer validation labels than this agree with PyTorch.")
 @click.option("--parity-rows", type=click.IntRange(min=0), default=2000, show_default=True,
               help="Validation texts to check.")
-def export(run_dir, int8, output, min_agreement, parity_rows) -> None:
+@click.option("--force", is_flag=True, help="Replace an -o folder that holds other files (never a run folder).")
+def export(run_dir, int8, output, min_agreement, parity_rows, force) -> None:
     """Export a trained run to ONNX (LoRA merged) with its tokenizer, checked against PyTorch."""
     from runner.export import describe, export_command
 
-    for line in describe(export_command(run_dir, output, int8, min_agreement, parity_rows)):
+    for line in describe(export_command(run_dir, output, int8, min_agreement, parity_rows, force)):
         click.echo(line)
 
 
@@ -312,11 +316,12 @@ def comment(run_dir, base_dir, key) -> None:
 @click.argument("run_dir", type=click.Path(path_type=Path))
 @click.option("--output", "output_dir", type=click.Path(path_type=Path), default=None,
               help="Where the repeated run goes (default: RUN_DIR-reproduce).")
-def reproduce(run_dir, output_dir) -> None:
+@click.option("--overwrite", is_flag=True, help="Replace another run (or other files) in the --output folder.")
+def reproduce(run_dir, output_dir, overwrite) -> None:
     """Re-run from a run's manifest and report whether the metrics match."""
     from runner.reproduce import reproduce_run
 
-    if not reproduce_run(run_dir, output_dir):
+    if not reproduce_run(run_dir, output_dir, overwrite):
         sys.exit(1)
 
 
@@ -340,33 +345,18 @@ def convert(config, output, force) -> None:
 
 
 def check_new_file(output: Path, force: bool, source: Path) -> None:
-    """`-o FILE` of init and convert: never the command's own input, never an existing file unless
-    --force, and in a folder that exists (a missing folder is an error, not created: a typo in the
-    path should not leave new folders behind)."""
-    from runner.errors import SpecError
+    """`-o FILE` of init and convert (the guarded writer): never the command's own input, never a run
+    folder's file, never an existing file unless --force, and in a folder that exists (a missing
+    folder is an error, not created: a typo in the path should not leave new folders behind)."""
+    from runner.guard import check_file
 
-    where = str(output)
-    if output.exists() and source.exists() and os.path.samefile(output, source):  # also a link to it
-        raise SpecError("-o is the input file itself; writing it would replace the input", "give another path with -o",
-                        where)
-    if output.is_dir():
-        raise SpecError("-o is a folder", "give a file path such as spec.yaml", where)
-    if output.exists() and not force:
-        raise SpecError("the file already exists", "choose another path, or pass --force to replace it", where)
-    if not output.parent.is_dir():
-        raise SpecError(f"folder {output.parent} does not exist",
-                        "create it first (mkdir -p), or write into an existing folder", where)
+    check_file(output, [source], force, option="-o")
 
 
 def write_new_file(output: Path, text: str) -> None:
-    from runner.errors import RunError
-    from runner.files import atomic_write_text
+    from runner.guard import write_file
 
-    try:
-        atomic_write_text(output, text)
-    except OSError as exc:
-        raise RunError(f"could not write the file: {exc.strerror or exc}",
-                       "check the folder's permissions and free space", str(output)) from None
+    write_file(output, text)
 
 
 @main.command()

@@ -11,11 +11,14 @@ from __future__ import annotations
 
 import json
 import logging
+import signal
 import time
 import warnings
+from contextlib import contextmanager
 from pathlib import Path
 
-from runner.errors import DataError, RunError
+from runner import guard
+from runner.errors import DataError, Interrupted, RunError, RunnerError
 from runner.ort import FP32, INT8, OnnxClassifier, load_tokenizer, onnx_logits, require
 from runner.rundir import RunDir, remove_entry
 from runner.tasks import task_of
@@ -24,23 +27,51 @@ DEFAULT_MIN_AGREEMENT = 0.99
 PARITY_ROWS = 2000
 
 
-def export_command(run_dir: Path, output: Path | None, int8: bool, min_agreement: float, parity_rows: int) -> dict:
+def export_command(run_dir: Path, output: Path | None, int8: bool, min_agreement: float, parity_rows: int,
+                   force: bool = False) -> dict:
     run = RunDir(run_dir)
     spec = run.load_spec()
     require("onnx", "onnxscript", "onnxruntime")
+    # RUN/onnx is the export's own; -o elsewhere: never the run or a folder in it, never other files unless --force
+    folder = guard.check_folder(output or run.onnx_dir, inputs=guard.run_inputs(run.path), force=force,
+                                own=run.onnx_dir, replaceable=_earlier_export)
+    # The run's lock: a `runner run --overwrite` of the same folder cannot swap the model mid-export.
+    with run.lock("an export"), _stopped_by_sigterm(run_dir):
+        return _export(run, spec, folder, bool(output) and folder != guard.resolved(run.onnx_dir), int8,
+                       min_agreement, parity_rows)
+
+
+def _earlier_export(folder: Path) -> bool:
+    """A folder an earlier `runner export -o` wrote (model.onnx, config and tokenizer only): replaced freely."""
+    names = {p.name for p in folder.iterdir()}
+    return FP32 in names and "config.json" in names and all(not (folder / n).is_dir() for n in names)
+
+
+@contextmanager
+def _stopped_by_sigterm(run_dir: Path):
+    """SIGTERM stops the export like SIGINT: the temporary folder goes, one line says what to run again."""
+    def stop(number, frame):
+        raise Interrupted(f"export stopped by {signal.Signals(number).name}; nothing was written",
+                          f"run the same command again to export: runner export {run_dir}", exit_code=143)
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _export(run: RunDir, spec, folder: Path, elsewhere: bool, int8: bool, min_agreement: float,
+            parity_rows: int) -> dict:
     task = task_of(spec["task"])
-    folder = Path(output) if output else run.onnx_dir
-    if folder.exists() and not folder.is_dir():
-        raise DataError("the output path is a file", "give a folder with -o", str(folder))
     texts, pairs = parity_texts(run, parity_rows)
     model, tokenizer, source = merged_model(run, spec)
-    temporary = folder.with_name(f".{folder.name}.tmp")
-    remove_entry(temporary)
-    temporary.mkdir(parents=True)
+    temporary = guard.temporary_folder(folder, fixed=not elsewhere)  # RUN/.onnx.tmp: set aside by run --overwrite
     try:
         started = time.perf_counter()
         export_onnx(model, tokenizer, temporary / FP32, texts[:2] if len(texts) >= 2 else None)
         model.config.save_pretrained(temporary)  # labels, problem type and any saved thresholds/temperature
+        _carry_calibration(temporary, run)
         tokenizer.save_pretrained(temporary)
         # tokenizer.json as onnxruntime users load it: truncation at max_length, each batch padded to its longest row
         load_tokenizer(temporary, spec["model"]["max_length"]).save(str(temporary / "tokenizer.json"))
@@ -48,7 +79,7 @@ def export_command(run_dir: Path, output: Path | None, int8: bool, min_agreement
             quantize(temporary / FP32, temporary / INT8)
         seconds = time.perf_counter() - started
         parity = check_parity(model, tokenizer, temporary, task, spec, texts, pairs) if texts else {}
-    except RunError:
+    except (RunnerError, KeyboardInterrupt):
         remove_entry(temporary)
         raise
     except Exception as exc:  # noqa: BLE001 - an exporter failure is one line, not a traceback
@@ -69,10 +100,13 @@ def export_command(run_dir: Path, output: Path | None, int8: bool, min_agreement
             f"nothing was written; export without --int8, or lower --min-agreement (now {min_agreement})",
             str(folder),
         )
-    remove_entry(folder)
-    temporary.rename(folder)
+    try:
+        guard.replace_folder(temporary, folder)
+    except BaseException:
+        remove_entry(temporary)
+        raise
     record = {
-        "dir": str(folder.resolve()) if output else folder.name,
+        "dir": str(folder) if elsewhere else folder.name,
         "source": source,
         "exporter": "torch.onnx (dynamo)",
         "seconds": round(seconds, 1),
@@ -80,11 +114,27 @@ def export_command(run_dir: Path, output: Path | None, int8: bool, min_agreement
         "parity": {**parity, "min_agreement": min_agreement},
     }
     run.update_manifest(export=record)
-    if not output:
+    if not elsewhere:
         from runner.record.card import add_export_section
 
         add_export_section(run.model_dir, record, spec["hub"]["repo_id"])
     return record
+
+
+def _carry_calibration(folder: Path, run: RunDir) -> None:
+    """A LoRA adapter's base config lacks runner_temperature/runner_thresholds: put the run's into the export's
+    config.json, so they travel with the ONNX model as they do with a full model."""
+    from runner.files import atomic_write_json, read_json
+
+    results = run.read_manifest().get("results") or {}
+    config = read_json(folder / "config.json")
+    changed = False
+    for key, value in (("runner_temperature", results.get("temperature")),
+                       ("runner_thresholds", results.get("thresholds"))):
+        if value and key not in config:
+            config[key], changed = value, True
+    if changed:
+        atomic_write_json(folder / "config.json", config)
 
 
 def parity_texts(run: RunDir, limit: int) -> tuple[list[str], list[str] | None]:

@@ -51,10 +51,13 @@ def mask(value: str) -> None:
 
 
 def write_step_summary(body: str, env: Mapping[str, str] = os.environ) -> bool:
-    """Append markdown to the job summary; False when not running in Actions."""
+    """Append markdown to the job summary (after the renderer's last guard); False when not running in Actions."""
+    from runner.record.render import publish
+
     path = env.get("GITHUB_STEP_SUMMARY")
     if not path:
         return False
+    body = publish(body)
     with open(path, "a", encoding="utf-8") as f:
         f.write(body if body.endswith("\n") else body + "\n")
         f.write("\n")
@@ -202,8 +205,11 @@ def comment_on_pull_request(
     wrote it) and a one-line notice says so. Other API failures raise RunError.
     Returns {"action": "created" | "updated" | "summary-only", "url": ..., "comment_id": ...}.
     """
+    from runner.record.render import publish
+
     marker = comment_marker(key)
-    text = body if marker in body else f"{marker}\n{body}"
+    body = publish(body)  # no marker of any spec inside, <details> balanced: only ours goes on top
+    text = f"{marker}\n{body}"
     api = env.get("GITHUB_API_URL", "https://api.github.com").rstrip("/")
     repo = env.get("GITHUB_REPOSITORY", "")
     token = env.get("GITHUB_TOKEN", "")

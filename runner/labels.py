@@ -94,6 +94,21 @@ def _label_to_string(value) -> str:
     return str(value).strip()
 
 
+def _same_number(name: str, labels: list[str]) -> str:
+    """The class name that is the same number as `name` ("1" for "1.0"), else `name` itself."""
+    try:
+        value = float(name)
+    except ValueError:
+        return name
+    for label in labels:
+        try:
+            if float(label) == value:
+                return label
+        except ValueError:
+            continue
+    return name
+
+
 def infer_labels(values) -> list[str]:
     """Sorted class names; numbers sort as numbers ("2" before "10")."""
     unique = sorted(set(values))
@@ -112,6 +127,7 @@ def encode_single_labels(frame: pd.DataFrame, column: str, labels: list[str] | N
                             "looks like free text",
                             "check data.label_column, and that texts with commas are quoted in the CSV", source)
     index = {name: i for i, name in enumerate(labels)}
+    names = names.map(lambda name: name if name in index else _same_number(name, labels))  # "1.0" is 1.0 is "1"
     unknown = ~names.isin(index)
     if unknown.any():
         bad = frame.loc[unknown, ROW].head(5).tolist()

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from runner.console import is_main_process, note, say
 from runner.errors import Interrupted, RunError, RunnerError
+from runner.guard import no_new_empty_folder
 from runner.rundir import ENTRIES, RESUME_ENTRIES, RunDir
 
 
@@ -91,25 +92,12 @@ def run_folder(spec, overwrite: bool = False, resume: bool = False, force_resume
     check_gpu_usable(spec.train.device)  # a GPU that torch cannot use stops the run before anything is read
     run_dir = RunDir(spec.output_dir)
     main = is_main_process()
-    made = main and not run_dir.path.exists()
-    try:
+    with no_new_empty_folder(run_dir.path) if main else nullcontext():  # a refused run leaves no folder behind
         checkpoint = prepare(run_dir, overwrite=overwrite, resume=resume)
         with run_dir.lock() if main else nullcontext():
             if main and run_dir.restore():
                 say(f"restored the earlier run in {run_dir.path}, set aside by a run that did not finish")
             yield RunFolder(run_dir, checkpoint, run_dir.written_entries(), main, force_resume, tuple(argv))
-    except BaseException:
-        if made:
-            remove_if_empty(run_dir.path)
-        raise
-
-
-def remove_if_empty(folder: Path) -> None:
-    """A folder this run made and left empty (a refused or failed run) goes again."""
-    try:
-        folder.rmdir()
-    except OSError:
-        return
 
 
 def rerun_command(argv, resume: bool) -> str:

@@ -326,13 +326,17 @@ def tokenize_splits(splits: dict, tokenizer, max_length: int, has_pair: bool, ca
     group rows of similar length), whether it was truncated, and its untruncated `full_length`.
     The splits come back memory-mapped, so a large dataset is not held in memory twice.
     """
+    import atexit
     import os
     import shutil
+    import sys
     import tempfile
     import time
 
     import datasets
     from filelock import FileLock
+
+    from runner.tokencache import cache_problem, write_cache_record
 
     key = tokenized_cache_key(splits, tokenizer, max_length, has_pair)
     root = Path(cache_dir) if cache_dir else cache_root() / "tokenized"
@@ -342,10 +346,16 @@ def tokenize_splits(splits: dict, tokenizer, max_length: int, has_pair: bool, ca
     except OSError as exc:
         warn(f"cannot use the tokenization cache {root} ({exc.strerror}); tokenizing into a temporary folder")
         root = Path(tempfile.mkdtemp(prefix="runner-tokenized-"))
+        atexit.register(shutil.rmtree, root, ignore_errors=True)  # memory-mapped files stay readable until then
         folder = root / key
     rows = sum(len(frame) for frame in splits.values())
     # The lock makes concurrent runs (and the processes of one distributed run) tokenize once.
     with FileLock(str(root / f"{key}.lock")):
+        problem = cache_problem(folder, key, splits, TOKENIZED_FORMAT) if folder.is_dir() else None
+        if problem:  # damaged or foreign: never trusted, never fatal
+            print(f"warning: the tokenization cache entry {folder} is {problem}; it is discarded and rebuilt",
+                  file=sys.stderr)
+            shutil.rmtree(folder, ignore_errors=True)
         if folder.is_dir():
             say(f"tokenize: {rows} rows from the cache ({folder})")
         else:
@@ -355,6 +365,7 @@ def tokenize_splits(splits: dict, tokenizer, max_length: int, has_pair: bool, ca
             partial.mkdir()
             for name, frame in splits.items():
                 _write_tokenized(partial / f"{name}.arrow", frame, tokenizer, max_length, has_pair)
+            write_cache_record(partial, key, splits, TOKENIZED_FORMAT)
             os.replace(partial, folder)
             seconds = time.perf_counter() - started
             say(f"tokenize: {rows} rows in {seconds:.2f}s ({rows / max(seconds, 1e-9):,.0f} rows/s), cached in "

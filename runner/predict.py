@@ -118,7 +118,7 @@ def read_texts(input_file: Path, text_column: str, pair_column: str | None) -> t
 
 def predict_command(
     run_dir: Path, texts: list[str], input_file: Path | None, output_file: Path | None, batch_size: int | None,
-    backend: str = "torch",
+    backend: str = "torch", force: bool = False,
 ) -> None:
     """`runner predict`; backend "onnx" runs RUN_DIR/onnx/ (int8 when exported) without torch or transformers."""
     run = RunDir(run_dir)
@@ -127,6 +127,8 @@ def predict_command(
         raise DataError("no texts to predict",
                         'give texts as arguments (runner predict RUN_DIR "some text") or --input FILE')
     pairs = None
+    if output_file:  # before any work: never the input, never a run's own file, an existing file only with --force
+        check_output_file(Path(output_file), input_file, force, run.path)
     if input_file:
         texts, pairs, _ = read_texts(Path(input_file), spec["data"]["text_column"], spec["data"]["text_pair_column"])
     elif task_of(spec["task"]).pair:
@@ -134,8 +136,6 @@ def predict_command(
             raise DataError("text-pair models take texts in pairs",
                             'give an even number of texts: "premise" "hypothesis" ...')
         texts, pairs = texts[0::2], texts[1::2]
-    if output_file:
-        check_output_file(Path(output_file))
     if backend == "onnx":
         from runner.ort import load_onnx, onnx_logits
 
@@ -167,14 +167,13 @@ def predict_command(
                   file=sys.stderr)
 
 
-def check_output_file(path: Path) -> None:
-    """Before any work: --output must be a file path in a folder that exists."""
-    if path.is_dir():
-        raise DataError("--output is a folder", "give a file path such as predictions.jsonl or predictions.csv",
-                        str(path))
-    if not path.parent.is_dir():
-        raise DataError(f"folder {path.parent} does not exist",
-                        "create it first, or give a path in an existing folder", str(path))
+def check_output_file(path: Path, input_file: Path | None = None, force: bool = False,
+                      run_dir: Path | None = None) -> None:
+    """Before any work: --output is a new file (or, with --force, an earlier one), in a folder that
+    exists, neither the input, nor the run's data, nor inside a run folder (runner.guard)."""
+    from runner.guard import check_file, run_inputs
+
+    check_file(path, ([input_file] if input_file else []) + (run_inputs(run_dir)[1:] if run_dir else []), force)
 
 
 def write_predictions(path: Path, rows: list[dict]) -> None:
@@ -209,8 +208,15 @@ def eval_command(run_dir: Path, data_file: Path) -> dict:
     d, task = spec["data"], task_of(spec["task"])
     model, tokenizer = load_trained_model(run.model_dir, run.labels(), task.name)
     labels = label_names_of(model)
-    frame, _, _ = prepare_frame(read_table(Path(data_file), "auto", d["encoding"]), spec, labels or None,
-                                str(data_file))
+    try:
+        frame, _, _ = prepare_frame(read_table(Path(data_file), "auto", d["encoding"]), spec, labels or None,
+                                    str(data_file))
+    except DataError as exc:  # the run is fixed: its spec is not for the user to edit, the file is
+        if "spec" in exc.hint or "labels:" in exc.hint or "data." in exc.hint:
+            columns = ", ".join(c for c in (d["text_column"], d["text_pair_column"], d["label_column"]) if c)
+            exc.hint = (f"the file needs the run's columns ({columns})"
+                        + (f" and labels ({', '.join(labels)})" if labels else "") + "; fix the file")
+        raise
     target = np.asarray(list(frame["label"])) if task.multi_label else frame["label"].to_numpy()
     pairs = frame["text_pair"].tolist() if d["text_pair_column"] else None
     logits = predict_logits(model, tokenizer, frame["text"].tolist(), pairs, spec["model"]["max_length"],

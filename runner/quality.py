@@ -51,6 +51,12 @@ def fit_temperature(logits, truth, multi_label: bool) -> float:
         options={"xatol": 1e-4},
     )
     best = float(np.exp(found.x))
+    if best < 2 * T_RANGE[0] or best > T_RANGE[1] / 2:  # at (or near) a bound: too few rows to learn from
+        import sys
+
+        print(f"warning: the temperature fitted on {len(logits)} validation row(s) is at its bound (T = {best:.3g}); "
+              "with so few rows calibration is not reliable: add validation rows or drop predict.calibration",
+              file=sys.stderr)
     # Never worse than leaving the scores alone (a flat loss surface can stop the search anywhere).
     if log_loss(logits, truth, multi_label, best) > log_loss(logits, truth, multi_label, 1.0):
         return 1.0

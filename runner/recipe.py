@@ -151,7 +151,7 @@ def save(
     save_model(inputs.trainer, inputs.tokenizer, spec, run_dir)
     try:
         run_dir.write_metrics(result.metrics)
-        run_dir.write_spec(spec.values)
+        run_dir.write_spec(spec.values, spec.base_dir)
         if spec.output.save_predictions:
             write_split_predictions(
                 run_dir, logits_by_split, inputs.data, spec.task, spec.predict.threshold,

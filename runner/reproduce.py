@@ -10,7 +10,8 @@ from pathlib import Path
 
 import yaml
 
-from runner.errors import DataError
+from runner import guard
+from runner.errors import DataError, SpecError
 from runner.files import sha256_file
 from runner.record.manifest import DATA_KEYS
 from runner.rundir import RunDir, read_metrics
@@ -18,7 +19,7 @@ from runner.spec import Spec
 from runner.tasks import metric_items
 
 
-def reproduce_run(run_dir: str | Path, output_dir: str | Path | None = None) -> bool:
+def reproduce_run(run_dir: str | Path, output_dir: str | Path | None = None, overwrite: bool = False) -> bool:
     """Re-run a run from its run.json into `output_dir` (default RUN_DIR-reproduce) and report
     whether every validation metric came out exactly the same. Refuses (DataError) when a data
     file or local base-model file differs from the one the run used."""
@@ -32,9 +33,11 @@ def reproduce_run(run_dir: str | Path, output_dir: str | Path | None = None) -> 
         raise DataError(
             f"{folder.manifest_file} records no spec", "the manifest is damaged; re-run with `runner run SPEC`"
         )
-    output_dir = Path(output_dir).resolve() if output_dir else run_dir.with_name(run_dir.name + "-reproduce")
+    default = run_dir.with_name(run_dir.name + "-reproduce")
+    output_dir = guard.resolved(output_dir) if output_dir else default
     if output_dir == run_dir:
         raise DataError("the reproduction would overwrite the run it reproduces", "choose another --output folder")
+    check_output(run_dir, output_dir, overwrite or _earlier_reproduction(output_dir, run_dir, default))
     original = folder.read_metrics()
 
     spec_path = manifest.get("spec_file")
@@ -59,18 +62,53 @@ def reproduce_run(run_dir: str | Path, output_dir: str | Path | None = None) -> 
 
     from runner.recipe import run_spec
 
-    run_spec(
-        spec,
-        overwrite=True,
-        resume=False,
-        force_resume=False,
-        argv=["runner", "reproduce", str(run_dir), "--output", str(output_dir)],
-    )
+    with folder.lock("a reproduction"), guard.no_new_empty_folder(output_dir):  # the run cannot change meanwhile
+        run_spec(
+            spec,
+            overwrite=True,  # check_output allowed what the folder holds
+            resume=False,
+            force_resume=False,
+            argv=["runner", "reproduce", str(run_dir), "--output", str(output_dir)]
+            + (["--overwrite"] if overwrite else []),
+        )
     reproduced = read_metrics(output_dir)
     matches, table = compare_metrics(original.get("validation") or {}, reproduced.get("validation") or {})
     print(table)
     print("metrics match" if matches else "metrics differ")
     return matches
+
+
+def check_output(run_dir: Path, output_dir: Path, overwrite: bool) -> bool:
+    """Before any work (the guarded writer's rules for a run folder): never inside the run or holding it,
+    never inside another run, and another run or other files only with --overwrite. Returns whether
+    the run must replace what the folder holds."""
+    hint = f"choose another --output folder, or pass --overwrite: runner reproduce {run_dir} --output {output_dir} " \
+           "--overwrite"
+    if guard.inside(output_dir, run_dir) or guard.inside(run_dir, output_dir):
+        raise SpecError("--output is inside the run it reproduces (or holds it)", "choose another --output folder",
+                        str(output_dir))
+    holder = guard.enclosing_run(output_dir.parent)
+    if holder is not None:
+        raise SpecError(f"--output is inside the run folder {holder}", "choose a folder outside any run folder",
+                        str(output_dir))
+    if output_dir.exists() and not output_dir.is_dir():
+        raise SpecError("--output is a file", "give a folder path", str(output_dir))
+    holds = output_dir.is_dir() and any(output_dir.iterdir())
+    if holds and not overwrite:
+        what = "another run" if guard.is_run_folder(output_dir) else "other files"
+        raise SpecError(f"--output already holds {what}", hint, str(output_dir))
+    return holds
+
+
+def _earlier_reproduction(output_dir: Path, run_dir: Path, default: Path) -> bool:
+    """The default folder holding this run's earlier reproduction: replaced without --overwrite."""
+    if output_dir != default:
+        return False
+    try:
+        argv = RunDir(output_dir).read_manifest().get("argv") or []
+    except DataError:
+        return False
+    return list(argv[1:3]) == ["reproduce", str(run_dir)]
 
 
 def verify_inputs(spec: Spec, manifest: dict) -> None:

@@ -229,10 +229,15 @@ class RunDir:
     def write_metrics(self, metrics: dict) -> None:
         atomic_write_json(self.metrics_file, metrics)
 
-    def write_spec(self, values: dict) -> None:
+    def write_spec(self, values: dict, base_dir: Path | None = None) -> None:
+        """spec.yaml: the resolved spec; its first line names the folder its relative paths are relative to."""
         import yaml
 
-        atomic_write_text(self.spec_file, yaml.safe_dump(portable(values), sort_keys=False, allow_unicode=True))
+        # relative to the run folder, so the published spec.yaml holds no path of the machine that ran it
+        base = os.path.relpath(Path(base_dir).resolve(), self.path.resolve()) if base_dir else None
+        header = f"# paths in this spec are relative to: {base}\n" if base else ""
+        text = yaml.safe_dump(portable(values), sort_keys=False, allow_unicode=True)
+        atomic_write_text(self.spec_file, header + text)
 
     def finish(self) -> None:
         """Mark the run finished (the last write of a run), then drop the earlier run set aside."""

@@ -23,6 +23,8 @@ from runner.specrules import cross_field_problems, looks_like_local_path  # noqa
 from runner.tasks import task_of
 from runner.yamlsource import parse_value, parse_yaml
 
+RELATIVE_TO = re.compile(r"# paths in this spec are relative to: ([^\n]+)\n")
+
 
 class Section(dict):
     """A read-only view of one spec section, checked against the schema: `spec.train.epochs` (a key the
@@ -69,7 +71,12 @@ class Spec:
 
     @property
     def base_dir(self) -> Path:
-        return self.path.parent if self.path else Path.cwd()
+        if not self.path:
+            return Path.cwd()
+        # A run's own spec.yaml says where the spec it was resolved from lives (RunDir.write_spec), so its
+        # relative paths resolve as they did for the run and `runner validate RUN/spec.yaml` passes.
+        recorded = RELATIVE_TO.match(self.text)  # relative to the run folder: no machine's path is published
+        return (self.path.parent / recorded.group(1)).resolve() if recorded else self.path.parent
 
     @property
     def sha256(self) -> str:
@@ -200,6 +207,7 @@ def load_spec_text(text: str, path: Path | None = None, overrides=(), check_file
     document = copy.deepcopy(document)
     for override in overrides:
         _apply_override(document, override, positions)
+    _bare_no(document, load_schema())
 
     problems = _nonfinite_problems(document, positions, source) or _schema_problems(document, positions, source)
     if not problems:
@@ -210,6 +218,16 @@ def load_spec_text(text: str, path: Path | None = None, overrides=(), check_file
         if not problems:
             return spec
     raise SpecErrors(problems)
+
+
+def _bare_no(document: dict, schema: dict) -> None:
+    """YAML 1.1 reads a bare `no` as false: where the schema's choices include "no" (eval_strategy,
+    save_strategy), false means "no"."""
+    for key, prop in (schema.get("properties") or {}).items():
+        if isinstance(document.get(key), dict):
+            _bare_no(document[key], prop)
+        elif document.get(key) is False and "no" in (prop.get("enum") or []):
+            document[key] = "no"
 
 
 def _apply_override(document: dict, override: str, positions: dict) -> None:

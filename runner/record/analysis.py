@@ -13,7 +13,8 @@ SHOWN = 10
 
 
 def _cell(text) -> str:
-    return str(text).replace("\n", " ").replace("`", "'")
+    """Texts come here made inert (runner.record.render): one line, markup escaped."""
+    return str(text).replace("\n", " ")
 
 
 def class_weight_lines(result: RunResult) -> list[str]:
@@ -127,8 +128,8 @@ def data_check_lines(checks: dict) -> list[str]:
         found = lengths.get(kind) or {}
         if found.get("rows"):
             out += [
-                f"Very {kind} training texts ({found['rows']}): "
-                + "; ".join(f'"{_cell(t)}"' for t in found["examples"])
+                f"Very {kind} training texts ({found['rows']})"
+                + (": " + "; ".join(f'"{_cell(t)}"' for t in found["examples"]) if found.get("examples") else "")
                 + ".",
                 "",
             ]

@@ -11,6 +11,7 @@ from runner.files import atomic_write_text
 from runner.record.analysis import card_lines
 from runner.record.manifest import DATA_KEYS, redact
 from runner.record.markdown import SPLITS, duration, headline_text, metrics_table, number, table
+from runner.record.render import code_block, examples_shown, inline, publish, shown_result
 from runner.result import RunResult
 from runner.rundir import portable
 from runner.spec import Spec
@@ -109,13 +110,16 @@ def base_model_id(spec: Spec, model: dict) -> str | None:
 
 
 def _card_body(spec: Spec, result: RunResult, base_model: str | None) -> str:
+    # the code snippets get the raw labels (in a fence data cannot close); the prose gets inert text
+    raw_labels, raw_thresholds = result.labels, result.thresholds
+    result = shown_result(result, examples_shown(spec))
     task = task_of(result.task or spec["task"])
     labels, model, metrics = result.labels, result.model, result.metrics
     lora = model.get("kind") == "lora" or bool(spec["lora"])
     where = spec["hub"]["repo_id"] or "path/to/this/folder"
     base = f"[{base_model}](https://huggingface.co/{base_model})" if base_model else "a local model"
     out = [
-        f"# {spec['name']}",
+        f"# {inline(spec['name'])}",
         "",
         f"A {task.display} model: {base} fine-tuned "
         + ("with LoRA " if lora else "")
@@ -138,16 +142,16 @@ def _card_body(spec: Spec, result: RunResult, base_model: str | None) -> str:
     elif labels:
         out += ["## Labels", "", table(["id", "label"], [[i, label] for i, label in enumerate(labels)], "rl"), ""]
 
-    out += ["## How to use", "", "```python"]
+    code = []
     if lora:
         # The base model's config does not know this run's labels, so pass them when loading.
         label_kwargs = (
-            f"num_labels={len(labels)}, id2label={dict(enumerate(labels))!r}, "
-            f"label2id={ {n: i for i, n in enumerate(labels)}!r}"
-            if labels
+            f"num_labels={len(raw_labels)}, id2label={dict(enumerate(raw_labels))!r}, "
+            f"label2id={ {n: i for i, n in enumerate(raw_labels)}!r}"
+            if raw_labels
             else "num_labels=1"
         )
-        out += [
+        code += [
             "from peft import AutoPeftModelForSequenceClassification",
             "from transformers import AutoTokenizer, pipeline",
             "",
@@ -156,14 +160,15 @@ def _card_body(spec: Spec, result: RunResult, base_model: str | None) -> str:
             'classifier = pipeline("text-classification", model=model, tokenizer=tokenizer)',
         ]
     else:
-        out += [
+        code += [
             "from transformers import pipeline",
             "",
             f'classifier = pipeline("text-classification", model="{where}")',
         ]
     example = "the service was quick and friendly"
-    out += task.usage_lines(example, spec["predict"]["threshold"], result.thresholds, result.temperature, inline=lora)
-    out += ["```", ""] + card_lines(result, lora)  # class weights, temperature, thresholds
+    code += task.usage_lines(example, spec["predict"]["threshold"], raw_thresholds, result.temperature, inline=lora)
+    out += ["## How to use", "", *code_block("\n".join(code), "python"), ""]
+    out += card_lines(result, lora)  # class weights, temperature, thresholds
 
     out += ["## Evaluation", "", metrics_table(metrics, metrics.get("headline")), ""]
     summary = result.data_summary
@@ -171,13 +176,13 @@ def _card_body(spec: Spec, result: RunResult, base_model: str | None) -> str:
     hub_data = spec["data"].get("hub")
     if hub_data:
         out += [
-            f"Hub dataset [{hub_data['id']}](https://huggingface.co/datasets/{hub_data['id']})"
-            + (f", config `{hub_data['config']}`" if hub_data.get("config") else "")
+            f"Hub dataset [{inline(hub_data['id'])}](https://huggingface.co/datasets/{hub_data['id']})"
+            + (f", config `{inline(hub_data['config'])}`" if hub_data.get("config") else "")
             + "."
         ]
     else:
         files = [Path(spec["data"][key]).name for key in DATA_KEYS.values() if spec["data"].get(key)]
-        out += ["Local files: " + ", ".join(f"`{name}`" for name in files) + "."]
+        out += ["Local files: " + ", ".join(f"`{inline(name)}`" for name in files) + "."]
     if summary.get("rows"):
         out += ["Rows: " + ", ".join(f"{split} {number(n)}" for split, n in summary["rows"].items()) + "."]
     if summary.get("split_note"):
@@ -192,9 +197,8 @@ def _card_body(spec: Spec, result: RunResult, base_model: str | None) -> str:
         + (f", from base model revision `{model['revision']}`" if model.get("revision") else "")
         + ". The resolved spec:",
         "",
-        "```yaml",
-        yaml.safe_dump(redact(portable(spec.values)), sort_keys=False, allow_unicode=True).rstrip(),
-        "```",
+        *code_block(yaml.safe_dump(redact(portable(spec.values)), sort_keys=False, allow_unicode=True).rstrip(),
+                    "yaml"),
         "",
     ]
 
@@ -217,7 +221,7 @@ def _card_body(spec: Spec, result: RunResult, base_model: str | None) -> str:
         "check it on data like yours before relying on it.",
         "",
     ]
-    return "\n".join(out)
+    return publish("\n".join(out))
 
 
 EXPORT_START, EXPORT_END = "<!-- runner:onnx -->", "<!-- /runner:onnx -->"

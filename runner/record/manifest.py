@@ -4,7 +4,6 @@ what came out (the whole RunResult), written through the run folder."""
 from __future__ import annotations
 
 import platform
-import re
 import subprocess
 from importlib import metadata
 from pathlib import Path
@@ -12,6 +11,8 @@ from pathlib import Path
 from runner import __version__
 from runner.errors import DataError
 from runner.files import sha256_file
+from runner.record.render import examples_shown, without_examples
+from runner.redact import redact  # noqa: F401 - the card imports it from here
 from runner.result import RunResult
 from runner.rundir import RunDir, portable
 from runner.spec import Spec
@@ -31,22 +32,6 @@ PACKAGES = (
 )
 # Data file roles in result.data_files and run.json, and the spec key each comes from.
 DATA_KEYS = {"train": "train", "validation": "validation_file", "test": "test_file"}
-_SECRETS = re.compile(
-    r"\b(hf_[A-Za-z0-9]{20,}|gh[pousr]_[A-Za-z0-9]{20,}|github_pat_[A-Za-z0-9_]{20,})|(?<=://)[^/\s:@]+:[^/\s@]+(?=@)"
-)
-
-
-def redact(value):
-    """The value with anything that looks like a token or URL password replaced."""
-    if isinstance(value, str):
-        return _SECRETS.sub("<redacted>", value)
-    if isinstance(value, dict):
-        return {key: redact(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [redact(item) for item in value]
-    return value
-
-
 def write_manifest(run_dir: RunDir, spec: Spec, result: RunResult) -> None:
     """run.json: what went in (spec, data and model hashes, versions, git) and what came out (the
     whole RunResult, so that the record can be written again from it)."""
@@ -78,7 +63,8 @@ def write_manifest(run_dir: RunDir, spec: Spec, result: RunResult) -> None:
         },
         "git": git_state(spec.base_dir) if spec.path else None,
         "timing": timing,
-        "results": redact({**result.to_dict(), "argv": [str(a) for a in result.argv]}),
+        "results": redact({**(result.to_dict() if examples_shown(spec) else without_examples(result.to_dict())),
+                           "argv": [str(a) for a in result.argv]}),
     }
     if hub_data:
         manifest["data"]["hub"] = {**hub_data, **(result.data_files.get("hub") or {})}

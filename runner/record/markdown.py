@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import re
+
 from runner.tasks import metric_items
 
 SPLITS = ("validation", "test")
+_UNESCAPED_PIPE = re.compile(r"(?<!\\)\|")  # a cell made inert (runner.record.render) has its pipes escaped
 
 
 def number(value) -> str:
@@ -32,7 +35,7 @@ def duration(seconds) -> str:
 def table(header: list[str], rows: list[list], align: str = "") -> str:
     """A markdown table; `align` has one letter per column, l or r (default: first l, rest r)."""
     align = align or "l" + "r" * (len(header) - 1)
-    cells = lambda row: "| " + " | ".join(str(c).replace("|", "\\|") for c in row) + " |"  # noqa: E731
+    cells = lambda row: "| " + " | ".join(_UNESCAPED_PIPE.sub(r"\\|", str(c)) for c in row) + " |"  # noqa: E731
     rule = "|" + "|".join("---:" if a == "r" else "---" for a in align) + "|"
     return "\n".join([cells(header), rule] + [cells(row) for row in rows])
 

@@ -6,6 +6,7 @@ from runner.files import atomic_write_bytes, atomic_write_text
 from runner.record.analysis import report_sections as analysis_sections
 from runner.record.flows import report_sections
 from runner.record.markdown import SPLITS, duration, headline_text, metrics_table, number, per_class_table, table
+from runner.record.render import examples_shown, inline, publish, shown_result
 from runner.result import RunResult
 from runner.rundir import RunDir
 from runner.spec import Spec
@@ -35,11 +36,12 @@ def write_report(run_dir: RunDir, spec: Spec, result: RunResult) -> None:
 
 
 def render_report(spec: Spec, result: RunResult, pictures: set[str]) -> str:
+    result = shown_result(result, examples_shown(spec))  # data-derived strings inert; texts out when asked
     metrics = result.metrics
     status = (
         "finished" if result.status == "recording" else result.status
     )  # the report is written just before the finish
-    out = [f"# Run report: {spec['name']}", ""]
+    out = [f"# Run report: {inline(spec['name'])}", ""]
     facts = [f"Status: **{status}**", f"task: {task_of(result.task or spec['task']).display}"]
     if headline_text(metrics):
         facts.append(f"headline: {headline_text(metrics)}")
@@ -82,7 +84,7 @@ def render_report(spec: Spec, result: RunResult, pictures: set[str]) -> str:
         "`runner reproduce` re-runs from it",
         "",
     ]
-    return "\n".join(out)
+    return publish("\n".join(out))
 
 
 def _data_section(summary: dict, labels: list[str]) -> list[str]:
@@ -138,7 +140,7 @@ def _training_section(spec: Spec, result: RunResult) -> list[str]:
     rows = [
         [
             "base model",
-            f"`{model.get('name', spec['model']['name'])}`"
+            f"`{model.get('name') or inline(spec['model']['name'])}`"
             + (f" (revision `{model['revision'][:12]}`)" if model.get("revision") else ""),
         ]
     ]

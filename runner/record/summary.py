@@ -9,6 +9,7 @@ from runner.compare import comparison_and_gate, per_class_deltas
 from runner.record.analysis import summary_lines
 from runner.record.flows import comparison_lines
 from runner.record.markdown import SPLITS, number, per_class_table, table
+from runner.record.render import inert, publish
 from runner.rundir import RunDir, hub_url, read_metrics
 from runner.tasks import LOWER_IS_BETTER, lower_is_better, metric_items
 
@@ -96,8 +97,9 @@ def _change_text(entry: dict) -> str:
 
 
 def summary_markdown(run_dir: str | Path, base: str | Path | None = None, summary: dict | None = None) -> str:
-    """Markdown for a pull-request comment or job summary (see summary_json)."""
-    summary = summary or summary_json(run_dir, base)
+    """Markdown for a pull-request comment or job summary (see summary_json). Every string of the
+    record is made inert first (runner.record.render), and the body passes its last guard."""
+    summary = inert(summary or summary_json(run_dir, base))
     title = f"### runner: {summary['name']}"
     headline = summary["headline"]
     if headline:
@@ -121,7 +123,7 @@ def summary_markdown(run_dir: str | Path, base: str | Path | None = None, summar
     out += comparison_lines(summary)
     if compare:
         out += [
-            f"Baseline: `{summary['base']}`. Lower is better for {', '.join(sorted(LOWER_IS_BETTER))}; higher for the "
+            f"Baseline: {summary['base']}. Lower is better for {', '.join(sorted(LOWER_IS_BETTER))}; higher for the "
             "rest.",
             "",
         ]
@@ -136,4 +138,4 @@ def summary_markdown(run_dir: str | Path, base: str | Path | None = None, summar
             out += [f"**{split}**", "", per_class_table(by_class), ""]
         out += ["</details>", ""]
     out += summary_lines(summary.get("analysis") or {})  # calibration, thresholds, data checks, error analysis
-    return "\n".join(out)
+    return publish("\n".join(out))

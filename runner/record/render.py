@@ -1,0 +1,130 @@
+"""The one renderer for everything published: the pull-request comment, the job summary, the model
+card and report.md. Text that comes from data (texts, labels, file and column names, error
+messages, names from a spec) goes through `inline` (or `inert`, for a whole structure) before it is
+put into markdown; a finished document goes through `publish`.
+
+`inline` makes a text inert: secrets redacted (runner.redact), HTML and markdown that could change
+the layout or load anything escaped (`<`, `>`, `&`, backslash, backtick, brackets, `|`), `@mentions`
+and `#123` references broken with a zero-width joiner so nobody is pinged or cross-linked, line
+breaks and control characters shown as visible escapes. `publish` is the last guard on a whole
+body: `<details>` balanced, and never the comment marker `<!-- runner:comment` (which would let the
+comment be mistaken for another spec's).
+"""
+
+from __future__ import annotations
+
+import re
+
+from runner.redact import redact_text
+
+ZWJ = "\u200d"
+MARKER = "<!-- runner:comment"
+_ESCAPES = {"\\": "\\\\", "`": "\\`", "[": "\\[", "]": "\\]", "|": "\\|", "<": "&lt;", ">": "&gt;", "&": "&amp;"}
+_SPECIAL = re.compile(r"[\\`\[\]|<>&]")
+_MENTION = re.compile(r"([@#])(?=[\w-])")  # @user, @org/team, #123, GH-style references
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+_DETAILS = re.compile(r"</?details\b[^>]*>", re.IGNORECASE)
+
+
+def inline(text, limit: int | None = None) -> str:
+    """A data-derived text as inert inline markdown (one line, nothing that renders as markup)."""
+    text = redact_text(str(text))
+    text = _CONTROL.sub(lambda m: "\\n" if m.group() == "\n" else f"\\x{ord(m.group()):02x}" if ord(m.group()) < 256
+                        else f"\\u{ord(m.group()):04x}", text)
+    if limit is not None and len(text) > limit:
+        text = text[: limit - 1] + "…"
+    text = _SPECIAL.sub(lambda m: _ESCAPES[m.group()], text)
+    return _MENTION.sub(lambda m: m.group(1) + ZWJ, text)
+
+
+def inert(value):
+    """A structure read from a run's record (dicts, lists, strings) with every string made inert,
+    dict keys included; numbers, booleans and None as they are."""
+    if isinstance(value, str):
+        return inline(value)
+    if isinstance(value, dict):
+        return {inline(key) if isinstance(key, str) else key: inert(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [inert(item) for item in value]
+    return value
+
+
+def code_block(text: str, language: str = "") -> list[str]:
+    """A fenced block whose fence is longer than any run of backticks inside, so data cannot close it."""
+    text = redact_text(str(text))
+    longest = max((len(run) for run in re.findall(r"`+", text)), default=0)
+    fence = "`" * max(3, longest + 1)
+    return [fence + language, text, fence]
+
+
+def publish(body: str) -> str:
+    """The last guard on a whole published body: no comment marker, `<details>` balanced."""
+    body = body.replace(MARKER, "&lt;!-- runner:comment")
+    depth, out, last = 0, [], 0
+    for match in _DETAILS.finditer(body):
+        out.append(body[last:match.start()])
+        closing = match.group().startswith("</")
+        if closing and depth == 0:
+            out.append(match.group().replace("<", "&lt;"))  # a close with nothing open: shown, not obeyed
+        else:
+            depth += -1 if closing else 1
+            out.append(match.group())
+        last = match.end()
+    out.append(body[last:])
+    body = "".join(out)
+    if depth > 0:
+        body = body.rstrip("\n") + "\n" + "\n</details>" * depth + "\n"
+    return body
+
+
+def without_examples(results: dict) -> dict:
+    """report.examples: false: a run's results (RunResult as a dict) with every quoted text replaced
+    by "…"; counts, labels and row numbers stay."""
+    results = dict(results)
+    if results.get("data_checks"):
+        results["data_checks"] = _hide_checks(results["data_checks"])
+    if isinstance(results.get("data_summary"), dict) and results["data_summary"].get("checks"):
+        results["data_summary"] = {**results["data_summary"], "checks": _hide_checks(results["data_summary"]["checks"])}
+    analysis = {}
+    for split, entry in (results.get("error_analysis") or {}).items():
+        analysis[split] = {**entry, "mistakes": _hide(entry.get("mistakes"))} if isinstance(entry, dict) else entry
+    results["error_analysis"] = analysis
+    issues = dict(results.get("label_issues") or {})
+    for key in ("top", "rows"):
+        if isinstance(issues.get(key), list):
+            issues[key] = _hide(issues[key])
+    results["label_issues"] = issues
+    return results
+
+
+def _hide_checks(checks: dict) -> dict:
+    checks = dict(checks)
+    duplicates = dict(checks.get("duplicates_in_train") or {})
+    if duplicates.get("examples"):
+        duplicates["examples"] = _hide(duplicates["examples"])
+        checks["duplicates_in_train"] = duplicates
+    checks["overlap"] = {split: {**found, "examples": _hide(found.get("examples"))} if isinstance(found, dict)
+                         else found for split, found in (checks.get("overlap") or {}).items()}
+    checks["lengths"] = {kind: {**found, "examples": []} if isinstance(found, dict) else found
+                         for kind, found in (checks.get("lengths") or {}).items()}
+    return checks
+
+
+def _hide(rows) -> list:
+    return [{k: ("…" if k in ("text", "text_pair") else v) for k, v in row.items()} if isinstance(row, dict) else row
+            for row in rows or []]
+
+
+def examples_shown(spec) -> bool:
+    """The spec's report.examples (true unless it says false)."""
+    values = getattr(spec, "values", spec) or {}
+    return (values.get("report") or {}).get("examples", True) is not False
+
+
+def shown_result(result, examples: bool = True):
+    """The RunResult as the report and card show it: every string inert, texts left out when the
+    spec's report.examples is false."""
+    from runner.result import RunResult
+
+    values = result.to_dict()
+    return RunResult.from_dict(inert(values if examples else without_examples(values)))
