@@ -319,9 +319,11 @@ def save(spec: Spec, run_dir: RunDir, inputs: Inputs, result: RunResult, logits_
         run_dir.write_metrics(result.metrics)
         run_dir.write_spec(spec.values)
         if spec["output"]["save_predictions"]:
+            from runner.quality import output_calibration  # a temperature, or vector scaling's {scale, bias}
+
             write_split_predictions(
                 run_dir, logits_by_split, inputs.data, task_of(spec["task"]), spec["predict"]["threshold"],
-                result.thresholds, result.temperature,
+                result.thresholds, output_calibration(result),
             )
         result.timing.update(finished_at=now(), total_seconds=round(time.perf_counter() - started, 3))
         write_run_record(run_dir, spec, result)

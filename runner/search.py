@@ -96,8 +96,10 @@ def run_search(spec: Spec, overwrite: bool = False, resume: bool = False, argv=(
         RunDir(spec.output_dir), overwrite=overwrite, resume=False
     )  # a finished run there stops it now, not after the trials
     record = search(spec)
-    best = with_values(spec, record["best"]["params"], drop_search=True)
-    best.text = best_spec_text(spec, best, record)
+    from runner.bestspec import best_spec_text, rounded  # 3 significant figures: best-spec.yaml reproduces the run
+
+    best = with_values(spec, rounded(record["best"]["params"]), drop_search=True)
+    best.text = best_spec_text(spec, record["best"]["params"], record, RunDir(spec.output_dir).best_spec_file)
 
     def before_record(run_dir, result) -> None:
         from runner.files import atomic_write_text
@@ -224,21 +226,3 @@ def study_record(study, metric: str, direction: str, space: dict, spec: Spec, se
         "trials": trials,
         "best": {"number": best.number, "value": round(float(best.value), 6), "params": dict(best.params)},
     }
-
-
-def best_spec_text(spec: Spec, best: Spec, record: dict) -> str:
-    """best-spec.yaml: the spec with the best values and no `search`; paths as the original wrote them."""
-    import yaml
-
-    params = ", ".join(
-        f"{key} {value:.4g}" if isinstance(value, float) else f"{key} {value}"
-        for key, value in record["best"]["params"].items()
-    )
-    header = [
-        "# yaml-language-server: $schema=https://github.com/runner-dev/runner/schemas/spec-v1.schema.json",
-        f"# Written by `runner run` after a {len(record['trials'])}-trial search of {spec.path or 'the spec'}:",
-        f"# best trial {record['best']['number']}, validation {record['metric']} "
-        f"{record['best']['value']:.4f} ({params}).",
-        "# Paths are relative to the original spec's folder: keep this file next to it.",
-    ]
-    return "\n".join(header) + "\n" + yaml.safe_dump(best.values, sort_keys=False, allow_unicode=True)

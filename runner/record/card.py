@@ -161,7 +161,10 @@ def _card_body(spec: Spec, result: RunResult, base_model: str | None) -> str:
             f'classifier = pipeline("text-classification", model="{where}")',
         ]
     example = "the service was quick and friendly"
-    out += task.usage_lines(example, spec["predict"]["threshold"], result.thresholds, result.temperature, inline=lora)
+    from runner.quality import output_calibration  # a temperature, or vector scaling's {scale, bias}
+
+    calibration = output_calibration(result)
+    out += task.usage_lines(example, spec["predict"]["threshold"], result.thresholds, calibration, inline=lora)
     out += ["```", ""] + card_lines(result, lora)  # class weights, temperature, thresholds
 
     out += ["## Evaluation", "", metrics_table(metrics, metrics.get("headline")), ""]

@@ -57,10 +57,13 @@ def report_sections(result) -> list[str]:
                 f"{issues['count']} row(s) whose given label the out-of-fold predictions doubt: "
                 f"{issues.get('confident_learning', 0)} flagged by cleanlab's confident learning, the others "
                 f"predicted as another label; all of them, most suspect first, in "
-                f"`{issues.get('file', 'label_issues.csv')}`. The score is the probability the models gave "
-                "the given label.",
+                f"`{issues.get('file', 'label_issues.csv')}`. Method: {issues.get('method', 'cleanlab')}. The score "
+                "is the probability given to the given label; `row` is the row's place in its data file (CSV: "
+                "counting the header as 1).",
                 "",
             ]
+            if issues.get("warning"):
+                out += [f"> **Warning:** {issues['warning']}.", ""]
             if top:
                 rows = [
                     [number(r["row"]), _short(r["text"]), r["given_label"], r["suggested_label"], number(r["score"])]
