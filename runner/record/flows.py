@@ -85,11 +85,17 @@ def report_sections(result) -> list[str]:
             "",
             f"{len(search.get('trials') or [])} trial(s), {search['direction']} validation {search['metric']}; "
             f"sampler {search['sampler']}, pruner {search['pruner']}; {duration(search.get('seconds'))} in all. "
-            f"This run trained with trial {best}'s values; `best-spec.yaml` is the spec with them.",
+            f"This run trained with trial {best}'s values (3 significant figures); `best-spec.yaml` is the spec "
+            "with them, its other lines as you wrote them.",
             "",
             table(["trial", "state", search["metric"]] + keys + ["time"], rows, "ll" + "r" * (len(keys) + 2)),
             "",
         ]
+        from runner.bestspec import search_caveat
+
+        caveat = search_caveat(search, (result.data_summary.get("rows") or {}).get("validation"))
+        if caveat:
+            out += [f"> **Warning:** {caveat}", ""]
     return out
 
 
