@@ -98,7 +98,7 @@ def test_reports_name_the_rule(tuned_run):
     run_dir, _ = tuned_run
     report = (run_dir / "report.md").read_text(encoding="utf-8")
     assert "(decision: tuned threshold (neg" in report
-    assert "The run's rule (tuned threshold" in report and "(argmax)" in report
+    assert "The run's rule, tuned threshold" in report and "(argmax)" in report
     assert "temperature and tuned thresholds applied" not in report
     assert "The final predictions, as `runner predict` gives them: no calibration; decision: tuned threshold" in report
     card = (run_dir / "model" / "README.md").read_text(encoding="utf-8")

@@ -115,8 +115,8 @@ def calibration_lines(result: RunResult, pictures: set[str] = frozenset()) -> li
         out += [
             f"Expected calibration error in {calibration.get('bins', 15)} equal-width bins, on the decisions the "
             f"model outputs ({rule}; a row's confidence is the probability of the class it is given), with a "
-            "bootstrap 95% interval on small splits. Validation is where the calibration was chosen, so test is "
-            "the honest figure.",
+            "bias-corrected bootstrap 95% interval on small splits. Validation is where the calibration was chosen, "
+            "so test is the honest figure.",
             "",
             table(["split", "ECE raw", "ECE calibrated", "log loss raw", "log loss calibrated"], rows),
             "",
@@ -134,7 +134,7 @@ def calibration_lines(result: RunResult, pictures: set[str] = frozenset()) -> li
         ]
     beside = argmax_table(result.metrics)
     if beside:
-        out += [f"The run's rule ({rule}) against the argmax of the raw scores:", "", beside, ""]
+        out += [f"The run's rule, {rule}, against the argmax of the raw scores:", "", beside, ""]
     return out
 
 
