@@ -79,6 +79,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "out" / "calibration")
     parser.add_argument("--report-only", action="store_true")
+    parser.add_argument("--only", default="", help="comma-separated run names to (re)run, e.g. W_skewed_weighted")
     args = parser.parse_args()
     out = args.out.resolve()
     train, test = read(DATA / "emotions.csv"), read(DATA / "emotions_test.csv")
@@ -96,7 +97,7 @@ def main() -> None:
         spec = out / f"{name}.yaml"
         spec.write_text(SPEC.format(name=name, seed=args.seed, train=train_file.name, test=test_file.name,
                                     labels=", ".join(labels), epochs=args.epochs, weights=weights, tune=tune))
-        if not args.report_only:
+        if not args.report_only and (not args.only or name in args.only.split(",")):
             started[name] = start(spec, [], out / f"{name}.log")
     for process in started.values():
         wait(process)

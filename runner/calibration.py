@@ -8,13 +8,15 @@ Two ways to rescale a model's logits, fitted on the validation split by log loss
 
 A method is applied only when it helps on rows it was not fitted on: the validation split is cut
 into two seeded folds, each method is fitted on one and scored on the other (cross-fitting), and a
-method whose cross-fitted log loss is not lower, or whose cross-fitted ECE is higher, than the raw
-scores' is not applied. `auto` tries both and keeps the best that helps; an explicit method is
-checked the same way (auto prefers temperature, which keeps the most probable class, unless vector
-scaling's held-out log loss is lower by more than PREFER_SIMPLER of the raw one). The method kept
-is then fitted on every validation row and applied only if it does not raise that split's ECE
-either. Below MIN_ROWS validation rows nothing is fitted. Every
-figure goes into run.json's `calibration` and the report, applied or not.
+method whose cross-fitted log loss is not lower, whose cross-fitted ECE is higher, or whose
+decisions score lower on the run's metric (vector scaling can move the most probable class back
+from a minority that class weights favour) than the raw scores' is not applied. `auto` tries both
+and keeps the best that helps, preferring temperature (which keeps the most probable class) unless
+vector scaling's held-out log loss is lower by more than PREFER_SIMPLER of the raw one; an explicit
+method is checked the same way. The method kept is then fitted on every validation row and applied
+only if it does not raise that split's ECE (nor lower its metric) either. Below MIN_ROWS validation
+rows nothing is fitted. Every figure goes into run.json's `calibration` and the report, applied or
+not.
 
 ECE is measured on the decisions the model outputs (`decisions`: the tuned thresholds when they are
 tuned): a row's confidence is the probability of the class it is given, its outcome whether that
@@ -175,22 +177,44 @@ def _folds(truth, multi: bool, seed: int) -> list[tuple[np.ndarray, np.ndarray]]
     return list(KFold(FOLDS, shuffle=True, random_state=seed).split(np.zeros(n)))
 
 
-def figures(z, truth, multi: bool, decide) -> dict:
+def figures(z, truth, multi: bool, decide, score=None) -> dict:
     probs = probabilities(z, multi)
-    return {"log_loss": round(log_loss(z, truth, multi), 6), "ece": ece(probs, truth, multi, decide(probs))}
+    decided = decide(probs)
+    out = {"log_loss": round(log_loss(z, truth, multi), 6), "ece": ece(probs, truth, multi, decided)}
+    if score is not None:
+        out["decisions"] = round(float(score(probs, decided)), 6)
+    return out
 
 
-def choose(method: str, logits, truth, multi: bool, decide=lambda probs: None, seed: int = 0) -> dict:
+def _helps(got: dict, raw: dict) -> bool:
+    """Lower log loss, no higher ECE, and decisions no worse (by the run's metric, when it is given)."""
+    worse_decisions = "decisions" in raw and got["decisions"] < raw["decisions"] - 1e-9
+    return got["log_loss"] < raw["log_loss"] and got["ece"] <= raw["ece"] and not worse_decisions
+
+
+def _shown(v: dict, metric: str) -> str:
+    return f"log loss {v['log_loss']:.4f}, ECE {v['ece']:.4f}" + (
+        f", {metric} {v['decisions']:.4f}" if "decisions" in v else ""
+    )
+
+
+def choose(
+    method: str, logits, truth, multi: bool, decide=lambda probs: None, seed: int = 0, score=None, metric: str = ""
+) -> dict:
     """Fit and check `method` (auto, temperature or vector) on the validation logits.
 
     `decide(probs)` gives the decisions the model would output from those probabilities (None:
-    argmax). Returns {asked, method, applied, params, rows, reason, raw: {log_loss, ece},
-    cross_fitted: {method: {log_loss, ece}}, fitted: {log_loss, ece}}; `params` is the temperature
-    or {scale, bias}, None when nothing is applied."""
+    argmax); `score(probs, decided)`, when given, the run's `metric` of those decisions: a method that
+    lowers it (vector scaling can move the most probable class, e.g. back from a minority that class
+    weights favour) does not help. Returns {asked, method, applied, params, rows, reason, raw:
+    {log_loss, ece, decisions}, cross_fitted: {method: {...}}, fitted: {...}}; `params` is the
+    temperature or {scale, bias}, None when nothing is applied."""
     z = np.asarray(logits, dtype=np.float64)
     n = len(z)
     out = {"asked": method, "method": None, "applied": False, "params": None, "rows": n, "min_rows": MIN_ROWS}
-    out["raw"] = figures(z, truth, multi, decide) if n else {}
+    out["raw"] = figures(z, truth, multi, decide, score) if n else {}
+    if metric and score is not None:
+        out["metric"] = metric
     if n < MIN_ROWS:
         out["reason"] = f"{n} validation rows: too few (under {MIN_ROWS}) to fit a calibration and check it"
         return out
@@ -202,20 +226,14 @@ def choose(method: str, logits, truth, multi: bool, decide=lambda probs: None, s
         held_out = np.empty_like(z)
         for fitted_on, scored_on in folds:
             held_out[scored_on] = scale_logits(z[scored_on], fit(name, z[fitted_on], truth_array[fitted_on], multi))
-        out["cross_fitted"][name] = figures(held_out, truth, multi, decide)
+        out["cross_fitted"][name] = figures(held_out, truth, multi, decide, score)
     raw = out["raw"]
-    helping = [
-        name
-        for name, got in out["cross_fitted"].items()
-        if got["log_loss"] < raw["log_loss"] and got["ece"] <= raw["ece"]
-    ]
+    helping = [name for name, got in out["cross_fitted"].items() if _helps(got, raw)]
     if not helping:
-        shown = "; ".join(
-            f"{name}: log loss {v['log_loss']:.4f}, ECE {v['ece']:.4f}" for name, v in out["cross_fitted"].items()
-        )
+        shown = "; ".join(f"{name}: {_shown(v, metric)}" for name, v in out["cross_fitted"].items())
         out["reason"] = (
             f"not applied: on held-out validation rows (2-fold cross-fitting) no method beat the raw scores "
-            f"(log loss {raw['log_loss']:.4f}, ECE {raw['ece']:.4f}; {shown})"
+            f"({_shown(raw, metric)}; {shown})"
         )
         return out
     best = min(helping, key=lambda name: (out["cross_fitted"][name]["log_loss"], out["cross_fitted"][name]["ece"]))
@@ -223,18 +241,19 @@ def choose(method: str, logits, truth, multi: bool, decide=lambda probs: None, s
         gain = out["cross_fitted"]["temperature"]["log_loss"] - out["cross_fitted"]["vector"]["log_loss"]
         best = "temperature" if gain < PREFER_SIMPLER * raw["log_loss"] else best
     params = fit(best, z, truth, multi)
-    fitted = figures(scale_logits(z, params), truth, multi, decide)
+    fitted = figures(scale_logits(z, params), truth, multi, decide, score)
     out["fitted"] = fitted
-    if fitted["ece"] > raw["ece"] or fitted["log_loss"] > raw["log_loss"]:
+    if fitted["ece"] > raw["ece"] or fitted["log_loss"] > raw["log_loss"] or (
+        "decisions" in raw and fitted["decisions"] < raw["decisions"] - 1e-9
+    ):
         out["reason"] = (
-            f"not applied: {best} fitted on every validation row would raise ECE {raw['ece']:.4f} -> "
-            f"{fitted['ece']:.4f} (log loss {raw['log_loss']:.4f} -> {fitted['log_loss']:.4f})"
+            f"not applied: {best} fitted on every validation row would not help ({_shown(raw, metric)} -> "
+            f"{_shown(fitted, metric)})"
         )
         return out
     cross = out["cross_fitted"][best]
     out.update(method=best, applied=True, params=params)
     out["reason"] = (
-        f"{best} applied: held-out validation log loss {raw['log_loss']:.4f} -> {cross['log_loss']:.4f}, "
-        f"ECE {raw['ece']:.4f} -> {cross['ece']:.4f} (2-fold cross-fitting)"
+        f"{best} applied: held-out validation {_shown(raw, metric)} -> {_shown(cross, metric)} (2-fold cross-fitting)"
     )
     return out

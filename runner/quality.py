@@ -93,7 +93,9 @@ def tune_thresholds(probs: np.ndarray, truth, label_names: list[str], multi_labe
     return {label_names[1]: _best(macro)}
 
 
-def assess(task, label_names: list[str], predict: dict, logits_by_split: dict, truth_by_split: dict, result) -> None:
+def assess(
+    task, label_names: list[str], predict: dict, logits_by_split: dict, truth_by_split: dict, result, metric: str = ""
+) -> None:
     """Choose and check the calibration and tune the thresholds on validation (as the spec asks); add
     to each split's metrics the ECE of the raw and of the calibrated scores (`ece`, `ece_calibrated`,
     on the decisions made from each); then make the run's figures those of its decision rule.
@@ -112,7 +114,20 @@ def assess(task, label_names: list[str], predict: dict, logits_by_split: dict, t
 
     params = None
     if method:
-        choice = cal.choose(method, logits, truth, multi, lambda p: task.decide(p, label_names, threshold, tuned(p)))
+        from runner.tasks import THRESHOLD_METRICS
+
+        metric = metric if metric in THRESHOLD_METRICS else "f1_macro"  # the decisions' figure that must not drop
+
+        from runner import metrics as metric_functions
+
+        def score(probs, decided):
+            given = np.asarray(truth).astype(int)
+            if multi:
+                return metric_functions.multi_label_metrics(decided, given).get(metric, 0.0)
+            return metric_functions.single_label_metrics(probs, given, len(label_names), decided).get(metric, 0.0)
+
+        choice = cal.choose(method, logits, truth, multi, lambda p: task.decide(p, label_names, threshold, tuned(p)),
+                            score=score, metric=metric)
         params = choice.pop("params") if choice["applied"] else None
         result.calibration = {**choice, "bins": BINS, "splits": {}}
         if choice["applied"]:
@@ -261,7 +276,7 @@ def assess_run(spec, model_config, data, result, logits_by_split: dict, truth_by
     from runner.tasks import task_of
 
     task, labels, predict = task_of(spec["task"]), data.labels, spec["predict"]
-    assess(task, labels, predict, logits_by_split, truth_by_split, result)
+    assess(task, labels, predict, logits_by_split, truth_by_split, result, spec["train"]["metric_for_best_model"])
     applied = output_calibration(result)
     save_in_config(model_config, result.temperature, result.thresholds, applied if isinstance(applied, dict) else None)
     if result.calibration:

@@ -95,11 +95,20 @@ def calibration_lines(result: RunResult, pictures: set[str] = frozenset()) -> li
         if calibration.get("fitted"):
             checks.append([f"{method or 'best'}, fitted on all rows", calibration["fitted"]])
         if len(checks) > 1:
+            metric = calibration.get("metric")
             out += [
-                f"How it was chosen, on the {calibration.get('rows', '?')} validation rows:",
+                f"How it was chosen, on the {calibration.get('rows', '?')} validation rows"
+                + (f" ({metric}: of the decisions made from each, which must not drop)" if metric else "")
+                + ":",
                 "",
-                table(["scores", "log loss", "ECE"], [[n, number(v.get("log_loss")), number(v.get("ece"))]
-                                                      for n, v in checks]),
+                table(
+                    ["scores", "log loss", "ECE"] + ([metric] if metric else []),
+                    [
+                        [n, number(v.get("log_loss")), number(v.get("ece"))]
+                        + ([number(v.get("decisions"))] if metric else [])
+                        for n, v in checks
+                    ],
+                ),
                 "",
             ]
         rows = [
