@@ -160,3 +160,13 @@ def test_too_few_validation_rows_are_reported_as_not_applied(tiny_model, tmp_pat
     low, high = recorded["splits"]["validation"]["ece_interval"]  # 30 rows: the ECE with its interval
     assert low <= validation["ece"] <= high
     assert "too few" in output
+
+
+@pytest.mark.parametrize(("value", "ok"), [("none", True), ("auto", False), ("vector", False)])
+def test_regression_takes_none_and_refuses_a_method(tmp_path, value, ok):
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "train.csv").write_text("text,label\na,1\nb,2\n")
+    extra = f"task: regression\npredict: {{calibration: {value}}}\n"
+    result = CliRunner().invoke(main, ["validate", str(write_spec(tmp_path, tiny_spec_text(tmp_path, extra=extra)))])
+    refused = result.exit_code == 2 and "predict.calibration is for classification" in result.output
+    assert refused != ok, result.output
