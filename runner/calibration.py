@@ -240,20 +240,25 @@ def choose(
     if best == "vector" and "temperature" in helping:  # the simpler one, which keeps the argmax, unless clearly worse
         gain = out["cross_fitted"]["temperature"]["log_loss"] - out["cross_fitted"]["vector"]["log_loss"]
         best = "temperature" if gain < PREFER_SIMPLER * raw["log_loss"] else best
-    params = fit(best, z, truth, multi)
-    fitted = figures(scale_logits(z, params), truth, multi, decide, score)
-    out["fitted"] = fitted
-    if fitted["ece"] > raw["ece"] or fitted["log_loss"] > raw["log_loss"] or (
-        "decisions" in raw and fitted["decisions"] < raw["decisions"] - 1e-9
-    ):
+    refused = []
+    for name in [best] + [other for other in helping if other != best]:  # the next one when the best fails
+        params = fit(name, z, truth, multi)
+        fitted = figures(scale_logits(z, params), truth, multi, decide, score)
+        out["fitted"], out["fitted_method"] = fitted, name
+        if fitted["ece"] > raw["ece"] or fitted["log_loss"] > raw["log_loss"] or (
+            "decisions" in raw and fitted["decisions"] < raw["decisions"] - 1e-9
+        ):
+            refused.append(
+                f"{name} fitted on every validation row would not help ({_shown(raw, metric)} -> "
+                f"{_shown(fitted, metric)})"
+            )
+            continue
+        cross = out["cross_fitted"][name]
+        out.update(method=name, applied=True, params=params)
         out["reason"] = (
-            f"not applied: {best} fitted on every validation row would not help ({_shown(raw, metric)} -> "
-            f"{_shown(fitted, metric)})"
+            f"{name} applied: held-out validation {_shown(raw, metric)} -> {_shown(cross, metric)} (2-fold "
+            "cross-fitting)" + (f"; {'; '.join(refused)}, so not that" if refused else "")
         )
         return out
-    cross = out["cross_fitted"][best]
-    out.update(method=best, applied=True, params=params)
-    out["reason"] = (
-        f"{best} applied: held-out validation {_shown(raw, metric)} -> {_shown(cross, metric)} (2-fold cross-fitting)"
-    )
+    out["reason"] = "not applied: " + "; ".join(refused)
     return out

@@ -93,7 +93,7 @@ def calibration_lines(result: RunResult, pictures: set[str] = frozenset()) -> li
         checks = [["raw scores (all rows)", calibration.get("raw") or {}]]
         checks += [[f"{name}, held out (2-fold)", v] for name, v in (calibration.get("cross_fitted") or {}).items()]
         if calibration.get("fitted"):
-            checks.append([f"{method or 'best'}, fitted on all rows", calibration["fitted"]])
+            checks.append([f"{calibration.get('fitted_method') or method}, fitted on all rows", calibration["fitted"]])
         if len(checks) > 1:
             metric = calibration.get("metric")
             out += [
