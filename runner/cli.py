@@ -196,7 +196,8 @@ def run(spec, overrides, dry_run, output_dir, overwrite, resume, force_resume, n
 @click.argument("data_file", type=click.Path(path_type=Path))
 @click.option("-o", "--output", "output", type=click.Path(path_type=Path), default=None,
               help="Where to write the spec (default: print it).")
-@click.option("--model", default="distilbert-base-uncased", show_default=True, help="Model to fine-tune.")
+@click.option("--model", default=None, help="Model to fine-tune: a Hub id, a folder, or package:NAME (default: a "
+              "packaged model when one is installed, so it works offline; else distilbert-base-uncased).")
 @click.option("--force", is_flag=True, help="Replace OUTPUT when it exists (never the data file itself).")
 @click.option("--encoding", default=None, help="The data file's text encoding, e.g. cp1252 (default: detected).")
 def init(data_file, output, model, force, encoding) -> None:

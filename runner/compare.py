@@ -52,12 +52,17 @@ def matched_rows(new: list[dict], base: list[dict]) -> tuple[list[dict], list[di
     return new, [by_key[k] for k in new_keys]
 
 
-def metric_sampler(task, metric: str, scores, truth, labels: list[str], threshold: float):
-    """A function of row indices giving the metric on those rows (fast for confusion-matrix metrics)."""
+def metric_sampler(task, metric: str, scores, truth, labels: list[str], threshold: float, thresholds=None):
+    """A function of row indices giving the metric on those rows (fast for confusion-matrix metrics), with
+    the run's decision rule: its tuned `thresholds` when it has them (as its metrics and predictions do)."""
     import numpy as np
 
     if task.one_label_per_row and metric in FAST:
-        predicted, truth, n = np.asarray(scores).argmax(axis=1), np.asarray(truth, dtype=int), len(labels)
+        from runner.metrics import softmax
+
+        probabilities = softmax(np.asarray(scores, dtype=float))
+        predicted = task.decide(probabilities, labels, threshold, thresholds)
+        truth, n = np.asarray(truth, dtype=int), len(labels)
 
         def fast(index):
             matrix = np.bincount(truth[index] * n + predicted[index], minlength=n * n).reshape(n, n)
@@ -75,7 +80,9 @@ def metric_sampler(task, metric: str, scores, truth, labels: list[str], threshol
 
         return fast
     scores, truth = np.asarray(scores), np.asarray(truth)
-    return lambda index: task.compute_metrics(scores[index], truth[index], labels, threshold).get(metric, np.nan)
+    return lambda index: task.compute_metrics(scores[index], truth[index], labels, threshold, thresholds).get(
+        metric, np.nan
+    )
 
 
 def paired_delta(new_dir, base_dir, split: str, metric: str, resamples: int = RESAMPLES, seed: int = SEED) -> dict:
@@ -101,9 +108,10 @@ def paired_delta(new_dir, base_dir, split: str, metric: str, resamples: int = RE
     threshold = (spec_values.get("predict") or {}).get("threshold", 0.5)
     try:
         samplers = []
-        for records in matched:
+        for records, run in zip(matched, (new_run, base_run)):
             scores, truth = task.from_prediction_records(records, labels)
-            samplers.append(metric_sampler(task, metric, scores, truth, labels, threshold))
+            thresholds = (run.read_manifest().get("results") or {}).get("thresholds") or None  # each run's own rule
+            samplers.append(metric_sampler(task, metric, scores, truth, labels, threshold, thresholds))
     except (KeyError, ValueError, TypeError) as exc:
         return out | {"reason": f"the predictions files cannot be read as this task's ({type(exc).__name__}: {exc})"}
     n = len(matched[0])

@@ -208,6 +208,8 @@ def evaluate(spec: Spec, inputs: pipeline.Inputs, result) -> tuple[dict, dict]:
         "final_model": f"trained on all {len(rows)} rows for the spec's epochs/max_steps, without early stopping",
     }
     if task.one_label_per_row:
+        from runner.labelissues import find_label_issues
+
         result.label_issues = find_label_issues(rows, truth, task.probabilities(oof["logits"]), labels)
     return logits_by_split, truth_by_split
 
@@ -218,47 +220,6 @@ def done_line(result, run_dir) -> str:
         f"done: {cv['folds']}-fold out-of-fold {metric} = {result.headline['value']:.4f} "
         f"(folds {cv['mean'][metric]:.4f} ± {cv['std'][metric]:.4f}); run folder {run_dir.path}"
     )
-
-
-def find_label_issues(rows, truth, probabilities, labels: list[str]) -> dict:
-    """Rows whose given label the out-of-fold predictions doubt, most suspect first: those cleanlab's
-    confident learning flags (`confident`: another class is above its per-class confidence threshold)
-    and those whose out-of-fold prediction is another label (cleanlab's `predicted_neq_given`; with
-    few rows or a shy model confident learning alone flags little). Ranked by cleanlab's label quality
-    score (self-confidence: the probability given to the given label; low is suspect), with the
-    label the models suggest."""
-    import numpy as np
-    from cleanlab.filter import find_label_issues as cleanlab_issues
-    from cleanlab.rank import get_label_quality_scores
-
-    truth = np.asarray(truth, dtype=int)
-    probabilities = np.asarray(probabilities, dtype=float)
-    suggested = probabilities.argmax(axis=1)
-    try:
-        confident = cleanlab_issues(truth, probabilities, n_jobs=1)
-    except (ValueError, AssertionError) as exc:  # e.g. a class that no fold predicted at all
-        return {"method": "cleanlab", "count": 0, "error": str(exc).splitlines()[0], "rows": []}
-    scores = get_label_quality_scores(truth, probabilities)
-    flagged = np.flatnonzero(confident | (suggested != truth))
-    listed = []
-    for index in flagged[np.argsort(scores[flagged], kind="stable")]:
-        source = rows.iloc[int(index)]
-        listed.append(
-            {
-                "row": int(source["__row__"]),
-                "text": str(source["text"]),
-                "given_label": labels[truth[index]],
-                "suggested_label": labels[suggested[index]],
-                "score": round(float(scores[index]), 6),
-                "confident": bool(confident[index]),
-            }
-        )
-    return {
-        "method": "cleanlab confident learning and out-of-fold predictions of another label, by self-confidence",
-        "count": len(listed),
-        "confident_learning": int(confident.sum()),
-        "rows": listed,
-    }
 
 
 def write_extras(run_dir: RunDir, result) -> None:

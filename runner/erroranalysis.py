@@ -1,6 +1,7 @@
-"""Error analysis of the final predictions (temperature and tuned thresholds applied, as `runner
-predict` gives them): the most confident mistakes, metrics by text-length bucket, and the confusion
-pairs that cost the most. For report.md and the pull-request comment's details."""
+"""Error analysis of the final predictions (with the calibration and decision rule the run applies,
+as `runner predict` gives them): the most confident mistakes, metrics by text-length bucket, and the
+confusion pairs that cost the most. For report.md and the pull-request comment's details; `applied`
+says which calibration and rule were used."""
 
 from __future__ import annotations
 
@@ -147,11 +148,16 @@ def analyse(
     thresholds: dict | None = None,
     temperature: float | None = None,
 ) -> dict:
-    """{split: {rows, errors, mistakes, length_buckets, costly_pairs}} for validation and test."""
+    """{split: {rows, errors, mistakes, length_buckets, costly_pairs}} for validation and test, and `applied`:
+    the calibration and decision rule used (`temperature`: a number, or vector scaling's {scale, bias})."""
+    from runner.calibration import scale_logits
+
     out = {}
+    if task.has_labels:
+        out["applied"] = applied_text(task, threshold, thresholds, temperature)
     for split, logits in logits_by_split.items():
         frame = splits[split]
-        scaled = np.asarray(logits, dtype=np.float64) / (temperature or 1.0)
+        scaled = scale_logits(logits, temperature)
         probs = task.probabilities(scaled)
         decided = task.decide(probs, labels, threshold, thresholds) if task.has_labels else None
         entry = {
@@ -167,3 +173,14 @@ def analyse(
             )
         out[split] = entry
     return out
+
+
+def applied_text(task, threshold: float, thresholds, temperature) -> str:
+    """"temperature 1.32, tuned threshold (...)": what the predictions analysed apply to the raw scores."""
+    if isinstance(temperature, dict):
+        scores = "vector scaling"
+    elif temperature and float(temperature) != 1.0:
+        scores = f"temperature {float(temperature):.3f}"
+    else:
+        scores = "no calibration"
+    return f"{scores}; decision: {task.decision_rule(thresholds, temperature, threshold)}"

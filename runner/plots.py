@@ -106,6 +106,7 @@ def training_curves_png(log_history: list[dict], metric: str | None, lower_is_be
     loss_ax.set_title("Loss")
     loss_ax.set_xlabel("step")
     loss_ax.set_ylabel("loss")
+    loss_ax.set_ylim(bottom=0)  # from zero: a small change must not fill the panel
     loss_ax.grid(alpha=0.3)
     loss_ax.legend()
 
@@ -126,6 +127,8 @@ def training_curves_png(log_history: list[dict], metric: str | None, lower_is_be
         )
         second_ax.set_title(f"Validation {metric}")
         second_ax.set_ylabel(metric)
+        low, high = honest_limits(metric, metric_values)
+        second_ax.set_ylim(low, high)
         second_ax.legend()
     else:
         lr_steps, learning_rates = series("learning_rate")
@@ -151,9 +154,28 @@ def training_curves_png(log_history: list[dict], metric: str | None, lower_is_be
     return _png(figure)
 
 
+# Metrics on a fixed scale: drawn on their whole range, so a 3-point change looks like 3 points.
+UNIT_METRICS = ("accuracy", "f1", "precision", "recall", "roc_auc", "subset_accuracy", "ece")
+
+
+def honest_limits(metric: str | None, values: list[float]) -> tuple[float | None, float | None]:
+    """The y-axis of a metric panel: 0 to 1 for metrics in [0, 1] (accuracy, F1, ...), -1 to 1 for
+    correlations; from zero for errors and losses (MSE, MAE); R² keeps its own range up to 1."""
+    name = (metric or "").lower()
+    if name.startswith(UNIT_METRICS):
+        return 0.0, 1.02
+    if name in ("pearson", "spearman"):
+        return -1.02, 1.02
+    if name == "r2":
+        return min(0.0, min(values, default=0.0) - 0.05), 1.02
+    if name in ("mse", "mae", "loss"):
+        return 0.0, None
+    return None, None
+
+
 def reliability_png(calibration: dict) -> bytes | None:
     """Reliability diagram: one panel per split, observed accuracy against mean confidence in each
-    bin, before and after temperature scaling, with the diagonal of perfect calibration; marker area
+    bin, before and after calibration (when it was applied), with the diagonal of perfect calibration; marker area
     grows with the bin's rows. Returns None when there are no bins."""
     from matplotlib.figure import Figure
 
@@ -163,6 +185,7 @@ def reliability_png(calibration: dict) -> bytes | None:
     figure = Figure(figsize=(5.0 * len(splits) + 0.5, 4.6), layout="constrained")
     axes = figure.subplots(1, len(splits), squeeze=False)[0]
     temperature = calibration.get("temperature")
+    method = calibration.get("method") or "calibrated"
     for ax, (split, values) in zip(axes, splits.items()):
         ax.plot([0, 1], [0, 1], color="grey", linestyle="--", linewidth=1, label="perfect calibration")
         for key, colour, name, ece in (
@@ -170,7 +193,7 @@ def reliability_png(calibration: dict) -> bytes | None:
             (
                 "reliability_calibrated",
                 "tab:blue",
-                f"temperature {temperature:.2f}" if temperature else "calibrated",
+                f"temperature {temperature:.2f}" if temperature else method,
                 values.get("ece_calibrated"),
             ),
         ):

@@ -1,80 +1,46 @@
-"""Calibrated scores and tuned decisions (predict.calibration, predict.tune_thresholds):
-temperature scaling fitted on the validation logits, expected calibration error (ECE) with its
-reliability bins, and decision thresholds chosen on validation to maximise F1.
+"""Calibrated scores and tuned decisions (predict.calibration, predict.tune_thresholds), and the one
+decision rule every figure of a run uses.
 
-Plain numpy in, plain values out; `assess` fills a RunResult. The temperature is fitted first and
-the thresholds are tuned on the calibrated probabilities, which is what `runner predict` applies.
+Calibration (runner.calibration) is chosen and checked on validation first; the thresholds are then
+tuned on the probabilities the model outputs (calibrated when a calibration is applied), which is what
+`runner predict` applies. With tuned thresholds (or a vector scaling, which can move the most probable
+class) the run's metrics, per-class tables, confusion matrices and headline are those of that rule;
+the argmax figures of the raw scores stay beside them as `<name>_argmax`.
+
+Plain numpy in, plain values out; `assess` fills a RunResult.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-BINS = 15
+from runner import calibration as cal
+
+BINS = cal.BINS
 GRID = np.round(np.arange(0.02, 0.99, 0.01), 2)  # candidate thresholds
-T_RANGE = (0.05, 20.0)
+T_RANGE = cal.T_RANGE
 
 
-def _softmax(z: np.ndarray) -> np.ndarray:
-    z = z - z.max(axis=-1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=-1, keepdims=True)
+def probabilities(logits, multi_label: bool, temperature=1.0) -> np.ndarray:
+    """Softmax/sigmoid of the logits rescaled by `temperature` (a number, or {scale, bias})."""
+    return cal.probabilities(cal.scale_logits(logits, temperature), multi_label)
 
 
-def probabilities(logits, multi_label: bool, temperature: float = 1.0) -> np.ndarray:
-    z = np.asarray(logits, dtype=np.float64) / temperature
-    return 1.0 / (1.0 + np.exp(-z)) if multi_label else _softmax(z)
-
-
-def log_loss(logits, truth, multi_label: bool, temperature: float = 1.0) -> float:
+def log_loss(logits, truth, multi_label: bool, temperature=1.0) -> float:
     """Mean negative log likelihood of the truth (per row; per label for multi-label)."""
-    z = np.asarray(logits, dtype=np.float64) / temperature
-    if multi_label:
-        y = np.asarray(truth, dtype=np.float64)
-        return float(np.mean(np.logaddexp(0.0, z) - y * z))  # BCE with logits, stable
-    shifted = z - z.max(axis=-1, keepdims=True)
-    log_p = shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
-    return float(-np.mean(log_p[np.arange(len(z)), np.asarray(truth, dtype=np.int64)]))
+    return cal.log_loss(cal.scale_logits(logits, temperature), truth, multi_label)
 
 
 def fit_temperature(logits, truth, multi_label: bool) -> float:
-    """The temperature T in [0.05, 20] that minimises the log loss of logits / T (1-D, bounded, on log T)."""
-    from scipy.optimize import minimize_scalar
-
-    logits = np.asarray(logits, dtype=np.float64)
-    if len(logits) == 0:
-        return 1.0
-    found = minimize_scalar(
-        lambda log_t: log_loss(logits, truth, multi_label, float(np.exp(log_t))),
-        bounds=tuple(np.log(T_RANGE)),
-        method="bounded",
-        options={"xatol": 1e-4},
-    )
-    best = float(np.exp(found.x))
-    if best < 2 * T_RANGE[0] or best > T_RANGE[1] / 2:  # at (or near) a bound: too few rows to learn from
-        import sys
-
-        print(f"warning: the temperature fitted on {len(logits)} validation row(s) is at its bound (T = {best:.3g}); "
-              "with so few rows calibration is not reliable: add validation rows or drop predict.calibration",
-              file=sys.stderr)
-    # Never worse than leaving the scores alone (a flat loss surface can stop the search anywhere).
-    if log_loss(logits, truth, multi_label, best) > log_loss(logits, truth, multi_label, 1.0):
-        return 1.0
-    return round(best, 4)
+    """The temperature T in [0.05, 20] that minimises the log loss of logits / T (never worse than T = 1)."""
+    return cal.fit_temperature(logits, truth, multi_label)
 
 
-def _confidence_and_outcome(probs: np.ndarray, truth, multi_label: bool) -> tuple[np.ndarray, np.ndarray]:
-    """Single-label: the top class's probability and whether it was right. Multi-label: every
-    (row, label) probability and whether the label was present."""
-    if multi_label:
-        return probs.reshape(-1), np.asarray(truth, dtype=np.float64).reshape(-1)
-    truth = np.asarray(truth, dtype=np.int64)
-    return probs.max(axis=-1), (probs.argmax(axis=-1) == truth).astype(np.float64)
-
-
-def reliability(probs: np.ndarray, truth, multi_label: bool, bins: int = BINS) -> list[dict]:
-    """Equal-width confidence bins: mean confidence, observed accuracy (frequency), rows; empty bins left out."""
-    confidence, outcome = _confidence_and_outcome(np.asarray(probs, dtype=np.float64), truth, multi_label)
+def reliability(probs: np.ndarray, truth, multi_label: bool, bins: int = BINS, decided=None) -> list[dict]:
+    """Equal-width confidence bins: mean confidence, observed accuracy (frequency), rows; empty bins left out.
+    Confidence is that of the decision (`decided`; argmax without it)."""
+    confidence, outcome = cal.confidence_and_outcome(probs, truth, multi_label, decided)
+    confidence, outcome = confidence.reshape(-1), outcome.reshape(-1)
     index = np.minimum((confidence * bins).astype(int), bins - 1)
     out = []
     for b in range(bins):
@@ -90,13 +56,9 @@ def reliability(probs: np.ndarray, truth, multi_label: bool, bins: int = BINS) -
     return out
 
 
-def expected_calibration_error(probs: np.ndarray, truth, multi_label: bool, bins: int = BINS) -> float:
+def expected_calibration_error(probs: np.ndarray, truth, multi_label: bool, bins: int = BINS, decided=None) -> float:
     """ECE: the rows-weighted mean gap between confidence and accuracy over equal-width bins."""
-    table = reliability(probs, truth, multi_label, bins)
-    total = sum(b["rows"] for b in table)
-    if not total:
-        return 0.0
-    return round(sum(b["rows"] * abs(b["confidence"] - b["accuracy"]) for b in table) / total, 6)
+    return cal.ece(probs, truth, multi_label, decided)
 
 
 def _f1(predicted: np.ndarray, truth: np.ndarray) -> np.ndarray:
@@ -131,115 +93,199 @@ def tune_thresholds(probs: np.ndarray, truth, label_names: list[str], multi_labe
     return {label_names[1]: _best(macro)}
 
 
-def assess(task, label_names: list[str], predict: dict, logits_by_split: dict, truth_by_split: dict, result) -> None:
-    """Fit the temperature and tune the thresholds on validation (as the spec asks), and add to each
-    split's metrics the ECE before/after (`ece`, `ece_calibrated`) and the tuned twins of the
-    threshold metrics (`<name>_tuned`). Fills result.temperature, thresholds and calibration."""
+def assess(
+    task, label_names: list[str], predict: dict, logits_by_split: dict, truth_by_split: dict, result, metric: str = ""
+) -> None:
+    """Choose and check the calibration and tune the thresholds on validation (as the spec asks); add
+    to each split's metrics the ECE of the raw and of the calibrated scores (`ece`, `ece_calibrated`,
+    on the decisions made from each); then make the run's figures those of its decision rule.
+    Fills result.temperature, thresholds and calibration."""
     if not task.has_labels or "validation" not in logits_by_split:
         return
-    multi = task.multi_label
-    calibrate = predict.get("calibration") == "temperature"
-    tune = predict.get("tune_thresholds") and task.can_tune_thresholds(len(label_names))
-    if not (calibrate or tune):
+    multi, threshold = task.multi_label, predict["threshold"]
+    method = cal.asked(predict.get("calibration"))
+    tune = bool(predict.get("tune_thresholds")) and task.can_tune_thresholds(len(label_names))
+    if not (method or tune):
         return
     logits, truth = logits_by_split["validation"], truth_by_split["validation"]
-    temperature = fit_temperature(logits, truth, multi) if calibrate else 1.0
-    if calibrate:
-        result.temperature = temperature
-        result.calibration = {"method": "temperature", "temperature": temperature, "bins": BINS, "splits": {}}
+
+    def tuned(probs):
+        return tune_thresholds(probs, truth, label_names, multi) if tune else None
+
+    params = None
+    if method:
+        from runner.tasks import THRESHOLD_METRICS
+
+        metric = metric if metric in THRESHOLD_METRICS else "f1_macro"  # the decisions' figure that must not drop
+
+        from runner import metrics as metric_functions
+
+        def score(probs, decided):
+            given = np.asarray(truth).astype(int)
+            if multi:
+                return metric_functions.multi_label_metrics(decided, given).get(metric, 0.0)
+            return metric_functions.single_label_metrics(probs, given, len(label_names), decided).get(metric, 0.0)
+
+        choice = cal.choose(method, logits, truth, multi, lambda p: task.decide(p, label_names, threshold, tuned(p)),
+                            score=score, metric=metric)
+        params = choice.pop("params") if choice["applied"] else None
+        result.calibration = {**choice, "bins": BINS, "splits": {}}
+        if choice["applied"]:
+            result.calibration["params"] = params
+            if choice["method"] == "temperature":
+                result.temperature = result.calibration["temperature"] = params
+    raw_thresholds = tuned(probabilities(logits, multi))
     if tune:
-        result.thresholds = tune_thresholds(probabilities(logits, multi, temperature), truth, label_names, multi)
-    for split, split_logits in logits_by_split.items():
+        result.thresholds = tuned(probabilities(logits, multi, params))
+    for split, split_logits in logits_by_split.items() if method else ():
         split_truth = truth_by_split[split]
+        before, after = probabilities(split_logits, multi), probabilities(split_logits, multi, params)
+        decided_before = task.decide(before, label_names, threshold, raw_thresholds)
+        decided_after = task.decide(after, label_names, threshold, result.thresholds)
         metrics = result.metrics.setdefault(split, {})
-        if calibrate:
-            before, after = probabilities(split_logits, multi), probabilities(split_logits, multi, temperature)
-            metrics["ece"] = expected_calibration_error(before, split_truth, multi)
-            metrics["ece_calibrated"] = expected_calibration_error(after, split_truth, multi)
-            result.calibration["splits"][split] = {
-                "ece": metrics["ece"],
-                "ece_calibrated": metrics["ece_calibrated"],
-                "log_loss": round(log_loss(split_logits, split_truth, multi), 6),
-                "log_loss_calibrated": round(log_loss(split_logits, split_truth, multi, temperature), 6),
-                "reliability": reliability(before, split_truth, multi),
-                "reliability_calibrated": reliability(after, split_truth, multi),
-            }
-        if tune:
-            scaled = np.asarray(split_logits, dtype=np.float64) / temperature
-            tuned = task.compute_metrics(scaled, split_truth, label_names, predict["threshold"], result.thresholds)
-            for name, value in tuned.items():
-                if f"{name}_tuned" in _TUNED:
-                    metrics[f"{name}_tuned"] = value
+        metrics["ece"] = cal.ece(before, split_truth, multi, decided_before)
+        entry = {
+            "ece": metrics["ece"],
+            "ece_interval": cal.ece_interval(before, split_truth, multi, decided_before),
+            "log_loss": round(log_loss(split_logits, split_truth, multi), 6),
+            "reliability": reliability(before, split_truth, multi, decided=decided_before),
+        }
+        if params is not None:
+            metrics["ece_calibrated"] = cal.ece(after, split_truth, multi, decided_after)
+            entry.update(
+                ece_calibrated=metrics["ece_calibrated"],
+                ece_calibrated_interval=cal.ece_interval(after, split_truth, multi, decided_after),
+                log_loss_calibrated=round(log_loss(split_logits, split_truth, multi, params), 6),
+                reliability_calibrated=reliability(after, split_truth, multi, decided=decided_after),
+            )
+        result.calibration["splits"][split] = entry
+    apply_decision_rule(task, result, logits_by_split, truth_by_split, label_names, threshold, params)
+
+
+def apply_decision_rule(
+    task, result, logits_by_split: dict, truth_by_split: dict, label_names: list[str], threshold: float, params=None
+) -> None:
+    """When the run decides otherwise than the argmax of its raw scores (tuned thresholds, or a vector
+    scaling), its threshold metrics, per-class tables, confusion matrices and headline become those of
+    the rule it outputs; the raw argmax (multi-label: predict.threshold) figures stay as `<name>_argmax`.
+    The rule's name goes into the headline (`rule`)."""
+    from runner import metrics as metric_functions
+    from runner.tasks import THRESHOLD_METRICS
+
+    thresholds = result.thresholds or None
+    rule = task.decision_rule(thresholds, params, threshold)
+    headline = result.metrics.get("headline")
+    if isinstance(headline, dict):
+        headline["rule"] = rule
+    if not (thresholds or isinstance(params, dict)):
+        return
+    for split, logits in logits_by_split.items():
+        truth, scaled = truth_by_split[split], cal.scale_logits(logits, params)
+        metrics = result.metrics.setdefault(split, {})
+        chosen = task.compute_metrics(scaled, truth, label_names, threshold, thresholds)
+        for name in THRESHOLD_METRICS:
+            if name in metrics and name in chosen:
+                metrics[f"{name}_argmax"], metrics[name] = metrics[name], chosen[name]
+        decided = task.decide(task.probabilities(scaled), label_names, threshold, thresholds)
+        result.per_class[split] = metric_functions.per_class_report(
+            decided, np.asarray(truth).astype(int), label_names, task.multi_label
+        )
+        if task.one_label_per_row:
+            result.confusion_matrix[split] = metric_functions.confusion(np.eye(len(label_names))[decided], truth,
+                                                                        len(label_names))
+    if isinstance(headline, dict) and headline.get("name") in THRESHOLD_METRICS:
+        values = result.metrics.get(headline.get("split", "validation"), {})
+        headline["value"] = values.get(headline["name"], headline.get("value"))
+        headline["argmax_value"] = values.get(f"{headline['name']}_argmax")
 
 
 def extra_metrics(task, logits, truth, label_names: list[str], threshold: float, thresholds, temperature) -> dict:
-    """For `runner eval` on new data: ECE before/after the run's temperature, and the tuned-threshold twins."""
+    """For `runner eval` on new data, on the run's decision rule: ECE before/after its calibration, and,
+    when it decides otherwise than the raw argmax, the rule's threshold metrics (`<name>`) with the
+    argmax ones beside them (`<name>_argmax`)."""
+    from runner.tasks import THRESHOLD_METRICS
+
     out = {}
     if not task.has_labels:
         return out
-    temperature = temperature or 1.0
-    if temperature != 1.0:
-        out["ece"] = expected_calibration_error(probabilities(logits, task.multi_label), truth, task.multi_label)
+    multi = task.multi_label
+    calibrated = isinstance(temperature, dict) or (temperature or 1.0) != 1.0
+    if calibrated:
+        after = probabilities(logits, multi, temperature)
+        out["ece"] = expected_calibration_error(probabilities(logits, multi), truth, multi)
         out["ece_calibrated"] = expected_calibration_error(
-            probabilities(logits, task.multi_label, temperature), truth, task.multi_label
+            after, truth, multi, decided=task.decide(after, label_names, threshold, thresholds)
         )
-    if thresholds:
-        scaled = np.asarray(logits, dtype=np.float64) / temperature
-        tuned = task.compute_metrics(scaled, truth, label_names, threshold, thresholds)
-        out.update({f"{name}_tuned": value for name, value in tuned.items() if f"{name}_tuned" in _TUNED})
+    if thresholds or isinstance(temperature, dict):
+        raw = task.compute_metrics(logits, truth, label_names, threshold)
+        chosen = task.compute_metrics(cal.scale_logits(logits, temperature), truth, label_names, threshold, thresholds)
+        for name in THRESHOLD_METRICS:
+            if name in chosen:
+                out[name], out[f"{name}_argmax"] = chosen[name], raw[name]
     return out
 
 
-def _tuned_names() -> frozenset:
-    from runner.tasks import THRESHOLD_METRICS
-
-    return frozenset(f"{name}_tuned" for name in THRESHOLD_METRICS)
-
-
-_TUNED = _tuned_names()
-
-
-def save_in_config(config, temperature: float | None, thresholds: dict | None) -> None:
-    """Put the temperature and thresholds in the model's config (config.json), where `runner predict`,
-    the model card's snippet and a pipeline() user find them."""
+def save_in_config(config, temperature, thresholds: dict | None, vector: dict | None = None) -> None:
+    """Put the calibration and thresholds in the model's config (config.json), where `runner predict`,
+    the model card's snippet and a pipeline() user find them: `runner_temperature`, or
+    `runner_calibration` ({method: vector, scale, bias}), and `runner_thresholds`."""
     if temperature:
         config.runner_temperature = float(temperature)
+    if vector:
+        config.runner_calibration = {"method": "vector", "scale": list(vector["scale"]), "bias": list(vector["bias"])}
     if thresholds:
         config.runner_thresholds = {name: float(value) for name, value in thresholds.items()}
 
 
-def from_model_or_record(model, record_results: dict | None) -> tuple[float, dict | None]:
-    """(temperature, thresholds) for prediction: from the model's config, else from the run's record
-    (a LoRA adapter's base config does not carry them)."""
+def from_model_or_record(model, record_results: dict | None) -> tuple:
+    """(calibration, thresholds) for prediction: calibration is a temperature (1.0: none) or {scale,
+    bias} (vector scaling); from the model's config, else from the run's record (a LoRA adapter's
+    base config does not carry them)."""
     config = getattr(model, "config", None)
+    vector = getattr(config, "runner_calibration", None)
     temperature = getattr(config, "runner_temperature", None)
     thresholds = getattr(config, "runner_thresholds", None)
     results = record_results or {}
-    if temperature is None:
+    if vector is None and temperature is None:
+        recorded = results.get("calibration") or {}
+        if recorded.get("applied") and recorded.get("method") == "vector":
+            vector = recorded.get("params")
+    if isinstance(vector, dict) and "scale" in vector and "bias" in vector:
+        temperature = {"scale": vector["scale"], "bias": vector["bias"]}
+    elif temperature is None:
         temperature = results.get("temperature")
     if thresholds is None:
         thresholds = results.get("thresholds") or None
-    return float(temperature or 1.0), thresholds
+    return (temperature if isinstance(temperature, dict) else float(temperature or 1.0)), thresholds
+
+
+def output_calibration(result):
+    """What the run's predictions apply to the logits: a temperature, {scale, bias}, or None."""
+    calibration = result.calibration or {}
+    if calibration.get("applied") and calibration.get("method") == "vector":
+        return calibration.get("params")
+    return result.temperature
 
 
 def assess_run(spec, model_config, data, result, logits_by_split: dict, truth_by_split: dict) -> None:
-    """A run's evaluation, continued: temperature and thresholds fitted on validation and saved in the
-    model's config, said; then the error analysis of the predictions they give."""
+    """A run's evaluation, continued: calibration and thresholds fitted on validation and saved in the
+    model's config, said; the decision rule applied to the figures; then the error analysis of the
+    predictions they give."""
     from runner import erroranalysis
     from runner.console import say
     from runner.tasks import task_of
 
     task, labels, predict = task_of(spec["task"]), data.labels, spec["predict"]
-    assess(task, labels, predict, logits_by_split, truth_by_split, result)
-    save_in_config(model_config, result.temperature, result.thresholds)
-    if result.temperature:
-        validation = result.metrics["validation"]
-        say(
-            f"calibration: temperature {result.temperature:.3f}; validation ECE "
-            f"{validation['ece']:.4f} -> {validation['ece_calibrated']:.4f}"
-        )
+    assess(task, labels, predict, logits_by_split, truth_by_split, result, spec["train"]["metric_for_best_model"])
+    applied = output_calibration(result)
+    save_in_config(model_config, result.temperature, result.thresholds, applied if isinstance(applied, dict) else None)
+    if result.calibration:
+        say(f"calibration ({result.calibration['asked']}): {result.calibration['reason']}")
     if result.thresholds:
         say("thresholds (tuned on validation): " + ", ".join(f"{n} {t:.2f}" for n, t in result.thresholds.items()))
+    headline = result.headline
+    if headline.get("argmax_value") is not None:
+        say(f"{headline['name']} uses the {headline['rule']}; argmax gives {headline['argmax_value']:.4f}")
     result.error_analysis = erroranalysis.analyse(
-        task, data.splits, logits_by_split, labels, predict["threshold"], result.thresholds, result.temperature
+        task, data.splits, logits_by_split, labels, predict["threshold"], result.thresholds, applied
     )

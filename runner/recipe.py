@@ -62,7 +62,7 @@ def run_spec(spec: Spec, overwrite: bool = False, resume: bool = False, force_re
             from runner.search import best_spec, search
 
             searched = search(spec, rerun=folder.rerun)
-            spec = best_spec(spec, searched)
+            spec = best_spec(spec, searched, folder.run_dir.best_spec_file)
         inputs = flow.load(spec, folder)
         with folder.replacing():
             result = train(spec, folder, inputs, argv, started_at)
@@ -153,9 +153,11 @@ def save(
         run_dir.write_metrics(result.metrics)
         run_dir.write_spec(spec.values, spec.base_dir)
         if spec.output.save_predictions:
+            from runner.quality import output_calibration  # a temperature, or vector scaling's {scale, bias}
+
             write_split_predictions(
                 run_dir, logits_by_split, inputs.data, spec.task, spec.predict.threshold,
-                result.thresholds, result.temperature,
+                result.thresholds, output_calibration(result),
             )
         result.timing.update(finished_at=now(), total_seconds=round(time.perf_counter() - started, 3))
         write_run_record(run_dir, spec, result)

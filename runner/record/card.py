@@ -166,7 +166,10 @@ def _card_body(spec: Spec, result: RunResult, base_model: str | None) -> str:
             f'classifier = pipeline("text-classification", model="{where}")',
         ]
     example = "the service was quick and friendly"
-    code += task.usage_lines(example, spec["predict"]["threshold"], raw_thresholds, result.temperature, inline=lora)
+    from runner.quality import output_calibration  # a temperature, or vector scaling's {scale, bias}
+
+    calibration = output_calibration(result)
+    code += task.usage_lines(example, spec["predict"]["threshold"], raw_thresholds, calibration, inline=lora)
     out += ["## How to use", "", *code_block("\n".join(code), "python"), ""]
     out += card_lines(result, lora)  # class weights, temperature, thresholds
 

@@ -57,10 +57,13 @@ def report_sections(result) -> list[str]:
                 f"{issues['count']} row(s) whose given label the out-of-fold predictions doubt: "
                 f"{issues.get('confident_learning', 0)} flagged by cleanlab's confident learning, the others "
                 f"predicted as another label; all of them, most suspect first, in "
-                f"`{issues.get('file', 'label_issues.csv')}`. The score is the probability the models gave "
-                "the given label.",
+                f"`{issues.get('file', 'label_issues.csv')}`. Method: {issues.get('method', 'cleanlab')}. The score "
+                "is the probability given to the given label; `row` is the row's place in its data file (CSV: "
+                "counting the header as 1).",
                 "",
             ]
+            if issues.get("warning"):
+                out += [f"> **Warning:** {issues['warning']}.", ""]
             if top:
                 rows = [
                     [number(r["row"]), _short(r["text"]), r["given_label"], r["suggested_label"], number(r["score"])]
@@ -82,11 +85,17 @@ def report_sections(result) -> list[str]:
             "",
             f"{len(search.get('trials') or [])} trial(s), {search['direction']} validation {search['metric']}; "
             f"sampler {search['sampler']}, pruner {search['pruner']}; {duration(search.get('seconds'))} in all. "
-            f"This run trained with trial {best}'s values; `best-spec.yaml` is the spec with them.",
+            f"This run trained with trial {best}'s values (3 significant figures); `best-spec.yaml` is the spec "
+            "with them, its other lines as you wrote them.",
             "",
             table(["trial", "state", search["metric"]] + keys + ["time"], rows, "ll" + "r" * (len(keys) + 2)),
             "",
         ]
+        from runner.bestspec import search_caveat
+
+        caveat = search_caveat(search, (result.data_summary.get("rows") or {}).get("validation"))
+        if caveat:
+            out += [f"> **Warning:** {caveat}", ""]
     return out
 
 

@@ -63,4 +63,5 @@ def headline_text(metrics: dict) -> str:
     headline = metrics.get("headline") or {}
     if not isinstance(headline.get("value"), (int, float)):
         return ""
-    return f"**{headline['name']} {number(headline['value'])}** on {headline.get('split', 'validation')}"
+    rule = f" (decision: {headline['rule']})" if headline.get("rule") else ""
+    return f"**{headline['name']} {number(headline['value'])}** on {headline.get('split', 'validation')}{rule}"

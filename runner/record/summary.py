@@ -68,6 +68,7 @@ def summary_json(run_dir: str | Path, base: str | Path | None = None) -> dict:
         "status": manifest.get("status"),
         "task": results.get("task") or spec_values.get("task"),
         "headline": headline_entry,
+        "rule": headline.get("rule"),
         "metrics": splits,
         "base": str(base) if base is not None else None,
         "hub_url": hub_url(manifest),
@@ -103,7 +104,8 @@ def summary_markdown(run_dir: str | Path, base: str | Path | None = None, summar
     title = f"### runner: {summary['name']}"
     headline = summary["headline"]
     if headline:
-        title += f" · {headline['name']} {number(headline['value'])} ({headline['split']})"
+        rule = (summary.get("rule") or "").split(" (")[0]  # "tuned threshold", "argmax"
+        title += f" · {headline['name']} {number(headline['value'])} ({headline['split']}{', ' + rule if rule else ''})"
         if headline["change"]:
             title += f" {_change_text(headline)}"
     out = [title, ""]
