@@ -16,6 +16,9 @@ import click
 
 from runner import __version__
 from runner.errors import RunnerError
+from runner.hardware import passive_wait_policy
+
+passive_wait_policy()  # OMP_WAIT_POLICY=PASSIVE unless set: read once when torch's OpenMP loads, so before torch
 
 DEBUG = {"on": False}
 

@@ -251,6 +251,7 @@ def train(spec: Spec, run_dir: RunDir, inputs: Inputs, argv: list, started_at: s
         model=model_step.provenance(spec, trainer.model, trainable, total),
         device=train_step.describe_device(inputs.device),
         precision=inputs.precision,
+        **train_step.recorded_choices(spec, inputs.device, inputs.precision),
         class_weights=inputs.class_weights or {},
         data_checks=inputs.data.summary.get("checks", {}),
         argv=[str(a) for a in argv],
