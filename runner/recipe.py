@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
+from runner.checkpoints import finish_checkpoints
 from runner.distributed import as_launched, is_main_process, say
 from runner.doctor import check_gpu_usable
 from runner.errors import Interrupted, RunError, RunnerError, SpecError
@@ -316,6 +317,7 @@ def save(spec: Spec, run_dir: RunDir, inputs: Inputs, result: RunResult, logits_
     from runner.record import write_run_record
 
     save_model(inputs.trainer, inputs.tokenizer, spec, run_dir)
+    result.checkpoints = finish_checkpoints(run_dir.checkpoints, spec["train"]["keep_checkpoints"])
     try:
         run_dir.write_metrics(result.metrics)
         run_dir.write_spec(spec.values)
