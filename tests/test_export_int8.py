@@ -18,7 +18,8 @@ pytest.importorskip("onnxscript", reason="onnxscript is not installed (pip insta
 def trained_run(tiny_model, tmp_path_factory):
     folder = tmp_path_factory.mktemp("int8")
     write_csv(folder / "data" / "train.csv", labelled_rows(per_label=40))
-    spec = write_spec(folder, tiny_spec_text(tiny_model, extra="labels: [neg, pos]\n").replace("epochs: 1", "epochs: 6"))
+    text = tiny_spec_text(tiny_model, extra="labels: [neg, pos]\n").replace("epochs: 1", "epochs: 6")
+    spec = write_spec(folder, text)
     assert run_cli("run", str(spec), cwd=folder).returncode == 0
     return folder / "run"
 
