@@ -59,6 +59,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=24)
     parser.add_argument("--busy", type=int, default=2, help="busy processes in the 'busy' configurations")
     parser.add_argument("--out", type=Path, default=BENCH / "out" / "threads")
+    parser.add_argument("--configs", default="0,1,2,3,4",
+                        help="which configurations, by index (2, spinning threads, takes minutes under load)")
     args = parser.parse_args()
     out = args.out.resolve()
     out.mkdir(parents=True, exist_ok=True)
@@ -67,7 +69,8 @@ def main() -> None:
     for name in ("OMP_WAIT_POLICY", "OMP_NUM_THREADS"):  # each configuration sets its own
         os.environ.pop(name, None)
     results = []
-    for index, (name, busy, threads, policy) in enumerate(CONFIGURATIONS):
+    for index in [int(i) for i in args.configs.split(",")]:
+        name, busy, threads, policy = CONFIGURATIONS[index]
         spinners = [subprocess.Popen([sys.executable, "-c", "while 1: pass"]) for _ in range(busy and args.busy)]
         try:
             env = {"HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT), "RUNNER_CACHE_DIR": str(out / "cache")}
@@ -85,7 +88,7 @@ def main() -> None:
         if measured["returncode"] != 0:
             raise SystemExit(f"{name} failed; see {measured['log']}")
         result = json.loads((out / f"run-{index}" / "run.json").read_text())["results"]
-        row = {"name": name, "busy": busy and args.busy, "threads": result.get("threads"),
+        row = {"name": name, "index": index, "busy": busy and args.busy, "threads": result.get("threads"),
                "seconds_per_step": result["timing"]["train_seconds"] / result["timing"]["global_step"],
                "wall_seconds": measured["wall_seconds"], "load_average": measured["load_average"]}
         results.append(row)
