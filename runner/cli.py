@@ -15,7 +15,10 @@ import click
 
 from runner import __version__
 from runner.errors import RunnerError
+from runner.hardware import passive_wait_policy
 from runner.jobs_cli import jobs, remote_options, run_remote, sky
+
+passive_wait_policy()  # OMP_WAIT_POLICY=PASSIVE unless set: read once when torch's OpenMP loads, so before torch
 
 
 def debugging() -> bool:
@@ -235,19 +238,23 @@ def predict(run_dir, texts, input_file, output_file, batch_size, backend, force)
 
 @main.command(name="export")
 @click.argument("run_dir", type=click.Path(path_type=Path))
-@click.option("--int8", is_flag=True, help="Also write a dynamically quantised int8 model (model_int8.onnx).")
+@click.option("--int8", is_flag=True, help="Also write an int8 model (model_int8.onnx): the quantisation that agrees "
+              "most with PyTorch; left out with a warning when it agrees less than --min-agreement.")
 @click.option("-o", "--output", type=click.Path(path_type=Path), default=None,
               help="Folder to write (default: RUN_DIR/onnx).")
 @click.option("--min-agreement", type=click.FloatRange(0, 1), default=0.99, show_default=True,
-              help="Refuse (exit 1) when fewer validation labels than this agree with PyTorch.")
+              help="Refuse (exit 1) when fewer validation labels than this agree with PyTorch (int8: left out).")
 @click.option("--parity-rows", type=click.IntRange(min=0), default=2000, show_default=True,
               help="Validation texts to check.")
 @click.option("--force", is_flag=True, help="Replace an -o folder that holds other files (never a run folder).")
-def export(run_dir, int8, output, min_agreement, parity_rows, force) -> None:
+@click.option("--require-int8", is_flag=True,
+              help="With --int8: exit 1 (writing nothing) when int8 falls short, not fp32 with a warning.")
+def export(run_dir, int8, output, min_agreement, parity_rows, force, require_int8) -> None:
     """Export a trained run to ONNX (LoRA merged) with its tokenizer, checked against PyTorch."""
     from runner.export import describe, export_command
 
-    for line in describe(export_command(run_dir, output, int8, min_agreement, parity_rows, force)):
+    for line in describe(export_command(run_dir, output, int8 or require_int8, min_agreement, parity_rows, force,
+                                        require_int8)):
         click.echo(line)
 
 

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from runner.errors import RunError
+from runner.hardware import cpu_info
 
 # The oldest Linux driver that runs a torch built for each CUDA major version (NVIDIA's CUDA
 # compatibility guide: minor version compatibility inside a major version).
@@ -264,19 +265,6 @@ def check_gpu_usable(device_setting: str) -> str:
 # ---------------------------------------------------------------- the report
 
 
-def cpu_info() -> dict:
-    info = {"model": "", "flags": set()}
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return info
-    model = re.search(r"^model name\s*:\s*(.+)$", text, re.MULTILINE)
-    flags = re.search(r"^(?:flags|Features)\s*:\s*(.*)$", text, re.MULTILINE)
-    info["model"] = model.group(1).strip() if model else ""
-    info["flags"] = set(flags.group(1).split()) if flags else set()
-    return info
-
-
 def matmul_gflops(dtype, size: int = 512, repeats: int = 3) -> float:
     import torch
 
@@ -362,8 +350,13 @@ def doctor_lines() -> list[str]:
     fp32, bf16 = matmul_gflops(torch.float32), matmul_gflops(torch.bfloat16)
     lines.append(
         f"{'CPU bf16':<14}{'native (' + ', '.join(native) + ')' if native else 'not native (no AVX512-BF16 or AMX)'}; "
-        f"512x512 matmul: bf16 {bf16:.1f} GFLOP/s, fp32 {fp32:.1f} GFLOP/s"
+        f"512x512 matmul: bf16 {bf16:.1f} GFLOP/s, fp32 {fp32:.1f} GFLOP/s (a timing: changes with the load)"
     )
+    from runner.hardware import cpu_precision, thread_decision
+
+    lines.append(f"{'precision':<14}{'auto picks ' + cpu_precision(cpu)[0]}: {cpu_precision(cpu)[1]}")
+    threads, why = thread_decision(None)
+    lines.append(f"{'threads':<14}{threads}: {why}; OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'unset')}")
 
     lines.append(folder_line("HF_HOME", Path(hf.HF_HOME)))
     lines.append(folder_line("hub cache", Path(hf.HF_HUB_CACHE)))

@@ -49,6 +49,11 @@ class OnnxClassifier:
         self.path = Path(path)
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads or int(os.environ.get("RUNNER_ORT_THREADS", "0"))
+        if os.environ.get("OMP_WAIT_POLICY", "").upper() != "ACTIVE":
+            # waiting threads sleep rather than spin, as OMP_WAIT_POLICY=PASSIVE does for torch (runner.hardware):
+            # on a shared machine spinning threads take the cores the working ones need
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+            options.add_session_config_entry("session.inter_op.allow_spinning", "0")
         try:
             self.session = ort.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
         except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own classes for a damaged file

@@ -18,6 +18,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from runner import pipeline
+from runner.checkpoints import finish_checkpoints
 from runner.console import is_main_process, say
 from runner.distributed import as_launched
 from runner.errors import Interrupted, RunError, SpecError
@@ -112,6 +113,7 @@ def train(spec: Spec, folder: RunFolder, inputs: pipeline.Inputs, argv: list, st
             model=model_step.provenance(spec, trainer.model, trainable, total),
             device=train_step.describe_device(inputs.device),
             precision=inputs.precision,
+            **train_step.recorded_choices(spec, inputs.device, inputs.precision),
             class_weights=inputs.class_weights,
             data_checks=inputs.data.summary.get("checks", {}),
             argv=[str(a) for a in argv],
@@ -149,6 +151,7 @@ def save(
     from runner.record import write_run_record
 
     save_model(inputs.trainer, inputs.tokenizer, spec, run_dir)
+    result.checkpoints = finish_checkpoints(run_dir.checkpoints, spec.train.keep_checkpoints)
     try:
         run_dir.write_metrics(result.metrics)
         run_dir.write_spec(spec.values, spec.base_dir)

@@ -43,6 +43,9 @@ def reproduce_run(run_dir: str | Path, output_dir: str | Path | None = None, ove
     spec_path = manifest.get("spec_file")
     # Hub inputs are pinned to the commits the run resolved; the reproduction never publishes.
     overrides = [f"output.dir={json.dumps(str(output_dir))}", "hub.push=false"]
+    recorded = (manifest.get("results") or {}).get("precision") or (manifest.get("environment") or {}).get("precision")
+    if recorded in ("bf16", "fp16", "fp32"):  # what the run trained in, not what `auto` would pick here
+        overrides.append(f"train.precision={recorded}")
     model = manifest.get("model") or {}
     if model.get("source") == "hub" and model.get("revision"):
         overrides.append(f"model.revision={json.dumps(model['revision'])}")

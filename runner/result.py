@@ -49,6 +49,12 @@ class RunResult:
     label_issues: dict = field(default_factory=dict)
     """From the out-of-fold probabilities: {method, count, rows,
     top: [{row, text, given_label, suggested_label, score}]}."""
+    precision_reason: str = ""
+    """Why train.precision came out as it did (runner.hardware: the spec, or what the hardware is)."""
+    threads: str = ""
+    """CPU threads and why (train.threads, OMP_NUM_THREADS or the affinity mask), with OMP_WAIT_POLICY."""
+    checkpoints: dict = field(default_factory=dict)
+    """What RUN/checkpoints kept once the run finished, and its size (runner.checkpoints)."""
     search: dict = field(default_factory=dict)
     """search: {metric, direction, sampler, pruner, seconds,
     trials: [{number, state, value, params, seconds}], best}."""

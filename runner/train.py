@@ -40,22 +40,17 @@ def choose_device(preference: str) -> str:
 
 
 def choose_precision(preference: str, device: str) -> str:
-    """auto: bf16 on GPUs that have it, fp16 on older GPUs; on the CPU bf16 autocast only where the CPU has
-    native bf16 (AMX or AVX512-BF16) and a quick matmul probe shows bf16 faster than fp32; else fp32."""
-    import torch
+    """auto: bf16 on GPUs that have it, fp16 on older GPUs; bf16 autocast on a CPU with native bf16 (AMX or
+    AVX512-BF16); else fp32. Decided from what the hardware is, never from a timing (runner.hardware)."""
+    from runner.hardware import precision_decision
 
-    if preference != "auto":
-        return preference
-    if device == "cuda":
-        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-    return "bf16" if device == "cpu" and cpu_bf16_pays() else "fp32"
+    return precision_decision(preference, device)[0]
 
 
 def cpu_bf16_pays(ratio: float = 1.3) -> bool:
-    """True when this CPU has native bf16 and a bf16 matmul of a training-step size (1024x384x1536, as in a
-    MiniLM feed-forward layer on 64 rows of 16 tokens) runs at least `ratio` times as fast as in fp32. About
-    0.1 s. Without AMX/AVX512-BF16, PyTorch's bf16 matmul is a slow fallback (1 GFLOP/s against 80-160)."""
-    from runner.doctor import cpu_info
+    """A probe for `runner doctor` and bench/, not for runs: native bf16 and a bf16 matmul of a training-step
+    size (1024x384x1536) at least `ratio` times as fast as fp32. Under load its answer varies."""
+    from runner.hardware import cpu_info
 
     if not cpu_info()["flags"] & {"amx_bf16", "avx512_bf16"}:
         return False
@@ -243,6 +238,21 @@ def length_ordered_trainer():
                 sampler.seed = self.args.data_seed if self.args.data_seed is not None else self.args.seed
             return sampler
 
+        def get_train_dataloader(self):
+            budget, packed = getattr(self, "max_tokens_per_batch", None), getattr(self.model, "runner_packed", False)
+            if (not budget and not packed) or self.args.world_size > 1:
+                return super().get_train_dataloader()
+            from runner.fastpath import train_dataloader
+
+            return train_dataloader(self, budget, packed)
+
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            if "cu_seq_lens_q" in inputs:  # a padding-free batch (runner.packing)
+                from runner.fastpath import packed_loss
+
+                return packed_loss(self, model, inputs, return_outputs, num_items_in_batch)
+            return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+
         def _get_eval_sampler(self, eval_dataset):
             return SequentialSampler(eval_dataset) if self.args.world_size <= 1 else None
 
@@ -276,6 +286,15 @@ def build_trainer(spec: Spec, model, tokenizer, tokenized: dict, labels: list[st
     ({label: weight}, see runner.weights) weigh the training loss. Called by runner.pipeline."""
     from transformers import EarlyStoppingCallback
 
+    from runner.console import say
+    from runner.fastpath import prepare_model
+    from runner.hardware import apply_threads
+
+    if device == "cpu":
+        say(f"threads: {'; '.join(str(part) for part in apply_threads(spec['train'].get('threads')))}")
+    notes = prepare_model(model, spec, device) if model is not None else []
+    if notes:
+        say(f"training: {'; '.join(notes)}")
     args = training_arguments(spec, output_dir, device, precision)
     callbacks = []
     if spec["train"]["early_stopping_patience"]:
@@ -298,7 +317,23 @@ def build_trainer(spec: Spec, model, tokenizer, tokenized: dict, labels: list[st
     for callback in trainer.callback_handler.callbacks:  # TensorBoard logs go to the run folder's logs/
         if type(callback).__name__ == "TensorBoardCallback":
             callback.logging_dir = str(output_dir / "logs")
+    trainer.max_tokens_per_batch = spec["train"].get("max_tokens_per_batch")
     return trainer
+
+
+def recorded_choices(spec: Spec, device: str, precision: str) -> dict:
+    """What run.json says about the precision and the threads: the choice and why (runner.hardware)."""
+    import torch
+
+    from runner.hardware import precision_decision, thread_decision
+
+    chosen, reason = precision_decision(spec["train"]["precision"], device)
+    if chosen != precision:  # a caller that chose otherwise (a test, a flow): say so rather than guess
+        reason = f"{precision} as given to the run ({reason} would pick {chosen})"
+    why = thread_decision(spec["train"].get("threads"))[1]
+    policy = os.environ.get("OMP_WAIT_POLICY", "unset")
+    return {"precision_reason": reason,
+            "threads": f"{torch.get_num_threads()} ({why}; OMP_WAIT_POLICY={policy})" if device == "cpu" else ""}
 
 
 def latest_checkpoint(run_dir: Path) -> Path | None:

@@ -102,5 +102,5 @@ def test_the_temporary_fallback_is_removed(tiny_model, tmp_path):
     env = {**os.environ, "RUNNER_CACHE_DIR": str(blocked / "cache"), "TMPDIR": str(temp)}
     result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
-    assert "ROWS 2" in result.stdout and "temporary folder" in result.stdout
+    assert "ROWS 2" in result.stdout and "temporary folder" in result.stderr  # a warning: on stderr
     assert not list(temp.glob("runner-tokenized-*"))

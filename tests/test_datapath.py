@@ -134,19 +134,21 @@ def test_the_model_uses_sdpa_attention(spec):
 
 
 def test_precision_and_optimizer_choices():
-    from runner.train import choose_precision, cpu_bf16_pays, fused_adamw_available
+    from runner.hardware import NATIVE_BF16, cpu_info
+    from runner.train import choose_precision, fused_adamw_available
 
-    assert choose_precision("auto", "cpu") == ("bf16" if cpu_bf16_pays() else "fp32")  # native bf16 and faster
+    native = bool(cpu_info()["flags"] & set(NATIVE_BF16))
+    assert choose_precision("auto", "cpu") == ("bf16" if native else "fp32")  # from the flags, not a timing
     assert choose_precision("bf16", "cpu") == "bf16"
     assert choose_precision("auto", "mps") == "fp32"
     assert fused_adamw_available("cpu") and not fused_adamw_available("mps")
 
 
 def test_auto_precision_stays_fp32_on_a_cpu_without_native_bf16(monkeypatch):
-    import runner.doctor
+    import runner.hardware
     from runner.train import choose_precision
 
-    monkeypatch.setattr(runner.doctor, "cpu_info", lambda: {"model": "", "flags": {"avx2", "avx512f"}})
+    monkeypatch.setattr(runner.hardware, "cpu_info", lambda: {"model": "", "flags": {"avx2", "avx512f"}})
     assert choose_precision("auto", "cpu") == "fp32"  # no probe: PyTorch's bf16 matmul is a slow fallback there
 
 

@@ -87,7 +87,8 @@ def workspace(tmp_path_factory, tiny_model):
     root = tmp_path_factory.mktemp("hostile")
     write_csv(root / "data" / "train.csv", labelled_rows())
     (root / "spec.yaml").write_text(tiny_spec_text(tiny_model), encoding="utf-8")
-    result = run_cli("run", "spec.yaml", "--output", "run", cwd=root)
+    # keep_checkpoints: the optimizer state stays, so "truncated-opt" below has one to cut short
+    result = run_cli("run", "spec.yaml", "--output", "run", "--set", "train.keep_checkpoints=true", cwd=root)
     assert result.returncode == 0, result.stderr
     (root / "binary.yaml").write_bytes(b"version: 1\n\xff\xfe\x00name: x\n")
     (root / "empty.yaml").write_text("", encoding="utf-8")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from runner.checkpoints import describe as describe_checkpoints
 from runner.files import atomic_write_bytes, atomic_write_text
 from runner.record.analysis import report_sections as analysis_sections
 from runner.record.flows import report_sections
@@ -159,6 +160,8 @@ def _training_section(spec: Spec, result: RunResult) -> list[str]:
             ["parameters", f"{model['trainable_params']:,} trainable of {model['total_params']:,} ({share:.1%})"]
         )
     rows.append(["device", f"{result.device or '?'}, {result.precision or '?'}"])
+    if result.checkpoints:  # runner.checkpoints: what was kept, and the disk it takes
+        rows.append(["checkpoints", describe_checkpoints(result.checkpoints).removeprefix("checkpoints: ")])
     throughput = timing.get("train_samples_per_second")
     rows.append(
         [
