@@ -149,8 +149,8 @@ def run_side(name: str, side: str, args, device: str, rows, lengths) -> dict:
     torch.manual_seed(0)
     rng = np.random.default_rng(0)
     fast = side != "seed"
-    torch.backends.cuda.matmul.allow_tf32 = fast
-    torch.backends.cudnn.allow_tf32 = fast
+    torch.backends.cuda.matmul.allow_tf32 = args.tf32 and fast  # the runner leaves TF32 off (runner/train.py)
+    torch.backends.cudnn.allow_tf32 = args.tf32 and fast
     config = model_config(name, args.smoke)
     model = AutoModelForSequenceClassification.from_config(config, attn_implementation="sdpa").to(device).train()
     packed = "packed" in side
@@ -249,6 +249,7 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--rows", type=int, default=20_000)
     parser.add_argument("--max-tokens", type=int, default=16_384, help="train.max_tokens_per_batch for the runner")
+    parser.add_argument("--tf32", action="store_true", help="TF32 matmuls on the runner's sides (the runner: off)")
     parser.add_argument("--smoke", action="store_true", help="tiny models, few rows, 1 s a side (CPU is fine)")
     parser.add_argument("--out", type=Path, default=None, help="write the results as JSON here")
     args = parser.parse_args()
