@@ -54,7 +54,11 @@ class RunnerGroup(click.Group):
 
             close_progress_bars()
             name = "SIGTERM" if isinstance(stop, Terminated) else "SIGINT"
-            click.echo(f"interrupted ({name}) before the command finished; run it again", err=True)
+            import shlex
+
+            again = shlex.join(["runner", *sys.argv[1:]])
+            click.echo(f"interrupted ({name}) before the command finished; run it again: "
+                       f"{again}", err=True)
             sys.exit(143 if isinstance(stop, Terminated) else 130)
         except click.UsageError as error:  # a wrong option or argument: the same two lines, exit 2
             if ctx.params.get("debug"):

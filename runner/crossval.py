@@ -18,7 +18,6 @@ touched only when every fold has finished, as in the recipe.
 
 from __future__ import annotations
 
-import tempfile
 import time
 from pathlib import Path
 
@@ -112,7 +111,7 @@ def load(spec: Spec, folder) -> pipeline.Inputs:
     say(f"cross-validation: {len(rows)} rows in {k} {'stratified ' if stratified else ''}folds (seed {spec.seed})")
     metric, threshold = spec.train.metric_for_best_model, spec.predict.threshold
     oof_logits, per_fold, fold_records = None, [], []
-    with tempfile.TemporaryDirectory(prefix="runner-folds-") as scratch:
+    with pipeline.scratch_folder("runner-folds-") as scratch:
         for fold in range(k):
             fold_started = time.perf_counter()
             splits = {"train": rows[folds != fold], "validation": rows[folds == fold]}

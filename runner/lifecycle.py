@@ -13,7 +13,7 @@ A refused run leaves no folder behind that it made itself.
 from __future__ import annotations
 
 import shlex
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -45,6 +45,16 @@ class RunFolder:
     def resume_command(self) -> str:
         """The command that continues the run from its newest checkpoint."""
         return rerun_command(self.argv, resume=True)
+
+    @property
+    def restart(self) -> str:
+        """The command that starts the run again over what this one left (with --overwrite)."""
+        return rerun_command(self.argv, resume=False, overwrite=True)
+
+    @property
+    def resumable(self) -> bool:
+        """Whether `--resume` can continue this command (`runner run`, not `runner reproduce`)."""
+        return [str(a) for a in self.argv[1:2]] == ["run"] or not self.argv
 
     @property
     def path(self) -> Path:
@@ -92,18 +102,25 @@ def run_folder(spec, overwrite: bool = False, resume: bool = False, force_resume
     check_gpu_usable(spec.train.device)  # a GPU that torch cannot use stops the run before anything is read
     run_dir = RunDir(spec.output_dir)
     main = is_main_process()
-    with no_new_empty_folder(run_dir.path) if main else nullcontext():  # a refused run leaves no folder behind
+    if not main:  # rank 0 checks and holds the folder; the others find their checkpoint
+        yield RunFolder(run_dir, prepare(run_dir, overwrite, resume), [], main, force_resume, tuple(argv))
+        return
+    if run_dir.path.exists() and not run_dir.path.is_dir():
+        prepare(run_dir, overwrite=overwrite, resume=resume)  # says the output is a file
+    with no_new_empty_folder(run_dir.path), run_dir.lock():  # a refused run leaves no folder behind
+        # An earlier run that a killed run left set aside comes back first: the checks judge it, not the leftovers.
+        if run_dir.restore():
+            say(f"restored the earlier run in {run_dir.path}, set aside by a run that did not finish")
         checkpoint = prepare(run_dir, overwrite=overwrite, resume=resume)
-        with run_dir.lock() if main else nullcontext():
-            if main and run_dir.restore():
-                say(f"restored the earlier run in {run_dir.path}, set aside by a run that did not finish")
-            yield RunFolder(run_dir, checkpoint, run_dir.written_entries(), main, force_resume, tuple(argv))
+        yield RunFolder(run_dir, checkpoint, run_dir.written_entries(), main, force_resume, tuple(argv))
 
 
-def rerun_command(argv, resume: bool) -> str:
+def rerun_command(argv, resume: bool, overwrite: bool = False) -> str:
     """The command that continues this run (`resume`: with --resume instead of --overwrite) or repeats it,
     as the user gave it (their --output and --set included). `argv`: sys.argv of `runner run ...`."""
     args = [str(a) for a in argv[1:]] if argv else []
-    if resume:
+    if resume and args[:1] == ["run"]:  # only `runner run` resumes; reproduce and the rest run again
         args = [a for a in args if a not in ("--overwrite", "--resume", "--force-resume")] + ["--resume"]
+    elif overwrite and "--overwrite" not in args:
+        args = [a for a in args if a not in ("--resume", "--force-resume")] + ["--overwrite"]
     return shlex.join(["runner", *args])

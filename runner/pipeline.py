@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -204,6 +205,26 @@ def build_inputs(
         class_weights=parts.class_weights,
         token_stats=parts.token_stats,
     )
+
+
+@contextmanager
+def scratch_folder(prefix: str):
+    """A temporary folder for trainings whose files are not kept (folds, trials): removed at the end, and a
+    stop signal that arrives while it is being removed waits until it is gone (it is never left half-removed)."""
+    import shutil
+    import signal
+    import tempfile
+
+    folder = Path(tempfile.mkdtemp(prefix=prefix))
+    try:
+        yield folder
+    finally:
+        stops = {signal.SIGINT, signal.SIGTERM}
+        signal.pthread_sigmask(signal.SIG_BLOCK, stops)
+        try:
+            shutil.rmtree(folder, ignore_errors=True)
+        finally:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, stops)
 
 
 class _Stopped(Exception):

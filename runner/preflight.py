@@ -47,6 +47,16 @@ def prepare(run_dir: RunDir, overwrite: bool, resume: bool) -> Path | None:
         say(f"resuming from {checkpoint}")
         return checkpoint
     existing = run_dir.written_entries() + ([run_dir.aside_dir.name] if aside else [])
+    recorded = aside or run_dir.manifest_file.exists() or run_dir.fingerprint_file.exists()
+    others = sorted(p.name for p in run_dir.path.iterdir() if p.name not in ENTRIES and not p.name.startswith(".")) \
+        if run_dir.path.is_dir() else []
+    if others and not recorded:  # a data folder, the working folder: a run never writes among other files
+        shown = ", ".join(others[:3]) + (f" and {len(others) - 3} more" if len(others) > 3 else "")
+        raise SpecError(
+            f"output folder '{run_dir.path}' holds {shown}, which no run wrote",
+            "set output.dir (--output) to a new or empty folder: a run writes only into its own folder",
+            "output.dir",
+        )
     if existing and not overwrite:
         what = {
             "finished": "a finished run",
@@ -57,7 +67,7 @@ def prepare(run_dir: RunDir, overwrite: bool, resume: bool) -> Path | None:
             "pass --overwrite to replace it, --resume to continue it, or set output.dir (--output) to a new folder",
             "output.dir",
         )
-    if existing and not (aside or run_dir.manifest_file.exists() or run_dir.fingerprint_file.exists()):
+    if existing and not recorded:
         raise SpecError(
             f"output folder '{run_dir.path}' holds {', '.join(existing)} but no run record, so no run wrote them",
             "set output.dir (--output) to a new or empty folder; --overwrite only replaces a run's own files",

@@ -66,7 +66,7 @@ def run_spec(spec: Spec, overwrite: bool = False, resume: bool = False, force_re
             spec = best_spec(spec, searched, folder.run_dir.best_spec_file)
         inputs = flow.load(spec, folder)
         with folder.replacing():
-            result = train(spec, folder, inputs, argv, started_at)
+            result = train(spec, folder, inputs, argv, started_at, flow, searched)
             logits, truth = flow.evaluate(spec, inputs, result)
             if not folder.main:
                 return folder.path
@@ -91,7 +91,9 @@ def now() -> str:
 # Train (every flow's final model)
 
 
-def train(spec: Spec, folder: RunFolder, inputs: pipeline.Inputs, argv: list, started_at: str) -> RunResult:
+def train(
+    spec: Spec, folder: RunFolder, inputs: pipeline.Inputs, argv: list, started_at: str, flow, searched: dict
+) -> RunResult:
     from runner import model as model_step
     from runner import train as train_step
 
@@ -126,8 +128,13 @@ def train(spec: Spec, folder: RunFolder, inputs: pipeline.Inputs, argv: list, st
         )
 
     try:
+        resumable = flow.RESUMABLE and not searched and folder.resumable  # a fold's work is not kept
         output = pipeline.fit(
-            trainer, run_dir.checkpoints, inputs.checkpoint, resume_hint=folder.resume_command
+            trainer,
+            run_dir.checkpoints,
+            inputs.checkpoint,
+            resume_hint=folder.resume_command if resumable else folder.restart,
+            resumable=resumable,
         )
     except Interrupted:
         if folder.main:

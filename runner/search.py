@@ -13,7 +13,6 @@ Optuna is imported only here, when a search runs (`runner validate` checks it is
 
 from __future__ import annotations
 
-import tempfile
 import time
 from pathlib import Path
 
@@ -102,7 +101,7 @@ def search(spec: Spec, rerun: str = "") -> dict:
     )
     started = time.perf_counter()
     timeout = settings["timeout_minutes"] * 60 if settings["timeout_minutes"] else None
-    with tempfile.TemporaryDirectory(prefix="runner-search-") as scratch:
+    with pipeline.scratch_folder("runner-search-") as scratch:
         trainer = pipeline.build_trainer(search_settings(spec), None, parts, Path(scratch), model_init=model_init)
         for field in ("learning_rate", "num_train_epochs", "weight_decay", "warmup_steps"):
             setattr(trainer.args, field, float(getattr(trainer.args, field)))  # a trial's value is cast to its type

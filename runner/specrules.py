@@ -168,6 +168,13 @@ def _flow_problems(v: dict, task, problem) -> None:
                 (section, name), _ = PLACES[key]
                 problem(where_, why,
                         f"keep every value a trial can draw within what {section}.{name} accepts")
+        if search["space"] is not None and not any(search["space"].values()):
+            problem(("search", "space"), "search.space lists nothing to search",
+                    "give a key such as `learning_rate: {low: 1.0e-5, high: 1.0e-3, log: true}`, or remove "
+                    "search.space to search the default space")
+        if search["pruning"] and v["train"]["eval_strategy"] == "no":
+            problem(("search", "pruning"), "search.pruning needs evaluations during training, but "
+                    "train.eval_strategy is 'no'", "set search.pruning: false, or train.eval_strategy: epoch")
         if (search["space"] or {}).get("lora_r") and not v["lora"]:
             problem(("search", "space", "lora_r"), "search.space.lora_r needs LoRA, but the spec has no lora section",
                     "add `lora: {r: 8}`, or remove lora_r from the space")
