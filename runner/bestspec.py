@@ -163,7 +163,7 @@ def _moved_paths(spec, destination: Path) -> dict:
         value = spec.values[path[0]].get(path[1])
         if isinstance(value, str) and value and not Path(value).expanduser().is_absolute():
             out[path] = _relative(spec.resolve(value), folder)
-    model = spec.values["model"]["name"]
+    model = spec.model.name
     if isinstance(model, str) and not Path(model).expanduser().is_absolute():
         if looks_like_local_path(model) or spec.resolve(model).exists():
             out[("model", "name")] = _relative(spec.resolve(model), folder)

@@ -16,6 +16,7 @@ import json
 from pathlib import Path
 
 from runner.rundir import RunDir
+from runner.runrecord import results_of
 from runner.tasks import TASKS, lower_is_better, task_of
 
 RESAMPLES = 1000
@@ -98,7 +99,7 @@ def paired_delta(new_dir, base_dir, split: str, metric: str, resamples: int = RE
     if isinstance(matched, str):
         return out | {"reason": matched}
     spec_values = new_run.spec_values()
-    task_name = spec_values.get("task") or (new_run.read_manifest().get("results") or {}).get("task")
+    task_name = spec_values.get("task") or results_of(new_dir).task
     if task_name not in TASKS:
         return out | {"reason": "the new run's spec does not name its task"}
     task = task_of(task_name)
@@ -110,7 +111,7 @@ def paired_delta(new_dir, base_dir, split: str, metric: str, resamples: int = RE
         samplers = []
         for records, run in zip(matched, (new_run, base_run)):
             scores, truth = task.from_prediction_records(records, labels)
-            thresholds = (run.read_manifest().get("results") or {}).get("thresholds") or None  # each run's own rule
+            thresholds = results_of(run.path).thresholds or None  # each run's own rule
             samplers.append(metric_sampler(task, metric, scores, truth, labels, threshold, thresholds))
     except (KeyError, ValueError, TypeError) as exc:
         return out | {"reason": f"the predictions files cannot be read as this task's ({type(exc).__name__}: {exc})"}

@@ -17,7 +17,7 @@ from runner.console import warn
 from runner.errors import DataError, RunError
 from runner.labels import ROW, encode_multi_labels, encode_regression_targets, encode_single_labels
 from runner.spec import Spec
-from runner.tasks import MANY_CLASSES, NUMBER, task_of
+from runner.tasks import MANY_CLASSES, NUMBER
 from runner.textfiles import first_bad_byte, json_place
 
 FORMATS_BY_SUFFIX = {".csv": "csv", ".tsv": "tsv", ".tab": "tsv", ".jsonl": "jsonl", ".ndjson": "jsonl",
@@ -240,7 +240,7 @@ def prepare_frame(
     """One table as the run uses it: columns checked, empty texts handled, targets encoded.
 
     Returns (text, [text_pair], label and source-row columns; the labels, as given or inferred; rows dropped)."""
-    data, task = spec["data"], task_of(spec["task"])
+    data, task = spec.data, spec.task
     columns = {"text_column": data["text_column"], "text_pair_column": data["text_pair_column"],
                "label_column": data["label_column"]}
     check_columns(frame, columns, source)
@@ -262,7 +262,7 @@ def prepare_frame(
 
 
 def prepare_data(spec: Spec) -> PreparedData:
-    data, task = spec["data"], task_of(spec["task"])
+    data, task = spec.data, spec.task
 
     raw: dict[str, pd.DataFrame] = {}
     sources: dict[str, str] = {}
@@ -287,7 +287,7 @@ def prepare_data(spec: Spec) -> PreparedData:
                 files[name] = str(path.resolve())
 
     dropped = []
-    labels = spec["labels"]
+    labels = spec.labels
     splits: dict[str, pd.DataFrame] = {}
     for name, frame in raw.items():
         splits[name], labels, n_dropped = prepare_frame(frame, spec, labels, sources[name])
@@ -307,7 +307,7 @@ def prepare_data(spec: Spec) -> PreparedData:
     if "validation" not in splits:
         stratify_by = splits["train"]["label"] if (task.one_label_per_row and data["stratify"]) else None
         splits["train"], splits["validation"], note = split_validation(splits["train"], data["validation_fraction"],
-                                                                       spec["seed"], stratify_by, sources["train"])
+                                                                       spec.seed, stratify_by, sources["train"])
 
     summary = {
         "rows": {name: len(frame) for name, frame in splits.items()},

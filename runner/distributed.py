@@ -45,12 +45,12 @@ def node_settings(spec) -> dict | None:
     """compute.nnodes > 1: {nnodes, node_rank, master_addr, master_port}, checked; None on one machine."""
     from runner.errors import SpecError
 
-    compute = spec["compute"]
+    compute = spec.compute
     nnodes = compute["nnodes"]
     if nnodes <= 1:
         return None
     where = spec.where("compute", "nnodes")
-    if spec["search"] or spec["data"]["cross_validation"]:
+    if spec.search or spec.data.cross_validation:
         raise SpecError("search and cross-validation train in one process", "set compute.nnodes: 1", where)
     if not compute["rdzv_endpoint"]:
         raise SpecError(f"compute.nnodes is {nnodes} but compute.rdzv_endpoint is not set",

@@ -23,7 +23,7 @@ from runner.console import warn
 from runner.errors import DataError, Interrupted, RunError, RunnerError
 from runner.ort import FP32, INT8, OnnxClassifier, load_tokenizer, onnx_logits, require
 from runner.rundir import RunDir, remove_entry
-from runner.tasks import task_of
+from runner.runrecord import results_of
 
 DEFAULT_MIN_AGREEMENT = 0.99
 PARITY_ROWS = 2000
@@ -65,7 +65,7 @@ def _stopped_by_sigterm(run_dir: Path):
 
 def _export(run: RunDir, spec, folder: Path, elsewhere: bool, int8: bool, min_agreement: float,
             parity_rows: int, require_int8: bool = False) -> dict:
-    task = task_of(spec["task"])
+    task = spec.task
     texts, pairs = parity_texts(run, parity_rows)
     model, tokenizer, source = merged_model(run, spec)
     temporary = guard.temporary_folder(folder, fixed=not elsewhere)  # RUN/.onnx.tmp: set aside by run --overwrite
@@ -76,7 +76,7 @@ def _export(run: RunDir, spec, folder: Path, elsewhere: bool, int8: bool, min_ag
         _carry_calibration(temporary, run)
         tokenizer.save_pretrained(temporary)
         # tokenizer.json as onnxruntime users load it: truncation at max_length, each batch padded to its longest row
-        load_tokenizer(temporary, spec["model"]["max_length"]).save(str(temporary / "tokenizer.json"))
+        load_tokenizer(temporary, spec.model.max_length).save(str(temporary / "tokenizer.json"))
         score = parity_scorer(model, tokenizer, temporary, task, spec, texts, pairs) if texts else None
         parity = {"rows": len(texts), "source": "predictions/validation.jsonl", "models": {}} if texts else {}
         if score:
@@ -132,7 +132,7 @@ def _export(run: RunDir, spec, folder: Path, elsewhere: bool, int8: bool, min_ag
     if not elsewhere:
         from runner.record.card import add_export_section
 
-        add_export_section(run.model_dir, record, spec["hub"]["repo_id"])
+        add_export_section(run.model_dir, record, spec.hub.repo_id)
     return record
 
 
@@ -141,7 +141,7 @@ def _carry_calibration(folder: Path, run: RunDir) -> None:
     config.json, so they travel with the ONNX model as they do with a full model."""
     from runner.files import atomic_write_json, read_json
 
-    results = run.read_manifest().get("results") or {}
+    results = results_of(run.path).to_dict()
     config = read_json(folder / "config.json")
     changed = False
     for key, value in (("runner_temperature", results.get("temperature")),
@@ -180,7 +180,7 @@ def merged_model(run: RunDir, spec):
     if (run.merged_dir / "config.json").is_file():
         model, tokenizer = load_trained_model(run.merged_dir)
         return model, tokenizer, "merged"
-    model, tokenizer = load_trained_model(run.model_dir, run.labels(), spec["task"])
+    model, tokenizer = load_trained_model(run.model_dir, run.labels(), spec.task.name)
     if hasattr(model, "merge_and_unload"):
         return model.merge_and_unload().eval(), tokenizer, "model (adapter merged)"
     return model, tokenizer, "model"
@@ -250,14 +250,14 @@ def parity_scorer(model, tokenizer, folder: Path, task, spec, texts: list[str], 
     against PyTorch on `texts` (PyTorch's logits computed once)."""
     from runner.predict import predict_logits
 
-    max_length, batch_size = spec["model"]["max_length"], spec["predict"]["batch_size"]
+    max_length, batch_size = spec.model.max_length, spec.predict.batch_size
     reference = predict_logits(model, tokenizer, texts, pairs, max_length, batch_size)
     onnx_tokenizer = load_tokenizer(folder, max_length)
     names = [model.config.id2label[i] for i in range(len(model.config.id2label))] if task.has_labels else []
 
     def score(path: Path) -> dict:
         logits = onnx_logits(OnnxClassifier(path), onnx_tokenizer, texts, pairs, batch_size)
-        return task.agreement(reference, logits, names, spec["predict"]["threshold"])
+        return task.agreement(reference, logits, names, spec.predict.threshold)
 
     return score
 

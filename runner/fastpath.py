@@ -29,7 +29,7 @@ def prepare_model(model, spec, device: str) -> list[str]:
     """Switch the model to packed attention and/or compile it, as the spec asks; returns what was done."""
     from runner.packing import PACKABLE, use_packed_attention
 
-    train = spec["train"]
+    train = spec.train
     notes = []
     packed, why = packing_wanted(train.get("padding_free", "auto"), device, model)
     if packed:

@@ -11,7 +11,6 @@ import numpy as np
 from runner.console import say, warn
 from runner.errors import RunError, SpecError
 from runner.spec import Spec, looks_like_local_path
-from runner.tasks import task_of
 
 # Attention projections LoRA adapts by default, by `config.model_type`.
 LORA_TARGETS = {
@@ -44,7 +43,7 @@ def resolve_model_source(spec: Spec) -> tuple[str, str]:
     `package:NAME` names a model shipped inside an installed Python package (the folder NAME/model),
     for machines without Hub access.
     """
-    name = spec["model"]["name"]
+    name = spec.model.name
     if name.startswith("package:"):
         package, _, sub = name[len("package:"):].partition("/")
         if not package.isidentifier():  # a dotted name would import its parent packages to find it
@@ -83,15 +82,15 @@ def load_tokenizer(spec: Spec):
 
     name, source = resolve_model_source(spec)
     try:
-        tokenizer = AutoTokenizer.from_pretrained(name, revision=spec["model"]["revision"],
-                                                  trust_remote_code=spec["model"]["trust_remote_code"])
+        tokenizer = AutoTokenizer.from_pretrained(name, revision=spec.model.revision,
+                                                  trust_remote_code=spec.model.trust_remote_code)
     except (OSError, ValueError) as exc:
         raise _explain_load_failure(exc, name, source, "tokenizer", spec.where("model", "name")) from None
     if not tokenizer.is_fast:
         warn(f"{type(tokenizer).__name__} is a slow tokenizer; tokenization will take longer")
     ensure_pad_token(tokenizer)
     model_limit = getattr(tokenizer, "model_max_length", None) or 0
-    max_length = spec["model"]["max_length"]
+    max_length = spec.model.max_length
     if 0 < model_limit < 1_000_000 and max_length > model_limit:
         raise SpecError(f"model.max_length {max_length} is beyond the model's limit of {model_limit} tokens",
                         f"set model.max_length to {model_limit} or less", spec.where("model", "max_length"))
@@ -147,12 +146,12 @@ def load_model(spec: Spec, labels: list[str], tokenizer=None):
     if source != "hub":
         folder = Path(name)
         if not any((folder / f).exists() for f in WEIGHT_FILES):
-            raise SpecError(f"the model folder '{spec['model']['name']}' has no weights (model.safetensors or "
+            raise SpecError(f"the model folder '{spec.model.name}' has no weights (model.safetensors or "
                             "pytorch_model.bin)",
                             "save the model with save_pretrained(), or give a Hub model id", spec.where("model",
                                                                                                         "name"))
-    task = task_of(spec["task"])
-    kwargs = {"revision": spec["model"]["revision"], "trust_remote_code": spec["model"]["trust_remote_code"]}
+    task = spec.task
+    kwargs = {"revision": spec.model.revision, "trust_remote_code": spec.model.trust_remote_code}
     try:
         config = AutoConfig.from_pretrained(name, num_labels=task.num_labels(labels), problem_type=task.problem_type,
                                             **kwargs)
@@ -162,8 +161,8 @@ def load_model(spec: Spec, labels: list[str], tokenizer=None):
         config.id2label = dict(enumerate(labels))
         config.label2id = {label: i for i, label in enumerate(labels)}
     limit = getattr(config, "max_position_embeddings", None)
-    if limit and spec["model"]["max_length"] > limit:
-        raise SpecError(f"model.max_length {spec['model']['max_length']} is beyond the model's {limit} positions",
+    if limit and spec.model.max_length > limit:
+        raise SpecError(f"model.max_length {spec.model.max_length} is beyond the model's {limit} positions",
                         f"set model.max_length to {limit} or less", spec.where("model", "max_length"))
     try:
         # Master weights stay fp32; bf16/fp16 come from autocast in the Trainer. No attn_implementation:
@@ -186,7 +185,7 @@ def lora_targets(model, spec: Spec) -> list[str]:
     linear = (torch.nn.Linear, torch.nn.Conv1d)
     names = {name.rsplit(".", 1)[-1] for name, module in model.named_modules()
              if isinstance(module, linear) or type(module).__name__ == "Conv1D"}
-    targets = spec["lora"]["target_modules"]
+    targets = spec.lora.target_modules
     if targets:
         missing = [t for t in targets if t not in names]
         if missing:
@@ -206,7 +205,7 @@ def apply_lora(model, spec: Spec):
     """Wrap the model with a PEFT LoRA adapter; the classification head stays fully trainable."""
     from peft import LoraConfig, TaskType, get_peft_model
 
-    lora = spec["lora"]
+    lora = spec.lora
     config = LoraConfig(
         task_type=TaskType.SEQ_CLS,
         r=lora["r"],
@@ -232,7 +231,7 @@ def provenance(spec: Spec, model, trainable: int, total: int) -> dict:
         from transformers.utils import cached_file
 
         for filename in WEIGHT_FILES[:2]:
-            path = cached_file(name, filename, revision=spec["model"]["revision"],
+            path = cached_file(name, filename, revision=spec.model.revision,
                                _raise_exceptions_for_missing_entries=False)
             if path:
                 weights[filename] = sha256_file(path)
@@ -242,13 +241,13 @@ def provenance(spec: Spec, model, trainable: int, total: int) -> dict:
             if (Path(name) / filename).exists():
                 weights[filename] = sha256_file(Path(name) / filename)
     return {
-        "name": spec["model"]["name"],
+        "name": spec.model.name,
         "path": name,
         "source": source,
         "revision": getattr(config, "_commit_hash", None) if source == "hub" else None,
         "name_or_path": getattr(config, "_name_or_path", None),
         "weight_files": weights,
-        "kind": "lora" if spec["lora"] else "full",
+        "kind": "lora" if spec.lora else "full",
         "architecture": type(model.get_base_model() if hasattr(model, "get_base_model") else model).__name__,
         "trainable_params": trainable,
         "total_params": total,

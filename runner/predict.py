@@ -11,6 +11,7 @@ import numpy as np
 from runner.errors import DataError
 from runner.quality import extra_metrics, from_model_or_record
 from runner.rundir import RunDir
+from runner.runrecord import results_of
 from runner.tasks import task_of
 
 
@@ -130,8 +131,8 @@ def predict_command(
     if output_file:  # before any work: never the input, never a run's own file, an existing file only with --force
         check_output_file(Path(output_file), input_file, force, run.path)
     if input_file:
-        texts, pairs, _ = read_texts(Path(input_file), spec["data"]["text_column"], spec["data"]["text_pair_column"])
-    elif task_of(spec["task"]).pair:
+        texts, pairs, _ = read_texts(Path(input_file), spec.data.text_column, spec.data.text_pair_column)
+    elif spec.task.pair:
         if len(texts) % 2:
             raise DataError("text-pair models take texts in pairs",
                             'give an even number of texts: "premise" "hypothesis" ...')
@@ -139,18 +140,18 @@ def predict_command(
     if backend == "onnx":
         from runner.ort import load_onnx, onnx_logits
 
-        model, tokenizer = load_onnx(run.onnx_dir, spec["model"]["max_length"])
+        model, tokenizer = load_onnx(run.onnx_dir, spec.model.max_length)
         started = time.perf_counter()
-        logits = onnx_logits(model, tokenizer, texts, pairs, batch_size or spec["predict"]["batch_size"], progress=True)
+        logits = onnx_logits(model, tokenizer, texts, pairs, batch_size or spec.predict.batch_size, progress=True)
     else:
-        model, tokenizer = load_trained_model(run.model_dir, run.labels(), spec["task"])
+        model, tokenizer = load_trained_model(run.model_dir, run.labels(), spec.task.name)
         started = time.perf_counter()
-        batch = batch_size or spec["predict"]["batch_size"]
-        logits = predict_logits(model, tokenizer, texts, pairs, spec["model"]["max_length"], batch, progress=True)
+        batch = batch_size or spec.predict.batch_size
+        logits = predict_logits(model, tokenizer, texts, pairs, spec.model.max_length, batch, progress=True)
     elapsed = time.perf_counter() - started
-    temperature, thresholds = from_model_or_record(model, run.read_manifest().get("results"))  # tuned on validation
-    rows = task_of(spec["task"]).prediction_rows(
-        logits, label_names_of(model), spec["predict"]["threshold"], thresholds, temperature
+    temperature, thresholds = from_model_or_record(model, results_of(run.path).to_dict())  # tuned on validation
+    rows = spec.task.prediction_rows(
+        logits, label_names_of(model), spec.predict.threshold, thresholds, temperature
     )
     for row, text in zip(rows, texts):
         row["text"] = text
@@ -205,7 +206,7 @@ def eval_command(run_dir: Path, data_file: Path) -> dict:
 
     run = RunDir(run_dir)
     spec = run.load_spec()
-    d, task = spec["data"], task_of(spec["task"])
+    d, task = spec.data, spec.task
     model, tokenizer = load_trained_model(run.model_dir, run.labels(), task.name)
     labels = label_names_of(model)
     try:
@@ -219,10 +220,10 @@ def eval_command(run_dir: Path, data_file: Path) -> dict:
         raise
     target = np.asarray(list(frame["label"])) if task.multi_label else frame["label"].to_numpy()
     pairs = frame["text_pair"].tolist() if d["text_pair_column"] else None
-    logits = predict_logits(model, tokenizer, frame["text"].tolist(), pairs, spec["model"]["max_length"],
-                            spec["predict"]["batch_size"], progress=True)
-    temperature, thresholds = from_model_or_record(model, run.read_manifest().get("results"))
-    threshold = spec["predict"]["threshold"]
+    logits = predict_logits(model, tokenizer, frame["text"].tolist(), pairs, spec.model.max_length,
+                            spec.predict.batch_size, progress=True)
+    temperature, thresholds = from_model_or_record(model, results_of(run.path).to_dict())
+    threshold = spec.predict.threshold
     return {
         "rows": len(frame),
         **task.compute_metrics(logits, target, labels, threshold),

@@ -273,10 +273,9 @@ def assess_run(spec, model_config, data, result, logits_by_split: dict, truth_by
     predictions they give."""
     from runner import erroranalysis
     from runner.console import say
-    from runner.tasks import task_of
 
-    task, labels, predict = task_of(spec["task"]), data.labels, spec["predict"]
-    assess(task, labels, predict, logits_by_split, truth_by_split, result, spec["train"]["metric_for_best_model"])
+    task, labels, predict = spec.task, data.labels, spec.predict
+    assess(task, labels, predict, logits_by_split, truth_by_split, result, spec.train.metric_for_best_model)
     applied = output_calibration(result)
     save_in_config(model_config, result.temperature, result.thresholds, applied if isinstance(applied, dict) else None)
     if result.calibration:

@@ -145,7 +145,7 @@ def describe_job(spec: Spec, target: str, timeout: str, image: str | None) -> li
     size = sum(path.stat().st_size for _, path in files)
     return [f"job: {BACKEND} flavor {parse_target(target)}, image {job_image(image)}, timeout {check_timeout(timeout)}",
             f"uploads: spec.yaml and {len(files)} files ({size / 1e6:.1f} MB) to <user>/{JOBS_REPO_NAME} "
-            f"(or ${REPO_ENV}), folder jobs/<time>-{spec['name']}-<random>/{INPUT}/",
+            f"(or ${REPO_ENV}), folder jobs/<time>-{spec.name}-<random>/{INPUT}/",
             f"record back into: {spec.output_dir}"]
 
 

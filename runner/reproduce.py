@@ -15,6 +15,7 @@ from runner.errors import DataError, SpecError
 from runner.files import sha256_file
 from runner.record.manifest import DATA_KEYS
 from runner.rundir import RunDir, read_metrics
+from runner.runrecord import results_of
 from runner.spec import Spec
 from runner.tasks import metric_items
 
@@ -43,7 +44,7 @@ def reproduce_run(run_dir: str | Path, output_dir: str | Path | None = None, ove
     spec_path = manifest.get("spec_file")
     # Hub inputs are pinned to the commits the run resolved; the reproduction never publishes.
     overrides = [f"output.dir={json.dumps(str(output_dir))}", "hub.push=false"]
-    recorded = (manifest.get("results") or {}).get("precision") or (manifest.get("environment") or {}).get("precision")
+    recorded = results_of(run_dir).precision or (manifest.get("environment") or {}).get("precision")
     if recorded in ("bf16", "fp16", "fp32"):  # what the run trained in, not what `auto` would pick here
         overrides.append(f"train.precision={recorded}")
     model = manifest.get("model") or {}
@@ -119,9 +120,9 @@ def verify_inputs(spec: Spec, manifest: dict) -> None:
     one in run.json, or that is missing."""
     recorded = (manifest.get("data") or {}).get("files") or {}
     for role, key in DATA_KEYS.items():
-        if not spec["data"].get(key):
+        if not spec.data.get(key):
             continue
-        path = spec.resolve(spec["data"][key])
+        path = spec.resolve(spec.data[key])
         expected = (recorded.get(role) or {}).get("sha256")
         if not expected:
             raise DataError(

@@ -7,9 +7,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from runner.errors import DataError
+from runner.errors import DataError, SpecError
 from runner.result import RunResult
 from runner.rundir import FINISHED, NOT_A_RUN_HINT, RunDir, hub_url
+
+
+def results_of(path: str | Path) -> RunResult:
+    """What a run produced, read back; empty when the folder holds no readable record."""
+    record = RunRecord.read(path)
+    return record.result if record else RunResult.from_dict({})
 
 
 @dataclass(frozen=True)
@@ -66,6 +72,14 @@ class RunRecord:
     @property
     def hub_url(self) -> str | None:
         return hub_url(self.manifest)
+
+    @classmethod
+    def read(cls, path: str | Path) -> RunRecord | None:
+        """The record of a folder that may not hold one (a baseline, a run cut short): None then, never an error."""
+        try:
+            return cls.load(path, finished=False)
+        except (DataError, SpecError):
+            return None
 
     def spec(self):
         """The run's resolved spec as a Spec (paths as the run resolved them; files not checked)."""

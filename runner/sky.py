@@ -20,9 +20,9 @@ RDZV_PORT = 29500
 
 def local_files(spec: Spec) -> list[tuple[str, Path]]:
     """(spec key, resolved path) of every local file or folder the run reads."""
-    found = [(f"data.{key}", spec.resolve(spec["data"][key]))
-             for key in ("train", "validation_file", "test_file") if spec["data"].get(key)]
-    model = spec["model"]["name"]
+    found = [(f"data.{key}", spec.resolve(spec.data[key]))
+             for key in ("train", "validation_file", "test_file") if spec.data.get(key)]
+    model = spec.model.name
     if looks_like_local_path(model) or spec.resolve(model).is_dir():
         found.append(("model.name", spec.resolve(model)))
     return found
@@ -60,13 +60,13 @@ def sky_task(spec: Spec, image: str, accelerators: str | None = None, overrides=
     if accelerators:
         resources["accelerators"] = accelerators
     task = {
-        "name": f"runner-{spec['name']}".lower().replace("_", "-")[:60],
-        "num_nodes": spec["compute"]["nnodes"],
+        "name": f"runner-{spec.name}".lower().replace("_", "-")[:60],
+        "num_nodes": spec.compute.nnodes,
         "workdir": str(workdir),
         "resources": resources,
         "run": run,
     }
-    if spec["hub"]["push"]:
+    if spec.hub.push:
         task["secrets"] = {"HF_TOKEN": None}  # given at launch: sky launch --secret HF_TOKEN
     return task
 

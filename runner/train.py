@@ -11,7 +11,7 @@ from pathlib import Path
 from runner.console import warn
 from runner.metrics import trainer_metrics_function
 from runner.spec import Spec
-from runner.tasks import lower_is_better, task_of
+from runner.tasks import lower_is_better
 from runner.weights import weighted_loss
 
 MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids", "labels")
@@ -90,7 +90,7 @@ def describe_device(device: str) -> str:
 def training_arguments(spec: Spec, run_dir: Path, device: str, precision: str):
     from transformers import TrainingArguments
 
-    train = spec["train"]
+    train = spec.train
     metric = train["metric_for_best_model"]
     optimizer = train["optimizer"]
     if optimizer == "auto":
@@ -126,8 +126,8 @@ def training_arguments(spec: Spec, run_dir: Path, device: str, precision: str):
         # TF32, 87 without; bench/README)
         tf32=None,
         use_cpu=device == "cpu",
-        seed=spec["seed"],
-        data_seed=spec["seed"],
+        seed=spec.seed,
+        data_seed=spec.seed,
         train_sampling_strategy="group_by_length" if train["group_by_length"] else "random",
         length_column_name="length",
         remove_unused_columns=False,  # keep `length` for the sampler; the collator drops it
@@ -294,17 +294,17 @@ def build_trainer(spec: Spec, model, tokenizer, tokenized: dict, labels: list[st
     from runner.hardware import apply_threads
 
     if device == "cpu":
-        say(f"threads: {'; '.join(str(part) for part in apply_threads(spec['train'].get('threads')))}")
+        say(f"threads: {'; '.join(str(part) for part in apply_threads(spec.train.get('threads')))}")
     notes = prepare_model(model, spec, device) if model is not None else []
     if notes:
         say(f"training: {'; '.join(notes)}")
     args = training_arguments(spec, output_dir, device, precision)
     callbacks = []
-    if spec["train"]["early_stopping_patience"]:
-        callbacks.append(EarlyStoppingCallback(spec["train"]["early_stopping_patience"],
-                                               spec["train"]["early_stopping_threshold"]))
-    task = task_of(spec["task"])
-    evaluated = "validation" in tokenized and (spec["train"]["eval_strategy"] != "no" or model_init is not None)
+    if spec.train.early_stopping_patience:
+        callbacks.append(EarlyStoppingCallback(spec.train.early_stopping_patience,
+                                               spec.train.early_stopping_threshold))
+    task = spec.task
+    evaluated = "validation" in tokenized and (spec.train.eval_strategy != "no" or model_init is not None)
     trainer = length_ordered_trainer()(
         model=model,
         model_init=model_init,
@@ -313,14 +313,14 @@ def build_trainer(spec: Spec, model, tokenizer, tokenized: dict, labels: list[st
         eval_dataset=sorted_by_length(tokenized["validation"]) if evaluated else None,
         processing_class=tokenizer,
         data_collator=PadBatch(tokenizer),
-        compute_metrics=trainer_metrics_function(task, labels, spec["predict"]["threshold"]),
+        compute_metrics=trainer_metrics_function(task, labels, spec.predict.threshold),
         callbacks=callbacks,
         compute_loss_func=weighted_loss(class_weights, labels, task) if class_weights else None,
     )
     for callback in trainer.callback_handler.callbacks:  # TensorBoard logs go to the run folder's logs/
         if type(callback).__name__ == "TensorBoardCallback":
             callback.logging_dir = str(output_dir / "logs")
-    trainer.max_tokens_per_batch = spec["train"].get("max_tokens_per_batch")
+    trainer.max_tokens_per_batch = spec.train.get("max_tokens_per_batch")
     return trainer
 
 
@@ -330,10 +330,10 @@ def recorded_choices(spec: Spec, device: str, precision: str) -> dict:
 
     from runner.hardware import precision_decision, thread_decision
 
-    chosen, reason = precision_decision(spec["train"]["precision"], device)
+    chosen, reason = precision_decision(spec.train.precision, device)
     if chosen != precision:  # a caller that chose otherwise (a test, a flow): say so rather than guess
         reason = f"{precision} as given to the run ({reason} would pick {chosen})"
-    why = thread_decision(spec["train"].get("threads"))[1]
+    why = thread_decision(spec.train.get("threads"))[1]
     policy = os.environ.get("OMP_WAIT_POLICY", "unset")
     return {"precision_reason": reason,
             "threads": f"{torch.get_num_threads()} ({why}; OMP_WAIT_POLICY={policy})" if device == "cpu" else ""}

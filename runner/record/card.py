@@ -33,8 +33,8 @@ def model_card_data(spec: Spec, result: RunResult):
     from huggingface_hub import EvalResult, ModelCardData
 
     model = result.model
-    lora = model.get("kind") == "lora" or bool(spec["lora"])
-    hub_data = spec["data"].get("hub")
+    lora = model.get("kind") == "lora" or bool(spec.lora)
+    hub_data = spec.data.get("hub")
     if hub_data:
         revision = (result.data_files.get("hub") or {}).get("revision") or hub_data.get("revision")
         dataset = {
@@ -44,9 +44,9 @@ def model_card_data(spec: Spec, result: RunResult):
             "dataset_revision": revision,
         }
     else:
-        train = Path(spec["data"]["train"])
+        train = Path(spec.data.train)
         file_format = (
-            spec["data"]["format"] if spec["data"]["format"] != "auto" else (train.suffix.lstrip(".").lower() or "csv")
+            spec.data.format if spec.data.format != "auto" else (train.suffix.lstrip(".").lower() or "csv")
         )
         dataset = {
             "dataset_type": {"jsonl": "json", "tsv": "csv"}.get(file_format, file_format),
@@ -57,7 +57,7 @@ def model_card_data(spec: Spec, result: RunResult):
         "test": (hub_data or {}).get("test_split") or "test",
     }
     metrics = result.metrics
-    task = task_of(result.task or spec["task"])
+    task = task_of(result.task or spec.task.name)
     eval_results = []
     for split in SPLITS:
         for name, value in metric_items(metrics.get(split)):
@@ -76,11 +76,11 @@ def model_card_data(spec: Spec, result: RunResult):
             )
     tags = ["text-classification", "runner"] + (["lora", "peft"] if lora else [])
     return ModelCardData(
-        model_name=spec["name"],
+        model_name=spec.name,
         base_model=base_model_id(spec, model),
         library_name="peft" if lora else "transformers",
         pipeline_tag="text-classification",
-        license=spec["hub"]["license"],
+        license=spec.hub.license,
         datasets=[hub_data["id"]] if hub_data else None,
         tags=tags,
         metrics=list(dict.fromkeys(hub_metric(n)[0] for s in SPLITS for n, _ in metric_items(metrics.get(s)))) or None,
@@ -95,7 +95,7 @@ def base_model_id(spec: Spec, model: dict) -> str | None:
     card declares `base_model`; its config's `_name_or_path` often names an ancestor model, so it
     is not trusted.
     """
-    name = model.get("name") or spec["model"]["name"]
+    name = model.get("name") or spec.model.name
     if model.get("source", "hub") == "hub":
         return name
     folder = Path(model["path"]) if model.get("path") else spec.resolve(name)
@@ -113,13 +113,13 @@ def _card_body(spec: Spec, result: RunResult, base_model: str | None) -> str:
     # the code snippets get the raw labels (in a fence data cannot close); the prose gets inert text
     raw_labels, raw_thresholds = result.labels, result.thresholds
     result = shown_result(result, examples_shown(spec))
-    task = task_of(result.task or spec["task"])
+    task = task_of(result.task or spec.task.name)
     labels, model, metrics = result.labels, result.model, result.metrics
-    lora = model.get("kind") == "lora" or bool(spec["lora"])
-    where = spec["hub"]["repo_id"] or "path/to/this/folder"
+    lora = model.get("kind") == "lora" or bool(spec.lora)
+    where = spec.hub.repo_id or "path/to/this/folder"
     base = f"[{base_model}](https://huggingface.co/{base_model})" if base_model else "a local model"
     out = [
-        f"# {inline(spec['name'])}",
+        f"# {inline(spec.name)}",
         "",
         f"A {task.display} model: {base} fine-tuned "
         + ("with LoRA " if lora else "")
@@ -169,14 +169,14 @@ def _card_body(spec: Spec, result: RunResult, base_model: str | None) -> str:
     from runner.quality import output_calibration  # a temperature, or vector scaling's {scale, bias}
 
     calibration = output_calibration(result)
-    code += task.usage_lines(example, spec["predict"]["threshold"], raw_thresholds, calibration, inline=lora)
+    code += task.usage_lines(example, spec.predict.threshold, raw_thresholds, calibration, inline=lora)
     out += ["## How to use", "", *code_block("\n".join(code), "python"), ""]
     out += card_lines(result, lora)  # class weights, temperature, thresholds
 
     out += ["## Evaluation", "", metrics_table(metrics, metrics.get("headline")), ""]
     summary = result.data_summary
     out += ["## Training data", ""]
-    hub_data = spec["data"].get("hub")
+    hub_data = spec.data.get("hub")
     if hub_data:
         out += [
             f"Hub dataset [{inline(hub_data['id'])}](https://huggingface.co/datasets/{hub_data['id']})"
@@ -184,7 +184,7 @@ def _card_body(spec: Spec, result: RunResult, base_model: str | None) -> str:
             + "."
         ]
     else:
-        files = [Path(spec["data"][key]).name for key in DATA_KEYS.values() if spec["data"].get(key)]
+        files = [Path(spec.data[key]).name for key in DATA_KEYS.values() if spec.data.get(key)]
         out += ["Local files: " + ", ".join(f"`{inline(name)}`" for name in files) + "."]
     if summary.get("rows"):
         out += ["Rows: " + ", ".join(f"{split} {number(n)}" for split, n in summary["rows"].items()) + "."]
@@ -212,11 +212,11 @@ def _card_body(spec: Spec, result: RunResult, base_model: str | None) -> str:
         out += [f"- Validation metrics come from {number(validation_rows)} rows; on small sets they are noisy."]
     if truncated.get("fraction"):
         out += [
-            f"- Texts are cut to {truncated.get('max_length', spec['model']['max_length'])} tokens; "
+            f"- Texts are cut to {truncated.get('max_length', spec.model.max_length)} tokens; "
             f"{truncated['fraction']:.1%} of the training texts were longer."
         ]
     else:
-        out += [f"- Texts longer than {spec['model']['max_length']} tokens are truncated."]
+        out += [f"- Texts longer than {spec.model.max_length} tokens are truncated."]
     if task.one_label_per_row and labels:
         out += ["- Every input gets one of the labels above, even when none fits."]
     out += [

@@ -40,15 +40,15 @@ def write_manifest(run_dir: RunDir, spec: Spec, result: RunResult) -> None:
     except DataError:
         previous = {}
     timing = result.timing
-    hub_data = spec["data"].get("hub")
+    hub_data = spec.data.get("hub")
     manifest = {
         "format": MANIFEST_FORMAT,
-        "name": spec["name"],
+        "name": spec.name,
         "status": result.status,
         "started_at": timing.get("started_at"),
         "finished_at": timing.get("finished_at"),
         "argv": redact([str(a) for a in result.argv]),
-        "seed": spec["seed"],
+        "seed": spec.seed,
         "spec_file": str(spec.path.resolve()) if spec.path else None,
         "spec_sha256": spec.sha256,
         "spec": redact(portable(spec.values)),
@@ -77,7 +77,7 @@ def data_file_hashes(spec: Spec, result: RunResult) -> dict:
     """{role: {path, sha256, bytes}} for every local data file; a missing file gets sha256 None."""
     files = {role: path for role, path in result.data_files.items() if isinstance(path, (str, Path))}
     if not files:
-        files = {role: spec.resolve(spec["data"][key]) for role, key in DATA_KEYS.items() if spec["data"].get(key)}
+        files = {role: spec.resolve(spec.data[key]) for role, key in DATA_KEYS.items() if spec.data.get(key)}
     out = {}
     for role, name in files.items():
         path = Path(name).resolve()

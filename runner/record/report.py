@@ -24,7 +24,7 @@ def write_report(run_dir: RunDir, spec: Spec, result: RunResult) -> None:
         pictures["confusion_matrix.png"] = plots.confusion_matrix_png(
             {s: matrices[s] for s in SPLITS if matrices.get(s)}, result.labels
         )
-    metric = result.headline.get("name") or spec["train"]["metric_for_best_model"]
+    metric = result.headline.get("name") or spec.train.metric_for_best_model
     pictures["training_curves.png"] = plots.training_curves_png(result.log_history, metric, lower_is_better(metric))
     pictures["reliability.png"] = plots.reliability_png(result.calibration) if result.calibration else None
     for name, png in pictures.items():
@@ -42,8 +42,8 @@ def render_report(spec: Spec, result: RunResult, pictures: set[str]) -> str:
     status = (
         "finished" if result.status == "recording" else result.status
     )  # the report is written just before the finish
-    out = [f"# Run report: {inline(spec['name'])}", ""]
-    facts = [f"Status: **{status}**", f"task: {task_of(result.task or spec['task']).display}"]
+    out = [f"# Run report: {inline(spec.name)}", ""]
+    facts = [f"Status: **{status}**", f"task: {task_of(result.task or spec.task.name).display}"]
     if headline_text(metrics):
         facts.append(f"headline: {headline_text(metrics)}")
     out += [" · ".join(facts), ""]
@@ -141,13 +141,13 @@ def _training_section(spec: Spec, result: RunResult) -> list[str]:
     rows = [
         [
             "base model",
-            f"`{model.get('name') or inline(spec['model']['name'])}`"
+            f"`{model.get('name') or inline(spec.model.name)}`"
             + (f" (revision `{model['revision'][:12]}`)" if model.get("revision") else ""),
         ]
     ]
     if model.get("architecture"):
         rows.append(["architecture", model["architecture"]])
-    lora = spec["lora"]
+    lora = spec.lora
     rows.append(
         [
             "fine-tuning",
@@ -173,5 +173,5 @@ def _training_section(spec: Spec, result: RunResult) -> list[str]:
     rows.append(["total time", duration(timing.get("total_seconds"))])
     if timing.get("started_at"):
         rows.append(["started / finished", f"{timing['started_at']} / {timing.get('finished_at', '?')}"])
-    rows.append(["seed", str(spec["seed"])])
+    rows.append(["seed", str(spec.seed)])
     return ["## Training", "", table(["", ""], rows, "ll"), ""]

@@ -11,6 +11,7 @@ from runner.record.flows import comparison_lines
 from runner.record.markdown import SPLITS, number, per_class_table, table
 from runner.record.render import inert, publish
 from runner.rundir import RunDir, hub_url, read_metrics
+from runner.runrecord import results_of
 from runner.tasks import LOWER_IS_BETTER, lower_is_better, metric_items
 
 
@@ -55,13 +56,12 @@ def summary_json(run_dir: str | Path, base: str | Path | None = None) -> dict:
         found = splits[split].get(headline["name"])
         if found:
             headline_entry = {"split": split, "name": headline["name"], **found}
-    results = manifest.get("results") if isinstance(manifest.get("results"), dict) else {}
+    results = results_of(folder.path).to_dict() if manifest else {}
     spec_values = manifest.get("spec") if isinstance(manifest.get("spec"), dict) else {}
     split = headline.get("split", "validation")
     comparison, gate = comparison_and_gate(run_dir, base, headline, dict(metric_items(metrics.get(split))))
     base_folder = (Path(base) if Path(base).is_dir() else Path(base).parent) if base is not None else None
-    base_results = RunDir(base_folder).read_manifest() if base_folder is not None else {}
-    base_per_class = ((base_results.get("results") or {}).get("per_class") or {}).get(split)
+    base_per_class = results_of(base_folder).per_class.get(split) if base_folder is not None else None
     return {
         "name": manifest.get("name") or folder.path.resolve().name,
         "run_dir": str(folder.path),
