@@ -48,7 +48,7 @@ RUN pip install torch==2.13.0 --index-url "https://download.pytorch.org/whl/${TO
 WORKDIR /opt/runner
 COPY . .
 RUN pip install torch==2.13.0 . \
-    && python -m runner.doctor --check-driver-label "${NVIDIA_DRIVER_MIN}"
+    && python -m runner.train.doctor --check-driver-label "${NVIDIA_DRIVER_MIN}"
 
 # A non-root user; uid 1000 matches the first user of most hosts, so files written to a mounted
 # /work stay theirs. Others: --user.

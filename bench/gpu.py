@@ -19,7 +19,7 @@ the gradient norm at 1.0, AdamW, linear schedule, zero the gradients), timed aft
 - runner b16: `precision: auto` on a GPU (bf16 autocast, TF32), fused AdamW, batches of 16 grouped
   by length and padded to their own longest row.
 - runner tokens: the same with `train.max_tokens_per_batch` (padded rows x longest <= budget).
-- runner packed: `max_tokens_per_batch` with padding-free batches (runner/packing.py: one packed
+- runner packed: `max_tokens_per_batch` with padding-free batches (runner/train/packing.py: one packed
   row, FlashAttention varlen through torch.nn.attention.varlen).
 - runner packed+compile: the same with `train.compile` (torch.compile of the backbone, dynamic shapes).
 
@@ -118,8 +118,8 @@ def grouped_batches(rows, lengths, rng, size: int = 16):
 
 
 def budget_batches(rows, lengths, seed, budget: int, packed: bool):
-    from runner.batching import TokenBudgetBatchSampler
-    from runner.packing import PackedBatch
+    from runner.train.batching import TokenBudgetBatchSampler
+    from runner.train.packing import PackedBatch
 
     sampler = TokenBudgetBatchSampler(lengths, budget, seed=seed, packed=packed)
     collate = PackedBatch() if packed else padded
@@ -144,12 +144,12 @@ def run_side(name: str, side: str, args, device: str, rows, lengths) -> dict:
     import torch
     from transformers import AutoModelForSequenceClassification, get_linear_schedule_with_warmup
 
-    from runner.packing import packed_logits, supports_packing, use_packed_attention
+    from runner.train.packing import packed_logits, supports_packing, use_packed_attention
 
     torch.manual_seed(0)
     rng = np.random.default_rng(0)
     fast = side != "seed"
-    torch.backends.cuda.matmul.allow_tf32 = args.tf32 and fast  # the runner leaves TF32 off (runner/train.py)
+    torch.backends.cuda.matmul.allow_tf32 = args.tf32 and fast  # the runner leaves TF32 off (runner/train/trainer.py)
     torch.backends.cudnn.allow_tf32 = args.tf32 and fast
     config = model_config(name, args.smoke)
     model = AutoModelForSequenceClassification.from_config(config, attn_implementation="sdpa").to(device).train()
@@ -264,7 +264,7 @@ def main() -> None:
     measured = matmul_peak(device, args.smoke)
     import transformers
 
-    from runner.packing import varlen_kernel
+    from runner.train.packing import varlen_kernel
 
     header = {"gpu": gpu, "torch": torch.__version__, "transformers": transformers.__version__,
               "datasheet_bf16_peak": peak, "measured_bf16_matmul": measured,

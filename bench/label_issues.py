@@ -90,7 +90,7 @@ def main() -> None:
             continue
         import pandas as pd
 
-        from runner.labelissues import (
+        from runner.evaluate.labelissues import (
             anchor_ranking,
             combine,
             find_label_issues,

@@ -31,7 +31,7 @@ def main() -> None:
     import torch
     from transformers import AutoModelForSequenceClassification
 
-    from runner.train import choose_precision
+    from runner.train.trainer import choose_precision
 
     torch.manual_seed(0)
     print(f"threads {torch.get_num_threads()}; precision: auto picks {choose_precision('auto', 'cpu')} here")

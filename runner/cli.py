@@ -15,8 +15,8 @@ import click
 
 from runner import __version__
 from runner.errors import RunnerError
-from runner.hardware import passive_wait_policy
-from runner.jobs_cli import jobs, remote_options, run_remote, sky
+from runner.remote.jobs_cli import jobs, remote_options, run_remote, sky
+from runner.train.hardware import passive_wait_policy
 
 passive_wait_policy()  # OMP_WAIT_POLICY=PASSIVE unless set: read once when torch's OpenMP loads, so before torch
 
@@ -128,7 +128,7 @@ def main(debug: bool) -> None:
 def validate(specs, overrides) -> None:
     """Check specs for every mistake, with file:line:column. Exit 2 when one is invalid."""
     from runner.errors import SpecError
-    from runner.spec import load_spec
+    from runner.spec.document import load_spec
 
     failed = 0  # the exit code: 2 when a spec is invalid, 1 when checking one crashed
     for path in specs:
@@ -156,7 +156,7 @@ def validate(specs, overrides) -> None:
 @main.command()
 def schema() -> None:
     """Print the spec's JSON Schema."""
-    from runner.schema import load_schema
+    from runner.spec.schema import load_schema
 
     click.echo(json.dumps(load_schema(), indent=2))
 
@@ -175,7 +175,7 @@ def schema() -> None:
 @remote_options
 def run(spec, overrides, dry_run, output_dir, overwrite, resume, force_resume, nproc, on, **remote) -> None:
     """Train, evaluate, record and (when the spec says so) push: the whole flow."""
-    from runner.spec import load_spec
+    from runner.spec.document import load_spec
 
     overrides = list(overrides)
     if output_dir:
@@ -183,18 +183,18 @@ def run(spec, overrides, dry_run, output_dir, overwrite, resume, force_resume, n
     if nproc:
         overrides.append(f"compute.nproc={nproc}")
     loaded = load_spec(spec, overrides)
-    if run_remote(loaded, on, dry_run, overwrite, resume, remote):  # --on hf-jobs: runner/remote.py
+    if run_remote(loaded, on, dry_run, overwrite, resume, remote):  # --on hf-jobs: runner/remote/dispatch.py
         return
     if dry_run:
-        from runner.plan import describe_plan
+        from runner.flows.plan import describe_plan
 
         click.echo(describe_plan(loaded))
         return
     if loaded["compute"]["nproc"] > 1 or loaded["compute"]["nnodes"] > 1:
-        from runner.distributed import launch, node_settings
+        from runner.train.distributed import launch, node_settings
 
         sys.exit(launch(sys.argv[1:], loaded["compute"]["nproc"], node_settings(loaded)))
-    from runner.recipe import run_spec
+    from runner.flows.recipe import run_spec
 
     run_spec(loaded, overwrite=overwrite or resume, resume=resume, force_resume=force_resume, argv=sys.argv)
 
@@ -209,7 +209,7 @@ def run(spec, overrides, dry_run, output_dir, overwrite, resume, force_resume, n
 @click.option("--encoding", default=None, help="The data file's text encoding, e.g. cp1252 (default: detected).")
 def init(data_file, output, model, force, encoding) -> None:
     """Write a starter spec for DATA_FILE, guessing the text and label columns."""
-    from runner.starter import starter_spec
+    from runner.spec.starter import starter_spec
 
     if output:
         check_new_file(output, force, data_file)
@@ -235,7 +235,7 @@ def init(data_file, output, model, force, encoding) -> None:
 @click.option("--force", is_flag=True, help="Replace an existing --output file (never the input or a run's file).")
 def predict(run_dir, texts, input_file, output_file, batch_size, backend, force) -> None:
     """Predict labels and class probabilities with a trained run."""
-    from runner.predict import predict_command
+    from runner.inference.predict import predict_command
 
     predict_command(run_dir, list(texts), input_file, output_file, batch_size, backend, force)
 
@@ -255,7 +255,7 @@ def predict(run_dir, texts, input_file, output_file, batch_size, backend, force)
               help="With --int8: exit 1 (writing nothing) when int8 falls short, not fp32 with a warning.")
 def export(run_dir, int8, output, min_agreement, parity_rows, force, require_int8) -> None:
     """Export a trained run to ONNX (LoRA merged) with its tokenizer, checked against PyTorch."""
-    from runner.export import describe, export_command
+    from runner.inference.export import describe, export_command
 
     for line in describe(export_command(run_dir, output, int8 or require_int8, min_agreement, parity_rows, force,
                                         require_int8)):
@@ -268,7 +268,7 @@ def export(run_dir, int8, output, min_agreement, parity_rows, force, require_int
               help="A labelled file with the spec's columns.")
 def evaluate_command(run_dir, data_file) -> None:
     """Metrics of a trained run on a new labelled file."""
-    from runner.predict import eval_command
+    from runner.inference.predict import eval_command
 
     click.echo(json.dumps(eval_command(run_dir, data_file), indent=2))
 
@@ -303,7 +303,7 @@ def report(run_dir, fmt, base_dir) -> None:
               help="Open a pull request on the Hub instead of committing to the branch.")
 def push(run_dir, repo_id, tag, revision, private, create_pr) -> None:
     """Upload a finished run to the Hugging Face Hub (token from HF_TOKEN)."""
-    from runner.hub import push_run
+    from runner.publish.hub import push_run
 
     push_run(run_dir, repo_id=repo_id, tag=tag, private=private, create_pr=create_pr, revision=revision)
 
@@ -316,7 +316,7 @@ def push(run_dir, repo_id, tag, revision, private, create_pr) -> None:
               help="Identifies this comment among the runner's comments (default: the spec name).")
 def comment(run_dir, base_dir, key) -> None:
     """Post or update the pull-request comment with this run's metrics (GitHub Actions)."""
-    from runner.github import comment_on_pull_request
+    from runner.publish.github import comment_on_pull_request
     from runner.record.summary import summary_markdown
 
     body = summary_markdown(run_dir, base_dir)
@@ -331,7 +331,7 @@ def comment(run_dir, base_dir, key) -> None:
 @click.option("--overwrite", is_flag=True, help="Replace another run (or other files) in the --output folder.")
 def reproduce(run_dir, output_dir, overwrite) -> None:
     """Re-run from a run's manifest and report whether the metrics match."""
-    from runner.reproduce import reproduce_run
+    from runner.flows.reproduce import reproduce_run
 
     if not reproduce_run(run_dir, output_dir, overwrite):
         sys.exit(1)
@@ -344,7 +344,7 @@ def reproduce(run_dir, output_dir, overwrite) -> None:
 @click.option("--force", is_flag=True, help="Replace OUTPUT when it exists (never the config itself).")
 def convert(config, output, force) -> None:
     """Translate an AutoTrain text-classification config into a native spec."""
-    from runner.convert import convert_file
+    from runner.spec.convert import convert_file
 
     if output:
         check_new_file(output, force, config)
@@ -360,13 +360,13 @@ def check_new_file(output: Path, force: bool, source: Path) -> None:
     """`-o FILE` of init and convert (the guarded writer): never the command's own input, never a run
     folder's file, never an existing file unless --force, and in a folder that exists (a missing
     folder is an error, not created: a typo in the path should not leave new folders behind)."""
-    from runner.guard import check_file
+    from runner.record.guard import check_file
 
     check_file(output, [source], force, option="-o")
 
 
 def write_new_file(output: Path, text: str) -> None:
-    from runner.guard import write_file
+    from runner.record.guard import write_file
 
     write_file(output, text)
 
@@ -375,7 +375,7 @@ def write_new_file(output: Path, text: str) -> None:
 def doctor() -> None:
     """What this machine offers a run: torch, CUDA, driver, GPU, bf16, CPU, caches. Exit 1 when
     an NVIDIA GPU is here but torch cannot use it (the preflight of `runner run`)."""
-    from runner.doctor import check_gpu_usable, doctor_lines
+    from runner.train.doctor import check_gpu_usable, doctor_lines
 
     for line in doctor_lines():
         click.echo(line)
@@ -387,7 +387,7 @@ def doctor() -> None:
 @click.option("--output", type=click.Path(path_type=Path), default=Path("spec/reference.md"), show_default=True)
 def docs_command(check, output) -> None:
     """Regenerate the spec reference (spec/reference.md) from the JSON Schema."""
-    from runner.reference import render_reference
+    from runner.spec.reference import render_reference
 
     text = render_reference()
     if check:

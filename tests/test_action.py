@@ -1,4 +1,4 @@
-"""action.yml and the example workflows: valid for GitHub, clean for zizmor, wired to runner.action.
+"""action.yml and the example workflows: valid for GitHub, clean for zizmor, wired to runner.publish.action.
 
 The same files run by a real Actions runner (act): tests/test_act.py."""
 
@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from runner import action as action_step
+from runner.publish import action as action_step
 
 ROOT = Path(__file__).resolve().parents[1]
 ACTION = ROOT / "action.yml"
@@ -107,7 +107,7 @@ def test_action_passes_every_input_to_the_phase_that_needs_it():
     steps = {step.get("id"): step for step in action["runs"]["steps"]}
     for phase, inputs in action_step.PHASE_INPUTS.items():
         step = steps[phase]
-        assert step["run"] == f'"$RUNNER_PYTHON" -m runner.action {phase}'
+        assert step["run"] == f'"$RUNNER_PYTHON" -m runner.publish.action {phase}'
         assert step["env"]["RUNNER_PYTHON"] == "${{ steps.install.outputs.python }}"
         assert step["env"]["PYTHONSAFEPATH"] == "1"
         assert step["working-directory"] == "${{ inputs.working-directory }}"

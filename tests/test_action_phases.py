@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from runner import action
+from runner.publish import action
 
 try:
     from tests.github_actions_fake import FakeActionsGitHub, zip_folder

@@ -1,4 +1,4 @@
-"""runner/action.py without a runner: errors as annotations and comment lines, the artifact's
+"""runner/publish/action.py without a runner: errors as annotations and comment lines, the artifact's
 file list, outputs after an early failure, and the real `runner` CLI's errors read back."""
 
 import json
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from runner import action
+from runner.publish import action
 
 try:
     from tests.test_github import FakeGitHub, actions_env, read_outputs
@@ -172,7 +172,7 @@ def test_real_cli_error_lines_are_read_back(tmp_path, monkeypatch, capfd):
 def test_python_step_entry_point_is_runner_action(tmp_path):
     env = {"PATH": "/usr/bin:/bin", "INPUT_SPEC": "nothing/*.yaml", "PYTHONPATH": str(Path(action.__file__).parents[1])}
     proc = subprocess.run(
-        [sys.executable, "-m", "runner.action"], capture_output=True, text=True, env=env, cwd=tmp_path
+        [sys.executable, "-m", "runner.publish.action"], capture_output=True, text=True, env=env, cwd=tmp_path
     )
     assert proc.returncode == 2
     assert "error: action: no spec file matches 'nothing/*.yaml'" in proc.stderr

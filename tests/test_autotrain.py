@@ -16,11 +16,11 @@ import yaml
 from click.testing import CliRunner
 from support.tiny_models import build_tiny_model
 
-from runner import autotrain
 from runner.cli import main
-from runner.convert import convert_file
 from runner.errors import SpecError
-from runner.spec import load_spec, load_spec_text
+from runner.spec import autotrain
+from runner.spec.convert import convert_file
+from runner.spec.document import load_spec, load_spec_text
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE = REPO / "examples" / "autotrain" / "config.yml"
@@ -582,7 +582,7 @@ def test_the_shipped_example_validates():
 # End to end: train the tiny model from configs in AutoTrain's documented format
 
 needs_recipe = pytest.mark.skipif(
-    importlib.util.find_spec("runner.recipe") is None, reason="runner.recipe is not written yet"
+    importlib.util.find_spec("runner.flows.recipe") is None, reason="runner.flows.recipe is not written yet"
 )
 
 

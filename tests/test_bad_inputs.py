@@ -613,7 +613,7 @@ def test_full_disk(where, extra_epochs, workspace, monkeypatch):
     assert not (workspace.root / "full" / "model").exists() and not (workspace.root / "full" / ".model.tmp").exists()
     if where == "checkpoint-16":
         assert lines[0].startswith("error: full/checkpoints/checkpoint-16: a write failed while training")
-        from runner.train import latest_checkpoint
+        from runner.train.trainer import latest_checkpoint
 
         assert latest_checkpoint(workspace.root / "full").name == "checkpoint-8"  # the half-written one is skipped
     else:
@@ -627,13 +627,13 @@ def test_full_disk(where, extra_epochs, workspace, monkeypatch):
 
 
 def test_full_disk_while_tokenizing(workspace, monkeypatch):
-    import runner.model
+    import runner.train.model
 
     def full_disk(path, *args, **kwargs):
         raise OSError(28, "No space left on device", str(path))
 
     monkeypatch.setenv("RUNNER_CACHE_DIR", str(workspace.root / "cache"))
-    monkeypatch.setattr(runner.model, "_write_tokenized", full_disk)
+    monkeypatch.setattr(runner.train.model, "_write_tokenized", full_disk)
     before = snapshot(workspace.root)
     result = CliRunner().invoke(main, workspace.spec())
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from runner import baseline
-from runner.baseline import Baseline, fetch_baseline, read_index, spec_key, write_index
+from runner.publish import baseline
+from runner.publish.baseline import Baseline, fetch_baseline, read_index, spec_key, write_index
 
 try:
     from tests.github_actions_fake import FakeActionsGitHub, zip_folder

@@ -10,9 +10,10 @@ import pytest
 from click.testing import CliRunner
 from conftest import labelled_rows, write_csv
 
-from runner.bestspec import SPEC_PATHS, best_spec_text, rounded, scalar, search_caveat
 from runner.cli import main
-from runner.spec import load_spec
+from runner.flows.bestspec import SPEC_PATHS, best_spec_text, rounded, scalar
+from runner.record.flows import search_caveat
+from runner.spec.document import load_spec
 
 SPEC = """# yaml-language-server: $schema=schemas/spec-v1.schema.json
 # My sentiment model: keep these notes.
@@ -131,7 +132,7 @@ def test_three_significant_figures_in_yaml_both_readers_read_as_numbers():
     for value in (0.00054, 5.4e-05, 2e-05, 0.1, 0.0, 123.0, 1e-6):
         text = scalar(value)
         assert yaml.safe_load(text) == value, (value, text)  # PyYAML (YAML 1.1) reads it as a float
-    from runner.search import PLACES
+    from runner.flows.search import PLACES
 
     assert SPEC_PATHS == {key: place for key, (place, _) in PLACES.items()}
 

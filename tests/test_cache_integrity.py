@@ -56,7 +56,7 @@ DAMAGE = {
 
 @pytest.mark.parametrize("damage", list(DAMAGE))
 def test_a_damaged_entry_is_rebuilt_with_a_warning(damage, splits, tokenizer, tmp_path, capsys):
-    from runner.model import tokenize_splits
+    from runner.train.model import tokenize_splits
 
     first = labels_of(tokenize_splits(splits, tokenizer, 32, False, cache_dir=tmp_path))
     (entry,) = [p for p in tmp_path.iterdir() if p.is_dir()]
@@ -93,7 +93,7 @@ def test_the_temporary_fallback_is_removed(tiny_model, tmp_path):
     temp = tmp_path / "tmp"
     temp.mkdir()
     code = (
-        "import pandas as pd; from transformers import AutoTokenizer; from runner.model import tokenize_splits\n"
+        "import pandas as pd; from transformers import AutoTokenizer; from runner.train.model import tokenize_splits\n"
         f"t = AutoTokenizer.from_pretrained({str(tiny_model)!r})\n"
         "f = pd.DataFrame({'text': ['a day', 'the sun'], 'label': [0, 1]})\n"
         "out = tokenize_splits({'train': f}, t, 16, False)\n"

@@ -13,8 +13,8 @@ import pytest
 from click.testing import CliRunner
 from conftest import make_texts, tiny_spec_text, write_csv, write_spec
 
-from runner import calibration as cal
 from runner.cli import main
+from runner.evaluate import calibration as cal
 
 
 def sampled(n: int, seed: int = 0, classes: int = 3):

@@ -6,7 +6,8 @@ import json
 
 from conftest import run_cli, tiny_spec_text, write_spec
 
-from runner.checkpoints import describe, finish_checkpoints
+from runner.record.report import describe_checkpoints as describe
+from runner.train.checkpoints import finish_checkpoints
 
 
 def fake_checkpoints(folder, steps=(10, 20, 30), best=20):

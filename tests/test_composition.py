@@ -1,4 +1,4 @@
-"""Features reach every flow by construction (one pipeline, runner.pipeline): class weights in every
+"""Features reach every flow by construction (one pipeline, runner.train.pipeline): class weights in every
 search trial and every cross-validation fold, recorded; the data checks and the tuning rule in
 cross-validation as in a single run; a search space outside the train.* limits refused by validate."""
 
@@ -10,8 +10,8 @@ import pytest
 from click.testing import CliRunner
 from conftest import labelled_rows, run_cli, tiny_spec_text, write_csv, write_spec
 
-from runner import weights
 from runner.cli import main
+from runner.train import weights
 
 
 def read_json(path):
@@ -37,7 +37,7 @@ def weighted_loss_calls(monkeypatch):
         return compute_loss
 
     monkeypatch.setattr(weights, "weighted_loss", counting)
-    monkeypatch.setattr("runner.train.weighted_loss", counting)
+    monkeypatch.setattr("runner.train.trainer.weighted_loss", counting)
     return calls
 
 

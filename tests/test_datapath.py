@@ -8,8 +8,8 @@ import pandas as pd
 import pytest
 from conftest import labelled_rows, tiny_spec_text
 
-from runner.model import tokenize_splits, tokenized_cache_key
-from runner.spec import load_spec_text
+from runner.spec.document import load_spec_text
+from runner.train.model import tokenize_splits, tokenized_cache_key
 
 
 @pytest.fixture
@@ -74,7 +74,7 @@ def test_rows_keep_their_length_and_what_truncation_cut(tmp_path, tokenizer):
 
 
 def test_batches_are_padded_to_their_longest_row(tmp_path, tokenizer, splits):
-    from runner.train import PadBatch
+    from runner.train.trainer import PadBatch
 
     train = tokenize_splits(splits, tokenizer, 32, has_pair=False, cache_dir=tmp_path)["train"]
     rows = [train[i] for i in range(4)]
@@ -88,7 +88,7 @@ def test_training_batches_are_grouped_by_length(tmp_path, spec, tiny_model, toke
     from transformers import AutoModelForSequenceClassification
     from transformers.trainer_pt_utils import LengthGroupedSampler
 
-    from runner.train import build_trainer, training_arguments
+    from runner.train.trainer import build_trainer, training_arguments
 
     assert training_arguments(spec, tmp_path, "cpu", "fp32").train_sampling_strategy == "group_by_length"
     tokenized = tokenize_splits(splits, tokenizer, 32, has_pair=False, cache_dir=tmp_path / "cache")
@@ -110,7 +110,7 @@ def test_training_batches_are_grouped_by_length(tmp_path, spec, tiny_model, toke
 def test_predictions_come_back_in_row_order(tmp_path, spec, tiny_model, tokenizer, splits):
     from transformers import AutoModelForSequenceClassification
 
-    from runner.train import build_trainer
+    from runner.train.trainer import build_trainer
 
     tokenized = tokenize_splits(splits, tokenizer, 32, has_pair=False, cache_dir=tmp_path / "cache")
     model = AutoModelForSequenceClassification.from_pretrained(tiny_model, num_labels=2)
@@ -128,14 +128,14 @@ def test_predictions_come_back_in_row_order(tmp_path, spec, tiny_model, tokenize
 
 
 def test_the_model_uses_sdpa_attention(spec):
-    from runner.model import load_model
+    from runner.train.model import load_model
 
     assert load_model(spec, ["neg", "pos"]).config._attn_implementation == "sdpa"
 
 
 def test_precision_and_optimizer_choices():
-    from runner.hardware import NATIVE_BF16, cpu_info
-    from runner.train import choose_precision, fused_adamw_available
+    from runner.train.hardware import NATIVE_BF16, cpu_info
+    from runner.train.trainer import choose_precision, fused_adamw_available
 
     native = bool(cpu_info()["flags"] & set(NATIVE_BF16))
     assert choose_precision("auto", "cpu") == ("bf16" if native else "fp32")  # from the flags, not a timing
@@ -145,15 +145,15 @@ def test_precision_and_optimizer_choices():
 
 
 def test_auto_precision_stays_fp32_on_a_cpu_without_native_bf16(monkeypatch):
-    import runner.hardware
-    from runner.train import choose_precision
+    import runner.train.hardware
+    from runner.train.trainer import choose_precision
 
-    monkeypatch.setattr(runner.hardware, "cpu_info", lambda: {"model": "", "flags": {"avx2", "avx512f"}})
+    monkeypatch.setattr(runner.train.hardware, "cpu_info", lambda: {"model": "", "flags": {"avx2", "avx512f"}})
     assert choose_precision("auto", "cpu") == "fp32"  # no probe: PyTorch's bf16 matmul is a slow fallback there
 
 
 def test_bf16_on_the_cpu_is_autocast_with_fp32_weights(tmp_path, spec):
-    from runner.train import training_arguments
+    from runner.train.trainer import training_arguments
 
     args = training_arguments(spec, tmp_path, "cpu", "bf16")
     assert args.bf16 and not args.fp16 and args.use_cpu

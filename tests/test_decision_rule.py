@@ -13,7 +13,7 @@ from click.testing import CliRunner
 from conftest import make_texts, tiny_spec_text, write_csv, write_spec
 
 from runner.cli import main
-from runner.tasks import THRESHOLD_METRICS, task_of
+from runner.spec.tasks import THRESHOLD_METRICS, task_of
 
 LABELS = ["pos", "neg"]
 
@@ -55,8 +55,8 @@ def predictions(run_dir, split):
 
 
 def test_headline_metrics_confusion_gate_and_predictions_use_one_rule(tuned_run):
-    from runner.compare import paired_delta
-    from runner.metrics import single_label_metrics
+    from runner.evaluate.compare import paired_delta
+    from runner.evaluate.metrics import single_label_metrics
     from runner.record.summary import summary_json
 
     run_dir, output = tuned_run
@@ -110,7 +110,7 @@ def test_reports_name_the_rule(tuned_run):
 def test_error_analysis_heading_says_nothing_was_applied_when_nothing_was():
     import pandas as pd
 
-    from runner import erroranalysis
+    from runner.evaluate import erroranalysis
 
     frame = pd.DataFrame({"text": ["a b", "c d"], "label": [0, 1], "__row__": [2, 3]})
     task = task_of("single_label_classification")

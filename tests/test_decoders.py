@@ -40,8 +40,8 @@ def test_tiny_architecture_trains_saves_and_predicts_the_same(arch, mode, tiny_m
     expected = _validation(run_dir)
     texts = [row["text"] for row in expected]
 
-    from runner.predict import load_trained_model, predict_logits
-    from runner.rundir import RunDir
+    from runner.inference.predict import load_trained_model, predict_logits
+    from runner.record.rundir import RunDir
 
     labels = RunDir(run_dir).labels()
     assert labels == ["neg", "pos"]
@@ -74,8 +74,8 @@ def test_tiny_architecture_trains_saves_and_predicts_the_same(arch, mode, tiny_m
 @pytest.mark.parametrize("arch", DECODERS)
 def test_decoder_tokenizer_gets_a_pad_token_and_the_head_is_trainable_with_lora(arch, tiny_models, tiny_data, tmp_path):
     """Without the fix the collator fails: 'Asking to pad but the tokenizer does not have a padding token'."""
-    from runner.model import apply_lora, load_model, load_tokenizer
-    from runner.spec import load_spec
+    from runner.spec.document import load_spec
+    from runner.train.model import apply_lora, load_model, load_tokenizer
 
     spec = load_spec(write_spec(tmp_path, tiny_spec_text(tiny_models[arch], extra=LORA)))
     tokenizer = load_tokenizer(spec)
@@ -96,8 +96,8 @@ def test_decoder_tokenizer_gets_a_pad_token_and_the_head_is_trainable_with_lora(
 def test_every_newly_initialised_module_is_saved_with_the_adapter(tiny_distilbert, tiny_data, tmp_path):
     """DistilBERT's `pre_classifier` is new at load like `classifier`; PEFT alone keeps it frozen and
     unsaved, so a reloaded adapter would predict with a different random layer."""
-    from runner.model import apply_lora, load_model, load_tokenizer, new_modules
-    from runner.spec import load_spec
+    from runner.spec.document import load_spec
+    from runner.train.model import apply_lora, load_model, load_tokenizer, new_modules
 
     spec = load_spec(write_spec(tmp_path, tiny_spec_text(tiny_distilbert, extra=LORA)))
     tokenizer = load_tokenizer(spec)

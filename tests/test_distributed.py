@@ -9,7 +9,7 @@ import pytest
 import yaml
 from conftest import run_cli, tiny_spec_text, write_spec
 
-from runner.distributed import torchrun_command, worker_argv
+from runner.train.distributed import torchrun_command, worker_argv
 
 
 def test_workers_run_the_same_command_without_nproc():

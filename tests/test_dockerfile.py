@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from runner.doctor import DRIVER_FLOOR
+from runner.train.doctor import DRIVER_FLOOR
 
 ROOT = Path(__file__).resolve().parents[1]
 README_INSTALL = "pip install torch==2.13.0 ."
@@ -115,7 +115,7 @@ def test_the_driver_floor_is_the_same_in_the_dockerfile_its_label_and_the_readme
     labels = " ".join(values("LABEL"))
     assert 'runner.torch-cuda="${TORCH_CUDA}"' in labels and 'runner.nvidia-driver-min="${NVIDIA_DRIVER_MIN}"' in labels
     # the build checks that the label's floor is the installed torch's
-    assert 'python -m runner.doctor --check-driver-label "${NVIDIA_DRIVER_MIN}"' in commands()
+    assert 'python -m runner.train.doctor --check-driver-label "${NVIDIA_DRIVER_MIN}"' in commands()
 
     readme = (ROOT / "README.md").read_text()
     stated = re.search(

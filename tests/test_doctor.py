@@ -12,8 +12,8 @@ import pytest
 import torch
 from conftest import run_cli
 
-from runner import doctor
 from runner.errors import RunError
+from runner.train import doctor
 
 OLD_DRIVER = "535.183.01"  # R535: still on many self-hosted and cloud GPU runners
 TOO_OLD_FOR_CUDA13 = "The NVIDIA driver on your system is too old (found version 12020)."

@@ -49,7 +49,7 @@ def test_run_pushes_to_the_hub_when_the_spec_says_so(tiny_model, tiny_data, fake
 
 
 def test_action_step_runs_locally(tiny_model, tmp_path):
-    """The Python step of action.yml (`python -m runner.action`), with the files GitHub provides."""
+    """The Python step of action.yml (`python -m runner.publish.action`), with the files GitHub provides."""
     specs = tmp_path / "specs"
     write_csv(specs / "data" / "train.csv", labelled_rows())
     write_spec(specs, tiny_spec_text(tiny_model), name="tiny.yaml")
@@ -74,7 +74,7 @@ def test_action_step_runs_locally(tiny_model, tmp_path):
         }
     )
     result = subprocess.run(
-        [sys.executable, "-m", "runner.action"],
+        [sys.executable, "-m", "runner.publish.action"],
         cwd=tmp_path,
         env=env,
         capture_output=True,

@@ -41,7 +41,7 @@ def test_export_writes_models_tokenizer_and_parity(exported_run):
     assert "labels agree" in (run_dir / "model" / "README.md").read_text()
     assert "model_int8.onnx" in result.stdout and "agree with PyTorch" in result.stdout
 
-    from runner.hub import pushable_files
+    from runner.publish.hub import pushable_files
 
     assert {"onnx/model.onnx", "onnx/model_int8.onnx", "onnx/tokenizer.json"} <= {
         name for name, _ in pushable_files(run_dir)
@@ -66,7 +66,7 @@ def test_predict_onnx_matches_pytorch_without_torch(exported_run):
 
 def test_export_refuses_below_the_bound(exported_run, tmp_path, monkeypatch):
     from runner.cli import main
-    from runner.tasks import Task
+    from runner.spec.tasks import Task
 
     monkeypatch.setattr(Task, "agreement", lambda *a, **k: {"agreement": 0.5, "max_probability_difference": 0.3})
     out = tmp_path / "onnx"
@@ -77,7 +77,7 @@ def test_export_refuses_below_the_bound(exported_run, tmp_path, monkeypatch):
 
 def test_missing_package_names_the_pip_line():
     from runner.errors import RunError
-    from runner.ort import require
+    from runner.inference.ort import require
 
     with pytest.raises(RunError) as caught:
         require("no_such_package_for_onnx")

@@ -26,15 +26,15 @@ def trained_run(tiny_model, tmp_path_factory):
 
 def int8_falls_short(monkeypatch):
     """Every int8 candidate agrees with PyTorch on half the labels (measured figures otherwise); fp32 is measured."""
-    import runner.export
+    import runner.inference.export
 
-    real = runner.export.parity_scorer
+    real = runner.inference.export.parity_scorer
 
     def scorer(*args, **kwargs):
         score = real(*args, **kwargs)
         return lambda path: score(path) if path.name == "model.onnx" else {**score(path), "agreement": 0.5}
 
-    monkeypatch.setattr(runner.export, "parity_scorer", scorer)
+    monkeypatch.setattr(runner.inference.export, "parity_scorer", scorer)
 
 
 def invoke(*args):
@@ -87,7 +87,7 @@ def test_require_int8_refuses_and_leaves_the_earlier_export_alone(trained_run, t
 def test_down_projections_are_the_feed_forward_outputs(trained_run, tmp_path):
     import onnx
 
-    from runner.quantize import down_projections
+    from runner.inference.quantize import down_projections
 
     out = tmp_path / "onnx"
     shutil.rmtree(out, ignore_errors=True)

@@ -11,8 +11,8 @@ from conftest import run_cli, tiny_spec_text, write_spec
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from runner.batching import TokenBudgetBatchSampler, cut_batches
-from runner.packing import PackedBatch, packed_logits, supports_packing, use_packed_attention
+from runner.train.batching import TokenBudgetBatchSampler, cut_batches
+from runner.train.packing import PackedBatch, packed_logits, supports_packing, use_packed_attention
 
 
 @settings(max_examples=60, deadline=None)

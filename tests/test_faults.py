@@ -316,7 +316,7 @@ def test_a_failing_overwrite_leaves_a_finished_run_byte_identical(workspace, cas
 @pytest.mark.parametrize("crash_at", range(4))
 @pytest.mark.parametrize("phase", ["set_aside", "restore"])
 def test_a_move_cut_short_at_any_rename_loses_nothing(tmp_path, monkeypatch, phase, crash_at):
-    from runner.rundir import RunDir
+    from runner.record.rundir import RunDir
 
     run = RunDir(tmp_path / "run")
     for name, text in {

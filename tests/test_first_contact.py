@@ -14,10 +14,10 @@ import yaml
 from click.testing import CliRunner
 from conftest import run_cli, write_csv
 
-from runner.data import read_table
+from runner.data.labels import encode_single_labels
+from runner.data.prepare import read_table
 from runner.errors import DataError, SpecError
-from runner.labels import encode_single_labels
-from runner.spec import load_spec
+from runner.spec.document import load_spec
 
 
 def _spec(tmp_path, extra: str = "", train: str = "data/train.csv") -> object:
@@ -40,7 +40,7 @@ def test_tracker_that_is_not_installed_is_refused_by_validate(tmp_path, tiny_dat
         importlib.util, "find_spec", lambda name, *a: None if name in ("wandb", "mlflow") else real(name, *a)
     )
     read = []
-    monkeypatch.setattr("runner.data.read_table", lambda *a, **k: read.append(a))
+    monkeypatch.setattr("runner.data.prepare.read_table", lambda *a, **k: read.append(a))
     with pytest.raises(SpecError) as caught:
         load_spec(_spec(tmp_path, "train:\n  report_to: [tensorboard, wandb]\n"))
     lines = caught.value.lines()
@@ -96,7 +96,7 @@ def test_init_detects_encoding_and_line_endings_and_the_spec_validates(tmp_path)
     check = run_cli("validate", "spec.yaml", cwd=tmp_path)
     assert check.returncode == 0, check.stderr
     spec = load_spec(tmp_path / "spec.yaml")
-    from runner.data import prepare_data
+    from runner.data.prepare import prepare_data
 
     prepared = prepare_data(spec)
     assert "the café was lovely and the crème brûlée – superb" in set(prepared.splits["train"]["text"]) | set(
@@ -194,20 +194,20 @@ def test_deeply_nested_json_is_a_data_error_with_its_line(tmp_path, suffix):
 
 
 def test_a_crash_on_one_spec_does_not_skip_the_next(tmp_path, tiny_data, monkeypatch):
-    import runner.spec
+    import runner.spec.document
     from runner.cli import main
 
     good = _spec(tmp_path)
     crashing = tmp_path / "crash.yaml"
     crashing.write_text("version: 1\n", encoding="utf-8")
-    real = runner.spec.load_spec
+    real = runner.spec.document.load_spec
 
     def load(path, *args, **kwargs):
         if str(path).endswith("crash.yaml"):
             raise RuntimeError("a bug")
         return real(path, *args, **kwargs)
 
-    monkeypatch.setattr(runner.spec, "load_spec", load)
+    monkeypatch.setattr(runner.spec.document, "load_spec", load)
     result = CliRunner().invoke(main, ["validate", str(crashing), str(good)])
     assert result.exit_code == 1
     assert f"ok: {good}" in result.output

@@ -14,10 +14,10 @@ import pytest
 from click.testing import CliRunner
 from conftest import labelled_rows, run_cli, tiny_spec_text, write_csv, write_spec
 
-from runner import action
 from runner.cli import main
-from runner.compare import paired_delta
-from runner.crossval import fold_ids
+from runner.evaluate.compare import paired_delta
+from runner.flows.crossval import fold_ids
+from runner.publish import action
 
 try:
     from tests.test_github import FakeGitHub, actions_env
@@ -125,8 +125,8 @@ SEARCH = """search:
 
 def test_search_records_every_trial_writes_the_best_spec_and_repeats_with_its_seed(tiny_model, tmp_path):
     pytest.importorskip("optuna")
-    from runner.search import search
-    from runner.spec import load_spec
+    from runner.flows.search import search
+    from runner.spec.document import load_spec
 
     write_csv(tmp_path / "data" / "train.csv", labelled_rows(per_label=30))
     text = tiny_spec_text(tiny_model, extra=SEARCH).replace("  batch_size: 8\n", "  batch_size: 8\n  max_steps: 6\n")

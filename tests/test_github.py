@@ -1,4 +1,4 @@
-"""runner.github against a loopback server playing the GitHub REST API."""
+"""runner.publish.github against a loopback server playing the GitHub REST API."""
 
 import json
 import threading
@@ -8,8 +8,8 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from runner import action, github
 from runner.errors import RunError, SpecError
+from runner.publish import action, github
 
 TOKEN = "ghs_secretTOKENvalue0123456789"
 REPO = "octo/classifier"

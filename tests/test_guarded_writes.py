@@ -79,7 +79,7 @@ def test_export_into_a_folder_with_other_files_needs_force(ws, tmp_path):
 
 def test_export_waits_for_no_one_holding_the_run(ws):
     """A run --overwrite of the same folder holds its lock: the export refuses instead of mixing models."""
-    from runner.rundir import RunDir
+    from runner.record.rundir import RunDir
 
     before = hashes(ws / "run")
     with RunDir(ws / "run").lock("a run"):
@@ -202,7 +202,7 @@ def test_bare_no_is_the_documented_no(tmp_path, tiny_model):
     spec = write_spec(tmp_path, tiny_spec_text(tiny_model).replace("train:\n", extra, 1))
     result = run_cli("validate", str(spec), cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    from runner.spec import load_spec
+    from runner.spec.document import load_spec
 
     assert load_spec(spec)["train"]["eval_strategy"] == "no"
 
@@ -226,7 +226,7 @@ def test_eval_hints_name_the_file_not_the_spec(ws, tmp_path):
 
 
 def test_numeric_labels_match_across_formats():
-    from runner.labels import encode_single_labels
+    from runner.data.labels import encode_single_labels
 
     frame = pd.DataFrame({"label": [1.0, 0.0, 1.0], "__row__": [1, 2, 3]})
     encoded, labels = encode_single_labels(frame, "label", ["0.0", "1.0"], "e.jsonl", "e.jsonl")
@@ -234,7 +234,7 @@ def test_numeric_labels_match_across_formats():
 
 
 def test_calibration_on_a_few_rows_warns_at_its_bound(capsys):
-    from runner.quality import fit_temperature
+    from runner.evaluate.quality import fit_temperature
 
     assert fit_temperature(np.array([[2.0, -2.0]]), np.array([1]), False) > 10
     assert "at its bound" in capsys.readouterr().err

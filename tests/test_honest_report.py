@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from runner import plots
+from runner.record import plots
 from runner.record.analysis import report_sections
-from runner.result import RunResult
+from runner.record.result import RunResult
 
 
 def drawn_axes(monkeypatch, log, metric):

@@ -1,4 +1,4 @@
-"""Publishing a run to the Hub (runner/hub.py), against a local stand-in for the Hub that the real
+"""Publishing a run to the Hub (runner/publish/hub.py), against a local stand-in for the Hub that the real
 huggingface_hub client talks to (tests/hub_server.py). The model is a real two-layer BERT with 32
 hidden units and a WordPiece tokenizer trained on the fly, so loading it back from the "Hub" with
 transformers and peft proves the push is usable, not just present."""
@@ -16,7 +16,7 @@ import yaml
 from support.tiny_models import build_tiny_model
 
 from runner.errors import RunError, SpecError
-from runner.hub import push_run, pushable_files
+from runner.publish.hub import push_run, pushable_files
 
 try:
     from tests.hub_server import TEST_TOKEN, fake_hub  # noqa: F401 - fake_hub is a fixture

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from conftest import labelled_rows, run_cli, write_csv
 
-from runner import starter
+from runner.spec import starter
 
 ROOT = Path(__file__).resolve().parent.parent
 OFFLINE = {"HF_HUB_OFFLINE": "1", "HF_ENDPOINT": "http://127.0.0.1:9", "TRANSFORMERS_OFFLINE": "1"}

@@ -11,9 +11,9 @@ import pandas as pd
 import pytest
 from conftest import WORDS, make_texts
 
-from runner import labelissues
+from runner.evaluate import labelissues
 from runner.record.flows import report_sections
-from runner.result import RunResult
+from runner.record.result import RunResult
 
 LABELS = ["pos", "neg", "neu"]
 
@@ -105,10 +105,10 @@ def test_text_pairs_are_both_read(monkeypatch):
 def test_crossval_uses_this_module():
     import inspect
 
-    from runner import crossval
+    from runner.flows import crossval
 
     assert not hasattr(crossval, "find_label_issues") or crossval.find_label_issues is labelissues.find_label_issues
-    assert "from runner.labelissues import find_label_issues" in inspect.getsource(crossval)
+    assert "from runner.evaluate.labelissues import find_label_issues" in inspect.getsource(crossval)
 
 
 @pytest.mark.parametrize("classes", [2, 3])

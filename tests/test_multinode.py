@@ -15,9 +15,9 @@ import pytest
 from conftest import ROOT, labelled_rows, run_cli, tiny_spec_text, write_csv, write_spec
 
 from runner import __version__
-from runner.distributed import node_settings, torchrun_command
 from runner.errors import SpecError
-from runner.spec import load_spec
+from runner.spec.document import load_spec
+from runner.train.distributed import node_settings, torchrun_command
 
 
 def free_port() -> int:

@@ -11,8 +11,8 @@ import time
 import pytest
 from conftest import run_cli, tiny_spec_text, write_spec
 
-import runner.hardware
-from runner.hardware import CPU_FAMILIES, NATIVE_BF16, cpu_info, cpu_precision, precision_decision
+import runner.train.hardware
+from runner.train.hardware import CPU_FAMILIES, NATIVE_BF16, cpu_info, cpu_precision, precision_decision
 
 AVX2 = {"model": "AMD EPYC", "vendor": "AuthenticAMD", "family": 23, "model_number": 49, "flags": {"avx2", "fma"}}
 ZEN5 = {"model": "AMD EPYC", "vendor": "AuthenticAMD", "family": 26, "model_number": 2,
@@ -40,7 +40,7 @@ def test_twenty_decisions_under_load_are_the_same(busy):
 
 
 def test_twenty_processes_under_load_pick_the_same_precision(busy):
-    code = "from runner.train import choose_precision; print(choose_precision('auto', 'cpu'))"
+    code = "from runner.train.trainer import choose_precision; print(choose_precision('auto', 'cpu'))"
     picks = [subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
              for _ in range(20)]
     assert len(set(picks)) == 1 and picks[0] in ("bf16", "fp32")
@@ -53,7 +53,7 @@ def test_the_decision_never_times_anything(monkeypatch):
     monkeypatch.setattr(time, "perf_counter", no_clock)
     monkeypatch.setattr(time, "time", no_clock)
     for info in (AVX2, ZEN5, SPR):
-        monkeypatch.setattr(runner.hardware, "cpu_info", lambda info=info: info)
+        monkeypatch.setattr(runner.train.hardware, "cpu_info", lambda info=info: info)
         precision_decision("auto", "cpu")
 
 

@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from runner.errors import RunnerError, SpecError
-from runner.spec import Spec, load_schema, load_spec, load_spec_text
+from runner.spec.document import Spec, load_schema, load_spec, load_spec_text
 
 SETTINGS = settings(
     max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large]
@@ -277,7 +277,7 @@ def data_spec(root: Path, train: str, task: str, labels, empty_text: str, extra:
     ),
 )
 def test_any_table_is_prepared_or_a_clean_error(data, fmt, task, labels, empty_text, extra):
-    from runner.data import prepare_data
+    from runner.data.prepare import prepare_data
 
     records = data.draw(table(task))
     with tempfile.TemporaryDirectory() as name:
@@ -317,7 +317,7 @@ def test_any_table_is_prepared_or_a_clean_error(data, fmt, task, labels, empty_t
     encoding=st.sampled_from(["utf-8", "latin-1", "utf-16", "ascii"]),
 )
 def test_any_bytes_in_a_data_file_are_read_or_a_clean_error(content, suffix, encoding):
-    from runner.data import read_table
+    from runner.data.prepare import read_table
 
     with tempfile.TemporaryDirectory() as name:
         path = Path(name) / f"train{suffix}"

@@ -6,7 +6,7 @@ import json
 import yaml
 from conftest import labelled_rows, run_cli, tiny_spec_text, write_csv
 
-from runner.rundir import portable
+from runner.record.rundir import portable
 
 
 def test_portable_keeps_everything_but_the_output_folder():

@@ -15,10 +15,11 @@ import pytest
 from click.testing import CliRunner
 from conftest import make_texts, tiny_spec_text, write_csv, write_spec
 
-from runner import datachecks, erroranalysis, quality
 from runner.cli import main
-from runner.tasks import task_of
-from runner.weights import class_weights, weighted_loss
+from runner.data import datachecks
+from runner.evaluate import erroranalysis, quality
+from runner.spec.tasks import task_of
+from runner.train.weights import class_weights, weighted_loss
 
 SINGLE, MULTI = task_of("single_label_classification"), task_of("multi_label_classification")
 

@@ -13,16 +13,16 @@ from click.testing import CliRunner
 from huggingface_hub import ModelCard
 
 from runner import record
-from runner import reproduce as reproduction
 from runner.cli import main
 from runner.errors import DataError
 from runner.files import atomic_write_json, sha256_file
+from runner.flows import reproduce as reproduction
 from runner.record import card
 from runner.record import manifest as manifest_file
 from runner.record import summary as pr_summary
-from runner.result import RunResult
-from runner.rundir import RunDir, portable
-from runner.spec import load_spec_text
+from runner.record.result import RunResult
+from runner.record.rundir import RunDir, portable
+from runner.spec.document import load_spec_text
 
 LABELS = ["anger", "fear", "joy"]
 TOKEN = "hf_" + "A1b2C3d4" * 5
@@ -479,7 +479,7 @@ def test_reproduce_runs_the_recorded_spec_and_compares_metrics(tmp_path, monkeyp
         metrics["validation"]["runtime"] = 99.0  # timings differ between runs and are not compared
         atomic_write_json(spec.resolve(spec["output"]["dir"]) / "metrics.json", metrics)
 
-    monkeypatch.setitem(sys.modules, "runner.recipe", types.SimpleNamespace(run_spec=run_spec))
+    monkeypatch.setitem(sys.modules, "runner.flows.recipe", types.SimpleNamespace(run_spec=run_spec))
     assert reproduction.reproduce_run(run_dir) is True
     spec, overwrite, resume, force_resume, argv = calls[0]
     assert (overwrite, resume, force_resume) == (True, False, False)

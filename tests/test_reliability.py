@@ -194,8 +194,8 @@ def test_resumed_run_finishes_like_an_uninterrupted_one(runs):
 
 
 def test_fingerprint_refuses_changed_data_or_spec_unless_forced(tmp_path, tiny_model):
-    from runner.preflight import check_fingerprint
-    from runner.spec import load_spec_text
+    from runner.flows.preflight import check_fingerprint
+    from runner.spec.document import load_spec_text
 
     data = write_csv(tmp_path / "data" / "train.csv", labelled_rows())
     spec = load_spec_text(tiny_spec_text(tiny_model), tmp_path / "spec.yaml")
@@ -221,7 +221,7 @@ def test_fingerprint_refuses_changed_data_or_spec_unless_forced(tmp_path, tiny_m
 
 
 def test_a_second_signal_exits_at_once(monkeypatch):
-    from runner import train
+    from runner.train import trainer as train
 
     exits = []
     monkeypatch.setattr(train.os, "_exit", exits.append)
@@ -246,7 +246,7 @@ def test_a_second_signal_exits_at_once(monkeypatch):
 
 
 def test_latest_checkpoint_skips_a_half_written_one(tmp_path):
-    from runner.train import latest_checkpoint
+    from runner.train.trainer import latest_checkpoint
 
     assert latest_checkpoint(tmp_path) is None
     for step, state in ((10, '{"global_step": 10}'), (20, '{"global_step": 20}'), (30, '{"global_st'), (40, None)):
@@ -309,8 +309,8 @@ def test_nothing_outside_the_run_folders_changed(runs):
 
 
 def test_overwrite_removes_only_what_a_run_wrote(tmp_path):
-    from runner.preflight import prepare
-    from runner.rundir import ENTRIES, RunDir, remove_entry
+    from runner.flows.preflight import prepare
+    from runner.record.rundir import ENTRIES, RunDir, remove_entry
 
     outside = tmp_path / "elsewhere"
     outside.mkdir()
@@ -343,8 +343,8 @@ def test_overwrite_removes_only_what_a_run_wrote(tmp_path):
 
 
 def test_resume_keeps_checkpoints_and_refuses_a_finished_run(tmp_path):
-    from runner.preflight import prepare
-    from runner.rundir import RESUME_ENTRIES, RunDir, remove_entry
+    from runner.flows.preflight import prepare
+    from runner.record.rundir import RESUME_ENTRIES, RunDir, remove_entry
 
     run = tmp_path / "run"
     checkpoint = run / "checkpoints" / "checkpoint-8"
@@ -392,8 +392,8 @@ def test_trust_remote_code_stays_off_unless_the_spec_sets_it(runs, tmp_path, tin
 
     import transformers
 
-    from runner.model import load_tokenizer
-    from runner.spec import load_spec_text
+    from runner.spec.document import load_spec_text
+    from runner.train.model import load_tokenizer
 
     seen = []
 
@@ -420,7 +420,7 @@ def test_trust_remote_code_stays_off_unless_the_spec_sets_it(runs, tmp_path, tin
     ],
 )
 def test_yaml_is_loaded_safely(document, tmp_path):
-    from runner.spec import load_spec_text
+    from runner.spec.document import load_spec_text
 
     marker = tmp_path / "pwned"
     with pytest.raises(SpecError, match="could not determine a constructor"):
@@ -429,7 +429,7 @@ def test_yaml_is_loaded_safely(document, tmp_path):
 
 
 def test_a_set_override_is_parsed_safely(tmp_path, tiny_model):
-    from runner.spec import load_spec_text
+    from runner.spec.document import load_spec_text
 
     marker = tmp_path / "pwned"
     (tmp_path / "data").mkdir()
@@ -444,8 +444,8 @@ def test_a_set_override_is_parsed_safely(tmp_path, tiny_model):
 
 
 def test_data_paths_are_resolved_relative_to_the_spec_file(tmp_path, tiny_model, monkeypatch):
-    from runner.data import prepare_data
-    from runner.spec import load_spec
+    from runner.data.prepare import prepare_data
+    from runner.spec.document import load_spec
 
     project = tmp_path / "project"
     write_csv(project / "data" / "train.csv", labelled_rows())

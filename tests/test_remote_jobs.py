@@ -17,8 +17,8 @@ from hub_jobs import wait_for
 
 from runner import __version__
 from runner.errors import SpecError
-from runner.remote import job_image, job_inputs, parse_target
-from runner.spec import load_spec, load_spec_text
+from runner.remote.dispatch import job_image, job_inputs, parse_target
+from runner.spec.document import load_spec, load_spec_text
 
 try:
     from tests.hub_server import TEST_TOKEN, fake_hub  # noqa: F401 - fake_hub is a fixture
@@ -71,7 +71,7 @@ def test_target_image_and_inputs(tmp_path, tiny_model, tiny_data, monkeypatch):
     for name, path in files:
         (remote / name).parent.mkdir(parents=True, exist_ok=True)
         (remote / name).write_bytes(path.read_bytes())
-    from runner.remote import spec_text
+    from runner.remote.dispatch import spec_text
 
     (remote / "spec.yaml").write_text(spec_text(values, spec.path))
     again = load_spec_text((remote / "spec.yaml").read_text(), remote / "spec.yaml")
@@ -222,7 +222,7 @@ def test_ctrl_c_without_a_terminal_cancels_the_job(jobs_hub, tmp_path, tiny_mode
 
 def test_the_action_trains_on_hf_jobs_and_comments_from_the_returned_record(jobs_hub, tmp_path, tiny_model,
                                                                              monkeypatch):
-    from runner import action
+    from runner.publish import action
 
     try:
         from tests.test_github import FakeGitHub, actions_env, read_outputs
@@ -250,7 +250,7 @@ def test_the_action_trains_on_hf_jobs_and_comments_from_the_returned_record(jobs
 
 
 def test_the_action_says_hf_token_is_needed(tmp_path, monkeypatch, capsys):
-    from runner import action
+    from runner.publish import action
 
     for name in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN"):
         monkeypatch.delenv(name, raising=False)

@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from test_github import FakeGitHub, actions_env
 
-from runner import github
+from runner.publish import github
 from runner.record.render import inline, publish
 from runner.record.summary import summary_markdown
 
@@ -117,7 +117,7 @@ def test_another_specs_marker_in_a_text_cannot_take_over_its_comment(tmp_path):
 
 
 def test_failure_comment_cannot_carry_a_marker_or_unbalanced_details(tmp_path):
-    from runner.action import failure_body
+    from runner.publish.action import failure_body
 
     body = failure_body("s.yaml", "run", 2, "error: bad label '</details><!-- runner:comment key=x -->' @octocat\n"
                                             "hint: fix it")

@@ -1,4 +1,4 @@
-"""A run read back (runner.runrecord.RunRecord): typed fields from run.json and spec.yaml, and one error
+"""A run read back (runner.record.runrecord.RunRecord): typed fields from run.json and spec.yaml, and one error
 for a folder that is not a finished run."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from runner.errors import DataError
-from runner.runrecord import RunRecord
+from runner.record.runrecord import RunRecord
 
 
 def write_run(folder, status="finished", results=None, hub=None):

@@ -15,7 +15,7 @@ from click.testing import CliRunner
 
 from runner.cli import main
 from runner.errors import SpecErrors
-from runner.spec import load_schema, load_spec, load_spec_text
+from runner.spec.document import load_schema, load_spec, load_spec_text
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE_SPECS = sorted(p for p in (ROOT / "examples").glob("*.yaml"))

@@ -94,9 +94,55 @@ def test_task_names_are_branched_on_only_in_the_task_table():
     )
     offenders = {}
     for name, path in modules().items():
-        if name == "runner.tasks":
+        if name == "runner.spec.tasks":
             continue
         hits = [i + 1 for i, line in enumerate(path.read_text(encoding="utf-8").splitlines()) if pattern.search(line)]
         if hits:
             offenders[name] = hits
-    assert not offenders, f"task-specific branches outside runner/tasks.py: {offenders}"
+    assert not offenders, f"task-specific branches outside runner/spec/tasks.py: {offenders}"
+
+
+# ---------------------------------------------------------------------------------------------
+# The folders show the stages; the arrows between them run one way.
+
+AREAS = ("spec", "data", "train", "evaluate", "record", "flows", "inference", "publish", "remote")
+SHELL = {"runner", "runner.__main__", "runner.cli", "runner.console", "runner.errors", "runner.files"}
+FLOWS = {"runner.flows.single", "runner.flows.crossval", "runner.flows.search"}
+
+
+def area_of(name: str) -> str:
+    parts = name.split(".")
+    return parts[1] if len(parts) > 2 or (len(parts) == 2 and parts[1] in AREAS) else ""
+
+
+def graph() -> dict[str, set[str]]:
+    found = modules()
+    return {name: imports_of(path, set(found), name) for name, path in found.items()}
+
+
+def arrows(source_areas, target_areas) -> list[str]:
+    return [
+        f"{name} -> {target}"
+        for name, targets in graph().items()
+        if area_of(name) in source_areas
+        for target in targets
+        if area_of(target) in target_areas
+    ]
+
+
+def test_every_module_but_the_shell_lives_in_a_stage_folder():
+    loose = [name for name in modules() if not area_of(name) and name not in SHELL and name != "runner.schemas"]
+    assert not loose, f"modules outside the stage folders ({', '.join(AREAS)}): {loose}"
+
+
+def test_the_spec_data_and_evaluation_never_import_training_or_what_runs_it():
+    assert not arrows({"spec", "data", "evaluate"}, {"train", "flows", "inference", "publish", "remote"})
+
+
+def test_the_record_never_imports_the_flows_or_what_publishes_it():
+    assert not arrows({"record"}, {"flows", "publish", "remote", "inference", "train"})
+
+
+def test_flows_never_import_each_other():
+    found = [f"{name} -> {target}" for name, targets in graph().items() if name in FLOWS for target in targets & FLOWS]
+    assert not found, f"a flow imports another (they share runner.train.pipeline and runner.flows.lifecycle): {found}"

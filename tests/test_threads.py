@@ -9,7 +9,7 @@ import sys
 
 from conftest import run_cli, tiny_spec_text, write_spec
 
-from runner.hardware import available_cores, passive_wait_policy, thread_decision
+from runner.train.hardware import available_cores, passive_wait_policy, thread_decision
 
 
 def test_threads_follow_the_affinity_mask(monkeypatch):

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from runner.trust import check_spec, refusal_body, refusal_commands, untrusted_reason
+from runner.publish.trust import check_spec, refusal_body, refusal_commands, untrusted_reason
 
 BASE = """\
 version: 1

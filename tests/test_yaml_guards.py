@@ -1,4 +1,4 @@
-"""Safe YAML (runner/yamlsource.py): alias bombs, deep nesting, recursive aliases, odd keys, NaN,
+"""Safe YAML (runner/spec/yamlsource.py): alias bombs, deep nesting, recursive aliases, odd keys, NaN,
 numbers in every YAML 1.2 / JSON form, and syntax errors placed where the construct started.
 Each hostile input is a SpecError with a file:line:column, fast, in little memory, and never
 repeats the file's content; hypothesis then generates more of them."""
@@ -14,8 +14,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from runner.errors import SpecError
-from runner.spec import Spec, load_spec_text
-from runner.yamlsource import MAX_DEPTH, parse_value, parse_yaml
+from runner.spec.document import Spec, load_spec_text
+from runner.spec.yamlsource import MAX_DEPTH, parse_value, parse_yaml
 
 GOOD = "version: 1\ndata:\n  train: data/train.csv\nmodel:\n  name: some-model\n"
 SECRET = "hf_SecretThatMustNotBeEchoed"

@@ -6,9 +6,9 @@ from __future__ import annotations
 from runner.record.card import write_model_card
 from runner.record.manifest import write_manifest
 from runner.record.report import write_report
-from runner.result import RunResult
-from runner.rundir import RunDir
-from runner.spec import Spec
+from runner.record.result import RunResult
+from runner.record.rundir import RunDir
+from runner.spec.document import Spec
 
 
 def write_run_record(run_dir: RunDir, spec: Spec, result: RunResult) -> None:

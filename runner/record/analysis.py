@@ -6,8 +6,8 @@ run.json), so a record can be written again without the model."""
 from __future__ import annotations
 
 from runner.record.markdown import SPLITS, number, table
-from runner.result import RunResult
-from runner.tasks import THRESHOLD_METRICS, metric_display
+from runner.record.result import RunResult
+from runner.spec.tasks import THRESHOLD_METRICS, metric_display
 
 SHOWN = 10
 

@@ -12,10 +12,10 @@ from runner.record.analysis import card_lines
 from runner.record.manifest import DATA_KEYS, redact
 from runner.record.markdown import SPLITS, duration, headline_text, metrics_table, number, table
 from runner.record.render import code_block, examples_shown, inline, publish, shown_result
-from runner.result import RunResult
-from runner.rundir import portable
-from runner.spec import Spec
-from runner.tasks import hub_metric, metric_display, metric_items, task_of
+from runner.record.result import RunResult
+from runner.record.rundir import portable
+from runner.spec.document import Spec
+from runner.spec.tasks import hub_metric, metric_display, metric_items, task_of
 
 _HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)?$")
 
@@ -166,7 +166,7 @@ def _card_body(spec: Spec, result: RunResult, base_model: str | None) -> str:
             f'classifier = pipeline("text-classification", model="{where}")',
         ]
     example = "the service was quick and friendly"
-    from runner.quality import output_calibration  # a temperature, or vector scaling's {scale, bias}
+    from runner.evaluate.quality import output_calibration  # a temperature, or vector scaling's {scale, bias}
 
     calibration = output_calibration(result)
     code += task.usage_lines(example, spec.predict.threshold, raw_thresholds, calibration, inline=lora)

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import math
+
 from runner.record.markdown import duration, number, table
 
 TEXT_WIDTH = 80
@@ -91,8 +93,6 @@ def report_sections(result) -> list[str]:
             table(["trial", "state", search["metric"]] + keys + ["time"], rows, "ll" + "r" * (len(keys) + 2)),
             "",
         ]
-        from runner.bestspec import search_caveat
-
         caveat = search_caveat(search, (result.data_summary.get("rows") or {}).get("validation"))
         if caveat:
             out += [f"> **Warning:** {caveat}", ""]
@@ -138,3 +138,25 @@ def comparison_lines(summary: dict) -> list[str]:
             out += ["**Quality gate: failed**: " + "; ".join(gate["reasons"]) + "."]
         out += [f"_{note}._" for note in gate.get("notes") or []] + [""]
     return out
+
+
+def search_caveat(search: dict, validation_rows: int | None) -> str | None:
+    """A warning when the search's choice may be noise: few trials for the keys searched, or a best
+    trial that beats the runner-up by less than the metric's sampling error on the validation rows."""
+    trials = [t for t in search.get("trials") or [] if t.get("state") == "complete" and t.get("value") is not None]
+    keys = len(search.get("space") or {}) or 1
+    reasons = []
+    if len(trials) < 4 * keys:
+        reasons.append(f"{len(trials)} complete trial(s) for {keys} searched key(s) (fewer than 4 per key)")
+    if validation_rows and len(trials) >= 2:
+        values = sorted((t["value"] for t in trials), reverse=search.get("direction") != "minimize")
+        gap = abs(values[0] - values[1])
+        noise = 1.0 / math.sqrt(validation_rows)  # ~2 standard errors of a proportion near 0.5
+        if gap < noise:
+            reasons.append(
+                f"the best trial beats the next by {gap:.4f}, less than the sampling noise of a figure on "
+                f"{validation_rows} validation rows (about ±{noise:.3f})"
+            )
+    if not reasons:
+        return None
+    return "the search's choice may be noise: " + "; ".join(reasons) + ". More trials or more validation rows help."

@@ -11,11 +11,11 @@ from pathlib import Path
 from runner import __version__
 from runner.errors import DataError
 from runner.files import sha256_file
+from runner.record.redact import redact  # noqa: F401 - the card imports it from here
 from runner.record.render import examples_shown, without_examples
-from runner.redact import redact  # noqa: F401 - the card imports it from here
-from runner.result import RunResult
-from runner.rundir import RunDir, portable
-from runner.spec import Spec
+from runner.record.result import RunResult
+from runner.record.rundir import RunDir, portable
+from runner.spec.document import Spec
 
 MANIFEST_FORMAT = 2
 PACKAGES = (

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from runner.tasks import metric_items
+from runner.spec.tasks import metric_items
 
 SPLITS = ("validation", "test")
 _UNESCAPED_PIPE = re.compile(r"(?<!\\)\|")  # a cell made inert (runner.record.render) has its pipes escaped

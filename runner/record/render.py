@@ -3,7 +3,7 @@ card and report.md. Text that comes from data (texts, labels, file and column na
 messages, names from a spec) goes through `inline` (or `inert`, for a whole structure) before it is
 put into markdown; a finished document goes through `publish`.
 
-`inline` makes a text inert: secrets redacted (runner.redact), HTML and markdown that could change
+`inline` makes a text inert: secrets redacted (runner.record.redact), HTML and markdown that could change
 the layout or load anything escaped (`<`, `>`, `&`, backslash, backtick, brackets, `|`), `@mentions`
 and `#123` references broken with a zero-width joiner so nobody is pinged or cross-linked, line
 breaks and control characters shown as visible escapes. `publish` is the last guard on a whole
@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import re
 
-from runner.redact import redact_text
+from runner.record.redact import redact_text
 
 ZWJ = "\u200d"
 MARKER = "<!-- runner:comment"
@@ -124,7 +124,7 @@ def examples_shown(spec) -> bool:
 def shown_result(result, examples: bool = True):
     """The RunResult as the report and card show it: every string inert, texts left out when the
     spec's report.examples is false."""
-    from runner.result import RunResult
+    from runner.record.result import RunResult
 
     values = result.to_dict()
     return RunResult.from_dict(inert(values if examples else without_examples(values)))

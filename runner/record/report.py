@@ -2,21 +2,20 @@
 
 from __future__ import annotations
 
-from runner.checkpoints import describe as describe_checkpoints
 from runner.files import atomic_write_bytes, atomic_write_text
 from runner.record.analysis import report_sections as analysis_sections
 from runner.record.flows import report_sections
 from runner.record.markdown import SPLITS, duration, headline_text, metrics_table, number, per_class_table, table
 from runner.record.render import examples_shown, inline, publish, shown_result
-from runner.result import RunResult
-from runner.rundir import RunDir
-from runner.spec import Spec
-from runner.tasks import lower_is_better, task_of
+from runner.record.result import RunResult
+from runner.record.rundir import RunDir
+from runner.spec.document import Spec
+from runner.spec.tasks import lower_is_better, task_of
 
 
 def write_report(run_dir: RunDir, spec: Spec, result: RunResult) -> None:
     """report.md with metrics, per-class results, data summary, timing and the pictures."""
-    from runner import plots
+    from runner.record import plots
 
     pictures = {"confusion_matrix.png": None}
     matrices = result.confusion_matrix
@@ -160,7 +159,7 @@ def _training_section(spec: Spec, result: RunResult) -> list[str]:
             ["parameters", f"{model['trainable_params']:,} trainable of {model['total_params']:,} ({share:.1%})"]
         )
     rows.append(["device", f"{result.device or '?'}, {result.precision or '?'}"])
-    if result.checkpoints:  # runner.checkpoints: what was kept, and the disk it takes
+    if result.checkpoints:  # runner.train.checkpoints: what was kept, and the disk it takes
         rows.append(["checkpoints", describe_checkpoints(result.checkpoints).removeprefix("checkpoints: ")])
     throughput = timing.get("train_samples_per_second")
     rows.append(
@@ -175,3 +174,14 @@ def _training_section(spec: Spec, result: RunResult) -> list[str]:
         rows.append(["started / finished", f"{timing['started_at']} / {timing.get('finished_at', '?')}"])
     rows.append(["seed", str(spec.seed)])
     return ["## Training", "", table(["", ""], rows, "ll"), ""]
+
+
+def describe_checkpoints(record: dict) -> str:
+    """One line: what the checkpoints folder holds now."""
+    if not record:
+        return ""
+    size = f"{record['bytes'] / 1e6:,.0f} MB"
+    if not record.get("pruned"):
+        return f"checkpoints: {size} ({', '.join(record['kept']) or 'none'}; all kept)"
+    return (f"checkpoints: {size}, was {record['bytes_before'] / 1e6:,.0f} MB ({', '.join(record['kept'])}, without "
+            "optimizer/scheduler/RNG state; train.keep_checkpoints: true keeps them)")

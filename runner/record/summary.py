@@ -5,14 +5,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from runner.compare import comparison_and_gate, per_class_deltas
+from runner.evaluate.compare import comparison_and_gate, per_class_deltas
 from runner.record.analysis import summary_lines
 from runner.record.flows import comparison_lines
 from runner.record.markdown import SPLITS, number, per_class_table, table
 from runner.record.render import inert, publish
-from runner.rundir import RunDir, hub_url, read_metrics
-from runner.runrecord import results_of
-from runner.tasks import LOWER_IS_BETTER, lower_is_better, metric_items
+from runner.record.rundir import RunDir, hub_url, read_metrics
+from runner.record.runrecord import results_of
+from runner.spec.tasks import LOWER_IS_BETTER, lower_is_better, metric_items
 
 
 def _compare(name: str, value, base) -> dict:

@@ -1,0 +1,1 @@
+"""Data: reading the files, labels, splits, and the checks of the data."""

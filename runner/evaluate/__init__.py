@@ -1,0 +1,1 @@
+"""Evaluation: metrics, calibration and thresholds, error analysis, comparisons and the gate."""

@@ -1,0 +1,290 @@
+"""Calibrated scores and tuned decisions (predict.calibration, predict.tune_thresholds), and the one
+decision rule every figure of a run uses.
+
+Calibration (runner.evaluate.calibration) is chosen and checked on validation first; the thresholds are then
+tuned on the probabilities the model outputs (calibrated when a calibration is applied), which is what
+`runner predict` applies. With tuned thresholds (or a vector scaling, which can move the most probable
+class) the run's metrics, per-class tables, confusion matrices and headline are those of that rule;
+the argmax figures of the raw scores stay beside them as `<name>_argmax`.
+
+Plain numpy in, plain values out; `assess` fills a RunResult.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from runner.evaluate import calibration as cal
+
+BINS = cal.BINS
+GRID = np.round(np.arange(0.02, 0.99, 0.01), 2)  # candidate thresholds
+T_RANGE = cal.T_RANGE
+
+
+def probabilities(logits, multi_label: bool, temperature=1.0) -> np.ndarray:
+    """Softmax/sigmoid of the logits rescaled by `temperature` (a number, or {scale, bias})."""
+    return cal.probabilities(cal.scale_logits(logits, temperature), multi_label)
+
+
+def log_loss(logits, truth, multi_label: bool, temperature=1.0) -> float:
+    """Mean negative log likelihood of the truth (per row; per label for multi-label)."""
+    return cal.log_loss(cal.scale_logits(logits, temperature), truth, multi_label)
+
+
+def fit_temperature(logits, truth, multi_label: bool) -> float:
+    """The temperature T in [0.05, 20] that minimises the log loss of logits / T (never worse than T = 1)."""
+    return cal.fit_temperature(logits, truth, multi_label)
+
+
+def reliability(probs: np.ndarray, truth, multi_label: bool, bins: int = BINS, decided=None) -> list[dict]:
+    """Equal-width confidence bins: mean confidence, observed accuracy (frequency), rows; empty bins left out.
+    Confidence is that of the decision (`decided`; argmax without it)."""
+    confidence, outcome = cal.confidence_and_outcome(probs, truth, multi_label, decided)
+    confidence, outcome = confidence.reshape(-1), outcome.reshape(-1)
+    index = np.minimum((confidence * bins).astype(int), bins - 1)
+    out = []
+    for b in range(bins):
+        inside = index == b
+        if inside.any():
+            out.append(
+                {
+                    "confidence": round(float(confidence[inside].mean()), 6),
+                    "accuracy": round(float(outcome[inside].mean()), 6),
+                    "rows": int(inside.sum()),
+                }
+            )
+    return out
+
+
+def expected_calibration_error(probs: np.ndarray, truth, multi_label: bool, bins: int = BINS, decided=None) -> float:
+    """ECE: the rows-weighted mean gap between confidence and accuracy over equal-width bins."""
+    return cal.ece(probs, truth, multi_label, decided)
+
+
+def _f1(predicted: np.ndarray, truth: np.ndarray) -> np.ndarray:
+    """F1 of each column of boolean predictions (rows x candidates) against one boolean truth column."""
+    truth = truth[:, None]
+    tp = (predicted & truth).sum(axis=0)
+    fp = (predicted & ~truth).sum(axis=0)
+    fn = (~predicted & truth).sum(axis=0)
+    denominator = 2 * tp + fp + fn
+    return np.divide(2 * tp, denominator, out=np.zeros(len(tp), dtype=np.float64), where=denominator > 0)
+
+
+def _best(scores: np.ndarray) -> float:
+    """The candidate with the best score; among ties, the one closest to 0.5."""
+    ties = np.flatnonzero(scores >= scores.max() - 1e-12)
+    return float(GRID[ties[np.argmin(np.abs(GRID[ties] - 0.5))]])
+
+
+def tune_thresholds(probs: np.ndarray, truth, label_names: list[str], multi_label: bool) -> dict:
+    """{label: threshold}. Multi-label: each label's threshold maximises that label's F1. Two classes:
+    the second class's threshold maximises macro F1. A label never present keeps 0.5."""
+    probs = np.asarray(probs, dtype=np.float64)
+    if multi_label:
+        truth = np.asarray(truth).astype(bool)
+        out = {}
+        for j, name in enumerate(label_names):
+            out[name] = _best(_f1(probs[:, j : j + 1] >= GRID[None, :], truth[:, j])) if truth[:, j].any() else 0.5
+        return out
+    positive = np.asarray(truth, dtype=np.int64) == 1
+    predicted = probs[:, 1:2] >= GRID[None, :]
+    macro = (_f1(predicted, positive) + _f1(~predicted, ~positive)) / 2
+    return {label_names[1]: _best(macro)}
+
+
+def assess(
+    task, label_names: list[str], predict: dict, logits_by_split: dict, truth_by_split: dict, result, metric: str = ""
+) -> None:
+    """Choose and check the calibration and tune the thresholds on validation (as the spec asks); add
+    to each split's metrics the ECE of the raw and of the calibrated scores (`ece`, `ece_calibrated`,
+    on the decisions made from each); then make the run's figures those of its decision rule.
+    Fills result.temperature, thresholds and calibration."""
+    if not task.has_labels or "validation" not in logits_by_split:
+        return
+    multi, threshold = task.multi_label, predict["threshold"]
+    method = cal.asked(predict.get("calibration"))
+    tune = bool(predict.get("tune_thresholds")) and task.can_tune_thresholds(len(label_names))
+    if not (method or tune):
+        return
+    logits, truth = logits_by_split["validation"], truth_by_split["validation"]
+
+    def tuned(probs):
+        return tune_thresholds(probs, truth, label_names, multi) if tune else None
+
+    params = None
+    if method:
+        from runner.spec.tasks import THRESHOLD_METRICS
+
+        metric = metric if metric in THRESHOLD_METRICS else "f1_macro"  # the decisions' figure that must not drop
+
+        from runner.evaluate import metrics as metric_functions
+
+        def score(probs, decided):
+            given = np.asarray(truth).astype(int)
+            if multi:
+                return metric_functions.multi_label_metrics(decided, given).get(metric, 0.0)
+            return metric_functions.single_label_metrics(probs, given, len(label_names), decided).get(metric, 0.0)
+
+        choice = cal.choose(method, logits, truth, multi, lambda p: task.decide(p, label_names, threshold, tuned(p)),
+                            score=score, metric=metric)
+        params = choice.pop("params") if choice["applied"] else None
+        result.calibration = {**choice, "bins": BINS, "splits": {}}
+        if choice["applied"]:
+            result.calibration["params"] = params
+            if choice["method"] == "temperature":
+                result.temperature = result.calibration["temperature"] = params
+    raw_thresholds = tuned(probabilities(logits, multi))
+    if tune:
+        result.thresholds = tuned(probabilities(logits, multi, params))
+    for split, split_logits in logits_by_split.items() if method else ():
+        split_truth = truth_by_split[split]
+        before, after = probabilities(split_logits, multi), probabilities(split_logits, multi, params)
+        decided_before = task.decide(before, label_names, threshold, raw_thresholds)
+        decided_after = task.decide(after, label_names, threshold, result.thresholds)
+        metrics = result.metrics.setdefault(split, {})
+        metrics["ece"] = cal.ece(before, split_truth, multi, decided_before)
+        entry = {
+            "ece": metrics["ece"],
+            "ece_interval": cal.ece_interval(before, split_truth, multi, decided_before),
+            "log_loss": round(log_loss(split_logits, split_truth, multi), 6),
+            "reliability": reliability(before, split_truth, multi, decided=decided_before),
+        }
+        if params is not None:
+            metrics["ece_calibrated"] = cal.ece(after, split_truth, multi, decided_after)
+            entry.update(
+                ece_calibrated=metrics["ece_calibrated"],
+                ece_calibrated_interval=cal.ece_interval(after, split_truth, multi, decided_after),
+                log_loss_calibrated=round(log_loss(split_logits, split_truth, multi, params), 6),
+                reliability_calibrated=reliability(after, split_truth, multi, decided=decided_after),
+            )
+        result.calibration["splits"][split] = entry
+    apply_decision_rule(task, result, logits_by_split, truth_by_split, label_names, threshold, params)
+
+
+def apply_decision_rule(
+    task, result, logits_by_split: dict, truth_by_split: dict, label_names: list[str], threshold: float, params=None
+) -> None:
+    """When the run decides otherwise than the argmax of its raw scores (tuned thresholds, or a vector
+    scaling), its threshold metrics, per-class tables, confusion matrices and headline become those of
+    the rule it outputs; the raw argmax (multi-label: predict.threshold) figures stay as `<name>_argmax`.
+    The rule's name goes into the headline (`rule`)."""
+    from runner.evaluate import metrics as metric_functions
+    from runner.spec.tasks import THRESHOLD_METRICS
+
+    thresholds = result.thresholds or None
+    rule = task.decision_rule(thresholds, params, threshold)
+    headline = result.metrics.get("headline")
+    if isinstance(headline, dict):
+        headline["rule"] = rule
+    if not (thresholds or isinstance(params, dict)):
+        return
+    for split, logits in logits_by_split.items():
+        truth, scaled = truth_by_split[split], cal.scale_logits(logits, params)
+        metrics = result.metrics.setdefault(split, {})
+        chosen = task.compute_metrics(scaled, truth, label_names, threshold, thresholds)
+        for name in THRESHOLD_METRICS:
+            if name in metrics and name in chosen:
+                metrics[f"{name}_argmax"], metrics[name] = metrics[name], chosen[name]
+        decided = task.decide(task.probabilities(scaled), label_names, threshold, thresholds)
+        result.per_class[split] = metric_functions.per_class_report(
+            decided, np.asarray(truth).astype(int), label_names, task.multi_label
+        )
+        if task.one_label_per_row:
+            result.confusion_matrix[split] = metric_functions.confusion(np.eye(len(label_names))[decided], truth,
+                                                                        len(label_names))
+    if isinstance(headline, dict) and headline.get("name") in THRESHOLD_METRICS:
+        values = result.metrics.get(headline.get("split", "validation"), {})
+        headline["value"] = values.get(headline["name"], headline.get("value"))
+        headline["argmax_value"] = values.get(f"{headline['name']}_argmax")
+
+
+def extra_metrics(task, logits, truth, label_names: list[str], threshold: float, thresholds, temperature) -> dict:
+    """For `runner eval` on new data, on the run's decision rule: ECE before/after its calibration, and,
+    when it decides otherwise than the raw argmax, the rule's threshold metrics (`<name>`) with the
+    argmax ones beside them (`<name>_argmax`)."""
+    from runner.spec.tasks import THRESHOLD_METRICS
+
+    out = {}
+    if not task.has_labels:
+        return out
+    multi = task.multi_label
+    calibrated = isinstance(temperature, dict) or (temperature or 1.0) != 1.0
+    if calibrated:
+        after = probabilities(logits, multi, temperature)
+        out["ece"] = expected_calibration_error(probabilities(logits, multi), truth, multi)
+        out["ece_calibrated"] = expected_calibration_error(
+            after, truth, multi, decided=task.decide(after, label_names, threshold, thresholds)
+        )
+    if thresholds or isinstance(temperature, dict):
+        raw = task.compute_metrics(logits, truth, label_names, threshold)
+        chosen = task.compute_metrics(cal.scale_logits(logits, temperature), truth, label_names, threshold, thresholds)
+        for name in THRESHOLD_METRICS:
+            if name in chosen:
+                out[name], out[f"{name}_argmax"] = chosen[name], raw[name]
+    return out
+
+
+def save_in_config(config, temperature, thresholds: dict | None, vector: dict | None = None) -> None:
+    """Put the calibration and thresholds in the model's config (config.json), where `runner predict`,
+    the model card's snippet and a pipeline() user find them: `runner_temperature`, or
+    `runner_calibration` ({method: vector, scale, bias}), and `runner_thresholds`."""
+    if temperature:
+        config.runner_temperature = float(temperature)
+    if vector:
+        config.runner_calibration = {"method": "vector", "scale": list(vector["scale"]), "bias": list(vector["bias"])}
+    if thresholds:
+        config.runner_thresholds = {name: float(value) for name, value in thresholds.items()}
+
+
+def from_model_or_record(model, record_results: dict | None) -> tuple:
+    """(calibration, thresholds) for prediction: calibration is a temperature (1.0: none) or {scale,
+    bias} (vector scaling); from the model's config, else from the run's record (a LoRA adapter's
+    base config does not carry them)."""
+    config = getattr(model, "config", None)
+    vector = getattr(config, "runner_calibration", None)
+    temperature = getattr(config, "runner_temperature", None)
+    thresholds = getattr(config, "runner_thresholds", None)
+    results = record_results or {}
+    if vector is None and temperature is None:
+        recorded = results.get("calibration") or {}
+        if recorded.get("applied") and recorded.get("method") == "vector":
+            vector = recorded.get("params")
+    if isinstance(vector, dict) and "scale" in vector and "bias" in vector:
+        temperature = {"scale": vector["scale"], "bias": vector["bias"]}
+    elif temperature is None:
+        temperature = results.get("temperature")
+    if thresholds is None:
+        thresholds = results.get("thresholds") or None
+    return (temperature if isinstance(temperature, dict) else float(temperature or 1.0)), thresholds
+
+
+def output_calibration(result):
+    """What the run's predictions apply to the logits: a temperature, {scale, bias}, or None."""
+    calibration = result.calibration or {}
+    if calibration.get("applied") and calibration.get("method") == "vector":
+        return calibration.get("params")
+    return result.temperature
+
+
+def assess_run(spec, model_config, data, result, logits_by_split: dict, truth_by_split: dict) -> None:
+    """A run's evaluation, continued: calibration and thresholds fitted on validation and saved in the
+    model's config, said; the decision rule applied to the figures; then the error analysis of the
+    predictions they give."""
+    from runner.console import say
+    from runner.evaluate import erroranalysis
+
+    task, labels, predict = spec.task, data.labels, spec.predict
+    assess(task, labels, predict, logits_by_split, truth_by_split, result, spec.train.metric_for_best_model)
+    applied = output_calibration(result)
+    save_in_config(model_config, result.temperature, result.thresholds, applied if isinstance(applied, dict) else None)
+    if result.calibration:
+        say(f"calibration ({result.calibration['asked']}): {result.calibration['reason']}")
+    if result.thresholds:
+        say("thresholds (tuned on validation): " + ", ".join(f"{n} {t:.2f}" for n, t in result.thresholds.items()))
+    headline = result.headline
+    if headline.get("argmax_value") is not None:
+        say(f"{headline['name']} uses the {headline['rule']}; argmax gives {headline['argmax_value']:.4f}")
+    result.error_analysis = erroranalysis.analyse(
+        task, data.splits, logits_by_split, labels, predict["threshold"], result.thresholds, applied
+    )

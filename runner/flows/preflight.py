@@ -1,0 +1,143 @@
+"""Checks made before a run touches its folder: the folder itself (prepare), data files that a run
+would replace, and the fingerprint that a resumed run must match."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+from runner.console import is_main_process, say
+from runner.errors import SpecError
+from runner.files import read_json, sha256_file
+from runner.record.rundir import ENTRIES, RunDir
+from runner.spec.document import Spec
+
+
+def prepare(run_dir: RunDir, overwrite: bool, resume: bool) -> Path | None:
+    """Check the run folder (and make it) before any input is read. Returns the checkpoint to resume from, if any.
+
+    Nothing is removed here. A finished run is never replaced without --overwrite, nor resumed, and
+    --overwrite replaces only what a run writes (rundir.ENTRIES) in a folder that a run wrote.
+    """
+    from runner.train.trainer import latest_checkpoint
+
+    if not is_main_process():  # rank 0 checks and makes the folder (it may already be writing to it)
+        return latest_checkpoint(run_dir.path) if resume else None
+    if run_dir.path.exists() and not run_dir.path.is_dir():
+        raise SpecError(f"output folder '{run_dir.path}' is a file", "set output.dir to a folder path", "output.dir")
+    aside = run_dir.aside_dir.is_dir()  # a run killed while an earlier one was set aside: judge by the earlier one
+    status = RunDir(run_dir.aside_dir).status() if aside else run_dir.status()
+    finished = status == "finished"
+    if resume:
+        if finished:
+            raise SpecError(
+                f"output folder '{run_dir.path}' holds a finished run: there is nothing to resume",
+                "pass --overwrite to train it again from scratch, or set output.dir (--output) to a new folder",
+                "output.dir",
+            )
+        checkpoint = latest_checkpoint(run_dir.path)
+        if checkpoint is None:
+            raise SpecError(
+                f"nothing to resume: '{run_dir.path}/checkpoints' holds no "
+                + ("complete checkpoint" if any(run_dir.checkpoints.glob("checkpoint-*")) else "checkpoint"),
+                "run without --resume (with --overwrite) to start from scratch",
+                "output.dir",
+            )
+        say(f"resuming from {checkpoint}")
+        return checkpoint
+    existing = run_dir.written_entries() + ([run_dir.aside_dir.name] if aside else [])
+    recorded = aside or run_dir.manifest_file.exists() or run_dir.fingerprint_file.exists()
+    others = sorted(p.name for p in run_dir.path.iterdir() if p.name not in ENTRIES and not p.name.startswith(".")) \
+        if run_dir.path.is_dir() else []
+    if others and not recorded:  # a data folder, the working folder: a run never writes among other files
+        shown = ", ".join(others[:3]) + (f" and {len(others) - 3} more" if len(others) > 3 else "")
+        raise SpecError(
+            f"output folder '{run_dir.path}' holds {shown}, which no run wrote",
+            "set output.dir (--output) to a new or empty folder: a run writes only into its own folder",
+            "output.dir",
+        )
+    if existing and not overwrite:
+        what = {
+            "finished": "a finished run",
+            "recording": "a run whose record was cut short (--resume completes it)",
+        }.get(status, "an unfinished run")
+        raise SpecError(
+            f"output folder '{run_dir.path}' already holds {what}",
+            "pass --overwrite to replace it, --resume to continue it, or set output.dir (--output) to a new folder",
+            "output.dir",
+        )
+    if existing and not recorded:
+        raise SpecError(
+            f"output folder '{run_dir.path}' holds {', '.join(existing)} but no run record, so no run wrote them",
+            "set output.dir (--output) to a new or empty folder; --overwrite only replaces a run's own files",
+            "output.dir",
+        )
+    try:
+        run_dir.path.mkdir(parents=True, exist_ok=True)
+        probe = run_dir / ".write-test"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise SpecError(
+            f"cannot write to output folder '{run_dir.path}': {exc.strerror}",
+            "set output.dir (or --output) to a folder you can write",
+            "output.dir",
+        ) from None
+    return None
+
+
+def input_inside_run(spec: Spec, files: dict, run_dir: RunDir) -> None:
+    """A data file inside an entry the run writes would be replaced by the run itself."""
+    entries = [(run_dir.path / entry).resolve() for entry in ENTRIES]
+    for role, name in files.items():
+        if not isinstance(name, (str, Path)):
+            continue
+        path = Path(name).resolve()
+        if any(path == entry or entry in path.parents for entry in entries):
+            key = {"train": "train", "validation": "validation_file", "test": "test_file"}.get(role, role)
+            raise SpecError(
+                f"the {role} data file is inside the run folder's own outputs ({path})",
+                "copy it elsewhere first: the run replaces that folder's outputs",
+                spec.where("data", key),
+            )
+
+
+def fingerprint(spec: Spec, files: dict) -> dict:
+    """What must not change between a checkpoint and a resumed run: the spec (less output) and the data."""
+    values = {k: v for k, v in spec.values.items() if k not in ("output", "hub")}
+    return {
+        "spec_sha256": hashlib.sha256(json.dumps(values, sort_keys=True, default=str).encode()).hexdigest(),
+        "data_sha256": {role: sha256_file(path) for role, path in files.items() if role != "hub"},
+    }
+
+
+def check_fingerprint(run_dir: Path, spec: Spec, files: dict, resuming: bool, force: bool) -> dict:
+    """Refuse to resume when the spec or data changed since the checkpoint. Returns the current
+    fingerprint; the recipe writes it once the earlier run is set aside."""
+    path = RunDir(run_dir).fingerprint_file
+    current = fingerprint(spec, files)
+    if resuming and path.exists() and not force:
+        try:
+            saved = read_json(path)
+        except (OSError, ValueError):
+            raise SpecError(
+                "the checkpoint's fingerprint is damaged, so the spec and data cannot be checked",
+                "pass --force-resume to continue anyway, or --overwrite to start again",
+                str(path),
+            ) from None
+        saved = saved if isinstance(saved, dict) else {}
+        if saved.get("spec_sha256") != current["spec_sha256"]:
+            raise SpecError(
+                "the spec changed since the checkpoint was saved",
+                "resume with the same spec, or pass --force-resume to continue anyway",
+                str(spec.path),
+            )
+        for role, digest in current["data_sha256"].items():
+            if (saved.get("data_sha256") or {}).get(role) != digest:
+                raise SpecError(
+                    f"the {role} data file changed since the checkpoint was saved",
+                    "resume with the same data, or pass --force-resume",
+                    files[role],
+                )
+    return current

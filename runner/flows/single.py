@@ -1,0 +1,53 @@
+"""The single run: train on the training split, choose the best checkpoint on validation, evaluate
+validation (and test). A flow beside cross-validation; runner.flows.recipe runs either through the same
+pipeline and run-folder lifecycle."""
+
+from __future__ import annotations
+
+from runner.flows.lifecycle import RunFolder
+from runner.spec.document import Spec
+from runner.train import pipeline
+
+RESUMABLE = True
+
+
+def describe(spec: Spec) -> str:
+    return "one training on the training split, the best checkpoint chosen on validation"
+
+
+def load(spec: Spec, folder: RunFolder) -> pipeline.Inputs:
+    """Data (checked), tokens, model and Trainer, before the folder is touched."""
+    from runner.flows.preflight import check_fingerprint
+
+    data = pipeline.load_data(spec, folder.run_dir)
+    fingerprint = check_fingerprint(
+        folder.path, spec, data.files, resuming=folder.checkpoint is not None, force=folder.force_resume
+    )
+    inputs = pipeline.build_inputs(spec, data, data.splits, folder.path)
+    inputs.fingerprint, inputs.checkpoint = fingerprint, folder.checkpoint
+    return inputs
+
+
+def evaluate(spec: Spec, inputs: pipeline.Inputs, result) -> tuple[dict, dict]:
+    """Validation and test with the best model; returns the logits and the truth by split."""
+    task, labels, threshold = spec.task, inputs.data.labels, spec.predict.threshold
+    logits, truth = {}, {}
+    for split in ("validation", "test"):
+        if split in inputs.tokenized:
+            evaluation = pipeline.evaluate_split(
+                inputs.trainer, inputs.tokenized[split], task, labels, threshold, split
+            )
+            pipeline.record_evaluation(result, split, evaluation)
+            logits[split], truth[split] = evaluation.logits, evaluation.truth
+    metric = spec.train.metric_for_best_model
+    result.metrics["headline"] = {"split": "validation", "name": metric, "value": result.metrics["validation"][metric]}
+    return logits, truth
+
+
+def write_extras(run_dir, result) -> None:
+    """Nothing beyond the record every flow writes."""
+
+
+def done_line(result, run_dir) -> str:
+    headline = result.headline
+    return f"done: {headline['split']} {headline['name']} = {headline['value']:.4f}; run folder {run_dir.path}"

@@ -1,0 +1,288 @@
+"""`runner export RUN_DIR [--int8] [-o DIR]`: the trained model (LoRA merged) to ONNX with its tokenizer
+and config, an optional int8 model (the quantisation that agrees most; runner.inference.quantize), and a parity
+check against PyTorch on the run's validation texts, recorded in run.json and the model card. An int8
+model below --min-agreement is left out with a warning and the fp32 one written (--require-int8: exit 1).
+
+The exporter is torch.onnx's (torch.export based, dynamic batch and sequence axes). The Hugging Face
+exporter (optimum-onnx) is not used: its newest release (0.1.0) requires transformers < 4.58 and fails
+to import with transformers 5.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import time
+import warnings
+from contextlib import contextmanager
+from pathlib import Path
+
+from runner.console import warn
+from runner.errors import DataError, Interrupted, RunError, RunnerError
+from runner.inference.ort import FP32, INT8, OnnxClassifier, load_tokenizer, onnx_logits, require
+from runner.record import guard
+from runner.record.rundir import RunDir, remove_entry
+from runner.record.runrecord import results_of
+
+DEFAULT_MIN_AGREEMENT = 0.99
+PARITY_ROWS = 2000
+
+
+def export_command(run_dir: Path, output: Path | None, int8: bool, min_agreement: float, parity_rows: int,
+                   force: bool = False, require_int8: bool = False) -> dict:
+    run = RunDir(run_dir)
+    spec = run.load_spec()
+    require("onnx", "onnxscript", "onnxruntime")
+    # RUN/onnx is the export's own; -o elsewhere: never the run or a folder in it, never other files unless --force
+    folder = guard.check_folder(output or run.onnx_dir, inputs=guard.run_inputs(run.path), force=force,
+                                own=run.onnx_dir, replaceable=_earlier_export)
+    # The run's lock: a `runner run --overwrite` of the same folder cannot swap the model mid-export.
+    with run.lock("an export"), _stopped_by_sigterm(run_dir):
+        return _export(run, spec, folder, bool(output) and folder != guard.resolved(run.onnx_dir), int8,
+                       min_agreement, parity_rows, require_int8)
+
+
+def _earlier_export(folder: Path) -> bool:
+    """A folder an earlier `runner export -o` wrote (model.onnx, config and tokenizer only): replaced freely."""
+    names = {p.name for p in folder.iterdir()}
+    return FP32 in names and "config.json" in names and all(not (folder / n).is_dir() for n in names)
+
+
+@contextmanager
+def _stopped_by_sigterm(run_dir: Path):
+    """SIGTERM stops the export like SIGINT: the temporary folder goes, one line says what to run again."""
+    def stop(number, frame):
+        raise Interrupted(f"export stopped by {signal.Signals(number).name}; nothing was written",
+                          f"run the same command again to export: runner export {run_dir}", exit_code=143)
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _export(run: RunDir, spec, folder: Path, elsewhere: bool, int8: bool, min_agreement: float,
+            parity_rows: int, require_int8: bool = False) -> dict:
+    task = spec.task
+    texts, pairs = parity_texts(run, parity_rows)
+    model, tokenizer, source = merged_model(run, spec)
+    temporary = guard.temporary_folder(folder, fixed=not elsewhere)  # RUN/.onnx.tmp: set aside by run --overwrite
+    try:
+        started = time.perf_counter()
+        export_onnx(model, tokenizer, temporary / FP32, texts[:2] if len(texts) >= 2 else None)
+        model.config.save_pretrained(temporary)  # labels, problem type and any saved thresholds/temperature
+        _carry_calibration(temporary, run)
+        tokenizer.save_pretrained(temporary)
+        # tokenizer.json as onnxruntime users load it: truncation at max_length, each batch padded to its longest row
+        load_tokenizer(temporary, spec.model.max_length).save(str(temporary / "tokenizer.json"))
+        score = parity_scorer(model, tokenizer, temporary, task, spec, texts, pairs) if texts else None
+        parity = {"rows": len(texts), "source": "predictions/validation.jsonl", "models": {}} if texts else {}
+        if score:
+            parity["models"][FP32] = score(temporary / FP32)
+        quantised = quantize_int8(temporary, score, parity) if int8 else {}
+        seconds = time.perf_counter() - started
+    except (RunnerError, KeyboardInterrupt):
+        remove_entry(temporary)
+        raise
+    except Exception as exc:  # noqa: BLE001 - an exporter failure is one line, not a traceback
+        remove_entry(temporary)
+        raise RunError(
+            f"the ONNX export failed: {type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}",
+            "run with `runner --debug export ...` to see where; the model may use an operator ONNX lacks",
+        ) from None
+    failing = {name: p for name, p in parity.get("models", {}).items() if p["agreement"] < min_agreement}
+    if INT8 in failing and FP32 not in failing and not require_int8:
+        # int8 fell short, fp32 holds: write fp32, say why int8 was left out (exit 0)
+        (temporary / INT8).unlink()
+        quantised.update(kept=False, figures=parity["models"].pop(INT8))
+        failing.pop(INT8)
+        warn(f"int8 left out: {quantised['figures']['agreement']:.2%} of {parity['rows']} validation labels agree "
+             f"with PyTorch (--min-agreement {min_agreement}); the fp32 model is written. --require-int8 makes this an "
+             "error")
+    if failing:
+        remove_entry(temporary)
+        figures = "; ".join(
+            f"{name}: {p['agreement']:.2%} agree, largest probability difference {p['max_probability_difference']:.4f}"
+            for name, p in failing.items()
+        )
+        raise RunError(
+            f"the exported model disagrees with PyTorch on {parity['rows']} validation texts ({figures})",
+            f"nothing was written; export without {'--require-int8' if INT8 in failing else '--int8'}, or lower "
+            f"--min-agreement (now {min_agreement})",
+            str(folder),
+        )
+    try:
+        guard.replace_folder(temporary, folder)
+    except BaseException:
+        remove_entry(temporary)
+        raise
+    record = {
+        "dir": str(folder) if elsewhere else folder.name,
+        "source": source,
+        "exporter": "torch.onnx (dynamo)",
+        "seconds": round(seconds, 1),
+        "files": {p.name: p.stat().st_size for p in sorted(folder.glob("*.onnx"))},
+        "parity": {**parity, "min_agreement": min_agreement},
+    }
+    if quantised:
+        record["int8"] = quantised
+    run.update_manifest(export=record)
+    if not elsewhere:
+        from runner.record.card import add_export_section
+
+        add_export_section(run.model_dir, record, spec.hub.repo_id)
+    return record
+
+
+def _carry_calibration(folder: Path, run: RunDir) -> None:
+    """A LoRA adapter's base config lacks runner_temperature/runner_thresholds: put the run's into the export's
+    config.json, so they travel with the ONNX model as they do with a full model."""
+    from runner.files import atomic_write_json, read_json
+
+    results = results_of(run.path).to_dict()
+    config = read_json(folder / "config.json")
+    changed = False
+    for key, value in (("runner_temperature", results.get("temperature")),
+                       ("runner_thresholds", results.get("thresholds"))):
+        if value and key not in config:
+            config[key], changed = value, True
+    if changed:
+        atomic_write_json(folder / "config.json", config)
+
+
+def parity_texts(run: RunDir, limit: int) -> tuple[list[str], list[str] | None]:
+    """The run's validation texts (and pairs) from predictions/validation.jsonl, the first `limit`."""
+    path = run.predictions_dir / "validation.jsonl"
+    texts, pairs = [], []
+    try:
+        with open(path, encoding="utf-8") as stream:
+            for line in stream:
+                if len(texts) >= limit:
+                    break
+                row = json.loads(line)
+                texts.append(str(row.get("text", "")))
+                pairs.append(str(row.get("text_pair", "")) if "text_pair" in row else None)
+    except FileNotFoundError:
+        return [], None
+    except (OSError, ValueError) as exc:
+        raise DataError(
+            f"cannot read the validation predictions: {type(exc).__name__}", "re-run the run that wrote them", str(path)
+        ) from None
+    return texts, (pairs if pairs and all(p is not None for p in pairs) else None)
+
+
+def merged_model(run: RunDir, spec):
+    """The full model to export: merged/ when the run saved one, else model/ (an adapter merged here)."""
+    from runner.inference.predict import load_trained_model
+
+    if (run.merged_dir / "config.json").is_file():
+        model, tokenizer = load_trained_model(run.merged_dir)
+        return model, tokenizer, "merged"
+    model, tokenizer = load_trained_model(run.model_dir, run.labels(), spec.task.name)
+    if hasattr(model, "merge_and_unload"):
+        return model.merge_and_unload().eval(), tokenizer, "model (adapter merged)"
+    return model, tokenizer, "model"
+
+
+def export_onnx(model, tokenizer, path: Path, sample: list[str] | None) -> None:
+    """torch.onnx.export (torch.export) with dynamic batch and sequence axes."""
+    import torch
+
+    names = [n for n in ("input_ids", "attention_mask", "token_type_ids") if n in tokenizer.model_input_names]
+    sample = sample or ["an example text for the export", "another one"]
+    encoded = tokenizer(sample, padding=True, return_tensors="pt")
+    if encoded["input_ids"].shape[1] < 3:
+        encoded = tokenizer(["an example text for the export", "another one"], padding=True, return_tensors="pt")
+    inputs = {n: encoded[n] for n in names if n in encoded}
+    dynamic = torch.export.Dim.DYNAMIC
+    model = model.float().eval()
+    logging.getLogger("torch.onnx").setLevel(logging.ERROR)  # "torchvision is not installed", per operator
+    with torch.inference_mode(False), torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        program = torch.onnx.export(
+            _logits_module(model).eval(),
+            (),
+            kwargs=inputs,
+            dynamo=True,
+            input_names=list(inputs),
+            output_names=["logits"],
+            dynamic_shapes={n: {0: dynamic, 1: dynamic} for n in inputs},
+            external_data=False,
+            verbose=False,
+        )
+    program.save(str(path))
+
+
+def _logits_module(model):
+    """The model as a module that takes the tokenizer's tensors and returns only the logits."""
+    import torch
+
+    class Logits(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.model = model
+
+        def forward(self, input_ids, attention_mask=None, token_type_ids=None):
+            extra = {} if token_type_ids is None else {"token_type_ids": token_type_ids}
+            return self.model(input_ids=input_ids, attention_mask=attention_mask, **extra).logits
+
+    return Logits()
+
+
+def quantize_int8(folder: Path, score, parity: dict) -> dict:
+    """model_int8.onnx: the quantisation that agrees most with PyTorch (runner.inference.quantize); with no
+    validation texts to measure on, the feed-forward down-projections kept in fp32."""
+    from runner.inference.quantize import CANDIDATES, best_int8, quantize_variant
+
+    if score is None:
+        method = "per-channel-7bit-ffn-out-fp32"
+        quantize_variant(folder / FP32, folder / INT8, **CANDIDATES[method])
+        return {"method": method, "kept": True, "candidates": {}}
+    method, candidates = best_int8(folder / FP32, folder / INT8, score)
+    parity["models"][INT8] = {key: candidates[method][key] for key in ("agreement", "max_probability_difference")}
+    return {"method": method, "kept": True, "candidates": candidates}
+
+
+def parity_scorer(model, tokenizer, folder: Path, task, spec, texts: list[str], pairs: list[str] | None):
+    """A function from an exported model's path to its label agreement and largest probability difference
+    against PyTorch on `texts` (PyTorch's logits computed once)."""
+    from runner.inference.predict import predict_logits
+
+    max_length, batch_size = spec.model.max_length, spec.predict.batch_size
+    reference = predict_logits(model, tokenizer, texts, pairs, max_length, batch_size)
+    onnx_tokenizer = load_tokenizer(folder, max_length)
+    names = [model.config.id2label[i] for i in range(len(model.config.id2label))] if task.has_labels else []
+
+    def score(path: Path) -> dict:
+        logits = onnx_logits(OnnxClassifier(path), onnx_tokenizer, texts, pairs, batch_size)
+        return task.agreement(reference, logits, names, spec.predict.threshold)
+
+    return score
+
+
+def describe(record: dict) -> list[str]:
+    """What `runner export` prints."""
+    lines = [f"exported to {record['dir']} in {record['seconds']:.1f}s ({record['source']})"]
+    for name, size in record["files"].items():
+        parity = record["parity"].get("models", {}).get(name)
+        figures = (
+            (
+                f": {parity['agreement']:.2%} of {record['parity']['rows']} validation labels agree with PyTorch, "
+                f"largest probability difference {parity['max_probability_difference']:.4f}"
+            )
+            if parity
+            else ""
+        )
+        lines.append(f"  {name} ({size / 1e6:.1f} MB){figures}")
+    if not record["parity"].get("models"):
+        lines.append("  no parity check: the run has no predictions/validation.jsonl")
+    int8 = record.get("int8")
+    if int8:
+        lines.append(f"  int8: {int8['method']}" + ("" if int8["kept"] else " (left out: below --min-agreement)")
+                     + ("; measured:" if int8["candidates"] else ""))
+        for name, figures in int8["candidates"].items():
+            lines.append(f"    {name}: {figures['agreement']:.2%} agree, largest probability difference "
+                         f"{figures['max_probability_difference']:.4f}, {figures['bytes'] / 1e6:.1f} MB")
+    return lines

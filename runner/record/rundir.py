@@ -1,0 +1,383 @@
+"""The run folder, as one object: its layout, the lock a run holds on it, setting an earlier run
+aside (and bringing it back when the new run fails), and the only code that reads or writes its
+record files (run.json, metrics.json, spec.yaml). Every other module asks a RunDir.
+
+A run's life in its folder: `prepare` (checks only), `lock`, `set_aside` (once every input has
+loaded), the run writes its entries, `write_manifest(status="recording")`, the report and card,
+then `finish`, which writes status "finished" last, atomically, and drops what was set aside.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import json
+import os
+import shutil
+from contextlib import contextmanager
+from pathlib import Path
+
+from runner.errors import DataError, RunError, SpecError
+from runner.files import atomic_write_json, atomic_write_text, read_json
+from runner.spec.tasks import metric_items
+
+MANIFEST, METRICS, SPEC = "run.json", "metrics.json", "spec.yaml"
+# What a run writes into its folder: --overwrite sets these aside, and nothing else.
+ENTRIES = (
+    "model",
+    "merged",
+    "checkpoints",
+    "logs",
+    "predictions",
+    METRICS,
+    MANIFEST,
+    SPEC,
+    "report.md",
+    "confusion_matrix.png",
+    "training_curves.png",
+    ".model.tmp",
+    ".merged.tmp",
+    "label_issues.csv",
+    "best-spec.yaml",
+    "reliability.png",
+)
+# What a resumed run writes again (it keeps its checkpoints and run.json).
+RESUME_ENTRIES = ("model", "merged", METRICS, "report.md", ".model.tmp", ".merged.tmp")
+# What `runner export` adds to a finished run: stale once the model is trained again, so it goes aside too.
+EXPORT_ENTRIES = ("onnx", ".onnx.tmp")
+ENTRIES, RESUME_ENTRIES = ENTRIES + EXPORT_ENTRIES, RESUME_ENTRIES + EXPORT_ENTRIES
+ASIDE = ".previous"  # the earlier run while a new one runs; restored if the new one fails
+PARTIAL = ".partial"  # in ASIDE while entries move (aside or back): the folder holds none of the new run's
+SPLITS = ("validation", "test")
+FINISHED, RECORDING, INTERRUPTED = "finished", "recording", "interrupted"
+NOT_A_RUN_HINT = "give the run folder that `runner run` wrote (it holds model/, metrics.json and run.json)"
+
+
+def portable(values: dict) -> dict:
+    """The spec as a run records and publishes it (spec.yaml, run.json, the model card): output.dir
+    is `.`, the run folder itself (where spec.yaml lives), never the path on the machine that ran it
+    (a CI runner's temp folder). Resuming does not compare output (preflight.fingerprint)."""
+    output = values.get("output") if isinstance(values, dict) else None
+    if not isinstance(output, dict) or "dir" not in output:
+        return values
+    return {**values, "output": {**output, "dir": "."}}
+
+
+class RunDir:
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+
+    def __repr__(self) -> str:
+        return f"RunDir({str(self.path)!r})"
+
+    def __truediv__(self, name: str) -> Path:
+        return self.path / name
+
+    # -----------------------------------------------------------------------------------------
+    # Layout
+
+    @property
+    def model_dir(self) -> Path:
+        return self.path / "model"
+
+    @property
+    def merged_dir(self) -> Path:
+        return self.path / "merged"
+
+    @property
+    def onnx_dir(self) -> Path:
+        """`runner export`: model.onnx (and model_int8.onnx) with the tokenizer and config."""
+        return self.path / "onnx"
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.path / "checkpoints"
+
+    @property
+    def fingerprint_file(self) -> Path:
+        return self.checkpoints / "fingerprint.json"
+
+    @property
+    def predictions_dir(self) -> Path:
+        return self.path / "predictions"
+
+    @property
+    def manifest_file(self) -> Path:
+        return self.path / MANIFEST
+
+    @property
+    def metrics_file(self) -> Path:
+        return self.path / METRICS
+
+    @property
+    def spec_file(self) -> Path:
+        return self.path / SPEC
+
+    @property
+    def report_file(self) -> Path:
+        return self.path / "report.md"
+
+    @property
+    def label_issues_file(self) -> Path:
+        """Cross-validation: rows whose given label the out-of-fold predictions doubt, most suspect first."""
+        return self.path / "label_issues.csv"
+
+    @property
+    def best_spec_file(self) -> Path:
+        """Search: the spec with the best trial's values, to commit."""
+        return self.path / "best-spec.yaml"
+
+    def predictions_file(self, split: str) -> Path:
+        return self.predictions_dir / f"{split}.jsonl"
+
+    @property
+    def aside_dir(self) -> Path:
+        return self.path / ASIDE
+
+    def written_entries(self) -> list[str]:
+        """The entries of ENTRIES present in the folder."""
+        return [entry for entry in ENTRIES if (self.path / entry).exists() or (self.path / entry).is_symlink()]
+
+    # -----------------------------------------------------------------------------------------
+    # Reading
+
+    def status(self) -> str | None:
+        """The status in run.json ("finished", "recording", "interrupted"); None without a readable run.json."""
+        try:
+            manifest = read_json(self.manifest_file)
+        except (OSError, ValueError):
+            return None
+        return manifest.get("status") if isinstance(manifest, dict) else None
+
+    def read_manifest(self, required: bool = False) -> dict:
+        """run.json as a dict; {} when it is missing (unless required)."""
+        if not self.manifest_file.exists() and not required:
+            return {}
+        return read_json_object(self.manifest_file, "is it a run folder? run.json is written when a run ends")
+
+    def read_metrics(self) -> dict:
+        return read_metrics(self.metrics_file)
+
+    def spec_values(self) -> dict:
+        """The resolved spec: spec.yaml, or the copy inside run.json when spec.yaml is missing."""
+        from runner.spec.yamlsource import parse_yaml
+
+        if not self.path.is_dir():
+            raise SpecError("run folder does not exist", NOT_A_RUN_HINT, str(self.path))
+        try:
+            if self.spec_file.is_file():  # a run folder may come from anywhere: the same guards as a spec
+                values, _ = parse_yaml(self.spec_file.read_text(encoding="utf-8"), str(self.spec_file))
+            elif self.manifest_file.is_file():
+                values = read_json(self.manifest_file).get("spec")
+            else:
+                values = {}
+        except (ValueError, UnicodeDecodeError, AttributeError, RecursionError) as error:
+            raise SpecError(
+                f"cannot read the run's spec: {type(error).__name__}",
+                "the file is damaged; re-run the run that wrote it",
+                str(self.spec_file),
+            ) from None
+        return values if isinstance(values, dict) else {}
+
+    def load_spec(self):
+        """The run's resolved spec as a Spec, for predict and eval (the model must be there too)."""
+        from runner.spec.document import load_spec
+
+        if not self.spec_file.is_file() or not self.model_dir.is_dir():
+            raise DataError(
+                f"'{self.path}' is not a finished run folder (no spec.yaml or model/)",
+                "give a run folder written by `runner run` (it holds model/ and spec.yaml)",
+                str(self.path),
+            )
+        return load_spec(self.spec_file, check_files=False)
+
+    def labels(self) -> list[str]:
+        """The class names of the run, in id order, from its manifest."""
+        try:
+            results = self.read_manifest().get("results") or {}
+        except DataError:
+            return []
+        return results.get("labels") or [] if isinstance(results, dict) else []
+
+    def headline(self) -> dict:
+        """metrics.json's headline ({split, name, value}); {} when there is none."""
+        try:
+            headline = read_json(self.metrics_file).get("headline")
+        except (OSError, ValueError, AttributeError):
+            return {}
+        return headline if isinstance(headline, dict) else {}
+
+    def hub_url(self) -> str | None:
+        """Where `runner push` put the run (its pull request, when it opened one)."""
+        try:
+            return hub_url(self.read_manifest())
+        except DataError:
+            return None
+
+    # -----------------------------------------------------------------------------------------
+    # Writing
+
+    def write_manifest(self, manifest: dict) -> None:
+        atomic_write_json(self.manifest_file, manifest)
+
+    def update_manifest(self, **fields) -> None:
+        """Set top-level fields of run.json, atomically (the rest stays as it was)."""
+        manifest = self.read_manifest(required=True)
+        manifest.update(fields)
+        atomic_write_json(self.manifest_file, manifest)
+
+    def write_metrics(self, metrics: dict) -> None:
+        atomic_write_json(self.metrics_file, metrics)
+
+    def write_spec(self, values: dict, base_dir: Path | None = None) -> None:
+        """spec.yaml: the resolved spec; its first line names the folder its relative paths are relative to."""
+        import yaml
+
+        # relative to the run folder, so the published spec.yaml holds no path of the machine that ran it
+        base = os.path.relpath(Path(base_dir).resolve(), self.path.resolve()) if base_dir else None
+        header = f"# paths in this spec are relative to: {base}\n" if base else ""
+        text = yaml.safe_dump(portable(values), sort_keys=False, allow_unicode=True)
+        atomic_write_text(self.spec_file, header + text)
+
+    def finish(self) -> None:
+        """Mark the run finished (the last write of a run), then drop the earlier run set aside."""
+        manifest = self.read_manifest(required=True)
+        manifest["status"] = FINISHED
+        if isinstance(manifest.get("results"), dict):
+            manifest["results"]["status"] = FINISHED
+        self.write_manifest(manifest)
+        remove_entry(self.aside_dir)
+
+    # -----------------------------------------------------------------------------------------
+    # A run's hold on its folder
+
+    @contextmanager
+    def lock(self, what: str = "a run"):
+        """Hold an exclusive advisory lock on the folder (flock on the folder itself, so nothing is
+        written to take it). A second process gets a RunError naming the holder."""
+        self.path.mkdir(parents=True, exist_ok=True)
+        handle = os.open(self.path, os.O_RDONLY)
+        try:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError as exc:
+                if exc.errno not in (errno.EWOULDBLOCK, errno.EACCES):
+                    raise
+                holder = lock_holder(self.path)
+                raise RunError(
+                    f"the run folder is in use by another runner process{f' (pid {holder})' if holder else ''}",
+                    f"wait for it to finish, or choose another folder with --output; {what} cannot share it",
+                    str(self.path),
+                ) from None
+            yield self
+        finally:
+            os.close(handle)  # closing the descriptor releases the lock
+
+    def set_aside(self, entries=ENTRIES) -> list[str]:
+        """Move the earlier run's entries into .previous/ (a rename: nothing is copied or deleted).
+        Returns the entries moved."""
+        moved = [entry for entry in entries if (self.path / entry).exists() or (self.path / entry).is_symlink()]
+        if not moved:
+            return []
+        self.aside_dir.mkdir(exist_ok=False)
+        partial = self.aside_dir / PARTIAL  # while it exists, the folder holds only the earlier run's entries
+        partial.write_bytes(b"")
+        for entry in moved:
+            (self.path / entry).rename(self.aside_dir / entry)
+        partial.unlink()
+        return moved
+
+    def restore(self) -> bool:
+        """Put the run set aside back in place of whatever a failed run left. True when one was restored."""
+        if not self.aside_dir.is_dir():
+            return False
+        partial = self.aside_dir / PARTIAL
+        kept = {entry.name for entry in self.aside_dir.iterdir()} - {PARTIAL}
+        if not partial.exists():  # the new run's entries go first; a restore cut short here starts again
+            # a whole earlier run, or a resumed run's few entries
+            replaced = ENTRIES if MANIFEST in kept else RESUME_ENTRIES
+            for entry in set(replaced) | kept:
+                remove_entry(self.path / entry)
+            partial.write_bytes(b"")  # from here on, what is in the folder is the earlier run's: only move back
+        for name in kept:
+            (self.aside_dir / name).rename(self.path / name)
+        partial.unlink()
+        self.aside_dir.rmdir()
+        return True
+
+
+def lock_holder(folder: Path) -> int | None:
+    """The pid holding a flock on `folder`, from /proc/locks (Linux); None when unknown."""
+    try:
+        inode = os.stat(folder).st_ino
+        with open("/proc/locks", encoding="ascii") as stream:
+            for line in stream:
+                fields = line.split()
+                if len(fields) >= 6 and fields[1] == "FLOCK" and fields[5].rsplit(":", 1)[-1] == str(inode):
+                    return int(fields[4])
+    except (OSError, ValueError):
+        return None
+    return None
+
+
+def remove_entry(path: Path) -> None:
+    """Remove a file, a link (not what it points to) or a folder tree."""
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    elif path.exists() or path.is_symlink():
+        path.unlink()
+
+
+# ---------------------------------------------------------------------------------------------
+# Record files, read with a clear error
+
+
+def read_json_object(path: Path, missing_hint: str) -> dict:
+    if not path.parent.is_dir():
+        raise DataError(f"folder {path.parent} does not exist", "give the run folder that `runner run` wrote")
+    if not path.is_file():
+        raise DataError(f"{path.parent} has no {path.name}", missing_hint)
+    try:
+        value = read_json(path)
+    except json.JSONDecodeError as exc:
+        raise DataError(
+            f"{path} is not valid JSON (line {exc.lineno}: {exc.msg})",
+            "the file is damaged; re-run the run that wrote it",
+        ) from None
+    except (OSError, UnicodeDecodeError, RecursionError) as exc:
+        raise DataError(
+            f"cannot read {path}: {type(exc).__name__}", "check the file's permissions, or re-run the run that wrote it"
+        ) from None
+    if not isinstance(value, dict):
+        raise DataError(
+            f"{path} holds a {type(value).__name__}, not a JSON object",
+            "the file is damaged; re-run the run that wrote it",
+        )
+    return value
+
+
+def metrics_path(path: str | Path) -> Path:
+    """A metrics.json given itself or by its run folder."""
+    path = Path(path)
+    return path / METRICS if path.is_dir() or path.suffix != ".json" else path
+
+
+def read_metrics(path: str | Path) -> dict:
+    """A metrics.json, from a run folder or its own path, checked to hold split metrics."""
+    path = metrics_path(path)
+    metrics = read_json_object(path, f"is {path.parent} a finished run folder? {METRICS} is written when a run ends")
+    if not any(metric_items(metrics.get(split)) for split in SPLITS):
+        raise DataError(
+            f"{path} has no validation or test metrics", 'it should look like {"validation": {"accuracy": 0.9}, ...}'
+        )
+    return metrics
+
+
+def hub_url(manifest: dict) -> str | None:
+    """Where `runner push` put a run (its pull request, when it opened one), from its manifest."""
+    hub = manifest.get("hub")
+    if not isinstance(hub, dict):
+        return None
+    if hub.get("pr_url") or hub.get("url"):
+        return hub.get("pr_url") or hub["url"]
+    return f"https://huggingface.co/{hub['repo_id']}" if hub.get("repo_id") else None

@@ -1,0 +1,84 @@
+"""`runner jobs exec REPO FOLDER`: what a Hugging Face job started by `runner run --on hf-jobs` runs.
+
+It downloads FOLDER/input/ of the dataset repository REPO (the spec and the files it names), runs
+`runner run` on it, and uploads the run record to FOLDER/output/ (without checkpoints, and without the
+model unless --fetch-model) with the exit code in FOLDER/exit.json, in one commit, then exits with that
+code. The token is the job's HF_TOKEN secret. SIGTERM (a canceled job) reaches the run, which saves a
+checkpoint and stops; its record is uploaded all the same.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+from runner.remote.dispatch import EXIT_FILE, INPUT, OUTPUT
+
+NEVER_UPLOADED = ("checkpoints", ".previous")
+MODEL_ENTRIES = ("model", "merged", "onnx")
+
+
+def exec_job(repo_id: str, folder: str, fetch_model: bool = False, work: Path | None = None) -> int:
+    from huggingface_hub import HfApi, snapshot_download
+    from huggingface_hub.utils import disable_progress_bars
+
+    disable_progress_bars()  # the log is a file, not a terminal
+    work = Path(work or Path.cwd() / "runner-job")
+    token = os.environ.get("HF_TOKEN") or None
+    run_dir = work / "run"
+    running: list = []  # the run, once started; SIGTERM (the job canceled or timed out) goes to it
+    stopped: list[int] = []
+
+    def stop(number, frame):
+        stopped.append(number)
+        for process in running:
+            process.send_signal(number)
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        print(f"runner jobs exec: downloading datasets/{repo_id}/{folder}/{INPUT}", flush=True)
+        snapshot_download(repo_id, repo_type="dataset", allow_patterns=[f"{folder}/{INPUT}/*"], local_dir=work,
+                          token=token)
+        code = 128 + signal.SIGTERM
+        if not stopped:
+            # From the job's folder, so that messages name input/spec.yaml:LINE:COLUMN.
+            running.append(subprocess.Popen(
+                [sys.executable, "-m", "runner", "run", f"{INPUT}/spec.yaml", "--output", str(run_dir)],
+                cwd=work / folder, env={**os.environ, "PYTHONUNBUFFERED": "1"}))
+            code = running[0].wait()
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    try:
+        uploaded = upload_record(HfApi(token=token), repo_id, folder, run_dir, code, fetch_model)
+    except Exception as error:  # noqa: BLE001 - the run's own exit code matters more; say what failed
+        print(f"error: uploading the run record failed: {type(error).__name__}: {str(error).splitlines()[0]}",
+              file=sys.stderr, flush=True)
+        return code or 1
+    print(f"runner jobs exec: uploaded {uploaded} files of the record to datasets/{repo_id}/{folder}/{OUTPUT} "
+          f"(exit {code})", flush=True)
+    return code
+
+
+def record_files(run_dir: Path, fetch_model: bool) -> list[tuple[str, Path]]:
+    """(path under output/, local file) of the run record to upload."""
+    skipped = NEVER_UPLOADED + (() if fetch_model else MODEL_ENTRIES)
+    files = []
+    for path in sorted(run_dir.rglob("*")) if run_dir.is_dir() else ():
+        parts = path.relative_to(run_dir).parts
+        if path.is_file() and parts[0] not in skipped and not any(part.startswith(".") for part in parts):
+            files.append(("/".join(parts), path))
+    return files
+
+
+def upload_record(api, repo_id: str, folder: str, run_dir: Path, code: int, fetch_model: bool) -> int:
+    from huggingface_hub import CommitOperationAdd
+
+    files = record_files(run_dir, fetch_model)
+    operations = [CommitOperationAdd(f"{folder}/{OUTPUT}/{name}", str(path)) for name, path in files]
+    operations.append(CommitOperationAdd(f"{folder}/{EXIT_FILE}", json.dumps({"exit_code": code}).encode()))
+    api.create_commit(repo_id, operations, repo_type="dataset", commit_message=f"runner job record (exit {code})")
+    return len(files)

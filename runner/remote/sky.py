@@ -1,0 +1,101 @@
+"""`runner sky SPEC`: a SkyPilot task (YAML) that trains SPEC on `compute.nnodes` cloud machines.
+
+Every node runs the runner image (`image_id: docker:...`, the image of `runner run --on hf-jobs`) in
+the spec's folder (the task's `workdir`, which SkyPilot copies to each node), and its run step is
+`runner run SPEC` with the node's rank and node 0's address from SkyPilot's environment
+(SKYPILOT_NODE_RANK, SKYPILOT_NODE_IPS, SKYPILOT_NUM_NODES): the torchrun command of "Several
+machines" (runner/train/distributed.py). The task is checked with `sky.Task` when skypilot is installed.
+"""
+
+from __future__ import annotations
+
+import shlex
+from pathlib import Path
+
+from runner.errors import SpecError
+from runner.spec.document import Spec, looks_like_local_path
+
+RDZV_PORT = 29500
+
+
+def local_files(spec: Spec) -> list[tuple[str, Path]]:
+    """(spec key, resolved path) of every local file or folder the run reads."""
+    found = [(f"data.{key}", spec.resolve(spec.data[key]))
+             for key in ("train", "validation_file", "test_file") if spec.data.get(key)]
+    model = spec.model.name
+    if looks_like_local_path(model) or spec.resolve(model).is_dir():
+        found.append(("model.name", spec.resolve(model)))
+    return found
+
+
+def sky_task(spec: Spec, image: str, accelerators: str | None = None, overrides=(), port: int = RDZV_PORT) -> dict:
+    """The task as a mapping, ready for yaml.safe_dump (and sky.Task.from_yaml_config). `overrides`
+    (the --set values) are passed on to `runner run` on the nodes."""
+    if spec.path is None:
+        raise SpecError("a SkyPilot task needs a spec file", "give the path of a spec file")
+    workdir = spec.path.parent.resolve()
+    for key, path in local_files(spec):
+        section, name = key.split(".")
+        if Path(str(spec[section][name])).expanduser().is_absolute():
+            raise SpecError(f"{key} is an absolute path, which does not exist on the nodes",
+                            "write it relative to the spec's folder (SkyPilot copies that folder to every node)",
+                            spec.where(section, name))
+        if workdir not in path.resolve().parents:
+            raise SpecError(f"{key} ({path}) is outside the spec's folder, which is what SkyPilot copies to the nodes",
+                            "move it into the spec's folder (or below), or name a Hub model or dataset",
+                            spec.where(*key.split(".")))
+    output = spec.output_dir
+    if output.is_absolute() and workdir not in output.resolve().parents:
+        raise SpecError(f"output.dir ({output}) is outside the spec's folder", "use a relative output.dir",
+                        spec.where("output", "dir"))
+    command = shlex.join(["runner", "run", spec.path.name, *[arg for item in overrides for arg in ("--set", item)]])
+    run = "\n".join([
+        "set -e",
+        'MASTER_ADDR=$(echo "$SKYPILOT_NODE_IPS" | head -n1)',
+        f'{command} --set compute.nnodes="$SKYPILOT_NUM_NODES" --set compute.node_rank="$SKYPILOT_NODE_RANK" \\',
+        f'  --set compute.rdzv_endpoint="$MASTER_ADDR:{port}"',
+        "",
+    ])
+    resources: dict = {"image_id": f"docker:{image}"}
+    if accelerators:
+        resources["accelerators"] = accelerators
+    task = {
+        "name": f"runner-{spec.name}".lower().replace("_", "-")[:60],
+        "num_nodes": spec.compute.nnodes,
+        "workdir": str(workdir),
+        "resources": resources,
+        "run": run,
+    }
+    if spec.hub.push:
+        task["secrets"] = {"HF_TOKEN": None}  # given at launch: sky launch --secret HF_TOKEN
+    return task
+
+
+def task_yaml(task: dict) -> str:
+    import yaml
+
+    class Dumper(yaml.SafeDumper):
+        pass
+
+    def text(dumper, value: str):  # the run step as a literal block, as people write it
+        return dumper.represent_scalar("tag:yaml.org,2002:str", value, style="|" if "\n" in value else None)
+
+    Dumper.add_representer(str, text)
+    return ("# SkyPilot task written by `runner sky`: sky launch -c CLUSTER THIS_FILE"
+            + (" --secret HF_TOKEN" if "secrets" in task else "") + "\n"
+            + yaml.dump(task, Dumper=Dumper, sort_keys=False, width=120))
+
+
+def check_with_skypilot(task: dict) -> str | None:
+    """Build a sky.Task from the mapping when skypilot is installed: None, or why it is not checked."""
+    try:
+        import sky
+    except ImportError:
+        return "skypilot is not installed, so the task was not checked with sky.Task (pip install skypilot)"
+    try:
+        sky.Task.from_yaml_config(task)
+    except Exception as error:  # noqa: BLE001 - SkyPilot's own checks (ValueError, its schema errors)
+        message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise SpecError(f"SkyPilot rejects the task: {message}", "check --accelerators (e.g. A100:8) and the spec",
+                        "runner sky") from None
+    return None

@@ -1,0 +1,86 @@
+"""The training fast path the Trainer gets from the spec: token-budget batches
+(`train.max_tokens_per_batch`), padding-free batches (`train.padding_free`), `train.compile`.
+Evaluation batches stay padded (runner.train.trainer.PadBatch). bench/gpu.py measures them.
+"""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+
+def packing_wanted(setting: str, device: str, model) -> tuple[bool, str]:
+    """(pack the training batches, why). auto: on CUDA, for a model family runner.train.packing supports,
+    with PyTorch's varlen FlashAttention kernel; on the CPU the row-by-row fallback is slower than padding."""
+    from runner.train.packing import supports_packing, varlen_kernel
+
+    if setting == "off":
+        return False, "train.padding_free: off"
+    if not supports_packing(model):
+        kind = getattr(model.config, "model_type", "?")
+        return False, f"padding-free training is not available for {kind} models: batches are padded"
+    if setting == "on":
+        return True, "train.padding_free: on"
+    if device != "cuda" or varlen_kernel() is None:
+        return False, "padding-free training is for CUDA with torch.nn.attention.varlen: batches are padded"
+    return True, "padding-free batches (varlen attention) on CUDA"
+
+
+def prepare_model(model, spec, device: str) -> list[str]:
+    """Switch the model to packed attention and/or compile it, as the spec asks; returns what was done."""
+    from runner.train.packing import PACKABLE, use_packed_attention
+
+    train = spec.train
+    notes = []
+    packed, why = packing_wanted(train.get("padding_free", "auto"), device, model)
+    if packed:
+        use_packed_attention(model)
+    if train.get("padding_free", "auto") != "off":
+        notes.append(why)
+    model.runner_packed = packed
+    if train.get("compile"):
+        # packed batches call the backbone directly, so that is what is compiled; shapes vary: dynamic
+        target = getattr(model, PACKABLE[model.config.model_type]) if packed else model
+        target.compile(dynamic=True)
+        notes.append("torch.compile (dynamic shapes)")
+    if train.get("max_tokens_per_batch"):
+        notes.append(f"token-budget batches of at most {train['max_tokens_per_batch']} tokens")
+    return notes
+
+
+def train_dataloader(trainer, max_tokens: int | None, packed: bool):
+    """The training DataLoader: token-budget batches (or the Trainer's sampler in batches of batch_size), padded
+    by the Trainer's collator or packed."""
+    from torch.utils.data import BatchSampler, DataLoader
+
+    from runner.train.batching import TokenBudgetBatchSampler
+    from runner.train.model import column_array
+    from runner.train.packing import PackedBatch
+
+    args, dataset = trainer.args, trainer.train_dataset
+    seed = args.data_seed if args.data_seed is not None else args.seed
+    if max_tokens:
+        batches = TokenBudgetBatchSampler(column_array(dataset, "length"), max_tokens, seed=seed, packed=packed)
+    else:
+        batches = BatchSampler(trainer._get_train_sampler(dataset), args.per_device_train_batch_size,
+                               drop_last=args.dataloader_drop_last)
+    collate = PackedBatch() if packed else trainer.data_collator  # PackedBatch reads the model inputs only
+    loader = DataLoader(dataset, batch_sampler=batches, collate_fn=collate, num_workers=args.dataloader_num_workers,
+                        pin_memory=args.dataloader_pin_memory)
+    return trainer.accelerator.prepare(loader)
+
+
+def packed_loss(trainer, model, inputs: dict, return_outputs: bool, num_items_in_batch=None):
+    """The Trainer's loss on a packed batch: the model's own modules (runner.train.packing.packed_logits), and the
+    run's loss (class weights) or the model's (cross-entropy, BCE, MSE by problem type)."""
+    from transformers.loss.loss_utils import ForSequenceClassificationLoss
+
+    from runner.train.packing import packed_logits
+
+    model = trainer.accelerator.unwrap_model(model, keep_torch_compile=True)
+    logits = packed_logits(model, inputs)
+    labels = inputs["labels"]
+    if trainer.compute_loss_func is not None:
+        loss = trainer.compute_loss_func({"logits": logits}, labels, num_items_in_batch=num_items_in_batch)
+    else:
+        loss = ForSequenceClassificationLoss(labels, logits, model.config)  # by the config's problem_type
+    return (loss, SimpleNamespace(logits=logits)) if return_outputs else loss

@@ -1,0 +1,394 @@
+"""Training: device and precision, TrainingArguments, the Trainer with early stopping, and a clean
+stop on SIGINT/SIGTERM (a checkpoint is saved, then the run exits 130/143)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+
+from runner.console import warn
+from runner.evaluate.metrics import trainer_metrics_function
+from runner.spec.document import Spec
+from runner.spec.tasks import lower_is_better
+from runner.train.weights import weighted_loss
+
+MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids", "labels")
+
+
+def choose_device(preference: str) -> str:
+    import torch
+
+    if preference != "auto":
+        if preference == "cuda" and not torch.cuda.is_available():
+            from runner.errors import RunError
+
+            raise RunError("train.device is cuda but no CUDA GPU is visible",
+                           "use device: auto or cpu, or check the GPU driver (nvidia-smi)", "train.device")
+        if preference == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+            from runner.errors import RunError
+
+            raise RunError("train.device is mps but this machine has no Apple GPU that torch can use (MPS)",
+                           "use device: auto (it picks CUDA, MPS or the CPU) or cpu", "train.device")
+        return preference
+    if torch.cuda.is_available():
+        return "cuda"
+    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+        return "mps"
+    return "cpu"
+
+
+def choose_precision(preference: str, device: str) -> str:
+    """auto: bf16 on GPUs that have it, fp16 on older GPUs; bf16 autocast on a CPU with native bf16 (AMX or
+    AVX512-BF16); else fp32. Decided from what the hardware is, never from a timing (runner.train.hardware)."""
+    from runner.train.hardware import precision_decision
+
+    return precision_decision(preference, device)[0]
+
+
+def cpu_bf16_pays(ratio: float = 1.3) -> bool:
+    """A probe for `runner doctor` and bench/, not for runs: native bf16 and a bf16 matmul of a training-step
+    size (1024x384x1536) at least `ratio` times as fast as fp32. Under load its answer varies."""
+    from runner.train.hardware import cpu_info
+
+    if not cpu_info()["flags"] & {"amx_bf16", "avx512_bf16"}:
+        return False
+    import torch
+
+    def best(dtype) -> float:
+        a, b = torch.randn(1024, 384, dtype=dtype), torch.randn(384, 1536, dtype=dtype)
+        a @ b  # warm up
+        seconds = []
+        for _ in range(5):
+            started = time.perf_counter()
+            a @ b
+            seconds.append(time.perf_counter() - started)
+        return min(seconds)
+
+    return best(torch.float32) / best(torch.bfloat16) >= ratio
+
+
+def fused_adamw_available(device: str) -> bool:
+    """Fused AdamW updates all parameters in one kernel: on CUDA, and on the CPU from torch 2.4, where
+    it takes a sixth of the time of the foreach AdamW (22M parameters: 20-30 ms a step, not 130-200)."""
+    import torch
+    from packaging.version import Version
+
+    return device == "cuda" or (device == "cpu" and Version(torch.__version__.split("+")[0]) >= Version("2.4"))
+
+
+def describe_device(device: str) -> str:
+    import torch
+
+    name = f"cuda:0 ({torch.cuda.get_device_name(0)})" if device == "cuda" else device
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        name += f", {torch.distributed.get_world_size()} processes ({torch.distributed.get_backend()})"
+    return name
+
+
+def training_arguments(spec: Spec, run_dir: Path, device: str, precision: str):
+    from transformers import TrainingArguments
+
+    train = spec.train
+    metric = train["metric_for_best_model"]
+    optimizer = train["optimizer"]
+    if optimizer == "auto":
+        optimizer = "adamw_torch_fused" if fused_adamw_available(device) else "adamw_torch"
+    return TrainingArguments(
+        output_dir=str(run_dir / "checkpoints"),
+        num_train_epochs=train["epochs"],
+        max_steps=train["max_steps"] or -1,
+        learning_rate=train["learning_rate"],
+        per_device_train_batch_size=train["batch_size"],
+        per_device_eval_batch_size=train["eval_batch_size"],
+        gradient_accumulation_steps=train["gradient_accumulation_steps"],
+        weight_decay=train["weight_decay"],
+        warmup_steps=train["warmup_ratio"],  # a float below 1 is a ratio of the total steps
+        lr_scheduler_type=train["lr_scheduler"],
+        optim=optimizer,
+        max_grad_norm=train["max_grad_norm"],
+        eval_strategy=train["eval_strategy"],
+        eval_steps=train["eval_steps"],
+        save_strategy=train["save_strategy"],
+        save_steps=train["save_steps"] or 500,
+        save_total_limit=train["save_total_limit"],
+        load_best_model_at_end=train["load_best_model_at_end"],
+        metric_for_best_model=metric,
+        greater_is_better=not lower_is_better(metric),
+        logging_steps=train["logging_steps"],
+        logging_first_step=True,
+        report_to=train["report_to"] or "none",
+        bf16=precision == "bf16",
+        fp16=precision == "fp16",
+        # TF32 stays off: under bf16 autocast it speeds up nothing that matters, and on an H200 every new batch
+        # shape then costs a cuBLAS search (MiniLM, batches of 16 padded to their longest: 14 steps/s with
+        # TF32, 87 without; bench/README)
+        tf32=None,
+        use_cpu=device == "cpu",
+        seed=spec.seed,
+        data_seed=spec.seed,
+        train_sampling_strategy="group_by_length" if train["group_by_length"] else "random",
+        length_column_name="length",
+        remove_unused_columns=False,  # keep `length` for the sampler; the collator drops it
+        include_num_input_tokens_seen="all",  # padded tokens, so the log shows what the hardware computed
+        # Classification losses are per-row means; averaging over tokens would multiply them (and the
+        # evaluation loss) by the number of processes.
+        average_tokens_across_devices=False,
+        activation_checkpointing=train["gradient_checkpointing"],
+        auto_find_batch_size=train["auto_find_batch_size"],
+        dataloader_num_workers=train["dataloader_num_workers"],
+        disable_tqdm=False,
+        save_only_model=False,
+    )
+
+
+class PadBatch:
+    """DataCollatorWithPadding over the model inputs only (rows also carry `length` and stats)."""
+
+    def __init__(self, tokenizer):
+        from transformers import DataCollatorWithPadding
+
+        self.pad = DataCollatorWithPadding(tokenizer, pad_to_multiple_of=None)
+
+    def __call__(self, features):
+        return self.pad([{k: v for k, v in row.items() if k in MODEL_INPUTS} for row in features])
+
+
+class GracefulStop:
+    """First SIGINT/SIGTERM: ask the Trainer to save a checkpoint and stop. Second: exit at once."""
+
+    def __init__(self, saves: bool = True):
+        self.saves = saves
+        self.signal_number: int | None = None
+        self._previous = {}
+
+    def __enter__(self):
+        for number in (signal.SIGINT, signal.SIGTERM):
+            self._previous[number] = signal.getsignal(number)
+            signal.signal(number, self._handle)
+        return self
+
+    def __exit__(self, *exc):
+        for number, handler in self._previous.items():
+            signal.signal(number, handler)
+
+    def _handle(self, number, frame):
+        if self.signal_number is not None:
+            os._exit(128 + number)
+        self.signal_number = number
+        doing = "saving a checkpoint and stopping" if self.saves else "stopping"
+        print(f"\n{signal.Signals(number).name}: {doing} (send it again to exit at once)", flush=True)
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + (self.signal_number or 0)
+
+    def callback(self):
+        from transformers import TrainerCallback
+
+        stop = self
+
+        class StopOnSignal(TrainerCallback):
+            def on_step_end(self, args, state, control, **kwargs):
+                if stop.signal_number is not None:
+                    control.should_save = True
+                    control.should_training_stop = True
+                return control
+
+        return StopOnSignal()
+
+
+def length_ordered_trainer():
+    """transformers' Trainer with two fixes to its length grouping (`train_sampling_strategy`):
+
+    - the sampler gets the `length` column in one read; the Trainer hands it datasets' Column,
+      which the sampler reads row by row (minutes per epoch for a million rows);
+    - evaluation runs in length order (little padding) and `predict` returns rows in the
+      dataset's order; the Trainer's own grouped evaluation order is shuffled, so predictions
+      would not line up with their rows.
+    """
+    import numpy as np
+    from torch.utils.data import SequentialSampler
+    from transformers import Trainer
+    from transformers.trainer_pt_utils import LengthGroupedSampler
+
+    from runner.train.model import column_array
+
+    class EpochSeededSampler(LengthGroupedSampler):
+        """Length-grouped batches in an order set by (seed, epoch) alone. The stock sampler draws
+        from the global RNG when an epoch starts, so a run resumed mid-epoch got other batches for
+        the rest of that epoch than a run that never stopped. The Trainer calls set_epoch."""
+
+        seed, epoch = 0, 0
+
+        def set_epoch(self, epoch):
+            self.epoch = epoch
+
+        def __iter__(self):
+            import torch
+
+            self.generator = torch.Generator().manual_seed(self.seed + self.epoch)
+            return super().__iter__()
+
+    class LengthOrderedTrainer(Trainer):
+        def _get_train_sampler(self, train_dataset=None):
+            sampler = super()._get_train_sampler(train_dataset)
+            if isinstance(sampler, LengthGroupedSampler):
+                dataset = train_dataset if train_dataset is not None else self.train_dataset
+                lengths = column_array(dataset, self.args.length_column_name).tolist()
+                sampler = EpochSeededSampler(sampler.batch_size, lengths=lengths)
+                sampler.seed = self.args.data_seed if self.args.data_seed is not None else self.args.seed
+            return sampler
+
+        def get_train_dataloader(self):
+            budget, packed = getattr(self, "max_tokens_per_batch", None), getattr(self.model, "runner_packed", False)
+            if (not budget and not packed) or self.args.world_size > 1:
+                return super().get_train_dataloader()
+            from runner.train.fastpath import train_dataloader
+
+            return train_dataloader(self, budget, packed)
+
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            if "cu_seq_lens_q" in inputs:  # a padding-free batch (runner.train.packing)
+                from runner.train.fastpath import packed_loss
+
+                return packed_loss(self, model, inputs, return_outputs, num_items_in_batch)
+            return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+
+        def _get_eval_sampler(self, eval_dataset):
+            return SequentialSampler(eval_dataset) if self.args.world_size <= 1 else None
+
+        def predict(self, test_dataset, ignore_keys=None, metric_key_prefix="test"):
+            order = np.argsort(column_array(test_dataset, self.args.length_column_name), kind="stable")
+            output = super().predict(test_dataset.select(order), ignore_keys, metric_key_prefix)
+            inverse = np.argsort(order)
+
+            def unsort(values):
+                if isinstance(values, tuple):
+                    return tuple(unsort(v) for v in values)
+                return values[inverse] if values is not None else None
+
+            return output._replace(predictions=unsort(output.predictions), label_ids=unsort(output.label_ids))
+
+    return LengthOrderedTrainer
+
+
+def sorted_by_length(dataset):
+    """The rows in length order (an index over the same Arrow data, not a copy)."""
+    import numpy as np
+
+    from runner.train.model import column_array
+
+    return dataset.select(np.argsort(column_array(dataset, "length"), kind="stable"))
+
+
+def build_trainer(spec: Spec, model, tokenizer, tokenized: dict, labels: list[str], output_dir: Path, device: str,
+                  precision: str, class_weights: dict | None = None, model_init=None):
+    """The Trainer for `model` (or `model_init`, which a search calls for each trial); `class_weights`
+    ({label: weight}, see runner.train.weights) weigh the training loss. Called by runner.train.pipeline."""
+    from transformers import EarlyStoppingCallback
+
+    from runner.console import say
+    from runner.train.fastpath import prepare_model
+    from runner.train.hardware import apply_threads
+
+    if device == "cpu":
+        say(f"threads: {'; '.join(str(part) for part in apply_threads(spec.train.get('threads')))}")
+    notes = prepare_model(model, spec, device) if model is not None else []
+    if notes:
+        say(f"training: {'; '.join(notes)}")
+    args = training_arguments(spec, output_dir, device, precision)
+    callbacks = []
+    if spec.train.early_stopping_patience:
+        callbacks.append(EarlyStoppingCallback(spec.train.early_stopping_patience,
+                                               spec.train.early_stopping_threshold))
+    task = spec.task
+    evaluated = "validation" in tokenized and (spec.train.eval_strategy != "no" or model_init is not None)
+    trainer = length_ordered_trainer()(
+        model=model,
+        model_init=model_init,
+        args=args,
+        train_dataset=tokenized["train"],
+        eval_dataset=sorted_by_length(tokenized["validation"]) if evaluated else None,
+        processing_class=tokenizer,
+        data_collator=PadBatch(tokenizer),
+        compute_metrics=trainer_metrics_function(task, labels, spec.predict.threshold),
+        callbacks=callbacks,
+        compute_loss_func=weighted_loss(class_weights, labels, task) if class_weights else None,
+    )
+    for callback in trainer.callback_handler.callbacks:  # TensorBoard logs go to the run folder's logs/
+        if type(callback).__name__ == "TensorBoardCallback":
+            callback.logging_dir = str(output_dir / "logs")
+    trainer.max_tokens_per_batch = spec.train.get("max_tokens_per_batch")
+    return trainer
+
+
+def recorded_choices(spec: Spec, device: str, precision: str) -> dict:
+    """What run.json says about the precision and the threads: the choice and why (runner.train.hardware)."""
+    import torch
+
+    from runner.train.hardware import precision_decision, thread_decision
+
+    chosen, reason = precision_decision(spec.train.precision, device)
+    if chosen != precision:  # a caller that chose otherwise (a test, a flow): say so rather than guess
+        reason = f"{precision} as given to the run ({reason} would pick {chosen})"
+    why = thread_decision(spec.train.get("threads"))[1]
+    policy = os.environ.get("OMP_WAIT_POLICY", "unset")
+    return {"precision_reason": reason,
+            "threads": f"{torch.get_num_threads()} ({why}; OMP_WAIT_POLICY={policy})" if device == "cpu" else ""}
+
+
+def latest_checkpoint(run_dir: Path) -> Path | None:
+    """The newest complete checkpoint. The Trainer writes trainer_state.json last, so a save cut
+    short (a full disk, a second signal) leaves a folder without a readable one: skip it."""
+    import json
+    import re
+
+    folder = run_dir / "checkpoints"
+    if not folder.is_dir():
+        return None
+    found = [(int(match.group(1)), path) for path in folder.iterdir()
+             if (match := re.fullmatch(r"checkpoint-(\d+)", path.name)) and path.is_dir()]
+    for _, path in sorted(found, reverse=True):
+        try:
+            json.loads((path / "trainer_state.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            warn(f"skipping incomplete checkpoint {path}")
+            continue
+        damaged = damaged_files(path)
+        if damaged:  # a truncated optimizer or weights file would fail inside the Trainer, mid-resume
+            warn(f"skipping damaged checkpoint {path} ({', '.join(damaged)} truncated or unreadable)")
+            continue
+        return path
+    return None
+
+
+def damaged_files(checkpoint: Path) -> list[str]:
+    """The files of a checkpoint that cannot be whole, found without loading them: a torch file
+    (.pt, .pth, .bin: a zip archive) without its central directory, a safetensors file whose size
+    is not what its header says."""
+    import json
+    import struct
+    import zipfile
+
+    damaged = []
+    for path in sorted(checkpoint.iterdir()):
+        try:
+            if path.suffix in (".pt", ".pth", ".bin"):
+                whole = zipfile.is_zipfile(path)
+            elif path.suffix == ".safetensors":
+                with open(path, "rb") as stream:
+                    (length,) = struct.unpack("<Q", stream.read(8))
+                    if length > path.stat().st_size:
+                        raise ValueError("header longer than the file")
+                    header = json.loads(stream.read(length))
+                ends = [entry["data_offsets"][1] for key, entry in header.items() if key != "__metadata__"]
+                whole = 8 + length + max(ends, default=0) == path.stat().st_size
+            else:
+                continue
+        except (OSError, ValueError, struct.error, KeyError, TypeError, IndexError, MemoryError, OverflowError):
+            whole = False
+        if not whole:
+            damaged.append(path.name)
+    return damaged
