@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from runner.console import is_main_process, note, say
-from runner.errors import Interrupted, RunError, RunnerError
+from runner.errors import Interrupted, RunError, RunnerError, SpecError
 from runner.record.guard import no_new_empty_folder
 from runner.record.rundir import ENTRIES, RESUME_ENTRIES, RunDir
 
@@ -107,12 +107,27 @@ def run_folder(spec, overwrite: bool = False, resume: bool = False, force_resume
         return
     if run_dir.path.exists() and not run_dir.path.is_dir():
         prepare(run_dir, overwrite=overwrite, resume=resume)  # says the output is a file
-    with no_new_empty_folder(run_dir.path), run_dir.lock():  # a refused run leaves no folder behind
+    with no_new_empty_folder(run_dir.path), _locked(run_dir):  # a refused run leaves no folder behind
         # An earlier run that a killed run left set aside comes back first: the checks judge it, not the leftovers.
         if run_dir.restore():
             say(f"restored the earlier run in {run_dir.path}, set aside by a run that did not finish")
         checkpoint = prepare(run_dir, overwrite=overwrite, resume=resume)
         yield RunFolder(run_dir, checkpoint, run_dir.written_entries(), main, force_resume, tuple(argv))
+
+
+@contextmanager
+def _locked(run_dir: RunDir):
+    """The folder's lock, the folder made first: one that cannot be made is the user's to fix (exit 2)."""
+    try:
+        run_dir.path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise SpecError(
+            f"cannot write to output folder '{run_dir.path}': {exc.strerror}",
+            "set output.dir (or --output) to a folder you can write",
+            "output.dir",
+        ) from None
+    with run_dir.lock():
+        yield
 
 
 def rerun_command(argv, resume: bool, overwrite: bool = False) -> str:
