@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from runner.console import is_main_process, note, say
-from runner.errors import Interrupted, RunError, RunnerError, SpecError
+from runner.errors import Interrupted, RunError, RunnerError
 from runner.record.guard import no_new_empty_folder
 from runner.record.rundir import ENTRIES, RESUME_ENTRIES, RunDir
 
@@ -118,14 +118,9 @@ def run_folder(spec, overwrite: bool = False, resume: bool = False, force_resume
 @contextmanager
 def _locked(run_dir: RunDir):
     """The folder's lock, the folder made first: one that cannot be made is the user's to fix (exit 2)."""
-    try:
-        run_dir.path.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise SpecError(
-            f"cannot write to output folder '{run_dir.path}': {exc.strerror}",
-            "set output.dir (or --output) to a folder you can write",
-            "output.dir",
-        ) from None
+    from runner.flows.preflight import make_folder
+
+    make_folder(run_dir)
     with run_dir.lock():
         yield
 

@@ -73,18 +73,23 @@ def prepare(run_dir: RunDir, overwrite: bool, resume: bool) -> Path | None:
             "set output.dir (--output) to a new or empty folder; --overwrite only replaces a run's own files",
             "output.dir",
         )
+    make_folder(run_dir, probe=True)
+    return None
+
+
+def make_folder(run_dir: RunDir, probe: bool = False) -> None:
+    """Make the run folder (and, with `probe`, write a file in it): one that cannot be is the user's to fix."""
     try:
         run_dir.path.mkdir(parents=True, exist_ok=True)
-        probe = run_dir / ".write-test"
-        probe.write_bytes(b"")
-        probe.unlink()
+        if probe:
+            (run_dir / ".write-test").write_bytes(b"")
+            (run_dir / ".write-test").unlink()
     except OSError as exc:
         raise SpecError(
             f"cannot write to output folder '{run_dir.path}': {exc.strerror}",
             "set output.dir (or --output) to a folder you can write",
             "output.dir",
         ) from None
-    return None
 
 
 def input_inside_run(spec: Spec, files: dict, run_dir: RunDir) -> None:
