@@ -14,7 +14,7 @@ from functools import lru_cache
 
 REDACTED = "<redacted>"
 _PATTERNS = re.compile(
-    r"\b(hf_[A-Za-z0-9]{20,}|gh[pousr]_[A-Za-z0-9]{20,}|github_pat_[A-Za-z0-9_]{20,})"
+    r"(hf_[A-Za-z0-9]{20,}|gh[pousr]_[A-Za-z0-9]{20,}|github_pat_[A-Za-z0-9_]{20,})"  # glued to a word too
     r"|(?<=://)[^/\s:@]+:[^/\s@]+(?=@)"
     r"|(?i:(?<=pass=)|(?<=password=)|(?<=passwd=)|(?<=pwd=)|(?<=secret=)|(?<=token=)|(?<=api_key=)|(?<=apikey=)"
     r"|(?<=password: )|(?<=secret_key=)|(?<=access_key=)|(?<=secret_access_key=))[^\s&'\"]+"

@@ -10,6 +10,7 @@ from runner.errors import SpecError
 from runner.spec.autotrain import is_autotrain_config, translate
 from runner.spec.autotrain_values import scalar
 from runner.spec.document import load_spec
+from runner.spec.schema import schema_file
 from runner.spec.yamlsource import parse_yaml
 
 
@@ -38,7 +39,7 @@ def native_spec_text(document: dict, config_path: Path, spec_path: Path | None =
     spec_dir = Path(spec_path).parent if spec_path is not None else config_path.parent
     if spec_path is not None:
         _rebase_paths(native, config_path.parent, spec_dir)
-    schema = Path(__file__).resolve().parent / "schemas" / "spec-v1.schema.json"
+    schema = schema_file()
 
     lines = [
         f"# yaml-language-server: $schema={Path(os.path.relpath(schema, spec_dir.resolve())).as_posix()}",

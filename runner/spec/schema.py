@@ -11,6 +11,7 @@ import json
 import re
 from functools import lru_cache
 from importlib import resources
+from pathlib import Path
 
 SCHEMA_FILE = "spec-v1.schema.json"
 
@@ -111,3 +112,8 @@ def hint(error, field_schema: dict) -> str:
     default = field_schema.get("default")
     suffix = f" (default: {json.dumps(default)})" if default is not None else ""
     return (first_sentence + suffix) if first_sentence else "see spec/reference.md"
+
+
+def schema_file() -> Path:
+    """Where the installed JSON Schema lies (for a spec's `$schema` line)."""
+    return Path(str(resources.files("runner").joinpath("schemas", SCHEMA_FILE))).resolve()

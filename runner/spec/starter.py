@@ -17,6 +17,7 @@ import yaml
 from runner.data.prepare import ROW, detect_format, read_table
 from runner.data.textfiles import detect_encoding, line_endings
 from runner.errors import DataError
+from runner.spec.schema import schema_file
 
 TEXT_NAMES = ("text", "sentence", "review", "content", "body", "comment", "tweet", "message", "document", "question")
 LABEL_NAMES = ("label", "labels", "target", "class", "category", "sentiment", "emotion", "intent", "y")
@@ -104,7 +105,7 @@ def starter_spec(
     spec_dir = (spec_path.parent if spec_path else Path.cwd()).resolve()
     relative = Path(os.path.relpath(data_file.resolve(), spec_dir)).as_posix()
     schema = Path(
-        os.path.relpath(Path(__file__).resolve().parent / "schemas" / "spec-v1.schema.json", spec_dir)
+        os.path.relpath(schema_file(), spec_dir)
     ).as_posix()
     name = run_name(data_file)
     data_lines = "\n".join(
