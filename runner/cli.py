@@ -196,7 +196,12 @@ def run(spec, overrides, dry_run, output_dir, overwrite, resume, force_resume, n
         sys.exit(launch(sys.argv[1:], loaded["compute"]["nproc"], node_settings(loaded)))
     from runner.flows.recipe import run_spec
 
-    run_spec(loaded, overwrite=overwrite or resume, resume=resume, force_resume=force_resume, argv=sys.argv)
+    given = [("--set", o) for o in overrides] + [("--overwrite",)] * overwrite + [("--resume",)] * resume
+    given += [("--force-resume",)] * force_resume
+    # what the user ran, for the record and the command that continues the run (sys.argv in a terminal; a
+    # caller that invokes the command in-process has other arguments there)
+    argv = sys.argv if "run" in sys.argv[1:3] else ["runner", "run", str(spec), *(a for g in given for a in g)]
+    run_spec(loaded, overwrite=overwrite or resume, resume=resume, force_resume=force_resume, argv=argv)
 
 
 @main.command()

@@ -143,14 +143,16 @@ def small_disk(tmp_path):
 
 
 def test_full_disk_on_a_new_run_is_one_clean_line(workspace, small_disk):
-    disk = small_disk(600)  # the 600 KB: a checkpoint of the tiny model (~430 KB) plus the model does not fit
+    disk = small_disk(300)  # a checkpoint of the tiny model (~430 KB: weights and optimizer state) does not fit
     result = run_cli("run", "spec.yaml", "--output", str(disk / "run"), cwd=workspace)
     assert_clean_failure(result, codes=(1,))
     assert "internal error" not in result.stderr, result.stderr
 
 
 def test_full_disk_leaves_the_earlier_run_byte_identical(workspace, small_disk):
-    disk = small_disk(900)  # the finished run (~690 KB) fits; a second run's checkpoints do not
+    # the finished run fits (its checkpoints are pruned: ~430 KB less than while training); a new checkpoint does not
+    finished_kib = sum(f.stat().st_size for f in (workspace / "finished").rglob("*") if f.is_file()) // 1024
+    disk = small_disk(finished_kib + 300)
     shutil.copytree(workspace / "finished", disk / "run")
     before = hashes(disk / "run")
     result = run_cli("run", "spec.yaml", "--output", str(disk / "run"), "--overwrite", cwd=workspace)
