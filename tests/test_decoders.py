@@ -41,9 +41,9 @@ def test_tiny_architecture_trains_saves_and_predicts_the_same(arch, mode, tiny_m
     texts = [row["text"] for row in expected]
 
     from runner.inference.predict import load_trained_model, predict_logits
-    from runner.record.rundir import RunDir
+    from runner.record.runrecord import RunRecord
 
-    labels = RunDir(run_dir).labels()
+    labels = RunRecord.load(run_dir).labels
     assert labels == ["neg", "pos"]
     model, tokenizer = load_trained_model(run_dir / "model", labels, "single_label_classification")
     assert tokenizer.pad_token is not None and model.config.pad_token_id == tokenizer.pad_token_id

@@ -103,8 +103,8 @@ def paired_delta(new_dir, base_dir, split: str, metric: str, resamples: int = RE
     if task_name not in TASKS:
         return out | {"reason": "the new run's spec does not name its task"}
     task = task_of(task_name)
-    labels = new_run.labels()
-    if base_run.labels() != labels:
+    labels = results_of(new_run.path).labels
+    if results_of(base_run.path).labels != labels:
         return out | {"reason": "the runs have different labels"}
     threshold = (spec_values.get("predict") or {}).get("threshold", 0.5)
     try:

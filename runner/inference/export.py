@@ -180,7 +180,7 @@ def merged_model(run: RunDir, spec):
     if (run.merged_dir / "config.json").is_file():
         model, tokenizer = load_trained_model(run.merged_dir)
         return model, tokenizer, "merged"
-    model, tokenizer = load_trained_model(run.model_dir, run.labels(), spec.task.name)
+    model, tokenizer = load_trained_model(run.model_dir, results_of(run.path).labels, spec.task.name)
     if hasattr(model, "merge_and_unload"):
         return model.merge_and_unload().eval(), tokenizer, "model (adapter merged)"
     return model, tokenizer, "model"

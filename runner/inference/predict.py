@@ -144,7 +144,7 @@ def predict_command(
         started = time.perf_counter()
         logits = onnx_logits(model, tokenizer, texts, pairs, batch_size or spec.predict.batch_size, progress=True)
     else:
-        model, tokenizer = load_trained_model(run.model_dir, run.labels(), spec.task.name)
+        model, tokenizer = load_trained_model(run.model_dir, results_of(run.path).labels, spec.task.name)
         started = time.perf_counter()
         batch = batch_size or spec.predict.batch_size
         logits = predict_logits(model, tokenizer, texts, pairs, spec.model.max_length, batch, progress=True)
@@ -207,7 +207,7 @@ def eval_command(run_dir: Path, data_file: Path) -> dict:
     run = RunDir(run_dir)
     spec = run.load_spec()
     d, task = spec.data, spec.task
-    model, tokenizer = load_trained_model(run.model_dir, run.labels(), task.name)
+    model, tokenizer = load_trained_model(run.model_dir, results_of(run.path).labels, task.name)
     labels = label_names_of(model)
     try:
         frame, _, _ = prepare_frame(read_table(Path(data_file), "auto", d["encoding"]), spec, labels or None,

@@ -191,14 +191,6 @@ class RunDir:
             )
         return load_spec(self.spec_file, check_files=False)
 
-    def labels(self) -> list[str]:
-        """The class names of the run, in id order, from its manifest."""
-        try:
-            results = self.read_manifest().get("results") or {}
-        except DataError:
-            return []
-        return results.get("labels") or [] if isinstance(results, dict) else []
-
     def headline(self) -> dict:
         """metrics.json's headline ({split, name, value}); {} when there is none."""
         try:
