@@ -198,7 +198,7 @@ def load_spec_text(text: str, path: Path | None = None, overrides=(), check_file
         raise SpecError(f"the spec must be a mapping of keys to values, not a {kind}",
                         "write `key: value` lines, starting with `version: 1`", f"{source}:1:1")
 
-    from runner import autotrain  # AutoTrain configs are translated to a native spec first
+    from runner.spec import autotrain  # AutoTrain configs are translated to a native spec first
 
     from_autotrain = autotrain.is_autotrain_config(document)
     if from_autotrain:
