@@ -210,3 +210,17 @@ def test_dry_run_says_what_each_flow_trains(tiny_model, tmp_path):
     assert "5 trainings: 4 folds" in said["cv"]
     assert said["search"].startswith("0. flow: a search of 3 trial(s) over learning_rate, then one training")
     assert not (tmp_path / "run").exists()  # a dry run touches nothing
+
+
+def test_a_fold_without_a_class_in_its_training_rows_is_warned(tiny_model, tmp_path):
+    rows = [row for row in labelled_rows(per_label=12, seed=4) if row["label"] == "pos"][:10]
+    rows.append({"text": "the day was awful and grim", "label": "neg"})  # one row of neg: one fold trains without it
+    write_csv(tmp_path / "data" / "train.csv", rows)
+    text = tiny_spec_text(tiny_model, extra="labels: [neg, pos]\n").replace(
+        "  epochs: 1\n", "  epochs: 1\n  max_steps: 2\n"
+    )
+    text = text.replace("  train: data/train.csv\n", "  train: data/train.csv\n  cross_validation: {folds: 3}\n")
+    result = run_cli("run", str(write_spec(tmp_path, text)), cwd=tmp_path, timeout=900)
+    assert result.returncode == 0, result.stderr[-3000:]
+    warned = [line for line in result.stderr.splitlines() if "has no training row of class 'neg'" in line]
+    assert len(warned) == 1 and warned[0].startswith("warning: fold ")

@@ -18,10 +18,11 @@ touched only when every fold has finished, as in the recipe.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from pathlib import Path
 
-from runner.console import say
+from runner.console import say, warn
 from runner.errors import DataError
 from runner.record.rundir import RunDir
 from runner.spec.document import Spec
@@ -86,20 +87,24 @@ def final_spec(spec: Spec) -> Spec:
 def load(spec: Spec, folder) -> pipeline.Inputs:
     """Train and predict each fold in a temporary folder; then build the final model's inputs. The run
     folder is untouched. The inputs carry the out-of-fold record (`out_of_fold`)."""
-    import dataclasses
-
     import numpy as np
     import pandas as pd
 
     from runner.data import prepare as data_step
+    from runner.data.datachecks import check_prepared
     from runner.flows.preflight import check_fingerprint
 
     task, k = spec.task, spec.data.cross_validation.folds
-    data = pipeline.load_data(spec, folder.run_dir)  # the same data checks as a single run
+    data = pipeline.load_data(spec, folder.run_dir, check=False)  # checked below, on the rows the folds train on
     fingerprint = check_fingerprint(folder.path, spec, data.files, resuming=False, force=False)
     # the data step holds out a validation split; the folds take every row back
     rows = pd.concat([data.splits["train"], data.splits["validation"]]).sort_values(data_step.ROW, kind="stable")
     rows = rows.reset_index(drop=True)
+    test = {"test": data.splits["test"]} if "test" in data.splits else {}
+    every_row = {"train": data_step.label_distribution(rows["label"], data.labels, task.target)}
+    checked = dataclasses.replace(data, splits={"train": rows} | test, summary={**data.summary,
+                                  "label_distribution": every_row})
+    data = dataclasses.replace(data, summary={**data.summary, "checks": check_prepared(spec, checked)})
     folds, stratified = fold_ids(
         rows["label"].tolist() if task.one_label_per_row else np.zeros(len(rows)),
         k,
@@ -115,6 +120,11 @@ def load(spec: Spec, folder) -> pipeline.Inputs:
         for fold in range(k):
             fold_started = time.perf_counter()
             splits = {"train": rows[folds != fold], "validation": rows[folds == fold]}
+            if task.one_label_per_row:
+                missing = [data.labels[i] for i in sorted(set(range(len(data.labels))) - set(splits["train"]["label"]))]
+                if missing:
+                    warn(f"fold {fold + 1}/{k} has no training row of class {', '.join(map(repr, missing))}: its model "
+                         "cannot predict it; add rows of that class or lower data.cross_validation.folds")
             inputs = pipeline.build_inputs(
                 spec, data, splits, Path(scratch) / f"fold-{fold}", tokenizer, hardware, quiet=fold > 0
             )
@@ -142,7 +152,6 @@ def load(spec: Spec, folder) -> pipeline.Inputs:
             say(f"fold {fold + 1}/{k}: {metric} {evaluation.metrics.get(metric, float('nan')):.4f} ({seconds:.0f} s)")
             del inputs
 
-    test = {"test": data.splits["test"]} if "test" in data.splits else {}
     splits = {"train": rows} | test
     summary = dict(data.summary)
     summary["rows"] = {name: len(frame) for name, frame in splits.items()}

@@ -54,9 +54,10 @@ def seed_everything(spec: Spec) -> None:
     set_seed(spec.seed)
 
 
-def load_data(spec: Spec, run_dir=None):
+def load_data(spec: Spec, run_dir=None, check: bool = True):
     """The prepared splits, checked (duplicates, leakage, short/long texts, rare classes, and the
-    settings the labels found in the data refuse, such as tuned thresholds on three classes)."""
+    settings the labels found in the data refuse, such as tuned thresholds on three classes). A flow
+    that trains on other splits of these rows (cross-validation) checks those itself (`check=False`)."""
     from runner.data import prepare as data_step
     from runner.data.datachecks import check_prepared
     from runner.flows.preflight import input_inside_run
@@ -66,7 +67,7 @@ def load_data(spec: Spec, run_dir=None):
     say(f"data: {', '.join(f'{n} {r} rows' for n, r in data.summary['rows'].items())}; {data.summary['split_note']}")
     if run_dir is not None:
         input_inside_run(spec, data.files, run_dir)
-    return dataclasses.replace(data, summary={**data.summary, "checks": check_prepared(spec, data)})
+    return dataclasses.replace(data, summary={**data.summary, "checks": check_prepared(spec, data)}) if check else data
 
 
 def hardware(spec: Spec) -> tuple[str, str]:
