@@ -118,7 +118,6 @@ def test_the_real_actions_cache_saves_then_restores_pips_cache(flow):
     assert "Cache not found" not in second
 
 
-@pytest.mark.xfail(strict=False, reason="#23 builds the escaping renderer (runner/record/markdown.py)")
 def test_markup_from_the_data_is_inert_in_the_comment(flow):
     b = bodies(flow["github"]).get("<!-- runner:comment key=specs/b.yaml -->", "")
     assert b, "no comment for specs/b.yaml"
