@@ -38,12 +38,21 @@ def tuned_run(tiny_model, tmp_path_factory):
     write_csv(folder / "data" / "test.csv", noisy(30, 20, 3))
     text = tiny_spec_text(
         tiny_model, extra="labels: [pos, neg]\npredict: {tune_thresholds: true}\ngate: {min: 0.01}\n"
-    ).replace("epochs: 1", "epochs: 4")
+    ).replace("epochs: 1", "epochs: 4\n  precision: fp32")  # the same numbers on every CPU (auto: bf16 on some)
     text = text.replace("  train: data/train.csv\n", "  train: data/train.csv\n  test_file: data/test.csv\n")
     spec = write_spec(folder, text)
-    result = CliRunner().invoke(main, ["run", str(spec), "--output", str(folder / "run")], catch_exceptions=False)
-    assert result.exit_code == 0, result.output
-    return folder / "run", result.output
+    # The tiny model sometimes ends with probabilities in two clusters, where the tuned threshold decides every
+    # row as argmax does and the test would prove nothing: the first seed whose rule differs somewhere is used.
+    for seed in (7, 11, 13, 17, 19):
+        run_dir = folder / f"run-{seed}"
+        args = ["run", str(spec), "--output", str(run_dir), "--set", f"seed={seed}"]
+        result = CliRunner().invoke(main, args, catch_exceptions=False)
+        assert result.exit_code == 0, result.output
+        threshold = read(run_dir, "run.json")["results"]["thresholds"]["neg"]
+        if any((r["probabilities"]["neg"] >= threshold) != (r["probabilities"]["neg"] > r["probabilities"]["pos"])
+               for split in ("validation", "test") for r in predictions(run_dir, split)):
+            break
+    return run_dir, result.output
 
 
 def read(run_dir, name):
