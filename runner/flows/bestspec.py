@@ -155,7 +155,7 @@ def _relative(target: Path, folder: Path) -> str:
 
 def _moved_paths(spec, destination: Path) -> dict:
     """{spec path: new text} for the data files and a local model folder, relative to `destination`'s folder."""
-    from runner.spec.document import looks_like_local_path
+    from runner.spec.specrules import looks_like_local_path
 
     folder = destination.parent
     out = {}

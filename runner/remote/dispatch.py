@@ -35,7 +35,8 @@ from pathlib import Path
 from runner import __version__
 from runner.errors import Interrupted, RunError, SpecError
 from runner.record.rundir import RunDir, remove_entry
-from runner.spec.document import Spec, looks_like_local_path
+from runner.spec.document import Spec
+from runner.spec.specrules import looks_like_local_path
 
 BACKEND = "hf-jobs"
 DEFAULT_FLAVOR = "a10g-small"

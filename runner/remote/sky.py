@@ -13,7 +13,8 @@ import shlex
 from pathlib import Path
 
 from runner.errors import SpecError
-from runner.spec.document import Spec, looks_like_local_path
+from runner.spec.document import Spec
+from runner.spec.specrules import looks_like_local_path
 
 RDZV_PORT = 29500
 

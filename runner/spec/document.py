@@ -19,7 +19,7 @@ import jsonschema
 
 from runner.errors import SpecError, SpecErrors
 from runner.spec.schema import describe, hint, load_schema, schema_at, where
-from runner.spec.specrules import cross_field_problems, looks_like_local_path  # noqa: F401 (model.py asks here)
+from runner.spec.specrules import cross_field_problems
 from runner.spec.tasks import task_of
 from runner.spec.yamlsource import parse_value, parse_yaml
 

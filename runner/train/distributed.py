@@ -19,8 +19,6 @@ import signal
 import subprocess
 import sys
 
-from runner.console import is_main_process, say  # noqa: F401 (what callers of the launcher also ask)
-
 LAUNCHED_NPROC = "RUNNER_LAUNCHED_NPROC"  # set for the workers: the --nproc the user gave
 LAUNCHED_ARGV = "RUNNER_LAUNCHED_ARGV"  # and the command line, for the run record
 LAUNCHED_NNODES = "RUNNER_LAUNCHED_NNODES"  # and compute.nnodes

@@ -10,7 +10,8 @@ import numpy as np
 
 from runner.console import say, warn
 from runner.errors import RunError, SpecError
-from runner.spec.document import Spec, looks_like_local_path
+from runner.spec.document import Spec
+from runner.spec.specrules import looks_like_local_path
 
 # Attention projections LoRA adapts by default, by `config.model_type`.
 LORA_TARGETS = {
