@@ -130,7 +130,7 @@ def test_predictions_come_back_in_row_order(tmp_path, spec, tiny_model, tokenize
 def test_the_model_uses_sdpa_attention(spec):
     from runner.train.model import load_model
 
-    assert load_model(spec, ["neg", "pos"]).config._attn_implementation == "sdpa"
+    assert load_model(spec, ["neg", "pos"])[0].config._attn_implementation == "sdpa"
 
 
 def test_precision_and_optimizer_choices():

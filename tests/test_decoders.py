@@ -82,10 +82,10 @@ def test_decoder_tokenizer_gets_a_pad_token_and_the_head_is_trainable_with_lora(
     assert tokenizer.pad_token is not None and tokenizer.padding_side == "right"
     batch = tokenizer(["great day", "a really awful and gloomy day today"], padding=True, return_tensors="pt")
     assert batch["input_ids"].shape[0] == 2
-    model = load_model(spec, ["neg", "pos"], tokenizer)
+    model, new = load_model(spec, ["neg", "pos"], tokenizer)
     assert model.config.pad_token_id == tokenizer.pad_token_id
-    assert "score" in model.runner_new_modules
-    peft_model = apply_lora(model, spec)
+    assert "score" in new
+    peft_model = apply_lora(model, spec, new)
     trainable = {name for name, p in peft_model.named_parameters() if p.requires_grad}
     assert any(
         ".score." in name or name.startswith("score") or "score.modules_to_save" in name for name in trainable
@@ -101,11 +101,11 @@ def test_every_newly_initialised_module_is_saved_with_the_adapter(tiny_distilber
 
     spec = load_spec(write_spec(tmp_path, tiny_spec_text(tiny_distilbert, extra=LORA)))
     tokenizer = load_tokenizer(spec)
-    model = load_model(spec, ["neg", "pos", "neu"], tokenizer)  # 3 labels: the saved 2-label head does not fit
-    assert {"classifier"} <= set(model.runner_new_modules)
-    peft_model = apply_lora(model, spec)
+    model, new = load_model(spec, ["neg", "pos", "neu"], tokenizer)  # 3 labels: the saved 2-label head does not fit
+    assert {"classifier"} <= set(new)
+    peft_model = apply_lora(model, spec, new)
     trainable = {name for name, p in peft_model.named_parameters() if p.requires_grad}
-    for module in model.runner_new_modules:
+    for module in new:
         assert any(f"{module}.modules_to_save" in name for name in trainable), (module, sorted(trainable))
     info = {
         "missing_keys": {

@@ -139,7 +139,8 @@ def new_modules(model, loading_info: dict) -> list[str]:
 
 
 def load_model(spec: Spec, labels: list[str], tokenizer=None):
-    """AutoModelForSequenceClassification with the spec's labels in its config (so pipeline() prints names)."""
+    """AutoModelForSequenceClassification with the spec's labels in its config (so pipeline() prints names),
+    and the names of its newly initialised modules (`new_modules`), which LoRA must train and save too."""
     import torch
     from transformers import AutoConfig, AutoModelForSequenceClassification
 
@@ -175,8 +176,7 @@ def load_model(spec: Spec, labels: list[str], tokenizer=None):
     except (OSError, ValueError) as exc:
         raise _explain_load_failure(exc, name, source, "model", spec.where("model", "name")) from None
     match_pad_token(model, tokenizer)
-    model.runner_new_modules = new_modules(model, info)
-    return model
+    return model, new_modules(model, info)
 
 
 def lora_targets(model, spec: Spec) -> list[str]:
@@ -202,8 +202,9 @@ def lora_targets(model, spec: Spec) -> list[str]:
     return LORA_TARGETS[model_type]
 
 
-def apply_lora(model, spec: Spec):
-    """Wrap the model with a PEFT LoRA adapter; the classification head stays fully trainable."""
+def apply_lora(model, spec: Spec, new: list[str] = ()):
+    """Wrap the model with a PEFT LoRA adapter; the classification head and the other newly initialised
+    modules (`new`, from load_model) stay fully trainable and are saved with the adapter."""
     from peft import LoraConfig, TaskType, get_peft_model
 
     lora = spec.lora
@@ -215,8 +216,7 @@ def apply_lora(model, spec: Spec):
         bias=lora["bias"],
         target_modules=lora_targets(model, spec),
         # PEFT adds `classifier` and `score`; every other newly initialised module is trained and saved too
-        modules_to_save=[m for m in getattr(model, "runner_new_modules", []) if m not in ("classifier",
-                                                                                          "score")] or None,
+        modules_to_save=[m for m in new if m not in ("classifier", "score")] or None,
     )
     return get_peft_model(model, config)
 

@@ -105,8 +105,8 @@ def build_model(spec: Spec, labels: list[str], tokenizer):
     from runner.train import model as model_step
 
     seed_everything(spec)
-    model = model_step.load_model(spec, labels, tokenizer)
-    return model_step.apply_lora(model, spec) if spec.lora else model
+    model, new = model_step.load_model(spec, labels, tokenizer)
+    return model_step.apply_lora(model, spec, new) if spec.lora else model
 
 
 def class_weights_for(spec: Spec, train_labels, labels: list[str]) -> dict:
