@@ -76,11 +76,14 @@ def crossval_run(tiny_model, tmp_path_factory):
     )
     result = run_cli("run", str(write_spec(folder, text)), cwd=folder, timeout=1800)  # 4 trainings
     assert result.returncode == 0, result.stderr[-3000:]
-    return folder / "run", {i + 2 for i in flipped}, len(rows)  # CSV line numbers: the header is line 1
+    # CSV line numbers: the header is line 1
+    return folder / "run", {i + 2 for i in flipped}, len(rows), result.stdout
 
 
 def test_every_training_row_is_predicted_exactly_once_out_of_fold(crossval_run):
-    run_dir, _, n = crossval_run
+    run_dir, _, n, output = crossval_run
+    # the console describes the rows the folds use, not the data step's validation split they take back
+    assert f"cross-validation: {n} rows in 3 stratified folds" in output and "data: train" not in output
     predicted = read_jsonl(run_dir / "predictions" / "validation.jsonl")
     assert sorted(r["row"] for r in predicted) == list(range(2, n + 2))
     assert all(abs(sum(r["probabilities"].values()) - 1) < 1e-4 for r in predicted)
@@ -97,7 +100,7 @@ def test_every_training_row_is_predicted_exactly_once_out_of_fold(crossval_run):
 
 
 def test_flipped_labels_are_at_the_top_of_the_label_issue_list(crossval_run):
-    run_dir, flipped, _ = crossval_run
+    run_dir, flipped, _, _ = crossval_run
     with open(run_dir / "label_issues.csv", encoding="utf-8") as stream:
         issues = list(csv.DictReader(stream))
     assert issues and list(issues[0]) == ["rank", "row", "text", "given_label", "suggested_label", "score", "confident"]

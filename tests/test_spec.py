@@ -102,6 +102,18 @@ def test_bad_override_points_at_the_flag(spec_dir):
     assert "--set train.learning_rate" in caught.value.problems[0].where
 
 
+@pytest.mark.parametrize("override, flag, message", [
+    ("train.epoch=3", "--set train.epoch", "unknown key 'epoch'"),  # a misspelt key inside a section of the file
+    ("trian.epochs=3", "--set trian.epochs", "unknown key 'trian'"),  # a section that --set itself made
+    ("train=3", "--set train", "expected object"),
+])
+def test_a_wrong_key_given_by_set_points_at_the_flag_not_at_the_file(spec_dir, override, flag, message):
+    with pytest.raises(SpecErrors) as caught:
+        load_spec_text(GOOD, spec_dir / "spec.yaml", overrides=[override])
+    [problem] = caught.value.problems
+    assert problem.where == flag and message in problem.message
+
+
 # Each case: (what is wrong, spec text, expected spec path, expected line, expected column, text in the message)
 CATALOGUE = [
     ("unknown key", GOOD + "colour: blue\n", "colour", 12, 1, "unknown key 'colour'"),

@@ -113,7 +113,9 @@ def load(spec: Spec, folder) -> pipeline.Inputs:
     )
     folds = np.asarray(folds)
     tokenizer, hardware = pipeline.load_tokenizer(spec), pipeline.hardware(spec)
-    say(f"cross-validation: {len(rows)} rows in {k} {'stratified ' if stratified else ''}folds (seed {spec.seed})")
+    held_out = f"; test {len(test['test'])} rows, scored by the final model" if test else ""
+    say(f"cross-validation: {len(rows)} rows in {k} {'stratified ' if stratified else ''}folds (seed {spec.seed})"
+        f"{held_out}")
     metric, threshold = spec.train.metric_for_best_model, spec.predict.threshold
     oof_logits, per_fold, fold_records = None, [], []
     with pipeline.scratch_folder("runner-folds-") as scratch:

@@ -247,9 +247,10 @@ def _apply_override(document: dict, override: str, positions: dict) -> None:
             raise  # an alias bomb, deep nesting or an odd key: refused, not taken as text
         value = raw_value
     node = document
-    for part in parts[:-1]:
+    for depth, part in enumerate(parts[:-1], 1):
         if not isinstance(node.get(part), dict):
             node[part] = {}
+            positions[tuple(parts[:depth])] = ("--set", key)  # a section made by --set is placed there too
         node = node[part]
     node[parts[-1]] = value
     positions[tuple(parts)] = ("--set", key)

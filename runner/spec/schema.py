@@ -45,8 +45,8 @@ def dotted(path) -> str:
 def where(source: str, positions: dict, path: tuple, key: bool = False) -> str:
     """`file:line:column dotted.path` of a value (or of its key), falling back to the nearest
     enclosing value that has a position; `--set KEY` for a value that came from the command line."""
-    lookup = (("<key>",) + path) if key else path
-    position = positions.get(lookup)
+    position = positions.get(("<key>",) + path) if key else None
+    position = position or positions.get(path)  # a key given by --set has its value's position only
     probe = path
     while position is None and probe:
         probe = probe[:-1]

@@ -57,17 +57,20 @@ def seed_everything(spec: Spec) -> None:
 def load_data(spec: Spec, run_dir=None, check: bool = True):
     """The prepared splits, checked (duplicates, leakage, short/long texts, rare classes, and the
     settings the labels found in the data refuse, such as tuned thresholds on three classes). A flow
-    that trains on other splits of these rows (cross-validation) checks those itself (`check=False`)."""
+    that trains on other splits of these rows (cross-validation) checks and describes those itself
+    (`check=False`)."""
     from runner.data import prepare as data_step
     from runner.data.datachecks import check_prepared
     from runner.flows.preflight import input_inside_run
 
     seed_everything(spec)
     data = data_step.prepare_data(spec)
-    say(f"data: {', '.join(f'{n} {r} rows' for n, r in data.summary['rows'].items())}; {data.summary['split_note']}")
     if run_dir is not None:
         input_inside_run(spec, data.files, run_dir)
-    return dataclasses.replace(data, summary={**data.summary, "checks": check_prepared(spec, data)}) if check else data
+    if not check:
+        return data
+    say(f"data: {', '.join(f'{n} {r} rows' for n, r in data.summary['rows'].items())}; {data.summary['split_note']}")
+    return dataclasses.replace(data, summary={**data.summary, "checks": check_prepared(spec, data)})
 
 
 def hardware(spec: Spec) -> tuple[str, str]:
