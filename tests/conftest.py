@@ -14,6 +14,10 @@ from pathlib import Path
 import pytest
 from support.tiny_models import FILLER, WORDS, build_tiny_model, make_texts  # noqa: F401 (the tests' shared words)
 
+# Fixtures shared across folders: `act` (the act suite), `fake`, `workspace`, `no_proxy` (a loopback GitHub)
+# and `fake_hub` (a loopback Hub).
+pytest_plugins = ["support.github_fake", "support.hub_server", "support.act_runner"]
+
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")

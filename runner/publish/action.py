@@ -40,7 +40,7 @@ from runner.remote.dispatch import remote_arguments
 __all__ = ["annotations", "error_lines", "failure_body", "scrub"]  # re-exported: tests and callers use action.*
 
 # action.yml passes every input to the Python step through these variables (composite actions
-# do not set INPUT_* themselves); tests/test_action.py checks that the two agree.
+# do not set INPUT_* themselves); tests/publish/test_action.py checks that the two agree.
 ACTION_INPUTS = {
     "spec": "INPUT_SPEC",
     "push": "INPUT_PUSH",
@@ -204,7 +204,7 @@ def artifact_patterns(out_dir: Path, upload_model: bool) -> list[str]:
 
 # --- the phases -------------------------------------------------------------------------------------
 
-# Which inputs each step of action.yml hands its phase (tests/test_action.py checks the two agree).
+# Which inputs each step of action.yml hands its phase (tests/publish/test_action.py checks the two agree).
 PHASE_INPUTS = {
     "prepare": tuple(
         "spec set push comment upload-model artifact-name base-metrics baseline baseline-artifact "

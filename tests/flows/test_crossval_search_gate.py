@@ -1,0 +1,300 @@
+"""Cross-validation, label issues, hyperparameter search, paired comparisons and the quality gate
+on the tiny model: fold bookkeeping, flipped labels found, a search repeated with its
+seed, the bootstrap refusing other rows, the gate failing and passing through the CLI and the Action."""
+
+from __future__ import annotations
+
+import csv
+import json
+import random
+import subprocess
+import sys
+
+import pytest
+from click.testing import CliRunner
+from conftest import labelled_rows, run_cli, tiny_spec_text, write_csv, write_spec
+from support.github_fake import FakeGitHub, actions_env
+
+from runner.cli import main
+from runner.evaluate.compare import paired_delta
+from runner.flows.crossval import fold_ids
+from runner.publish import action
+
+
+def read_json(path):
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def read_jsonl(path):
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+
+
+# ---------------------------------------------------------------------------------------------
+# Folds
+
+
+def test_folds_put_every_row_in_exactly_one_fold_stratified_and_seeded():
+    labels = [0] * 30 + [1] * 12 + [2] * 9
+    folds, stratified = fold_ids(labels, 3, seed=5, stratify=True)
+    assert stratified and len(folds) == len(labels) and set(folds) == {0, 1, 2}
+    for k in range(3):  # each class spread evenly over the folds
+        assert sorted(label for label, f in zip(labels, folds) if f == k).count(2) == 3
+    assert fold_ids(labels, 3, seed=5, stratify=True)[0] == folds
+    assert fold_ids(labels, 3, seed=6, stratify=True)[0] != folds
+    # a class with fewer rows than folds: plain K-fold, said so
+    assert fold_ids([0] * 20 + [1] * 2, 3, seed=5, stratify=True)[1] is False
+
+
+def test_cross_validation_with_a_validation_file_is_a_spec_error(tiny_model, tmp_path):
+    write_csv(tmp_path / "data" / "train.csv", labelled_rows())
+    text = tiny_spec_text(tiny_model).replace(
+        "  train: data/train.csv\n",
+        "  train: data/train.csv\n  validation_file: data/train.csv\n  cross_validation: {folds: 3}\n",
+    )
+    result = run_cli("validate", str(write_spec(tmp_path, text)))
+    assert result.returncode == 2
+    assert "data.validation_file" in result.stderr and "cross_validation" in result.stderr
+
+
+@pytest.fixture(scope="module")
+def crossval_run(tiny_model, tmp_path_factory):
+    """100 rows, 6 of them with their label flipped on purpose, 3 folds."""
+    folder = tmp_path_factory.mktemp("crossval")
+    rows = labelled_rows(per_label=50, seed=3)
+    flipped = sorted(random.Random(11).sample(range(len(rows)), 6))
+    for i in flipped:
+        rows[i]["label"] = "neg" if rows[i]["label"] == "pos" else "pos"
+    write_csv(folder / "data" / "train.csv", rows)
+    text = (
+        tiny_spec_text(tiny_model, extra="labels: [neg, pos]\n")
+        .replace("epochs: 1", "epochs: 6")
+        .replace("  train: data/train.csv\n", "  train: data/train.csv\n  cross_validation: {folds: 3}\n")
+    )
+    result = run_cli("run", str(write_spec(folder, text)), cwd=folder, timeout=1800)  # 4 trainings
+    assert result.returncode == 0, result.stderr[-3000:]
+    # CSV line numbers: the header is line 1
+    return folder / "run", {i + 2 for i in flipped}, len(rows), result.stdout
+
+
+def test_every_training_row_is_predicted_exactly_once_out_of_fold(crossval_run):
+    run_dir, _, n, output = crossval_run
+    # the console describes the rows the folds use, not the data step's validation split they take back
+    assert f"cross-validation: {n} rows in 3 stratified folds" in output and "data: train" not in output
+    predicted = read_jsonl(run_dir / "predictions" / "validation.jsonl")
+    assert sorted(r["row"] for r in predicted) == list(range(2, n + 2))
+    assert all(abs(sum(r["probabilities"].values()) - 1) < 1e-4 for r in predicted)
+    metrics = read_json(run_dir / "metrics.json")
+    cv = metrics["cross_validation"]
+    assert cv["folds"] == 3 and len(cv["per_fold"]) == 3
+    assert set(cv["mean"]) == set(cv["std"]) and "f1_macro" in cv["mean"]
+    assert metrics["headline"]["split"] == "validation"
+    record = read_json(run_dir / "run.json")["results"]
+    assert sum(fold["rows"] for fold in record["cross_validation"]["per_fold"]) == n
+    assert record["data_summary"]["rows"] == {"train": n}  # the final model saw every row
+    report = (run_dir / "report.md").read_text(encoding="utf-8")
+    assert "## Cross-validation" in report and "## Suspected label issues" in report
+
+
+def test_flipped_labels_are_at_the_top_of_the_label_issue_list(crossval_run):
+    run_dir, flipped, _, _ = crossval_run
+    with open(run_dir / "label_issues.csv", encoding="utf-8") as stream:
+        issues = list(csv.DictReader(stream))
+    assert issues and list(issues[0]) == ["rank", "row", "text", "given_label", "suggested_label", "score", "confident"]
+    scores = [float(r["score"]) for r in issues]
+    assert scores == sorted(scores)  # most suspect first
+    top = {int(r["row"]) for r in issues[: 2 * len(flipped)]}
+    caught = len(top & flipped)
+    assert caught >= 4, (caught, flipped, [r["row"] for r in issues])
+    for row in issues:
+        if int(row["row"]) in flipped:
+            assert row["suggested_label"] != row["given_label"]
+
+
+# ---------------------------------------------------------------------------------------------
+# Search
+
+
+SEARCH = """search:
+  trials: 3
+  space:
+    learning_rate: {low: 0.001, high: 0.01, log: true}
+    weight_decay: {choices: [0.0, 0.05]}
+"""
+
+
+def test_search_records_every_trial_writes_the_best_spec_and_repeats_with_its_seed(tiny_model, tmp_path):
+    pytest.importorskip("optuna")
+    from runner.flows.search import search
+    from runner.spec.document import load_spec
+
+    write_csv(tmp_path / "data" / "train.csv", labelled_rows(per_label=30))
+    text = tiny_spec_text(tiny_model, extra=SEARCH).replace("  batch_size: 8\n", "  batch_size: 8\n  max_steps: 6\n")
+    spec_path = write_spec(tmp_path, text)
+    result = run_cli("run", str(spec_path), cwd=tmp_path, timeout=1800)  # 3 trials and the run
+    assert result.returncode == 0, result.stderr[-3000:]
+    run_dir = tmp_path / "run"
+    record = read_json(run_dir / "run.json")["results"]["search"]
+    assert len(record["trials"]) == 3 and record["sampler"] == "TPE (seed 7)"
+    assert all(set(t["params"]) == {"learning_rate", "weight_decay"} for t in record["trials"])
+    best = record["best"]
+    best_spec = load_spec(run_dir / "best-spec.yaml", check_files=False)
+    assert best_spec["search"] is None
+    # 3 significant figures, and the run trained with those values, so the file reproduces it
+    assert best_spec["train"]["learning_rate"] == pytest.approx(best["params"]["learning_rate"], rel=5e-3)
+    assert read_json(run_dir / "run.json")["spec"]["train"]["learning_rate"] == best_spec["train"]["learning_rate"]
+    assert "## Hyperparameter search" in (run_dir / "report.md").read_text(encoding="utf-8")
+
+    again = search(load_spec(spec_path))  # the same spec, data and seed: the same trials
+    assert [(t["params"], t["value"], t["state"]) for t in again["trials"]] == [
+        (t["params"], t["value"], t["state"]) for t in record["trials"]
+    ]
+    assert again["best"]["number"] == best["number"]
+
+
+def test_search_space_key_without_lora_is_a_spec_error(tiny_model, tmp_path):
+    write_csv(tmp_path / "data" / "train.csv", labelled_rows())
+    text = tiny_spec_text(tiny_model, extra="search:\n  trials: 2\n  space:\n    lora_r: {choices: [4, 8]}\n")
+    result = CliRunner().invoke(main, ["validate", str(write_spec(tmp_path, text))])
+    assert result.exit_code == 2 and "search.space.lora_r needs LoRA" in result.output
+
+
+def test_validate_imports_neither_optuna_nor_cleanlab_nor_torch(tiny_model, tmp_path):
+    write_csv(tmp_path / "data" / "train.csv", labelled_rows())
+    text = tiny_spec_text(tiny_model, extra=SEARCH + "gate: {min: 0.5}\n").replace(
+        "  train: data/train.csv\n", "  train: data/train.csv\n  cross_validation: {folds: 3}\n"
+    )
+    spec = write_spec(tmp_path, text)
+    code = (
+        "import sys; from runner.cli import main\n"
+        f"sys.argv = ['runner', 'validate', {str(spec)!r}]\n"
+        "try:\n    main()\nexcept SystemExit as e:\n    print('EXIT', e.code)\n"
+        "print('HEAVY', [m for m in ('torch', 'optuna', 'cleanlab', 'transformers') if m in sys.modules])\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert "HEAVY []" in out.stdout and "ok:" in out.stdout, out.stdout + out.stderr
+
+
+# ---------------------------------------------------------------------------------------------
+# Comparisons and the gate, on run folders written by hand
+
+
+def fake_run(folder, truth, predicted, rows=None, gate=None, f1=None):
+    """A finished run folder with validation predictions (labels neg/pos) and its metrics."""
+    labels = ["neg", "pos"]
+    folder.mkdir(parents=True)
+    rows = rows or list(range(2, len(truth) + 2))
+    lines = []
+    for row, t, p in zip(rows, truth, predicted):
+        probability = {"neg": 0.9 if p == "neg" else 0.1, "pos": 0.1 if p == "neg" else 0.9}
+        lines.append({"row": row, "text": f"text {row}", "true_label": t, "label": p, "probabilities": probability})
+    (folder / "predictions").mkdir()
+    (folder / "predictions" / "validation.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+    accuracy = sum(t == p for t, p in zip(truth, predicted)) / len(truth)
+    value = f1 if f1 is not None else accuracy
+    metrics = {
+        "validation": {"accuracy": accuracy, "f1_macro": value},
+        "headline": {"split": "validation", "name": "f1_macro", "value": value},
+    }
+    (folder / "metrics.json").write_text(json.dumps(metrics))
+    spec = {"version": 1, "name": folder.name, "task": "single_label_classification", "gate": gate}
+    (folder / "spec.yaml").write_text(json.dumps(spec))
+    (folder / "run.json").write_text(
+        json.dumps(
+            {
+                "status": "finished",
+                "name": folder.name,
+                "spec": spec,
+                "results": {"labels": labels, "task": spec["task"]},
+            }
+        )
+    )
+    return folder
+
+
+def truth_and_predictions(n, accuracy, seed):
+    rng = random.Random(seed)
+    truth = [rng.choice(["neg", "pos"]) for _ in range(n)]
+    flip = set(rng.sample(range(n), round(n * (1 - accuracy))))
+    return truth, [("pos" if t == "neg" else "neg") if i in flip else t for i, t in enumerate(truth)]
+
+
+def test_paired_bootstrap_gives_an_interval_on_the_same_rows(tmp_path):
+    truth, base_predictions = truth_and_predictions(400, 0.70, seed=1)
+    _, new_predictions = truth_and_predictions(400, 0.90, seed=1)
+    base = fake_run(tmp_path / "base", truth, base_predictions)
+    mostly_right = [t if i % 10 else p for i, (t, p) in enumerate(zip(truth, new_predictions))]
+    new = fake_run(tmp_path / "new", truth, mostly_right)
+    result = paired_delta(new, base, "validation", "accuracy")
+    assert result["paired"] and result["rows"] == 400
+    assert result["low"] < result["delta"] < result["high"]
+    assert result["verdict"] == "better" and result["low"] > 0
+    same = paired_delta(base, base, "validation", "f1_macro")
+    assert same["delta"] == 0 and same["verdict"] == "no clear difference"
+
+
+def test_paired_bootstrap_refuses_when_the_rows_differ(tmp_path):
+    truth, predictions = truth_and_predictions(50, 0.8, seed=2)
+    base = fake_run(tmp_path / "base", truth, predictions)
+    new = fake_run(tmp_path / "new", truth, predictions, rows=list(range(100, 150)))
+    result = paired_delta(new, base, "validation", "f1_macro")
+    assert result["paired"] is False and "different rows" in result["reason"]
+    fewer = fake_run(tmp_path / "fewer", truth[:40], predictions[:40])
+    assert paired_delta(fewer, base, "validation", "f1_macro")["paired"] is False
+    out = CliRunner().invoke(main, ["report", str(new), "--compare", str(base)])
+    assert out.exit_code == 0 and "no difference called" in out.output
+
+
+def test_gate_min_fails_and_passes_with_the_cli_exit_code(tmp_path):
+    truth, predictions = truth_and_predictions(60, 0.8, seed=3)
+    failing = fake_run(tmp_path / "low", truth, predictions, gate={"min": 0.95})
+    passing = fake_run(tmp_path / "high", truth, predictions, gate={"min": 0.5})
+    result = run_cli("report", str(failing))
+    assert result.returncode == 1
+    assert "Quality gate: failed" in result.stdout and "below gate.min 0.95" in result.stdout
+    assert result.stderr.startswith("error: gate: f1_macro") and "hint:" in result.stderr
+    assert "Traceback" not in result.stderr
+    result = run_cli("report", str(passing))
+    assert result.returncode == 0 and "Quality gate: passed" in result.stdout
+
+
+def test_gate_max_drop_against_a_baseline_shows_the_interval(tmp_path):
+    truth, good = truth_and_predictions(300, 0.9, seed=4)
+    _, bad = truth_and_predictions(300, 0.7, seed=4)
+    base = fake_run(tmp_path / "base", truth, good)
+    worse = fake_run(tmp_path / "worse", truth, bad, gate={"metric": "accuracy", "max_drop": 0.05})
+    result = run_cli("report", str(worse), "--compare", str(base))
+    assert result.returncode == 1
+    assert "dropped by 0.2000" in result.stdout and "95% paired bootstrap interval" in result.stdout
+    summary = json.loads(run_cli("report", str(worse), "--compare", str(base), "--format", "json").stdout)
+    assert summary["gate"]["passed"] is False and summary["comparison"]["verdict"] == "worse"
+    assert summary["per_class_deltas"] is not None
+    fine = fake_run(tmp_path / "fine", truth, good, gate={"metric": "accuracy", "max_drop": 0.05})
+    assert run_cli("report", str(fine), "--compare", str(base)).returncode == 0
+    # other rows: max_drop cannot be checked and is not; the comment says so
+    other = fake_run(tmp_path / "other", truth, bad, rows=list(range(500, 800)), gate={"max_drop": 0.05})
+    result = run_cli("report", str(other), "--compare", str(base))
+    assert result.returncode == 0 and "max_drop not checked" in result.stdout
+
+
+def test_action_fails_and_the_comment_says_why_when_the_gate_fails(tmp_path, monkeypatch):
+    (tmp_path / "repo" / "specs").mkdir(parents=True)
+    (tmp_path / "repo" / "specs" / "s.yaml").write_text("version: 1\n")
+    monkeypatch.chdir(tmp_path / "repo")
+    truth, predictions = truth_and_predictions(60, 0.8, seed=5)
+
+    def run_cli_fake(args, capture):
+        if args[0] == "run":
+            fake_run(tmp_path / "temp" / "runner-runs" / "specs-s", truth, predictions, gate={"min": 0.99})
+            return 0, "", ""
+        result = CliRunner().invoke(main, args)
+        return result.exit_code, result.stdout, result.stderr
+
+    with FakeGitHub(login=None) as fake:
+        env = actions_env(tmp_path, fake.url) | {
+            "RUNNER_TEMP": str(tmp_path / "temp"),
+            "INPUT_SPEC": "specs/s.yaml",
+            "GITHUB_WORKSPACE": str(tmp_path / "repo"),
+        }
+        assert action.run_action(env, run_cli=run_cli_fake) == 1
+        [comment] = fake.comments[7]
+    assert "Quality gate: failed" in comment["body"] and "below gate.min 0.99" in comment["body"]

@@ -1,0 +1,163 @@
+"""The package's shape: no import cycle between runner's modules (lazy imports count), no module
+over 450 lines, the run folder's record files named in one place, task names branched on in one."""
+
+from __future__ import annotations
+
+import ast
+import re
+from pathlib import Path
+
+PACKAGE = Path(__file__).resolve().parents[2] / "runner"
+MAX_LINES = 450
+
+
+def modules() -> dict[str, Path]:
+    out = {}
+    for path in sorted(PACKAGE.rglob("*.py")):
+        parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+        name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+        out[name] = path
+    return out
+
+
+def imports_of(path: Path, known: set[str], own: str) -> set[str]:
+    """Every runner module `path` imports, at the top or inside a function."""
+    found = set()
+    package = own if path.name == "__init__.py" else own.rpartition(".")[0]
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                base = ".".join(
+                    package.split(".")[: len(package.split(".")) - node.level + 1] + ([base] if base else [])
+                )
+            names = [f"{base}.{alias.name}" for alias in node.names]
+            # `from package import submodule` takes the submodule; any other name comes from the package
+            names += [base] if any(name not in known for name in names) else []
+        else:
+            continue
+        for name in names:
+            while name and name not in known:
+                name = name.rpartition(".")[0]
+            if name and name != own and name != "runner":
+                found.add(name)
+    return found
+
+
+def test_no_import_cycles_inside_the_package():
+    found = modules()
+    graph = {name: imports_of(path, set(found), name) for name, path in found.items()}
+    cycles = []
+
+    def visit(node, stack, on_stack, done):
+        on_stack.add(node)
+        stack.append(node)
+        for target in sorted(graph[node]):
+            if target in on_stack:
+                cycles.append(stack[stack.index(target) :] + [target])
+            elif target not in done:
+                visit(target, stack, on_stack, done)
+        stack.pop()
+        on_stack.discard(node)
+        done.add(node)
+
+    done: set[str] = set()
+    for name in sorted(graph):
+        if name not in done:
+            visit(name, [], set(), done)
+    assert not cycles, "import cycles: " + "; ".join(" -> ".join(cycle) for cycle in cycles)
+
+
+def test_no_module_is_over_the_line_limit():
+    long = {
+        name: n
+        for name, path in modules().items()
+        if (n := len(path.read_text(encoding="utf-8").splitlines())) > MAX_LINES
+    }
+    assert not long, f"modules over {MAX_LINES} lines: {long}"
+
+
+def test_record_file_names_are_spelled_in_at_most_two_modules():
+    spelled = {
+        name
+        for name, path in modules().items()
+        if re.search(r"""["']run\.json["']""", path.read_text(encoding="utf-8"))
+    }
+    assert len(spelled) <= 2, spelled
+
+
+def test_task_names_are_branched_on_only_in_the_task_table():
+    pattern = re.compile(
+        r"""task\s*(==|!=|in)\s*[("'{]|["'](single_label|multi_label|text_pair)_classification["']\s*[:)]|["']regression["']\s*(\)|:)"""
+    )
+    offenders = {}
+    for name, path in modules().items():
+        if name == "runner.spec.tasks":
+            continue
+        hits = [i + 1 for i, line in enumerate(path.read_text(encoding="utf-8").splitlines()) if pattern.search(line)]
+        if hits:
+            offenders[name] = hits
+    assert not offenders, f"task-specific branches outside runner/spec/tasks.py: {offenders}"
+
+
+# ---------------------------------------------------------------------------------------------
+# The folders show the stages; the arrows between them run one way.
+
+AREAS = ("spec", "data", "train", "evaluate", "record", "flows", "inference", "publish", "remote")
+SHELL = {"runner", "runner.__main__", "runner.cli", "runner.console", "runner.errors", "runner.files"}
+FLOWS = {"runner.flows.single", "runner.flows.crossval", "runner.flows.search"}
+
+
+def area_of(name: str) -> str:
+    parts = name.split(".")
+    return parts[1] if len(parts) > 2 or (len(parts) == 2 and parts[1] in AREAS) else ""
+
+
+def graph() -> dict[str, set[str]]:
+    found = modules()
+    return {name: imports_of(path, set(found), name) for name, path in found.items()}
+
+
+def arrows(source_areas, target_areas) -> list[str]:
+    return [
+        f"{name} -> {target}"
+        for name, targets in graph().items()
+        if area_of(name) in source_areas
+        for target in targets
+        if area_of(target) in target_areas
+    ]
+
+
+def test_every_module_but_the_shell_lives_in_a_stage_folder():
+    loose = [name for name in modules() if not area_of(name) and name not in SHELL and name != "runner.schemas"]
+    assert not loose, f"modules outside the stage folders ({', '.join(AREAS)}): {loose}"
+
+
+def test_the_spec_data_and_evaluation_never_import_training_or_what_runs_it():
+    assert not arrows({"spec", "data", "evaluate"}, {"train", "flows", "inference", "publish", "remote"})
+
+
+def test_the_record_never_imports_the_flows_or_what_publishes_it():
+    assert not arrows({"record"}, {"flows", "publish", "remote", "inference", "train"})
+
+
+def test_flows_never_import_each_other():
+    found = [f"{name} -> {target}" for name, targets in graph().items() if name in FLOWS for target in targets & FLOWS]
+    assert not found, f"a flow imports another (they share runner.train.pipeline and runner.flows.lifecycle): {found}"
+
+
+SUITES = {"act", "robustness", "packaging", "support"}  # beside the stages: a real runner, faults, the package
+
+
+def test_tests_mirror_the_package():
+    """tests/<stage>/test_*.py for each stage of runner/, plus the act, robustness and packaging suites and
+    support/ (the tiny models and the fakes); no test module at the top, no two with one name."""
+    tests = PACKAGE.parent / "tests"
+    stages = {path.parent.name for path in PACKAGE.glob("*/__init__.py")}
+    assert not list(tests.glob("test_*.py")), "a test module belongs in the folder of what it tests"
+    folders = {path.name for path in tests.iterdir() if path.is_dir() and not path.name.startswith((".", "_"))}
+    assert folders <= stages | SUITES, folders - stages - SUITES
+    names = [path.name for path in tests.rglob("test_*.py")]
+    assert len(names) == len(set(names)), "pytest imports test modules by their file name"

@@ -1,0 +1,242 @@
+"""The guarded writer: export, predict, reproduce, init and convert never write onto their
+inputs, onto a run folder's files or into a folder that holds other files without --force/--overwrite;
+they write atomically, export and reproduce take the run's lock, and a SIGTERM during an export says
+one line and leaves no temporary folder. Every case checks the exit code, the message, that no
+traceback was printed, and that the inputs and runs are byte-identical afterwards."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import labelled_rows, run_cli, tiny_spec_text, write_csv, write_spec
+
+
+def hashes(*roots: Path) -> dict[str, str]:
+    """sha256 of every file under each root (or of the root itself when it is a file)."""
+    out = {}
+    for root in roots:
+        files = [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.is_file())
+        for path in files:
+            out[str(path)] = hashlib.sha256(path.read_bytes()).hexdigest()
+    return out
+
+
+def refused(result, code: int, *words: str) -> None:
+    output = result.stdout + result.stderr
+    assert result.returncode == code, output[-3000:]
+    assert "Traceback" not in output and "internal error" not in output, output[-3000:]
+    assert "error:" in result.stderr and "hint:" in result.stderr, result.stderr
+    for word in words:
+        assert word in result.stderr, (word, result.stderr)
+
+
+@pytest.fixture(scope="module")
+def ws(tiny_model, tmp_path_factory):
+    """A workspace with two finished runs (run/ and other/) of the tiny model, on one data file."""
+    folder = tmp_path_factory.mktemp("guarded")
+    write_csv(folder / "data" / "train.csv", labelled_rows(per_label=30))
+    spec = write_spec(folder, tiny_spec_text(tiny_model, extra="labels: [neg, pos]\n"))
+    for name in ("run", "other"):
+        result = run_cli("run", str(spec), "--output", name, cwd=folder)
+        assert result.returncode == 0, result.stderr[-3000:]
+    return folder
+
+
+def test_export_never_replaces_the_run_or_its_files(ws):
+    before = hashes(ws)
+    for target in ("run", "run/model", "run/metrics.json", "other", "."):
+        result = run_cli("export", "run", "-o", target, cwd=ws)
+        refused(result, 2, "-o")
+    result = run_cli("export", "run", "-o", ".", "--force", cwd=ws)  # the current folder, even with --force
+    refused(result, 2, "current folder")
+    assert hashes(ws) == before
+
+
+def test_export_into_a_folder_with_other_files_needs_force(ws, tmp_path):
+    target = tmp_path / "out"
+    target.mkdir()
+    (target / "notes.txt").write_text("keep me", encoding="utf-8")
+    before = hashes(ws, target)
+    refused(run_cli("export", "run", "-o", str(target), cwd=ws), 2, "already holds other files", "--force")
+    assert hashes(ws, target) == before
+    result = run_cli("export", "run", "-o", str(target), "--force", "--min-agreement", "0", cwd=ws)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert (target / "model.onnx").is_file() and not (target / "notes.txt").exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".out.")]  # no temporary or old folder left
+    again = run_cli("export", "run", "-o", str(target), "--min-agreement", "0", cwd=ws)  # its own earlier export
+    assert again.returncode == 0, again.stderr[-2000:]
+
+
+def test_export_waits_for_no_one_holding_the_run(ws):
+    """A run --overwrite of the same folder holds its lock: the export refuses instead of mixing models."""
+    from runner.record.rundir import RunDir
+
+    before = hashes(ws / "run")
+    with RunDir(ws / "run").lock("a run"):
+        result = run_cli("export", "run", cwd=ws)
+    refused(result, 1, "in use by another runner process")
+    assert hashes(ws / "run") == before and not (ws / "run" / "onnx").exists()
+
+
+def test_sigterm_during_export_says_one_line_and_leaves_no_temporary_folder(ws):
+    env = dict(os.environ)
+    process = subprocess.Popen([sys.executable, "-m", "runner", "export", "other"], cwd=ws, env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    temporary = ws / "other" / ".onnx.tmp"
+    deadline = time.time() + 120
+    while not temporary.exists() and process.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    assert process.poll() is None, process.communicate()
+    process.send_signal(signal.SIGTERM)
+    out, err = process.communicate(timeout=120)
+    assert process.returncode == 143, err[-2000:]
+    assert "Traceback" not in out + err
+    assert "export stopped by SIGTERM" in err and "runner export other" in err
+    assert not temporary.exists() and not (ws / "other" / "onnx").exists()
+
+
+def test_predict_never_writes_onto_its_input_or_a_run(ws):
+    texts = ws / "texts.csv"
+    write_csv(texts, [{"text": "a great day", "label": "pos"}])
+    before = hashes(ws)
+    refused(run_cli("predict", "run", "--input", "texts.csv", "--output", "texts.csv", cwd=ws), 2, "input file")
+    os.link(texts, ws / "hardlink.csv")
+    try:
+        refused(run_cli("predict", "run", "--input", "texts.csv", "--output", "hardlink.csv", "--force", cwd=ws), 2,
+                "input file")
+    finally:
+        (ws / "hardlink.csv").unlink()
+    for target in ("run/metrics.json", "run/predictions/validation.jsonl", "other/new.jsonl"):
+        refused(run_cli("predict", "run", "a great day", "--output", target, "--force", cwd=ws), 2, "run folder")
+    assert hashes(ws) == before
+
+
+def test_predict_replaces_an_earlier_output_only_with_force(ws, tmp_path):
+    out = tmp_path / "p.jsonl"
+    out.write_text("earlier\n", encoding="utf-8")
+    refused(run_cli("predict", "run", "a great day", "--output", str(out), cwd=ws), 2, "already exists", "--force")
+    assert out.read_text(encoding="utf-8") == "earlier\n"
+    result = run_cli("predict", "run", "a great day", "--output", str(out), "--force", cwd=ws)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert json.loads(out.read_text(encoding="utf-8"))["label"] in ("pos", "neg")
+
+
+def test_reproduce_into_another_finished_run_needs_overwrite(ws):
+    before = hashes(ws)
+    refused(run_cli("reproduce", "run", "--output", "other", cwd=ws), 2, "already holds another run", "--overwrite")
+    refused(run_cli("reproduce", "run", "--output", "run/inner", cwd=ws), 2, "inside the run")
+    refused(run_cli("reproduce", "run", "--output", ".", cwd=ws), 2, "holds it")
+    assert hashes(ws) == before
+
+
+def test_init_and_convert_never_write_into_a_run(ws):
+    before = hashes(ws)
+    refused(run_cli("init", "data/train.csv", "-o", "run/spec.yaml", "--force", cwd=ws), 2, "run folder")
+    refused(run_cli("init", "data/train.csv", "-o", "other/new.yaml", cwd=ws), 2, "run folder")
+    refused(run_cli("init", "data/train.csv", "-o", "data/train.csv", "--force", cwd=ws), 2, "input file")
+    assert hashes(ws) == before
+
+
+def test_a_refused_run_leaves_no_empty_folder(ws):
+    bad = write_spec(ws, (ws / "spec.yaml").read_text(encoding="utf-8").replace("data/train.csv", "data/bad.csv"),
+                     "bad.yaml")
+    write_csv(ws / "data" / "bad.csv", [{"words": "no text column", "label": "pos"}] * 10)
+    try:
+        result = run_cli("run", str(bad), "--output", "fresh/nested", cwd=ws)
+        refused(result, 2)
+        assert not (ws / "fresh").exists()
+    finally:
+        bad.unlink()
+        (ws / "data" / "bad.csv").unlink()
+
+
+def test_lora_export_carries_temperature_and_thresholds(tiny_model, tmp_path):
+    write_csv(tmp_path / "data" / "train.csv", labelled_rows(per_label=30))
+    extra = "labels: [neg, pos]\nlora:\n  r: 4\n  alpha: 8\n  target_modules: [query, value]\n" \
+            "predict: {calibration: temperature, tune_thresholds: true}\n"
+    spec = write_spec(tmp_path, tiny_spec_text(tiny_model, extra=extra))
+    assert run_cli("run", str(spec), cwd=tmp_path).returncode == 0
+    result = run_cli("export", "run", "--min-agreement", "0", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    results = json.loads((tmp_path / "run" / "run.json").read_text(encoding="utf-8"))["results"]
+    config = json.loads((tmp_path / "run" / "onnx" / "config.json").read_text(encoding="utf-8"))
+    # calibration is applied only when it helps: the export carries what the run applied
+    temperature = results["temperature"]
+    assert config.get("runner_temperature") == (pytest.approx(temperature) if temperature else None)
+    assert results["thresholds"] and config["runner_thresholds"] == pytest.approx(results["thresholds"])
+
+
+# ---------------------------------------------------------------------------------------------
+# Smaller promises of the guarded writer
+
+
+@pytest.mark.parametrize("extra, words", [
+    ("train:\n  class_weights: {pos: 1.0e39}\n", ["class_weights", "spec.yaml:"]),
+    ("hub:\n  repo_id: me/x--y\n", ["hub.repo_id", "spec.yaml:"]),
+    ("hub:\n  repo_id: me/x.git\n", ["hub.repo_id", "spec.yaml:"]),
+])
+def test_validate_refuses_with_the_line(tmp_path, tiny_model, extra, words):
+    write_csv(tmp_path / "data" / "train.csv", labelled_rows(per_label=5))
+    text = tiny_spec_text(tiny_model).replace("train:\n  epochs", "train:\n  epochs", 1)
+    if extra.startswith("train:"):
+        text = text.replace("train:\n", extra, 1)
+    else:
+        text += extra
+    spec = write_spec(tmp_path, text)
+    refused(run_cli("validate", str(spec), cwd=tmp_path), 2, *words)
+
+
+def test_bare_no_is_the_documented_no(tmp_path, tiny_model):
+    write_csv(tmp_path / "data" / "train.csv", labelled_rows(per_label=5))
+    extra = "train:\n  eval_strategy: no\n  load_best_model_at_end: false\n"
+    spec = write_spec(tmp_path, tiny_spec_text(tiny_model).replace("train:\n", extra, 1))
+    result = run_cli("validate", str(spec), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    from runner.spec.document import load_spec
+
+    assert load_spec(spec)["train"]["eval_strategy"] == "no"
+
+
+def test_a_run_validates_its_own_spec_and_prints_to_a_latin1_terminal(ws):
+    assert run_cli("validate", "run/spec.yaml", cwd=ws).returncode == 0
+    env = {**os.environ, "PYTHONIOENCODING": "latin-1"}
+    for args in (("predict", "run", "日本語のテキスト ✓"), ("report", "run")):
+        result = subprocess.run([sys.executable, "-m", "runner", *args], cwd=ws, env=env, capture_output=True)
+        err = result.stderr.decode("latin-1")
+        assert result.returncode == 0 and "Traceback" not in err, err[-2000:]
+        assert result.stdout.decode("latin-1").strip()
+
+
+def test_eval_hints_name_the_file_not_the_spec(ws, tmp_path):
+    data = write_csv(tmp_path / "e.csv", [{"words": "a great day", "label": "pos"}])
+    result = run_cli("eval", "run", "--data", str(data), cwd=ws)
+    refused(result, 2, "fix the file")
+    hint = [line for line in result.stderr.splitlines() if line.startswith("hint:")][0]
+    assert "spec" not in hint
+
+
+def test_numeric_labels_match_across_formats():
+    from runner.data.labels import encode_single_labels
+
+    frame = pd.DataFrame({"label": [1.0, 0.0, 1.0], "__row__": [1, 2, 3]})
+    encoded, labels = encode_single_labels(frame, "label", ["0.0", "1.0"], "e.jsonl", "e.jsonl")
+    assert encoded.tolist() == [1, 0, 1] and labels == ["0.0", "1.0"]
+
+
+def test_calibration_on_a_few_rows_warns_at_its_bound(capsys):
+    from runner.evaluate.quality import fit_temperature
+
+    assert fit_temperature(np.array([[2.0, -2.0]]), np.array([1]), False) > 10
+    assert "at its bound" in capsys.readouterr().err
+    fit_temperature(np.array([[2.0, -2.0], [1, 0], [0, 1.0], [0.5, 0.2]] * 10), np.array([0, 1, 1, 0] * 10), False)
+    assert "bound" not in capsys.readouterr().err

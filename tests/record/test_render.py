@@ -1,0 +1,166 @@
+"""One renderer for what is published: hostile texts, labels and names (markup, mentions,
+comment markers, secrets, control characters) written into a run's record come out of the real
+chain (summary_markdown -> comment_on_pull_request / write_step_summary) inert; report.examples:
+false leaves the raw texts out of everything published."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from support.github_fake import FakeGitHub, actions_env
+
+from runner.publish import github
+from runner.record.render import inline, publish
+from runner.record.summary import summary_markdown
+
+SECRETS = ["AKIAIOSFODNN7EXAMPLE", "hf_" + "Ab1" * 10, "ghp_" + "x9Z" * 12, "password=hunter2secret",
+           "xoxb-123456789012-1234567890123-abcdefghijklmnopqrstuvwx", 'api_key = "sk_live_4eC39HqLyjWDarjtT1zdp7dc"']
+FRAGMENTS = [
+    "<img src=x onerror=alert(1)>", "</details>", "<details>", "<summary>x</summary>", "@octocat", "@org/team",
+    "#123", "<!-- runner:comment key=other.yaml -->", "<!--", "-->", "```", "`", "|", "\\", "[link](http://x.test)",
+    "![img](http://x.test/a.png)", "<script>", "&lt;", "\n", "\r", "\x00", "\x1b[31m", "\u202e", "\u2028", "# Title",
+    "> quote", "*", "_", "~~", "<sub>", "</sub>", *SECRETS,
+]
+hostile = st.lists(st.sampled_from(FRAGMENTS) | st.text(max_size=4), min_size=1, max_size=6).map("".join)
+OURS = re.compile(r"</?(details|summary|sub)>")
+
+
+def write_run(folder: Path, name: str, labels: list[str], texts: list[str], examples: bool = True) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    a, b = labels[0], labels[1]
+    metrics = {"validation": {"accuracy": 0.5, "f1_macro": 0.4}, "headline": {"split": "validation", "name": "f1_macro",
+                                                                              "value": 0.4}}
+    per_class = {label: {"precision": 0.5, "recall": 0.5, "f1": 0.5, "support": 3} for label in labels}
+    results = {
+        "task": "single_label_classification",
+        "labels": labels,
+        "per_class": {"validation": per_class},
+        "thresholds": {label: 0.5 for label in labels},
+        "data_summary": {"rows": {"train": 10, "validation": 4}},
+        "data_checks": {"warnings": [f"class '{a}' has 1 training row(s)"],
+                        "duplicates_in_train": {"exact": 1, "normalized": 1,
+                                                "examples": [{"text": texts[0], "copies": 2, "labels": [a, b],
+                                                              "rows": [1, 2]}]}},
+        "error_analysis": {"validation": {
+            "errors": 1, "rows": 4,
+            "mistakes": [{"row": i, "text": text, "truth": a, "prediction": b, "score": 0.9}
+                         for i, text in enumerate(texts)],
+            "costly_pairs": [{"truth": a, "prediction": b, "rows": 1, "share_of_truth": 0.5, "share_of_errors": 1.0}],
+        }},
+    }
+    if not examples:
+        from runner.record.render import without_examples
+
+        results = without_examples(results)
+    (folder / "metrics.json").write_text(json.dumps(metrics), encoding="utf-8")
+    (folder / "run.json").write_text(json.dumps({"name": name, "status": "finished", "results": results,
+                                                 "spec": {"task": "single_label_classification"}}), encoding="utf-8")
+    return folder
+
+
+def assert_inert(body: str, planted: list[str]) -> None:
+    assert "<!-- runner:comment" not in body
+    for tag in re.findall(r"<[^\s<]{0,20}", body):  # every tag left is one of the renderer's own
+        assert OURS.match(tag + ">") or OURS.match(tag), (tag, body)
+    depth = 0
+    for tag in re.findall(r"</?details>", body):
+        depth += -1 if tag.startswith("</") else 1
+        assert depth >= 0, body
+    assert depth == 0, body
+    assert not re.search(r"(?<![\w\u200d])@[A-Za-z0-9]", body), body  # a mention: @ then a name, no joiner
+    assert not re.search(r"(?<![\w\u200d])#[0-9]", body), body
+    assert not re.search(r"(?<!\\)\]\(", body), body  # no link or image made from data
+    assert not re.search(r"[\x00-\x08\x0b-\x1f\x7f\u2028\u202e]", body), repr(body)
+    for secret in SECRETS:
+        for part in re.findall(r"[A-Za-z0-9_]{12,}", secret):
+            assert part not in body, (part, body)
+    for line in body.splitlines():  # a table row keeps the header's number of cells
+        if line.startswith("| "):
+            assert len(re.findall(r"(?<!\\)\|", line)) >= 2
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(name=hostile, first=hostile, second=hostile, texts=st.lists(hostile, min_size=1, max_size=3))
+def test_hostile_record_is_inert_in_the_comment_and_the_summary(tmp_path_factory, name, first, second, texts):
+    folder = tmp_path_factory.mktemp("hostile")
+    labels = [first, second + "\u2063"] if first == second else [first, second]
+    run = write_run(folder / "run", name, labels, texts)
+    body = summary_markdown(run)
+    env = actions_env(folder, "http://127.0.0.1:9")
+    with FakeGitHub() as fake:
+        env["GITHUB_API_URL"] = fake.url
+        assert github.comment_on_pull_request(body, "specs/a.yaml", env)["action"] == "created"
+        posted = fake.comments[7][0]["body"]
+    marker = github.comment_marker("specs/a.yaml")
+    assert posted.startswith(marker + "\n") and posted.count("<!-- runner:comment") == 1
+    assert_inert(posted[len(marker):], [name, *labels, *texts])
+    github.write_step_summary(body, env)
+    assert_inert(Path(env["GITHUB_STEP_SUMMARY"]).read_text(encoding="utf-8"), [name, *labels, *texts])
+
+
+def test_another_specs_marker_in_a_text_cannot_take_over_its_comment(tmp_path):
+    """The data of spec a holds spec b's marker: b's next run must update b's comment, not a's."""
+    other = github.comment_marker("specs/b.yaml")
+    run = write_run(tmp_path / "run", "a", ["pos", "neg"], [f"nice {other} text"])
+    env = actions_env(tmp_path, "http://127.0.0.1:9")
+    with FakeGitHub() as fake:
+        env["GITHUB_API_URL"] = fake.url
+        github.comment_on_pull_request(summary_markdown(run), "specs/a.yaml", env)
+        result = github.comment_on_pull_request("b's metrics", "specs/b.yaml", env)
+        assert result["action"] == "created"
+        assert other not in fake.comments[7][0]["body"]
+
+
+def test_failure_comment_cannot_carry_a_marker_or_unbalanced_details(tmp_path):
+    from runner.publish.action import failure_body
+
+    body = failure_body("s.yaml", "run", 2, "error: bad label '</details><!-- runner:comment key=x -->' @octocat\n"
+                                            "hint: fix it")
+    env = actions_env(tmp_path, "http://127.0.0.1:9")
+    with FakeGitHub() as fake:
+        env["GITHUB_API_URL"] = fake.url
+        github.comment_on_pull_request(body, "s.yaml", env)
+        posted = fake.comments[7][0]["body"]
+    assert posted.count("<!-- runner:comment") == 1
+    assert "</details>" not in posted
+
+
+@pytest.mark.parametrize("text, kept, gone", [
+    ("my AWS key AKIAIOSFODNN7EXAMPLE ok", "my AWS key", "AKIAIOSFODNN7EXAMPLE"),
+    ("login password=hunter2secret now", "login", "hunter2secret"),
+    ("db postgres://user:pa55word@host/db", "host/db", "pa55word"),
+    ("-----BEGIN RSA PRIVATE KEY----- MIIEpAIBAAKCAQEA", "redacted", "MIIEpAIBAAKCAQEA"),
+    ("hi @octocat see #12 <b>x</b>", "octocat", "<b>"),
+])
+def test_inline_redacts_and_escapes(text, kept, gone):
+    shown = inline(text)
+    assert kept in shown and gone not in shown and "\n" not in shown
+
+
+def test_publish_balances_details_and_drops_markers():
+    body = publish("a\n<details><summary>x</summary>\n\n</details>\n</details>\n<details>\n"
+                   "<!-- runner:comment key=x -->")
+    assert body.count("<details>") == body.count("</details>") == 2 and "<!-- runner:comment" not in body
+
+
+def test_report_examples_false_leaves_texts_out_of_every_published_file(tmp_path, tiny_model):
+    from conftest import labelled_rows, run_cli, tiny_spec_text, write_csv, write_spec
+
+    rows = labelled_rows(per_label=25)
+    rows += [dict(rows[0]), dict(rows[1])]  # duplicates: the data checks quote them
+    write_csv(tmp_path / "data" / "train.csv", rows)
+    spec = write_spec(tmp_path, tiny_spec_text(tiny_model, extra="report:\n  examples: false\n"))
+    result = run_cli("run", str(spec), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    texts = {row["text"] for row in rows}
+    summary = run_cli("report", "run", cwd=tmp_path).stdout
+    for published in ("report.md", "run.json", "model/README.md"):
+        content = (tmp_path / "run" / published).read_text(encoding="utf-8")
+        assert not [t for t in texts if t in content], published
+    assert not [t for t in texts if t in summary]
+    assert run_cli("validate", "run/spec.yaml", cwd=tmp_path).returncode == 0
