@@ -16,9 +16,10 @@ the gradient norm at 1.0, AdamW, linear schedule, zero the gradients), timed aft
 - seed: the seed recipe (bench/seed_recipe.py) as it runs on a GPU: fp32 (no TF32), fused AdamW
   (transformers' default), batches of 16 drawn at random, each row padded to the longest row of its
   1,000-row `map` chunk (padding=True in a batched map), SDPA attention.
-- runner b16: `precision: auto` on a GPU (bf16 autocast, TF32), fused AdamW, batches of 16 grouped
-  by length and padded to their own longest row.
-- runner tokens: the same with `train.max_tokens_per_batch` (padded rows x longest <= budget).
+- runner b16: `precision: auto` on a GPU (bf16 autocast; TF32 stays off), fused AdamW, batches of 16
+  grouped by length and padded to their own longest row rounded up to a multiple of 8 (as the runner
+  pads on a GPU: runner.train.trainer.padding_multiple).
+- runner tokens: the same with `train.max_tokens_per_batch` (padded rows x longest, rounded up to 8, <= budget).
 - runner packed: `max_tokens_per_batch` with padding-free batches (runner/train/packing.py: one packed
   row, FlashAttention varlen through torch.nn.attention.varlen).
 - runner packed+compile: the same with `train.compile` (torch.compile of the backbone, dynamic shapes).
@@ -82,11 +83,11 @@ def make_rows(lengths, vocab: int, seed: int = 1) -> list[dict]:
             for n in lengths]
 
 
-def padded(rows: list[dict], length: int | None = None) -> dict:
+def padded(rows: list[dict], length: int | None = None, multiple: int = 1) -> dict:
     import numpy as np
     import torch
 
-    length = length or max(len(r["input_ids"]) for r in rows)
+    length = length or -(-max(len(r["input_ids"]) for r in rows) // multiple) * multiple
     ids = np.zeros((len(rows), length), dtype=np.int64)
     mask = np.zeros((len(rows), length), dtype=np.int64)
     for i, r in enumerate(rows):
@@ -114,15 +115,15 @@ def grouped_batches(rows, lengths, rng, size: int = 16):
         part = sorted(order[start:start + mega], key=lambda i: -lengths[i])
         batches += [part[i:i + size] for i in range(0, len(part) - size + 1, size)]
     for b in rng.permutation(len(batches)):
-        yield padded([rows[i] for i in batches[b]]), batches[b]
+        yield padded([rows[i] for i in batches[b]], multiple=8), batches[b]  # the runner's padding on a GPU
 
 
 def budget_batches(rows, lengths, seed, budget: int, packed: bool):
     from runner.train.batching import TokenBudgetBatchSampler
     from runner.train.packing import PackedBatch
 
-    sampler = TokenBudgetBatchSampler(lengths, budget, seed=seed, packed=packed)
-    collate = PackedBatch() if packed else padded
+    sampler = TokenBudgetBatchSampler(lengths, budget, seed=seed, packed=packed, multiple=None if packed else 8)
+    collate = PackedBatch() if packed else (lambda batch: padded(batch, multiple=8))
     epoch = 0
     while True:
         sampler.set_epoch(epoch)

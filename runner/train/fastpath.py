@@ -59,7 +59,9 @@ def train_dataloader(trainer, max_tokens: int | None, packed: bool):
     args, dataset = trainer.args, trainer.train_dataset
     seed = args.data_seed if args.data_seed is not None else args.seed
     if max_tokens:
-        batches = TokenBudgetBatchSampler(column_array(dataset, "length"), max_tokens, seed=seed, packed=packed)
+        multiple = getattr(trainer.data_collator, "multiple", None)  # the padding the collator adds counts
+        batches = TokenBudgetBatchSampler(column_array(dataset, "length"), max_tokens, seed=seed, packed=packed,
+                                          multiple=multiple)
     else:
         batches = BatchSampler(trainer._get_train_sampler(dataset), args.per_device_train_batch_size,
                                drop_last=args.dataloader_drop_last)

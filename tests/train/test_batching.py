@@ -84,6 +84,21 @@ def test_batches_are_padded_to_their_longest_row(tmp_path, tokenizer, splits):
     assert set(batch) == {"input_ids", "token_type_ids", "attention_mask", "labels"}
 
 
+def test_gpu_mixed_precision_batches_are_padded_to_a_multiple_of_8_and_cpu_batches_are_not(tmp_path, tokenizer,
+                                                                                          splits):
+    from runner.train.trainer import PadBatch, padding_multiple
+
+    assert padding_multiple("cuda", "bf16") == padding_multiple("cuda", "fp16") == 8
+    assert padding_multiple("cuda", "fp32") is padding_multiple("cpu", "bf16") is None
+    assert padding_multiple("cpu", "fp32") is None
+    train = tokenize_splits(splits, tokenizer, 32, has_pair=False, cache_dir=tmp_path)["train"]
+    rows = [train[i] for i in range(4)]
+    longest = max(row["length"] for row in rows)
+    batch = PadBatch(tokenizer, 8)(rows)
+    assert batch["input_ids"].shape[1] == -(-longest // 8) * 8  # rounded up, never cut
+    assert batch["attention_mask"].sum(dim=1).tolist() == [row["length"] for row in rows]  # the padding is masked
+
+
 def test_training_batches_are_grouped_by_length(tmp_path, spec, tiny_model, tokenizer, splits):
     from transformers import AutoModelForSequenceClassification
     from transformers.trainer_pt_utils import LengthGroupedSampler
