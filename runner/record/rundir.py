@@ -356,6 +356,12 @@ def metrics_path(path: str | Path) -> Path:
 
 def read_metrics(path: str | Path) -> dict:
     """A metrics.json, from a run folder or its own path, checked to hold split metrics."""
+    given = Path(path)
+    if not given.exists():
+        raise DataError(f"{given} does not exist", "give the run folder that `runner run` wrote, or its metrics.json")
+    if given.is_file() and given.suffix != ".json":
+        raise DataError(f"{given} is a file, neither a run folder nor a metrics.json",
+                        "give the run folder that `runner run` wrote, or its metrics.json")
     path = metrics_path(path)
     metrics = read_json_object(path, f"is {path.parent} a finished run folder? {METRICS} is written when a run ends")
     if not any(metric_items(metrics.get(split)) for split in SPLITS):

@@ -244,6 +244,22 @@ def test_paired_bootstrap_refuses_when_the_rows_differ(tmp_path):
     assert out.exit_code == 0 and "no difference called" in out.output
 
 
+@pytest.mark.parametrize("given, message", [
+    ("base.csv", "base.csv is a file, neither a run folder nor a metrics.json"),
+    ("missing", "missing does not exist"),
+    ("empty-folder", "empty-folder has no metrics.json"),
+])
+def test_a_baseline_that_is_no_run_is_one_clear_error(tmp_path, monkeypatch, given, message):
+    truth, predictions = truth_and_predictions(20, 0.8, seed=4)
+    run = fake_run(tmp_path / "run", truth, predictions)
+    (tmp_path / "base.csv").write_text("text,label\nsecret text,pos\n")
+    (tmp_path / "empty-folder").mkdir()
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(main, ["report", str(run), "--compare", given])
+    assert result.exit_code == 2 and f"error: {message}" in result.output.replace(str(tmp_path) + "/", "")
+    assert "hint:" in result.output and "secret text" not in result.output and "Traceback" not in result.output
+
+
 def test_gate_min_fails_and_passes_with_the_cli_exit_code(tmp_path):
     truth, predictions = truth_and_predictions(60, 0.8, seed=3)
     failing = fake_run(tmp_path / "low", truth, predictions, gate={"min": 0.95})
