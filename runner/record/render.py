@@ -5,7 +5,8 @@ put into markdown; a finished document goes through `publish`.
 
 `inline` makes a text inert: secrets redacted (runner.record.redact), HTML and markdown that could change
 the layout or load anything escaped (`<`, `>`, `&`, backslash, backtick, brackets, `|`), `@mentions`
-and `#123` references broken with a zero-width joiner so nobody is pinged or cross-linked, line
+and `#123` references broken with a zero-width joiner so nobody is pinged or cross-linked, bare URLs
+(`https://...`, `www....`) broken the same way so GitHub does not make them links, line
 breaks and control characters shown as visible escapes. `publish` is the last guard on a whole
 body: `<details>` balanced, and never the comment marker `<!-- runner:comment` (which would let the
 comment be mistaken for another spec's).
@@ -22,6 +23,7 @@ MARKER = "<!-- runner:comment"
 _ESCAPES = {"\\": "\\\\", "`": "\\`", "[": "\\[", "]": "\\]", "|": "\\|", "<": "&lt;", ">": "&gt;", "&": "&amp;"}
 _SPECIAL = re.compile(r"[\\`\[\]|<>&]")
 _MENTION = re.compile(r"([@#])(?=[\w-])")  # @user, @org/team, #123, GH-style references
+_AUTOLINK = re.compile(r"(?i)\b(?:(?:https?|ftp)://(?=\S)|www(?=\.))")  # what GitHub's autolinker starts a link at
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
 _DETAILS = re.compile(r"</?details\b[^>]*>", re.IGNORECASE)
 
@@ -34,6 +36,7 @@ def inline(text, limit: int | None = None) -> str:
     if limit is not None and len(text) > limit:
         text = text[: limit - 1] + "…"
     text = _SPECIAL.sub(lambda m: _ESCAPES[m.group()], text)
+    text = _AUTOLINK.sub(lambda m: m.group() + ZWJ, text)
     return _MENTION.sub(lambda m: m.group(1) + ZWJ, text)
 
 

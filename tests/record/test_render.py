@@ -24,7 +24,8 @@ FRAGMENTS = [
     "<img src=x onerror=alert(1)>", "</details>", "<details>", "<summary>x</summary>", "@octocat", "@org/team",
     "#123", "<!-- runner:comment key=other.yaml -->", "<!--", "-->", "```", "`", "|", "\\", "[link](http://x.test)",
     "![img](http://x.test/a.png)", "<script>", "&lt;", "\n", "\r", "\x00", "\x1b[31m", "\u202e", "\u2028", "# Title",
-    "> quote", "*", "_", "~~", "<sub>", "</sub>", *SECRETS,
+    "> quote", "*", "_", "~~", "<sub>", "</sub>", "https://evil.example/login", "www.evil.example", "HTTP://x.test",
+    *SECRETS,
 ]
 hostile = st.lists(st.sampled_from(FRAGMENTS) | st.text(max_size=4), min_size=1, max_size=6).map("".join)
 OURS = re.compile(r"</?(details|summary|sub)>")
@@ -75,6 +76,7 @@ def assert_inert(body: str, planted: list[str]) -> None:
     assert not re.search(r"(?<![\w\u200d])@[A-Za-z0-9]", body), body  # a mention: @ then a name, no joiner
     assert not re.search(r"(?<![\w\u200d])#[0-9]", body), body
     assert not re.search(r"(?<!\\)\]\(", body), body  # no link or image made from data
+    assert not re.search(r"(?i)\b(?:https?|ftp)://[^\s\u200d]|\bwww\.", body), body  # nor a bare URL GitHub links
     assert not re.search(r"[\x00-\x08\x0b-\x1f\x7f\u2028\u202e]", body), repr(body)
     for secret in SECRETS:
         for part in re.findall(r"[A-Za-z0-9_]{12,}", secret):
@@ -136,6 +138,8 @@ def test_failure_comment_cannot_carry_a_marker_or_unbalanced_details(tmp_path):
     ("db postgres://user:pa55word@host/db", "host/db", "pa55word"),
     ("-----BEGIN RSA PRIVATE KEY----- MIIEpAIBAAKCAQEA", "redacted", "MIIEpAIBAAKCAQEA"),
     ("hi @octocat see #12 <b>x</b>", "octocat", "<b>"),
+    ("log in at https://evil.example/login", "evil.example/login", "https://evil"),  # shown, never a link
+    ("or www.evil.example", "evil.example", "www.evil"),
 ])
 def test_inline_redacts_and_escapes(text, kept, gone):
     shown = inline(text)
