@@ -357,7 +357,7 @@ def metrics_path(path: str | Path) -> Path:
 def read_metrics(path: str | Path) -> dict:
     """A metrics.json, from a run folder or its own path, checked to hold split metrics."""
     given = Path(path)
-    if not given.exists():
+    if not given.exists() and given.suffix != ".json":  # a metrics.json that is missing is said below
         raise DataError(f"{given} does not exist", "give the run folder that `runner run` wrote, or its metrics.json")
     if given.is_file() and given.suffix != ".json":
         raise DataError(f"{given} is a file, neither a run folder nor a metrics.json",
