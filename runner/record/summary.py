@@ -9,7 +9,7 @@ from runner.evaluate.compare import comparison_and_gate, per_class_deltas
 from runner.record.analysis import summary_lines
 from runner.record.flows import comparison_lines
 from runner.record.markdown import SPLITS, number, per_class_table, table
-from runner.record.render import inert, publish
+from runner.record.render import inert, link, publish
 from runner.record.rundir import RunDir, hub_url, read_metrics
 from runner.record.runrecord import results_of
 from runner.spec.tasks import LOWER_IS_BETTER, lower_is_better, metric_items
@@ -100,7 +100,9 @@ def _change_text(entry: dict) -> str:
 def summary_markdown(run_dir: str | Path, base: str | Path | None = None, summary: dict | None = None) -> str:
     """Markdown for a pull-request comment or job summary (see summary_json). Every string of the
     record is made inert first (runner.record.render), and the body passes its last guard."""
-    summary = inert(summary or summary_json(run_dir, base))
+    summary = summary or summary_json(run_dir, base)
+    hub = summary["hub_url"]  # written by `runner push`: shown as a link when it is a plain address (render.link)
+    summary = inert(summary)
     title = f"### runner: {summary['name']}"
     headline = summary["headline"]
     if headline:
@@ -129,8 +131,8 @@ def summary_markdown(run_dir: str | Path, base: str | Path | None = None, summar
             "rest.",
             "",
         ]
-    if summary["hub_url"]:
-        out += [f"Model on the Hub: {summary['hub_url']}", ""]
+    if hub:
+        out += [f"Model on the Hub: {link(hub)}", ""]
     if summary["data_rows"]:
         out += ["Data: " + " · ".join(f"{split} {number(n)} rows" for split, n in summary["data_rows"].items()), ""]
     per_class = {split: rows for split, rows in (summary["per_class"] or {}).items() if rows}

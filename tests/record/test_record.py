@@ -328,7 +328,7 @@ def test_summary_links_the_hub_and_works_without_a_baseline(recorded, tmp_path):
     manifest = json.loads((copy / "run.json").read_text())
     atomic_write_json(copy / "run.json", {**manifest, "hub": {"repo_id": "acme/emotions-tiny"}})
     text = pr_summary.summary_markdown(copy)
-    assert "Model on the Hub: https://huggingface.co/acme/emotions-tiny" in text
+    assert "Model on the Hub: <https://huggingface.co/acme/emotions-tiny>" in text  # a link: the runner wrote it
     assert "| **f1_macro** | 0.8312 |" in text and "baseline" not in text
 
 

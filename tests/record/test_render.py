@@ -146,6 +146,22 @@ def test_inline_redacts_and_escapes(text, kept, gone):
     assert kept in shown and gone not in shown and "\n" not in shown
 
 
+@pytest.mark.parametrize("url, shown", [
+    ("https://huggingface.co/acme/tiny", "<https://huggingface.co/acme/tiny>"),  # what `runner push` writes: a link
+    ("https://huggingface.co/acme/tiny/discussions/3", "<https://huggingface.co/acme/tiny/discussions/3>"),
+    ("https://evil.example/x)<img src=x>", None),  # anything else in run.json's hub URL: shown inert
+    ("https://u:pa55word@host/x", None),
+    ("javascript:alert(1)", None),
+])
+def test_the_hub_link_is_a_link_only_when_it_is_a_plain_address(url, shown):
+    from runner.record.render import link
+
+    if shown:
+        assert link(url) == shown
+    else:
+        assert link(url) == inline(url) and "<img" not in link(url) and "pa55word" not in link(url)
+
+
 def test_publish_balances_details_and_drops_markers():
     body = publish("a\n<details><summary>x</summary>\n\n</details>\n</details>\n<details>\n"
                    "<!-- runner:comment key=x -->")
