@@ -6,7 +6,7 @@ put into markdown; a finished document goes through `publish`.
 `inline` makes a text inert: secrets redacted (runner.record.redact), HTML and markdown that could change
 the layout or load anything escaped (`<`, `>`, `&`, backslash, backtick, brackets, `|`), `@mentions`
 and `#123` references broken with a zero-width joiner so nobody is pinged or cross-linked, bare URLs
-(`https://...`, `www....`) broken the same way so GitHub does not make them links, line
+(`https://...`, `www....`) broken the same way (before `://`, after `www`) so GitHub makes no link, line
 breaks and control characters shown as visible escapes. `publish` is the last guard on a whole
 body: `<details>` balanced, and never the comment marker `<!-- runner:comment` (which would let the
 comment be mistaken for another spec's).
@@ -23,7 +23,9 @@ MARKER = "<!-- runner:comment"
 _ESCAPES = {"\\": "\\\\", "`": "\\`", "[": "\\[", "]": "\\]", "|": "\\|", "<": "&lt;", ">": "&gt;", "&": "&amp;"}
 _SPECIAL = re.compile(r"[\\`\[\]|<>&]")
 _MENTION = re.compile(r"([@#])(?=[\w-])")  # @user, @org/team, #123, GH-style references
-_AUTOLINK = re.compile(r"(?i)\b(?:(?:https?|ftp)://(?=\S)|www(?=\.))")  # what GitHub's autolinker starts a link at
+# Where GitHub's autolinker (cmark-gfm) starts a link: a scheme before `://` (it reads the letters back from
+# the colon, so a joiner right before it leaves no scheme) and `www.` (after any character)
+_AUTOLINK = re.compile(r"(?i)(?=://)|www(?=\.)")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
 _DETAILS = re.compile(r"</?details\b[^>]*>", re.IGNORECASE)
 

@@ -1,7 +1,8 @@
 """One renderer for what is published: hostile texts, labels and names (markup, mentions,
 comment markers, secrets, control characters) written into a run's record come out of the real
-chain (summary_markdown -> comment_on_pull_request / write_step_summary) inert; report.examples:
-false leaves the raw texts out of everything published."""
+chain (summary_markdown -> comment_on_pull_request / write_step_summary) inert, also as GitHub's own
+renderer (cmark-gfm, through cmarkgfm) turns it into HTML; report.examples: false leaves the raw texts
+out of everything published."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import json
 import re
 from pathlib import Path
 
+import cmarkgfm
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -25,6 +27,7 @@ FRAGMENTS = [
     "#123", "<!-- runner:comment key=other.yaml -->", "<!--", "-->", "```", "`", "|", "\\", "[link](http://x.test)",
     "![img](http://x.test/a.png)", "<script>", "&lt;", "\n", "\r", "\x00", "\x1b[31m", "\u202e", "\u2028", "# Title",
     "> quote", "*", "_", "~~", "<sub>", "</sub>", "https://evil.example/login", "www.evil.example", "HTTP://x.test",
+    "1https://evil.example", "_www.evil.example", "ßftp://x.test", "<https://x.test>", "[r]: http://x.test", "9",
     *SECRETS,
 ]
 hostile = st.lists(st.sampled_from(FRAGMENTS) | st.text(max_size=4), min_size=1, max_size=6).map("".join)
@@ -76,7 +79,9 @@ def assert_inert(body: str, planted: list[str]) -> None:
     assert not re.search(r"(?<![\w\u200d])@[A-Za-z0-9]", body), body  # a mention: @ then a name, no joiner
     assert not re.search(r"(?<![\w\u200d])#[0-9]", body), body
     assert not re.search(r"(?<!\\)\]\(", body), body  # no link or image made from data
-    assert not re.search(r"(?i)\b(?:https?|ftp)://[^\s\u200d]|\bwww\.", body), body  # nor a bare URL GitHub links
+    assert not re.search(r"(?i)[a-z]://|www\.", body), body  # nor a bare URL GitHub links
+    html = cmarkgfm.github_flavored_markdown_to_html(body)  # as GitHub renders it: no link, image or data's HTML
+    assert not re.search(r"<(a|img|script|iframe|style|input|form)\b", html), html
     assert not re.search(r"[\x00-\x08\x0b-\x1f\x7f\u2028\u202e]", body), repr(body)
     for secret in SECRETS:
         for part in re.findall(r"[A-Za-z0-9_]{12,}", secret):
