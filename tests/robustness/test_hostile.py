@@ -29,6 +29,10 @@ CASES = [
     ("validate-set-no-equals", "validate spec.yaml --set noequals", 2),
     ("validate-set-empty-key", "validate spec.yaml --set =3", 2),
     ("validate-secret-yaml", "validate secret.yaml", 2),
+    # a token typed where a --set or an option goes is quoted back by the error, redacted
+    ("validate-set-token-no-equals", f"validate spec.yaml --set HF_TOKEN:{SECRET}", 2),
+    ("validate-set-token-as-key", f"validate spec.yaml --set train.{SECRET}=1", 2),
+    ("run-token-as-option", f"run spec.yaml --{SECRET}", 2),
     ("run-missing-spec", "run missing.yaml", 2),
     ("run-finished-no-overwrite", "run spec.yaml --output run", 2),
     ("run-resume-finished", "run spec.yaml --output run --resume", 2),
