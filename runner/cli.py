@@ -185,12 +185,12 @@ def run(spec, overrides, dry_run, output_dir, overwrite, resume, force_resume, n
     """Train, evaluate, record and (when the spec says so) push: the whole flow."""
     from runner.spec.document import load_spec
 
-    overrides = list(overrides)
+    flags = {}  # options that set a spec value: taken as they are (a folder named 2024 or yes), placed at the option
     if output_dir:
-        overrides.append(f"output.dir={output_dir}")
-    if nproc:
-        overrides.append(f"compute.nproc={nproc}")
-    loaded = load_spec(spec, overrides)
+        flags["output.dir"] = ("--output", str(output_dir))
+    if nproc is not None:
+        flags["compute.nproc"] = ("--nproc", nproc)
+    loaded = load_spec(spec, overrides, flags=flags)
     if run_remote(loaded, on, dry_run, overwrite, resume, remote):  # --on hf-jobs: runner/remote/dispatch.py
         return
     if dry_run:
@@ -293,10 +293,11 @@ def evaluate_command(run_dir, data_file) -> None:
               help="A baseline run folder (or metrics.json) to show deltas against.")
 def report(run_dir, fmt, base_dir) -> None:
     """The metrics summary of a run, as a pull-request comment or job summary shows it."""
-    from runner.record.summary import summary_json, summary_markdown
+    from runner.record.summary import finite_json, summary_json, summary_markdown
 
     summary = summary_json(run_dir, base_dir)
-    click.echo(json.dumps(summary, indent=2) if fmt == "json" else summary_markdown(run_dir, base_dir, summary))
+    click.echo(json.dumps(finite_json(summary), indent=2, allow_nan=False) if fmt == "json"
+               else summary_markdown(run_dir, base_dir, summary))
     gate = summary.get("gate")
     if gate and not gate["passed"]:  # the quality gate of the run's spec: exit 1 and say why
         click.echo(f"error: gate: {'; '.join(gate['reasons'])}", err=True)

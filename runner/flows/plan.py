@@ -13,7 +13,11 @@ def describe_plan(spec: Spec) -> str:
         source = f"Hub dataset {data['hub']['id']} (split {data['hub']['split']})"
     else:
         source = str(spec.resolve(data["train"]))
+    folds = data.cross_validation.folds if data.cross_validation else None
     validation = (
+        f"out of fold, every training row in one of {folds} folds (seed {spec.seed}"
+        f"{', stratified' if data['stratify'] else ''})" if folds else None
+    ) or (
         data["validation_file"]
         or (data.get("hub") or {}).get("validation_split")
         or f"{data['validation_fraction']:.0%} held out "

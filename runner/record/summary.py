@@ -3,6 +3,7 @@ against a baseline run."""
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 from runner.evaluate.compare import comparison_and_gate, per_class_deltas
@@ -24,12 +25,25 @@ def _compare(name: str, value, base) -> dict:
         "better": None,
         "higher_is_better": not lower_is_better(name),
     }
-    if isinstance(base, (int, float)) and not isinstance(base, bool):
+    if isinstance(base, float) and not math.isfinite(base):  # a baseline's NaN is no figure to compare with
+        entry["base"] = base = None
+    if isinstance(base, (int, float)) and not isinstance(base, bool) and math.isfinite(value):
         delta = round(value - base, 12)
         entry["delta"] = delta
         entry["change"] = "up" if delta > 0 else ("down" if delta < 0 else "same")
         entry["better"] = None if delta == 0 else ((delta > 0) == entry["higher_is_better"])
     return entry
+
+
+def finite_json(value):
+    """`value` with every NaN or infinity as None, so that `--format json` is standard JSON."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: finite_json(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [finite_json(item) for item in value]
+    return value
 
 
 def summary_json(run_dir: str | Path, base: str | Path | None = None) -> dict:

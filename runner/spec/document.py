@@ -18,7 +18,7 @@ from pathlib import Path
 import jsonschema
 
 from runner.errors import SpecError, SpecErrors
-from runner.spec.schema import describe, hint, load_schema, schema_at, where
+from runner.spec.schema import FLAG, describe, hint, load_schema, schema_at, where
 from runner.spec.specrules import cross_field_problems
 from runner.spec.tasks import task_of
 from runner.spec.yamlsource import parse_value, parse_yaml
@@ -94,7 +94,7 @@ class Spec:
         where the default runs/<name> also goes."""
         value = self.values["output"]["dir"]
         origin = self.positions.get(("output", "dir"))
-        if origin is None or origin[0] == "--set" or self.autotrain:
+        if origin is None or origin[0] in ("--set", FLAG) or self.autotrain:
             return Path(value).expanduser()
         return self.resolve(value)
 
@@ -167,8 +167,11 @@ def _nonfinite_problems(document, positions: dict, source: str, path: tuple = ()
 # Loading
 
 
-def load_spec(path: str | Path, overrides: list[str] | tuple = (), check_files: bool = True) -> Spec:
-    """Read, validate and resolve a spec file. Raises SpecErrors listing every problem."""
+def load_spec(path: str | Path, overrides: list[str] | tuple = (), check_files: bool = True,
+              flags: dict | None = None) -> Spec:
+    """Read, validate and resolve a spec file. Raises SpecErrors listing every problem. `overrides` are
+    --set KEY=VALUE (the value read as YAML); `flags` are values an option of the command gives as they are,
+    {dotted key: (option, value)} (`{"output.dir": ("--output", "2024")}`), placed at that option."""
     path = Path(path)
     source = str(path)
     if path.is_dir():
@@ -184,10 +187,11 @@ def load_spec(path: str | Path, overrides: list[str] | tuple = (), check_files: 
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise SpecError(f"the spec is not UTF-8 text (byte {exc.start})", "save the spec as UTF-8", source) from None
-    return load_spec_text(text, path, overrides, check_files)
+    return load_spec_text(text, path, overrides, check_files, flags)
 
 
-def load_spec_text(text: str, path: Path | None = None, overrides=(), check_files: bool = True) -> Spec:
+def load_spec_text(text: str, path: Path | None = None, overrides=(), check_files: bool = True,
+                   flags: dict | None = None) -> Spec:
     source = str(path) if path else "<spec>"
     document, positions = parse_yaml(text, source)
     if document is None:
@@ -207,6 +211,8 @@ def load_spec_text(text: str, path: Path | None = None, overrides=(), check_file
     document = copy.deepcopy(document)
     for override in overrides:
         _apply_override(document, override, positions)
+    for key, (option, value) in (flags or {}).items():
+        _put(document, positions, key.split("."), value, (FLAG, option))
     _bare_no(document, load_schema())
 
     problems = _nonfinite_problems(document, positions, source) or _schema_problems(document, positions, source)
@@ -246,14 +252,24 @@ def _apply_override(document: dict, override: str, positions: dict) -> None:
         if not exc.message.startswith("YAML syntax error"):
             raise  # an alias bomb, deep nesting or an odd key: refused, not taken as text
         value = raw_value
+    _put(document, positions, parts, value, ("--set", key))
+
+
+def _put(document: dict, positions: dict, parts: list[str], value, origin: tuple) -> None:
+    """Set the value at `parts` and place it (and any section made on the way) at `origin`: ("--set", KEY) or
+    (FLAG, option). What the file held below that key is gone, and so are its places."""
     node = document
     for depth, part in enumerate(parts[:-1], 1):
         if not isinstance(node.get(part), dict):
             node[part] = {}
-            positions[tuple(parts[:depth])] = ("--set", key)  # a section made by --set is placed there too
+            positions[tuple(parts[:depth])] = origin
         node = node[part]
     node[parts[-1]] = value
-    positions[tuple(parts)] = ("--set", key)
+    path = tuple(parts)
+    for place in [p for p in positions if p[: len(path)] == path or p[1 : len(path) + 1] == path and p[0] == "<key>"]:
+        if place != path:
+            del positions[place]  # an error below the replaced value points at the flag, not at the file's old lines
+    positions[path] = origin
 
 
 # ---------------------------------------------------------------------------------------------

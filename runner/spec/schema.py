@@ -42,17 +42,23 @@ def dotted(path) -> str:
     return out or "(top level)"
 
 
+_SENTENCE_END = re.compile(r"(?<!\be\.g)(?<!\bi\.e)(?<!\betc)\.\s")  # "e.g. x" does not end a sentence
+FLAG = "<option>"  # the origin of a value an option of the command gave (`--output`), in a spec's positions
+
+
 def where(source: str, positions: dict, path: tuple, key: bool = False) -> str:
     """`file:line:column dotted.path` of a value (or of its key), falling back to the nearest
-    enclosing value that has a position; `--set KEY` for a value that came from the command line."""
+    enclosing value that has a position; `--set KEY` or the option (`--output`) for a value that came from
+    the command line."""
     position = positions.get(("<key>",) + path) if key else None
     position = position or positions.get(path)  # a key given by --set has its value's position only
     probe = path
     while position is None and probe:
         probe = probe[:-1]
         position = positions.get(probe)
-    if position and position[0] == "--set":
-        return f"--set {position[1]}"
+    if position and position[0] in ("--set", FLAG):
+        given = f"--set {position[1]}" if position[0] == "--set" else position[1]
+        return given if probe == path else f"{given} {dotted(path)}"  # inside a mapping or list --set gave
     line, column = position or (1, 1)
     return f"{source}:{line}:{column} {dotted(path)}"
 
@@ -105,7 +111,7 @@ def describe(error) -> str:
 def hint(error, field_schema: dict) -> str:
     """How to fix a schema problem: the allowed values, or the first sentence of the field's description."""
     description = field_schema.get("description", "")
-    first_sentence = description.split(". ")[0].rstrip(".")
+    first_sentence = _SENTENCE_END.split(description, maxsplit=1)[0].rstrip(".")
     if error.validator == "enum":
         return f"use one of: {', '.join(str(o) for o in error.validator_value if o is not None)}"
     if error.validator == "required":

@@ -201,13 +201,17 @@ def test_dry_run_says_what_each_flow_trains(tiny_model, tmp_path):
         "cv": ["--set", "data.cross_validation={folds: 4}"],
         "search": ["--set", "search={trials: 3, space: {learning_rate: {low: 0.001, high: 0.01}}}"],
     }
-    said = {}
+    said, data = {}, {}
     for name, extra in plans.items():
         result = run_cli("run", str(spec), "--dry-run", *extra, cwd=tmp_path)
         assert result.returncode == 0, result.stderr
         said[name] = next(line for line in result.stdout.splitlines() if line.startswith("0. flow:"))
+        data[name] = next(line for line in result.stdout.splitlines() if line.startswith("1. data:"))
     assert "one training" in said["single"]
     assert "5 trainings: 4 folds" in said["cv"]
+    assert "validation: 20% held out" in data["single"]
+    assert "validation: out of fold, every training row in one of 4 folds" in data["cv"]
+    assert "held out" not in data["cv"]
     assert said["search"].startswith("0. flow: a search of 3 trial(s) over learning_rate, then one training")
     assert not (tmp_path / "run").exists()  # a dry run touches nothing
 

@@ -260,6 +260,21 @@ def test_a_baseline_that_is_no_run_is_one_clear_error(tmp_path, monkeypatch, giv
     assert "hint:" in result.output and "secret text" not in result.output and "Traceback" not in result.output
 
 
+def test_a_nan_baseline_is_no_baseline_and_the_json_stays_standard(tmp_path):
+    truth, predictions = truth_and_predictions(20, 0.8, seed=5)
+    run = fake_run(tmp_path / "run", truth, predictions)
+    (tmp_path / "base").mkdir()
+    (tmp_path / "base" / "metrics.json").write_text('{"validation": {"f1_macro": NaN, "accuracy": 0.5}}')
+    markdown = CliRunner().invoke(main, ["report", str(run), "--compare", str(tmp_path / "base")])
+    assert markdown.exit_code == 0, markdown.output
+    f1_row = next(line for line in markdown.output.splitlines() if "f1_macro" in line and line.startswith("|"))
+    assert "nan" not in f1_row and "no change" not in f1_row and "–" in f1_row
+    out = CliRunner().invoke(main, ["report", str(run), "--compare", str(tmp_path / "base"), "--format", "json"])
+    summary = json.loads(out.stdout, parse_constant=lambda name: pytest.fail(f"{name} in the JSON"))
+    assert summary["metrics"]["validation"]["f1_macro"]["base"] is None
+    assert summary["metrics"]["validation"]["accuracy"]["base"] == 0.5
+
+
 def test_gate_min_fails_and_passes_with_the_cli_exit_code(tmp_path):
     truth, predictions = truth_and_predictions(60, 0.8, seed=3)
     failing = fake_run(tmp_path / "low", truth, predictions, gate={"min": 0.95})

@@ -106,12 +106,28 @@ def test_bad_override_points_at_the_flag(spec_dir):
     ("train.epoch=3", "--set train.epoch", "unknown key 'epoch'"),  # a misspelt key inside a section of the file
     ("trian.epochs=3", "--set trian.epochs", "unknown key 'trian'"),  # a section that --set itself made
     ("train=3", "--set train", "expected object"),
+    ("train={epochs: abc}", "--set train train.epochs", "expected number"),  # inside a mapping --set replaced
+    ("labels=[a, 3]", "--set labels labels[1]", "expected string"),
 ])
 def test_a_wrong_key_given_by_set_points_at_the_flag_not_at_the_file(spec_dir, override, flag, message):
     with pytest.raises(SpecErrors) as caught:
-        load_spec_text(GOOD, spec_dir / "spec.yaml", overrides=[override])
+        load_spec_text(GOOD + "labels: [x, y]\n", spec_dir / "spec.yaml", overrides=[override])
     [problem] = caught.value.problems
     assert problem.where == flag and message in problem.message
+
+
+@pytest.mark.parametrize("folder", ["2024", "yes", "null", "~x", "#x", "&a b", "[1]"])
+def test_output_is_taken_as_the_folder_name_it_is(spec_dir, folder):
+    """`--output` is a folder name, never YAML: 2024, yes and null are folders like any other."""
+    spec = load_spec_text(GOOD, spec_dir / "spec.yaml", flags={"output.dir": ("--output", folder)})
+    assert spec.values["output"]["dir"] == folder
+
+
+def test_an_option_that_sets_a_bad_value_is_named_in_the_error(spec_dir):
+    with pytest.raises(SpecErrors) as caught:
+        load_spec_text(GOOD, spec_dir / "spec.yaml", flags={"compute.nproc": ("--nproc", -3)})
+    [problem] = caught.value.problems
+    assert problem.where == "--nproc" and "out of range" in problem.message
 
 
 # Each case: (what is wrong, spec text, expected spec path, expected line, expected column, text in the message)
