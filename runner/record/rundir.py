@@ -325,6 +325,8 @@ def remove_entry(path: Path) -> None:
 
 
 def read_json_object(path: Path, missing_hint: str) -> dict:
+    if path.parent.exists() and not path.parent.is_dir():
+        raise DataError(f"{path.parent} is a file, not a run folder", "give the run folder that `runner run` wrote")
     if not path.parent.is_dir():
         raise DataError(f"folder {path.parent} does not exist", "give the run folder that `runner run` wrote")
     if not path.is_file():
@@ -336,13 +338,16 @@ def read_json_object(path: Path, missing_hint: str) -> dict:
             f"{path} is not valid JSON (line {exc.lineno}: {exc.msg})",
             "the file is damaged; re-run the run that wrote it",
         ) from None
-    except (OSError, UnicodeDecodeError, RecursionError) as exc:
+    except UnicodeDecodeError:
+        raise DataError(f"{path} is not UTF-8 text", "the file is damaged; re-run the run that wrote it") from None
+    except (OSError, RecursionError) as exc:
         raise DataError(
             f"cannot read {path}: {type(exc).__name__}", "check the file's permissions, or re-run the run that wrote it"
         ) from None
     if not isinstance(value, dict):
+        kind = {type(None): "null", list: "a list", str: "a string", bool: "true or false"}.get(type(value), "a number")
         raise DataError(
-            f"{path} holds a {type(value).__name__}, not a JSON object",
+            f"{path} holds {kind}, not a JSON object",
             "the file is damaged; re-run the run that wrote it",
         )
     return value

@@ -248,12 +248,18 @@ def test_paired_bootstrap_refuses_when_the_rows_differ(tmp_path):
     ("base.csv", "base.csv is a file, neither a run folder nor a metrics.json"),
     ("missing", "missing does not exist"),
     ("empty-folder", "empty-folder has no metrics.json"),
+    ("binary", "binary/metrics.json is not UTF-8 text"),
+    ("null", "null/metrics.json holds null, not a JSON object"),
 ])
 def test_a_baseline_that_is_no_run_is_one_clear_error(tmp_path, monkeypatch, given, message):
     truth, predictions = truth_and_predictions(20, 0.8, seed=4)
     run = fake_run(tmp_path / "run", truth, predictions)
     (tmp_path / "base.csv").write_text("text,label\nsecret text,pos\n")
     (tmp_path / "empty-folder").mkdir()
+    (tmp_path / "binary").mkdir()
+    (tmp_path / "binary" / "metrics.json").write_bytes(b"\xff\xfe\x00secret text")
+    (tmp_path / "null").mkdir()
+    (tmp_path / "null" / "metrics.json").write_text("null")
     monkeypatch.chdir(tmp_path)
     result = CliRunner().invoke(main, ["report", str(run), "--compare", given])
     assert result.exit_code == 2 and f"error: {message}" in result.output.replace(str(tmp_path) + "/", "")
