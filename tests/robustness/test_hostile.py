@@ -144,6 +144,11 @@ def test_hostile_call_fails_cleanly(workspace, command, code):
         assert tree_bytes(workspace / name) == before, name
 
 
+def test_a_dry_run_never_prints_a_token_pasted_into_a_value(workspace):
+    result = run_cli("run", "spec.yaml", "--dry-run", "--set", f"model.name={SECRET}", cwd=workspace)
+    assert result.returncode == 0 and "<redacted>" in result.stdout and SECRET not in result.stdout + result.stderr
+
+
 def test_package_model_is_found_without_importing_anything(tmp_path, tiny_model):
     """`model.name: package:A.B` used to import A (running its top-level code) to find B."""
     package = tmp_path / "site" / "trap"
