@@ -253,7 +253,7 @@ def length_ordered_trainer():
             return sampler
 
         def get_train_dataloader(self):
-            budget, packed = getattr(self, "max_tokens_per_batch", None), getattr(self.model, "runner_packed", False)
+            budget, packed = getattr(self, "max_tokens_per_batch", None), getattr(self, "padding_free", False)
             if (not budget and not packed) or self.args.world_size > 1:
                 return super().get_train_dataloader()
             from runner.train.fastpath import train_dataloader
@@ -306,7 +306,7 @@ def build_trainer(spec: Spec, model, tokenizer, tokenized: dict, labels: list[st
 
     if device == "cpu":
         say(f"threads: {'; '.join(str(part) for part in apply_threads(spec.train.get('threads')))}")
-    notes = prepare_model(model, spec, device) if model is not None else []
+    notes, packed = prepare_model(model, spec, device, precision) if model is not None else ([], False)
     if padding_multiple(device, precision):
         notes.append(f"batches padded to a multiple of {padding_multiple(device, precision)} (fewer shapes on the GPU)")
     if notes:
@@ -333,7 +333,8 @@ def build_trainer(spec: Spec, model, tokenizer, tokenized: dict, labels: list[st
     for callback in trainer.callback_handler.callbacks:  # TensorBoard logs go to the run folder's logs/
         if type(callback).__name__ == "TensorBoardCallback":
             callback.logging_dir = str(output_dir / "logs")
-    trainer.max_tokens_per_batch = spec.train.get("max_tokens_per_batch")
+    trainer.max_tokens_per_batch = spec.train.get("max_tokens_per_batch")  # read by get_train_dataloader
+    trainer.padding_free = packed
     return trainer
 
 
