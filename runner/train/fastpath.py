@@ -25,10 +25,9 @@ def packing_wanted(setting: str, device: str, model) -> tuple[bool, str]:
     return True, "padding-free batches (varlen attention) on CUDA"
 
 
-def prepare_model(model, spec, device: str, precision: str) -> tuple[list[str], bool]:
-    """Switch the model to packed attention (or, on the CPU under bf16, to fp32 attention) and/or compile it,
-    as the spec and the hardware ask; returns what was done, and whether training batches are packed."""
-    from runner.train import attention
+def prepare_model(model, spec, device: str) -> tuple[list[str], bool]:
+    """Switch the model to packed attention and/or compile it, as the spec asks; returns what was done, and
+    whether training batches are packed."""
     from runner.train.packing import PACKABLE, use_packed_attention
 
     train = spec.train
@@ -38,9 +37,6 @@ def prepare_model(model, spec, device: str, precision: str) -> tuple[list[str], 
         use_packed_attention(model)
     if train.get("padding_free", "auto") != "off":
         notes.append(why)
-    if not packed and attention.wanted(model, device, precision):
-        attention.use_fp32_attention(model)
-        notes.append("attention in fp32 under bf16 (the CPU's bf16 attention backward is slower)")
     if train.get("compile"):
         # packed batches call the backbone directly, so that is what is compiled; shapes vary: dynamic
         target = getattr(model, PACKABLE[model.config.model_type]) if packed else model

@@ -306,7 +306,7 @@ def build_trainer(spec: Spec, model, tokenizer, tokenized: dict, labels: list[st
 
     if device == "cpu":
         say(f"threads: {'; '.join(str(part) for part in apply_threads(spec.train.get('threads')))}")
-    notes, packed = prepare_model(model, spec, device, precision) if model is not None else ([], False)
+    notes, packed = prepare_model(model, spec, device) if model is not None else ([], False)
     if padding_multiple(device, precision):
         notes.append(f"batches padded to a multiple of {padding_multiple(device, precision)} (fewer shapes on the GPU)")
     if notes:
