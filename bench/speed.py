@@ -299,6 +299,7 @@ def runner_side(out: Path, index: int, precision: str, probe: bool = False) -> d
 def predict_side(out: Path, n: int) -> dict:
     texts = write_texts(out / "predict.txt", n)
     run_dir = out / "runner-fp32-0"
+    (out / "predictions.jsonl").unlink(missing_ok=True)  # this bench's own file from an earlier run
     command = [
         sys.executable,
         "-m",
