@@ -190,6 +190,11 @@ def run(spec, overrides, dry_run, output_dir, overwrite, resume, force_resume, n
         flags["output.dir"] = ("--output", str(output_dir))
     if nproc is not None:
         flags["compute.nproc"] = ("--nproc", nproc)
+    for key, (option, value) in flags.items():
+        if any(override.split("=", 1)[0].strip() == key for override in overrides):
+            from runner.console import warn
+
+            warn(f"{option} {value} replaces --set {key}: the option wins")
     loaded = load_spec(spec, overrides, flags=flags)
     if run_remote(loaded, on, dry_run, overwrite, resume, remote):  # --on hf-jobs: runner/remote/dispatch.py
         return
@@ -199,7 +204,10 @@ def run(spec, overrides, dry_run, output_dir, overwrite, resume, force_resume, n
         click.echo(describe_plan(loaded))
         return
     if loaded["compute"]["nproc"] > 1 or loaded["compute"]["nnodes"] > 1:
+        from runner.flows.lifecycle import check_before_launch
         from runner.train.distributed import launch, node_settings
+
+        check_before_launch(loaded, overwrite=overwrite or resume, resume=resume)
 
         sys.exit(launch(sys.argv[1:], loaded["compute"]["nproc"], node_settings(loaded)))
     from runner.flows.recipe import run_spec

@@ -93,25 +93,41 @@ class RunFolder:
             raise
 
 
+def output_place(spec) -> str:
+    """Where the output folder was set, for its errors: `--output`, `spec.yaml:30:8 output.dir`, or `output.dir`
+    for the default (runs/<name>)."""
+    return spec.where("output", "dir") if ("output", "dir") in spec.positions else "output.dir"
+
+
+def check_before_launch(spec, overwrite: bool, resume: bool) -> None:
+    """The folder checks a run makes, made once before several processes start (runner run --nproc N):
+    a refusal is one error here, not one in every worker."""
+    from runner.flows.preflight import check_place, prepare
+
+    run_dir, place = RunDir(spec.output_dir), output_place(spec)
+    check_place(run_dir, place)
+    if not resume:  # a resume is checked by rank 0, which also says which checkpoint it takes
+        prepare(run_dir, overwrite=overwrite, resume=False, where=place, make=False)
+
+
 @contextmanager
 def run_folder(spec, overwrite: bool = False, resume: bool = False, force_resume: bool = False, argv=()):
     """Check the folder and hold it for the body (see the module's docstring)."""
-    from runner.flows.preflight import prepare
+    from runner.flows.preflight import check_place, prepare
     from runner.train.doctor import check_gpu_usable
 
     check_gpu_usable(spec.train.device)  # a GPU that torch cannot use stops the run before anything is read
-    run_dir = RunDir(spec.output_dir)
+    run_dir, place = RunDir(spec.output_dir), output_place(spec)
     main = is_main_process()
     if not main:  # rank 0 checks and holds the folder; the others find their checkpoint
         yield RunFolder(run_dir, prepare(run_dir, overwrite, resume), [], main, force_resume, tuple(argv))
         return
-    if run_dir.path.exists() and not run_dir.path.is_dir():
-        prepare(run_dir, overwrite=overwrite, resume=resume)  # says the output is a file
+    check_place(run_dir, place)  # a file, a name the system refuses, inside another run: before any folder is made
     with no_new_empty_folder(run_dir.path), _locked(run_dir):  # a refused run leaves no folder behind
         # An earlier run that a killed run left set aside comes back first: the checks judge it, not the leftovers.
         if run_dir.restore():
             say(f"restored the earlier run in {run_dir.path}, set aside by a run that did not finish")
-        checkpoint = prepare(run_dir, overwrite=overwrite, resume=resume)
+        checkpoint = prepare(run_dir, overwrite=overwrite, resume=resume, where=place)
         yield RunFolder(run_dir, checkpoint, run_dir.written_entries(), main, force_resume, tuple(argv))
 
 

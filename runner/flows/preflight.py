@@ -10,22 +10,45 @@ from pathlib import Path
 from runner.console import is_main_process, say
 from runner.errors import SpecError
 from runner.files import read_json, sha256_file
-from runner.record.rundir import ENTRIES, RunDir
+from runner.record.rundir import ASIDE, ENTRIES, RunDir
 from runner.spec.document import Spec
 
+# Files a folder may hold and still count as empty for a run: what file managers and `git` placeholders leave.
+# Any other file, hidden ones too (`.git`, a home folder's dotfiles), makes the folder someone else's.
+HARMLESS = (".DS_Store", ".gitkeep", ".keep", "Thumbs.db", "desktop.ini")
 
-def prepare(run_dir: RunDir, overwrite: bool, resume: bool) -> Path | None:
+
+def check_place(run_dir: RunDir, where: str = "output.dir") -> None:
+    """The output folder's name and place, read-only: a name the system takes, not a file, not inside another
+    run's folder. `where` names what set it (`--output`, `spec.yaml:30:8 output.dir`)."""
+    from runner.record.guard import enclosing_run
+
+    try:
+        is_file = run_dir.path.exists() and not run_dir.path.is_dir()
+        holder = enclosing_run(run_dir.path.parent)
+    except OSError as exc:  # a name too long, a component that is no folder
+        raise SpecError(f"output folder '{str(run_dir.path)[:80]}' cannot be used: {exc.strerror}",
+                        "choose a shorter, plainer folder path", where) from None
+    if is_file:
+        raise SpecError(f"output folder '{run_dir.path}' is a file", "set output.dir to a folder path", where)
+    if holder is not None:
+        raise SpecError(f"output folder '{run_dir.path}' is inside the run folder '{holder}'",
+                        "choose a folder outside any run folder: a run never writes into another one", where)
+
+
+def prepare(run_dir: RunDir, overwrite: bool, resume: bool, where: str = "output.dir",
+            make: bool = True) -> Path | None:
     """Check the run folder (and make it) before any input is read. Returns the checkpoint to resume from, if any.
 
     Nothing is removed here. A finished run is never replaced without --overwrite, nor resumed, and
-    --overwrite replaces only what a run writes (rundir.ENTRIES) in a folder that a run wrote.
+    --overwrite replaces only what a run writes (rundir.ENTRIES) in a folder that a run wrote. `make=False`
+    only checks (the launcher of several processes, before any starts).
     """
     from runner.train.trainer import latest_checkpoint
 
     if not is_main_process():  # rank 0 checks and makes the folder (it may already be writing to it)
         return latest_checkpoint(run_dir.path) if resume else None
-    if run_dir.path.exists() and not run_dir.path.is_dir():
-        raise SpecError(f"output folder '{run_dir.path}' is a file", "set output.dir to a folder path", "output.dir")
+    check_place(run_dir, where)
     aside = run_dir.aside_dir.is_dir()  # a run killed while an earlier one was set aside: judge by the earlier one
     status = RunDir(run_dir.aside_dir).status() if aside else run_dir.status()
     finished = status == "finished"
@@ -34,7 +57,7 @@ def prepare(run_dir: RunDir, overwrite: bool, resume: bool) -> Path | None:
             raise SpecError(
                 f"output folder '{run_dir.path}' holds a finished run: there is nothing to resume",
                 "pass --overwrite to train it again from scratch, or set output.dir (--output) to a new folder",
-                "output.dir",
+                where,
             )
         checkpoint = latest_checkpoint(run_dir.path)
         if checkpoint is None:
@@ -42,20 +65,20 @@ def prepare(run_dir: RunDir, overwrite: bool, resume: bool) -> Path | None:
                 f"nothing to resume: '{run_dir.path}/checkpoints' holds no "
                 + ("complete checkpoint" if any(run_dir.checkpoints.glob("checkpoint-*")) else "checkpoint"),
                 "run without --resume (with --overwrite) to start from scratch",
-                "output.dir",
+                where,
             )
         say(f"resuming from {checkpoint}")
         return checkpoint
     existing = run_dir.written_entries() + ([run_dir.aside_dir.name] if aside else [])
     recorded = aside or run_dir.manifest_file.exists() or run_dir.fingerprint_file.exists()
-    others = sorted(p.name for p in run_dir.path.iterdir() if p.name not in ENTRIES and not p.name.startswith(".")) \
+    others = sorted(p.name for p in run_dir.path.iterdir() if p.name not in (*ENTRIES, ASIDE, *HARMLESS)) \
         if run_dir.path.is_dir() else []
     if others and not recorded:  # a data folder, the working folder: a run never writes among other files
         shown = ", ".join(others[:3]) + (f" and {len(others) - 3} more" if len(others) > 3 else "")
         raise SpecError(
             f"output folder '{run_dir.path}' holds {shown}, which no run wrote",
             "set output.dir (--output) to a new or empty folder: a run writes only into its own folder",
-            "output.dir",
+            where,
         )
     if existing and not overwrite:
         what = {
@@ -65,15 +88,16 @@ def prepare(run_dir: RunDir, overwrite: bool, resume: bool) -> Path | None:
         raise SpecError(
             f"output folder '{run_dir.path}' already holds {what}",
             "pass --overwrite to replace it, --resume to continue it, or set output.dir (--output) to a new folder",
-            "output.dir",
+            where,
         )
     if existing and not recorded:
         raise SpecError(
             f"output folder '{run_dir.path}' holds {', '.join(existing)} but no run record, so no run wrote them",
             "set output.dir (--output) to a new or empty folder; --overwrite only replaces a run's own files",
-            "output.dir",
+            where,
         )
-    make_folder(run_dir, probe=True)
+    if make:
+        make_folder(run_dir, probe=True)
     return None
 
 

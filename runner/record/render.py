@@ -42,13 +42,13 @@ def inline(text, limit: int | None = None) -> str:
     return _MENTION.sub(lambda m: m.group(1) + ZWJ, text)
 
 
-_SAFE_URL = re.compile(r"https?://[A-Za-z0-9.-]+(?::\d{1,5})?(?:/[A-Za-z0-9._~/%+=-]*)?")
+_SAFE_URL = re.compile(r"https://[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?(?:/[A-Za-z0-9._~/%+=-]*)?")
 
 
 def link(url) -> str:
     """A URL the runner itself wrote (where `runner push` put a model) as a link GitHub shows: `<url>`, when it
-    is a plain http(s) address (host, port, path: nothing that markdown or HTML could read otherwise); any
-    other value is shown inert like data."""
+    is a plain https address (a host and a path: no port, no query, nothing that markdown or HTML could read
+    otherwise); any other value is shown inert like data."""
     url = str(url)
     return f"<{url}>" if _SAFE_URL.fullmatch(url) and redact_text(url) == url else inline(url)
 

@@ -373,6 +373,11 @@ def read_metrics(path: str | Path) -> dict:
         raise DataError(
             f"{path} has no validation or test metrics", 'it should look like {"validation": {"accuracy": 0.9}, ...}'
         )
+    headline = metrics.get("headline")
+    if headline is not None and not (isinstance(headline, dict) and isinstance(headline.get("name"), str)
+                                     and isinstance(headline.get("split", "validation"), str)):
+        raise DataError(f"{path} has a damaged headline (its name and split must be text)",
+                        "the file is damaged; re-run the run that wrote it")
     return metrics
 
 

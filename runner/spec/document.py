@@ -94,7 +94,9 @@ class Spec:
         where the default runs/<name> also goes."""
         value = self.values["output"]["dir"]
         origin = self.positions.get(("output", "dir"))
-        if origin is None or origin[0] in ("--set", FLAG) or self.autotrain:
+        if origin is not None and origin[0] == FLAG:
+            return Path(value)  # --output: the shell has expanded what it meant to; `'~'` is a folder named ~
+        if origin is None or origin[0] == "--set" or self.autotrain:
             return Path(value).expanduser()
         return self.resolve(value)
 

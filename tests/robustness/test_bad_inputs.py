@@ -430,12 +430,15 @@ def _(ws):
     return ws.spec(output="data/train.csv/run")
 
 
-@case("output folder that is a file", 2, r"output folder 'data/train.csv' is a file", "output.dir")
+OUTPUT_DIR = "spec.yaml:16:8 output.dir"  # where the tiny spec sets its output folder
+
+
+@case("output folder that is a file", 2, r"output folder 'data/train.csv' is a file", OUTPUT_DIR)
 def _(ws):
     return ws.spec(output="data/train.csv")
 
 
-@case("finished run without --overwrite", 2, r"output folder 'run' already holds a finished run", "output.dir")
+@case("finished run without --overwrite", 2, r"output folder 'run' already holds a finished run", OUTPUT_DIR)
 def _(ws):
     return ws.spec()[:-1]
 
@@ -444,7 +447,7 @@ def _(ws):
     "--overwrite on files no run wrote",
     2,
     r"output folder 'mine' holds logs, report.md but no run record",
-    "output.dir",
+    OUTPUT_DIR,
 )
 def _(ws):
     ws.write("mine/logs/notes.txt", "my notes")
@@ -452,7 +455,7 @@ def _(ws):
     return ws.spec(output="mine")
 
 
-@case("--resume with no checkpoint", 2, r"nothing to resume: 'fresh/checkpoints' holds no checkpoint", "output.dir")
+@case("--resume with no checkpoint", 2, r"nothing to resume: 'fresh/checkpoints' holds no checkpoint", OUTPUT_DIR)
 def _(ws):
     return ws.spec(output="fresh")[:-1] + ["--resume"]
 
@@ -461,7 +464,7 @@ def _(ws):
     "--resume on a finished run",
     2,
     r"output folder 'run' holds a finished run: there is nothing to resume",
-    "output.dir",
+    OUTPUT_DIR,
 )
 def _(ws):
     return ws.spec()[:-1] + ["--resume"]

@@ -47,6 +47,14 @@ CASES = [
     ("run-resume-truncated-optimizer", "run spec.yaml --output truncated-opt --resume", 2),
     ("run-tracker-missing", "run spec.yaml --output o6 --set train.report_to=[wandb]", 2),
     ("run-dry-bad-set", "run spec.yaml --dry-run --set train.epochs=abc", 2),
+    # the output folder: inside a finished run, a name the system refuses, a repository holding only .git,
+    # and a finished run with several processes (refused before torchrun starts, not in every worker)
+    ("run-output-inside-a-run", "run spec.yaml --output run/sub", 2),
+    ("run-output-inside-a-runs-model", "run spec.yaml --output run/model/sub", 2),
+    ("run-output-name-too-long", "run spec.yaml --output " + "x" * 300, 2),
+    ("run-output-only-dotfiles", "run spec.yaml --output repo", 2),
+    ("run-nproc-into-a-finished-run", "run spec.yaml --output run --nproc 2", 2),
+    ("report-damaged-headline", "report damaged-headline", 2),
     ("run-unknown-option", "run spec.yaml --bogus", 2),
     ("predict-missing-input", "predict run --input missing.txt", 2),
     ("predict-non-utf8-input", "predict run --input latin.txt", 2),
@@ -105,6 +113,11 @@ def workspace(tmp_path_factory, tiny_model):
     (root / "foreign").mkdir()
     (root / "foreign" / "model").mkdir()  # looks like a run's entry, but no run wrote it
     (root / "empty").mkdir()
+    (root / "repo" / ".git").mkdir(parents=True)  # a repository (or a home folder): hidden files are files
+    (root / "repo" / ".git" / "config").write_text("[core]\n", encoding="utf-8")
+    (root / "damaged-headline").mkdir()
+    (root / "damaged-headline" / "metrics.json").write_text(
+        json.dumps({"validation": {"accuracy": 0.5}, "headline": {"split": ["validation"], "name": "accuracy"}}))
     (root / "garbled").mkdir()
     (root / "garbled" / "metrics.json").write_text(f"{{{SECRET}", encoding="utf-8")
     shutil.copytree(ROOT / "examples" / "autotrain", root / "at")
@@ -128,7 +141,7 @@ def tree_bytes(folder: Path) -> dict[str, bytes]:
 
 @pytest.mark.parametrize("command,code", [case[1:] for case in CASES], ids=[case[0] for case in CASES])
 def test_hostile_call_fails_cleanly(workspace, command, code):
-    watched = {name: tree_bytes(workspace / name) for name in ("run", "at", "truncated-opt")}
+    watched = {name: tree_bytes(workspace / name) for name in ("run", "at", "truncated-opt", "repo")}
     result = run_cli(
         *shlex.split(command), cwd=workspace, env={"HF_TOKEN": "", "GITHUB_TOKEN": "", "GITHUB_EVENT_PATH": ""}
     )

@@ -298,7 +298,7 @@ def test_a_finished_run_is_not_replaced_without_overwrite(runs):
     before = snapshot(runs["full"])
     refused = cli("run", str(runs["spec"]), "--output", str(runs["full"]))
     assert refused.exit_code == 2
-    assert f"error: output.dir: output folder '{runs['full']}' already holds a finished run" in refused.stderr
+    assert f"error: --output: output folder '{runs['full']}' already holds a finished run" in refused.stderr
     assert "--overwrite" in refused.stderr
     assert snapshot(runs["full"]) == before
 

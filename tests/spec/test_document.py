@@ -121,6 +121,12 @@ def test_output_is_taken_as_the_folder_name_it_is(spec_dir, folder):
     """`--output` is a folder name, never YAML: 2024, yes and null are folders like any other."""
     spec = load_spec_text(GOOD, spec_dir / "spec.yaml", flags={"output.dir": ("--output", folder)})
     assert spec.values["output"]["dir"] == folder
+    assert spec.output_dir == Path(folder)  # `--output '~x'` is that folder, not a home folder: the shell expands
+
+
+def test_a_quoted_tilde_output_is_a_folder_named_tilde(spec_dir):
+    spec = load_spec_text(GOOD, spec_dir / "spec.yaml", flags={"output.dir": ("--output", "~")})
+    assert spec.output_dir == Path("~")
 
 
 def test_an_option_that_sets_a_bad_value_is_named_in_the_error(spec_dir):
