@@ -47,7 +47,7 @@ class RunnerGroup(click.Group):
                 raise
             close_progress_bars()
             for line in error.lines():
-                echo_error(line)
+                click.echo(line, err=True)
             sys.exit(error.exit_code)
         except KeyboardInterrupt as stop:
             from runner.errors import Terminated
@@ -56,9 +56,11 @@ class RunnerGroup(click.Group):
             name = "SIGTERM" if isinstance(stop, Terminated) else "SIGINT"
             import shlex
 
+            from runner.errors import _one_line
+
             again = shlex.join(["runner", *sys.argv[1:]])
-            echo_error(f"interrupted ({name}) before the command finished; run it again: "
-                       f"{again}")
+            click.echo(_one_line(f"interrupted ({name}) before the command finished; run it again: {again}"),
+                       err=True)
             sys.exit(143 if isinstance(stop, Terminated) else 130)
         except click.UsageError as error:  # a wrong option or argument: the same two lines, exit 2
             if ctx.params.get("debug"):
@@ -66,8 +68,8 @@ class RunnerGroup(click.Group):
             from runner.errors import _one_line
 
             command = error.ctx.command_path if error.ctx else "runner"
-            echo_error(f"error: {command}: {_one_line(error.format_message())}")
-            echo_error(f"hint: see `{command} --help`")
+            click.echo(f"error: {command}: {_one_line(error.format_message())}", err=True)
+            click.echo(f"hint: see `{command} --help`", err=True)
             sys.exit(2)
         except (click.exceptions.Exit, click.ClickException, SystemExit):
             raise
@@ -75,16 +77,8 @@ class RunnerGroup(click.Group):
             if ctx.params.get("debug"):
                 raise
             for line in internal_error_lines(error):
-                echo_error(line)
+                click.echo(line, err=True)
             sys.exit(1)
-
-
-def echo_error(line: str) -> None:
-    """An error or hint line on stderr, with any secret in it redacted: a message may quote what the user
-    typed (a `--set` gone wrong, an unknown key), and a token typed there must not reach a CI log."""
-    from runner.record.redact import redact_text
-
-    click.echo(redact_text(line), err=True)
 
 
 def close_progress_bars() -> None:
@@ -146,15 +140,15 @@ def validate(specs, overrides) -> None:
         except SpecError as error:
             failed = failed or 2
             for line in error.lines():
-                echo_error(line)
+                click.echo(line, err=True)
             continue
         except Exception as error:  # noqa: BLE001 - a crash on one spec must not skip the next
             if debugging():
                 raise
             failed = 1
             lines = internal_error_lines(error)
-            echo_error(lines[0].replace("error: ", f"error: {path}: ", 1))
-            echo_error(lines[1])
+            click.echo(lines[0].replace("error: ", f"error: {path}: ", 1), err=True)
+            click.echo(lines[1], err=True)
             continue
         click.echo(f"ok: {path} ({(time.perf_counter() - started) * 1000:.0f} ms)")
     if failed:

@@ -7,8 +7,12 @@ The CLI prints them without a traceback unless --debug is given.
 
 
 def _one_line(text: str) -> str:
-    """A line break inside a value (a key, a cell, a library's message) would split the message."""
-    return str(text).replace("\r", "\\r").replace("\n", "\\n")
+    """A part of an error line, as it may be shown: secrets redacted (a message may quote what the user typed,
+    a `--set` gone wrong or an unknown key, and a token typed there must not reach a terminal or a CI log), and
+    line breaks escaped (one inside a key, a cell or a library's message would split the message)."""
+    from runner.record.redact import redact_text
+
+    return redact_text(str(text)).replace("\r", "\\r").replace("\n", "\\n")
 
 
 class RunnerError(Exception):

@@ -173,3 +173,11 @@ def test_python_step_entry_point_is_runner_action(tmp_path):
     assert proc.returncode == 2
     assert "error: action: no spec file matches 'nothing/*.yaml'" in proc.stderr
     assert proc.stdout.startswith("::error title=runner::error: action: no spec file matches")
+
+
+def test_an_error_the_action_prints_never_shows_a_token_it_quotes(capsys):
+    """The action prints its errors itself (not through the CLI); the lines are redacted where they are made."""
+    token = "hf_" + "Qx9" * 10
+    assert action.main([f"phase-{token}"]) == 2
+    out, err = capsys.readouterr()
+    assert "unknown phase" in err and token not in out + err and "<redacted>" in err
