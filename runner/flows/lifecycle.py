@@ -105,9 +105,10 @@ def check_before_launch(spec, overwrite: bool, resume: bool) -> None:
     from runner.flows.preflight import check_place, prepare
 
     run_dir, place = RunDir(spec.output_dir), output_place(spec)
-    check_place(run_dir, place)
-    if not resume:  # a resume is checked by rank 0, which also says which checkpoint it takes
-        prepare(run_dir, overwrite=overwrite, resume=False, where=place, make=False)
+    if resume:  # the rest of a resume is checked by rank 0, which also says which checkpoint it takes
+        check_place(run_dir, place)
+    else:
+        prepare(run_dir, overwrite=overwrite, resume=False, where=place, make=False)  # check_place included
 
 
 @contextmanager
@@ -123,7 +124,7 @@ def run_folder(spec, overwrite: bool = False, resume: bool = False, force_resume
         yield RunFolder(run_dir, prepare(run_dir, overwrite, resume), [], main, force_resume, tuple(argv))
         return
     check_place(run_dir, place)  # a file, a name the system refuses, inside another run: before any folder is made
-    with no_new_empty_folder(run_dir.path), _locked(run_dir):  # a refused run leaves no folder behind
+    with no_new_empty_folder(run_dir.path), _locked(run_dir, place):  # a refused run leaves no folder behind
         # An earlier run that a killed run left set aside comes back first: the checks judge it, not the leftovers.
         if run_dir.restore():
             say(f"restored the earlier run in {run_dir.path}, set aside by a run that did not finish")
@@ -132,11 +133,11 @@ def run_folder(spec, overwrite: bool = False, resume: bool = False, force_resume
 
 
 @contextmanager
-def _locked(run_dir: RunDir):
+def _locked(run_dir: RunDir, where: str):
     """The folder's lock, the folder made first: one that cannot be made is the user's to fix (exit 2)."""
     from runner.flows.preflight import make_folder
 
-    make_folder(run_dir)
+    make_folder(run_dir, where=where)
     with run_dir.lock():
         yield
 

@@ -97,11 +97,11 @@ def prepare(run_dir: RunDir, overwrite: bool, resume: bool, where: str = "output
             where,
         )
     if make:
-        make_folder(run_dir, probe=True)
+        make_folder(run_dir, probe=True, where=where)
     return None
 
 
-def make_folder(run_dir: RunDir, probe: bool = False) -> None:
+def make_folder(run_dir: RunDir, probe: bool = False, where: str = "output.dir") -> None:
     """Make the run folder (and, with `probe`, write a file in it): one that cannot be is the user's to fix."""
     try:
         run_dir.path.mkdir(parents=True, exist_ok=True)
@@ -112,7 +112,7 @@ def make_folder(run_dir: RunDir, probe: bool = False) -> None:
         raise SpecError(
             f"cannot write to output folder '{run_dir.path}': {exc.strerror}",
             "set output.dir (or --output) to a folder you can write",
-            "output.dir",
+            where,
         ) from None
 
 

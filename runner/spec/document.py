@@ -267,10 +267,10 @@ def _put(document: dict, positions: dict, parts: list[str], value, origin: tuple
             positions[tuple(parts[:depth])] = origin
         node = node[part]
     node[parts[-1]] = value
-    path = tuple(parts)
-    for place in [p for p in positions if p[: len(path)] == path or p[1 : len(path) + 1] == path and p[0] == "<key>"]:
-        if place != path:
-            del positions[place]  # an error below the replaced value points at the flag, not at the file's old lines
+    path, depth = tuple(parts), len(parts)
+    # the file's places at and below the replaced value go: an error there points at the flag, not at old lines
+    for place in [p for p in positions if p[:depth] == path or (p[:1] == ("<key>",) and p[1 : depth + 1] == path)]:
+        del positions[place]
     positions[path] = origin
 
 

@@ -419,18 +419,17 @@ def _(ws):
 # ---------------------------------------------------------------------------------------------
 # The output folder
 
+OUTPUT_DIR = "spec.yaml:16:8 output.dir"  # where the tiny spec sets its output folder
+
 
 @case(
     "output folder that cannot be written",
     2,
     r"cannot write to output folder 'data/train.csv/run': Not a directory",
-    "output.dir",
+    OUTPUT_DIR,
 )
 def _(ws):
     return ws.spec(output="data/train.csv/run")
-
-
-OUTPUT_DIR = "spec.yaml:16:8 output.dir"  # where the tiny spec sets its output folder
 
 
 @case("output folder that is a file", 2, r"output folder 'data/train.csv' is a file", OUTPUT_DIR)
