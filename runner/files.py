@@ -40,6 +40,22 @@ def atomic_write_json(path: str | Path, value) -> None:
     atomic_write_text(path, json.dumps(value, indent=2, sort_keys=False, default=str) + "\n")
 
 
+def text_lines(text: str) -> list[str]:
+    """The lines of a text file's content, split at "\n" only (a "\r" before it dropped).
+
+    `str.splitlines()` also splits at U+0085, U+2028, U+2029, form feed and other characters that are
+    text inside a line (tweets hold them), so a JSONL record or a .txt input would break apart."""
+    lines = text.split("\n")
+    if lines[-1] == "":
+        lines.pop()
+    return [line[:-1] if line.endswith("\r") else line for line in lines]
+
+
+def read_jsonl(path: str | Path) -> list:
+    """The records of a JSONL file, blank lines skipped (ValueError for a line that is not JSON)."""
+    return [json.loads(line) for line in text_lines(Path(path).read_text(encoding="utf-8")) if line.strip()]
+
+
 def read_json(path: str | Path):
     return json.loads(Path(path).read_text(encoding="utf-8"))
 

@@ -12,9 +12,10 @@ comparison; `runner report` and the Action exit 1 when it fails.
 
 from __future__ import annotations
 
-import json
+import math
 from pathlib import Path
 
+from runner.files import read_jsonl
 from runner.record.rundir import RunDir
 from runner.record.runrecord import results_of
 from runner.spec.tasks import TASKS, lower_is_better, task_of
@@ -24,14 +25,17 @@ SEED = 0
 FAST = ("accuracy", "f1_macro", "f1_weighted", "precision_macro", "recall_macro")  # from a confusion matrix
 
 
-def read_predictions(run_dir: RunDir, split: str) -> list[dict] | None:
+def read_predictions(run_dir: RunDir, split: str) -> list[dict] | str:
+    """The run's predictions of `split`, or why there are none to pair ("has no ...", "has a damaged ...")."""
     path = run_dir.predictions_file(split)
     if not path.is_file():
-        return None
+        return f"has no predictions/{split}.jsonl"
     try:
-        return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-    except (OSError, ValueError):
-        return None
+        return read_jsonl(path)
+    except OSError as exc:
+        return f"cannot read predictions/{split}.jsonl ({exc.strerror or exc})"
+    except ValueError:
+        return f"has a predictions/{split}.jsonl that is not JSON lines"
 
 
 def matched_rows(new: list[dict], base: list[dict]) -> tuple[list[dict], list[dict]] | str:
@@ -93,8 +97,9 @@ def paired_delta(new_dir, base_dir, split: str, metric: str, resamples: int = RE
     new_run, base_run = RunDir(new_dir), RunDir(base_dir)
     new, base = read_predictions(new_run, split), read_predictions(base_run, split)
     out = {"split": split, "metric": metric, "paired": False}
-    if new is None or base is None:
-        return out | {"reason": f"{'the new run' if new is None else 'the baseline'} has no predictions/{split}.jsonl"}
+    for who, rows in (("the new run", new), ("the baseline", base)):
+        if isinstance(rows, str):
+            return out | {"reason": f"{who} {rows}"}
     matched = matched_rows(new, base)
     if isinstance(matched, str):
         return out | {"reason": matched}
@@ -157,11 +162,14 @@ def per_class_deltas(new: dict | None, base: dict | None) -> dict:
     return out
 
 
-def gate_verdict(gate: dict | None, headline: dict, values: dict, comparison: dict | None) -> dict | None:
+def gate_verdict(gate: dict | None, headline: dict, values: dict, comparison: dict | None,
+                 base_value=None) -> dict | None:
     """{passed, metric, value, reasons: [...], notes: [...]} for the spec's gate; None without one.
 
     `values` are the new run's metrics on the headline split; `comparison` the paired_delta of the
-    gate's metric (None without a baseline)."""
+    gate's metric (None without a baseline); `base_value` the baseline's figure of that metric, which
+    checks `max_drop` unpaired when the rows cannot be paired. A configured check that cannot be made
+    with a baseline given fails the gate with the reason: it never passes unchecked."""
     if not gate:
         return None
     metric = gate.get("metric") or headline.get("name")
@@ -178,7 +186,17 @@ def gate_verdict(gate: dict | None, headline: dict, values: dict, comparison: di
         if comparison is None:
             out["notes"].append("gate.max_drop not checked: no baseline to compare with")
         elif not comparison.get("paired"):
-            out["notes"].append(f"gate.max_drop not checked: {comparison.get('reason')}")
+            why = comparison.get("reason")
+            if not _finite(base_value) or not _finite(value):
+                out["reasons"].append(f"gate.max_drop cannot be checked: {why}, and the baseline has no {metric} "
+                                      f"on {out['split']}")
+            else:
+                drop = value - base_value if lower_is_better(metric) else base_value - value
+                out["notes"].append(f"gate.max_drop checked on the two runs' figures, not paired rows: {why}")
+                if drop > gate["max_drop"]:
+                    out["reasons"].append(
+                        f"{metric} dropped by {drop:.4f} against the baseline ({base_value:.4f} -> {value:.4f}, "
+                        f"unpaired), more than gate.max_drop {gate['max_drop']}")
         else:
             drop = -comparison["delta"] if not lower_is_better(metric) else comparison["delta"]
             interval = interval_text(comparison)
@@ -191,6 +209,10 @@ def gate_verdict(gate: dict | None, headline: dict, values: dict, comparison: di
     return out
 
 
+def _finite(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
 def interval_text(comparison: dict) -> str:
     return (
         f"Δ {comparison['delta']:+.4f}, 95% paired bootstrap interval [{comparison['low']:+.4f}, "
@@ -198,8 +220,10 @@ def interval_text(comparison: dict) -> str:
     )
 
 
-def comparison_and_gate(run_dir, base, headline: dict, values: dict) -> tuple[dict | None, dict | None]:
-    """The headline comparison (with a baseline) and the gate verdict (with a gate in the run's spec)."""
+def comparison_and_gate(run_dir, base, headline: dict, values: dict,
+                        base_values: dict | None = None) -> tuple[dict | None, dict | None]:
+    """The headline comparison (with a baseline) and the gate verdict (with a gate in the run's spec);
+    `base_values` are the baseline's metrics on the headline split."""
     spec_values = RunDir(run_dir).spec_values() if Path(run_dir).is_dir() else {}
     gate = spec_values.get("gate") if isinstance(spec_values.get("gate"), dict) else None
     comparison = None
@@ -209,5 +233,7 @@ def comparison_and_gate(run_dir, base, headline: dict, values: dict) -> tuple[di
         gate_metric = (gate or {}).get("metric")
         if gate_metric and gate_metric != headline["name"]:
             gate_comparison = paired_delta(run_dir, base_dir, headline.get("split", "validation"), gate_metric)
-            return comparison, gate_verdict(gate, headline, values, gate_comparison)
-    return comparison, gate_verdict(gate, headline, values, comparison)
+            return comparison, gate_verdict(gate, headline, values, gate_comparison,
+                                            (base_values or {}).get(gate_metric))
+    metric = (gate or {}).get("metric") or headline.get("name")
+    return comparison, gate_verdict(gate, headline, values, comparison, (base_values or {}).get(metric))

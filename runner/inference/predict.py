@@ -10,6 +10,7 @@ import numpy as np
 
 from runner.errors import DataError
 from runner.evaluate.quality import extra_metrics, from_model_or_record
+from runner.files import text_lines
 from runner.record.rundir import RunDir
 from runner.record.runrecord import results_of
 from runner.spec.tasks import task_of
@@ -105,7 +106,7 @@ def read_texts(input_file: Path, text_column: str, pair_column: str | None) -> t
         except OSError as exc:
             raise DataError(f"cannot read the file: {exc.strerror}", "check the file's permissions",
                             str(input_file)) from None
-        texts = [line.rstrip("\n") for line in content.splitlines() if line.strip()]
+        texts = [line for line in text_lines(content) if line.strip()]
         return texts, None, None
     frame = read_table(input_file)
     if text_column not in frame.columns:

@@ -307,10 +307,70 @@ def test_gate_max_drop_against_a_baseline_shows_the_interval(tmp_path):
     assert summary["per_class_deltas"] is not None
     fine = fake_run(tmp_path / "fine", truth, good, gate={"metric": "accuracy", "max_drop": 0.05})
     assert run_cli("report", str(fine), "--compare", str(base)).returncode == 0
-    # other rows: max_drop cannot be checked and is not; the comment says so
+    # other rows: no paired interval, so max_drop is checked on the two runs' figures (0.9 -> 0.7) and fails
     other = fake_run(tmp_path / "other", truth, bad, rows=list(range(500, 800)), gate={"max_drop": 0.05})
     result = run_cli("report", str(other), "--compare", str(base))
-    assert result.returncode == 0 and "max_drop not checked" in result.stdout
+    assert result.returncode == 1, result.stdout
+    assert "dropped by 0.2000" in result.stdout and "unpaired" in result.stdout and "different rows" in result.stdout
+    same = fake_run(tmp_path / "same", truth, good, rows=list(range(500, 800)), gate={"max_drop": 0.05})
+    result = run_cli("report", str(same), "--compare", str(base))
+    assert result.returncode == 0 and "not paired rows" in result.stdout
+
+
+def test_a_max_drop_that_cannot_be_checked_fails_the_gate(tmp_path):
+    """A baseline is given but neither paired rows nor its figure exist: the gate fails and says why."""
+    truth, good = truth_and_predictions(100, 0.9, seed=6)
+    run = fake_run(tmp_path / "run", truth, good, gate={"max_drop": 0.0})
+    (tmp_path / "base").mkdir()
+    (tmp_path / "base" / "metrics.json").write_text('{"validation": {"accuracy": 0.5}}')  # no f1_macro, no rows
+    result = run_cli("report", str(run), "--compare", str(tmp_path / "base"))
+    assert result.returncode == 1, result.stdout
+    assert "gate.max_drop cannot be checked: the baseline has no predictions/validation.jsonl" in result.stdout
+    assert "not checked" not in result.stdout.replace("cannot be checked", "")
+    # a damaged predictions file is named as damaged, not as missing
+    broken = fake_run(tmp_path / "broken", truth, good)
+    (broken / "predictions" / "validation.jsonl").write_text('{"row": 2, "text": \n')
+    summary = json.loads(run_cli("report", str(run), "--compare", str(broken), "--format", "json").stdout)
+    assert "not JSON lines" in summary["comparison"]["reason"]
+    assert summary["gate"]["passed"] is True  # the figures (equal) are checked unpaired
+
+
+LINE_LIKE = ("\u0085", "\u2028", "\u000c", "\u2029", "\u001e")  # str.splitlines() splits at each of these
+
+
+def test_texts_with_line_like_characters_round_trip_through_run_predict_compare_and_the_gate(tiny_model, tmp_path):
+    """Tweets hold U+0085 (NEXT LINE), U+2028 and form feeds: every JSONL and text reader splits at "\n" only,
+    so the comparison pairs the rows and a regression fails a max_drop gate (it passed, unchecked, before)."""
+    rows = labelled_rows(per_label=40, seed=3)
+    for i, row in enumerate(rows):
+        if i % 3 == 0:
+            row["text"] = row["text"].replace(" ", LINE_LIKE[i % len(LINE_LIKE)], 1)
+    write_csv(tmp_path / "data" / "train.csv", rows)
+    good = tiny_spec_text(tiny_model, extra="gate:\n  max_drop: 0.0\n").replace("epochs: 1", "epochs: 4")
+    write_spec(tmp_path, good, "good.yaml")
+    bad = good.replace("learning_rate: 0.003", "learning_rate: 0.0000001").replace("epochs: 4", "epochs: 1")
+    write_spec(tmp_path, bad, "bad.yaml")
+    for name in ("good", "bad"):
+        result = run_cli("run", f"{name}.yaml", "--output", name, cwd=tmp_path)
+        assert result.returncode == 0, result.stderr[-2000:]
+    written = (tmp_path / "good" / "predictions" / "validation.jsonl").read_text(encoding="utf-8")
+    records = [json.loads(line) for line in written.split("\n") if line]
+    assert any(ch in r["text"] for r in records for ch in LINE_LIKE), "the validation split holds such texts"
+    result = run_cli("report", "bad", "--compare", "good", "--format", "json", cwd=tmp_path)
+    summary = json.loads(result.stdout)
+    assert summary["comparison"]["paired"] is True, summary["comparison"]
+    assert summary["comparison"]["rows"] == len(records)
+    assert summary["comparison"]["delta"] < 0 and summary["gate"]["passed"] is False
+    result = run_cli("report", "bad", "--compare", "good", cwd=tmp_path)
+    assert result.returncode == 1 and "Quality gate: failed" in result.stdout and "not checked" not in result.stdout
+    # predict reads a .txt input one line a text: a U+0085 or U+2028 inside a line stays in its text
+    texts = tmp_path / "texts.txt"
+    texts.write_bytes("a great\u0085sunny day\nan awful\u2028grim day\r\nthird\u000cline\n".encode())
+    out = tmp_path / "out.jsonl"
+    result = run_cli("predict", "good", "--input", str(texts), "--output", str(out), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    predicted = [json.loads(line) for line in out.read_text(encoding="utf-8").split("\n") if line]
+    assert [p["text"] for p in predicted] == ["a great\u0085sunny day", "an awful\u2028grim day", "third\u000cline"]
 
 
 def test_action_fails_and_the_comment_says_why_when_the_gate_fails(tmp_path, monkeypatch):
