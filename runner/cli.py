@@ -201,9 +201,10 @@ def run(spec, overrides, dry_run, output_dir, overwrite, resume, force_resume, n
         from runner.flows.lifecycle import check_before_launch
         from runner.train.distributed import launch, node_settings
 
+        nodes = node_settings(loaded)  # the rank a launcher gives in the environment, before the folder
         check_before_launch(loaded, overwrite=overwrite or resume, resume=resume)
 
-        sys.exit(launch(sys.argv[1:], loaded["compute"]["nproc"], node_settings(loaded)))
+        sys.exit(launch(sys.argv[1:], loaded["compute"]["nproc"], nodes, loaded["compute"]["node_rank"]))
     from runner.flows.recipe import run_spec
 
     given = [("--set", o) for o in overrides] + [("--overwrite",)] * overwrite + [("--resume",)] * resume

@@ -60,8 +60,8 @@ def _label_strings(values: pd.Series, source: str, rows: pd.Series | None = None
     return names
 
 
-NOT_A_CLASS = {"list": "a list", "tuple": "a list", "ndarray": "a list", "dict": "a mapping",
-               "bool": "true or false", "bool_": "true or false"}
+NOT_A_CLASS = {"list": "an array", "tuple": "an array", "ndarray": "an array", "dict": "an object",
+               "bool": "true or false", "bool_": "true or false"}  # JSON's words, as in textfiles.json_kind
 
 
 def report_label_variants(raw: pd.Series, source: str) -> list[str]:

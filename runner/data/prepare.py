@@ -6,6 +6,7 @@ Row numbers in messages are the ones a person sees in an editor: for CSV the hea
 
 from __future__ import annotations
 
+import codecs
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,7 +16,7 @@ import pandas as pd
 
 from runner.console import warn
 from runner.data.labels import ROW, encode_multi_labels, encode_regression_targets, encode_single_labels
-from runner.data.textfiles import first_bad_byte, json_place
+from runner.data.textfiles import first_bad_byte, json_kind, json_place
 from runner.errors import DataError, RunError
 from runner.spec.document import Spec
 from runner.spec.tasks import MANY_CLASSES, NUMBER
@@ -59,15 +60,20 @@ def read_table(path: Path, fmt: str = "auto", encoding: str = "utf-8", max_rows:
         raise DataError("data file not found", "paths in a spec are relative to the spec file's folder", str(path))
     fmt = detect_format(path, fmt)
     try:
+        # UTF-8 with a byte-order mark is UTF-8 (Excel and Notepad write one): read as pandas reads a CSV
+        readable = "utf-8-sig" if codecs.lookup(encoding).name == "utf-8" else encoding
         if fmt in ("csv", "tsv"):
-            frame = pd.read_csv(path, sep="," if fmt == "csv" else "\t", encoding=encoding, nrows=max_rows,
+            sep = "," if fmt == "csv" else "\t"
+            frame = pd.read_csv(path, sep=sep, encoding=encoding, nrows=max_rows,
                                 dtype=str, keep_default_na=False, na_values=[""], on_bad_lines="error")
+            _refuse_repeated_header_names(path, sep, encoding, fmt)
             first_row = 2
         elif fmt == "jsonl":
-            frame = _read_jsonl(path, encoding, max_rows)
+            frame = _read_jsonl(path, readable, max_rows)
             first_row = 1
         elif fmt == "json":
-            frame = pd.read_json(path, encoding=encoding, dtype=False)
+            frame = pd.read_json(path, encoding=readable, dtype=False)
+            _refuse_repeated_json_keys(path, readable)
             first_row = 1
         else:
             frame = pd.read_parquet(path)
@@ -116,7 +122,7 @@ def _read_jsonl(path: Path, encoding: str, max_rows: int | None) -> pd.DataFrame
             if not line.strip():
                 continue
             try:
-                record = json.loads(line)
+                record = json.loads(line, object_pairs_hook=_object)
             except json.JSONDecodeError as exc:
                 raise DataError(f"line {number} is not valid JSON: {exc.msg}",
                                 "each line of a JSONL file must be one JSON object", f"{path}:{number}") from None
@@ -127,8 +133,12 @@ def _read_jsonl(path: Path, encoding: str, max_rows: int | None) -> pd.DataFrame
                 raise DataError(f"line {number} holds a value that cannot be read ({str(exc).split(':')[0]})",
                                 FLAT_ROW_HINT, f"{path}:{number}") from None
             if not isinstance(record, dict):
-                raise DataError(f"line {number} is a JSON {type(record).__name__}, not an object",
+                raise DataError(f"line {number} is {json_kind(record)}, not a JSON object",
                                 "each line must be an object like {\"text\": ..., \"label\": ...}", f"{path}:{number}")
+            if isinstance(record, _Repeated):
+                raise DataError(f"line {number} names the key '{record.repeated}' twice; only one of its values would "
+                                "be read", "give each key once a line (rename one if both are needed)",
+                                f"{path}:{number}")
             records.append(record)
             numbers.append(number)
             if max_rows is not None and len(records) >= max_rows:
@@ -138,6 +148,54 @@ def _read_jsonl(path: Path, encoding: str, max_rows: int | None) -> pd.DataFrame
     frame = pd.DataFrame.from_records(records)
     frame[ROW] = numbers
     return frame
+
+
+class _Repeated(dict):
+    """A JSON object that named a key twice (`repeated`): json.loads would keep the last value silently."""
+
+    repeated = ""
+
+
+def _object(pairs: list) -> dict:
+    """json.loads' object_pairs_hook: the object, marked when a key comes twice (at any depth; a row's own
+    keys are checked, a nested object only matters as a value that is not a text or a class name)."""
+    record = dict(pairs)
+    if len(record) == len(pairs):
+        return record
+    seen: set = set()
+    marked = _Repeated(record)
+    marked.repeated = next(key for key, _ in pairs if key in seen or seen.add(key))
+    return marked
+
+
+def _refuse_repeated_json_keys(path: Path, encoding: str) -> None:
+    """A .json file whose row (or top-level object) names a key twice: pandas keeps one value silently."""
+    import json
+
+    try:
+        with open(path, encoding=encoding) as stream:
+            document = json.load(stream, object_pairs_hook=_object)
+    except (ValueError, RecursionError, OSError):  # pandas read it; what the json module cannot is left as read
+        return
+    rows = document if isinstance(document, list) else [document]
+    for number, row in enumerate(rows, start=1):
+        if isinstance(row, _Repeated):
+            at = f" (row {number})" if isinstance(document, list) else ""
+            raise DataError(f"the key '{row.repeated}' is named twice in one object{at}; only one value would be read",
+                            "give each key once per object (rename one if both are needed)", str(path))
+
+
+def _refuse_repeated_header_names(path: Path, sep: str, encoding: str, fmt: str) -> None:
+    """A header that names a column twice (`text,label,text`): pandas renames the second to `text.1` and a run
+    would read one of them silently. Empty names (a trailing comma, an index column) are left alone."""
+    header = pd.read_csv(path, sep=sep, encoding=encoding, header=None, nrows=1, dtype=str, keep_default_na=False)
+    names = header.iloc[0].tolist() if len(header) else []
+    for index, name in enumerate(names):
+        if name.strip() and name in names[:index]:
+            first = names.index(name) + 1
+            raise DataError(f"the header names column '{name}' twice (columns {first} and {index + 1})",
+                            f"rename or remove one of them: each column of a {fmt.upper()} file needs its own name",
+                            f"{path}:1")
 
 
 def read_hub_split(hub: dict, split: str) -> pd.DataFrame:
@@ -176,6 +234,26 @@ def check_columns(frame: pd.DataFrame, columns: dict[str, str], source: str) -> 
             names = ", ".join(map(str, available))
             hint = (f"did you mean '{close[0]}'? " if close else "") + f"set data.{key} to one of: {names}"
             raise DataError(f"column '{column}' (data.{key}) not found; the file has: {names}", hint, source)
+
+
+def check_text_values(frame: pd.DataFrame, columns: dict[str, str], source: str) -> None:
+    """A text column holds strings: a number, true/false, an array (a Parquet list<string>) or an object would
+    be trained on as Python writes it ("['a', 'b']", "True"). Missing values (null, NaN, an empty cell) are
+    clean_texts' to handle. CSV and TSV cells are all strings, so a number there stays a text."""
+    for key, column in columns.items():
+        if not column or column not in frame.columns:
+            continue
+        values = frame[column]
+        wrong = ~(values.isna() | values.map(lambda value: isinstance(value, str)))
+        if wrong.any():
+            first = wrong.to_numpy().argmax()
+            row, kind = frame[ROW].iloc[first], json_kind(values.iloc[first])
+            others = int(wrong.sum()) - 1
+            more = f" ({others} more row(s) like it)" if others else ""
+            fix = ('write each text as a string ("42", not 42)' if kind == "a number" else
+                   "join each row's parts into one string")
+            raise DataError(f"the text column '{column}' (data.{key}) holds {kind} in row {row}, not a string{more}",
+                            f"point data.{key} at the column that holds the texts, or {fix}", f"{source}:{row}")
 
 
 def clean_texts(frame: pd.DataFrame, text_columns: list[str], policy: str, source: str) -> tuple[pd.DataFrame, int]:
@@ -245,6 +323,8 @@ def prepare_frame(
                "label_column": data["label_column"]}
     check_columns(frame, columns, source)
     text_columns = [data["text_column"]] + ([data["text_pair_column"]] if data["text_pair_column"] else [])
+    check_text_values(frame, {"text_column": data["text_column"], "text_pair_column": data["text_pair_column"]},
+                      source)
     frame, n_dropped = clean_texts(frame, text_columns, data["empty_text"], source)
     if n_dropped:
         warn(f"dropped {n_dropped} row(s) with an empty text from {source}")

@@ -1,5 +1,6 @@
 """Text files as bytes: which encoding a data file is in, its line endings, and the real place (byte
-offset and line) of a problem that a reader reports only within its own buffer."""
+offset and line) of a problem that a reader reports only within its own buffer; and what a value read
+from a data file is, in JSON's words, for messages."""
 
 from __future__ import annotations
 
@@ -86,3 +87,30 @@ def json_place(path: Path, message: str, encoding: str) -> str:
     except OSError:
         return str(path)
     return f"{path}:{head.count(chr(10)) + 1}"
+
+
+def json_kind(value) -> str:
+    """What a value read from a data file is, in JSON's words for a message (`null`, `an array`, `an object`,
+    `a string`, `a number`, `true`/`false`), never a Python type name: `line 3 is null, not a JSON object`.
+    Parquet's lists arrive as numpy arrays and its structs as dicts; its other types get a plain name."""
+    import datetime
+    import decimal
+    import numbers
+
+    if value is None:
+        return "null"
+    if isinstance(value, bool) or type(value).__name__ == "bool_":
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, (numbers.Number, decimal.Decimal)):
+        return "a number"
+    if isinstance(value, dict):
+        return "an object"
+    if isinstance(value, (list, tuple)) or type(value).__name__ == "ndarray":
+        return "an array"
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return "binary data"
+    if isinstance(value, (datetime.date, datetime.time, datetime.timedelta)):
+        return "a date or time"
+    return "a value that is not a string"

@@ -90,7 +90,7 @@ def label_names_of(model) -> list[str]:
 
 def read_texts(input_file: Path, text_column: str, pair_column: str | None) -> tuple[list[str], list[str] | None,
                                                                                      object]:
-    from runner.data.prepare import read_table
+    from runner.data.prepare import check_text_values, read_table
 
     if input_file.suffix.lower() == ".txt":
         if not input_file.is_file():
@@ -113,6 +113,7 @@ def read_texts(input_file: Path, text_column: str, pair_column: str | None) -> t
         raise DataError(f"column '{text_column}' not found; the file has: "
                         f"{', '.join(c for c in frame.columns if c != '__row__')}",
                         "the input needs the spec's text column (or use a .txt file, one text a line)", str(input_file))
+    check_text_values(frame, {"text_column": text_column, "text_pair_column": pair_column}, str(input_file))
     texts = frame[text_column].fillna("").astype(str).tolist()
     pairs = frame[pair_column].fillna("").astype(str).tolist() if pair_column and pair_column in frame.columns else None
     return texts, pairs, frame

@@ -29,7 +29,7 @@ def _limits(prop: dict) -> str:
         if key in prop:
             parts.append(f"{symbol} {prop[key]}")
     if "pattern" in prop:
-        parts.append(f"pattern `{prop['pattern']}`")
+        parts.append(f"pattern `{prop['pattern']}`".replace("|", "\\|"))  # a table cell: | escaped, also in code
     if prop.get("uniqueItems"):
         parts.append("unique")
     return ", ".join(parts)

@@ -99,6 +99,14 @@ def cross_field_problems(spec, source: str, check_files: bool) -> list[SpecError
     if train["device"] == "cpu" and train["precision"] == "fp16":
         problem(("train", "precision"), "fp16 is not supported on the CPU",
                 "use precision: bf16 (autocast) or fp32 on the CPU")
+    compute = v["compute"]
+    if compute["node_rank"] is not None and compute["node_rank"] >= compute["nnodes"]:
+        problem(("compute", "node_rank"),
+                f"compute.node_rank is {compute['node_rank']}, not a node rank from 0 to {compute['nnodes'] - 1} "
+                f"(compute.nnodes is {compute['nnodes']})",
+                "give each machine its own rank below compute.nnodes, 0 on the machine at rdzv_endpoint")
+    # nnodes > 1 without rdzv_endpoint is refused by `runner run` (train/distributed.py), not here: a spec for
+    # `runner sky` leaves it to SkyPilot, which gives each node the address of node 0
     if v["hub"]["push"] and not v["hub"]["repo_id"]:
         problem(("hub", "push"), "hub.push is true but hub.repo_id is not set",
                 "add `repo_id: your-name/model-name` under `hub:`")
@@ -145,8 +153,9 @@ def _flow_problems(v: dict, task, problem) -> None:
         if metric and metric not in task.metrics:
             known = ", ".join(sorted(task.metrics))
             problem(path, f"metric '{metric}' is not computed for task {task.name}", f"use one of: {known}")
-    if (search or data["cross_validation"]) and v["compute"]["nproc"] > 1:
-        problem(("compute", "nproc"), "search and cross-validation train in one process", "set compute.nproc: 1")
+    for key in ("nproc", "nnodes"):
+        if (search or data["cross_validation"]) and v["compute"][key] > 1:
+            problem(("compute", key), "search and cross-validation train in one process", f"set compute.{key}: 1")
     if search:
         import importlib.util
 

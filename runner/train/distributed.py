@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -22,12 +23,14 @@ import sys
 LAUNCHED_NPROC = "RUNNER_LAUNCHED_NPROC"  # set for the workers: the --nproc the user gave
 LAUNCHED_ARGV = "RUNNER_LAUNCHED_ARGV"  # and the command line, for the run record
 LAUNCHED_NNODES = "RUNNER_LAUNCHED_NNODES"  # and compute.nnodes
+LAUNCHED_NODE_RANK = "RUNNER_LAUNCHED_NODE_RANK"  # and compute.node_rank (JSON: a number or null)
 NODE_RANK_VARIABLES = ("NODE_RANK", "SKYPILOT_NODE_RANK")  # where a launcher says which machine this is
 
 
 def worker_argv(argv: list[str], nodes: dict | None = None) -> list[str]:
-    """The user's `runner ...` arguments without --nproc, with compute.nproc=1 (and compute.nnodes=1 on
-    several machines): a later --set wins, so a worker trains instead of launching again."""
+    """The user's `runner ...` arguments without --nproc, with compute.nproc=1 (and compute.nnodes=1 and
+    compute.node_rank=null on several machines, a rank below that one node): a later --set wins, so a worker
+    trains instead of launching again."""
     out, skip = [], False
     for arg in argv:
         if skip:
@@ -36,7 +39,8 @@ def worker_argv(argv: list[str], nodes: dict | None = None) -> list[str]:
             skip = True
         elif not arg.startswith("--nproc="):
             out.append(arg)
-    return out + ["--set", "compute.nproc=1"] + (["--set", "compute.nnodes=1"] if nodes else [])
+    single = ["--set", "compute.nnodes=1", "--set", "compute.node_rank=null"] if nodes else []
+    return out + ["--set", "compute.nproc=1"] + single
 
 
 def node_settings(spec) -> dict | None:
@@ -48,28 +52,32 @@ def node_settings(spec) -> dict | None:
     if nnodes <= 1:
         return None
     where = spec.where("compute", "nnodes")
-    if spec.search or spec.data.cross_validation:
-        raise SpecError("search and cross-validation train in one process", "set compute.nnodes: 1", where)
+    # The spec's own rules (a rank below nnodes, an endpoint with a TCP port, no search or cross-validation)
+    # were checked when it was loaded (runner/spec/specrules.py and the schema). Left for the launch: the
+    # endpoint (a spec for `runner sky` has none; SkyPilot gives it on each node) and a rank from the environment.
     if not compute["rdzv_endpoint"]:
         raise SpecError(f"compute.nnodes is {nnodes} but compute.rdzv_endpoint is not set",
                         "add `rdzv_endpoint: HOST:PORT` under `compute:`, the address of node 0 (e.g. 10.0.0.1:29500)",
                         where)
-    rank, source = compute["node_rank"], "compute.node_rank"
+    rank = compute["node_rank"]
     for name in NODE_RANK_VARIABLES if rank is None else ():
-        if os.environ.get(name, "").strip():
-            rank, source = os.environ[name].strip(), name
-            break
+        value = os.environ.get(name, "").strip()
+        if not value:
+            continue
+        # ASCII digits only: int() and str.isdigit() also take '²', '٣' and other Unicode digits
+        if not re.fullmatch(r"[0-9]{1,6}", value, re.ASCII) or int(value) >= nnodes:
+            shown = repr(value if len(value) <= 20 else value[:20] + "...")
+            raise SpecError(f"{name}={shown} in the environment is not a node rank from 0 to {nnodes - 1} "
+                            f"(compute.nnodes is {nnodes})",
+                            f"set {name} to this machine's rank in the digits 0-9 (0 on the machine at rdzv_endpoint), "
+                            "or pass --set compute.node_rank=R", where)
+        rank = int(value)
+        break
     if rank is None:
         raise SpecError(f"compute.nnodes is {nnodes} but this machine's rank is not known",
                         "pass --set compute.node_rank=R (0 on the machine at rdzv_endpoint) or set NODE_RANK", where)
-    if not str(rank).isdigit() or int(rank) >= nnodes:
-        raise SpecError(f"{source} is {rank}, not a node rank from 0 to {nnodes - 1}",
-                        "give each machine its own rank, 0 on the machine at rdzv_endpoint", where)
     host, _, port = compute["rdzv_endpoint"].rpartition(":")
-    if not 0 < int(port) < 65536:
-        raise SpecError(f"port {port} of compute.rdzv_endpoint is not a TCP port", "use a port from 1 to 65535",
-                        spec.where("compute", "rdzv_endpoint"))
-    return {"nnodes": nnodes, "node_rank": int(rank), "master_addr": host, "master_port": int(port)}
+    return {"nnodes": nnodes, "node_rank": rank, "master_addr": host, "master_port": int(port)}
 
 
 def torchrun_command(argv: list[str], nproc: int, nodes: dict | None = None) -> list[str]:
@@ -89,8 +97,9 @@ def torchrun_command(argv: list[str], nproc: int, nodes: dict | None = None) -> 
     ]
 
 
-def launch(argv: list[str], nproc: int, nodes: dict | None = None) -> int:
-    """Run `runner <argv>` as `nproc` torchrun workers and return the exit code.
+def launch(argv: list[str], nproc: int, nodes: dict | None = None, node_rank: int | None = None) -> int:
+    """Run `runner <argv>` as `nproc` torchrun workers and return the exit code. `node_rank`: the spec's
+    compute.node_rank (None where the rank comes from the environment), for the run record.
 
     torchrun gets a session of its own so a Ctrl-C reaches the workers once, through torchrun
     (SIGTERM): each saves a checkpoint and stops, like a single-process run.
@@ -106,6 +115,7 @@ def launch(argv: list[str], nproc: int, nodes: dict | None = None) -> int:
     env[LAUNCHED_ARGV] = json.dumps([sys.argv[0], *argv])
     if nodes:
         env[LAUNCHED_NNODES] = str(nodes["nnodes"])
+        env[LAUNCHED_NODE_RANK] = json.dumps(node_rank)
     # torchrun gives each worker one thread; on the CPU each worker gets its share of the cores.
     env.setdefault("OMP_NUM_THREADS", str(max(1, len(os.sched_getaffinity(0)) // nproc)))
     command = torchrun_command(argv, nproc, nodes)
@@ -143,4 +153,5 @@ def as_launched(spec, argv):
     compute = {"nproc": int(os.environ[LAUNCHED_NPROC])}
     if os.environ.get(LAUNCHED_NNODES):
         compute["nnodes"] = int(os.environ[LAUNCHED_NNODES])
+        compute["node_rank"] = json.loads(os.environ.get(LAUNCHED_NODE_RANK) or "null")
     return spec.replace(compute=compute), json.loads(os.environ.get(LAUNCHED_ARGV) or "[]") or argv

@@ -163,6 +163,71 @@ def _(ws):
     return ws.spec() + ["--set", "train.epochs"]
 
 
+# compute.*: the rules across its keys are spec errors `runner validate` places (and `run` refuses the same)
+NODES = "compute:\n  nnodes: 2\n  rdzv_endpoint: 127.0.0.1:29500\n"  # lines 17-19 of the tiny spec
+
+
+@case("node_rank not below nnodes (validate)", 2, r"compute.node_rank is 2, not a node rank from 0 to 1",
+      "spec.yaml:20:14 compute.node_rank")
+def _(ws):
+    return ["validate", ws.spec(extra=NODES + "  node_rank: 2\n")[1]]
+
+
+@case("node_rank not below nnodes, from --set (validate)", 2, r"compute.node_rank is 5, not a node rank from 0 to 1",
+      "--set compute.node_rank")
+def _(ws):
+    return ["validate", ws.spec(extra=NODES)[1], "--set", "compute.node_rank=5"]
+
+
+@case("node_rank given on one machine (validate)", 2, r"compute.node_rank is 1, not a node rank from 0 to 0",
+      "spec.yaml:18:14 compute.node_rank")
+def _(ws):
+    return ["validate", ws.spec(extra="compute:\n  node_rank: 1\n")[1]]
+
+
+@case("several machines without rdzv_endpoint (run; a spec for `runner sky` validates without one)", 2,
+      r"compute.nnodes is 2 but compute.rdzv_endpoint is not set", "spec.yaml:18:11 compute.nnodes")
+def _(ws):
+    return ws.spec(extra="compute:\n  nnodes: 2\n  node_rank: 0\n")
+
+
+@case("rdzv_endpoint port above 65535 (validate)", 2, r'"127.0.0.1:99999" is not a valid value here',
+      "spec.yaml:19:18 compute.rdzv_endpoint")
+def _(ws):
+    return ["validate", ws.spec(extra=NODES.replace("29500", "99999"))[1]]
+
+
+@case("rdzv_endpoint port 0 (run)", 2, r'"node0:0" is not a valid value here', "spec.yaml:19:18 compute.rdzv_endpoint")
+def _(ws):
+    return ws.spec(extra=NODES.replace("127.0.0.1:29500", "node0:0"))
+
+
+@case("several machines with search (validate)", 2, r"search and cross-validation train in one process",
+      "spec.yaml:18:11 compute.nnodes")
+def _(ws):
+    return ["validate", ws.spec(extra=NODES + "search:\n  trials: 2\n")[1]]
+
+
+@case("NODE_RANK in superscript digits", 2,
+      r"NODE_RANK='²' in the environment is not a node rank from 0 to 1 \(compute.nnodes is 2\)",
+      "spec.yaml:18:11 compute.nnodes", env={"NODE_RANK": "²", "SKYPILOT_NODE_RANK": None})
+def _(ws):
+    return ws.spec(extra=NODES)
+
+
+@case("SKYPILOT_NODE_RANK in Arabic-Indic digits", 2,
+      r"SKYPILOT_NODE_RANK='١' in the environment is not a node rank from 0 to 1",
+      "spec.yaml:18:11 compute.nnodes", env={"NODE_RANK": None, "SKYPILOT_NODE_RANK": "١"})
+def _(ws):
+    return ws.spec(extra=NODES)
+
+
+@case("NODE_RANK not below nnodes", 2, r"NODE_RANK='2' in the environment is not a node rank from 0 to 1",
+      "spec.yaml:18:11 compute.nnodes", env={"NODE_RANK": "2", "SKYPILOT_NODE_RANK": None})
+def _(ws):
+    return ws.spec(extra=NODES)
+
+
 # ---------------------------------------------------------------------------------------------
 # The data
 
@@ -211,12 +276,99 @@ def _(ws):
     return ws.spec(train="data/broken.jsonl")
 
 
-@case("JSONL line that is a list", 2, r"line 2 is a JSON list, not an object", "data/list.jsonl:2")
+@case("JSONL line that is a list", 2, r"line 2 is an array, not a JSON object", "data/list.jsonl:2")
 def _(ws):
     lines = [json.dumps({"text": t, "label": label}) for t, label in GOOD_ROWS]
     lines[1] = '["a day", "pos"]'
     ws.write("data/list.jsonl", "\n".join(lines) + "\n")
     return ws.spec(train="data/list.jsonl")
+
+
+@case("JSONL line that is null", 2, r"line 3 is null, not a JSON object", "data/null.jsonl:3")
+def _(ws):
+    lines = [json.dumps({"text": t, "label": label}) for t, label in GOOD_ROWS]
+    lines[2] = "null"
+    ws.write("data/null.jsonl", "\n".join(lines) + "\n")
+    return ws.spec(train="data/null.jsonl")
+
+
+def _header_twice(ws, suffix: str, sep: str) -> list[str]:
+    rows = "".join(sep.join((t, label, "other words")) + "\n" for t, label in GOOD_ROWS)
+    ws.write(f"data/twice.{suffix}", sep.join(("text", "label", "text")) + "\n" + rows)
+    return ws.spec(train=f"data/twice.{suffix}")
+
+
+@case("CSV header naming a column twice", 2, r"the header names column 'text' twice \(columns 1 and 3\)",
+      "data/twice.csv:1")
+def _(ws):
+    return _header_twice(ws, "csv", ",")
+
+
+@case("TSV header naming a column twice", 2, r"the header names column 'text' twice \(columns 1 and 3\)",
+      "data/twice.tsv:1")
+def _(ws):
+    return _header_twice(ws, "tsv", "\t")
+
+
+@case("JSONL row naming a key twice", 2, r"line 3 names the key 'text' twice", "data/twice.jsonl:3")
+def _(ws):
+    lines = [json.dumps({"text": t, "label": label}) for t, label in GOOD_ROWS]
+    lines[2] = '{"text": "a good day", "label": "pos", "text": "a sad day"}'
+    ws.write("data/twice.jsonl", "\n".join(lines) + "\n")
+    return ws.spec(train="data/twice.jsonl")
+
+
+@case("JSON row naming a key twice", 2, r"the key 'label' is named twice in one object \(row 2\)", "data/twice.json")
+def _(ws):
+    rows = [json.dumps({"text": t, "label": label}) for t, label in GOOD_ROWS]
+    rows[1] = '{"text": "a good day", "label": "pos", "label": "neg"}'
+    ws.write("data/twice.json", "[" + ",\n".join(rows) + "]\n")
+    return ws.spec(train="data/twice.json")
+
+
+@case("Parquet list<string> text column", 2,
+      r"the text column 'text' \(data.text_column\) holds an array in row 1, not a string \(19 more row",
+      "data/lists.parquet:1")
+def _(ws):
+    import pandas as pd
+
+    (ws.root / "data").mkdir(exist_ok=True)
+    frame = pd.DataFrame({"text": [t.split() for t, _ in GOOD_ROWS], "label": [label for _, label in GOOD_ROWS]})
+    frame.to_parquet(ws.root / "data" / "lists.parquet")
+    return ws.spec(train="data/lists.parquet")
+
+
+def _text_value(ws, name: str, value, row: int = 4) -> list[str]:
+    rows = [{"text": t, "label": label} for t, label in GOOD_ROWS]
+    rows[row - 1]["text"] = value
+    ws.write(f"data/{name}.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
+    return ws.spec(train=f"data/{name}.jsonl")
+
+
+@case("JSONL text that is an object", 2, r"the text column 'text' \(data.text_column\) holds an object in row 4, "
+      r"not a string$", "data/object.jsonl:4")
+def _(ws):
+    return _text_value(ws, "object", {"en": "a good day"})
+
+
+@case("JSONL text that is a number", 2, r"holds a number in row 4, not a string", "data/number.jsonl:4")
+def _(ws):
+    return _text_value(ws, "number", 42)
+
+
+@case("JSONL text that is true", 2, r"holds true in row 4, not a string", "data/true.jsonl:4")
+def _(ws):
+    return _text_value(ws, "true", True)
+
+
+@case("JSONL text pair that is an array", 2,
+      r"the text column 'pair' \(data.text_pair_column\) holds an array in row 2, not a string", "data/pair.jsonl:2")
+def _(ws):
+    rows = [{"text": t, "pair": "and so on", "label": label} for t, label in GOOD_ROWS]
+    rows[1]["pair"] = ["and", "so", "on"]
+    ws.write("data/pair.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
+    return ws.spec(train="data/pair.jsonl", extra="task: text_pair_classification\n",
+                   replace={"train: data/pair.jsonl\n": "train: data/pair.jsonl\n  text_pair_column: pair\n"})
 
 
 @case(

@@ -2,8 +2,9 @@
 
 Trackers a spec asks for are checked by `validate` before any data is read; `runner init` detects a
 file's encoding and line endings and quotes every name it writes; encoding errors give the real
-byte; label variants are reported and non-string labels refused; JSON nesting is a clean error;
-a crash while validating one spec does not skip the next."""
+byte; UTF-8 with a byte-order mark is read in every format; label variants are reported and
+non-string labels refused; JSON nesting is a clean error; a crash while validating one spec does not
+skip the next."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import json
 import pytest
 import yaml
 from click.testing import CliRunner
-from conftest import run_cli, write_csv
+from conftest import labelled_rows, run_cli, tiny_spec_text, write_csv, write_spec
 
 from runner.data.labels import encode_single_labels
 from runner.data.prepare import read_table
@@ -162,7 +163,7 @@ def test_label_variants_in_case_or_spaces_are_reported_with_counts(tmp_path, cap
     assert names == ["Pos", "neg", "pos"]
 
 
-@pytest.mark.parametrize("bad, kind", [(["pos"], "a list"), ({"x": 1}, "a mapping"), (True, "true or false")])
+@pytest.mark.parametrize("bad, kind", [(["pos"], "an array"), ({"x": 1}, "an object"), (True, "true or false")])
 def test_non_string_labels_are_data_errors(tmp_path, bad, kind):
     """Before: stringified silently into classes like "['pos']" or "True"."""
     path = tmp_path / "d.jsonl"
@@ -191,6 +192,35 @@ def test_deeply_nested_json_is_a_data_error_with_its_line(tmp_path, suffix):
     assert caught.value.where == f"{path}:2"
     result = run_cli("init", path.name, cwd=tmp_path)
     assert result.returncode == 2 and "Traceback" not in result.stderr and "internal error" not in result.stderr
+
+
+@pytest.mark.parametrize("suffix", ["jsonl", "json", "csv"])
+def test_utf8_with_a_byte_order_mark_trains_in_every_format(tmp_path, tiny_model, monkeypatch, suffix):
+    """Before: a CSV with a BOM (Excel, Notepad) was read, a JSONL or JSON file with one refused ("Unexpected
+    UTF-8 BOM"). The JSON file's labels are class ids (numbers), which a label column keeps taking."""
+    from runner.cli import main
+
+    rows = labelled_rows()
+    if suffix == "json":
+        rows = [{"text": row["text"], "label": int(row["label"] == "pos")} for row in rows]
+        body = json.dumps(rows)
+    elif suffix == "jsonl":
+        body = "".join(json.dumps(row) + "\n" for row in rows)
+    else:
+        body = "text,label\n" + "".join(f"{row['text']},{row['label']}\n" for row in rows)
+    data = tmp_path / "data" / f"train.{suffix}"
+    data.parent.mkdir()
+    data.write_bytes(b"\xef\xbb\xbf" + body.encode("utf-8"))
+    spec = write_spec(tmp_path, tiny_spec_text(tiny_model, train=f"data/train.{suffix}"))
+    before = data.read_bytes(), spec.read_bytes()
+    monkeypatch.chdir(tmp_path)
+
+    result = CliRunner().invoke(main, ["run", "spec.yaml"])
+
+    assert result.exit_code == 0, result.output + str(result.exception)
+    summary = json.loads((tmp_path / "run" / "run.json").read_text())["results"]["data_summary"]
+    assert sum(summary["rows"].values()) == len(rows)
+    assert (data.read_bytes(), spec.read_bytes()) == before
 
 
 def test_a_crash_on_one_spec_does_not_skip_the_next(tmp_path, tiny_data, monkeypatch):

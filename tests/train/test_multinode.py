@@ -43,15 +43,39 @@ def test_node_settings_are_checked_before_launching(tmp_path, tiny_model, monkey
     assert nodes == {"nnodes": 2, "node_rank": 1, "master_addr": "127.0.0.1", "master_port": 29511}
     assert torchrun_command(["run", "spec.yaml"], 4, nodes)[3:8] == [
         "--nnodes=2", "--node_rank=1", "--master_addr=127.0.0.1", "--master_port=29511", "--nproc_per_node=4"]
-    assert torchrun_command(["run", "spec.yaml"], 4, nodes)[-4:] == [
-        "--set", "compute.nproc=1", "--set", "compute.nnodes=1"]
-    with pytest.raises(SpecError, match="not a node rank from 0 to 1"):
-        node_settings(load_spec(spec, ["compute.node_rank=2"]))
+    # a worker trains on one node of its own: nnodes 1, and no rank of the several machines (which is not below 1)
+    assert torchrun_command(["run", "spec.yaml"], 4, nodes)[-6:] == [
+        "--set", "compute.nproc=1", "--set", "compute.nnodes=1", "--set", "compute.node_rank=null"]
+    with pytest.raises(SpecError) as caught:  # a spec error now, found by validate
+        load_spec(spec, ["compute.node_rank=2"])
+    assert "compute.node_rank is 2, not a node rank from 0 to 1" in "\n".join(caught.value.lines())
+    monkeypatch.setenv("SKYPILOT_NODE_RANK", "1\u0660")  # "10" to int() and str.isdigit(): only 0-9 count here
+    with pytest.raises(SpecError, match=r"SKYPILOT_NODE_RANK='1\u0660' in the environment is not a node rank"):
+        node_settings(load_spec(spec))
     # The CLI says so with exit 2, before torchrun starts.
     result = run_cli("run", str(spec), "--set", "compute.rdzv_endpoint=null", cwd=tmp_path)
     assert result.returncode == 2 and "compute.rdzv_endpoint is not set" in result.stderr
     result = run_cli("run", str(spec), "--set", "compute.rdzv_endpoint=no-port", cwd=tmp_path)
     assert result.returncode == 2 and "rdzv_endpoint" in result.stderr
+
+
+def test_a_good_multi_node_spec_validates_and_a_worker_records_the_rank_given(tmp_path, tiny_model, monkeypatch):
+    from runner.train.distributed import LAUNCHED_NNODES, LAUNCHED_NODE_RANK, LAUNCHED_NPROC, as_launched
+
+    spec = node_spec(tmp_path, tiny_model, 65535, extra="  node_rank: 1\n")
+    result = run_cli("validate", spec.name, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    # a spec for `runner sky` has no endpoint (SkyPilot gives it on each node); `runner run` asks for one
+    result = run_cli("validate", spec.name, "--set", "compute.rdzv_endpoint=null", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    # the worker's spec (--set compute.nnodes=1 compute.node_rank=null) is valid, and the record gets back
+    # what the user gave
+    worker = load_spec(spec, ["compute.nproc=1", "compute.nnodes=1", "compute.node_rank=null"])
+    monkeypatch.setenv(LAUNCHED_NPROC, "1")
+    monkeypatch.setenv(LAUNCHED_NNODES, "2")
+    monkeypatch.setenv(LAUNCHED_NODE_RANK, "1")
+    recorded, _ = as_launched(worker, ["runner", "run", spec.name])
+    assert (recorded.compute["nnodes"], recorded.compute["node_rank"]) == (2, 1)
 
 
 def test_two_nodes_of_one_process_each_write_one_record_on_node_0(tmp_path, tiny_model):
