@@ -35,11 +35,9 @@ class RunnerGroup(click.Group):
     """
 
     def invoke(self, ctx):
-        import signal
+        from runner import stopping
 
-        from runner.errors import raise_terminated
-
-        signal.signal(signal.SIGTERM, raise_terminated)  # unwind (clean up) instead of dying where it stands
+        stopping.install()  # SIGINT/SIGTERM unwind (clean up), never inside an import or a shielded step
         try:
             return super().invoke(ctx)
         except RunnerError as error:
@@ -94,17 +92,16 @@ def close_progress_bars() -> None:
 
 def internal_error_lines(error: BaseException) -> list[str]:
     """`error: internal error: ...` and where its traceback was saved (never the traceback itself)."""
-    import tempfile
     import traceback
 
     from runner.errors import _one_line
+    from runner.files import atomic_write_text, temporary_file
 
     kind = type(error).__name__
     saved = ""
     try:
-        handle, path = tempfile.mkstemp(prefix="runner-traceback-", suffix=".txt")
-        with open(handle, "w", encoding="utf-8") as stream:
-            stream.write("".join(traceback.format_exception(error)))
+        path = temporary_file(prefix="runner-traceback-", suffix=".txt")
+        atomic_write_text(path, "".join(traceback.format_exception(error)))
         saved = f"; the traceback is in {path}"
     except OSError:
         pass
@@ -379,7 +376,7 @@ def check_new_file(output: Path, force: bool, source: Path) -> None:
     folder is an error, not created: a typo in the path should not leave new folders behind)."""
     from runner.record.guard import check_file
 
-    check_file(output, [source], force, option="-o")
+    check_file(output, [source], force, option="-o", kind="spec")
 
 
 def write_new_file(output: Path, text: str) -> None:
@@ -402,7 +399,8 @@ def doctor() -> None:
 @main.command(name="docs")
 @click.option("--check", is_flag=True, help="Fail when spec/reference.md is out of date instead of writing it.")
 @click.option("--output", type=click.Path(path_type=Path), default=Path("spec/reference.md"), show_default=True)
-def docs_command(check, output) -> None:
+@click.option("--force", is_flag=True, help="Replace an existing reference that `runner docs` wrote.")
+def docs_command(check, output, force) -> None:
     """Regenerate the spec reference (spec/reference.md) from the JSON Schema."""
     from runner.spec.reference import render_reference
 
@@ -414,8 +412,10 @@ def docs_command(check, output) -> None:
             sys.exit(1)
         click.echo(f"{output} is up to date")
         return
-    output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(text, encoding="utf-8")
+    from runner.record.guard import check_file, write_file
+
+    check_file(output, force=force, kind="docs")  # never a spec, a run's file, or a file of someone else's
+    write_file(output, text)
     click.echo(f"wrote {output}")
 
 

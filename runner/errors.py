@@ -67,10 +67,6 @@ class Terminated(KeyboardInterrupt):
     are removed and an earlier run set aside comes back; the CLI exits 143."""
 
 
-def raise_terminated(number, frame):
-    raise Terminated
-
-
 class SpecErrors(SpecError):
     """Every problem found in a spec, reported together."""
 

@@ -1,11 +1,22 @@
-"""Small file helpers: atomic writes and hashes. A run record is never left half-written."""
+"""The one door for writes: every file or folder runner creates, replaces or removes goes through here.
+
+A structural test (tests/packaging/test_structure.py) fails on `open(..., "w"/"a"/"x")`, `Path.write_*`,
+`mkdir`, `shutil.rmtree/move/copy*`, `os.replace/rename/remove/unlink/rmdir/makedirs` or `tempfile.mk*`
+anywhere else in runner/. Where a command may write (never onto its inputs, into a run folder, over
+someone else's files) is decided before, by runner.record.guard (commands on a run) and
+runner.flows.preflight (a run's own folder); this module does the writing, atomically: a file is
+written beside its place and renamed over it, a folder is built beside its place and swapped in, so a
+reader sees the old or the new, never a mix. Reads and hashes live here too.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import json
 import os
+import shutil
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 
 
@@ -24,6 +35,108 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
+
+
+def append_text(path: str | Path, text: str) -> None:
+    """Add `text` at the end of a file that another program owns (GITHUB_OUTPUT, GITHUB_STEP_SUMMARY)."""
+    with open(path, "a", encoding="utf-8") as stream:
+        stream.write(text)
+
+
+@contextmanager
+def new_file(path: str | Path, binary: bool = True):
+    """A stream onto a new file (one that exists is replaced), for writers that stream (a zip member, a
+    traceback); the file appears whole when the block ends, never half-written."""
+    path = Path(path)
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        os.fchmod(handle, 0o666 & ~_umask())
+        with os.fdopen(handle, "wb" if binary else "w", **({} if binary else {"encoding": "utf-8"})) as stream:
+            yield stream
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def make_folder(path: str | Path, parents: bool = True, exist_ok: bool = True) -> Path:
+    path = Path(path)
+    path.mkdir(parents=parents, exist_ok=exist_ok)
+    return path
+
+
+def temporary_folder(parent: str | Path | None = None, prefix: str = "runner-") -> Path:
+    """A new empty folder (in `parent`, or the system's temporary folder)."""
+    return Path(tempfile.mkdtemp(prefix=prefix, dir=parent))
+
+
+def temporary_file(prefix: str = "runner-", suffix: str = "") -> Path:
+    """A new empty file in the system's temporary folder (a traceback's)."""
+    handle, path = tempfile.mkstemp(prefix=prefix, suffix=suffix)
+    os.close(handle)
+    return Path(path)
+
+
+def move(source: str | Path, target: str | Path) -> None:
+    """Rename `source` to `target` (same file system; an existing file `target` is replaced)."""
+    os.replace(source, target)
+
+
+def remove(path: str | Path, ignore_errors: bool = False) -> None:
+    """A file, a link (never what it points to) or a folder with everything in it; nothing when absent."""
+    path = Path(path)
+    try:
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=ignore_errors)
+        elif path.exists() or path.is_symlink():
+            path.unlink(missing_ok=True)
+    except OSError:
+        if not ignore_errors:
+            raise
+
+
+def remove_empty_folder(path: str | Path) -> bool:
+    """Remove a folder only when it is empty; whether it was removed."""
+    try:
+        os.rmdir(path)
+        return True
+    except OSError:
+        return False
+
+
+def folder_beside(target: str | Path, fixed: bool = False) -> Path:
+    """An empty folder beside `target` to build it in: .NAME.tmp-XXXX, or with `fixed` .NAME.tmp (inside a
+    locked run folder, where an interrupted command's leftover is replaced by the next one)."""
+    target = Path(target)
+    if fixed:
+        folder = target.with_name(f".{target.name}.tmp")
+        remove(folder, ignore_errors=True)
+        folder.mkdir(parents=True)
+        return folder
+    return Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
+
+
+def swap_in(temporary: str | Path, target: str | Path) -> None:
+    """Put a built folder in place of `target`: the old one is renamed aside, the new one renamed in, and
+    only then the old one removed; a failure in between puts the old one back. A signal that lands between
+    the renames is raised after them (runner.stopping.shielded)."""
+    from runner import stopping
+
+    temporary, target = Path(temporary), Path(target)
+    with stopping.shielded():
+        old = None
+        if target.exists() or target.is_symlink():
+            old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
+            os.rmdir(old)
+            os.rename(target, old)
+        try:
+            os.rename(temporary, target)
+        except BaseException:
+            if old is not None:
+                os.rename(old, target)
+            raise
+    if old is not None:
+        remove(old, ignore_errors=True)
 
 
 def _umask() -> int:

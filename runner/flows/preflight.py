@@ -9,7 +9,8 @@ from pathlib import Path
 
 from runner.console import is_main_process, say
 from runner.errors import SpecError
-from runner.files import read_json, sha256_file
+from runner.files import atomic_write_bytes, read_json, remove, sha256_file
+from runner.files import make_folder as make_path
 from runner.record.rundir import ASIDE, ENTRIES, RunDir
 from runner.spec.document import Spec
 
@@ -104,10 +105,10 @@ def prepare(run_dir: RunDir, overwrite: bool, resume: bool, where: str = "output
 def make_folder(run_dir: RunDir, probe: bool = False, where: str = "output.dir") -> None:
     """Make the run folder (and, with `probe`, write a file in it): one that cannot be is the user's to fix."""
     try:
-        run_dir.path.mkdir(parents=True, exist_ok=True)
+        make_path(run_dir.path)
         if probe:
-            (run_dir / ".write-test").write_bytes(b"")
-            (run_dir / ".write-test").unlink()
+            atomic_write_bytes(run_dir / ".write-test", b"")
+            remove(run_dir / ".write-test")
     except OSError as exc:
         raise SpecError(
             f"cannot write to output folder '{run_dir.path}': {exc.strerror}",

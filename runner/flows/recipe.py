@@ -19,7 +19,7 @@ from pathlib import Path
 
 from runner.console import is_main_process, say
 from runner.errors import Interrupted, RunError, SpecError
-from runner.files import atomic_write_json, atomic_write_text
+from runner.files import atomic_write_json, atomic_write_text, move
 from runner.flows.lifecycle import RunFolder, run_folder
 from runner.record.result import RunResult
 from runner.record.rundir import RECORDING, RunDir, remove_entry
@@ -198,7 +198,7 @@ def save_model(trainer, tokenizer, spec: Spec, run_dir: RunDir) -> None:
                 str(folder),
             ) from None
         remove_entry(folder)
-        temporary.rename(folder)
+        move(temporary, folder)
 
     model = trainer.model
     save(model, run_dir.model_dir)

@@ -12,14 +12,15 @@ from __future__ import annotations
 
 import json
 import logging
-import signal
 import time
 import warnings
 from contextlib import contextmanager
 from pathlib import Path
 
+from runner import stopping
 from runner.console import warn
-from runner.errors import DataError, Interrupted, RunError, RunnerError
+from runner.errors import DataError, Interrupted, RunError, RunnerError, Terminated
+from runner.files import atomic_write_json
 from runner.inference.ort import FP32, INT8, OnnxClassifier, load_tokenizer, onnx_logits, require
 from runner.record import guard
 from runner.record.rundir import RunDir, remove_entry
@@ -38,29 +39,40 @@ def export_command(run_dir: Path, output: Path | None, int8: bool, min_agreement
     folder = guard.check_folder(output or run.onnx_dir, inputs=guard.run_inputs(run.path), force=force,
                                 own=run.onnx_dir, replaceable=_earlier_export)
     # The run's lock: a `runner run --overwrite` of the same folder cannot swap the model mid-export.
-    with run.lock("an export"), _stopped_by_sigterm(run_dir):
+    with run.lock("an export"), _stopped_by_signal(run_dir):
         return _export(run, spec, folder, bool(output) and folder != guard.resolved(run.onnx_dir), int8,
                        min_agreement, parity_rows, require_int8)
 
 
+EXPORT_FILES = {FP32, INT8, "config.json", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
+                "vocab.txt", "vocab.json", "merges.txt", "added_tokens.json", "sentencepiece.bpe.model",
+                "spiece.model", "tokenizer.model", "chat_template.jinja", guard.FOLDER_MARK}
+
+
 def _earlier_export(folder: Path) -> bool:
-    """A folder an earlier `runner export -o` wrote (model.onnx, config and tokenizer only): replaced freely."""
+    """A folder an earlier `runner export` wrote: replaced without --force. Its mark (.runner) says so, and it
+    holds nothing but an export's files (a note of the user's added to it keeps it from being replaced)."""
     names = {p.name for p in folder.iterdir()}
-    return FP32 in names and "config.json" in names and all(not (folder / n).is_dir() for n in names)
+    marked = guard.FOLDER_MARK in names or FP32 in names and "config.json" in names  # before the mark existed
+    return marked and names <= EXPORT_FILES and all((folder / n).is_file() and not (folder / n).is_symlink()
+                                                     for n in names)
 
 
 @contextmanager
-def _stopped_by_sigterm(run_dir: Path):
-    """SIGTERM stops the export like SIGINT: the temporary folder goes, one line says what to run again."""
-    def stop(number, frame):
-        raise Interrupted(f"export stopped by {signal.Signals(number).name}; nothing was written",
-                          f"run the same command again to export: runner export {run_dir}", exit_code=143)
-
-    previous = signal.signal(signal.SIGTERM, stop)
+def _stopped_by_signal(run_dir: Path):
+    """SIGINT or SIGTERM (raised at a safe point: runner.stopping) stops the export: the temporary folder has
+    gone as the exception unwound; one line says what to run again."""
     try:
         yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+    except KeyboardInterrupt as stop:
+        name = "SIGTERM" if isinstance(stop, Terminated) else "SIGINT"
+        code = 143 if isinstance(stop, Terminated) else 130
+        finished = getattr(stop, "finished", None)
+        if finished is not None:
+            raise Interrupted(f"{name} arrived as the export finished; it is whole in {finished}",
+                              "nothing to run again", exit_code=code) from None
+        raise Interrupted(f"export stopped by {name}; nothing was written",
+                          f"run the same command again to export: runner export {run_dir}", exit_code=code) from None
 
 
 def _export(run: RunDir, spec, folder: Path, elsewhere: bool, int8: bool, min_agreement: float,
@@ -72,6 +84,7 @@ def _export(run: RunDir, spec, folder: Path, elsewhere: bool, int8: bool, min_ag
     try:
         started = time.perf_counter()
         export_onnx(model, tokenizer, temporary / FP32, texts[:2] if len(texts) >= 2 else None)
+        atomic_write_json(temporary / guard.FOLDER_MARK, {"made_by": "runner export", "run": run.path.name})
         model.config.save_pretrained(temporary)  # labels, problem type and any saved thresholds/temperature
         _carry_calibration(temporary, run)
         tokenizer.save_pretrained(temporary)
@@ -95,7 +108,7 @@ def _export(run: RunDir, spec, folder: Path, elsewhere: bool, int8: bool, min_ag
     failing = {name: p for name, p in parity.get("models", {}).items() if p["agreement"] < min_agreement}
     if INT8 in failing and FP32 not in failing and not require_int8:
         # int8 fell short, fp32 holds: write fp32, say why int8 was left out (exit 0)
-        (temporary / INT8).unlink()
+        remove_entry(temporary / INT8)
         quantised.update(kept=False, figures=parity["models"].pop(INT8))
         failing.pop(INT8)
         warn(f"int8 left out: {quantised['figures']['agreement']:.2%} of {parity['rows']} validation labels agree "
@@ -113,6 +126,18 @@ def _export(run: RunDir, spec, folder: Path, elsewhere: bool, int8: bool, min_ag
             f"--min-agreement (now {min_agreement})",
             str(folder),
         )
+    try:
+        with stopping.shielded():  # in place, then recorded: a signal that lands here waits for both
+            record = _put_in_place(run, spec, temporary, folder, elsewhere, source, seconds, parity, min_agreement,
+                                   quantised)
+    except KeyboardInterrupt as stop:
+        stop.finished = folder  # the export is whole: the message says so
+        raise
+    return record
+
+
+def _put_in_place(run: RunDir, spec, temporary: Path, folder: Path, elsewhere: bool, source: str, seconds: float,
+                  parity: dict, min_agreement: float, quantised: dict) -> dict:
     try:
         guard.replace_folder(temporary, folder)
     except BaseException:

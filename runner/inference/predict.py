@@ -176,7 +176,8 @@ def check_output_file(path: Path, input_file: Path | None = None, force: bool = 
     exists, neither the input, nor the run's data, nor inside a run folder (runner.record.guard)."""
     from runner.record.guard import check_file, run_inputs
 
-    check_file(path, ([input_file] if input_file else []) + (run_inputs(run_dir)[1:] if run_dir else []), force)
+    check_file(path, ([input_file] if input_file else []) + (run_inputs(run_dir)[1:] if run_dir else []), force,
+               kind="predictions")
 
 
 def write_predictions(path: Path, rows: list[dict]) -> None:

@@ -18,6 +18,8 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+from runner.files import move, remove
+
 CANDIDATES = {
     "per-channel-7bit": {"reduce_range": True, "ffn_out_fp32": False},
     "per-channel-8bit": {"reduce_range": False, "ffn_out_fp32": False},
@@ -70,7 +72,7 @@ def best_int8(source: Path, target: Path, score, candidates: dict | None = None)
     for name in candidates:
         path = target.with_name(f".{name}.onnx")
         if name == chosen:
-            path.replace(target)
+            move(path, target)
         else:
-            path.unlink(missing_ok=True)
+            remove(path)
     return chosen, figures

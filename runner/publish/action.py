@@ -21,6 +21,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from runner.errors import RunError, RunnerError, SpecError
+from runner.files import atomic_write_text, make_folder
 from runner.publish.action_errors import annotations, error_lines, failure_body, scrub
 from runner.publish.baseline import Baseline, explicit_baseline, fetch_baseline, spec_key, write_index
 from runner.publish.github import (
@@ -231,8 +232,8 @@ def _load(env: Mapping[str, str]) -> dict:
 
 def _save(state: dict, env: Mapping[str, str]) -> None:
     path = _state_file(env)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(state, indent=1), encoding="utf-8")
+    make_folder(path.parent)
+    atomic_write_text(path, json.dumps(state, indent=1))
 
 
 def _footer(spec: str, env: Mapping[str, str]) -> str:

@@ -29,6 +29,7 @@ from pathlib import Path, PurePosixPath
 
 from runner import __version__
 from runner.errors import RunError
+from runner.files import atomic_write_text, make_folder, new_file, remove
 from runner.publish.github import _origin, _request, warning
 from runner.record.rundir import metrics_path
 
@@ -69,10 +70,10 @@ def spec_key(spec: str, workspace: str | None) -> str:
 
 def write_index(root: Path, entries: Mapping[str, str], env: Mapping[str, str]) -> Path:
     """runner-specs.json in the folder of runs: {spec key: folder name}, with the commit."""
-    root.mkdir(parents=True, exist_ok=True)
+    make_folder(root)
     index = {"version": 1, "commit": env.get("GITHUB_SHA", ""), "specs": dict(sorted(entries.items()))}
     path = root / INDEX
-    path.write_text(json.dumps(index, indent=2) + "\n", encoding="utf-8")
+    atomic_write_text(path, json.dumps(index, indent=2) + "\n")
     return path
 
 
@@ -143,9 +144,8 @@ def _download(url: str, api: str, token: str) -> bytes:
 
 def _unpack(data: bytes, folder: Path) -> None:
     """The archive into a fresh `folder`; entries that would land outside it are skipped."""
-    if folder.exists():
-        shutil.rmtree(folder)
-    folder.mkdir(parents=True)
+    remove(folder)
+    make_folder(folder)
     with zipfile.ZipFile(io.BytesIO(data)) as archive:
         members = archive.infolist()[:MAX_FILES]
         for member in members:
@@ -153,8 +153,8 @@ def _unpack(data: bytes, folder: Path) -> None:
             if member.is_dir() or name.is_absolute() or ".." in name.parts or not name.parts:
                 continue
             target = folder.joinpath(*name.parts)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            with archive.open(member) as source, open(target, "wb") as out:
+            make_folder(target.parent)
+            with archive.open(member) as source, new_file(target) as out:
                 shutil.copyfileobj(source, out)
 
 

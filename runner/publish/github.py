@@ -17,6 +17,7 @@ from collections.abc import Mapping
 
 from runner import __version__
 from runner.errors import RunError
+from runner.files import append_text
 
 ACTIONS_BOT = "github-actions[bot]"
 HF_TOKEN_VARS = ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN")
@@ -51,16 +52,24 @@ def mask(value: str) -> None:
 
 
 def write_step_summary(body: str, env: Mapping[str, str] = os.environ) -> bool:
-    """Append markdown to the job summary (after the renderer's last guard); False when not running in Actions."""
-    from runner.record.render import publish
+    """Append markdown to the job summary (after the renderer's last guard); False when not running in Actions.
+
+    A step's summary may hold 1 MiB (GitHub shows none of a larger one): the body is cut to the room left,
+    with a note that says where the whole report is, or left out with a notice when there is no room."""
+    from runner.record.render import SUMMARY_LIMIT, fit, publish, size_in_bytes
 
     path = env.get("GITHUB_STEP_SUMMARY")
     if not path:
         return False
-    body = publish(body)
-    with open(path, "a", encoding="utf-8") as f:
-        f.write(body if body.endswith("\n") else body + "\n")
-        f.write("\n")
+    try:
+        room = SUMMARY_LIMIT - os.path.getsize(path) - 2  # 2: the blank line after it
+    except OSError:
+        room = SUMMARY_LIMIT
+    if room < 2048:
+        notice("runner: the job summary is full (GitHub takes 1 MiB a step); this part was left out of it.")
+        return True
+    body = publish(fit(publish(body), room, size_in_bytes, "bytes"))
+    append_text(path, (body if body.endswith("\n") else body + "\n") + "\n")
     return True
 
 
@@ -69,17 +78,18 @@ def set_outputs(outputs: Mapping[str, object], env: Mapping[str, str] = os.envir
     path = env.get("GITHUB_OUTPUT")
     if not path:
         return False
-    with open(path, "a", encoding="utf-8") as f:
-        for name, value in outputs.items():
-            if value is None:
-                value = ""
-            elif not isinstance(value, str):
-                value = json.dumps(value, sort_keys=True)
-            if "\n" in value or "\r" in value:
-                delimiter = f"ghadelimiter_{uuid.uuid4().hex}"
-                f.write(f"{name}<<{delimiter}\n{value}\n{delimiter}\n")
-            else:
-                f.write(f"{name}={value}\n")
+    lines = []
+    for name, value in outputs.items():
+        if value is None:
+            value = ""
+        elif not isinstance(value, str):
+            value = json.dumps(value, sort_keys=True)
+        if "\n" in value or "\r" in value:
+            delimiter = f"ghadelimiter_{uuid.uuid4().hex}"
+            lines.append(f"{name}<<{delimiter}\n{value}\n{delimiter}\n")
+        else:
+            lines.append(f"{name}={value}\n")
+    append_text(path, "".join(lines))
     return True
 
 
@@ -205,10 +215,12 @@ def comment_on_pull_request(
     wrote it) and a one-line notice says so. Other API failures raise RunError.
     Returns {"action": "created" | "updated" | "summary-only", "url": ..., "comment_id": ...}.
     """
-    from runner.record.render import publish
+    from runner.record.render import GITHUB_COMMENT_LIMIT, fit, length, publish
 
     marker = comment_marker(key)
     body = publish(body)  # no marker of any spec inside, <details> balanced: only ours goes on top
+    # GitHub refuses a longer comment: cut (with a note that says where the whole report is), never refused
+    body = publish(fit(body, GITHUB_COMMENT_LIMIT - length(marker) - 64))
     text = f"{marker}\n{body}"
     api = env.get("GITHUB_API_URL", "https://api.github.com").rstrip("/")
     repo = env.get("GITHUB_REPOSITORY", "")

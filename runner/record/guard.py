@@ -10,12 +10,12 @@ one or the new one, never a mix, and a failure leaves the old one as it was.
 
 from __future__ import annotations
 
+import json
 import os
-import shutil
-import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 
+from runner import files
 from runner.errors import RunError, SpecError
 from runner.files import atomic_write_bytes
 from runner.record.rundir import MANIFEST, METRICS
@@ -54,17 +54,23 @@ def enclosing_run(path: Path) -> Path | None:
 
 
 def run_inputs(run_dir: Path) -> list[Path]:
-    """The run folder and the data files its run.json records: what a command on a run must never replace."""
+    """The run folder and the data files its run.json records: what a command on a run must never replace.
+    run.json holds them relative to the run folder, the spec's folder or the working folder (a file it
+    names only, being outside all three, cannot be found and is left out)."""
     import json
+
+    from runner.record.rundir import recorded_path
 
     out = [Path(run_dir)]
     try:
-        files = (json.loads((Path(run_dir) / MANIFEST).read_text(encoding="utf-8")).get("data") or {}).get("files")
+        manifest = json.loads((Path(run_dir) / MANIFEST).read_text(encoding="utf-8"))
+        files = (manifest.get("data") or {}).get("files")
     except (OSError, ValueError, AttributeError):
         return out
-    for entry in (files or {}).values():
-        if isinstance(entry, dict) and isinstance(entry.get("path"), str):
-            out.append(Path(entry["path"]))
+    for entry in (files or {}).values() if isinstance(files, dict) else ():
+        path = recorded_path(entry, run_dir, manifest) if isinstance(entry, dict) else None
+        if path is not None:
+            out.append(path)
     return out
 
 
@@ -72,11 +78,50 @@ def inside(path: Path, folder: Path) -> bool:
     return path == folder or folder in path.parents
 
 
+# What each command writes as a file, and the mark that proves runner wrote an existing one: --force
+# replaces a file only when it carries the mark of the same kind (never a spec, a data file, a note).
+FILE_KINDS = {
+    "spec": ("a spec written by `runner init` or `runner convert`", lambda head: "spec-v1.schema.json" in head
+             and ("written by `runner init`" in head or "by `runner convert`" in head)),
+    "docs": ("a reference written by `runner docs`", lambda head: "by `runner docs`" in head),
+    "sky": ("a SkyPilot task written by `runner sky`", lambda head: head.startswith("# SkyPilot task written by "
+                                                                                      "`runner sky`")),
+    "predictions": ("predictions written by `runner predict`", lambda head: _looks_like_predictions(head)),
+}
+FOLDER_MARK = ".runner"  # in every folder runner builds as a unit (an export): {"made_by": "runner export", ...}
+
+
+def _looks_like_predictions(head: str) -> bool:
+    first = head.split("\n", 1)[0]
+    try:
+        row = json.loads(first)
+    except ValueError:
+        columns = set(first.split(","))
+        return {"label", "score", "text"} <= columns
+    return isinstance(row, dict) and "label" in row and "score" in row
+
+
+def made_by_runner(path: Path, kind: str) -> bool:
+    """Whether the file at `path` carries the mark of `kind` in its first 4 KiB (FILE_KINDS)."""
+    try:
+        with open(path, "rb") as stream:
+            head = stream.read(4096).decode("utf-8", errors="replace")
+    except OSError:
+        return False
+    return FILE_KINDS[kind][1](head)
+
+
 def check_file(path: str | Path, inputs=(), force: bool = False, option: str = "--output",
-               force_flag: str = "--force") -> Path:
-    """Before any work: `path` may be written as a file. Returns it unchanged."""
+               force_flag: str = "--force", kind: str | None = None) -> Path:
+    """Before any work: `path` may be written as a file. Returns it unchanged.
+
+    An existing file is replaced only with the force flag, and only when it is a `kind` file runner
+    wrote (FILE_KINDS); never through a symbolic link."""
     path = Path(path)
     where = str(path)
+    if path.is_symlink():
+        raise SpecError(f"{option} is a symbolic link; runner never writes through one",
+                        f"give the path of a real file with {option}", where)
     for source in inputs:
         if source is not None and same_file(path, Path(source)):
             raise SpecError(f"{option} is the input file {source}; writing it would replace the input",
@@ -90,8 +135,12 @@ def check_file(path: str | Path, inputs=(), force: bool = False, option: str = "
     if not path.parent.is_dir():
         raise SpecError(f"folder {path.parent} does not exist",
                         "create it first (mkdir -p), or write into an existing folder", where)
-    if (path.exists() or path.is_symlink()) and not force:
+    if path.exists() and not force:
         raise SpecError("the file already exists", f"choose another path, or pass {force_flag} to replace it", where)
+    if path.exists() and kind is not None and not made_by_runner(path, kind):
+        raise SpecError(f"{option} is a file runner did not write (not {FILE_KINDS[kind][0]}); "
+                        f"{force_flag} replaces only runner's own earlier output",
+                        f"choose another path with {option}", where)
     return path
 
 
@@ -110,9 +159,21 @@ def check_folder(path: str | Path, inputs=(), force: bool = False, option: str =
 
     `own` is the folder's default place inside the command's run folder (RUN/onnx), which the
     command may replace; `replaceable(folder)` says whether an existing folder is an earlier output
-    of the same command (replaced without the force flag)."""
-    target = resolved(path)
+    of the same command (replaced without the force flag). The force flag adds only an empty folder's
+    hidden leftovers: a folder holding anything runner did not make is never replaced, nor a symbolic
+    link, a mount point, the home folder or a repository."""
     where = str(path)
+    if Path(path).is_symlink():
+        raise SpecError(f"{option} is a symbolic link; runner never replaces what one points to",
+                        f"give the path of a real folder with {option}", where)
+    target = resolved(path)
+    if target.exists() and os.path.ismount(target):
+        raise SpecError(f"{option} is a mount point; runner never replaces one",
+                        f"give a new folder inside it, e.g. {option} {Path(path) / 'exported'}", where)
+    if target == resolved(Path.home()) or (target / ".git").exists():
+        what = "the home folder" if target == resolved(Path.home()) else "a repository (it holds .git)"
+        raise SpecError(f"{option} is {what}; runner never replaces it",
+                        f"give a new folder, e.g. {option} {Path(path) / 'exported'}", where)
     if inside(resolved(Path.cwd()), target):
         raise SpecError(f"{option} is the current folder (or holds it); the command would replace it",
                         f"give a new folder, e.g. {option} exported", where)
@@ -130,9 +191,12 @@ def check_folder(path: str | Path, inputs=(), force: bool = False, option: str =
         what = "is a run folder" if run == target else f"is inside the run folder {run}"
         raise SpecError(f"{option} {what}; writing there would replace the run's own files",
                         f"give a folder outside any run folder with {option}", where)
-    if target.is_dir() and any(target.iterdir()) and not force and not (replaceable and replaceable(target)):
-        raise SpecError(f"{option} is a folder that already holds other files",
-                        f"give a new or empty folder, or pass {force_flag} to replace it", where)
+    if target.is_dir() and any(target.iterdir()) and not (replaceable and replaceable(target)):
+        found = sorted(p.name for p in target.iterdir())
+        shown = ", ".join(found[:3]) + (f" and {len(found) - 3} more" if len(found) > 3 else "")
+        raise SpecError(f"{option} is a folder that holds files runner did not write ({shown})",
+                        f"give a new or empty folder with {option}; {force_flag} replaces only runner's own earlier "
+                        "output", where)
     if not target.parent.is_dir():
         raise SpecError(f"folder {target.parent} does not exist",
                         "create it first (mkdir -p), or write into an existing folder", where)
@@ -141,32 +205,12 @@ def check_folder(path: str | Path, inputs=(), force: bool = False, option: str =
 
 def temporary_folder(target: Path, fixed: bool = False) -> Path:
     """An empty folder beside `target` to build it in; `fixed` names it .NAME.tmp (inside a locked run folder)."""
-    target = Path(target)
-    if fixed:
-        folder = target.with_name(f".{target.name}.tmp")
-        remove(folder)
-        folder.mkdir(parents=True)
-        return folder
-    return Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
+    return files.folder_beside(target, fixed)
 
 
 def replace_folder(temporary: Path, target: Path) -> None:
-    """Put the built folder in place of `target`: the old one is renamed aside, the new one renamed in,
-    and only then the old one removed; a failure in between puts the old one back."""
-    target = Path(target)
-    old = None
-    if target.exists() or target.is_symlink():
-        old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
-        os.rmdir(old)
-        os.rename(target, old)
-    try:
-        os.rename(temporary, target)
-    except BaseException:
-        if old is not None:
-            os.rename(old, target)
-        raise
-    if old is not None:
-        remove(old)
+    """Put the built folder in place of `target` (runner.files.swap_in: whole, or not at all)."""
+    files.swap_in(temporary, target)
 
 
 @contextmanager
@@ -178,16 +222,10 @@ def no_new_empty_folder(path: Path):
         yield
     except BaseException:
         for folder in new:
-            try:
-                folder.rmdir()  # only when empty
-            except OSError:
+            if not files.remove_empty_folder(folder):
                 break
         raise
 
 
 def remove(path: Path) -> None:
-    path = Path(path)
-    if path.is_dir() and not path.is_symlink():
-        shutil.rmtree(path, ignore_errors=True)
-    elif path.exists() or path.is_symlink():
-        path.unlink(missing_ok=True)
+    files.remove(path, ignore_errors=True)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from runner.files import atomic_write_bytes, atomic_write_text
+from runner.files import atomic_write_bytes, atomic_write_text, remove
 from runner.record.analysis import report_sections as analysis_sections
 from runner.record.flows import report_sections
 from runner.record.markdown import SPLITS, duration, headline_text, metrics_table, number, per_class_table, table
@@ -30,7 +30,7 @@ def write_report(run_dir: RunDir, spec: Spec, result: RunResult) -> None:
         if png:
             atomic_write_bytes(run_dir / name, png)
         else:
-            (run_dir / name).unlink(missing_ok=True)  # a picture left from an earlier run would mislead
+            remove(run_dir / name)  # a picture left from an earlier run would mislead
     drawn = {name for name, png in pictures.items() if png}
     atomic_write_text(run_dir.report_file, render_report(spec, result, drawn))
 

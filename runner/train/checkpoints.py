@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 from pathlib import Path
+
+from runner.files import remove
 
 RESUME_STATE = re.compile(r"(optimizer|scheduler|scaler)\.(pt|bin)|rng_state(_\d+)?\.pth")
 
@@ -49,12 +50,12 @@ def finish_checkpoints(folder: Path, keep_all: bool = False) -> dict:
     removed, state_files = [], 0
     for path in found.values():
         if path not in (best, last):
-            shutil.rmtree(path, ignore_errors=True)
+            remove(path, ignore_errors=True)
             removed.append(path.name)
             continue
         for item in path.iterdir():
             if item.is_file() and RESUME_STATE.fullmatch(item.name):
-                item.unlink()
+                remove(item)
                 state_files += 1
     after = folder_bytes(folder)
     kept = [f"{best.name} (best)"] + ([f"{last.name} (last)"] if last != best else [])

@@ -328,25 +328,24 @@ def tokenize_splits(splits: dict, tokenizer, max_length: int, has_pair: bool, ca
     """
     import atexit
     import os
-    import shutil
     import sys
-    import tempfile
     import time
 
     import datasets
     from filelock import FileLock
 
+    from runner.files import make_folder, move, remove, temporary_folder
     from runner.train.tokencache import cache_problem, write_cache_record
 
     key = tokenized_cache_key(splits, tokenizer, max_length, has_pair)
     root = Path(cache_dir) if cache_dir else cache_root() / "tokenized"
     folder = root / key
     try:
-        root.mkdir(parents=True, exist_ok=True)
+        make_folder(root)
     except OSError as exc:
         warn(f"cannot use the tokenization cache {root} ({exc.strerror}); tokenizing into a temporary folder")
-        root = Path(tempfile.mkdtemp(prefix="runner-tokenized-"))
-        atexit.register(shutil.rmtree, root, ignore_errors=True)  # memory-mapped files stay readable until then
+        root = temporary_folder(prefix="runner-tokenized-")
+        atexit.register(remove, root, ignore_errors=True)  # memory-mapped files stay readable until then
         folder = root / key
     rows = sum(len(frame) for frame in splits.values())
     # The lock makes concurrent runs (and the processes of one distributed run) tokenize once.
@@ -355,18 +354,18 @@ def tokenize_splits(splits: dict, tokenizer, max_length: int, has_pair: bool, ca
         if problem:  # damaged or foreign: never trusted, never fatal
             print(f"warning: the tokenization cache entry {folder} is {problem}; it is discarded and rebuilt",
                   file=sys.stderr)
-            shutil.rmtree(folder, ignore_errors=True)
+            remove(folder, ignore_errors=True)
         if folder.is_dir():
             say(f"tokenize: {rows} rows from the cache ({folder})")
         else:
             started = time.perf_counter()
             partial = root / f".{key}.{os.getpid()}.tmp"
-            shutil.rmtree(partial, ignore_errors=True)
-            partial.mkdir()
+            remove(partial, ignore_errors=True)
+            make_folder(partial, parents=False)
             for name, frame in splits.items():
                 _write_tokenized(partial / f"{name}.arrow", frame, tokenizer, max_length, has_pair)
             write_cache_record(partial, key, splits, TOKENIZED_FORMAT)
-            os.replace(partial, folder)
+            move(partial, folder)
             seconds = time.perf_counter() - started
             say(f"tokenize: {rows} rows in {seconds:.2f}s ({rows / max(seconds, 1e-9):,.0f} rows/s), cached in "
                   f"{folder}")

@@ -215,18 +215,18 @@ def build_inputs(
 def scratch_folder(prefix: str):
     """A temporary folder for trainings whose files are not kept (folds, trials): removed at the end, and a
     stop signal that arrives while it is being removed waits until it is gone (it is never left half-removed)."""
-    import shutil
     import signal
-    import tempfile
 
-    folder = Path(tempfile.mkdtemp(prefix=prefix))
+    from runner.files import remove, temporary_folder
+
+    folder = temporary_folder(prefix=prefix)
     try:
         yield folder
     finally:
         stops = {signal.SIGINT, signal.SIGTERM}
         signal.pthread_sigmask(signal.SIG_BLOCK, stops)
         try:
-            shutil.rmtree(folder, ignore_errors=True)
+            remove(folder, ignore_errors=True)
         finally:
             signal.pthread_sigmask(signal.SIG_UNBLOCK, stops)
 

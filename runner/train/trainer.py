@@ -175,6 +175,10 @@ class GracefulStop:
         self._previous = {}
 
     def __enter__(self):
+        from runner.stopping import in_main_thread
+
+        if not in_main_thread():  # Ray Train, a notebook's worker: Python allows handlers in the main thread only
+            return self
         for number in (signal.SIGINT, signal.SIGTERM):
             self._previous[number] = signal.getsignal(number)
             signal.signal(number, self._handle)

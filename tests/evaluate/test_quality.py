@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from click.testing import CliRunner
-from conftest import make_texts, tiny_spec_text, write_csv, write_spec
+from conftest import FILLER, make_texts, tiny_spec_text, write_csv, write_spec
 
 from runner.cli import main
 from runner.data import datachecks
@@ -183,45 +183,48 @@ def test_spec_refuses_settings_a_task_cannot_use(tmp_path):
 
 
 def skewed_rows(seed: int = 0) -> list[dict]:
-    """60 positive rows and 7 negative ones (the minority), each with its class's words."""
+    """60 'pos' rows and 7 'neg' ones (the minority) whose texts say nothing of their class (filler words
+    only): a model can learn only the classes' shares, so what the weights do is all that differs."""
     rng = random.Random(seed)
-    rows = [{"text": t, "label": "pos"} for t in make_texts("pos", 60, rng)]
-    rows += [{"text": t, "label": "neg"} for t in make_texts("neg", 7, rng)]
+    rows = [{"text": " ".join(rng.sample(FILLER, 5)), "label": label}
+            for label, count in (("pos", 60), ("neg", 7)) for _ in range(count)]
     rng.shuffle(rows)
     return rows
 
 
-def test_balanced_weights_raise_the_minority_recall(tiny_model, tmp_path):
+def test_balanced_weights_raise_the_minority_probability(tiny_model, tmp_path):
+    """What balanced weights guarantee, by a wide margin on any machine: the weighted loss is smallest when
+    each class gets half the probability, the plain loss when each gets its share of the training rows.
+    Measured (6 epochs, 3 data seeds, this machine): the minority's mean probability 0.31 plain and 0.475
+    balanced on every seed. Recall is not asserted: on texts a tiny model can read, it is a handful of rows
+    that moves with the CPU (0.0-0.93 plain, 0.0-0.47 balanced over 3 seeds and 2 learning rates)."""
     write_csv(tmp_path / "data" / "train.csv", skewed_rows())
     rng = random.Random(9)
     write_csv(
         tmp_path / "data" / "test.csv",
         [{"text": t, "label": lab} for lab in ("pos", "neg") for t in make_texts(lab, 15, rng)],
     )
-    # fp32 on one thread: the same model on every machine and in every test order (a recall of 2 rows in 15)
     text = tiny_spec_text(tiny_model, extra="labels: [pos, neg]\n").replace(
         "epochs: 1", "epochs: 6\n  precision: fp32\n  threads: 1"
     )
     text = text.replace("  train: data/train.csv\n", "  train: data/train.csv\n  test_file: data/test.csv\n")
     spec = write_spec(tmp_path, text)
-    recall, minority_score = {}, {}
+    minority_score = {}
     for name, extra in (("plain", []), ("balanced", ["--set", "train.class_weights=balanced"])):
         result = invoke("run", str(spec), "--output", str(tmp_path / name), *extra)
         assert result.exit_code == 0, result.output
         results = json.loads((tmp_path / name / "run.json").read_text())["results"]
-        recall[name] = results["per_class"]["test"]["neg"]["recall"]
         rows = [json.loads(line) for line in (tmp_path / name / "predictions" / "test.jsonl").read_text().splitlines()]
-        minority_score[name] = np.mean([r["probabilities"]["neg"] for r in rows if r["true_label"] == "neg"])
+        minority_score[name] = float(np.mean([r["probabilities"]["neg"] for r in rows]))
     counts = results["data_summary"]["label_distribution"]["train"]  # from the training split only
     rows = counts["pos"] + counts["neg"]
     expected = {name: round(rows / (2 * counts[name]), 6) for name in ("pos", "neg")}
     assert results["class_weights"] == expected and expected["neg"] > 4
     assert f"class weights: pos {expected['pos']:.3g}, neg {expected['neg']:.3g}" in result.output
     assert "class 'neg' has" in result.output  # the data check warned about the rare class
-    # Measured (6 epochs): without weights the tiny model gives the minority its prior, about 0.31, on every row
-    # and predicts none of it (recall 0); with balanced weights the minority's probability is near 0.48 and
-    # some of its rows are found (recall 0.13).
-    assert recall["plain"] == 0.0 and recall["balanced"] > recall["plain"], recall
+    share = counts["neg"] / rows
+    assert minority_score["plain"] < share + 0.25, minority_score  # toward the minority's share (about 0.1)
+    assert minority_score["balanced"] > 0.4, minority_score  # toward one half
     assert minority_score["balanced"] >= minority_score["plain"] + 0.1, minority_score
     card = (tmp_path / "balanced" / "model" / "README.md").read_text()
     assert "Class weights in the training loss" in card

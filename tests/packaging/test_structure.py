@@ -161,3 +161,65 @@ def test_tests_mirror_the_package():
     assert folders <= stages | SUITES, folders - stages - SUITES
     names = [path.name for path in tests.rglob("test_*.py")]
     assert len(names) == len(set(names)), "pytest imports test modules by their file name"
+
+
+# ---------------------------------------------------------------------------------------------
+# One door for writes: runner/files.py is the only module that creates, replaces or removes a file or folder
+
+DOOR = PACKAGE / "files.py"
+WRITE_MODES = re.compile(r"[wax+]")
+PATH_WRITES = {"write_text", "write_bytes", "mkdir", "unlink", "rmdir", "rename", "touch", "symlink_to",
+               "hardlink_to"}
+MODULE_WRITES = {
+    "shutil": {"rmtree", "move", "copy", "copy2", "copyfile", "copytree"},
+    "os": {"replace", "rename", "renames", "remove", "unlink", "rmdir", "removedirs", "makedirs", "mkdir"},
+    "tempfile": {"mkdtemp", "mkstemp", "NamedTemporaryFile", "TemporaryDirectory"},
+}
+
+
+def writes_in(source: str) -> list[str]:
+    """`line: call` for every call in `source` that writes a file or folder other than through the door."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.ImportFrom) and node.module in MODULE_WRITES:
+            for alias in node.names:
+                if alias.name in MODULE_WRITES[node.module]:
+                    found.append(f"{node.lineno}: from {node.module} import {alias.name}")
+        if not isinstance(node, ast.Call):
+            continue
+        func = node.func
+        if isinstance(func, ast.Name) and func.id == "open":
+            mode = node.args[1] if len(node.args) > 1 else next((k.value for k in node.keywords if k.arg == "mode"),
+                                                                   None)
+            if mode is not None and not (isinstance(mode, ast.Constant) and not WRITE_MODES.search(str(mode.value))):
+                found.append(f"{node.lineno}: open(..., {ast.unparse(mode)})")
+        elif isinstance(func, ast.Attribute):
+            owner = func.value.id if isinstance(func.value, ast.Name) else None
+            if owner in MODULE_WRITES and func.attr in MODULE_WRITES[owner]:
+                found.append(f"{node.lineno}: {owner}.{func.attr}")
+            elif owner not in MODULE_WRITES and func.attr in PATH_WRITES:
+                found.append(f"{node.lineno}: .{func.attr}()")
+            elif func.attr == "replace" and len(node.args) == 1 and not node.keywords and owner != "dataclasses":
+                found.append(f"{node.lineno}: .replace(target)")  # Path.replace; str.replace takes two
+    return found
+
+
+def test_every_write_goes_through_the_one_door():
+    """No module but runner/files.py opens a file for writing, makes, renames or removes a file or folder."""
+    offenders = {}
+    for path in sorted(PACKAGE.rglob("*.py")):
+        if path != DOOR:
+            found = writes_in(path.read_text(encoding="utf-8"))
+            if found:
+                offenders[str(path.relative_to(PACKAGE.parent))] = found
+    assert not offenders, offenders
+
+
+def test_the_door_check_finds_a_write_added_in_a_stage_folder():
+    """The check above can fail: each kind of write, added to a stage module's source, is found."""
+    stage = (PACKAGE / "evaluate" / "metrics.py").read_text(encoding="utf-8")
+    for added in ('open(p, "w")', 'open(p, mode="a", encoding="utf-8")', "Path(p).write_text('x')", "p.mkdir()",
+                  "shutil.rmtree(p)", "os.replace(a, b)", "p.replace(q)", "os.remove(p)", "p.unlink()",
+                  "tempfile.mkdtemp()", "shutil.move(a, b)", "os.rename(a, b)", "open(p, 'xb')"):
+        assert writes_in(stage + f"\n\ndef added(p, q, a, b):\n    {added}\n"), added
+    assert not writes_in(stage + "\n\ndef fine(p):\n    open(p)\n    open(p, 'rb')\n    'a'.replace('a', 'b')\n")

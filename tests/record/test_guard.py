@@ -62,19 +62,81 @@ def test_export_never_replaces_the_run_or_its_files(ws):
     assert hashes(ws) == before
 
 
-def test_export_into_a_folder_with_other_files_needs_force(ws, tmp_path):
+def test_export_never_replaces_a_folder_of_someone_elses_even_with_force(ws, tmp_path):
     target = tmp_path / "out"
     target.mkdir()
     (target / "notes.txt").write_text("keep me", encoding="utf-8")
     before = hashes(ws, target)
-    refused(run_cli("export", "run", "-o", str(target), cwd=ws), 2, "already holds other files", "--force")
+    for force in ([], ["--force"]):
+        refused(run_cli("export", "run", "-o", str(target), *force, cwd=ws), 2, "files runner did not write",
+                "notes.txt")
     assert hashes(ws, target) == before
-    result = run_cli("export", "run", "-o", str(target), "--force", "--min-agreement", "0", cwd=ws)
+    (target / "notes.txt").unlink()
+    result = run_cli("export", "run", "-o", str(target), "--min-agreement", "0", cwd=ws)  # an empty folder
     assert result.returncode == 0, result.stderr[-2000:]
-    assert (target / "model.onnx").is_file() and not (target / "notes.txt").exists()
+    assert (target / "model.onnx").is_file() and (target / ".runner").is_file()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".out.")]  # no temporary or old folder left
     again = run_cli("export", "run", "-o", str(target), "--min-agreement", "0", cwd=ws)  # its own earlier export
     assert again.returncode == 0, again.stderr[-2000:]
+    (target / "NOTES.md").write_text("mine", encoding="utf-8")  # a note added to an export keeps it
+    refused(run_cli("export", "run", "-o", str(target), "--force", cwd=ws), 2, "NOTES.md")
+    assert (target / "NOTES.md").read_text(encoding="utf-8") == "mine"
+
+
+def test_export_force_never_touches_home_a_repository_a_mount_or_a_link(ws, tmp_path):
+    """The hostile pass's cases: -o $HOME --force deleted a home folder, -o REPO --force a repository."""
+    home = tmp_path / "home"
+    (home / "Documents").mkdir(parents=True)
+    (home / ".bashrc").write_text("export PATH\n", encoding="utf-8")
+    repo = tmp_path / "repo"
+    (repo / ".git").mkdir(parents=True)
+    (repo / "src").mkdir()
+    (repo / "src" / "main.py").write_text("print(1)\n", encoding="utf-8")
+    user = tmp_path / "thesis"
+    user.mkdir()
+    (user / "thesis.txt").write_text("years of work", encoding="utf-8")
+    (tmp_path / "link").symlink_to(user, target_is_directory=True)
+    lookalike = tmp_path / "lookalike"  # an export's names and a note of the user's
+    lookalike.mkdir()
+    for name in ("model.onnx", "config.json", "NOTES.md"):
+        (lookalike / name).write_text(name, encoding="utf-8")
+    (ws / "other" / "onnx").symlink_to(user, target_is_directory=True)  # RUN/onnx is a link to the user's folder
+    before = hashes(ws / "run", home, repo, user, lookalike)
+    try:
+        env = {"HOME": str(home)}
+        cases = [(["-o", str(home), "--force"], "home folder"), (["-o", str(repo), "--force"], "repository"),
+                 (["-o", "/proc", "--force"], "mount point"), (["-o", str(tmp_path / "link"), "--force"],
+                                                               "symbolic link"),
+                 (["-o", str(lookalike)], "NOTES.md"), (["-o", str(lookalike), "--force"], "NOTES.md")]
+        for args, word in cases:
+            refused(run_cli("export", "run", *args, cwd=ws, env=env), 2, word)
+        refused(run_cli("export", "other", cwd=ws), 2, "symbolic link")
+        assert hashes(ws / "run", home, repo, user, lookalike) == before
+        assert (ws / "other" / "onnx").is_symlink()
+    finally:
+        (ws / "other" / "onnx").unlink()
+
+
+IMAGE = "ghcr.io/tester/runner:1"
+
+
+def test_docs_and_sky_write_only_their_own_files(ws, tmp_path):
+    """docs --output spec.yaml replaced a spec; sky -o spec.yaml/train.csv/RUN/run.json --force replaced the spec,
+    its data and a run's manifest; sky -o a/b/c.yaml made folders."""
+    before = hashes(ws)
+    refused(run_cli("docs", "--output", "spec.yaml", cwd=ws), 2, "already exists")
+    refused(run_cli("docs", "--output", "spec.yaml", "--force", cwd=ws), 2, "runner did not write")
+    refused(run_cli("docs", "--output", "run/metrics.json", "--force", cwd=ws), 2, "run folder")
+    for target in ("spec.yaml", "data/train.csv", "run/run.json"):
+        refused(run_cli("sky", "spec.yaml", "--image", IMAGE, "-o", target, "--force", cwd=ws), 2, "-o ")
+    refused(run_cli("sky", "spec.yaml", "--image", IMAGE, "-o", "a/b/c.yaml", cwd=ws), 2, "does not exist")
+    assert hashes(ws) == before and not (ws / "a").exists()
+    # its own earlier output is replaced with --force (sky.s: tests/train/test_multinode.py)
+    out = tmp_path / "reference.md"
+    assert run_cli("docs", "--output", str(out), cwd=ws).returncode == 0
+    refused(run_cli("docs", "--output", str(out), cwd=ws), 2, "already exists", "--force")
+    result = run_cli("docs", "--output", str(out), "--force", cwd=ws)
+    assert result.returncode == 0, result.stderr
 
 
 def test_export_waits_for_no_one_holding_the_run(ws):
@@ -105,6 +167,37 @@ def test_sigterm_during_export_says_one_line_and_leaves_no_temporary_folder(ws):
     assert not temporary.exists() and not (ws / "other" / "onnx").exists()
 
 
+def test_sigterm_anywhere_in_an_export_exits_143_with_one_line_and_no_leftovers(ws, tmp_path):
+    """The signal lands at many points of one export (imports of torch and onnx, loading, exporting, the
+    parity check, putting the folder in place): always exit 143 (or 0 when the export had ended), never a
+    traceback or an abort, no temporary folder, and the export is either absent or whole. The points are
+    spread over one measured export; the assertions hold wherever each lands."""
+    started = time.monotonic()
+    whole = run_cli("export", "run", "-o", str(tmp_path / "reference"), cwd=ws)
+    assert whole.returncode == 0, whole.stderr[-2000:]
+    seconds = time.monotonic() - started
+    codes = []
+    for point in range(5):
+        target = tmp_path / f"out{point}"
+        process = subprocess.Popen([sys.executable, "-m", "runner", "export", "run", "-o", str(target)], cwd=ws,
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        time.sleep(seconds * (0.05 + point / 5))
+        process.send_signal(signal.SIGTERM)
+        out, err = process.communicate(timeout=300)
+        codes.append(process.returncode)
+        assert process.returncode in (0, 143), (point, process.returncode, err[-3000:])
+        assert "Traceback" not in out + err and "internal error" not in err, err[-3000:]
+        if process.returncode == 143:
+            lines = [line for line in err.splitlines() if "SIGTERM" in line]
+            assert len(lines) == 1, err[-3000:]
+            assert ("nothing was written" in lines[0]) == (not target.exists()), (lines, target.exists())
+        if target.exists():
+            reference = sorted(p.name for p in (tmp_path / "reference").iterdir())
+            assert sorted(p.name for p in target.iterdir()) == reference
+        assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(f".out{point}")]
+    assert 143 in codes, codes
+
+
 def test_predict_never_writes_onto_its_input_or_a_run(ws):
     texts = ws / "texts.csv"
     write_csv(texts, [{"text": "a great day", "label": "pos"}])
@@ -123,12 +216,16 @@ def test_predict_never_writes_onto_its_input_or_a_run(ws):
 
 def test_predict_replaces_an_earlier_output_only_with_force(ws, tmp_path):
     out = tmp_path / "p.jsonl"
-    out.write_text("earlier\n", encoding="utf-8")
+    assert run_cli("predict", "run", "a great day", "--output", str(out), cwd=ws).returncode == 0
     refused(run_cli("predict", "run", "a great day", "--output", str(out), cwd=ws), 2, "already exists", "--force")
-    assert out.read_text(encoding="utf-8") == "earlier\n"
-    result = run_cli("predict", "run", "a great day", "--output", str(out), "--force", cwd=ws)
+    result = run_cli("predict", "run", "a dull day", "--output", str(out), "--force", cwd=ws)
     assert result.returncode == 0, result.stderr[-2000:]
-    assert json.loads(out.read_text(encoding="utf-8"))["label"] in ("pos", "neg")
+    assert json.loads(out.read_text(encoding="utf-8"))["text"] == "a dull day"
+    mine = tmp_path / "mine.jsonl"  # a file runner did not write is never replaced, even with --force
+    mine.write_text("earlier\n", encoding="utf-8")
+    refused(run_cli("predict", "run", "a great day", "--output", str(mine), "--force", cwd=ws), 2,
+            "runner did not write")
+    assert mine.read_text(encoding="utf-8") == "earlier\n"
 
 
 def test_reproduce_into_another_finished_run_needs_overwrite(ws):

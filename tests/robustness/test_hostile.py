@@ -195,12 +195,17 @@ def test_relative_output_dir_resolves_against_the_spec_folder(tmp_path, tiny_mod
     assert " mine/" in result.stdout or "into mine/" in result.stdout, result.stdout
 
 
-def test_convert_force_replaces_another_file_but_never_its_input(workspace, tmp_path):
+def test_convert_force_replaces_its_own_spec_but_never_its_input_or_a_users_file(workspace, tmp_path):
     target = tmp_path / "native.yaml"
-    target.write_text("old\n", encoding="utf-8")
     config = workspace / "at" / "config.yml"
     before = config.read_bytes()
+    assert run_cli("convert", str(config), "-o", str(target), cwd=workspace).returncode == 0
     result = run_cli("convert", str(config), "-o", str(target), "--force", cwd=workspace)
     assert result.returncode == 0, result.stderr
     assert target.read_text(encoding="utf-8").startswith("# yaml-language-server")
     assert config.read_bytes() == before
+    mine = tmp_path / "mine.yaml"
+    mine.write_text("old\n", encoding="utf-8")
+    result = run_cli("convert", str(config), "-o", str(mine), "--force", cwd=workspace)
+    assert result.returncode == 2 and "runner did not write" in result.stderr
+    assert mine.read_text(encoding="utf-8") == "old\n"

@@ -9,6 +9,10 @@ that executes the submitted command here, so a test is end to end:
     POST /api/jobs/{namespace}/{id}/cancel     -> SIGTERM to the command (SIGKILL to all it started after a
                                                   grace period, as a container stops); stage CANCELED
 
+With `hub.hold_jobs = True` a job whose command has ended stays RUNNING (its log stream open) until the
+test sets `job.release` or the job is canceled: a test that interrupts the command following a job never
+races the job's end.
+
 Every image is this Python environment: the command runs with PATH starting at this interpreter's
 folder, in an empty temporary folder, with a clean environment (PATH, HOME, HF_ENDPOINT pointing at
 the test Hub, HF_HOME inside the job's folder, JOB_ID, ACCELERATOR=none), then `hub.job_env` (what a
@@ -51,6 +55,7 @@ class FakeJob:
     canceled: bool = False
     timed_out: bool = False
     changed: threading.Condition = field(default_factory=threading.Condition)
+    release: threading.Event = field(default_factory=threading.Event)  # see hub.hold_jobs
 
     def info(self, owner: str) -> dict:
         """The JSON the Hub answers: secrets by name only, never their values."""
@@ -121,6 +126,8 @@ def run_job(hub, job: FakeJob) -> None:
     for line in job.process.stdout:
         job.log(line.rstrip("\n"))
     job.exit_code = job.process.wait()
+    if getattr(hub, "hold_jobs", False):  # the test decides when the job ends (a cancel ends it too)
+        job.release.wait()
     if timer:
         timer.cancel()
     if job.canceled:
@@ -142,6 +149,7 @@ def _stop(job: FakeJob, why: str) -> None:
             job.canceled = True
         else:
             job.timed_out = True
+        job.release.set()
         if job.process is not None and job.process.poll() is None:
             job.process.send_signal(signal.SIGTERM)
             threading.Timer(GRACE_SECONDS, _kill, args=(job,)).start()

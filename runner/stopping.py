@@ -1,0 +1,103 @@
+"""How SIGINT and SIGTERM stop a command: where it stands, but never inside an import or a shielded step.
+
+The CLI installs `handle` for both signals. It raises KeyboardInterrupt (SIGINT) or Terminated (SIGTERM)
+so the command unwinds and cleans up (temporary folders go, an earlier run set aside comes back), and
+the CLI exits 130 or 143 with one line. Raised at a bad moment that exception does harm:
+
+- inside an import it leaves a module half made, and a C extension whose initialisation sees it may
+  abort the process (SIGABRT, exit -6: seen with SIGTERM during `import onnx`);
+- inside a step that must finish as a whole (`shielded()`: the two renames that put a folder in place,
+  an exporter's native call) it leaves a mix.
+
+There the signal is held: a flag is set, and the exception is raised at the first safe point after it,
+as soon as the import has returned (the signal is sent again every 50 ms until then) or the shielded
+block exits. Nothing depends on when the signal lands. A second signal while one is held is held too.
+
+Training has a handler of its own (runner.train.trainer.StopOnSignal: a checkpoint, then exit); outside
+the main thread (Ray Train, a notebook's worker) no handler is installed, as Python allows none there.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+from contextlib import contextmanager
+
+from runner.errors import Terminated
+
+STOPS = (signal.SIGINT, signal.SIGTERM)
+RECHECK_SECONDS = 0.05
+
+_held: int | None = None  # the signal that arrived at a bad moment, raised at the next safe point
+_shields = 0  # how many shielded() blocks the main thread is in
+
+
+def in_main_thread() -> bool:
+    return threading.current_thread() is threading.main_thread()
+
+
+def install() -> None:
+    """`handle` for SIGINT and SIGTERM (in the main thread only; elsewhere Python refuses handlers)."""
+    if in_main_thread():
+        for number in STOPS:
+            signal.signal(number, handle)
+
+
+def stop_exception(number: int) -> BaseException:
+    return Terminated() if number == signal.SIGTERM else KeyboardInterrupt()
+
+
+def handle(number: int, frame) -> None:
+    global _held
+    if _shields or _importing(frame):
+        if _held is None:
+            _held = number
+        if not _shields:  # an import ends by itself: look again shortly
+            timer = threading.Timer(RECHECK_SECONDS, _send_again)
+            timer.daemon = True
+            timer.start()
+        return
+    _held = None
+    raise stop_exception(number)
+
+
+def _send_again() -> None:
+    number = _held
+    if number is not None:
+        try:
+            os.kill(os.getpid(), number)
+        except OSError:
+            pass
+
+
+def _importing(frame) -> bool:
+    """Whether the main thread stands inside an import (importlib's frames are on its stack)."""
+    while frame is not None:
+        if frame.f_code.co_filename.startswith("<frozen importlib"):
+            return True
+        frame = frame.f_back
+    return False
+
+
+@contextmanager
+def shielded():
+    """A step that must finish as a whole: a signal that lands inside is raised when the step is done."""
+    global _shields, _held
+    _shields += 1
+    try:
+        yield
+    finally:
+        _shields -= 1
+    if not _shields and _held is not None:
+        number, _held = _held, None
+        if signal.getsignal(number) is handle:
+            raise stop_exception(number)
+
+
+def check() -> None:
+    """A safe point: a held signal is raised here (a long loop calls it between steps)."""
+    global _held
+    if _held is not None and not _shields:
+        number, _held = _held, None
+        raise stop_exception(number)
