@@ -106,7 +106,8 @@ def test_task_names_are_branched_on_only_in_the_task_table():
 # The folders show the stages; the arrows between them run one way.
 
 AREAS = ("spec", "data", "train", "evaluate", "record", "flows", "inference", "publish", "remote")
-SHELL = {"runner", "runner.__main__", "runner.cli", "runner.console", "runner.errors", "runner.files"}
+SHELL = {"runner", "runner.__main__", "runner.cli", "runner.console", "runner.errors", "runner.files",
+         "runner.stopping"}
 FLOWS = {"runner.flows.single", "runner.flows.crossval", "runner.flows.search"}
 
 
