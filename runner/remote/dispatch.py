@@ -2,16 +2,19 @@
 
 The spec is checked here first (a bad spec exits 2 and costs no GPU minute), then:
 
-1. the token (HF_TOKEN or the cached login) and the local run folder are checked, before any upload;
+1. the local run folder (a local run's rules, flows/preflight.py, and its lock), a search (the image has no
+   Optuna), the token and the jobs repository (private, or made private) are checked, before any upload;
 2. what the run needs is uploaded in one commit to a private dataset repository, `<user>/runner-jobs`
-   (RUNNER_JOBS_REPO), in a folder of its own, `jobs/<time>-<name>-<random>/input/`: the spec as it
-   was resolved here (paths rewritten), the local data files and a local model folder;
+   (RUNNER_JOBS_REPO), in a folder of its own, `jobs/<time>-<name>-<random>/input/` (the job's label
+   `runner-job` is its key): the spec as resolved here (paths rewritten), the local data and model files;
 3. a job starts on the runner image of the version running here (RUNNER_JOBS_IMAGE or --image, the tag
    added when missing), with the command `runner jobs exec REPO FOLDER` and HF_TOKEN as a secret only;
 4. its log streams here, with the job's URL; in the job, `runner jobs exec` (runner/remote/execute.py)
    downloads the inputs, runs `runner run`, and uploads the run record and its exit code to
    `.../output/` and `.../exit.json`;
-5. the record comes back into the spec's output folder and the remote exit code is this command's.
+5. the record comes back into the spec's output folder as a local run writes its own (the folder checked
+   again and locked, an earlier run set aside and dropped once the record is in), and the remote exit
+   code (0-255, from exit.json, checked) is this command's.
 
 Ctrl-C asks whether to cancel the job (without a terminal: it cancels); --detach returns once the job
 has started. `runner jobs logs|status|cancel|fetch ID` follow it later.
@@ -21,20 +24,19 @@ from __future__ import annotations
 
 import copy
 import difflib
-import json
 import os
 import re
 import secrets
-import shutil
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from runner import __version__
-from runner.errors import Interrupted, RunError, SpecError
-from runner.record.rundir import RunDir, remove_entry
+from runner.errors import Interrupted, RunError, SpecError, Terminated
+from runner.files import make_folder, remove, remove_empty_folder, temporary_folder
+from runner.record.rundir import ENTRIES, MANIFEST, RunDir
+from runner.remote.record import check_local_output, exit_code, place
 from runner.spec.document import Spec
 from runner.spec.specrules import looks_like_local_path
 
@@ -46,6 +48,9 @@ IMAGE_ENV, REPO_ENV = "RUNNER_JOBS_IMAGE", "RUNNER_JOBS_REPO"
 DEFAULT_IMAGE = "ghcr.io/OWNER/runner"
 JOBS_REPO_NAME = "runner-jobs"
 INPUT, OUTPUT, EXIT_FILE = "input", "output", "exit.json"
+LABEL = "runner-job"  # the job's label: the key of its folder, jobs/KEY, in the jobs repository
+# job_key's names: UTC time, the spec's name made plain, 6 hex digits (never a path: no `/`, never `..` alone)
+KEY_PATTERN = re.compile(r"[0-9]{8}-[0-9]{6}-[A-Za-z0-9_.-]{0,40}-[0-9a-f]{6}")
 # Never uploaded from a local model folder: training state and hidden files.
 SKIPPED_MODEL_PARTS = ("checkpoints", "optimizer.pt", "scheduler.pt", "rng_state.pth", "training_args.bin")
 
@@ -97,18 +102,13 @@ def job_image(image: str | None = None) -> str:
     return name
 
 
-def check_local_output(run_dir: RunDir, overwrite: bool) -> None:
-    """The record comes back into the spec's output folder: refuse now what would be refused then."""
-    if run_dir.path.exists() and not run_dir.path.is_dir():
-        raise SpecError(f"output folder '{run_dir.path}' is a file", "set output.dir to a folder path", "output.dir")
-    existing = run_dir.written_entries()
-    if existing and not overwrite:
-        raise SpecError(f"output folder '{run_dir.path}' already holds a run",
-                        "pass --overwrite to replace it with the job's record, or set --output to a new folder",
-                        "output.dir")
-    if existing and not (run_dir.manifest_file.exists() or run_dir.fingerprint_file.exists()):
-        raise SpecError(f"output folder '{run_dir.path}' holds {', '.join(existing)} but no run record",
-                        "set --output to a new or empty folder", "output.dir")
+def check_search(spec: Spec) -> None:
+    """A search needs Optuna, which the runner image (the Dockerfile's `pip install .`) does not install."""
+    if spec.values.get("search"):
+        raise SpecError(f"a search cannot run on --on {BACKEND}: the runner image has no Optuna "
+                        "(its Dockerfile installs runner without the search extra)",
+                        "run the search here (pip install \".[search]\"), then train its best-spec.yaml with "
+                        f"--on {BACKEND}; or remove search: from the spec", spec.where("search"))
 
 
 def job_inputs(spec: Spec) -> tuple[dict, list[tuple[str, Path]]]:
@@ -142,10 +142,11 @@ def spec_text(values: dict, source: Path | None) -> str:
 
 def describe_job(spec: Spec, target: str, timeout: str, image: str | None) -> list[str]:
     """What `--on ... --dry-run` would start, without a token or the network."""
-    _, files = job_inputs(spec)
-    size = sum(path.stat().st_size for _, path in files)
+    check_search(spec)
+    _, inputs = job_inputs(spec)
+    size = sum(path.stat().st_size for _, path in inputs)
     return [f"job: {BACKEND} flavor {parse_target(target)}, image {job_image(image)}, timeout {check_timeout(timeout)}",
-            f"uploads: spec.yaml and {len(files)} files ({size / 1e6:.1f} MB) to <user>/{JOBS_REPO_NAME} "
+            f"uploads: spec.yaml and {len(inputs)} files ({size / 1e6:.1f} MB) to <user>/{JOBS_REPO_NAME} "
             f"(or ${REPO_ENV}), folder jobs/<time>-{spec.name}-<random>/{INPUT}/",
             f"record back into: {spec.output_dir}"]
 
@@ -189,13 +190,59 @@ def job_key(name: str) -> str:
     return f"{stamp}-{re.sub(r'[^A-Za-z0-9_.-]+', '-', name)[:40]}-{secrets.token_hex(3)}"
 
 
+def check_folder_name(folder) -> str:
+    """A job's folder in the jobs repository, as job_key made it: `jobs/KEY`, never an absolute path or `..`."""
+    if not (isinstance(folder, str) and folder.startswith("jobs/") and KEY_PATTERN.fullmatch(folder[5:])):
+        raise SpecError(f"'{str(folder)[:120]}' is not a job folder that `runner run --on {BACKEND}` made",
+                        "it is jobs/<UTC time>-<name>-<6 hex digits> in the jobs repository")
+    return folder
+
+
 def job_location(job) -> tuple[str, str]:
-    """(repo, folder) of a runner job, from its command `runner jobs exec REPO FOLDER`."""
+    """(repo, folder) of a runner job: the folder from the job's own label (jobs/KEY, checked), the repository
+    from its command `runner jobs exec REPO FOLDER`, which must name that same folder."""
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
     command = list(job.command or [])
-    if command[1:3] != ["jobs", "exec"] or len(command) < 5:
+    key = (job.labels or {}).get(LABEL) if isinstance(job.labels, dict) else None
+    if command[1:3] != ["jobs", "exec"] or len(command) < 5 or key is None:
         raise SpecError(f"job {job.id} was not started by `runner run --on {BACKEND}`",
-                        "give the id of a job that runner started")
-    return command[3], command[4]
+                        "give the id of a job that runner started (it has the label runner-job)")
+    hint = "its record cannot be trusted to be where runner puts one; give the id of a job that runner started"
+    if not (isinstance(key, str) and KEY_PATTERN.fullmatch(key)):
+        raise SpecError(f"job {job.id}: its label {LABEL}={str(key)[:120]!r} is not a job folder's key "
+                        f"that `runner run --on {BACKEND}` made", hint)
+    folder = f"jobs/{key}"
+    if command[4] != folder:
+        raise SpecError(f"job {job.id}: its command names the folder {str(command[4])[:120]!r}, not {folder!r} "
+                        f"of its label {LABEL}", hint)
+    try:
+        validate_repo_id(command[3])
+    except HFValidationError:
+        raise SpecError(f"job {job.id}: its command names {str(command[3])[:120]!r}, not a Hub repository",
+                        hint) from None
+    return command[3], folder
+
+
+def jobs_repository(api, token: str, repo_id: str) -> None:
+    """The jobs repository is private (made so when runner creates it); a public one would publish the data."""
+    from huggingface_hub.utils import RepositoryNotFoundError
+
+    def private():
+        try:
+            return api.repo_info(repo_id, repo_type="dataset").private
+        except RepositoryNotFoundError:
+            return None
+
+    found = hub_call(f"reading {repo_id}", private, token)
+    if found is None:
+        hub_call(f"creating {repo_id}", lambda: api.create_repo(repo_id, repo_type="dataset", private=True,
+                                                                 exist_ok=True), token)
+    elif not found:
+        raise SpecError(f"the jobs repository datasets/{repo_id} is public: the job's inputs (your data) and its "
+                        "record would be public", f"make it private in its settings, set {REPO_ENV} to a private "
+                        f"dataset repository, or unset {REPO_ENV} to let runner create a private one",
+                        REPO_ENV if os.environ.get(REPO_ENV) else "")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -207,28 +254,32 @@ def dispatch(spec: Spec, target: str, *, overwrite: bool = False, detach: bool =
     """Run SPEC on Hugging Face Jobs; returns the remote exit code (0) or raises with it."""
     from huggingface_hub import CommitOperationAdd
 
+    from runner.flows.lifecycle import output_place
+    from runner.flows.preflight import input_inside_run
+
     flavor, timeout, image = parse_target(target), check_timeout(timeout), job_image(image)
-    run_dir = RunDir(spec.output_dir)
-    check_local_output(run_dir, overwrite)
-    values, files = job_inputs(spec)
-    for _, path in files:
+    check_search(spec)
+    run_dir, where = RunDir(spec.output_dir), output_place(spec)
+    check_local_output(run_dir, overwrite, where)
+    values, inputs = job_inputs(spec)
+    for _, path in inputs:
         if not path.is_file():
             raise SpecError(f"'{path}' is not a readable file", "check the spec's paths", str(path))
+    input_inside_run(spec, {name.split("/")[1]: path for name, path in inputs if name.startswith("data/")}, run_dir)
     api, token, namespace = connect()
     repo_id = os.environ.get(REPO_ENV) or f"{namespace}/{JOBS_REPO_NAME}"
     key = job_key(values["name"])
     folder = f"jobs/{key}"
-    hub_call(f"creating {repo_id}", lambda: api.create_repo(repo_id, repo_type="dataset", private=True,
-                                                             exist_ok=True), token)
+    jobs_repository(api, token, repo_id)
     operations = [CommitOperationAdd(f"{folder}/{INPUT}/spec.yaml", spec_text(values, spec.path).encode())]
-    operations += [CommitOperationAdd(f"{folder}/{INPUT}/{name}", str(path)) for name, path in files]
+    operations += [CommitOperationAdd(f"{folder}/{INPUT}/{name}", str(path)) for name, path in inputs]
     hub_call(f"uploading {len(operations)} files to {repo_id}",
              lambda: api.create_commit(repo_id, operations, repo_type="dataset", commit_message=f"runner job {key}"),
              token)
     command = ["runner", "jobs", "exec", repo_id, folder] + (["--fetch-model"] if fetch_model else [])
     job = hub_call("starting the job", lambda: api.run_job(
         image=image, command=command, secrets={"HF_TOKEN": token}, flavor=flavor, timeout=timeout,
-        namespace=namespace, name=f"runner-{values['name']}"[:60], labels={"runner-job": key}), token)
+        namespace=namespace, name=f"runner-{values['name']}"[:60], labels={LABEL: key}), token)
     print(f"job {job.id} on {flavor} ({image}), inputs in datasets/{repo_id}/{folder}: {job.url}", flush=True)
     if detach:
         print(f"detached; follow it with `runner jobs logs {job.id} --follow`, bring the record back with "
@@ -236,8 +287,8 @@ def dispatch(spec: Spec, target: str, *, overwrite: bool = False, detach: bool =
         return 0
     errors: list[str] = []
     final = follow(api, job, namespace, errors)
-    code = collect(api, token, repo_id, folder, run_dir, overwrite)
-    return outcome(final, code, run_dir, errors)
+    code, placed = collect(api, token, repo_id, folder, run_dir, overwrite, where, job.id)
+    return outcome(final, code, placed, run_dir, errors, f"datasets/{repo_id}/{folder}")
 
 
 def follow(api, job, namespace: str, errors: list[str]):
@@ -256,9 +307,10 @@ def follow(api, job, namespace: str, errors: list[str]):
         raise RunError(f"lost job {job.id} while following it: {_describe(error, api.token or '')}",
                        f"it keeps running: `runner jobs logs {job.id} --follow`, then "
                        f"`runner jobs fetch {job.id} --output DIR`; or `runner jobs cancel {job.id}`") from None
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as stop:
+        code = 143 if isinstance(stop, Terminated) else 130
         cancel = True
-        if sys.stdin.isatty():
+        if sys.stdin.isatty() and not isinstance(stop, Terminated):  # SIGTERM has nobody to ask: cancel
             import click
 
             try:
@@ -267,58 +319,63 @@ def follow(api, job, namespace: str, errors: list[str]):
                 cancel = True
         if not cancel:
             raise Interrupted(f"left job {job.id} running", f"`runner jobs logs {job.id} --follow`, "
-                              f"`runner jobs fetch {job.id} --output DIR`, `runner jobs cancel {job.id}`") from None
+                              f"`runner jobs fetch {job.id} --output DIR`, `runner jobs cancel {job.id}`",
+                              exit_code=code) from None
         api.cancel_job(job_id=job.id, namespace=namespace)
-        raise Interrupted(f"canceled job {job.id}", "its inputs stay on the Hub; run again to start over") from None
+        raise Interrupted(f"canceled job {job.id}", "its inputs stay on the Hub; run again to start over",
+                          exit_code=code) from None
 
 
-def collect(api, token: str, repo_id: str, folder: str, run_dir: RunDir, overwrite: bool) -> int | None:
-    """Download the job's record into the run folder; the remote exit code (None: the job left none)."""
+def collect(api, token: str, repo_id: str, folder: str, run_dir: RunDir, overwrite: bool, where: str,
+            job_id: str) -> tuple[int | None, list[str]]:
+    """Download the job's record and place it in the run folder: (the remote exit code, None when the job left
+    none; the entries placed). A folder this made for it and left empty goes again."""
     from huggingface_hub import snapshot_download
     from huggingface_hub.utils import disable_progress_bars
 
+    folder = check_folder_name(folder)
     disable_progress_bars()
     parent = run_dir.path.parent
-    parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{run_dir.path.name}.job-", dir=parent))
+    made = [f for f in (run_dir.path, *run_dir.path.parents) if not f.exists()]  # innermost first
+    placed: list[str] = []
+    staging = None
     try:
+        make_folder(parent)
+        staging = temporary_folder(parent, prefix=f".{run_dir.path.name}.job-")
         hub_call("downloading the run record", lambda: snapshot_download(
             repo_id, repo_type="dataset", allow_patterns=[f"{folder}/{EXIT_FILE}", f"{folder}/{OUTPUT}/*"],
             local_dir=staging, token=token, endpoint=api.endpoint), token)
-        exit_file = staging / folder / EXIT_FILE
-        code = json.loads(exit_file.read_text())["exit_code"] if exit_file.is_file() else None
+        code = exit_code(staging / folder / EXIT_FILE, f"datasets/{repo_id}/{folder}/{EXIT_FILE}", job_id)
         output = staging / folder / OUTPUT
-        # A failed job's record never replaces an earlier run (as a failed local run puts it back).
-        if output.is_dir() and any(output.iterdir()) and (code == 0 or not run_dir.written_entries()):
-            place(output, run_dir, overwrite)
-        return code
+        record = sorted(item.name for item in output.iterdir() if item.name in ENTRIES) if output.is_dir() else []
+        # Only a run record comes in; a failed job's never replaces an earlier run (a failed local run puts it back)
+        if MANIFEST in record and code is not None and (code == 0 or not run_dir.written_entries()):
+            placed = place(output, record, run_dir, overwrite, where)
+        return code, placed
     finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        if staging is not None:
+            remove(staging)
+        for folder_made in made:  # innermost first; one that holds something now keeps its parents
+            if folder_made.exists() and not remove_empty_folder(folder_made):
+                break
 
 
-def place(output: Path, run_dir: RunDir, overwrite: bool) -> None:
-    """Move the downloaded record into the run folder, replacing an earlier run only with --overwrite."""
-    check_local_output(run_dir, overwrite)  # nothing was written there while the job ran
-    run_dir.path.mkdir(parents=True, exist_ok=True)
-    for entry in run_dir.written_entries():
-        remove_entry(run_dir.path / entry)
-    for item in sorted(output.iterdir()):
-        os.replace(item, run_dir.path / item.name)
-
-
-def outcome(final, code: int | None, run_dir: RunDir, errors: list[str]) -> int:
-    """0 when the job's run finished; else the remote exit code, raised with one line."""
+def outcome(final, code: int | None, placed: list[str], run_dir: RunDir, errors: list[str], where: str) -> int:
+    """0 when the job's run finished and its record (run.json) came back, else raised with the remote exit code."""
     stage, message = str(getattr(final.status.stage, "value", final.status.stage)), final.status.message
-    where = f"job {final.id} on {final.flavor}"
+    job = f"job {final.id} on {final.flavor}"
     if code is None:
-        raise RunError(f"{where} ended {stage} without a run record" + (f": {message}" if message else ""),
+        raise RunError(f"{job} ended {stage} without a run record" + (f": {message}" if message else ""),
                        f"see its log: runner jobs logs {final.id}")
     if code != 0:
         reason = errors[-1] if errors else f"stage {stage}" + (f": {message}" if message else "")
         kept = (f"; {run_dir.path} is as it was (the job's record: runner jobs fetch {final.id} --output DIR)"
-                if run_dir.written_entries() else "")
-        raise RemoteFailed(f"{where} failed (exit {code}): {reason}",
+                if run_dir.written_entries() and MANIFEST not in placed else "")
+        raise RemoteFailed(f"{job} failed (exit {code}): {reason}",
                            f"the full log: runner jobs logs {final.id}{kept}", code)
+    if MANIFEST not in placed:
+        raise RunError(f"{job} exited 0 but left no run record ({where}/{OUTPUT}/{MANIFEST} is missing)",
+                       f"nothing was written to {run_dir.path}; see what the job did: runner jobs logs {final.id}")
     print(f"job {final.id} finished; the run record is in {run_dir.path}")
     return 0
 

@@ -3,8 +3,8 @@
 It downloads FOLDER/input/ of the dataset repository REPO (the spec and the files it names), runs
 `runner run` on it, and uploads the run record to FOLDER/output/ (without checkpoints, and without the
 model unless --fetch-model) with the exit code in FOLDER/exit.json, in one commit, then exits with that
-code. The token is the job's HF_TOKEN secret. SIGTERM (a canceled job) reaches the run, which saves a
-checkpoint and stops; its record is uploaded all the same.
+code (0-255: a run killed by signal N is 128+N). The token is the job's HF_TOKEN secret. SIGTERM (a
+canceled job) reaches the run, which saves a checkpoint and stops; its record is uploaded all the same.
 """
 
 from __future__ import annotations
@@ -50,6 +50,7 @@ def exec_job(repo_id: str, folder: str, fetch_model: bool = False, work: Path | 
                 [sys.executable, "-m", "runner", "run", f"{INPUT}/spec.yaml", "--output", str(run_dir)],
                 cwd=work / folder, env={**os.environ, "PYTHONUNBUFFERED": "1"}))
             code = running[0].wait()
+            code = 128 - code if code < 0 else code  # killed by signal N: 128+N, as a shell says it (0-255)
     finally:
         signal.signal(signal.SIGTERM, previous)
     try:

@@ -41,6 +41,7 @@ def run_remote(loaded, on: str | None, dry_run: bool, overwrite: bool, resume: b
 
     if resume:
         raise click.UsageError("--resume continues a local run; a job on --on starts from scratch")
+    jobs.check_search(loaded)  # before the plan is printed
     timeout = remote.get("job_timeout") or jobs.DEFAULT_TIMEOUT
     if dry_run:
         from runner.flows.plan import describe_plan
@@ -100,22 +101,26 @@ def cancel(job_id) -> None:
 @jobs.command()
 @click.argument("job_id")
 @click.option("--output", "output_dir", required=True, type=click.Path(path_type=Path), help="Run folder to write.")
-@click.option("--overwrite", is_flag=True, help="Replace a run already in that folder.")
+@click.option("--overwrite", is_flag=True, help="Replace an earlier run in that folder (never other files).")
 def fetch(job_id, output_dir, overwrite) -> None:
-    """Bring a finished job's run record back (after --detach). Exit with the job's exit code."""
-    from runner.record.rundir import RunDir
-    from runner.remote.dispatch import check_local_output, collect, connect, hub_call, job_location, outcome
+    """Bring a finished job's run record back (after --detach). Exit with the job's exit code.
 
-    run_dir = RunDir(output_dir)
-    check_local_output(run_dir, overwrite)
+    The folder follows the rules of `runner run --output`: a new or empty folder, or an earlier run's with
+    --overwrite (not while a runner process holds it); never a folder of other files, nor one inside a run."""
+    from runner.errors import RunError
+    from runner.record.rundir import RunDir
+    from runner.remote.dispatch import collect, connect, hub_call, job_location, outcome
+    from runner.remote.record import check_local_output
+
+    run_dir, where = RunDir(output_dir), "--output"
+    check_local_output(run_dir, overwrite, where)
     api, token, namespace = connect()
     job = hub_call(f"reading job {job_id}", lambda: api.inspect_job(job_id=job_id, namespace=namespace), token)
     repo_id, folder = job_location(job)
     if str(getattr(job.status.stage, "value", job.status.stage)) in ("SCHEDULING", "RUNNING"):
-        from runner.errors import RunError
-
         raise RunError(f"job {job_id} is still running", f"wait for it: runner jobs logs {job_id} --follow")
-    outcome(job, collect(api, token, repo_id, folder, run_dir, overwrite), run_dir, [])
+    code, placed = collect(api, token, repo_id, folder, run_dir, overwrite, where, job.id)
+    outcome(job, code, placed, run_dir, [], f"datasets/{repo_id}/{folder}")
 
 
 @jobs.command(name="exec", hidden=True)
@@ -124,9 +129,10 @@ def fetch(job_id, output_dir, overwrite) -> None:
 @click.option("--fetch-model", is_flag=True)
 def exec_command(repo_id, folder, fetch_model) -> None:
     """Inside the job: download the inputs, run, upload the record (see runner/remote/execute.py)."""
+    from runner.remote.dispatch import check_folder_name
     from runner.remote.execute import exec_job
 
-    sys.exit(exec_job(repo_id, folder, fetch_model))
+    sys.exit(exec_job(repo_id, check_folder_name(folder), fetch_model))
 
 
 @click.command(name="sky")
@@ -141,19 +147,21 @@ def exec_command(repo_id, folder, fetch_model) -> None:
               help="Port on node 0 where the nodes meet.")
 def sky(spec, overrides, output, force, accelerators, image, rdzv_port) -> None:
     """Write a SkyPilot task that trains SPEC on compute.nnodes machines (sky launch -c CLUSTER TASK)."""
+    from runner.record.guard import check_file, write_file
     from runner.remote.dispatch import job_image
     from runner.remote.sky import check_with_skypilot, sky_task, task_yaml
     from runner.spec.document import load_spec
 
-    task = sky_task(load_spec(spec, overrides), job_image(image), accelerators, overrides, rdzv_port)
+    loaded = load_spec(spec, overrides)
+    if output:  # before any work: never the spec, its data, a run's file or another file of the user's
+        from runner.remote.sky import local_files
+
+        check_file(output, [spec, *(path for _, path in local_files(loaded))], force, option="-o", kind="sky")
+    task = sky_task(loaded, job_image(image), accelerators, overrides, rdzv_port)
     unchecked = check_with_skypilot(task)
     text = task_yaml(task)
     if output:
-        from runner.files import atomic_write_text
-
-        if output.exists() and not force:
-            raise click.UsageError(f"{output} exists; pass --force to replace it")
-        atomic_write_text(output, text)
+        write_file(output, text)
         click.echo(f"wrote {output}; start it with: sky launch -c CLUSTER {output}"
                    + (" --secret HF_TOKEN" if "secrets" in task else ""))
     else:

@@ -18,7 +18,8 @@ from support.hub_server import TEST_TOKEN
 
 from runner import __version__
 from runner.errors import SpecError
-from runner.remote.dispatch import job_image, job_inputs, parse_target
+from runner.record.rundir import RunDir
+from runner.remote.dispatch import check_folder_name, job_image, job_inputs, job_key, parse_target
 from runner.spec.document import load_spec, load_spec_text
 
 IMAGE = "registry.test/runner"
@@ -33,6 +34,7 @@ def jobs_hub(fake_hub, tmp_path, monkeypatch):
     monkeypatch.setenv("RUNNER_JOBS_IMAGE", IMAGE)
     yield fake_hub
     for job in fake_hub.jobs:  # nothing keeps running after a test
+        job.release.set()
         if job.process is not None and job.process.poll() is None:
             os.killpg(job.process.pid, signal.SIGKILL)
 
@@ -56,6 +58,12 @@ def test_target_image_and_inputs(tmp_path, tiny_model, tiny_data, monkeypatch):
     assert job_image("ghcr.io/me/runner") == f"ghcr.io/me/runner:{__version__}"
     assert job_image("localhost:5000/runner") == f"localhost:5000/runner:{__version__}"
     assert job_image("ghcr.io/me/runner:dev") == "ghcr.io/me/runner:dev"
+    # The folder a job gets is the only kind `jobs fetch` takes: a plain name, whatever the spec's name holds.
+    for name in ("tiny", "../../etc", "/abs/x", "é" * 90, ".."):
+        assert check_folder_name(f"jobs/{job_key(name)}").count("/") == 1
+    for bad in ("/tmp/x", "jobs/../x", "jobs/20250101-000000-a-abcdef/..", "20250101-000000-a-abcdef", ""):
+        with pytest.raises(SpecError, match="is not a job folder"):
+            check_folder_name(bad)
 
     spec = load_spec(write_spec(tmp_path, tiny_spec_text(tiny_model)))
     values, files = job_inputs(spec)
@@ -159,7 +167,7 @@ def test_a_bad_spec_costs_nothing(jobs_hub, tmp_path, tiny_model, tiny_data):
     (tmp_path / "run").mkdir()  # a run already in the output folder: refused before the upload, kept as it was
     (tmp_path / "run" / "run.json").write_text('{"status": "finished"}')
     result = run_cli("run", str(tmp_path / "ok.yaml"), "--on", "hf-jobs", cwd=tmp_path)
-    assert result.returncode == 2 and "already holds a run" in result.stderr
+    assert result.returncode == 2 and "already holds a finished run" in result.stderr
     assert (tmp_path / "run" / "run.json").read_text() == '{"status": "finished"}'
     assert jobs_hub.requests == [] and jobs_hub.jobs == []
 
@@ -197,6 +205,7 @@ def test_detach_then_status_and_cancel(jobs_hub, tmp_path, tiny_model, tiny_data
 
 
 def test_ctrl_c_without_a_terminal_cancels_the_job(jobs_hub, tmp_path, tiny_model, tiny_data):
+    jobs_hub.hold_jobs = True  # the job cannot end before the signal lands, however fast or slow the machine
     spec = write_spec(tmp_path, tiny_spec_text(tiny_model))
     process = subprocess.Popen([sys.executable, "-m", "runner", "run", str(spec), "--on", "hf-jobs"], cwd=tmp_path,
                                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -261,7 +270,8 @@ def test_the_action_says_hf_token_is_needed(tmp_path, monkeypatch, capsys):
 def test_ctrl_c_on_a_terminal_asks_and_can_leave_the_job_running(jobs_hub, tmp_path, tiny_model, tiny_data):
     import pty
 
-    spec = write_spec(tmp_path, tiny_spec_text(tiny_model).replace("epochs: 1\n", "epochs: 50\n"))
+    jobs_hub.hold_jobs = True  # the job cannot end before the signal lands, however fast or slow the machine
+    spec = write_spec(tmp_path, tiny_spec_text(tiny_model))
     master, slave = pty.openpty()
     process = subprocess.Popen([sys.executable, "-m", "runner", "run", str(spec), "--on", "hf-jobs"], cwd=tmp_path,
                                stdin=slave, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -322,3 +332,225 @@ def test_losing_the_log_stream_says_the_job_keeps_running(jobs_hub, tmp_path, ti
     fetched = run_cli("jobs", "fetch", job.id, "--output", str(tmp_path / "fetched"), cwd=tmp_path)
     assert fetched.returncode == 0, fetched.stderr
     assert json.loads((tmp_path / "fetched" / "run.json").read_text())["status"] == "finished"
+
+
+# ---------------------------------------------------------------------------------------------
+# `runner jobs fetch` writes a run folder by the rules of `runner run --output` (issue #30)
+
+RECORD = {"exit.json": '{"exit_code": 0}', "output/run.json": '{"status": "finished"}',
+          "output/metrics.json": '{"validation": {"accuracy": 0.5}}', "output/report.md": "# the job's run\n"}
+
+
+def finished_job(hub, tmp_path, record: dict, command_folder: str | None = None, labels: dict | None = None) -> str:
+    """A job that ended COMPLETED, with `record` ({name under its folder: text}) in the jobs repository: the
+    image's `runner` does nothing here, so the test says what the job left. `command_folder` and `labels`
+    replace what the dispatcher gives."""
+    from huggingface_hub import HfApi
+
+    key = f"20250101-000000-tiny-{len(hub.jobs) + 1:06x}"
+    folder = f"jobs/{key}"
+    hub.upload(JOBS_REPO, {f"{folder}/{name}": text for name, text in record.items()}, repo_type="dataset",
+               private=True)
+    image = tmp_path / "image-bin"
+    if not image.is_dir():
+        image.mkdir()
+        (image / "runner").write_text("#!/bin/sh\nexit 0\n")
+        (image / "runner").chmod(0o755)
+    hub.job_env["PATH"] = f"{image}{os.pathsep}/usr/bin{os.pathsep}/bin"
+    job = HfApi(token=TEST_TOKEN).run_job(
+        image=f"{IMAGE}:{__version__}", command=["runner", "jobs", "exec", JOBS_REPO, command_folder or folder],
+        labels={"runner-job": key} if labels is None else labels, namespace="tester")
+    fake = wait_for(lambda: [j for j in hub.jobs if j.id == job.id][0])
+    wait_for(lambda: fake.stage == "COMPLETED")
+    return job.id
+
+
+def tree(folder: Path) -> dict[str, str]:
+    """Every file and folder under `folder`, hidden ones too, with each file's SHA-256."""
+    import hashlib
+
+    return {str(path.relative_to(folder)): hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else "/"
+            for path in sorted(folder.rglob("*"))}
+
+
+def one_error(result, code: int) -> str:
+    """The command exited `code` with one `error:` line and a `hint:` line, no traceback; the error line."""
+    output = result.stdout[-3000:] + result.stderr[-3000:]
+    assert result.returncode == code, output
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "internal error" not in errors[0], output
+    assert any(line.startswith("hint:") for line in result.stderr.splitlines()), output
+    assert "Traceback" not in output
+    return errors[0]
+
+
+def earlier_run(folder: Path) -> Path:
+    folder.mkdir(parents=True)
+    (folder / "run.json").write_text('{"status": "finished"}')
+    (folder / "metrics.json").write_text('{"validation": {"accuracy": 0.9}}')
+    (folder / "model").mkdir()
+    (folder / "model" / "config.json").write_text("{}")
+    return folder
+
+
+def test_fetch_writes_its_folder_by_the_rules_of_run_output(jobs_hub, tmp_path):
+    job = finished_job(jobs_hub, tmp_path, RECORD)
+    user = tmp_path / "user"
+    project = user / "project"  # a git repository's root
+    (project / ".git").mkdir(parents=True)
+    (project / ".git" / "HEAD").write_text("ref: refs/heads/main\n")
+    (project / "README.md").write_text("mine\n")
+    write_csv(user / "data" / "train.csv", labelled_rows(per_label=2))
+    (user / "home").mkdir()
+    (user / "home" / ".bashrc").write_text("export A=1\n")
+    earlier = earlier_run(user / "runs" / "earlier")
+    before = tree(user)
+
+    def fetch(output: Path, *flags: str):
+        return run_cli("jobs", "fetch", job, "--output", str(output), *flags, cwd=tmp_path)
+
+    for output, flags, expected in (
+        (project, (), "holds .git, README.md, which no run wrote"),
+        (project, ("--overwrite",), "holds .git, README.md, which no run wrote"),
+        (user / "home", ("--overwrite",), "holds .bashrc, which no run wrote"),
+        (user / "data", ("--overwrite",), "holds train.csv, which no run wrote"),
+        (earlier / "model", ("--overwrite",), f"is inside the run folder '{earlier}'"),
+        (earlier / "model" / "new", (), f"is inside the run folder '{earlier}'"),
+        (earlier, (), "already holds a finished run"),
+    ):
+        requests = len(jobs_hub.requests)
+        error = one_error(fetch(output, *flags), 2)
+        assert error.startswith("error: --output: ") and expected in error, (output, error)
+        assert len(jobs_hub.requests) == requests  # refused before the Hub is asked anything
+        assert tree(user) == before, output
+
+    # A run still writing there holds the folder's lock: --overwrite waits for nobody and replaces nothing.
+    with RunDir(earlier).lock():
+        error = one_error(fetch(earlier, "--overwrite"), 1)
+    assert "in use by another runner process" in error and tree(user) == before
+
+    result = fetch(earlier, "--overwrite")  # an earlier run's folder: replaced by the job's record, whole
+    assert result.returncode == 0, result.stderr
+    assert f"job {job} finished; the run record is in {earlier}" in result.stdout
+    assert sorted(p.name for p in earlier.iterdir()) == ["metrics.json", "report.md", "run.json"]
+    assert (earlier / "report.md").read_text() == "# the job's run\n"
+    result = fetch(user / "new" / "deep")  # a new folder
+    assert result.returncode == 0 and (user / "new" / "deep" / "run.json").is_file(), result.stderr
+    left = {k: v for k, v in tree(user).items() if not k.startswith(("runs/earlier", "new"))}
+    assert left == {k: v for k, v in before.items() if not k.startswith("runs/earlier")}  # nothing else touched
+    assert not [p for p in (user / "runs").iterdir() if p.name != "earlier"]  # no staging left behind
+
+
+def test_fetch_takes_the_jobs_folder_from_its_label_never_from_its_command(jobs_hub, tmp_path):
+    # What an absolute folder in the command made fetch read and move before: exit.json and output/ there.
+    elsewhere = tmp_path / "elsewhere"
+    (elsewhere / "output").mkdir(parents=True)
+    (elsewhere / "exit.json").write_text('{"exit_code": 0}')
+    (elsewhere / "output" / "run.json").write_text('{"status": "finished"}')
+    (elsewhere / "output" / "private.txt").write_text("not the job's\n")
+    before = tree(elsewhere)
+    cases = [
+        (dict(command_folder=str(elsewhere)), "its command names the folder"),
+        (dict(command_folder="jobs/../../elsewhere"), "its command names the folder"),
+        (dict(command_folder=str(elsewhere), labels={"runner-job": "../../elsewhere"}), "is not a job folder's key"),
+        (dict(command_folder=str(elsewhere), labels={}), "was not started by `runner run --on hf-jobs`"),
+    ]
+    for options, expected in cases:
+        job = finished_job(jobs_hub, tmp_path, RECORD, **options)
+        result = run_cli("jobs", "fetch", job, "--output", str(tmp_path / "fetched"), cwd=tmp_path)
+        error = one_error(result, 2)
+        assert expected in error and job in error, (options, error)
+        assert tree(elsewhere) == before and not (tmp_path / "fetched").exists()
+    # Inside the job too, `runner jobs exec` takes only a folder the dispatcher made.
+    result = run_cli("jobs", "exec", JOBS_REPO, str(elsewhere), cwd=tmp_path)
+    assert "is not a job folder" in one_error(result, 2) and tree(elsewhere) == before
+
+
+def test_fetch_refuses_a_damaged_exit_json_and_keeps_the_exit_code_faithful(jobs_hub, tmp_path):
+    output = tmp_path / "fetched"
+    for content, expected in (
+        ("exit 0", "is not JSON"),
+        ("\xff", "is not JSON"),
+        ("[0]", "holds no exit_code"),
+        ("{}", "holds no exit_code"),
+        ('{"exit_code": "0"}', "exit_code 0 is not an exit code (0 to 255)"),
+        ('{"exit_code": 1.5}', "exit_code 1.5 is not an exit code"),
+        ('{"exit_code": true}', "exit_code True is not an exit code"),
+        ('{"exit_code": 256}', "exit_code 256 is not an exit code"),  # 256 would exit 0
+        ('{"exit_code": -9}', "exit_code -9 is not an exit code"),
+    ):
+        job = finished_job(jobs_hub, tmp_path, {**RECORD, "exit.json": content})
+        error = one_error(run_cli("jobs", "fetch", job, "--output", str(output), cwd=tmp_path), 1)
+        assert f"exit.json of job {job}" in error and expected in error, (content, error)
+        assert not output.exists() and not [p for p in tmp_path.iterdir() if p.name.startswith(".fetched")]
+    for code in (3, 255):  # a failed run's code is this command's, its record placed in a new folder
+        job = finished_job(jobs_hub, tmp_path, {**RECORD, "exit.json": json.dumps({"exit_code": code})})
+        result = run_cli("jobs", "fetch", job, "--output", str(tmp_path / f"failed-{code}"), cwd=tmp_path)
+        assert f"failed (exit {code})" in one_error(result, code)
+        assert (tmp_path / f"failed-{code}" / "run.json").is_file()
+
+
+def test_fetch_says_finished_only_when_a_run_record_arrived(jobs_hub, tmp_path):
+    output = tmp_path / "fetched"
+    for record in ({"exit.json": '{"exit_code": 0}', "output/metrics.json": "{}"},  # no run.json
+                   {"exit.json": '{"exit_code": 0}'}):  # no output at all
+        job = finished_job(jobs_hub, tmp_path, record)
+        result = run_cli("jobs", "fetch", job, "--output", str(output), cwd=tmp_path)
+        error = one_error(result, 1)
+        assert f"job {job}" in error and "exited 0 but left no run record" in error and "output/run.json" in error
+        assert "finished" not in result.stdout and not output.exists()
+    job = finished_job(jobs_hub, tmp_path, {"output/run.json": '{"status": "finished"}'})  # no exit.json
+    assert "without a run record" in one_error(run_cli("jobs", "fetch", job, "--output", str(output),
+                                                       cwd=tmp_path), 1)
+    assert not output.exists()
+
+
+def test_run_on_hf_jobs_checks_the_local_folder_before_anything_is_uploaded(jobs_hub, tmp_path, tiny_model,
+                                                                             tiny_data):
+    spec = write_spec(tmp_path, tiny_spec_text(tiny_model))
+    earlier = earlier_run(tmp_path / "earlier")
+    before = {"earlier": tree(earlier), "data": tree(tmp_path / "data")}
+    for flags, code, expected in (
+        (("--output", str(earlier / "sub")), 2, f"is inside the run folder '{earlier}'"),
+        (("--output", str(tmp_path / "data"), "--overwrite"), 2, "holds train.csv, which no run wrote"),
+        (("--output", str(earlier)), 2, "already holds a finished run"),
+    ):
+        error = one_error(run_cli("run", str(spec), "--on", "hf-jobs", *flags, cwd=tmp_path), code)
+        assert expected in error and "--output" in error, error
+    with RunDir(earlier).lock():
+        result = run_cli("run", str(spec), "--on", "hf-jobs", "--output", str(earlier), "--overwrite", cwd=tmp_path)
+    assert "in use by another runner process" in one_error(result, 1)
+    # Data inside what the record would replace: refused as a local run refuses it.
+    write_csv(earlier / "predictions" / "train.csv", labelled_rows())
+    before["earlier"] = tree(earlier)
+    inside = write_spec(tmp_path, tiny_spec_text(tiny_model, train="earlier/predictions/train.csv"), "inside.yaml")
+    result = run_cli("run", str(inside), "--on", "hf-jobs", "--output", str(earlier), "--overwrite", cwd=tmp_path)
+    assert "the train data file is inside the run folder's own outputs" in one_error(result, 2)
+    assert jobs_hub.requests == [] and jobs_hub.jobs == []
+    assert {"earlier": tree(earlier), "data": tree(tmp_path / "data")} == before
+
+
+def test_a_public_jobs_repository_is_refused_before_anything_is_uploaded(jobs_hub, tmp_path, tiny_model,
+                                                                         tiny_data):
+    jobs_hub.create_repo(JOBS_REPO, "dataset", private=False)
+    spec = write_spec(tmp_path, tiny_spec_text(tiny_model))
+    result = run_cli("run", str(spec), "--on", "hf-jobs", cwd=tmp_path)
+    error = one_error(result, 2)
+    assert f"datasets/{JOBS_REPO} is public" in error
+    assert "RUNNER_JOBS_REPO" in result.stderr and "private" in result.stderr.split("hint:")[1]
+    assert "commit" not in [request["kind"] for request in jobs_hub.requests] and jobs_hub.jobs == []
+    assert set(repo_files(jobs_hub)) == {".gitattributes"} and not (tmp_path / "run").exists()
+
+
+def test_a_search_is_refused_for_hf_jobs_whose_image_has_no_optuna(jobs_hub, tmp_path, tiny_model, tiny_data):
+    stub = tmp_path / "stub"  # the spec check here wants Optuna installed; the image has none all the same
+    (stub / "optuna").mkdir(parents=True)
+    (stub / "optuna" / "__init__.py").write_text("")
+    env = {"PYTHONPATH": os.pathsep.join([str(stub), os.environ["PYTHONPATH"]])}
+    spec = write_spec(tmp_path, tiny_spec_text(tiny_model, extra="search:\n  trials: 2\n"))
+    for flags in (("--dry-run",), ()):
+        result = run_cli("run", str(spec), "--on", "hf-jobs", *flags, cwd=tmp_path, env=env)
+        error = one_error(result, 2)
+        assert "spec.yaml:" in error and " search: a search cannot run on --on hf-jobs" in error, error
+        assert "no Optuna" in error and "best-spec.yaml" in result.stderr and "uploads:" not in result.stdout
+    assert jobs_hub.requests == [] and jobs_hub.jobs == []
