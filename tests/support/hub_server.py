@@ -88,6 +88,7 @@ class FakeHub:
         self._failures: dict[str, list[int]] = {}
         self.jobs: list = []  # Hugging Face Jobs (tests/support/hub_jobs.py): FakeJob, in creation order
         self.job_env: dict[str, str] = {}  # added to every job's environment
+        self.hold_jobs = False  # True: a job stays RUNNING after its command until job.release or a cancel
         self._lock = threading.RLock()
         self._server: ThreadingHTTPServer | None = None
         self._counter = 0
