@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 import re
+import unicodedata
 
 import numpy as np
 import pandas as pd
@@ -84,6 +85,37 @@ def report_label_variants(raw: pd.Series, source: str) -> list[str]:
     return lines
 
 
+def looks(name: str) -> str:
+    """What a label looks like: NFKC-normalised (a no-break space is a space, `ﬁ` is `fi`, an accent
+    composed or not is the same), without format characters (zero-width spaces and joiners, direction marks)."""
+    return "".join(c for c in unicodedata.normalize("NFKC", name) if unicodedata.category(c) != "Cf")
+
+
+def code_points(name: str) -> str:
+    """A label quoted with every character outside printable ASCII as its code point: 'neg\\u200b'."""
+    return "'" + "".join(c if " " <= c <= "~" and c not in "'\\" else f"\\u{ord(c):04x}" if ord(c) <= 0xFFFF
+                         else f"\\U{ord(c):08x}" for c in name) + "'"
+
+
+def check_look_alike_labels(labels, names: pd.Series, rows: pd.Series, source: str) -> None:
+    """DataError when two different labels look the same (looks): they would train as two classes and show as
+    one word. `labels`: the class names (given and found); `names`, `rows`: each row's label and its row."""
+    seen: dict[str, str] = {}
+    for label in dict.fromkeys(labels):
+        twin = seen.setdefault(looks(label), label)
+        if twin == label:
+            continue
+        first, second = sorted((twin, label), key=lambda name: (name != looks(name), name))
+        at = rows[names.eq(second).to_numpy()].head(1).tolist()
+        raise DataError(
+            f"labels {code_points(first)} and {code_points(second)} look the same but are different classes "
+            "(they differ only in invisible characters, spaces or Unicode form)",
+            "write the label one way in every row (and in `labels:`): remove the invisible characters and "
+            "no-break spaces, and save the file in one Unicode form (NFC)",
+            f"{source}:{at[0]}" if at else source,
+        )
+
+
 def _shown(value) -> str:
     return repr(value) if isinstance(value, str) else str(value)
 
@@ -126,6 +158,7 @@ def encode_single_labels(frame: pd.DataFrame, column: str, labels: list[str] | N
             raise DataError(f"the label column '{column}' has {len(labels)} distinct values in {len(names)} rows; it "
                             "looks like free text",
                             "check data.label_column, and that texts with commas are quoted in the CSV", source)
+    check_look_alike_labels([*labels, *names.unique()], names, frame[ROW], source)
     index = {name: i for i, name in enumerate(labels)}
     names = names.map(lambda name: name if name in index else _same_number(name, labels))  # "1.0" is 1.0 is "1"
     unknown = ~names.isin(index)
@@ -150,6 +183,12 @@ def encode_multi_labels(frame: pd.DataFrame, column: str, labels: list[str] | No
     lists = frame[column].map(split)
     if labels is None:
         labels = infer_labels({name for names in lists for name in names})
+    first_row = {}
+    for row, names in zip(frame[ROW], lists):
+        for name in names:
+            first_row.setdefault(name, row)
+    check_look_alike_labels([*labels, *first_row], pd.Series(list(first_row)), pd.Series(list(first_row.values())),
+                            source)
     index = {name: i for i, name in enumerate(labels)}
     unknown_rows = [row for row, names in zip(frame[ROW], lists) if any(n not in index for n in names)]
     if unknown_rows:

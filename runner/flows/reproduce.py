@@ -14,6 +14,7 @@ from runner.errors import DataError, SpecError
 from runner.files import sha256_file
 from runner.record import guard
 from runner.record.manifest import DATA_KEYS
+from runner.record.paths import recorded_spec_file
 from runner.record.rundir import RunDir, read_metrics
 from runner.record.runrecord import results_of
 from runner.spec.document import Spec
@@ -41,7 +42,7 @@ def reproduce_run(run_dir: str | Path, output_dir: str | Path | None = None, ove
     check_output(run_dir, output_dir, overwrite or _earlier_reproduction(output_dir, run_dir, default))
     original = folder.read_metrics()
 
-    spec_path = manifest.get("spec_file")
+    spec_path = recorded_spec_file(run_dir, manifest)  # relative data paths resolve against its folder
     # Hub inputs are pinned to the commits the run resolved; the reproduction never publishes.
     overrides = [f"output.dir={json.dumps(str(output_dir))}", "hub.push=false"]
     recorded = results_of(run_dir).precision or (manifest.get("environment") or {}).get("precision")
@@ -60,7 +61,7 @@ def reproduce_run(run_dir: str | Path, output_dir: str | Path | None = None, ove
             file=sys.stderr,
         )
     spec = load_spec_text(
-        yaml.safe_dump(values, sort_keys=False), Path(spec_path) if spec_path else None, overrides, check_files=False
+        yaml.safe_dump(values, sort_keys=False), spec_path, overrides, check_files=False
     )
     verify_inputs(spec, manifest)
 
@@ -112,7 +113,12 @@ def _earlier_reproduction(output_dir: Path, run_dir: Path, default: Path) -> boo
         argv = RunDir(output_dir).read_manifest().get("argv") or []
     except DataError:
         return False
-    return list(argv[1:3]) == ["reproduce", str(run_dir)]
+    if list(argv[1:2]) != ["reproduce"] or len(argv) < 3 or not isinstance(argv[2], str):
+        return False
+    # run.json names the run reproduced relative to a folder that held it, or by its name alone (the
+    # default folder is RUN-reproduce beside RUN, so its name is the run's); older records: absolute
+    recorded = Path(argv[2])
+    return recorded == run_dir if recorded.is_absolute() else recorded.name == run_dir.name
 
 
 def verify_inputs(spec: Spec, manifest: dict) -> None:

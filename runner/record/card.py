@@ -98,7 +98,11 @@ def base_model_id(spec: Spec, model: dict) -> str | None:
     name = model.get("name") or spec.model.name
     if model.get("source", "hub") == "hub":
         return name
-    folder = Path(model["path"]) if model.get("path") else spec.resolve(name)
+    folder = Path(model["path"]) if model.get("path") else None
+    if folder is None or not folder.is_absolute():  # run.json's copy holds it relative (a record written again)
+        folder = _model_folder(spec, name)
+        if folder is None:
+            return None
     from huggingface_hub import ModelCard
 
     try:
@@ -107,6 +111,22 @@ def base_model_id(spec: Spec, model: dict) -> str | None:
         return None
     declared = declared[0] if isinstance(declared, list) and declared else declared
     return declared if isinstance(declared, str) and _HUB_ID.match(declared) else None
+
+
+def _model_folder(spec: Spec, name: str) -> Path | None:
+    """The base model's folder found again from the spec: a local path, or `package:NAME[/SUB]` (found, not
+    imported, as runner.train.model finds it)."""
+    if not name.startswith("package:"):
+        return spec.resolve(name)
+    import importlib.util
+
+    package, _, sub = name[len("package:"):].partition("/")
+    try:
+        found = importlib.util.find_spec(package) if package.isidentifier() else None
+    except (ImportError, ValueError):
+        return None
+    locations = list(found.submodule_search_locations or []) if found else []
+    return Path(locations[0]) / (sub or "model") if locations else None
 
 
 def _card_body(spec: Spec, result: RunResult, base_model: str | None) -> str:

@@ -59,7 +59,7 @@ def run_inputs(run_dir: Path) -> list[Path]:
     names only, being outside all three, cannot be found and is left out)."""
     import json
 
-    from runner.record.rundir import recorded_path
+    from runner.record.paths import recorded_path
 
     out = [Path(run_dir)]
     try:

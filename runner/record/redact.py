@@ -1,10 +1,15 @@
-"""Secrets out of everything a run records or publishes (run.json, report, card, comment, summary).
+"""Secrets out of everything a run records or publishes (run.json, spec.yaml, report, card, comment, summary).
 
-The detection is detect-secrets' plugins (AWS, Azure, GitHub, GitLab, Slack, Stripe, OpenAI, npm,
-PyPI, JWT, private keys, basic auth in URLs, `password = "..."` keywords...), with its
-high-entropy plugins left out (they flag ordinary words), plus a few patterns it lacks: Hugging
-Face tokens, whole GitHub tokens, and `password=value` style assignments without quotes. A token
-that holds a secret is replaced by <redacted> as a whole; a text with a private key is replaced whole.
+The detection is every one of detect-secrets' plugins (AWS, Azure, GitHub, GitLab, Slack, Stripe, OpenAI,
+npm, PyPI, JWT, private keys, basic auth in URLs, `password = "..."` keywords...), with its high-entropy
+and public-IP plugins left out (they flag ordinary words and addresses), plus the patterns it lacks or
+matches too narrowly: Hugging Face, Anthropic (`sk-ant-`), OpenAI project (`sk-proj-`), Google (`AIza`),
+Slack, Stripe, GitLab, npm and PyPI tokens on their own, whole GitHub tokens, bearer tokens, the AWS
+credentials file (`aws_secret_access_key = ...`) and `password=value` style assignments without quotes.
+
+A private key is redacted as a whole block, from its BEGIN line to its END line (to the end of the text
+when it has none). A token that holds a secret is replaced by <redacted>, as a whole: a path component
+(`data/hf_.../train.csv` keeps its folders and file name) or a word.
 """
 
 from __future__ import annotations
@@ -13,46 +18,107 @@ import re
 from functools import lru_cache
 
 REDACTED = "<redacted>"
-_PATTERNS = re.compile(
-    r"(hf_[A-Za-z0-9]{20,}|gh[pousr]_[A-Za-z0-9]{20,}|github_pat_[A-Za-z0-9_]{20,})"  # glued to a word too
-    r"|(?<=://)[^/\s:@]+:[^/\s@]+(?=@)"
-    r"|(?i:(?<=pass=)|(?<=password=)|(?<=passwd=)|(?<=pwd=)|(?<=secret=)|(?<=token=)|(?<=api_key=)|(?<=apikey=)"
-    r"|(?<=password: )|(?<=secret_key=)|(?<=access_key=)|(?<=secret_access_key=))[^\s&'\"]+"
+# BEGIN ... PRIVATE KEY up to its END line, or to the end of the text (a key cut short still has its body)
+_PRIVATE_KEY = re.compile(
+    r"(?:-{2,}\s*)?BEGIN[ A-Z0-9]*PRIVATE KEY(?: BLOCK)?"
+    r".*?(?:END[ A-Z0-9]*PRIVATE KEY(?: BLOCK)?(?:\s*-{2,})?|\Z)",
+    re.DOTALL,
 )
-_SPACE = re.compile(r"\S+")
+_TOKENS = re.compile(
+    r"hf_[A-Za-z0-9]{20,}|gh[pousr]_[A-Za-z0-9]{20,}|github_pat_[A-Za-z0-9_]{20,}"  # glued to a word too
+    r"|(?<![A-Za-z0-9])(?:"
+    r"sk-ant-[A-Za-z0-9_-]{20,}"  # Anthropic
+    r"|sk-(?:proj|svcacct|admin)-[A-Za-z0-9_-]{20,}"  # OpenAI project and service keys
+    r"|AIza[0-9A-Za-z_-]{35,}"  # Google API keys
+    r"|xox[abeoprs]-[A-Za-z0-9-]{10,}"  # Slack
+    r"|[rs]k_(?:live|test)_[0-9A-Za-z]{16,}"  # Stripe
+    r"|gl(?:pat|dt|ft|soat|rt|cbt|imt|ptt|oas|agent)-[A-Za-z0-9_-]{20,}"  # GitLab
+    r"|npm_[A-Za-z0-9]{36}"  # npm
+    r"|pypi-AgE[A-Za-z0-9_-]{50,}"  # PyPI
+    r"|(?:AKIA|ASIA|ABIA|ACCA)[0-9A-Z]{16}"  # AWS access key ids
+    r")"
+)
+_NAMES = (r"aws_secret_access_key|aws_access_key_id|aws_session_token|secret_access_key|access_key_id|secret_key"
+          r"|access_key|client_secret|private_key|password|passwd|pass|pwd|secret|token|api_key|apikey")
+# name=value, name = value (the AWS credentials file), name: value for the AWS names, password: value, Bearer value;
+# a quoted value to its closing quote, a bare one to a space, a quote or `&` (a URL's next query parameter)
+_ASSIGNED = re.compile(
+    rf"(?i)(?P<name>(?:{_NAMES})\s*=\s*|(?:aws_secret_access_key|aws_access_key_id|aws_session_token)\s*:\s*"
+    r"|password:\s|\bbearer\s+(?=[A-Za-z0-9._~+/-]{20}))"
+    r"(?:(?P<quote>[\"'])[^\"'\n]+(?P=quote)|[^\s&'\"]+)"
+)
+_BASIC_AUTH = re.compile(r"(?<=://)[^/\s:@]+:[^/\s@]+(?=@)")
+_PIECE = re.compile(r"[^\s/\\]+")  # a word, or one component of a path
+_WORD = re.compile(r"\S+")
+_EDGES = " \t\"'=:,;"
 
 
 @lru_cache(maxsize=1)
 def _plugins() -> list:
-    """detect-secrets' plugins, each used by its regular expressions only (analyze_string): no filter
-    that needs a file, and never the verification that would send a found secret over the network."""
+    """detect-secrets' plugins, each used by its regular expressions only (analyze_string and, for the regex
+    plugins, the whole match): no filter that needs a file, and never the verification that would send a
+    found secret over the network."""
     try:
         from detect_secrets.core.plugins.util import get_mapping_from_secret_type_to_class
     except ImportError:  # a dependency; without it, the patterns above still apply
         return []
-    return [cls() for cls in get_mapping_from_secret_type_to_class().values()
-            if "Entropy" not in cls.__name__ and "IPPublic" not in cls.__name__]
+    return [cls() for cls in plugin_classes(get_mapping_from_secret_type_to_class())]
+
+
+def plugin_classes(mapping: dict) -> list:
+    """The plugin classes applied: all but the high-entropy and public-IP ones."""
+    return [cls for cls in mapping.values() if "Entropy" not in cls.__name__ and "IPPublic" not in cls.__name__]
 
 
 @lru_cache(maxsize=65536)
 def redact_text(text: str) -> str:
-    """`text` with every secret found replaced (one line at a time, as detect-secrets reads files)."""
-    text = _PATTERNS.sub(REDACTED, text)
+    """`text` with every secret found replaced (the plugins read one line at a time, as detect-secrets reads files)."""
+    text = _PRIVATE_KEY.sub(REDACTED, text)
+    text = _TOKENS.sub(REDACTED, text)
+    text = _BASIC_AUTH.sub(REDACTED, text)
+    text = _ASSIGNED.sub(lambda m: m["name"] + (m["quote"] or "") + REDACTED + (m["quote"] or ""), text)
     if not text.strip():
         return text
-    return "\n".join(_redact_line(line) for line in text.split("\n"))
+    out = []
+    for line in text.split("\n"):
+        line, key = _redact_line(line)
+        out.append(line)
+        if key:  # a private key no pattern above knows (PuTTY): the rest of the text may be its body
+            break
+    return "\n".join(out)
 
 
-def _redact_line(line: str) -> str:
+def _found(plugin, line: str) -> set[str]:
+    """The secrets a plugin finds in a line: a regex plugin's whole matches (its analyze_string may give only a
+    group, such as a token's prefix), each value trimmed of the quotes and separators around it."""
+    values = set()
+    for regex in getattr(plugin, "denylist", ()) or ():
+        for match in regex.finditer(line):
+            whole = match.group().strip(_EDGES)
+            # a keyword pattern's match spans the name and the value: its last group is the secret
+            groups = [g for g in match.groups() if g] if re.search(r"\s", whole) else []
+            values.add((groups[-1] if groups else whole).strip(_EDGES))
+    if not getattr(plugin, "denylist", None):
+        values |= {value.strip(_EDGES) for value in plugin.analyze_string(line) if value}
+    return {value for value in values if value}
+
+
+def _redact_line(line: str) -> tuple[str, bool]:
+    """(the line with its secrets replaced, whether it holds a private key)."""
     for plugin in _plugins():
-        for value in plugin.analyze_string(line):
-            if not value:
-                continue
+        for value in _found(plugin, line):
             if plugin.secret_type == "Private Key":
-                return REDACTED
-            # the whole whitespace-separated token holding the secret (a plugin may report only part of it)
-            line = _SPACE.sub(lambda m, value=value: REDACTED if value in m.group() else m.group(), line)
-    return line
+                return REDACTED, True
+            line = _replace(line, value)
+    return line, False
+
+
+def _replace(line: str, value: str) -> str:
+    """The path component or word holding `value` replaced whole (a plugin may report only part of a token)."""
+    for pattern in (_PIECE, _WORD):
+        if any(value in m.group() for m in pattern.finditer(line)):
+            return pattern.sub(lambda m: REDACTED if value in m.group() else m.group(), line)
+    return line.replace(value, REDACTED)
 
 
 def redact(value):

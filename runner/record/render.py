@@ -4,8 +4,8 @@ messages, names from a spec) goes through `inline` (or `inert`, for a whole stru
 put into markdown; a finished document goes through `publish`.
 
 `inline` makes a text inert: secrets redacted (runner.record.redact), HTML and markdown that could change
-the layout or load anything escaped (`<`, `>`, `&`, backslash, backtick, brackets, `|`), `@mentions`
-and `#123` references broken with a zero-width joiner so nobody is pinged or cross-linked, bare URLs
+the layout or load anything escaped (`<`, `>`, `&`, backslash, backtick, brackets, `|`), `@mentions`,
+`#123` and `GH-123` references broken with a zero-width joiner so nobody is pinged or cross-linked, bare URLs
 (`https://...`, `www....`) broken the same way (before `://`, after `www`) so GitHub makes no link, line
 breaks and control characters shown as visible escapes. `publish` is the last guard on a whole
 body: `<details>` balanced, and never the comment marker `<!-- runner:comment` (which would let the
@@ -22,7 +22,8 @@ ZWJ = "\u200d"
 MARKER = "<!-- runner:comment"
 _ESCAPES = {"\\": "\\\\", "`": "\\`", "[": "\\[", "]": "\\]", "|": "\\|", "<": "&lt;", ">": "&gt;", "&": "&amp;"}
 _SPECIAL = re.compile(r"[\\`\[\]|<>&]")
-_MENTION = re.compile(r"([@#])(?=[\w-])")  # @user, @org/team, #123, GH-style references
+_MENTION = re.compile(r"([@#])(?=[\w-])")  # @user, @org/team, #123
+_GH_REFERENCE = re.compile(r"(?i)(?<=gh)(?=-\d)")  # GH-123 and gh-123: GitHub links them to issue 123 too
 # Where GitHub's autolinker (cmark-gfm) starts a link: a scheme before `://` (it reads the letters back from
 # the colon, so a joiner right before it leaves no scheme) and `www.` (after any character)
 _AUTOLINK = re.compile(r"(?i)(?=://)|www(?=\.)")
@@ -39,6 +40,7 @@ def inline(text, limit: int | None = None) -> str:
         text = text[: limit - 1] + "…"
     text = _SPECIAL.sub(lambda m: _ESCAPES[m.group()], text)
     text = _AUTOLINK.sub(lambda m: m.group() + ZWJ, text)
+    text = _GH_REFERENCE.sub(ZWJ, text)
     return _MENTION.sub(lambda m: m.group(1) + ZWJ, text)
 
 
@@ -91,6 +93,59 @@ def publish(body: str) -> str:
     if depth > 0:
         body = body.rstrip("\n") + "\n" + "\n</details>" * depth + "\n"
     return body
+
+
+# What GitHub takes: a comment of at most 65,536 characters, a step's job summary of at most 1 MiB.
+GITHUB_COMMENT_LIMIT = 65_536
+COMMENT_LIMIT = 60_000  # what a summary aims at: room left for the action's notes, footer and marker
+SUMMARY_LIMIT = 1_000_000  # bytes of one step's job summary
+FULL_REPORT = "the run folder's report.md (uploaded with the workflow run's artifact)"
+_FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})")
+
+
+def length(text: str) -> int:
+    """A text's length as GitHub counts it, at most: UTF-16 code units (a character beyond U+FFFF is two)."""
+    return len(text.encode("utf-16-le")) // 2
+
+
+def size_in_bytes(text: str) -> int:
+    return len(text.encode("utf-8"))
+
+
+def fit(body: str, limit: int, size=length, unit: str = "characters") -> str:
+    """`body` when it is within `limit` (as `size` measures it); else cut at a line, with any code fence and
+    `<details>` left open closed, and a note that says where the whole report is."""
+    if size(body) <= limit:
+        return body
+    note = f"> Cut short here: the whole text is longer than GitHub takes ({limit:,} {unit}); see {FULL_REPORT}."
+    budget = max(0, limit - size(note) - 1024)  # room for the closing lines
+    kept, used = [], 0
+    for line in body.split("\n"):
+        cost = size(line) + 1
+        if used + cost > budget:
+            part = line[: max(0, budget - used)]
+            while part and size(part) + 1 > budget - used:
+                part = part[: len(part) * 9 // 10]
+            kept.append(part)
+            break
+        kept.append(line)
+        used += cost
+    return "\n".join(kept + _closers(kept) + ["", note, ""])
+
+
+def _closers(lines: list[str]) -> list[str]:
+    """The lines that close what `lines` left open: a code fence, then every open <details>."""
+    fence, depth = None, 0
+    for line in lines:
+        found = _FENCE.match(line)
+        if fence is None and found:
+            fence = found.group(1)
+        elif fence is not None and line.strip() and set(line.strip()) == {fence[0]} and len(line.strip()) >= len(fence):
+            fence = None
+        elif fence is None:
+            for tag in _DETAILS.finditer(line):
+                depth = max(0, depth + (-1 if tag.group().startswith("</") else 1))
+    return ([fence] if fence else []) + ["", *(["</details>"] * depth)]
 
 
 def without_examples(results: dict) -> dict:

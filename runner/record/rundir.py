@@ -13,10 +13,10 @@ import errno
 import fcntl
 import json
 import os
-import shutil
 from contextlib import contextmanager
 from pathlib import Path
 
+from runner import files
 from runner.errors import DataError, RunError, SpecError
 from runner.files import atomic_write_json, atomic_write_text, read_json
 from runner.spec.tasks import metric_items
@@ -61,6 +61,16 @@ def portable(values: dict) -> dict:
     if not isinstance(output, dict) or "dir" not in output:
         return values
     return {**values, "output": {**output, "dir": "."}}
+
+
+def spec_dir_of(run_dir: str | Path, spec_base: str | Path) -> str:
+    """The spec's folder relative to the run folder (spec.yaml's first line and run.json's spec_dir)."""
+    return os.path.relpath(absolute_path(spec_base), absolute_path(run_dir))
+
+
+def absolute_path(path: str | Path) -> Path:
+    """The absolute path with links and `..` resolved (one that does not exist yet too)."""
+    return Path(os.path.abspath(path)).resolve()
 
 
 class RunDir:
@@ -222,13 +232,16 @@ class RunDir:
         atomic_write_json(self.metrics_file, metrics)
 
     def write_spec(self, values: dict, base_dir: Path | None = None) -> None:
-        """spec.yaml: the resolved spec; its first line names the folder its relative paths are relative to."""
+        """spec.yaml: the resolved spec, secrets redacted; its first line names the folder its relative paths are
+        relative to."""
         import yaml
 
+        from runner.record.redact import redact, redact_text
+
         # relative to the run folder, so the published spec.yaml holds no path of the machine that ran it
-        base = os.path.relpath(Path(base_dir).resolve(), self.path.resolve()) if base_dir else None
+        base = redact_text(spec_dir_of(self.path, base_dir)) if base_dir else None
         header = f"# paths in this spec are relative to: {base}\n" if base else ""
-        text = yaml.safe_dump(portable(values), sort_keys=False, allow_unicode=True)
+        text = yaml.safe_dump(redact(portable(values)), sort_keys=False, allow_unicode=True)
         atomic_write_text(self.spec_file, header + text)
 
     def finish(self) -> None:
@@ -247,7 +260,7 @@ class RunDir:
     def lock(self, what: str = "a run"):
         """Hold an exclusive advisory lock on the folder (flock on the folder itself, so nothing is
         written to take it). A second process gets a RunError naming the holder."""
-        self.path.mkdir(parents=True, exist_ok=True)
+        files.make_folder(self.path)
         handle = os.open(self.path, os.O_RDONLY)
         try:
             try:
@@ -271,12 +284,12 @@ class RunDir:
         moved = [entry for entry in entries if (self.path / entry).exists() or (self.path / entry).is_symlink()]
         if not moved:
             return []
-        self.aside_dir.mkdir(exist_ok=False)
+        files.make_folder(self.aside_dir, parents=False, exist_ok=False)
         partial = self.aside_dir / PARTIAL  # while it exists, the folder holds only the earlier run's entries
-        partial.write_bytes(b"")
+        files.atomic_write_bytes(partial, b"")
         for entry in moved:
-            (self.path / entry).rename(self.aside_dir / entry)
-        partial.unlink()
+            files.move(self.path / entry, self.aside_dir / entry)
+        files.remove(partial)
         return moved
 
     def restore(self) -> bool:
@@ -290,11 +303,11 @@ class RunDir:
             replaced = ENTRIES if MANIFEST in kept else RESUME_ENTRIES
             for entry in set(replaced) | kept:
                 remove_entry(self.path / entry)
-            partial.write_bytes(b"")  # from here on, what is in the folder is the earlier run's: only move back
+            files.atomic_write_bytes(partial, b"")  # from here on, the folder holds the earlier run's: only move back
         for name in kept:
-            (self.aside_dir / name).rename(self.path / name)
-        partial.unlink()
-        self.aside_dir.rmdir()
+            files.move(self.aside_dir / name, self.path / name)
+        files.remove(partial)
+        files.remove_empty_folder(self.aside_dir)
         return True
 
 
@@ -314,10 +327,7 @@ def lock_holder(folder: Path) -> int | None:
 
 def remove_entry(path: Path) -> None:
     """Remove a file, a link (not what it points to) or a folder tree."""
-    if path.is_dir() and not path.is_symlink():
-        shutil.rmtree(path)
-    elif path.exists() or path.is_symlink():
-        path.unlink()
+    files.remove(path)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -4,13 +4,15 @@ against a baseline run."""
 from __future__ import annotations
 
 import math
+import os
 from pathlib import Path
 
 from runner.evaluate.compare import comparison_and_gate, per_class_deltas
 from runner.record.analysis import summary_lines
 from runner.record.flows import comparison_lines
 from runner.record.markdown import SPLITS, number, per_class_table, table
-from runner.record.render import inert, link, publish
+from runner.record.paths import published_arg
+from runner.record.render import COMMENT_LIMIT, FULL_REPORT, fit, inert, length, link, publish
 from runner.record.rundir import RunDir, hub_url, read_metrics
 from runner.record.runrecord import results_of
 from runner.spec.tasks import LOWER_IS_BETTER, lower_is_better, metric_items
@@ -112,11 +114,19 @@ def _change_text(entry: dict) -> str:
     return f"{mark} {shown} ({'better' if entry['better'] else 'worse'})"
 
 
-def summary_markdown(run_dir: str | Path, base: str | Path | None = None, summary: dict | None = None) -> str:
+def summary_markdown(run_dir: str | Path, base: str | Path | None = None, summary: dict | None = None,
+                     limit: int = COMMENT_LIMIT) -> str:
     """Markdown for a pull-request comment or job summary (see summary_json). Every string of the
-    record is made inert first (runner.record.render), and the body passes its last guard."""
+    record is made inert first (runner.record.render), and the body passes its last guard.
+
+    The body stays within `limit` characters (a comment GitHub takes, with room for the action's footer):
+    the per-class tables are shortened first (the classes with the lowest F1 are kept), then the
+    details (calibration, data checks, error analysis) left out, each with a note that says how much
+    and where the whole report is; the headline and the metrics tables always stay."""
     summary = summary or summary_json(run_dir, base)
     hub = summary["hub_url"]  # written by `runner push`: shown as a link when it is a plain address (render.link)
+    if isinstance(summary.get("base"), str):  # the baseline by a path of no machine (the action's is in its temp)
+        summary = {**summary, "base": _shown_path(summary["base"])}
     summary = inert(summary)
     title = f"### runner: {summary['name']}"
     headline = summary["headline"]
@@ -151,10 +161,55 @@ def summary_markdown(run_dir: str | Path, base: str | Path | None = None, summar
     if summary["data_rows"]:
         out += ["Data: " + " · ".join(f"{split} {number(n)} rows" for split, n in summary["data_rows"].items()), ""]
     per_class = {split: rows for split, rows in (summary["per_class"] or {}).items() if rows}
-    if per_class:
-        out += ["<details><summary>Per-class metrics</summary>", ""]
-        for split, by_class in per_class.items():
-            out += [f"**{split}**", "", per_class_table(by_class), ""]
-        out += ["</details>", ""]
-    out += summary_lines(summary.get("analysis") or {})  # calibration, thresholds, data checks, error analysis
-    return publish("\n".join(out))
+    details = summary_lines(summary.get("analysis") or {})  # calibration, thresholds, data checks, error analysis
+
+    def body(shown: int | None, details: list[str]) -> str:
+        return "\n".join(out + _per_class_lines(per_class, shown) + details)
+
+    text = body(None, details)
+    if length(text) > limit:
+        most = max((len(rows) for rows in per_class.values()), default=0)
+        if length(body(0, details)) > limit:
+            details = [f"Calibration, data checks and error analysis are left out here (this comment would be longer "
+                       f"than {limit:,} characters); they are in {FULL_REPORT}.", ""]
+        low, high = 0, most  # the most rows per table that fit
+        while low < high:
+            middle = (low + high + 1) // 2
+            low, high = (middle, high) if length(body(middle, details)) <= limit else (low, middle - 1)
+        text = body(low, details)
+    return publish(fit(text, limit))
+
+
+def _shown_path(path: str) -> str:
+    """A path as published: relative to the working folder that holds it, else its last two parts."""
+    shown = published_arg(path)
+    if os.path.isabs(path) and shown == Path(path).name:
+        return "…/" + "/".join(Path(path).parts[-2:])
+    return shown
+
+
+def _per_class_lines(per_class: dict, shown: int | None = None) -> list[str]:
+    """The per-class tables; `shown`: at most that many rows each, the classes with the lowest F1 (the ones
+    to look at), with a note that says how many were left out and where the whole table is."""
+    if not per_class:
+        return []
+    out = ["<details><summary>Per-class metrics</summary>", ""]
+    for split, by_class in per_class.items():
+        out += [f"**{split}**", ""]
+        if shown is None or len(by_class) <= shown:
+            out += [per_class_table(by_class), ""]
+            continue
+        worst = sorted(by_class.items(), key=lambda item: _f1_key(item[1]))[:shown]
+        if worst:
+            out += [per_class_table(dict(worst)), ""]
+        left = len(by_class) - len(worst)
+        out += [f"{left} of {len(by_class)} classes left out here to keep this comment within GitHub's limit"
+                + (f" (shown: the {len(worst)} with the lowest F1)" if worst else "")
+                + f"; the whole table is in {FULL_REPORT}.", ""]
+    return out + ["</details>", ""]
+
+
+def _f1_key(values) -> tuple:
+    f1 = values.get("f1") if isinstance(values, dict) else None
+    known = isinstance(f1, (int, float)) and not isinstance(f1, bool) and math.isfinite(f1)
+    return (0, f1) if known else (1, 0.0)

@@ -7,6 +7,7 @@ import shutil
 import subprocess
 import sys
 import types
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -20,6 +21,7 @@ from runner.flows import reproduce as reproduction
 from runner.record import card
 from runner.record import manifest as manifest_file
 from runner.record import summary as pr_summary
+from runner.record.paths import recorded_path, recorded_spec_file
 from runner.record.result import RunResult
 from runner.record.rundir import RunDir, portable
 from runner.spec.document import load_spec_text
@@ -214,13 +216,16 @@ def test_model_card_metadata_parses_with_eval_results(recorded):
 def test_manifest_hashes_match_the_files_they_name(recorded):
     run_dir, spec, _ = recorded
     manifest = json.loads((run_dir / "run.json").read_text())
-    assert manifest["spec_file"] == str(spec.path)
+    # paths relative to the run folder (spec_dir), the spec's folder (data files): no path of this machine
+    assert manifest["spec_file"] == "spec.yaml" and manifest["spec_dir"] == "../.."
+    assert recorded_spec_file(run_dir, manifest) == spec.path.resolve()
     assert manifest["spec_sha256"] == sha256_file(spec.path) == spec.sha256
     assert manifest["spec"] == portable(spec.values) and manifest["spec"]["train"]["epochs"] == 2
     files = manifest["data"]["files"]
     assert set(files) == {"train", "test"}
     for entry in files.values():
-        assert entry["sha256"] == sha256_file(entry["path"])
+        assert entry["relative_to"] == "spec" and not Path(entry["path"]).is_absolute()
+        assert entry["sha256"] == sha256_file(recorded_path(entry, run_dir, manifest))
     assert manifest["model"]["revision"] == "c9745ed1d9f207416be6d2e6f8de32d1f16199bf"
     packages = manifest["environment"]["packages"]
     assert packages["torch"] and packages["transformers"] and packages["runner"]
@@ -290,8 +295,10 @@ def test_summary_shows_deltas_against_a_baseline(recorded, tmp_path):
     assert "Data: train 24 rows · validation 6 rows · test 10 rows" in text
     assert "<details><summary>Per-class metrics</summary>" in text and "| joy |" in text
     # a metrics.json path works as the baseline too
+    # a metrics.json path works as the baseline too; either is named without a path of this machine
+    assert f"Baseline: …/{tmp_path.name}/base. Lower is better" in text and str(tmp_path) not in text
     assert pr_summary.summary_markdown(run_dir, tmp_path / "base" / "metrics.json") == text.replace(
-        str(tmp_path / "base"), str(tmp_path / "base" / "metrics.json")
+        f"…/{tmp_path.name}/base", "…/base/metrics.json"
     )
 
 

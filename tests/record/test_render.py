@@ -28,6 +28,7 @@ FRAGMENTS = [
     "![img](http://x.test/a.png)", "<script>", "&lt;", "\n", "\r", "\x00", "\x1b[31m", "\u202e", "\u2028", "# Title",
     "> quote", "*", "_", "~~", "<sub>", "</sub>", "https://evil.example/login", "www.evil.example", "HTTP://x.test",
     "1https://evil.example", "_www.evil.example", "ßftp://x.test", "<https://x.test>", "[r]: http://x.test", "9",
+    "GH-4242", "gh-7", "see GH-", "-1",
     *SECRETS,
 ]
 hostile = st.lists(st.sampled_from(FRAGMENTS) | st.text(max_size=4), min_size=1, max_size=6).map("".join)
@@ -78,6 +79,7 @@ def assert_inert(body: str, planted: list[str]) -> None:
     assert depth == 0, body
     assert not re.search(r"(?<![\w\u200d])@[A-Za-z0-9]", body), body  # a mention: @ then a name, no joiner
     assert not re.search(r"(?<![\w\u200d])#[0-9]", body), body
+    assert not re.search(r"(?i)gh-[0-9]", body), body  # GitHub links GH-123 (any case) to issue 123
     assert not re.search(r"(?<!\\)\]\(", body), body  # no link or image made from data
     assert not re.search(r"(?i)[a-z]://|www\.", body), body  # nor a bare URL GitHub links
     html = cmarkgfm.github_flavored_markdown_to_html(body)  # as GitHub renders it: no link, image or data's HTML
@@ -189,3 +191,123 @@ def test_report_examples_false_leaves_texts_out_of_every_published_file(tmp_path
         assert not [t for t in texts if t in content], published
     assert not [t for t in texts if t in summary]
     assert run_cli("validate", "run/spec.yaml", cwd=tmp_path).returncode == 0
+
+
+@pytest.mark.parametrize("text", ["fixed in GH-4242", "see gh-7 and Gh-12", "label GH-1", "x_GH-99"])
+def test_github_style_references_are_broken_like_hash_references(text, tmp_path):
+    shown = inline(text)
+    assert not re.search(r"(?i)gh-[0-9]", shown) and "\u200d-" in shown
+    assert shown.replace("\u200d", "") == text  # shown as it was, only not linked
+
+
+def test_a_label_gh_reference_is_no_issue_link_in_the_comment(tmp_path):
+    run = write_run(tmp_path / "run", "GH-4242 fix", ["GH-4242", "gh-7"], ["text about GH-12"])
+    env = actions_env(tmp_path, "http://127.0.0.1:9")
+    with FakeGitHub() as fake:
+        env["GITHUB_API_URL"] = fake.url
+        github.comment_on_pull_request(summary_markdown(run), "specs/a.yaml", env)
+        posted = fake.comments[7][0]["body"]
+    assert "GH\u200d-4242" in posted and "gh\u200d-7" in posted
+    assert not re.search(r"(?i)gh-[0-9]", posted), posted
+
+
+# --- the comment and the job summary stay within what GitHub takes -------------------------------------
+
+LONG_LABELS = [f"class {i:02d} " + "a very long and descriptive label name that keeps going " * 5 for i in range(60)]
+
+
+def write_wide_run(folder: Path, labels: list[str]) -> Path:
+    """A finished run's record with a per-class table of every label on validation and test."""
+    folder.mkdir(parents=True, exist_ok=True)
+    metrics = {split: {"accuracy": 0.5, "f1_macro": 0.4} for split in ("validation", "test")}
+    metrics["headline"] = {"split": "validation", "name": "f1_macro", "value": 0.4}
+    per_class = {split: {label: {"precision": 0.5, "recall": 0.5, "f1": round(0.99 - i / 100, 2), "support": 3}
+                         for i, label in enumerate(labels)} for split in ("validation", "test")}
+    results = {"task": "single_label_classification", "labels": labels, "per_class": per_class,
+               "thresholds": {label: 0.5 for label in labels},
+               "error_analysis": {"validation": {"errors": 1, "rows": 4, "costly_pairs": [
+                   {"truth": a, "prediction": b, "rows": 1, "share_of_truth": 0.5, "share_of_errors": 1.0}
+                   for a, b in zip(labels, labels[1:])]}}}
+    (folder / "metrics.json").write_text(json.dumps(metrics), encoding="utf-8")
+    (folder / "run.json").write_text(json.dumps({"name": "wide", "status": "finished", "results": results}),
+                                     encoding="utf-8")
+    return folder
+
+
+def test_sixty_long_labels_make_a_comment_github_takes(tmp_path):
+    from runner.record.render import COMMENT_LIMIT, GITHUB_COMMENT_LIMIT
+
+    run = write_wide_run(tmp_path / "run", LONG_LABELS)
+    whole = summary_markdown(run, limit=10**9)
+    assert len(whole) > GITHUB_COMMENT_LIMIT  # the hostile pass's comment, which GitHub refused
+    body = summary_markdown(run)
+    assert len(body) <= COMMENT_LIMIT
+    assert body.startswith("### runner: wide · f1_macro 0.4000 (validation)")  # the headline stays
+    assert "| **f1_macro** | 0.4000 |" in body and "| accuracy | 0.5000 |" in body  # and the metrics tables
+    notes = re.findall(r"(\d+) of 60 classes left out here.*the whole table is in the run folder's report\.md", body)
+    assert len(notes) == 2 and int(notes[0]) > 0
+    shown = int(60 - int(notes[0]))
+    for label in LONG_LABELS[-shown:]:  # the classes with the lowest F1 are the ones kept
+        assert inline(label) in body
+    assert inline(LONG_LABELS[0]) not in body.split("Per-class metrics")[1].split("</details>")[0]
+    assert body.count("<details>") == body.count("</details>")
+    env = actions_env(tmp_path, "http://127.0.0.1:9")
+    with FakeGitHub() as fake:  # it answers 422 to a body over 65,536 characters, as GitHub does
+        env["GITHUB_API_URL"] = fake.url
+        assert github.comment_on_pull_request(body, "specs/a.yaml", env)["action"] == "created"
+
+
+def test_any_body_is_cut_to_what_github_takes_with_its_blocks_closed(tmp_path):
+    from runner.record.render import fit
+
+    rows = "\n".join(f"| row {i} | {'x' * 200} |" for i in range(600))
+    body = f"### title\n\n<details><summary>a</summary>\n\n```\n{rows}\n"
+    env = actions_env(tmp_path, "http://127.0.0.1:9")
+    with FakeGitHub() as fake:
+        env["GITHUB_API_URL"] = fake.url
+        assert github.comment_on_pull_request(body, "specs/a.yaml", env)["action"] == "created"
+        posted = fake.comments[7][0]["body"]
+    assert 60_000 < len(posted) <= 65_536 and posted.startswith("<!-- runner:comment key=specs/a.yaml -->\n### title")
+    assert posted.rstrip().endswith("report.md (uploaded with the workflow run's artifact).")
+    assert posted.count("```") == 2 and posted.count("<details>") == posted.count("</details>") == 1
+    assert fit("short", 10) == "short"
+    astral = "😀" * 40_000  # two UTF-16 units each: GitHub's count, not Python's
+    assert len(fit(astral, 60_000).encode("utf-16-le")) // 2 <= 60_000
+
+
+def test_the_job_summary_stays_under_one_mebibyte(tmp_path, capsys):
+    from runner.record.render import SUMMARY_LIMIT
+
+    env = actions_env(tmp_path, "http://127.0.0.1:9")
+    summary = Path(env["GITHUB_STEP_SUMMARY"])
+    summary.write_text("x" * 900_000 + "\n", encoding="utf-8")  # earlier specs of the same step
+    body = "### runner: big\n\n" + "\n".join(f"| {i} | {'é' * 300} |" for i in range(1000))
+    assert github.write_step_summary(body, env)
+    written = summary.read_bytes()
+    assert SUMMARY_LIMIT - 4096 < len(written) <= SUMMARY_LIMIT
+    assert b"### runner: big" in written and b"Cut short here" in written
+    github.write_step_summary("### runner: next", env)  # no room left: a notice, nothing appended
+    assert summary.read_bytes() == written
+    assert "job summary is full" in capsys.readouterr().err
+
+
+def test_a_real_run_with_sixty_long_labels_reports_within_the_limit(tmp_path, tiny_model):
+    import random
+
+    from conftest import FILLER, run_cli, tiny_spec_text, write_csv, write_spec
+
+    rng = random.Random(0)
+    rows = [{"text": " ".join(rng.sample(FILLER, 5)), "label": label.strip()} for label in LONG_LABELS
+            for _ in range(5)]
+    rng.shuffle(rows)
+    write_csv(tmp_path / "data" / "train.csv", rows)
+    write_csv(tmp_path / "data" / "test.csv", rows)
+    spec = write_spec(tmp_path, tiny_spec_text(tiny_model, extra="").replace(
+        "  train: data/train.csv\n", "  train: data/train.csv\n  test_file: data/test.csv\n"))
+    result = run_cli("run", str(spec), cwd=tmp_path, env={"OMP_NUM_THREADS": "1"})
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = run_cli("report", "run", "--format", "markdown", cwd=tmp_path)
+    assert report.returncode == 0, report.stderr[-2000:]
+    assert len(report.stdout) <= 60_000 and "classes left out here" in report.stdout
+    full = (tmp_path / "run" / "report.md").read_text(encoding="utf-8")
+    assert all(inline(label.strip()) in full for label in LONG_LABELS)  # report.md keeps the whole table

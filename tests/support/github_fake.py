@@ -14,6 +14,7 @@ from runner.publish import action, github
 
 TOKEN = "ghs_secretTOKENvalue0123456789"
 REPO = "octo/classifier"
+COMMENT_LIMIT = 65_536  # GitHub answers 422 to a longer comment body
 
 
 class FakeGitHub:
@@ -67,6 +68,10 @@ class FakeGitHub:
                 parts = url.path.strip("/").split("/")
                 if method in fake.fail:
                     return self._send(fake.fail[method], {"message": "Resource not accessible by integration"})
+                if method in ("POST", "PATCH") and len(str((payload or {}).get("body", ""))) > COMMENT_LIMIT:
+                    return self._send(422, {"message": "Validation Failed", "errors": [
+                        {"resource": "IssueComment", "code": "custom", "field": "body",
+                         "message": f"body is too long (maximum is {COMMENT_LIMIT} characters)"}]})
                 if url.path == "/user":
                     if fake.login is None:
                         return self._send(403, {"message": "Resource not accessible by integration"})
