@@ -192,6 +192,7 @@ def skewed_rows(seed: int = 0) -> list[dict]:
     return rows
 
 
+@pytest.mark.timing
 def test_balanced_weights_raise_the_minority_probability(tiny_model, tmp_path):
     """What balanced weights guarantee, by a wide margin on any machine: the weighted loss is smallest when
     each class gets half the probability, the plain loss when each gets its share of the training rows.

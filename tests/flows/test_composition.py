@@ -149,6 +149,7 @@ def test_a_search_space_within_the_limits_validates(tiny_model, tmp_path):
 
 
 @pytest.mark.parametrize("flow", ["cross_validation", "search"])
+@pytest.mark.timing
 def test_sigterm_in_a_fold_or_a_trial_says_how_to_start_again_and_leaves_no_temporary_folder(
     tiny_model, tmp_path, flow
 ):

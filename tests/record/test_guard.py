@@ -150,6 +150,7 @@ def test_export_waits_for_no_one_holding_the_run(ws):
     assert hashes(ws / "run") == before and not (ws / "run" / "onnx").exists()
 
 
+@pytest.mark.timing
 def test_sigterm_during_export_says_one_line_and_leaves_no_temporary_folder(ws):
     env = dict(os.environ)
     process = subprocess.Popen([sys.executable, "-m", "runner", "export", "other"], cwd=ws, env=env,
@@ -167,6 +168,7 @@ def test_sigterm_during_export_says_one_line_and_leaves_no_temporary_folder(ws):
     assert not temporary.exists() and not (ws / "other" / "onnx").exists()
 
 
+@pytest.mark.timing
 def test_sigterm_anywhere_in_an_export_exits_143_with_one_line_and_no_leftovers(ws, tmp_path):
     """The signal lands at many points of one export (imports of torch and onnx, loading, exporting, the
     parity check, putting the folder in place): always exit 143 (or 0 when the export had ended), never a

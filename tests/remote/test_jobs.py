@@ -183,6 +183,7 @@ def test_a_job_that_never_runs_says_why(jobs_hub, tmp_path, tiny_model, tiny_dat
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.timing
 def test_detach_then_status_and_cancel(jobs_hub, tmp_path, tiny_model, tiny_data):
     spec = write_spec(tmp_path, tiny_spec_text(tiny_model).replace("epochs: 1\n", "epochs: 50\n"))
     result = run_cli("run", str(spec), "--on", "hf-jobs:l4x1", "--detach", "--job-timeout", "10m", cwd=tmp_path)
@@ -204,6 +205,7 @@ def test_detach_then_status_and_cancel(jobs_hub, tmp_path, tiny_model, tiny_data
     assert status.returncode == 1 and f"{job.id} CANCELED" in status.stdout and "l4x1" in status.stdout
 
 
+@pytest.mark.timing
 def test_ctrl_c_without_a_terminal_cancels_the_job(jobs_hub, tmp_path, tiny_model, tiny_data):
     jobs_hub.hold_jobs = True  # the job cannot end before the signal lands, however fast or slow the machine
     spec = write_spec(tmp_path, tiny_spec_text(tiny_model))
@@ -267,6 +269,7 @@ def test_the_action_says_hf_token_is_needed(tmp_path, monkeypatch, capsys):
     assert len(annotation) == 1 and "needs HF_TOKEN" in annotation[0] and "secrets.HF_TOKEN" in annotation[0]
 
 
+@pytest.mark.timing
 def test_ctrl_c_on_a_terminal_asks_and_can_leave_the_job_running(jobs_hub, tmp_path, tiny_model, tiny_data):
     import pty
 
