@@ -21,20 +21,11 @@ from pathlib import Path
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    """Write to a temporary file beside `path`, fsync it, then rename it over `path`."""
+    """Write to a temporary file beside `path`, fsync it, then rename it over `path` (its folder is made)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        os.fchmod(handle, 0o666 & ~_umask())  # mkstemp makes 0600; give the file the usual mode
-        with os.fdopen(handle, "wb") as stream:
-            stream.write(data)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    with new_file(path) as stream:
+        stream.write(data)
 
 
 def append_text(path: str | Path, text: str) -> None:
@@ -44,15 +35,17 @@ def append_text(path: str | Path, text: str) -> None:
 
 
 @contextmanager
-def new_file(path: str | Path, binary: bool = True):
-    """A stream onto a new file (one that exists is replaced), for writers that stream (a zip member, a
-    traceback); the file appears whole when the block ends, never half-written."""
+def new_file(path: str | Path):
+    """A binary stream onto a temporary file beside `path`, fsynced and renamed over `path` when the block
+    ends: a reader sees the old file or the whole new one, never half of it (an error removes the temporary)."""
     path = Path(path)
     handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        os.fchmod(handle, 0o666 & ~_umask())
-        with os.fdopen(handle, "wb" if binary else "w", **({} if binary else {"encoding": "utf-8"})) as stream:
+        os.fchmod(handle, 0o666 & ~_umask())  # mkstemp makes 0600; give the file the usual mode
+        with os.fdopen(handle, "wb") as stream:
             yield stream
+            stream.flush()
+            os.fsync(stream.fileno())
         os.replace(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)

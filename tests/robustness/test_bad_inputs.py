@@ -268,28 +268,27 @@ def _(ws):
     return ws.spec(train="data/fields.csv")
 
 
+def _jsonl_with(ws, name: str, index: int, line: str):
+    """The good rows as JSONL, with line `index` (from 0) replaced by `line`; the spec that trains on it."""
+    lines = [json.dumps({"text": t, "label": label}) for t, label in GOOD_ROWS]
+    lines[index] = line
+    ws.write(name, "\n".join(lines) + "\n")
+    return ws.spec(train=name)
+
+
 @case("JSONL with one broken line", 2, r"line 3 is not valid JSON", "data/broken.jsonl:3")
 def _(ws):
-    lines = [json.dumps({"text": t, "label": label}) for t, label in GOOD_ROWS]
-    lines[2] = '{"text": "a day", "label": pos}'
-    ws.write("data/broken.jsonl", "\n".join(lines) + "\n")
-    return ws.spec(train="data/broken.jsonl")
+    return _jsonl_with(ws, "data/broken.jsonl", 2, '{"text": "a day", "label": pos}')
 
 
 @case("JSONL line that is a list", 2, r"line 2 is an array, not a JSON object", "data/list.jsonl:2")
 def _(ws):
-    lines = [json.dumps({"text": t, "label": label}) for t, label in GOOD_ROWS]
-    lines[1] = '["a day", "pos"]'
-    ws.write("data/list.jsonl", "\n".join(lines) + "\n")
-    return ws.spec(train="data/list.jsonl")
+    return _jsonl_with(ws, "data/list.jsonl", 1, '["a day", "pos"]')
 
 
 @case("JSONL line that is null", 2, r"line 3 is null, not a JSON object", "data/null.jsonl:3")
 def _(ws):
-    lines = [json.dumps({"text": t, "label": label}) for t, label in GOOD_ROWS]
-    lines[2] = "null"
-    ws.write("data/null.jsonl", "\n".join(lines) + "\n")
-    return ws.spec(train="data/null.jsonl")
+    return _jsonl_with(ws, "data/null.jsonl", 2, "null")
 
 
 def _header_twice(ws, suffix: str, sep: str) -> list[str]:
@@ -312,10 +311,7 @@ def _(ws):
 
 @case("JSONL row naming a key twice", 2, r"line 3 names the key 'text' twice", "data/twice.jsonl:3")
 def _(ws):
-    lines = [json.dumps({"text": t, "label": label}) for t, label in GOOD_ROWS]
-    lines[2] = '{"text": "a good day", "label": "pos", "text": "a sad day"}'
-    ws.write("data/twice.jsonl", "\n".join(lines) + "\n")
-    return ws.spec(train="data/twice.jsonl")
+    return _jsonl_with(ws, "data/twice.jsonl", 2, '{"text": "a good day", "label": "pos", "text": "a sad day"}')
 
 
 @case("JSON row naming a key twice", 2, r"the key 'label' is named twice in one object \(row 2\)", "data/twice.json")
