@@ -218,7 +218,7 @@ def run(spec, overrides, dry_run, output_dir, overwrite, resume, force_resume, n
               help="Where to write the spec (default: print it).")
 @click.option("--model", default=None, help="Model to fine-tune: a Hub id, a folder, or package:NAME (default: a "
               "packaged model when one is installed, so it works offline; else distilbert-base-uncased).")
-@click.option("--force", is_flag=True, help="Replace OUTPUT when it exists (never the data file itself).")
+@click.option("--force", is_flag=True, help="Replace OUTPUT when it is a spec runner wrote (never the data file).")
 @click.option("--encoding", default=None, help="The data file's text encoding, e.g. cp1252 (default: detected).")
 def init(data_file, output, model, force, encoding) -> None:
     """Write a starter spec for DATA_FILE, guessing the text and label columns."""
@@ -245,7 +245,7 @@ def init(data_file, output, model, force, encoding) -> None:
               help="Texts per batch (default: predict.batch_size).")
 @click.option("--backend", type=click.Choice(["torch", "onnx"]), default="torch", show_default=True,
               help="onnx: the model `runner export` wrote (int8 when there is one), with onnxruntime only.")
-@click.option("--force", is_flag=True, help="Replace an existing --output file (never the input or a run's file).")
+@click.option("--force", is_flag=True, help="Replace an --output file that runner predict wrote (never another).")
 def predict(run_dir, texts, input_file, output_file, batch_size, backend, force) -> None:
     """Predict labels and class probabilities with a trained run."""
     from runner.inference.predict import predict_command
@@ -263,15 +263,16 @@ def predict(run_dir, texts, input_file, output_file, batch_size, backend, force)
               help="Refuse (exit 1) when fewer validation labels than this agree with PyTorch (int8: left out).")
 @click.option("--parity-rows", type=click.IntRange(min=0), default=2000, show_default=True,
               help="Validation texts to check.")
-@click.option("--force", is_flag=True, help="Replace an -o folder that holds other files (never a run folder).")
+@click.option("--force", is_flag=True, hidden=True,
+              help="Accepted, changes nothing: an earlier export is replaced without it, anything else never.")
 @click.option("--require-int8", is_flag=True,
               help="With --int8: exit 1 (writing nothing) when int8 falls short, not fp32 with a warning.")
 def export(run_dir, int8, output, min_agreement, parity_rows, force, require_int8) -> None:
     """Export a trained run to ONNX (LoRA merged) with its tokenizer, checked against PyTorch."""
     from runner.inference.export import describe, export_command
 
-    for line in describe(export_command(run_dir, output, int8 or require_int8, min_agreement, parity_rows, force,
-                                        require_int8)):
+    for line in describe(export_command(run_dir, output, int8 or require_int8, min_agreement, parity_rows,
+                                        require_int8=require_int8)):
         click.echo(line)
 
 
@@ -355,7 +356,7 @@ def reproduce(run_dir, output_dir, overwrite) -> None:
 @click.argument("config", type=click.Path(path_type=Path))
 @click.option("-o", "--output", type=click.Path(path_type=Path), default=None,
               help="Write the native spec here (default: print it).")
-@click.option("--force", is_flag=True, help="Replace OUTPUT when it exists (never the config itself).")
+@click.option("--force", is_flag=True, help="Replace OUTPUT when it is a spec runner wrote (never the config).")
 def convert(config, output, force) -> None:
     """Translate an AutoTrain text-classification config into a native spec."""
     from runner.spec.convert import convert_file

@@ -31,13 +31,13 @@ PARITY_ROWS = 2000
 
 
 def export_command(run_dir: Path, output: Path | None, int8: bool, min_agreement: float, parity_rows: int,
-                   force: bool = False, require_int8: bool = False) -> dict:
+                   require_int8: bool = False) -> dict:
     run = RunDir(run_dir)
     spec = run.load_spec()
     require("onnx", "onnxscript", "onnxruntime")
-    # RUN/onnx is the export's own; -o elsewhere: never the run or a folder in it, never other files unless --force
-    folder = guard.check_folder(output or run.onnx_dir, inputs=guard.run_inputs(run.path), force=force,
-                                own=run.onnx_dir, replaceable=_earlier_export)
+    # RUN/onnx is the export's own; -o elsewhere: never the run or a folder in it, only an earlier export's folder
+    folder = guard.check_folder(output or run.onnx_dir, inputs=guard.run_inputs(run.path), own=run.onnx_dir,
+                                replaceable=_earlier_export)
     # The run's lock: a `runner run --overwrite` of the same folder cannot swap the model mid-export.
     with run.lock("an export"), _stopped_by_signal(run_dir):
         return _export(run, spec, folder, bool(output) and folder != guard.resolved(run.onnx_dir), int8,

@@ -153,15 +153,14 @@ def write_file(path: str | Path, data: str | bytes) -> None:
                        "check the folder's permissions and free space", str(path)) from None
 
 
-def check_folder(path: str | Path, inputs=(), force: bool = False, option: str = "-o", force_flag: str = "--force",
-                 own: Path | None = None, replaceable=None) -> Path:
+def check_folder(path: str | Path, inputs=(), option: str = "-o", own: Path | None = None,
+                 replaceable=None) -> Path:
     """Before any work: `path` may be replaced by a folder this command builds. Returns it resolved.
 
     `own` is the folder's default place inside the command's run folder (RUN/onnx), which the
     command may replace; `replaceable(folder)` says whether an existing folder is an earlier output
-    of the same command (replaced without the force flag). The force flag adds only an empty folder's
-    hidden leftovers: a folder holding anything runner did not make is never replaced, nor a symbolic
-    link, a mount point, the home folder or a repository."""
+    of the same command, the only kind replaced. No flag replaces a folder holding anything runner did not
+    make, a symbolic link, a mount point, the home folder or a repository."""
     where = str(path)
     if Path(path).is_symlink():
         raise SpecError(f"{option} is a symbolic link; runner never replaces what one points to",
@@ -195,8 +194,8 @@ def check_folder(path: str | Path, inputs=(), force: bool = False, option: str =
         found = sorted(p.name for p in target.iterdir())
         shown = ", ".join(found[:3]) + (f" and {len(found) - 3} more" if len(found) > 3 else "")
         raise SpecError(f"{option} is a folder that holds files runner did not write ({shown})",
-                        f"give a new or empty folder with {option}; {force_flag} replaces only runner's own earlier "
-                        "output", where)
+                        f"give a new or empty folder with {option} (only an earlier output of the same command is "
+                        "replaced)", where)
     if not target.parent.is_dir():
         raise SpecError(f"folder {target.parent} does not exist",
                         "create it first (mkdir -p), or write into an existing folder", where)
