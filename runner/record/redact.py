@@ -53,6 +53,19 @@ _WORD = re.compile(r"\S+")
 _EDGES = " \t\"'=:,;"
 
 
+_REFERENCE = re.compile(r"[\"']?\$(?:[A-Za-z_][A-Za-z0-9_]*|\{[A-Za-z_][A-Za-z0-9_]*\})[\"']?")
+
+
+def _assigned(match: re.Match) -> str:
+    """`name=value` with the value redacted, unless the value only names a variable (`HF_TOKEN="$MY_TOKEN"` in a
+    hint says where the secret is, not what it is)."""
+    value = match.group()[len(match["name"]):]
+    if _REFERENCE.fullmatch(value):
+        return match.group()
+    quote = match["quote"] or ""
+    return match["name"] + quote + REDACTED + quote
+
+
 @lru_cache(maxsize=1)
 def _plugins() -> list:
     """detect-secrets' plugins, each used by its regular expressions only (analyze_string and, for the regex
@@ -76,7 +89,7 @@ def redact_text(text: str) -> str:
     text = _PRIVATE_KEY.sub(REDACTED, text)
     text = _TOKENS.sub(REDACTED, text)
     text = _BASIC_AUTH.sub(REDACTED, text)
-    text = _ASSIGNED.sub(lambda m: m["name"] + (m["quote"] or "") + REDACTED + (m["quote"] or ""), text)
+    text = _ASSIGNED.sub(_assigned, text)
     if not text.strip():
         return text
     out = []

@@ -335,17 +335,19 @@ def test_a_move_cut_short_at_any_rename_loses_nothing(tmp_path, monkeypatch, pha
         run.set_aside()
         (run / "model").mkdir()
         (run / "model" / "weights").write_text("new run", encoding="utf-8")  # the failed new run's files
-    renames, real_rename = [0], Path.rename
+    from runner import files
 
-    def crashing_rename(self, target):
+    renames, real_move = [0], files.move  # every rename goes through the one door
+
+    def crashing_move(source, target):
         if renames[0] == crash_at:
             raise KeyboardInterrupt("killed")
         renames[0] += 1
-        return real_rename(self, target)
+        return real_move(source, target)
 
-    monkeypatch.setattr(Path, "rename", crashing_rename)
+    monkeypatch.setattr(files, "move", crashing_move)
     with pytest.raises(KeyboardInterrupt):
         run.set_aside() if phase == "set_aside" else run.restore()
-    monkeypatch.setattr(Path, "rename", real_rename)
+    monkeypatch.setattr(files, "move", real_move)
     assert run.restore()  # what the next run does first (lifecycle.run_folder)
     assert hashes(run.path) == earlier
