@@ -57,8 +57,6 @@ def run_inputs(run_dir: Path) -> list[Path]:
     """The run folder and the data files its run.json records: what a command on a run must never replace.
     run.json holds them relative to the run folder, the spec's folder or the working folder (a file it
     names only, being outside all three, cannot be found and is left out)."""
-    import json
-
     from runner.record.paths import recorded_path
 
     out = [Path(run_dir)]
@@ -91,14 +89,17 @@ FILE_KINDS = {
 FOLDER_MARK = ".runner"  # in every folder runner builds as a unit (an export): {"made_by": "runner export", ...}
 
 
+PREDICTED = ({"label", "score"}, {"labels", "probabilities"}, {"value"})  # single-, multi-label, regression
+
+
 def _looks_like_predictions(head: str) -> bool:
-    first = head.split("\n", 1)[0]
+    """A JSONL line or a CSV header of `runner predict`'s rows: the text and what each task predicts."""
+    first = head.split("\n", 1)[0].rstrip("\r")
     try:
         row = json.loads(first)
     except ValueError:
-        columns = set(first.split(","))
-        return {"label", "score", "text"} <= columns
-    return isinstance(row, dict) and "label" in row and "score" in row
+        row = dict.fromkeys(first.split(","))
+    return isinstance(row, dict) and "text" in row and any(keys <= row.keys() for keys in PREDICTED)
 
 
 def made_by_runner(path: Path, kind: str) -> bool:

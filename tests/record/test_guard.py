@@ -230,6 +230,23 @@ def test_predict_replaces_an_earlier_output_only_with_force(ws, tmp_path):
     assert mine.read_text(encoding="utf-8") == "earlier\n"
 
 
+@pytest.mark.parametrize("content, runners", [
+    ('{"label": "pos", "score": 0.9, "probabilities": {}, "text": "a"}\n', True),  # single label
+    ('{"labels": ["pos"], "probabilities": {}, "text": "a"}\n', True),  # multi-label
+    ('{"value": 0.3, "text": "a"}\n', True),  # regression
+    ("label,score,probabilities,text\r\npos,0.9,{},a\r\n", True),  # the CSV form
+    ('{"label": "pos", "score": 0.9}\n', False),  # no text: not predict's
+    ("text,label\na,pos\n", False),  # a data file
+    ("earlier\n", False),
+])
+def test_predictions_of_every_task_are_known_as_runners(tmp_path, content, runners):
+    from runner.record.guard import made_by_runner
+
+    path = tmp_path / "p.out"
+    path.write_bytes(content.encode())
+    assert made_by_runner(path, "predictions") is runners
+
+
 def test_reproduce_into_another_finished_run_needs_overwrite(ws):
     before = hashes(ws)
     refused(run_cli("reproduce", "run", "--output", "other", cwd=ws), 2, "already holds another run", "--overwrite")
