@@ -19,10 +19,10 @@ from pathlib import Path
 
 from runner.console import is_main_process, say
 from runner.errors import Interrupted, RunError, SpecError
-from runner.files import atomic_write_json, atomic_write_text, move
+from runner.files import atomic_write_json, atomic_write_text, move, remove
 from runner.flows.lifecycle import RunFolder, run_folder
 from runner.record.result import RunResult
-from runner.record.rundir import RECORDING, RunDir, remove_entry
+from runner.record.rundir import RECORDING, RunDir
 from runner.spec.document import Spec
 from runner.train import pipeline
 from runner.train.checkpoints import finish_checkpoints
@@ -185,19 +185,19 @@ def save_model(trainer, tokenizer, spec: Spec, run_dir: RunDir) -> None:
 
     def save(model, folder: Path) -> None:
         temporary = run_dir / f".{folder.name}.tmp"
-        remove_entry(temporary)
+        remove(temporary)
         try:
             model.save_pretrained(temporary)
             tokenizer.save_pretrained(temporary)
         except (OSError, RuntimeError) as exc:  # RuntimeError: torch's writer on a full disk
-            remove_entry(temporary)
+            remove(temporary)
             raise RunError(
                 f"could not save the model: {getattr(exc, 'strerror', None) or str(exc).splitlines()[0]}",
                 f"free disk space; the checkpoints in {run_dir.checkpoints} are kept, so `runner run SPEC --resume` "
                 "finishes the run",
                 str(folder),
             ) from None
-        remove_entry(folder)
+        remove(folder)
         move(temporary, folder)
 
     model = trainer.model

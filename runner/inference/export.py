@@ -20,10 +20,10 @@ from pathlib import Path
 from runner import stopping
 from runner.console import warn
 from runner.errors import DataError, Interrupted, RunError, RunnerError, Terminated
-from runner.files import atomic_write_json
+from runner.files import atomic_write_json, remove
 from runner.inference.ort import FP32, INT8, OnnxClassifier, load_tokenizer, onnx_logits, require
 from runner.record import guard
-from runner.record.rundir import RunDir, remove_entry
+from runner.record.rundir import RunDir
 from runner.record.runrecord import results_of
 
 DEFAULT_MIN_AGREEMENT = 0.99
@@ -97,10 +97,10 @@ def _export(run: RunDir, spec, folder: Path, elsewhere: bool, int8: bool, min_ag
         quantised = quantize_int8(temporary, score, parity) if int8 else {}
         seconds = time.perf_counter() - started
     except (RunnerError, KeyboardInterrupt):
-        remove_entry(temporary)
+        remove(temporary)
         raise
     except Exception as exc:  # noqa: BLE001 - an exporter failure is one line, not a traceback
-        remove_entry(temporary)
+        remove(temporary)
         raise RunError(
             f"the ONNX export failed: {type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}",
             "run with `runner --debug export ...` to see where; the model may use an operator ONNX lacks",
@@ -108,14 +108,14 @@ def _export(run: RunDir, spec, folder: Path, elsewhere: bool, int8: bool, min_ag
     failing = {name: p for name, p in parity.get("models", {}).items() if p["agreement"] < min_agreement}
     if INT8 in failing and FP32 not in failing and not require_int8:
         # int8 fell short, fp32 holds: write fp32, say why int8 was left out (exit 0)
-        remove_entry(temporary / INT8)
+        remove(temporary / INT8)
         quantised.update(kept=False, figures=parity["models"].pop(INT8))
         failing.pop(INT8)
         warn(f"int8 left out: {quantised['figures']['agreement']:.2%} of {parity['rows']} validation labels agree "
              f"with PyTorch (--min-agreement {min_agreement}); the fp32 model is written. --require-int8 makes this an "
              "error")
     if failing:
-        remove_entry(temporary)
+        remove(temporary)
         figures = "; ".join(
             f"{name}: {p['agreement']:.2%} agree, largest probability difference {p['max_probability_difference']:.4f}"
             for name, p in failing.items()
@@ -141,7 +141,7 @@ def _put_in_place(run: RunDir, spec, temporary: Path, folder: Path, elsewhere: b
     try:
         guard.replace_folder(temporary, folder)
     except BaseException:
-        remove_entry(temporary)
+        remove(temporary)
         raise
     record = {
         "dir": str(folder) if elsewhere else folder.name,

@@ -226,6 +226,3 @@ def no_new_empty_folder(path: Path):
                 break
         raise
 
-
-def remove(path: Path) -> None:
-    files.remove(path, ignore_errors=True)

@@ -251,7 +251,7 @@ class RunDir:
         if isinstance(manifest.get("results"), dict):
             manifest["results"]["status"] = FINISHED
         self.write_manifest(manifest)
-        remove_entry(self.aside_dir)
+        files.remove(self.aside_dir)
 
     # -----------------------------------------------------------------------------------------
     # A run's hold on its folder
@@ -302,7 +302,7 @@ class RunDir:
             # a whole earlier run, or a resumed run's few entries
             replaced = ENTRIES if MANIFEST in kept else RESUME_ENTRIES
             for entry in set(replaced) | kept:
-                remove_entry(self.path / entry)
+                files.remove(self.path / entry)
             files.atomic_write_bytes(partial, b"")  # from here on, the folder holds the earlier run's: only move back
         for name in kept:
             files.move(self.aside_dir / name, self.path / name)
@@ -323,11 +323,6 @@ def lock_holder(folder: Path) -> int | None:
     except (OSError, ValueError):
         return None
     return None
-
-
-def remove_entry(path: Path) -> None:
-    """Remove a file, a link (not what it points to) or a folder tree."""
-    files.remove(path)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -309,8 +309,9 @@ def test_nothing_outside_the_run_folders_changed(runs):
 
 
 def test_overwrite_removes_only_what_a_run_wrote(tmp_path):
+    from runner.files import remove
     from runner.flows.preflight import prepare
-    from runner.record.rundir import ENTRIES, RunDir, remove_entry
+    from runner.record.rundir import ENTRIES, RunDir
 
     outside = tmp_path / "elsewhere"
     outside.mkdir()
@@ -335,7 +336,7 @@ def test_overwrite_removes_only_what_a_run_wrote(tmp_path):
     assert sorted(p.name for p in run.iterdir()) == [".previous", "my-notes.md"]
     assert folder.restore() and sorted(p.name for p in run.iterdir()) == before  # ... and comes back if it fails
     folder.set_aside(ENTRIES)
-    remove_entry(folder.aside_dir)  # or goes for good when it finishes
+    remove(folder.aside_dir)  # or goes for good when it finishes
 
     assert sorted(p.name for p in run.iterdir()) == ["my-notes.md"]
     assert (outside / "precious.bin").read_bytes() == b"keep me"
@@ -343,8 +344,9 @@ def test_overwrite_removes_only_what_a_run_wrote(tmp_path):
 
 
 def test_resume_keeps_checkpoints_and_refuses_a_finished_run(tmp_path):
+    from runner.files import remove
     from runner.flows.preflight import prepare
-    from runner.record.rundir import RESUME_ENTRIES, RunDir, remove_entry
+    from runner.record.rundir import RESUME_ENTRIES, RunDir
 
     run = tmp_path / "run"
     checkpoint = run / "checkpoints" / "checkpoint-8"
@@ -355,7 +357,7 @@ def test_resume_keeps_checkpoints_and_refuses_a_finished_run(tmp_path):
     folder = RunDir(run)
     assert prepare(folder, overwrite=False, resume=True) == checkpoint
     folder.set_aside(RESUME_ENTRIES)
-    remove_entry(folder.aside_dir)
+    remove(folder.aside_dir)
     assert (checkpoint / "trainer_state.json").exists() and (run / "run.json").exists()
     assert not (run / "metrics.json").exists()
 
