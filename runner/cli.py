@@ -16,9 +16,10 @@ import click
 from runner import __version__
 from runner.errors import RunnerError
 from runner.remote.jobs_cli import jobs, remote_options, run_remote, sky
-from runner.train.hardware import passive_wait_policy
+from runner.train.hardware import compile_cache_in_runner_cache, passive_wait_policy
 
 passive_wait_policy()  # OMP_WAIT_POLICY=PASSIVE unless set: read once when torch's OpenMP loads, so before torch
+compile_cache_in_runner_cache()  # torch.compile's cache out of TMPDIR, set before torch reads it
 
 
 def debugging() -> bool:

@@ -15,8 +15,10 @@ import hashlib
 import json
 import os
 import shutil
+import socket
 import tempfile
 from contextlib import contextmanager
+from functools import lru_cache
 from pathlib import Path
 
 
@@ -39,7 +41,8 @@ def new_file(path: str | Path):
     """A binary stream onto a temporary file beside `path`, fsynced and renamed over `path` when the block
     ends: a reader sees the old file or the whole new one, never half of it (an error removes the temporary)."""
     path = Path(path)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    sweep_leftovers(path.parent, f".{path.name}.")
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.{_stamp()}", suffix=".tmp", dir=path.parent)
     try:
         os.fchmod(handle, 0o666 & ~_umask())  # mkstemp makes 0600; give the file the usual mode
         with os.fdopen(handle, "wb") as stream:
@@ -59,8 +62,10 @@ def make_folder(path: str | Path, parents: bool = True, exist_ok: bool = True) -
 
 
 def temporary_folder(parent: str | Path | None = None, prefix: str = "runner-") -> Path:
-    """A new empty folder (in `parent`, or the system's temporary folder)."""
-    return Path(tempfile.mkdtemp(prefix=prefix, dir=parent))
+    """A new empty folder (in `parent`, or the system's temporary folder); what a killed command left there under
+    the same prefix is removed first (sweep_leftovers)."""
+    sweep_leftovers(parent if parent is not None else tempfile.gettempdir(), prefix)
+    return Path(tempfile.mkdtemp(prefix=prefix + _stamp(), dir=parent))
 
 
 def temporary_file(prefix: str = "runner-", suffix: str = "") -> Path:
@@ -106,7 +111,7 @@ def folder_beside(target: str | Path, fixed: bool = False) -> Path:
         remove(folder, ignore_errors=True)
         folder.mkdir(parents=True)
         return folder
-    return Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
+    return temporary_folder(target.parent, f".{target.name}.tmp-")
 
 
 def swap_in(temporary: str | Path, target: str | Path) -> None:
@@ -119,7 +124,7 @@ def swap_in(temporary: str | Path, target: str | Path) -> None:
     with stopping.shielded():
         old = None
         if target.exists() or target.is_symlink():
-            old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
+            old = temporary_folder(target.parent, f".{target.name}.old-")
             os.rmdir(old)
             os.rename(target, old)
         try:
@@ -130,6 +135,47 @@ def swap_in(temporary: str | Path, target: str | Path) -> None:
             raise
     if old is not None:
         remove(old, ignore_errors=True)
+
+
+def sweep_leftovers(parent: str | Path, prefix: str) -> None:
+    """Remove what a command killed outright (SIGKILL, a power cut) left in `parent`: the temporary files and
+    folders above are named PREFIX + this machine's stamp + the process id, and a leftover is removed only when
+    it carries this machine's stamp and its process is gone; another machine's, or a live process's (a
+    concurrent command), is never touched. A caught signal cleans up by itself; this is for the rest."""
+    mine = prefix + _machine() + "-"
+    try:
+        names = [name for name in os.listdir(parent) if name.startswith(mine)]
+    except OSError:
+        return
+    for name in names:
+        pid = name[len(mine):].split("-", 1)[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            remove(Path(parent) / name, ignore_errors=True)
+
+
+def _stamp() -> str:
+    return f"{_machine()}-{os.getpid()}-"
+
+
+@lru_cache(maxsize=1)
+def _machine() -> str:
+    """Eight hex digits naming this machine and process-id namespace (two containers may share a folder and a
+    process id): a leftover's process can only be looked up where it ran."""
+    try:
+        namespace = os.stat("/proc/self/ns/pid").st_ino
+    except OSError:
+        namespace = 0
+    return hashlib.sha256(f"{socket.gethostname()}/{namespace}".encode()).hexdigest()[:8]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # another user's process: alive
+        return True
+    return True
 
 
 def _umask() -> int:

@@ -12,11 +12,16 @@ from __future__ import annotations
 import shlex
 from pathlib import Path
 
+from runner.console import note, warn
 from runner.errors import SpecError
 from runner.spec.document import Spec
 from runner.spec.specrules import looks_like_local_path
 
 RDZV_PORT = 29500
+SET_ON_THE_NODES = ("compute.nnodes", "compute.node_rank", "compute.rdzv_endpoint")  # from SkyPilot's variables
+# What a workdir copied to every node should not carry: keys and credentials (names in the workdir's top level)
+CREDENTIALS = (".ssh", ".aws", ".gnupg", ".netrc", ".git-credentials", ".kube", ".docker", ".azure", ".env",
+               ".huggingface", ".cache", ".config")
 
 
 def local_files(spec: Spec) -> list[tuple[str, Path]]:
@@ -35,6 +40,7 @@ def sky_task(spec: Spec, image: str, accelerators: str | None = None, overrides=
     if spec.path is None:
         raise SpecError("a SkyPilot task needs a spec file", "give the path of a spec file")
     workdir = spec.path.parent.resolve()
+    check_workdir(spec, workdir)
     for key, path in local_files(spec):
         section, name = key.split(".")
         if Path(str(spec[section][name])).expanduser().is_absolute():
@@ -49,6 +55,8 @@ def sky_task(spec: Spec, image: str, accelerators: str | None = None, overrides=
     if output.is_absolute() and workdir not in output.resolve().parents:
         raise SpecError(f"output.dir ({output}) is outside the spec's folder", "use a relative output.dir",
                         spec.where("output", "dir"))
+    overrides = [item for item in overrides if item.split("=", 1)[0].strip() not in SET_ON_THE_NODES]
+    overrides += processes_per_node(spec, accelerators)
     command = shlex.join(["runner", "run", spec.path.name, *[arg for item in overrides for arg in ("--set", item)]])
     run = "\n".join([
         "set -e",
@@ -72,6 +80,56 @@ def sky_task(spec: Spec, image: str, accelerators: str | None = None, overrides=
     return task
 
 
+def check_workdir(spec: Spec, workdir: Path) -> None:
+    """SkyPilot copies the spec's folder (the task's workdir) to every node: never the home folder or one above
+    it (.ssh, .aws and everything else would go), and a word about keys and credentials in it that neither
+    .skyignore nor (without one) .gitignore leaves out."""
+    home = Path.home().resolve()
+    if workdir == home or workdir in home.parents:
+        where = "your home folder" if workdir == home else "above your home folder"
+        raise SpecError(f"the spec's folder {workdir} is {where}; "
+                        "SkyPilot copies the spec's folder to every node, so all of it would go (.ssh and .aws too)",
+                        "put the spec, its data and model in a project folder and run `runner sky` on the spec there",
+                        str(spec.path))
+    ignore = workdir / ".skyignore" if (workdir / ".skyignore").is_file() else workdir / ".gitignore"
+    ignored = set()
+    if ignore.is_file():
+        from runner.files import text_lines
+
+        lines = text_lines(ignore.read_text(encoding="utf-8", errors="replace"))
+        ignored = {line.strip().strip("/") for line in lines}
+    found = [name for name in CREDENTIALS if (workdir / name).exists() and name not in ignored]
+    if found:
+        warn(f"the spec's folder {workdir} holds {', '.join(found)}; SkyPilot copies the folder to every node. "
+             "List them in a .skyignore there to keep them off the nodes")
+
+
+def processes_per_node(spec: Spec, accelerators: str | None) -> list[str]:
+    """One training process per GPU of a node: with --accelerators A100:8 and compute.nproc not written in the
+    spec, `--set compute.nproc=8` for the nodes. An nproc written in the spec is kept: above the GPUs of a node
+    it is an error, below them a warning naming the idle GPUs."""
+    if not accelerators:
+        return []
+    count = accelerators.rsplit(":", 1)[1] if ":" in accelerators else "1"
+    if not count.isdigit() or int(count) < 1:
+        return []  # sky.Task says what is wrong with it
+    gpus, nproc = int(count), spec.compute.nproc
+    if ("compute", "nproc") not in spec.positions:
+        if gpus != nproc:
+            note(f"each node trains with {gpus} processes, one per GPU of --accelerators {accelerators} "
+                 "(compute.nproc on the nodes)")
+            return [f"compute.nproc={gpus}"]
+        return []
+    if nproc > gpus:
+        raise SpecError(f"compute.nproc is {nproc}, but --accelerators {accelerators} gives each node {gpus} GPU"
+                        f"{'s' if gpus > 1 else ''}", f"set compute.nproc to {gpus} or ask for more GPUs per node",
+                        spec.where("compute", "nproc"))
+    if nproc < gpus:
+        warn(f"compute.nproc is {nproc}: {gpus - nproc} of the {gpus} GPUs of --accelerators {accelerators} stay idle "
+             f"on each node; leave compute.nproc out (or set it to {gpus}) to use them all")
+    return []
+
+
 def task_yaml(task: dict) -> str:
     import yaml
 
@@ -92,7 +150,8 @@ def check_with_skypilot(task: dict) -> str | None:
     try:
         import sky
     except ImportError:
-        return "skypilot is not installed, so the task was not checked with sky.Task (pip install skypilot)"
+        return ("skypilot is not installed here, so the task was not checked with sky.Task; it needs an environment of "
+                "its own (pipx install skypilot: its pins conflict with huggingface_hub's)")
     try:
         sky.Task.from_yaml_config(task)
     except Exception as error:  # noqa: BLE001 - SkyPilot's own checks (ValueError, its schema errors)

@@ -35,9 +35,10 @@ def prepare_model(model, spec, device: str) -> tuple[list[str], bool]:
     packed, why = packing_wanted(train.get("padding_free", "auto"), device, model)
     if packed:
         use_packed_attention(model)
-    if train.get("padding_free", "auto") != "off":
+    if packed or train.get("padding_free", "auto") == "on":  # auto on a CPU: nobody asked, nothing to say
         notes.append(why)
     if train.get("compile"):
+        keep_compile_cache_out_of_tmpdir()
         # packed batches call the backbone directly, so that is what is compiled; shapes vary: dynamic
         target = getattr(model, PACKABLE[model.config.model_type]) if packed else model
         target.compile(dynamic=True)
@@ -45,6 +46,23 @@ def prepare_model(model, spec, device: str) -> tuple[list[str], bool]:
     if train.get("max_tokens_per_batch"):
         notes.append(f"token-budget batches of at most {train['max_tokens_per_batch']} tokens")
     return notes, packed
+
+
+def keep_compile_cache_out_of_tmpdir() -> None:
+    """torch.compile's precompiled headers ignore TORCHINDUCTOR_CACHE_DIR (runner.train.hardware sets it): their
+    folder is TMPDIR/torchinductor_USER/precompiled_headers, fixed when torch._inductor.codecache is imported,
+    where a run, or one stopped by a signal, would leave it. They go beside the rest of the compile cache.
+    (torch 2.13's module variables; tests/train/test_fastpath.py checks TMPDIR stays empty.)"""
+    import os
+    import tempfile
+
+    from torch._inductor import codecache
+
+    cache = os.environ.get("TORCHINDUCTOR_CACHE_DIR")
+    headers = getattr(codecache, "_HEADER_DIR", None)
+    if cache and isinstance(headers, str) and headers.startswith(tempfile.gettempdir() + os.sep):
+        codecache._HEADER_DIR = os.path.join(cache, "precompiled_headers")
+        codecache._HEADER_LOCK_DIR = os.path.join(codecache._HEADER_DIR, "locks")
 
 
 def train_dataloader(trainer, max_tokens: int | None, packed: bool):

@@ -119,3 +119,13 @@ def passive_wait_policy(environ=os.environ) -> None:
     Read once when the OpenMP runtime loads, so this runs at process start, before torch is imported.
     With two busy processes on 2 cores, spinning threads made training steps up to 10x slower (bench/README)."""
     environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+
+def compile_cache_in_runner_cache(environ=os.environ) -> None:
+    """torch.compile's cache (TORCHINDUCTOR_CACHE_DIR, unless the user set it) under runner's cache folder, not
+    TMPDIR/torchinductor_USER, where a run, or one stopped by a signal, would leave it. At process start: torch
+    fixes the folder the first time it needs it, which may be before runner compiles anything."""
+    if not environ.get("TORCHINDUCTOR_CACHE_DIR"):
+        from runner.train.cache_folder import cache_root
+
+        environ["TORCHINDUCTOR_CACHE_DIR"] = str(cache_root() / "torchinductor")

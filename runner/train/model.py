@@ -12,6 +12,7 @@ from runner.console import say, warn
 from runner.errors import RunError, SpecError
 from runner.spec.document import Spec
 from runner.spec.specrules import looks_like_local_path
+from runner.train.cache_folder import cache_root  # noqa: F401 - model_step.cache_root() in the pipeline
 
 # Attention projections LoRA adapts by default, by `config.model_type`.
 LORA_TARGETS = {
@@ -267,15 +268,6 @@ def count_parameters(model) -> tuple[int, int]:
 TOKENIZE_CHUNK = 20_000  # rows per tokenizer call: enough for the Rust tokenizer's threads, little memory
 TOKENIZED_FORMAT = 1  # bump when the cached columns or their meaning change
 MASK_INPUTS = ("attention_mask", "token_type_ids", "special_tokens_mask")  # small integers, stored as int8
-
-
-def cache_root() -> Path:
-    """$RUNNER_CACHE_DIR, else $XDG_CACHE_HOME/runner, else ~/.cache/runner. Safe to delete."""
-    import os
-
-    if os.environ.get("RUNNER_CACHE_DIR"):
-        return Path(os.environ["RUNNER_CACHE_DIR"]).expanduser()
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache").expanduser() / "runner"
 
 
 def tokenizer_fingerprint(tokenizer) -> str:

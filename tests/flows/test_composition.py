@@ -148,11 +148,13 @@ def test_a_search_space_within_the_limits_validates(tiny_model, tmp_path):
     assert result.returncode == 0, result.stderr
 
 
-@pytest.mark.parametrize("flow", ["cross_validation", "search"])
+@pytest.mark.parametrize("flow", ["cross_validation", "search", "compiled_cross_validation"])
 @pytest.mark.timing
 def test_sigterm_in_a_fold_or_a_trial_says_how_to_start_again_and_leaves_no_temporary_folder(
     tiny_model, tmp_path, flow
 ):
+    """Nothing is left in TMPDIR: not the fold's or trial's folder, and not torch.compile's cache (which torch
+    puts there by default: runner.train.hardware moves it to runner's cache folder)."""
     import os
     import signal
     import subprocess
@@ -163,6 +165,8 @@ def test_sigterm_in_a_fold_or_a_trial_says_how_to_start_again_and_leaves_no_temp
         pytest.importorskip("optuna")
     write_csv(tmp_path / "data" / "train.csv", labelled_rows(per_label=30))
     text = tiny_spec_text(tiny_model).replace("  epochs: 1\n", "  epochs: 1\n  max_steps: 400\n")
+    if flow == "compiled_cross_validation":
+        text = text.replace("  epochs: 1\n", "  epochs: 1\n  compile: true\n")
     if flow == "search":
         text += "search:\n  trials: 3\n  space:\n    learning_rate: {low: 0.001, high: 0.01}\n"
         started_line, temporary = "search:", "runner-search-"
@@ -172,7 +176,7 @@ def test_sigterm_in_a_fold_or_a_trial_says_how_to_start_again_and_leaves_no_temp
     spec = write_spec(tmp_path, text)
     scratch = tmp_path / "tmp"
     scratch.mkdir()
-    env = {**os.environ, "TMPDIR": str(scratch), "PYTHONUNBUFFERED": "1"}
+    env = {**os.environ, "TMPDIR": str(scratch), "PYTHONUNBUFFERED": "1", "TORCHINDUCTOR_CACHE_DIR": ""}
     command = [sys.executable, "-m", "runner", "run", str(spec), "--output", "elsewhere", "--set", "seed=3"]
     process = subprocess.Popen(
         command, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
@@ -191,6 +195,7 @@ def test_sigterm_in_a_fold_or_a_trial_says_how_to_start_again_and_leaves_no_temp
     if "start again with:" in err:  # the user's own command, --output and --set included
         assert f"runner run {spec} --output elsewhere --set seed=3" in err
     assert not [p.name for p in scratch.iterdir() if p.name.startswith(temporary)]
+    assert not list(scratch.iterdir()), sorted(p.name for p in scratch.iterdir())
     assert not (tmp_path / "elsewhere").exists()
 
 

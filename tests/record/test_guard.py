@@ -200,6 +200,35 @@ def test_sigterm_anywhere_in_an_export_exits_143_with_one_line_and_no_leftovers(
     assert 143 in codes, codes
 
 
+@pytest.mark.timing
+def test_the_next_export_removes_what_a_killed_one_left_and_nothing_of_a_live_one(ws, tmp_path):
+    """SIGKILL cannot be caught: an export killed while it builds leaves .out.tmp-*. The next export of the same
+    target removes it (its process is gone); a leftover-looking folder of a live process (a concurrent export)
+    or of another machine sharing the folder is left alone."""
+    from runner.files import _machine
+
+    target = tmp_path / "out"
+    process = subprocess.Popen([sys.executable, "-m", "runner", "export", "run", "-o", str(target)], cwd=ws,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 300
+    while not list(tmp_path.glob(".out.tmp-*")) and process.poll() is None and time.time() < deadline:
+        time.sleep(0.02)
+    assert process.poll() is None, process.communicate()
+    process.kill()
+    process.communicate(timeout=60)
+    killed = list(tmp_path.glob(".out.tmp-*"))
+    assert killed and not target.exists()
+    live = tmp_path / f".out.tmp-{_machine()}-{os.getpid()}-concurrent"  # this test's own process: alive
+    elsewhere = tmp_path / ".out.tmp-0123abcd-12345-another-machine"
+    for folder in (live, elsewhere):
+        folder.mkdir()
+        (folder / "model.onnx").write_bytes(b"half")
+    result = run_cli("export", "run", "-o", str(target), cwd=ws)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert (target / "model.onnx").is_file()
+    assert sorted(p.name for p in tmp_path.glob(".out.*")) == sorted([live.name, elsewhere.name])
+
+
 def test_predict_never_writes_onto_its_input_or_a_run(ws):
     texts = ws / "texts.csv"
     write_csv(texts, [{"text": "a great day", "label": "pos"}])

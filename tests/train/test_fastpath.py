@@ -94,3 +94,21 @@ def test_a_run_with_token_budget_and_padding_free_batches(tiny_model, tiny_data)
     steps = manifest["results"]["timing"]["global_step"]
     assert steps != 8  # 64 training rows: 8 batches of 8 rows; token budgets cut them otherwise
     assert manifest["results"]["metrics"]["validation"]["accuracy"] >= 0.0
+
+
+def test_a_compiled_run_keeps_torchs_compile_cache_out_of_tmpdir(tiny_model, tiny_data, tmp_path):
+    """train.compile: true on the CPU: the run trains, and torch's compile cache (torchinductor_USER, which torch
+    puts in TMPDIR) goes under runner's cache folder, so a run, or one stopped by a signal, leaves nothing in TMPDIR;
+    a CPU run that did not ask for padding-free batches says nothing about them."""
+    folder = tiny_data.parent.parent
+    text = tiny_spec_text(tiny_model).replace("  batch_size: 8\n", "  batch_size: 8\n  compile: true\n")
+    spec = write_spec(folder, text)
+    scratch, cache = tmp_path / "tmp", tmp_path / "cache"
+    scratch.mkdir()
+    env = {"TMPDIR": str(scratch), "RUNNER_CACHE_DIR": str(cache), "TORCHINDUCTOR_CACHE_DIR": ""}  # "": not set
+    result = run_cli("run", str(spec), cwd=folder, env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "torch.compile (dynamic shapes)" in result.stdout + result.stderr
+    assert "padding-free" not in result.stdout + result.stderr
+    assert sorted(p.name for p in scratch.iterdir()) == []
+    assert (cache / "torchinductor").is_dir()

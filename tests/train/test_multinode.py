@@ -180,12 +180,12 @@ def test_sky_task_runs_its_run_step_as_two_nodes(tmp_path, tiny_model, monkeypat
     spec = write_spec(source, tiny_spec_text("model"))
     monkeypatch.setenv("RUNNER_JOBS_IMAGE", "ghcr.io/me/runner")
     port = free_port()
-    result = run_cli("sky", str(spec), "--set", "compute.nnodes=2", "--accelerators", "A100:8", "--rdzv-port",
+    result = run_cli("sky", str(spec), "--set", "compute.nnodes=2", "--accelerators", "A100:1", "--rdzv-port",
                      str(port), "-o", str(tmp_path / "task.yaml"), cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     task = yaml.safe_load((tmp_path / "task.yaml").read_text())
     assert task["num_nodes"] == 2 and task["workdir"] == str(source)
-    assert task["resources"] == {"image_id": f"docker:ghcr.io/me/runner:{__version__}", "accelerators": "A100:8"}
+    assert task["resources"] == {"image_id": f"docker:ghcr.io/me/runner:{__version__}", "accelerators": "A100:1"}
     assert "secrets" not in task  # no hub.push, no token asked for
     if importlib.util.find_spec("sky"):
         import sky
