@@ -3,16 +3,21 @@ what came out (the whole RunResult), written through the run folder."""
 
 from __future__ import annotations
 
+import ipaddress
+import os
 import platform
+import re
 import subprocess
+from collections.abc import Mapping
 from importlib import metadata
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from runner import __version__
 from runner.errors import DataError
 from runner.files import sha256_file
 from runner.record.paths import published_arg, published_argv, published_path
-from runner.record.redact import redact  # noqa: F401 - the card imports it from here
+from runner.record.redact import redact, redact_text  # noqa: F401 - the card imports redact from here
 from runner.record.render import examples_shown, without_examples
 from runner.record.result import RunResult
 from runner.record.rundir import RunDir, portable, spec_dir_of
@@ -33,6 +38,12 @@ PACKAGES = (
 )
 # Data file roles in result.data_files and run.json, and the spec key each comes from.
 DATA_KEYS = {"train": "train", "validation": "validation_file", "test": "test_file"}
+# The torch build the GitHub Action's install step chose (action.yml sets them for `runner run`; unset elsewhere).
+TORCH_VARIANT_ENV, TORCH_INDEX_ENV = "RUNNER_TORCH_VARIANT", "RUNNER_TORCH_INDEX"
+TORCH_VARIANT = re.compile(r"cpu|cu[0-9]+|rocm[0-9.]+|xpu|pypi")  # action.yml's torch-cuda values, auto resolved
+URL_CHARS = re.compile(r"[!-~]+")  # printable ASCII, no space or control character
+
+
 def write_manifest(run_dir: RunDir, spec: Spec, result: RunResult) -> None:
     """run.json: what went in (spec, data and model hashes, versions, git) and what came out (the
     whole RunResult, so that the record can be written again from it). Secrets are redacted, and no
@@ -64,6 +75,7 @@ def write_manifest(run_dir: RunDir, spec: Spec, result: RunResult) -> None:
             "python": platform.python_version(),
             "platform": platform.platform(),
             "packages": package_versions(),
+            "torch_build": torch_build(),
             "device": result.device,
             "precision": result.precision,
         },
@@ -139,6 +151,61 @@ def package_versions() -> dict:
         except metadata.PackageNotFoundError:
             versions[name] = None
     return versions
+
+
+def torch_build(env: Mapping[str, str] = os.environ) -> dict | None:
+    """{version, cuda, hip (ROCm builds only), cuda_available} as torch itself reports them, and, when the
+    GitHub Action installed it, the variant (cpu, cu126, ..., pypi) and the index it came from (omitted for
+    pip's configured index). A variant or index that is not one the action writes is left out, never
+    recorded as given; None when torch does not import."""
+    try:
+        import torch
+    except ImportError:
+        return None
+    build = {"version": str(torch.__version__), "cuda": _text(getattr(torch.version, "cuda", None))}
+    hip = _text(getattr(torch.version, "hip", None))
+    if hip:
+        build["hip"] = hip
+    try:
+        build["cuda_available"] = bool(torch.cuda.is_available())
+    except Exception:  # a broken driver: torch could not tell
+        build["cuda_available"] = None
+    variant = (env.get(TORCH_VARIANT_ENV) or "").strip()
+    if len(variant) <= 32 and TORCH_VARIANT.fullmatch(variant):
+        build["variant"] = variant
+    index = published_index(env.get(TORCH_INDEX_ENV) or "")
+    if index:
+        build["index"] = index
+    return build
+
+
+def _text(value) -> str | None:
+    return str(value) if value else None
+
+
+def published_index(url: str) -> str | None:
+    """A package index URL fit for run.json: https only, without its user and password (a token), query or
+    fragment; None for anything else (another scheme, a host that is an IP address or has no dot, such as
+    localhost, a bad port, spaces or control characters, a secret that redaction finds in what is left)."""
+    url = url.strip()
+    if not url or len(url) > 1024 or not URL_CHARS.fullmatch(url) or "\\" in url:
+        return None
+    try:
+        parts = urlsplit(url)
+        host, port = parts.hostname, parts.port
+    except ValueError:
+        return None
+    if parts.scheme.lower() != "https" or not host or "." not in host.strip("."):
+        return None
+    try:
+        ipaddress.ip_address(host)
+        return None  # this machine's or its network's address
+    except ValueError:
+        pass
+    published = f"https://{host}{'' if port is None else f':{port}'}{parts.path}"
+    if "@" in published or redact_text(published) != published:
+        return None
+    return published
 
 
 def git_state(folder: Path) -> dict | None:
