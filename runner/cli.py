@@ -293,11 +293,15 @@ def evaluate_command(run_dir, data_file) -> None:
 @click.option("--format", "fmt", type=click.Choice(["markdown", "json"]), default="markdown", show_default=True)
 @click.option("--compare", "base_dir", type=click.Path(path_type=Path), default=None,
               help="A baseline run folder (or metrics.json) to show deltas against.")
-def report(run_dir, fmt, base_dir) -> None:
+@click.option("--compare-name", "base_name", default=None, metavar="TEXT",
+              help="How the report names the baseline (default: its path), e.g. the run it came from.")
+def report(run_dir, fmt, base_dir, base_name) -> None:
     """The metrics summary of a run, as a pull-request comment or job summary shows it."""
     from runner.record.summary import finite_json, summary_json, summary_markdown
 
     summary = summary_json(run_dir, base_dir)
+    if base_name and base_dir is not None:
+        summary["base_name"] = base_name
     click.echo(json.dumps(finite_json(summary), indent=2, allow_nan=False) if fmt == "json"
                else summary_markdown(run_dir, base_dir, summary))
     gate = summary.get("gate")

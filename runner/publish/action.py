@@ -11,6 +11,7 @@ Every input arrives as an environment variable (ACTION_INPUTS).
 
 import functools
 import glob
+import hashlib
 import json
 import os
 import re
@@ -22,19 +23,19 @@ from pathlib import Path
 
 from runner.errors import RunError, RunnerError, SpecError
 from runner.files import atomic_write_text, make_folder
-from runner.publish.action_errors import annotations, error_lines, failure_body, scrub
+from runner.publish.action_errors import annotations, error_lines, failure_body, gate_annotation, scrub
 from runner.publish.baseline import Baseline, explicit_baseline, fetch_baseline, spec_key, write_index
 from runner.publish.github import (
     HF_TOKEN_VARS,
     comment_on_pull_request,
     escape_data,
-    escape_property,
     mask,
     set_outputs,
     warning,
     write_step_summary,
 )
 from runner.publish.trust import check_spec, refusal_body, refusal_commands, untrusted_reason
+from runner.record.render import code
 from runner.record.rundir import RunDir
 from runner.remote.dispatch import remote_arguments
 
@@ -197,6 +198,40 @@ def _slug(spec: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "-", os.path.splitext(os.path.normpath(spec))[0]).strip("-.") or "spec"
 
 
+def _digest(*parts: str) -> str:
+    return hashlib.sha256("\n".join(parts).encode("utf-8")).hexdigest()[:8]
+
+
+def run_identity(keys: list[str], overrides: list[str]) -> str:
+    """What names this job's runs within the repository, for its artifact: the spec's path from the repository
+    root (two projects' `specs/model.yaml` differ), or a digest of several; and a digest of the `set` lines,
+    so that a matrix over `set` values of one spec gives each job its own name."""
+    identity = _slug(keys[0]) if len(keys) == 1 else f"runs-{_digest(*sorted(keys))}"
+    return identity + (f"-set-{_digest(*overrides)}" if overrides else "")
+
+
+def comment_key(key: str, overrides: list[str]) -> str:
+    """The comment of a spec (its path from the repository root), one per `set` variant in a matrix."""
+    return key + (f" set {_digest(*overrides)}" if overrides else "")
+
+
+def artifact_name(env: Mapping[str, str], identity: str) -> str:
+    """`artifact-name`, else runner-JOB-IDENTITY; on a push (a baseline) BASELINE-IDENTITY, one per spec or
+    matrix job, all found by a pull request's `baseline: auto` (runner.publish.baseline). A name equal to the
+    baseline artifact's (older workflows: `artifact-name: runner-baseline` on push) gets the identity too: in a
+    matrix, jobs uploading one name collide (GitHub refuses the second)."""
+    baseline = env.get(ACTION_INPUTS["baseline-artifact"], "").strip() or "runner-baseline"
+    given = env.get(ACTION_INPUTS["artifact-name"], "").strip()
+    if given and given != baseline:
+        return given
+    if given or env.get("GITHUB_EVENT_NAME") == "push":
+        name = f"{baseline}-{identity}"
+    else:
+        name = f"runner-{env.get('GITHUB_JOB', 'job')}-{identity}"
+    attempt = env.get("GITHUB_RUN_ATTEMPT", "1")
+    return name + (f"-attempt{attempt}" if attempt not in ("", "1") else "")
+
+
 def artifact_patterns(out_dir: Path, upload_model: bool) -> list[str]:
     """The upload-artifact `path`: the run folder(s) less checkpoints, and less weights unless asked."""
     excluded = ALWAYS_EXCLUDED + (() if upload_model else MODEL_EXCLUDED)
@@ -211,7 +246,7 @@ PHASE_INPUTS = {
         "spec set push comment upload-model artifact-name base-metrics baseline baseline-artifact "
         "allow-untrusted-code extra-packages github-token compute".split()
     ),
-    "train": (),
+    "train": ("hf-token",),  # only with compute set (action.yml's expression): the step that starts Jobs
     "push": ("tag", "hf-token"),
     "publish": ("github-token",),
 }
@@ -237,7 +272,7 @@ def _save(state: dict, env: Mapping[str, str]) -> None:
 
 
 def _footer(spec: str, env: Mapping[str, str]) -> str:
-    parts = [f"spec `{spec}`"]
+    parts = [f"spec {code(spec)}"]
     if env.get("GITHUB_REPOSITORY") and env.get("GITHUB_RUN_ID"):
         server = env.get("GITHUB_SERVER_URL", "https://github.com")
         parts.append(f"[workflow run]({server}/{env['GITHUB_REPOSITORY']}/actions/runs/{env['GITHUB_RUN_ID']})")
@@ -260,7 +295,9 @@ def prepare(env: Mapping[str, str]) -> dict:
         raise SpecError(f"input `baseline` must be auto or none, not {mode!r}", hint="baseline: auto", where="action")
     workspace = Path(env.get("GITHUB_WORKSPACE") or ".")
     compute, fetch_model = env.get(ACTION_INPUTS["compute"], "").strip(), flags["push"] or flags["upload-model"]
-    remote = remote_arguments(compute, env, fetch_model)  # HF_TOKEN in the step's env: Jobs bill its owner
+    token_given = env.get("INPUT_HF_TOKEN_GIVEN", "").strip().lower() == "true" or any(
+        env.get(name) for name in HF_TOKEN_VARS)  # the input (whether set: never the token here), or the step's env
+    remote = remote_arguments(compute, token_given, fetch_model)
     base = env.get(ACTION_INPUTS["base-metrics"], "").strip()
     baseline = Baseline()
     if not base and mode == "auto":
@@ -269,14 +306,17 @@ def prepare(env: Mapping[str, str]) -> dict:
     root = Path(env.get("RUNNER_TEMP") or ".").resolve() / "runner-runs"
     entries, slugs = [], []
     for spec in specs:
-        slug, n = _slug(spec), 2
+        key = spec_key(spec, env.get("GITHUB_WORKSPACE"))  # from the repository root, whatever working-directory
+        slug, n = _slug(key), 2
         while slug in slugs:
-            slug, n = f"{_slug(spec)}-{n}", n + 1
+            slug, n = f"{_slug(key)}-{n}", n + 1
         slugs.append(slug)
-        key = spec_key(spec, env.get("GITHUB_WORKSPACE"))
         compare, note = explicit_baseline(base, key, slug) if base else baseline.lookup(key)
         compare = str(compare) if compare else None
+        # the report names the baseline by where it came from, never by the runner's temporary folder
+        compare_name = (base if base else f"{key} from {baseline.label}") if compare else None
         entry = {"spec": spec, "key": key, "slug": slug, "run_dir": str(root / slug), "compare": compare}
+        entry |= {"compare_name": compare_name, "comment_key": comment_key(key, lines)}
         entry |= {"note": note, "rc": 0, "body": "", "problems": []}
         findings = check_spec(spec, workspace, env.get(ACTION_INPUTS["extra-packages"], "")) if reason else []
         if findings:
@@ -284,10 +324,7 @@ def prepare(env: Mapping[str, str]) -> dict:
                 print(command, flush=True)
             entry.update(rc=2, body=refusal_body(spec, findings, reason), refused=True)
         entries.append(entry)
-    name = env.get(ACTION_INPUTS["artifact-name"], "").strip() or "-".join(
-        ["runner", env.get("GITHUB_JOB", "job"), slugs[0] if len(specs) == 1 else "runs"]
-        + ([f"attempt{env['GITHUB_RUN_ATTEMPT']}"] if env.get("GITHUB_RUN_ATTEMPT", "1") != "1" else [])
-    )
+    name = artifact_name(env, run_identity([entry["key"] for entry in entries], lines))
     # Hugging Face tokens reach `runner run` only on trusted runs (a private model to download).
     state = {"entries": entries, "set": lines, "root": str(root), "artifact_name": name, "untrusted": reason or ""}
     state |= {"flags": flags, "model_urls": [], "remote": remote}
@@ -295,10 +332,22 @@ def prepare(env: Mapping[str, str]) -> dict:
     return state
 
 
+def _compare(entry: dict) -> list[str]:
+    if not entry["compare"]:
+        return []
+    named = ["--compare-name", entry["compare_name"]] if entry.get("compare_name") else []
+    return ["--compare", entry["compare"], *named]
+
+
 def train(env: Mapping[str, str], run_cli: RunCli | None = None) -> dict:
     """`runner run` then `runner report` for each spec not refused, without any GitHub token."""
     state = _load(env)
-    if run_cli is None:  # a remote run (compute: hf-jobs) starts its job with the step's HF_TOKEN
+    token = env.get(ACTION_INPUTS["hf-token"], "").strip()  # action.yml gives it to this step only with compute set
+    if token:
+        mask(token)
+    if run_cli is None and state.get("remote") and token:  # the job starts with the hf-token input
+        run_cli = functools.partial(run_runner_cli, extra_env={"HF_TOKEN": token})
+    elif run_cli is None:  # local training: an HF_TOKEN the workflow put in the step's env, on trusted runs only
         run_cli = functools.partial(run_runner_cli, hf_token=not state["untrusted"])
     overrides = [arg for line in state["set"] for arg in ("--set", line)]
     metrics: dict[str, dict] = {}
@@ -312,12 +361,11 @@ def train(env: Mapping[str, str], run_cli: RunCli | None = None) -> dict:
                 print(command, flush=True)
             entry.update(rc=rc, body=failure_body(spec, "run", rc, err))
             continue
-        compare = ["--compare", entry["compare"]] if entry["compare"] else []
-        report_rc, report, report_err = run_cli(["report", str(run_dir), "--format", "markdown", *compare], True)
+        report_rc, report, report_err = run_cli(["report", str(run_dir), "--format", "markdown", *_compare(entry)],
+                                                True)
         if report_rc != 0 and report.strip():  # the quality gate failed: the report says why, the step fails
             for line in error_lines(report_err)[:1]:
-                title = f"runner: quality gate ({escape_property(spec)})"
-                print(f"::error title={title}::{escape_data(line[len('error: ') :])}", flush=True)
+                print(gate_annotation(line[len("error: "):], spec, env), flush=True)
             entry["gate_failed"] = True
         elif report_rc != 0:
             entry["problems"].append(f"`runner report` failed with exit code {report_rc}; showing the run's report.md.")
@@ -373,8 +421,8 @@ def push(env: Mapping[str, str], run_cli: RunCli = run_runner_cli) -> dict:
         if url:
             state["model_urls"].append(url)
             # The report again, now with the model's Hub link (run.json has it).
-            compare = ["--compare", entry["compare"]] if entry["compare"] else []
-            report_rc, report, _ = run_cli(["report", entry["run_dir"], "--format", "markdown", *compare], True)
+            report_rc, report, _ = run_cli(["report", entry["run_dir"], "--format", "markdown", *_compare(entry)],
+                                           True)
             if report_rc == 0 and report.strip():
                 entry["body"] = report.strip()
     set_outputs({"model-url": "\n".join(state["model_urls"])}, env)
@@ -391,7 +439,7 @@ def publish(env: Mapping[str, str]) -> int:
         if not state.get("trained") and not entry.get("refused"):  # the train step died (killed, out of memory)
             entry.update(
                 rc=entry["rc"] or 1,
-                body=f"### runner: `{spec}` failed\n\nThe train step did not finish; see the job log.",
+                body=f"### runner: {code(spec)} failed\n\nThe train step did not finish; see the job log.",
             )
         exit_code = exit_code or entry["rc"]
         parts = [entry["body"], *entry["problems"], entry["note"] and f"<sub>{entry['note']}</sub>"]
@@ -400,7 +448,7 @@ def publish(env: Mapping[str, str]) -> int:
         if not state["flags"]["comment"]:
             continue
         try:
-            result = comment_on_pull_request(body, spec, env, summary_fallback=False)
+            result = comment_on_pull_request(body, entry.get("comment_key") or spec, env, summary_fallback=False)
         except RunError as e:
             warning(f"runner: could not comment on the pull request: {e.message} ({e.hint})")
         else:

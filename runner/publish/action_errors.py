@@ -95,10 +95,32 @@ def annotations(stderr: str, spec: str, overrides: list[str], env: Mapping[str, 
     return commands
 
 
+def gate_annotation(line: str, spec: str, env: Mapping[str, str]) -> str:
+    """`::error file=SPEC,line=N,col=C::` for a failed quality gate, at the `gate:` key the reason names
+    (`gate.max_drop`, `gate.min`, ...), else at `gate:`; only the file when the spec cannot be read."""
+    from runner.errors import SpecError
+    from runner.spec.yamlsource import parse_yaml
+
+    properties = {"file": _repo_path(spec, env)}
+    try:
+        _, positions = parse_yaml(Path(spec).read_text(encoding="utf-8"), spec)
+    except (OSError, UnicodeDecodeError, SpecError):
+        positions = {}
+    named = re.search(r"\bgate\.(\w+)", line)
+    place = (named and positions.get(("<key>", "gate", named.group(1)))) or positions.get(("<key>", "gate"))
+    if place:
+        properties |= {"line": str(place[0]), "col": str(place[1])}
+    properties["title"] = f"runner: quality gate ({spec})"
+    props = ",".join(f"{k}={escape_property(v)}" for k, v in properties.items())
+    return f"::error {props}::{escape_data(line)}"
+
+
 def failure_body(spec: str, command: str, rc: int, stderr: str) -> str:
     """The comment for a spec whose `runner run` (or push) failed: the error lines themselves."""
+    from runner.record.render import code
+
     lines = error_lines(stderr)
-    head = f"### runner: `{spec}` failed\n\n`runner {command}` failed with exit code {rc}"
+    head = f"### runner: {code(spec)} failed\n\n`runner {command}` failed with exit code {rc}"
     if not lines:
         return head + "; see the job log."
     return head + ":\n\n```text\n" + "\n".join(lines).replace("```", "'''") + "\n```"

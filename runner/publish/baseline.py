@@ -31,6 +31,7 @@ from runner import __version__
 from runner.errors import RunError
 from runner.files import atomic_write_text, make_folder, new_file, remove
 from runner.publish.github import _origin, _request, warning
+from runner.record.render import code
 from runner.record.rundir import metrics_path
 
 INDEX = "runner-specs.json"
@@ -44,7 +45,8 @@ class Baseline:
 
     folders: dict[str, Path] = field(default_factory=dict)
     note: str = ""  # why there is no baseline at all ("" when found or not asked for)
-    source: str = ""  # "run 123 on main (commit abc1234)"
+    source: str = ""  # "run 123 on `main`, commit abc1234" (markdown, names inert)
+    label: str = ""  # the same as plain text, for `runner report --compare-name`
 
     def lookup(self, key: str) -> tuple[Path | None, str]:
         """(run folder to compare with, the comment's line about it)."""
@@ -54,8 +56,8 @@ class Baseline:
             return None, ""
         folder = self.folders.get(key)
         if folder is None:
-            return None, f"No baseline for this spec: the baseline ({self.source}) has no record of `{key}`."
-        return folder, f"Compared with the baseline of `{key}` from {self.source}."
+            return None, f"No baseline for this spec: the baseline ({self.source}) has no record of {code(key)}."
+        return folder, f"Compared with the baseline of {code(key)} from {self.source}."
 
 
 def spec_key(spec: str, workspace: str | None) -> str:
@@ -158,9 +160,16 @@ def _unpack(data: bytes, folder: Path) -> None:
                 shutil.copyfileobj(source, out)
 
 
-def fetch_baseline(env: Mapping[str, str], artifact: str = "runner-baseline") -> Baseline:
-    """`baseline: auto`: the base branch's last baseline artifact of this workflow, unpacked under RUNNER_TEMP.
+def is_baseline_artifact(name, artifact: str) -> bool:
+    """`artifact` itself (one job's baseline, as before) or `artifact-SPEC` (each spec's, or each matrix job's)."""
+    return isinstance(name, str) and (name == artifact or name.startswith(artifact + "-"))
 
+
+def fetch_baseline(env: Mapping[str, str], artifact: str = "runner-baseline") -> Baseline:
+    """`baseline: auto`: the base branch's last baseline of this workflow, unpacked under RUNNER_TEMP.
+
+    The baseline is every artifact of that push run named `artifact` or `artifact-...`: a matrix's jobs each
+    upload their own (GitHub refuses a second upload under one name), and their indexes are merged by spec.
     Only for pull request events; anything else (a push is the baseline) asks for nothing."""
     if env.get("GITHUB_EVENT_NAME", "") not in ("pull_request", "pull_request_target"):
         return Baseline()
@@ -185,37 +194,43 @@ def fetch_baseline(env: Mapping[str, str], artifact: str = "runner-baseline") ->
                 403: " (the job needs `permissions: actions: read`)",
                 404: " (no workflow of that file name in the repository yet: new or renamed?)",
             }.get(status, "")
-            return Baseline(note=f"GitHub answered {status} to listing the runs of {workflow}{why}")
+            return Baseline(note=f"GitHub answered {status} to listing the runs of {code(workflow)}{why}")
         runs = (data or {}).get("workflow_runs") or []
         if not runs:
-            return Baseline(note=f"{workflow} has no successful push run on `{branch}` yet")
+            return Baseline(note=f"{code(workflow)} has no successful push run on {code(branch)} yet")
         for run in runs:
             status, _, listing = _request(
-                "GET",
-                f"{api}/repos/{repo}/actions/runs/{int(run['id'])}/artifacts?name={urllib.parse.quote(artifact)}",
-                token,
+                "GET", f"{api}/repos/{repo}/actions/runs/{int(run['id'])}/artifacts?per_page=100", token
             )
-            found = [
-                a for a in (listing or {}).get("artifacts") or [] if a.get("name") == artifact and not a.get("expired")
-            ]
+            found = sorted(
+                (a for a in (listing or {}).get("artifacts") or []
+                 if is_baseline_artifact(a.get("name"), artifact) and not a.get("expired")),
+                key=lambda a: str(a.get("name")),
+            )
             if status == 200 and found:
                 break
         else:
-            where = f"the last {len(runs)} successful push runs of {workflow} on `{branch}`"
-            return Baseline(note=f"no artifact `{artifact}` in {where}")
+            where = f"the last {len(runs)} successful push runs of {code(workflow)} on {code(branch)}"
+            return Baseline(note=f"no artifact {code(artifact)} (or {code(artifact + '-...')}) in {where}")
         folder = Path(env.get("RUNNER_TEMP") or os.path.expanduser("~/.cache")).resolve() / "runner-baseline"
-        _unpack(_download(found[0]["archive_download_url"], api, token), folder)
+        remove(folder)
+        folders: dict[str, Path] = {}
+        for number, item in enumerate(found):
+            unpacked = folder / str(number)  # not the artifact's name: a folder name of our own
+            _unpack(_download(item["archive_download_url"], api, token), unpacked)
+            for key, run_folder in read_index(unpacked).items():
+                folders.setdefault(key, run_folder)  # one spec in two artifacts: the first by name
     except RunError as e:
         return Baseline(note=e.message)
     except (zipfile.BadZipFile, KeyError, TypeError, ValueError):
-        return Baseline(note=f"the artifact `{artifact}` of run {run.get('id')} is not a readable zip archive")
-    source = f"run {run['id']} on `{branch}`" + (
+        return Baseline(note=f"an artifact {code(artifact)} of run {run.get('id')} is not a readable zip archive")
+    source = f"run {run['id']} on {code(branch)}" + (
         f", commit {str(run.get('head_sha'))[:7]}" if run.get("head_sha") else ""
     )
-    folders = read_index(folder)
     if not folders:
-        return Baseline(note=f"the artifact `{artifact}` of {source} has no {INDEX} (made by an older runner?)")
-    return Baseline(folders=folders, source=source)
+        return Baseline(note=f"the artifact {code(artifact)} of {source} has no {INDEX} (made by an older runner?)")
+    label = f"run {run['id']} on {branch}" + (f", commit {str(run.get('head_sha'))[:7]}" if run.get("head_sha") else "")
+    return Baseline(folders=folders, source=source, label=label)
 
 
 def explicit_baseline(base: str, key: str, slug: str) -> tuple[str | None, str]:
@@ -225,11 +240,11 @@ def explicit_baseline(base: str, key: str, slug: str) -> tuple[str | None, str]:
     if (path / INDEX).is_file():
         folder = read_index(path).get(key)
         if folder is None:
-            return None, f"No baseline for this spec: `{base}` has no record of `{key}`."
+            return None, f"No baseline for this spec: {code(base)} has no record of {code(key)}."
         return str(folder), ""
     if path.is_file() or metrics_path(path).is_file():
         return str(path), ""
     if metrics_path(path / slug).is_file():
         return str(path / slug), ""
     warning(f"runner: no baseline metrics at {base} for {slug}; reporting without a comparison.")
-    return None, f"No baseline for this spec: nothing for it in `{base}`."
+    return None, f"No baseline for this spec: nothing for it in {code(base)}."

@@ -44,6 +44,21 @@ def inline(text, limit: int | None = None) -> str:
     return _MENTION.sub(lambda m: m.group(1) + ZWJ, text)
 
 
+def code(text, limit: int | None = None) -> str:
+    """A name (a spec file, a path, a key) as an inert inline code span: shown as written, nothing inside renders
+    (no HTML, no link, no mention: GitHub renders none in code), and no backtick in it can close the span (the
+    fence is longer than any run of backticks inside). Secrets are redacted and line breaks shown as escapes."""
+    text = redact_text(str(text))
+    text = _CONTROL.sub(lambda m: "\\n" if m.group() == "\n" else f"\\x{ord(m.group()):02x}" if ord(m.group()) < 256
+                        else f"\\u{ord(m.group()):04x}", text)
+    if limit is not None and len(text) > limit:
+        text = text[: limit - 1] + "…"
+    text = text.replace(MARKER, "&lt;!-- runner:comment")  # never read as a comment's marker, even in code
+    fence = "`" * (max((len(run) for run in re.findall(r"`+", text)), default=0) + 1)
+    pad = " " if text.startswith("`") or text.endswith("`") or not text.strip() else ""
+    return f"{fence}{pad}{text}{pad}{fence}"
+
+
 _SAFE_URL = re.compile(r"https://[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?(?:/[A-Za-z0-9._~/%+=-]*)?")
 
 

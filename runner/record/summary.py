@@ -125,7 +125,9 @@ def summary_markdown(run_dir: str | Path, base: str | Path | None = None, summar
     and where the whole report is; the headline and the metrics tables always stay."""
     summary = summary or summary_json(run_dir, base)
     hub = summary["hub_url"]  # written by `runner push`: shown as a link when it is a plain address (render.link)
-    if isinstance(summary.get("base"), str):  # the baseline by a path of no machine (the action's is in its temp)
+    if summary.get("base_name"):  # the baseline by the name the caller gave (the action: the run it came from)
+        summary = {**summary, "base": str(summary["base_name"])}
+    elif isinstance(summary.get("base"), str):  # the baseline by a path of no machine
         summary = {**summary, "base": _shown_path(summary["base"])}
     summary = inert(summary)
     title = f"### runner: {summary['name']}"

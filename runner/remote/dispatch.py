@@ -29,7 +29,7 @@ import re
 import secrets
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from pathlib import Path
 
 from runner import __version__
@@ -380,15 +380,16 @@ def outcome(final, code: int | None, placed: list[str], run_dir: RunDir, errors:
     return 0
 
 
-def remote_arguments(compute: str, env: Mapping[str, str], fetch_model: bool) -> list[str]:
-    """The `compute` input as `runner run --on` arguments; HF_TOKEN is required then (checked here, so
-    the action's annotation says it before any spec is tried). The model comes back when it is pushed or uploaded."""
+def remote_arguments(compute: str, token_given: bool, fetch_model: bool) -> list[str]:
+    """The action's `compute` input as `runner run --on` arguments; the hf-token input is required then (checked
+    before any spec is tried, from whether it is set: the step that checks never holds the token). The model
+    comes back when it is pushed or uploaded."""
     if not compute:
         return []
-    if not any(env.get(name) for name in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN")):
+    if not token_given:
         raise RunError(
-            f"compute: {compute} trains on Hugging Face Jobs, which needs HF_TOKEN, and HF_TOKEN is not set",
-            hint="add `HF_TOKEN: ${{ secrets.HF_TOKEN }}` (a write token allowed to run Jobs) under the step's env:",
+            f"compute: {compute} trains on Hugging Face Jobs, which needs a token, and the hf-token input is not set",
+            hint="add `hf-token: ${{ secrets.HF_TOKEN }}` (a write token allowed to run Jobs) under the step's with:",
             where="action",
         )
     return ["--on", compute] + (["--fetch-model"] if fetch_model else [])

@@ -15,6 +15,7 @@ Each of these takes minutes: one venv install of torch per job, as on GitHub.
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 from concurrent.futures import Future, ThreadPoolExecutor
 
@@ -139,7 +140,7 @@ def test_pull_request_comment_created_then_updated_and_a_spec_error(act, flows):
     assert first.returncode == 0, text[-6000:]
     print(f"\nact wall time, pull request flow (first run): {first.wall_s:.1f} s")
     [comment] = result["comments_after_first"]["7"]
-    assert comment["body"].startswith("<!-- runner:comment key=specs/tiny.yaml -->")
+    assert comment["body"].startswith("<!-- runner:comment key=specs/tiny.yaml set ")  # the path, and `set: seed=0`
     assert "### runner: tiny · f1_macro" in comment["body"] and "| metric | validation" in comment["body"]
     assert result["calls_after_first"] == {"POST": 1, "PATCH": 0}
     # The metrics output, printed by the workflow's next step.
@@ -172,10 +173,11 @@ def test_pull_request_comment_created_then_updated_and_a_spec_error(act, flows):
         "train.learnig_rate: unknown key 'learnig_rate'%0Ahint: did you mean 'learning_rate'?" in text
     )
     bodies = {c["body"].splitlines()[0]: c["body"] for c in github.comments[7]}
-    assert set(bodies) == {"<!-- runner:comment key=specs/tiny.yaml -->", "<!-- runner:comment key=specs/bad.yaml -->"}
+    bodies = {re.match(r"<!-- runner:comment key=(\S+)", first).group(1): body for first, body in bodies.items()}
+    assert set(bodies) == {"specs/tiny.yaml", "specs/bad.yaml"}
     assert len(github.calls("PATCH")) == 1 and len(github.calls("POST")) == 2
-    assert bodies["<!-- runner:comment key=specs/tiny.yaml -->"] != comment["body"]  # a new commit in the footer
-    error = bodies["<!-- runner:comment key=specs/bad.yaml -->"]
+    assert bodies["specs/tiny.yaml"] != comment["body"]  # a new commit in the footer
+    error = bodies["specs/bad.yaml"]
     assert (
         f"```text\nerror: specs/bad.yaml:{line}:3 train.learnig_rate: unknown key 'learnig_rate'\n"
         "hint: did you mean 'learning_rate'?\n```" in error
@@ -188,8 +190,9 @@ def test_push_on_main_uploads_the_baseline_artifact(flows):
     assert result["proc"].returncode == 0, text[-6000:]
     assert "no baseline metrics" not in text  # base-metrics is empty on a push
     assert flows["github"]["main"].requests == []  # not a pull request: the job summary only
-    assert list(result["artifacts"]) == ["runner-baseline"]
-    files = result["artifacts"]["runner-baseline"]
+    [name] = result["artifacts"]  # runner-baseline-<spec path>-set-<digest of the set lines>: one per job
+    assert name.startswith("runner-baseline-specs-tiny-set-")
+    files = result["artifacts"][name]
     assert "specs-tiny/metrics.json" in files and "runner-specs.json" in files
     assert not [f for f in files if f.endswith(WEIGHTS)]
 

@@ -50,8 +50,9 @@ def flow(act: Act):
         run = {"env": {"GITHUB_API_URL": github.url}, "secrets": {"GITHUB_TOKEN": TOKEN}, "real_cache": True}
         base = act.run(repo, "push", {"ref": "refs/heads/main"}, WORKFLOW, **run)
         archives = act.artifact_archives(repo)
-        if "runner-baseline" in archives:
-            github.add_run(WORKFLOW, "main", {"runner-baseline": archives["runner-baseline"].read_bytes()})
+        baselines = {name: path.read_bytes() for name, path in archives.items() if name.startswith("runner-baseline-")}
+        if baselines:
+            github.add_run(WORKFLOW, "main", baselines)
 
         subprocess.run(["git", "checkout", "-qb", "feature"], cwd=repo, check=True)
         write_csv(
@@ -67,14 +68,16 @@ def flow(act: Act):
 
 
 def bodies(github) -> dict[str, str]:
-    return {c["body"].splitlines()[0]: c["body"] for c in github.comments.get(7, [])}
+    """{spec path from the repository root (the comment's key, without its `set` digest): body}."""
+    return {re.match(r"<!-- runner:comment key=(\S+)", c["body"]).group(1): c["body"]
+            for c in github.comments.get(7, [])}
 
 
 def test_the_push_run_uploads_one_record_per_spec(flow):
     base = flow["base"]
     assert base.returncode == 0, log(base)[-6000:]
     print(f"\nact wall time, push run: {base.wall_s:.1f} s")
-    assert "runner-baseline" in flow["archives"]
+    assert [name for name in flow["archives"] if name.startswith("runner-baseline-ml-specs-a")]
 
 
 def test_each_spec_compared_only_with_its_own_baseline(flow):
@@ -83,8 +86,8 @@ def test_each_spec_compared_only_with_its_own_baseline(flow):
     assert pr.returncode == 0, text[-6000:]
     print(f"\nact wall time, pull request run: {pr.wall_s:.1f} s")
     found = bodies(github)
-    a = found["<!-- runner:comment key=specs/a.yaml -->"]
-    b = found["<!-- runner:comment key=specs/b.yaml -->"]
+    a = found["ml/specs/a.yaml"]
+    b = found["ml/specs/b.yaml"]
     # Found through the renamed workflow's own file, with working-directory ml (the key is from the root).
     assert any("/actions/workflows/ml-train.yml/runs?" in path for path in github.calls("GET"))
     assert "Compared with the baseline of `ml/specs/a.yaml` from run 5000 on `main`" in a
@@ -99,7 +102,7 @@ def test_each_spec_compared_only_with_its_own_baseline(flow):
 
 
 def test_a_baseline_committed_in_the_pull_request_is_ignored(flow):
-    a = bodies(flow["github"]).get("<!-- runner:comment key=specs/a.yaml -->", "")
+    a = bodies(flow["github"]).get("ml/specs/a.yaml", "")
     assert a and f"{PLANTED}" not in a and "Compared with the baseline of `ml/specs/a.yaml` from run 5000" in a
 
 
@@ -113,7 +116,7 @@ def test_the_real_actions_cache_saves_then_restores_pips_cache(flow):
 
 
 def test_markup_from_the_data_is_inert_in_the_comment(flow):
-    b = bodies(flow["github"]).get("<!-- runner:comment key=specs/b.yaml -->", "")
+    b = bodies(flow["github"]).get("ml/specs/b.yaml", "")
     assert b, "no comment for specs/b.yaml"
     assert "<img" not in b and "![p](" not in b
     assert not re.search(r"(^|[\s(|])@octocat\b", b)  # no mention that pings

@@ -307,6 +307,9 @@ def test_gate_max_drop_against_a_baseline_shows_the_interval(tmp_path):
     assert summary["per_class_deltas"] is not None
     fine = fake_run(tmp_path / "fine", truth, good, gate={"metric": "accuracy", "max_drop": 0.05})
     assert run_cli("report", str(fine), "--compare", str(base)).returncode == 0
+    # --compare-name: the baseline named by where it came from (the action: spec and run), not by its folder
+    named = run_cli("report", str(fine), "--compare", str(base), "--compare-name", "specs/a.yaml from run 12 <b>")
+    assert "Baseline: specs/a.yaml from run 12 &lt;b&gt;." in named.stdout and str(base) not in named.stdout
     # other rows: no paired interval, so max_drop is checked on the two runs' figures (0.9 -> 0.7) and fails
     other = fake_run(tmp_path / "other", truth, bad, rows=list(range(500, 800)), gate={"max_drop": 0.05})
     result = run_cli("report", str(other), "--compare", str(base))

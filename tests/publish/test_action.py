@@ -101,8 +101,21 @@ def test_actions_are_pinned_to_a_commit_with_a_version_comment(path):
         assert re.match(r"\s*# v\d", match.group(2)), f"no version comment: {line}"
 
 
+# The step variables that are not an input as it is: whether hf-token is set (prepare checks compute: hf-jobs
+# without holding the token), the token in train only with compute set, and the torch build the install chose.
+SPECIAL_ENV = {
+    "prepare": {"INPUT_HF_TOKEN_GIVEN": "${{ inputs.hf-token != '' }}"},
+    "train": {
+        "INPUT_HF_TOKEN": "${{ inputs.compute != '' && inputs.hf-token || '' }}",
+        "RUNNER_TORCH_VARIANT": "${{ steps.plan.outputs.torch-variant }}",
+        "RUNNER_TORCH_INDEX": "${{ steps.plan.outputs.torch-index }}",
+    },
+}
+
+
 def test_action_passes_every_input_to_the_phase_that_needs_it():
-    """Each phase is a step with only its inputs: no GitHub token in train or push, HF only in push."""
+    """Each phase is a step with only its inputs: no GitHub token in train or push; the Hugging Face token in
+    push, and in train only when it starts Jobs (compute set)."""
     action = load(ACTION)
     steps = {step.get("id"): step for step in action["runs"]["steps"]}
     for phase, inputs in action_step.PHASE_INPUTS.items():
@@ -112,10 +125,15 @@ def test_action_passes_every_input_to_the_phase_that_needs_it():
         assert step["env"]["PYTHONSAFEPATH"] == "1"
         assert step["working-directory"] == "${{ inputs.working-directory }}"
         wanted = {action_step.ACTION_INPUTS[name]: f"${{{{ inputs.{name} }}}}" for name in inputs}
+        wanted |= SPECIAL_ENV.get(phase, {})
         assert {k: v for k, v in step["env"].items() if k not in ("RUNNER_PYTHON", "PYTHONSAFEPATH")} == wanted
     assert "GITHUB_TOKEN" not in steps["train"]["env"] and "GITHUB_TOKEN" not in steps["push"]["env"]
+    holding = [step.get("id") or step.get("name") for step in action["runs"]["steps"]
+               if any("inputs.hf-token" in str(value) and "inputs.hf-token != ''" not in str(value)
+                      for value in (step.get("env") or {}).values())]
+    assert holding == ["train", "push"]
     everywhere = "\n".join(json.dumps(step) for step in action["runs"]["steps"])
-    assert everywhere.count("inputs.hf-token") == 1
+    assert everywhere.count("inputs.hf-token") == 3
     used = {name for inputs in action_step.PHASE_INPUTS.values() for name in inputs} | set(action_step.INSTALL_INPUTS)
     assert set(action["inputs"]) == used == set(action_step.ACTION_INPUTS) | set(action_step.INSTALL_INPUTS)
 

@@ -128,8 +128,9 @@ def test_baseline_auto_compares_each_spec_with_its_own_record(workspace):
         bodies = {c["body"].splitlines()[0]: c["body"] for c in github.comments[7]}
 
     reports = {c[1].rsplit("/", 1)[1]: c[4:] for c in runner.calls if c[0] == "report"}
-    fetched = (workspace / "temp" / "runner-baseline" / "specs-sst2").resolve()
-    assert reports == {"specs-imdb": [], "specs-sst2": ["--compare", str(fetched)]}
+    fetched = (workspace / "temp" / "runner-baseline" / "0" / "specs-sst2").resolve()
+    named = "specs/sst2.yaml from run 5000 on main, commit 0000000"  # never the runner's temporary folder
+    assert reports == {"specs-imdb": [], "specs-sst2": ["--compare", str(fetched), "--compare-name", named]}
     sst2, imdb = (
         bodies["<!-- runner:comment key=specs/sst2.yaml -->"],
         bodies["<!-- runner:comment key=specs/imdb.yaml -->"],

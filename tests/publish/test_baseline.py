@@ -59,7 +59,7 @@ def test_found_by_the_workflows_own_file_and_keyed_by_spec(tmp_path):
 
     assert found.note == "" and set(found.folders) == {"specs/a.yaml"}
     folder, line = found.lookup("specs/a.yaml")
-    assert folder == (tmp_path / "temp" / "runner-baseline" / "specs-a").resolve()
+    assert folder == (tmp_path / "temp" / "runner-baseline" / "0" / "specs-a").resolve()
     assert line.startswith("Compared with the baseline of `specs/a.yaml` from run 5000 on `main`")
     assert found.lookup("specs/b.yaml") == (
         None,
@@ -71,9 +71,9 @@ def test_found_by_the_workflows_own_file_and_keyed_by_spec(tmp_path):
 @pytest.mark.parametrize(
     ("setup", "workflow", "note"),
     [
-        (lambda g, t: None, "ml.yml", "GitHub answered 404 to listing the runs of .github/workflows/ml.yml"),
-        (lambda g, t: g.add_run("ml.yml", "dev", {}), "ml.yml", "ml.yml has no successful push run on `main` yet"),
-        (lambda g, t: g.add_run("ml.yml", "main", {"other": b""}), "ml.yml", "no artifact `runner-baseline` in"),
+        (lambda g, t: None, "ml.yml", "GitHub answered 404 to listing the runs of `.github/workflows/ml.yml`"),
+        (lambda g, t: g.add_run("ml.yml", "dev", {}), "ml.yml", "ml.yml` has no successful push run on `main` yet"),
+        (lambda g, t: g.add_run("ml.yml", "main", {"other": b""}), "ml.yml", "no artifact `runner-baseline` (or"),
         (lambda g, t: g.fail.update(GET=403), "ml.yml", "(the job needs `permissions: actions: read`)"),
         (lambda g, t: g.add_run("ml.yml", "main", {"runner-baseline": b"junk"}), "ml.yml", "not a readable zip"),
     ],

@@ -181,13 +181,16 @@ def test_run_action_trains_reports_comments_and_sets_outputs(workspace, fake, ca
     assert json.loads((run_dir.parent / "runner-specs.json").read_text())["specs"] == {"specs/sst2.yaml": "specs-sst2"}
     assert f"!{run_dir.parent}/**/checkpoints/**" in outputs["artifact-path"].splitlines()
     assert f"!{run_dir.parent}/**/model/**" in outputs["artifact-path"].splitlines()
-    assert outputs["artifact-name"] == "runner-train-specs-sst2"
+    assert outputs["artifact-name"].startswith("runner-train-specs-sst2-set-")  # set: a digest of its lines
     summary = (workspace / "summary.md").read_text()
     assert summary.startswith("### runner: specs-sst2\n") and "| validation accuracy | 0.84 |" in summary
     assert "spec `specs/sst2.yaml`" in summary
     assert "https://github.com/octo/classifier/actions/runs/99" in summary
     [comment] = fake.comments[7]
-    assert comment["body"].startswith(github.comment_marker("specs/sst2.yaml"))
+    # one comment per spec and `set` lines (a matrix over `set` values of one spec gives each its own)
+    key = action.comment_key("specs/sst2.yaml", ["train.epochs=1", "seed=3"])
+    assert key.startswith("specs/sst2.yaml set ") and key != action.comment_key("specs/sst2.yaml", ["seed=4"])
+    assert comment["body"].startswith(github.comment_marker(key))
     assert "| validation accuracy | 0.84 |" in comment["body"]
     out, err = capsys.readouterr()
     assert "::add-mask::hf_secret_x" in out
@@ -231,7 +234,7 @@ def test_run_action_glob_push_tag_and_baseline(workspace, fake):
         ["report", str(root / "specs-sst2")],
     ]
     assert runner.calls[4] == ["push", str(root / "specs-imdb"), "--tag", "v1.2.0"]
-    assert runner.calls[1][-2:] == runner.calls[5][-2:] == ["--compare", str(baseline)]
+    assert runner.calls[1][-4:] == runner.calls[5][-4:] == ["--compare", str(baseline), "--compare-name", str(baseline)]
     outputs = read_outputs(workspace / "output.txt")
     assert outputs["run-dir"] == str(root)
     assert outputs["artifact-path"].splitlines()[0] == str(root)  # upload-model: true
