@@ -1,5 +1,6 @@
 """A pull request from a fork under a real Actions runner (act): specs that would run code or read
-outside the repository are refused, each with an annotation at its line; the others still train."""
+outside the repository (a data path, or a model folder whose tokenizer.json is a link out of the
+workspace) are refused, each with an annotation at its line; the others still train."""
 
 from __future__ import annotations
 
@@ -30,11 +31,20 @@ def fork(act: Act, tmp_path_factory):
     spec = act.spec().replace(str(act.tiny_model), "../models/tiny")
     remote = spec.replace("  max_length: 32\n", "  max_length: 32\n  trust_remote_code: true\n")
     outside = spec.replace("train: data/train.csv", "train: /etc/passwd\n  test_file: ../../outside.csv")
-    specs = {"ok.yaml": spec, "remote.yaml": remote, "outside.yaml": outside}
+    linked = spec.replace("../models/tiny", "../models/linked")
+    specs = {"ok.yaml": spec, "remote.yaml": remote, "outside.yaml": outside, "linked.yaml": linked}
     with FakeGitHub(login=None) as github:
         github.fail["POST"] = 403  # a fork's token reads but may not write
         repo = act.repository("forked", "train-on-pr.yml", specs)
         shutil.copytree(act.tiny_model, repo / "models" / "tiny")  # a model inside the repository: allowed
+        # The same model, its tokenizer.json a link to a working copy outside the workspace: it would
+        # train (the file is a real tokenizer), and it is refused.
+        shutil.copytree(act.tiny_model, repo / "models" / "linked")
+        outside_model = act.root / "outside-model"
+        outside_model.mkdir()
+        shutil.copy(act.tiny_model / "tokenizer.json", outside_model / "tokenizer.json")
+        (repo / "models" / "linked" / "tokenizer.json").unlink()
+        (repo / "models" / "linked" / "tokenizer.json").symlink_to(outside_model / "tokenizer.json")
         (act.root / "outside.csv").write_text("text,label\nsecret row,pos\n")
         proc = act.run(
             repo,
@@ -63,6 +73,14 @@ def test_fork_specs_that_run_code_or_read_outside_are_refused_at_their_line(fork
         assert f"::error file=specs/outside.yaml,line={line},col=" in text
         assert f"data.{key} points outside the repository; {reason}" in text
     assert "root:x:0:0" not in text and "secret row" not in text
+    line = line_of(specs["linked.yaml"], "../models/linked")
+    col = specs["linked.yaml"].splitlines()[line - 1].index("../models/linked") + 1
+    assert (
+        f"::error file=specs/linked.yaml,line={line},col={col},title=runner%3A untrusted spec specs/linked.yaml::"
+        f"model.name folder: 'tokenizer.json' is a symbolic link that points outside the repository; {reason}"
+    ) in text
+    annotations = [one for one in text.splitlines() if "::error file=specs/linked.yaml" in one]
+    assert annotations and not any("outside-model" in one for one in annotations)  # where it points: never said
 
 
 def test_the_trusted_spec_of_the_same_fork_still_trains(fork):
