@@ -302,6 +302,11 @@ def report(run_dir, fmt, base_dir, base_name) -> None:
     summary = summary_json(run_dir, base_dir)
     if base_name and base_dir is not None:
         summary["base_name"] = base_name
+    if summary.get("base_is_another_spec"):
+        from runner.console import warn
+
+        warn(f"the baseline is another spec's run ({summary['base_spec']['name']}), not {summary['name']}'s: "
+             "the change compares two setups")
     click.echo(json.dumps(finite_json(summary), indent=2, allow_nan=False) if fmt == "json"
                else summary_markdown(run_dir, base_dir, summary))
     gate = summary.get("gate")

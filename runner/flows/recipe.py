@@ -49,14 +49,16 @@ def run_spec(spec: Spec, overwrite: bool = False, resume: bool = False, force_re
     started_at, started = now(), time.perf_counter()
     spec, argv = as_launched(spec, list(argv) or sys.argv)  # a `--nproc N` worker records what the user ran
     flow = flow_of(spec)
+    if resume and is_main_process() and RunDir(spec.output_dir).status() == RECORDING:
+        # a record cut short is written again from run.json, whatever the flow (no training): the hint that
+        # names --resume for it (flows/preflight.py) holds for a cross-validation or search run too
+        rewrite_record(spec, RunDir(spec.output_dir))
+        publish(spec, RunDir(spec.output_dir))
+        return RunDir(spec.output_dir).path
     if resume and not (flow.RESUMABLE and not spec.search):
         what = "a search" if spec.search else "a cross-validation run"
         raise SpecError(f"{what} cannot be resumed", "run it again with --overwrite",
                         spec.where("search" if spec.search else "data"))
-    if resume and is_main_process() and RunDir(spec.output_dir).status() == RECORDING:
-        rewrite_record(spec, RunDir(spec.output_dir))
-        publish(spec, RunDir(spec.output_dir))
-        return RunDir(spec.output_dir).path
     with run_folder(spec, overwrite, resume, force_resume, argv) as folder:
         searched = {}
         if spec.search:  # the trials train in a temporary folder; this folder is untouched

@@ -302,8 +302,10 @@ def refusal_commands(spec: str, findings: list[Finding], reason: str, workspace:
 
 def refusal_body(spec: str, findings: list[Finding], reason: str) -> str:
     """The comment for a refused spec: what was refused and where, never the values themselves."""
-    lines = [f"- `{spec}` line {f.line}: {f.message}" for f in findings]
+    from runner.record.render import code, inline  # names from a fork's files: inert in the comment
+
+    lines = [f"- {code(spec)} line {f.line}: {inline(f.message)}" for f in findings]
     return (
-        f"### runner: `{spec}` not run\n\nThis spec was not trained: it comes from {reason}, and it would "
+        f"### runner: {code(spec)} not run\n\nThis spec was not trained: it comes from {inline(reason)}, and it would "
         "run code or read files outside the repository:\n\n" + "\n".join(lines) + f"\n\n{ALLOW_HINT}."
     )

@@ -48,6 +48,27 @@ def finite_json(value):
     return value
 
 
+def _spec_of(folder: Path) -> dict | None:
+    """{name, spec_file} of the run in `folder` (run.json), or None when it has no readable record."""
+    from runner.errors import RunnerError
+
+    try:
+        manifest = RunDir(folder).read_manifest()
+    except (RunnerError, OSError, ValueError):
+        return None
+    if not isinstance(manifest, dict) or not manifest.get("name"):
+        return None
+    return {"name": str(manifest["name"]), "spec_file": manifest.get("spec_file")}
+
+
+def _another_spec(own: dict | None, base: dict | None) -> bool:
+    """Whether the baseline's run trained another spec: another name, or another spec file when both say."""
+    if not own or not base:
+        return False
+    files = own.get("spec_file"), base.get("spec_file")
+    return own["name"] != base["name"] or bool(all(files) and files[0] != files[1])
+
+
 def summary_json(run_dir: str | Path, base: str | Path | None = None) -> dict:
     """The run's metrics per split, each with its baseline value and change when `base` is given.
 
@@ -79,6 +100,7 @@ def summary_json(run_dir: str | Path, base: str | Path | None = None) -> dict:
                                            dict(metric_items(base_metrics.get(split))))
     base_folder = (Path(base) if Path(base).is_dir() else Path(base).parent) if base is not None else None
     base_per_class = results_of(base_folder).per_class.get(split) if base_folder is not None else None
+    base_spec = _spec_of(base_folder) if base_folder is not None else None
     return {
         "name": manifest.get("name") or folder.path.resolve().name,
         "run_dir": str(folder.path),
@@ -88,6 +110,8 @@ def summary_json(run_dir: str | Path, base: str | Path | None = None) -> dict:
         "rule": headline.get("rule"),
         "metrics": splits,
         "base": str(base) if base is not None else None,
+        "base_spec": base_spec,  # whose run the baseline is: {name, spec_file}, None when it has no run.json
+        "base_is_another_spec": _another_spec(_spec_of(folder.path), base_spec),
         "hub_url": hub_url(manifest),
         "data_rows": (results.get("data_summary") or {}).get("rows"),
         "per_class": results.get("per_class"),
@@ -153,11 +177,17 @@ def summary_markdown(run_dir: str | Path, base: str | Path | None = None, summar
         out += [table(header, rows, "lr" + ("rl" if compare else "")), ""]
     out += comparison_lines(summary)
     if compare:
+        whose = summary.get("base_spec")
+        spec_line = f" Its spec: {whose['name']}" + (f" ({whose['spec_file']})" if whose and whose.get("spec_file")
+                                                     else "") + "." if whose else ""
         out += [
-            f"Baseline: {summary['base']}. Lower is better for {', '.join(sorted(LOWER_IS_BETTER))}; higher for the "
-            "rest.",
+            f"Baseline: {summary['base']}.{spec_line} Lower is better for {', '.join(sorted(LOWER_IS_BETTER))}; "
+            "higher for the rest.",
             "",
         ]
+        if summary.get("base_is_another_spec"):
+            out += [f"> **The baseline is another spec's run** ({whose['name']}), not this spec's "
+                    f"({summary['name']}): the change compares two different setups, not a change to this one.", ""]
     if hub:
         out += [f"Model on the Hub: {link(hub)}", ""]
     if summary["data_rows"]:

@@ -234,3 +234,24 @@ def test_a_fold_without_a_class_in_its_training_rows_is_warned(tiny_model, tmp_p
     assert result.returncode == 0, result.stderr[-3000:]
     warned = [line for line in result.stderr.splitlines() if "has no training row of class 'neg'" in line]
     assert len(warned) == 1 and warned[0].startswith("warning: fold ")
+
+
+def test_a_cross_validation_record_cut_short_is_completed_by_the_resume_its_hint_names(tiny_model, tmp_path):
+    """The folder check says a record cut short is completed by --resume; for a cross-validation run too (it
+    was refused as "cannot be resumed"). The record is written again from run.json, no training."""
+    import json
+
+    write_csv(tmp_path / "data" / "train.csv", labelled_rows())
+    text = tiny_spec_text(tiny_model).replace("  train: data/train.csv\n",
+                                              "  train: data/train.csv\n  cross_validation: {folds: 2}\n")
+    spec = write_spec(tmp_path, text)
+    assert run_cli("run", str(spec), cwd=tmp_path).returncode == 0
+    manifest = json.loads((tmp_path / "run" / "run.json").read_text())
+    (tmp_path / "run" / "run.json").write_text(json.dumps({**manifest, "status": "recording"}))  # killed there
+    (tmp_path / "run" / "report.md").unlink()
+    again = run_cli("run", str(spec), cwd=tmp_path)
+    assert again.returncode == 2 and "--resume completes it" in again.stderr
+    result = run_cli("run", str(spec), "--resume", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "no training" in result.stdout and (tmp_path / "run" / "report.md").is_file()
+    assert json.loads((tmp_path / "run" / "run.json").read_text())["status"] == "finished"

@@ -398,3 +398,21 @@ def test_action_fails_and_the_comment_says_why_when_the_gate_fails(tmp_path, mon
         assert action.run_action(env, run_cli=run_cli_fake) == 1
         [comment] = fake.comments[7]
     assert "Quality gate: failed" in comment["body"] and "below gate.min 0.99" in comment["body"]
+
+
+def test_a_baseline_says_whose_run_it_is_and_warns_when_another_specs(tmp_path):
+    """`report --compare` names the baseline's spec; a baseline another spec produced (an explicit base-metrics
+    of the action pointing at the wrong run) is said, in the report and on stderr."""
+    truth, predictions = truth_and_predictions(60, 0.8, seed=5)
+    run = fake_run(tmp_path / "new" / "tiny", truth, predictions)
+    same = fake_run(tmp_path / "old" / "tiny", truth, predictions)
+    other = fake_run(tmp_path / "other", truth, predictions)
+    result = run_cli("report", str(run), "--compare", str(same))
+    assert result.returncode == 0 and "Its spec: tiny." in result.stdout
+    assert "another spec" not in result.stdout + result.stderr
+    result = run_cli("report", str(run), "--compare", str(other))
+    assert result.returncode == 0, result.stderr
+    assert "Its spec: other." in result.stdout and "**The baseline is another spec's run** (other)" in result.stdout
+    assert "warning: the baseline is another spec's run (other), not tiny's" in result.stderr
+    summary = json.loads(run_cli("report", str(run), "--compare", str(other), "--format", "json").stdout)
+    assert summary["base_spec"] == {"name": "other", "spec_file": None} and summary["base_is_another_spec"] is True
