@@ -53,14 +53,16 @@ _WORD = re.compile(r"\S+")
 _EDGES = " \t\"'=:,;"
 
 
+_PLACEHOLDER = re.compile(r"[\"']?<(?:[A-Za-z][A-Za-z_-]*|[^<>\n]*\s[^<>\n]*)>")  # <words that say what>
 _REFERENCE = re.compile(r"[\"']?\$(?:[A-Za-z_][A-Za-z0-9_]*|\{[A-Za-z_][A-Za-z0-9_]*\})[\"']?")
 
 
 def _assigned(match: re.Match) -> str:
     """`name=value` with the value redacted, unless the value only names a variable (`HF_TOKEN="$MY_TOKEN"` in a
-    hint says where the secret is, not what it is)."""
+    hint says where the secret is, not what it is) or is a placeholder in angle brackets (`HF_TOKEN=<a write
+    token from ...>`: a hint that says what to put there; no token starts with "<")."""
     value = match.group()[len(match["name"]):]
-    if _REFERENCE.fullmatch(value):
+    if _REFERENCE.fullmatch(value) or _PLACEHOLDER.match(match.string, match.start() + len(match["name"])):
         return match.group()
     quote = match["quote"] or ""
     return match["name"] + quote + REDACTED + quote

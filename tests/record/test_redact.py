@@ -139,3 +139,32 @@ def test_a_run_publishes_no_secret_from_its_data_path_texts_or_spec(tmp_path, ti
     assert manifest["data"]["files"]["train"]["path"] == "data/<redacted>/train.csv"
     summary = run_cli("report", "run", cwd=tmp_path)
     assert summary.returncode == 0 and HF_TOKEN not in summary.stdout
+
+
+@pytest.mark.parametrize("text, kept", [
+    ("export HF_TOKEN=<a write token from https://huggingface.co/settings/tokens> or run `hf auth login`",
+     "HF_TOKEN=<a write token from https://huggingface.co/settings/tokens>"),  # the hint, whole
+    ('token="<your-token>"', 'token="<your-token>"'),
+    ("HF_TOKEN=<token>", "HF_TOKEN=<token>"),
+])
+def test_a_placeholder_in_angle_brackets_is_a_hint_not_a_secret(text, kept):
+    assert kept in redact_text(text) and REDACTED not in redact_text(text)
+
+
+@pytest.mark.parametrize("text", ["password=<Secr3t!9x>", "password=<unclosed", "HF_TOKEN=hf_" + "a1" * 17])
+def test_a_value_that_only_starts_like_a_placeholder_is_still_redacted(text):
+    assert REDACTED in redact_text(text)
+
+
+def test_the_no_token_hint_reads_whole(tmp_path, monkeypatch):
+    """`runner push` with no token: the hint says what to export, not `<redacted> write token ...>`."""
+    from runner.errors import RunnerError
+    from runner.publish.hub import _find_token
+
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    monkeypatch.delenv("HUGGING_FACE_HUB_TOKEN", raising=False)
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    with pytest.raises(RunnerError) as caught:
+        _find_token()
+    lines = "\n".join(caught.value.lines())
+    assert "export HF_TOKEN=<a write token from https://huggingface.co/settings/tokens>" in lines, lines
