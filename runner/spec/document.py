@@ -216,6 +216,7 @@ def load_spec_text(text: str, path: Path | None = None, overrides=(), check_file
     for key, (option, value) in (flags or {}).items():
         _put(document, positions, key.split("."), value, (FLAG, option))
     _bare_no(document, load_schema())
+    _trainer_metric_names(document, source, positions)
 
     problems = _nonfinite_problems(document, positions, source) or _schema_problems(document, positions, source)
     if not problems:
@@ -226,6 +227,26 @@ def load_spec_text(text: str, path: Path | None = None, overrides=(), check_file
         if not problems:
             return spec
     raise SpecErrors(problems)
+
+
+def _trainer_metric_names(document: dict, source: str, positions: dict) -> None:
+    """train.metric_for_best_model, search.metric and gate.metric written as Trainer logs them (`eval_loss`,
+    `eval_f1_macro`) are read as runner's names (`loss`, `f1_macro`), with a note that says so."""
+    import sys
+
+    from runner.spec.hf_names import metric_without_prefix
+
+    allowed = schema_at(load_schema(), ("train", "metric_for_best_model")).get("enum") or []
+    for section, key in (("train", "metric_for_best_model"), ("search", "metric"), ("gate", "metric")):
+        values = document.get(section)
+        if not isinstance(values, dict):
+            continue
+        plain = metric_without_prefix(values.get(key), allowed)
+        if plain:
+            place = where(source, positions, (section, key))
+            print(f"note: {place}: {values[key]} is {plain} in runner (Trainer's eval_ prefix is not written)",
+                  file=sys.stderr)
+            values[key] = plain
 
 
 def _bare_no(document: dict, schema: dict) -> None:
@@ -279,6 +300,8 @@ def _put(document: dict, positions: dict, parts: list[str], value, origin: tuple
 
 
 def _schema_problems(document: dict, positions: dict, source: str) -> list[SpecError]:
+    from runner.spec.hf_names import hf_hint
+
     schema = load_schema()
     validator = jsonschema.Draft202012Validator(schema)
     problems = []
@@ -288,7 +311,8 @@ def _schema_problems(document: dict, positions: dict, source: str) -> list[SpecE
             allowed = sorted(schema_at(schema, path).get("properties", {}))
             for key in sorted(set(error.instance) - set(allowed), key=str):  # YAML keys may be numbers or null
                 close = difflib.get_close_matches(str(key), allowed, n=1, cutoff=0.6)
-                suggestion = f"did you mean '{close[0]}'?" if close else f"allowed keys here: {', '.join(allowed)}"
+                suggestion = hf_hint(key, path) or (f"did you mean '{close[0]}'?" if close
+                                                    else f"allowed keys here: {', '.join(allowed)}")
                 problems.append(SpecError(f"unknown key '{key}'", suggestion, where(source, positions, path + (key,),
                                                                                     key=True)))
             continue

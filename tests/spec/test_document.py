@@ -362,3 +362,37 @@ def test_validate_is_fast():
     """Not a timing assertion on the machine: validate reports its own figure, which must be printed."""
     result = CliRunner().invoke(main, ["validate", str(EXAMPLE_SPECS[0])])
     assert re.match(r"ok: .* \(\d+ ms\)", result.output)
+
+
+def test_hugging_face_names_get_runners_key_in_the_hint_and_eval_metrics_are_read(tmp_path):
+    """`per_device_train_batch_size` got "did you mean 'eval_batch_size'?", `num_train_epochs` and `bf16` only the
+    key list; `metric_for_best_model: eval_loss` was refused. Every hint's key exists in the schema."""
+    from conftest import run_cli
+
+    from runner.spec.document import load_spec
+    from runner.spec.hf_names import HF_NAMES
+    from runner.spec.schema import load_schema
+
+    schema = load_schema()
+    for target, _ in HF_NAMES.values():
+        node = schema
+        for part in target.split("."):
+            node = node["properties"][part] if "properties" in node else next(
+                o for o in node.get("anyOf", []) + node.get("oneOf", []) if "properties" in o)["properties"][part]
+    (tmp_path / "d.csv").write_text("text,label\na,pos\nb,neg\n")
+    text = ("version: 1\nname: x\ndata:\n  train: d.csv\nmodel:\n  name: some/model\ntrain:\n"
+            "  per_device_train_batch_size: 8\n  num_train_epochs: 2\n  bf16: true\n")
+    (tmp_path / "s.yaml").write_text(text)
+    result = run_cli("validate", "s.yaml", cwd=tmp_path)
+    assert result.returncode == 2
+    for line, key, ours in ((8, "per_device_train_batch_size", "batch_size (batch_size: 16)"),
+                            (9, "num_train_epochs", "epochs (epochs: 3)"), (10, "bf16", "precision (precision: bf16)")):
+        assert f"error: s.yaml:{line}:3 train.{key}: unknown key '{key}'" in result.stderr
+        assert f"hint: that is Hugging Face's name; runner's is {ours}" in result.stderr
+    (tmp_path / "s.yaml").write_text(text.split("  per_device")[0] + "  metric_for_best_model: eval_loss\n"
+                                     "gate:\n  metric: eval_accuracy\n  min: 0.1\n")
+    result = run_cli("validate", "s.yaml", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "note: s.yaml:8:26 train.metric_for_best_model: eval_loss is loss in runner" in result.stderr
+    spec = load_spec(tmp_path / "s.yaml", check_files=False)
+    assert spec.train.metric_for_best_model == "loss" and spec.gate.metric == "accuracy"

@@ -1,0 +1,53 @@
+"""The Hugging Face names users know (TrainingArguments, LoraConfig, the example scripts) and runner's keys for
+them: an unknown key that is one of them gets a hint naming runner's key and the value form, and a metric
+written with Trainer's `eval_` prefix (`eval_loss`) is read as runner's name for it, with a note."""
+
+from __future__ import annotations
+
+# Hugging Face's name -> (runner's key, how its value is written there)
+HF_NAMES: dict[str, tuple[str, str]] = {
+    "per_device_train_batch_size": ("train.batch_size", "batch_size: 16"),
+    "train_batch_size": ("train.batch_size", "batch_size: 16"),
+    "per_device_eval_batch_size": ("train.eval_batch_size", "eval_batch_size: 64"),
+    "num_train_epochs": ("train.epochs", "epochs: 3"),
+    "bf16": ("train.precision", "precision: bf16"),
+    "fp16": ("train.precision", "precision: fp16"),
+    "lr_scheduler_type": ("train.lr_scheduler", "lr_scheduler: linear"),
+    "optim": ("train.optimizer", "optimizer: adamw_torch"),
+    "evaluation_strategy": ("train.eval_strategy", "eval_strategy: epoch"),
+    "torch_compile": ("train.compile", "compile: true"),
+    "dataloader_num_workers": ("train.dataloader_num_workers", "dataloader_num_workers: 2"),
+    "early_stopping_patience": ("train.early_stopping_patience", "early_stopping_patience: 3"),
+    "output_dir": ("output.dir", "output:\n  dir: runs/x"),
+    "push_to_hub": ("hub.push", "hub:\n  push: true"),
+    "hub_model_id": ("hub.repo_id", "hub:\n  repo_id: you/model"),
+    "hub_private_repo": ("hub.private", "hub:\n  private: true"),
+    "model_name_or_path": ("model.name", "model:\n  name: ..."),
+    "max_seq_length": ("model.max_length", "model:\n  max_length: 256"),
+    "lora_r": ("lora.r", "lora:\n  r: 16"),
+    "lora_alpha": ("lora.alpha", "lora:\n  alpha: 32"),
+    "lora_dropout": ("lora.dropout", "lora:\n  dropout: 0.05"),
+    "num_labels": ("labels", "labels: [neg, pos]  (or leave it out: the labels come from the data)"),
+}
+
+
+def hf_hint(key: str, section: tuple) -> str | None:
+    """The hint for an unknown `key` in `section` that is a Hugging Face name, else None."""
+    found = HF_NAMES.get(str(key))
+    if found is None:
+        return None
+    target, example = found
+    here = ".".join(str(part) for part in section)
+    where = target.split(".")[-1] if here and target.startswith(here + ".") else target
+    example = example.replace("\n", " ")
+    return f"that is Hugging Face's name; runner's is {where} ({example})"
+
+
+METRIC_PREFIX = "eval_"
+
+
+def metric_without_prefix(value, allowed) -> str | None:
+    """`eval_loss` -> `loss` when `loss` is a metric runner knows (Trainer prefixes every evaluation metric)."""
+    if isinstance(value, str) and value.startswith(METRIC_PREFIX) and value[len(METRIC_PREFIX):] in allowed:
+        return value[len(METRIC_PREFIX):]
+    return None
