@@ -193,9 +193,18 @@ class RunDir:
         """The run's resolved spec as a Spec, for predict and eval (the model must be there too)."""
         from runner.spec.document import load_spec
 
+        if self.spec_file.is_file() and not self.model_dir.is_dir() and self.manifest_file.is_file():
+            raise DataError(  # a job's record comes back without model/ unless the job was started with --fetch-model
+                f"'{self.path}' holds a run's record but not its model (no model/)",
+                "a remote run brings the model back only with `runner run SPEC --on ... --fetch-model`; use a run "
+                "folder that holds model/, or train again with --fetch-model",
+                str(self.path),
+            )
         if not self.spec_file.is_file() or not self.model_dir.is_dir():
+            missing = " and ".join(name for name, there in (("spec.yaml", self.spec_file.is_file()),
+                                                             ("model/", self.model_dir.is_dir())) if not there)
             raise DataError(
-                f"'{self.path}' is not a finished run folder (no spec.yaml or model/)",
+                f"'{self.path}' is not a finished run folder (no {missing})",
                 "give a run folder written by `runner run` (it holds model/ and spec.yaml)",
                 str(self.path),
             )

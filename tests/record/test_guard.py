@@ -306,7 +306,7 @@ def test_a_refused_run_leaves_no_empty_folder(ws):
 
 
 def test_lora_export_carries_temperature_and_thresholds(tiny_model, tmp_path):
-    write_csv(tmp_path / "data" / "train.csv", labelled_rows(per_label=30))
+    write_csv(tmp_path / "data" / "train.csv", labelled_rows(per_label=100))  # 40 validation rows: the floor
     extra = "labels: [neg, pos]\nlora:\n  r: 4\n  alpha: 8\n  target_modules: [query, value]\n" \
             "predict: {calibration: temperature, tune_thresholds: true}\n"
     spec = write_spec(tmp_path, tiny_spec_text(tiny_model, extra=extra))
@@ -385,3 +385,19 @@ def test_calibration_on_a_few_rows_warns_at_its_bound(capsys):
     assert "at its bound" in capsys.readouterr().err
     fit_temperature(np.array([[2.0, -2.0], [1, 0], [0, 1.0], [0.5, 0.2]] * 10), np.array([0, 1, 1, 0] * 10), False)
     assert "bound" not in capsys.readouterr().err
+
+
+def test_predict_on_a_record_without_its_model_says_what_is_missing(ws, tmp_path):
+    """A record fetched from a job without --fetch-model holds spec.yaml and run.json, not model/: predict said
+    "no spec.yaml or model/" although spec.yaml was there."""
+    import shutil
+
+    record = tmp_path / "fetched"
+    shutil.copytree(ws / "run", record, ignore=shutil.ignore_patterns("model", "onnx", "checkpoints"))
+    result = run_cli("predict", str(record), "a great day", cwd=ws)
+    assert result.returncode == 2, result.stderr
+    assert "holds a run's record but not its model (no model/)" in result.stderr and "--fetch-model" in result.stderr
+    (record / "spec.yaml").unlink()
+    (record / "run.json").unlink()
+    result = run_cli("predict", str(record), "a great day", cwd=ws)
+    assert "is not a finished run folder (no spec.yaml and model/)" in result.stderr
