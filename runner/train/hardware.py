@@ -19,9 +19,11 @@ CPU_FAMILIES = {
     ("GenuineIntel", 6, 207): ("Emerald Rapids (AMX)", True),
     ("GenuineIntel", 6, 173): ("Granite Rapids (AMX)", True),
     ("GenuineIntel", 6, 174): ("Granite Rapids-D (AMX)", True),
-    ("AuthenticAMD", 25): ("AMD Zen 3/Zen 4", True),
+    ("AuthenticAMD", 25): ("AMD Zen 3", True),  # family 19h: Zen 3, except the Zen 4 models below
     ("AuthenticAMD", 26): ("AMD Zen 5", True),
 }
+# Family 19h holds both: Zen 4 (AVX512-BF16) at models 10h-1Fh, 60h-7Fh and A0h-AFh; Zen 3 (none) elsewhere
+ZEN4_MODELS = (range(0x10, 0x20), range(0x60, 0x80), range(0xA0, 0xB0))
 NATIVE_BF16 = ("amx_bf16", "avx512_bf16")
 
 
@@ -46,6 +48,8 @@ def cpu_info() -> dict:
 
 def cpu_family(info: dict) -> tuple[str, bool] | None:
     vendor, family, model = info.get("vendor"), info.get("family"), info.get("model_number")
+    if (vendor, family) == ("AuthenticAMD", 25) and any(model in models for models in ZEN4_MODELS):
+        return "AMD Zen 4", CPU_FAMILIES[(vendor, family)][1]
     return CPU_FAMILIES.get((vendor, family, model)) or CPU_FAMILIES.get((vendor, family))
 
 

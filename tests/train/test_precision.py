@@ -63,6 +63,10 @@ def test_the_decision_never_times_anything(monkeypatch):
     (SPR, "bf16", "Sapphire Rapids"),
     ({"flags": {"avx512_bf16"}}, "bf16", "this CPU has native bf16"),  # unknown family: the flags decide
     ({}, "fp32", "no native bf16"),  # no /proc/cpuinfo
+    # family 19h is Zen 3 (no bf16: EPYC 7003, model 01h) or Zen 4 (AVX512-BF16: EPYC 9004, model 11h)
+    ({"vendor": "AuthenticAMD", "family": 25, "model_number": 1, "flags": {"avx2"}}, "fp32", "(AMD Zen 3) has no"),
+    ({"vendor": "AuthenticAMD", "family": 25, "model_number": 0x11, "flags": {"avx512_bf16"}}, "bf16",
+     "(AMD Zen 4) has native bf16"),
 ])
 def test_cpu_flags_and_family_table(info, expected, words):
     precision, reason = cpu_precision(info)
