@@ -118,7 +118,7 @@ def step_of(script: str) -> str:
         if f"runner.publish.action {phase}" in script:
             return phase
     for name, needle in (("setup-python", "setup-python"), ("upload-artifact", "upload-artifact"),
-                         ("install", "runner-venv"), ("plan", "torch-index="), ("cache", "cache")):
+                         ("install", "runner-venv"), ("plan", "version_info < (3, 11)"), ("cache", "cache")):
         if needle in script:
             return name
     return "other: " + script[:80]
