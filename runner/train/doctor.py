@@ -278,11 +278,106 @@ def matmul_gflops(dtype, size: int = 512, repeats: int = 3) -> float:
     return 2 * size**3 / best / 1e9
 
 
-def folder_line(label: str, path: Path) -> str:
-    existing = next((p for p in [path, *path.parents] if p.exists()), Path("/"))
-    free = shutil.disk_usage(existing).free / 1e9
-    state = "exists" if path.exists() else "not created yet"
-    return f"{label:<14}{path} ({state}; {free:.1f} GB free)"
+def _lstat(path: Path):
+    """os.lstat, or the OSError that stopped it (a missing entry: FileNotFoundError)."""
+    try:
+        return os.lstat(path)
+    except OSError as error:
+        return error
+
+
+def _kind(mode: int) -> str:
+    import stat
+
+    for test, name in ((stat.S_ISREG, "a file"), (stat.S_ISSOCK, "a socket"), (stat.S_ISFIFO, "a named pipe"),
+                       (stat.S_ISCHR, "a device"), (stat.S_ISBLK, "a device")):
+        if test(mode):
+            return name
+    return "something else"
+
+
+def _is_dir(path: Path) -> bool:
+    """A folder, or a link to one; False for anything that cannot be reached (Path.is_dir raises on EACCES)."""
+    import stat
+
+    try:
+        return stat.S_ISDIR(os.stat(path).st_mode)
+    except OSError:
+        return False
+
+
+def _user() -> str:
+    return f"this user (uid {os.getuid()})" if hasattr(os, "getuid") else "this user"
+
+
+def _writable(path: Path) -> bool:
+    """May this process create entries in the folder `path`? os.access asks the kernel (permissions, ACLs, a
+    read-only mount) and writes nothing."""
+    return os.access(path, os.W_OK | os.X_OK)
+
+
+def folder_problem(path: Path) -> tuple[str, str]:
+    """(what stops runner from writing into the folder `path`, how to fix it), ('', '') when nothing does; found
+    without creating or changing anything. `path` may be a file (or another non-folder, or a link to nowhere),
+    a folder this user cannot write, or missing with the nearest entry above it not a folder, not writable or
+    not searchable, so that it cannot be created."""
+    import stat
+
+    found = _lstat(path)
+    gone = (FileNotFoundError, NotADirectoryError)  # missing, or under a file: the nearest entry above says which
+    if isinstance(found, gone):
+        for parent in path.parents:
+            above = _lstat(parent)
+            if isinstance(above, gone):
+                continue
+            if isinstance(above, OSError):
+                return f"cannot be created: {_shown(parent)} cannot be reached ({above.strerror or above})", ""
+            if not _is_dir(parent):  # a file (or a link to one) where a folder must be
+                kind = ("a symbolic link that does not lead to a folder" if stat.S_ISLNK(above.st_mode)
+                        else f"{_kind(above.st_mode)}, not a folder")
+                return (f"cannot be created: {_shown(parent)} is {kind}",
+                        f"move {_shown(parent)} away, or ")
+            if not _writable(parent):
+                return (f"cannot be created: {_shown(parent)} is a folder {_user()} cannot write",
+                        f"create {_shown(path)} for this user (mkdir, then chown), or ")
+            return "", ""
+        return "", ""
+    if isinstance(found, OSError):  # EACCES on a folder above, ELOOP, a name too long
+        return f"cannot be reached ({found.strerror or found})", ""
+    if stat.S_ISLNK(found.st_mode) and not _is_dir(path):
+        target = _shown(Path(os.readlink(path)))
+        what = "which is not a folder" if os.path.exists(path) else "which does not exist (or cannot be reached)"
+        return f"a symbolic link to {target}, {what}", "fix or remove the link, or "
+    if not stat.S_ISDIR(found.st_mode) and not stat.S_ISLNK(found.st_mode):
+        return f"{_kind(found.st_mode)}, not a folder", f"move {_shown(path)} away, or "
+    if not _writable(path):
+        return (f"a folder {_user()} cannot write",
+                f"give this user write access (chown or chmod u+w {_shown(path)}), or ")
+    return "", ""
+
+
+def _shown(path: Path) -> str:
+    """The path as printed: as it is, or escaped when it holds a line break or another control character."""
+    text = str(path)
+    return text if text.isprintable() else ascii(text)
+
+
+def folder_lines(label: str, path: Path, variable: str) -> list[str]:
+    """`label  path (state; N GB free)` for a folder runner writes into; when it cannot be used (folder_problem),
+    `path (problem: what; N GB free)` and a hint line under it. `variable` is the environment variable that
+    moves it."""
+    free = ""
+    for candidate in (path, *path.parents):
+        try:
+            free = f"; {shutil.disk_usage(candidate).free / 1e9:.1f} GB free"
+            break
+        except OSError:  # missing, under a file, not reachable: the nearest that answers
+            continue
+    problem, fix = folder_problem(path)
+    if problem:
+        return [f"{label:<14}{_shown(path)} (problem: {problem}{free})",
+                f"{'':<14}hint: {fix}set {variable} to a folder this user can write"]
+    return [f"{label:<14}{_shown(path)} ({'exists' if _is_dir(path) else 'not created yet'}{free})"]
 
 
 def doctor_lines() -> list[str]:
@@ -358,13 +453,12 @@ def doctor_lines() -> list[str]:
     threads, why = thread_decision(None)
     lines.append(f"{'threads':<14}{threads}: {why}; OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'unset')}")
 
-    lines.append(folder_line("HF_HOME", Path(hf.HF_HOME)))
-    lines.append(folder_line("hub cache", Path(hf.HF_HUB_CACHE)))
-    lines.append(
-        folder_line("runner cache", cache_root())
-        + ("" if os.environ.get("RUNNER_CACHE_DIR") else "  (set RUNNER_CACHE_DIR to move it)")
-    )
-    return lines
+    lines += folder_lines("HF_HOME", Path(hf.HF_HOME), "HF_HOME")
+    lines += folder_lines("hub cache", Path(hf.HF_HUB_CACHE), "HF_HUB_CACHE")
+    runner_cache = folder_lines("runner cache", cache_root(), "RUNNER_CACHE_DIR")
+    if not os.environ.get("RUNNER_CACHE_DIR") and len(runner_cache) == 1:
+        runner_cache[0] += "  (set RUNNER_CACHE_DIR to move it)"
+    return lines + runner_cache
 
 
 def check_driver_label(label_floor: str) -> None:
