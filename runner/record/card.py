@@ -48,10 +48,10 @@ def model_card_data(spec: Spec, result: RunResult):
         file_format = (
             spec.data.format if spec.data.format != "auto" else (train.suffix.lstrip(".").lower() or "csv")
         )
-        dataset = {
-            "dataset_type": {"jsonl": "json", "tsv": "csv"}.get(file_format, file_format),
-            "dataset_name": train.name,
-        }
+        dataset = {"dataset_type": {"jsonl": "json", "tsv": "csv"}.get(file_format, file_format)}
+    # each split under the file it came from: test results under the test file, not the training file's name
+    split_files = {"validation": spec.data.get("validation_file") or (None if hub_data else spec.data.train),
+                   "test": spec.data.get("test_file") or (None if hub_data else spec.data.train)}
     split_names = {
         "validation": (hub_data or {}).get("validation_split") or "validation",
         "test": (hub_data or {}).get("test_split") or "test",
@@ -72,6 +72,7 @@ def model_card_data(spec: Spec, result: RunResult):
                     metric_value=float(value),
                     dataset_split=split_names[split],
                     **dataset,
+                    **({} if hub_data else {"dataset_name": Path(split_files[split]).name}),
                 )
             )
     tags = ["text-classification", "runner"] + (["lora", "peft"] if lora else [])
@@ -80,12 +81,40 @@ def model_card_data(spec: Spec, result: RunResult):
         base_model=base_model_id(spec, model),
         library_name="peft" if lora else "transformers",
         pipeline_tag="text-classification",
-        license=spec.hub.license,
+        license=spec.hub.license or base_model_license(spec, model),
         datasets=[hub_data["id"]] if hub_data else None,
         tags=tags,
         metrics=list(dict.fromkeys(hub_metric(n)[0] for s in SPLITS for n, _ in metric_items(metrics.get(s)))) or None,
         eval_results=eval_results or None,
     )
+
+
+def base_model_license(spec: Spec, model: dict) -> str | None:
+    """The base model's own license (its model card's `license`), for a card whose spec sets no hub.license: a
+    fine-tune inherits it. Read from the model's folder, or from the Hub cache for a Hub model (no download)."""
+    from huggingface_hub import ModelCard
+
+    readme = None
+    name = model.get("name") or spec.model.name
+    if model.get("source", "hub") == "hub":
+        from huggingface_hub import try_to_load_from_cache
+
+        try:
+            found = try_to_load_from_cache(name, "README.md", revision=model.get("revision") or spec.model.revision)
+        except Exception:  # noqa: BLE001 - a malformed id or cache: the license stays unnamed
+            found = None
+        readme = Path(found) if isinstance(found, str) else None
+    else:
+        folder = Path(model["path"]) if model.get("path") and Path(model["path"]).is_absolute() else \
+            _model_folder(spec, name)
+        readme = folder / "README.md" if folder is not None else None
+    if readme is None or not readme.is_file():
+        return None
+    try:
+        license_id = ModelCard.load(readme).data.to_dict().get("license")
+    except Exception:  # noqa: BLE001 - a card that does not parse: unnamed
+        return None
+    return license_id if isinstance(license_id, str) and re.fullmatch(r"[A-Za-z0-9.+-]{1,64}", license_id) else None
 
 
 def base_model_id(spec: Spec, model: dict) -> str | None:

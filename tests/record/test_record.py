@@ -203,10 +203,10 @@ def test_model_card_metadata_parses_with_eval_results(recorded):
     assert results[("validation", "accuracy", None)] == 0.8333
     assert results[("validation", "f1", "macro")] == 0.8312
     assert results[("test", "f1", "macro")] == 0.79
-    assert all(
-        r.task_type == "text-classification" and r.dataset_type == "csv" and r.dataset_name == "train.csv"
-        for r in data.eval_results
-    )
+    assert all(r.task_type == "text-classification" and r.dataset_type == "csv" for r in data.eval_results)
+    # each split under its own file: validation held out of train.csv, test results under test.csv
+    assert {(r.dataset_split, r.dataset_name) for r in data.eval_results} == {("validation", "train.csv"),
+                                                                               ("test", "test.csv")}
     assert not any("runtime" in (r.metric_name or "") for r in data.eval_results)
     assert 'pipeline("text-classification", model="acme/emotions-tiny")' in card.text
     assert "| 0 | anger |" in card.text and "```yaml" in card.text and "max_length: 64" in card.text
@@ -407,6 +407,28 @@ def test_base_model_of_a_local_folder_comes_only_from_its_own_card(tmp_path):
     )
     (folder / "README.md").write_text("---\nbase_model: /home/someone/models/minilm\n---\n")
     assert card.base_model_id(spec, {"name": str(folder), "source": "local"}) is None
+
+
+def test_the_card_takes_the_base_models_license_unless_the_spec_sets_one(tmp_path):
+    """A fine-tune inherits its base model's license: the card names it (from the base's own card) when the spec
+    sets no hub.license; the spec's wins; a base without a card leaves it unnamed."""
+    folder = tmp_path / "base-model"
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps({"model_type": "bert"}))
+    text = SPEC.replace("sentence-transformers/all-MiniLM-L6-v2", "./base-model").replace("  license: apache-2.0\n",
+                                                                                           "")
+    spec = make_spec(tmp_path, text)
+    model = {"name": "./base-model", "source": "local", "path": str(folder)}
+    assert card.base_model_license(spec, model) is None
+    (folder / "README.md").write_text("---\nlicense: cc-by-nc-4.0\n---\n# card\n")
+    assert card.base_model_license(spec, model) == "cc-by-nc-4.0"
+    result = RunResult.from_dict(make_result(tmp_path, model=model))
+    assert card.model_card_data(spec, result).license == "cc-by-nc-4.0"
+    own = make_spec(tmp_path, text.replace("  repo_id: acme/emotions-tiny\n", "  repo_id: acme/emotions-tiny\n"
+                                                                              "  license: mit\n"))
+    assert card.model_card_data(own, result).license == "mit"
+    (folder / "README.md").write_text("---\nlicense: \"<b>x</b> y\"\n---\n")  # not a license id: not published
+    assert card.base_model_license(spec, model) is None
 
 
 def test_hub_dataset_goes_into_the_card(tmp_path):
