@@ -49,5 +49,15 @@ def write_extras(run_dir, result) -> None:
 
 
 def done_line(result, run_dir) -> str:
+    """The run's last line: the headline split's figure and, beside it, the test split's (the one no choice saw),
+    with what the headline split chose."""
     headline = result.headline
-    return f"done: {headline['split']} {headline['name']} = {headline['value']:.4f}; run folder {run_dir.path}"
+    split, name = headline["split"], headline["name"]
+    line = f"done: {split} {name} = {headline['value']:.4f}"
+    test = (result.metrics.get("test") or {}).get(name)
+    if split != "test" and isinstance(test, (int, float)):
+        chose = ["the checkpoint"] + (["the thresholds"] if result.thresholds else []) + (
+            ["the calibration"] if (result.calibration or {}).get("applied") or result.temperature else [])
+        listed = ", ".join(chose[:-1]) + (" and " if len(chose) > 1 else "") + chose[-1]
+        line += f" · test {name} = {test:.4f} ({split} chose {listed}; test is held out)"
+    return f"{line}; run folder {run_dir.path}"

@@ -161,6 +161,9 @@ def summary_markdown(run_dir: str | Path, base: str | Path | None = None, summar
         title += f" · {headline['name']} {number(headline['value'])} ({headline['split']}{', ' + rule if rule else ''})"
         if headline["change"]:
             title += f" {_change_text(headline)}"
+        test = (summary["metrics"].get("test") or {}).get(headline["name"]) if headline["split"] != "test" else None
+        if test and test.get("value") is not None:  # beside it the held-out figure no choice saw
+            title += f" · test {number(test['value'])}"
     out = [title, ""]
     if summary["status"] and summary["status"] != "finished":
         out += [f"> Run status: **{summary['status']}**.", ""]

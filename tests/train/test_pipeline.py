@@ -65,6 +65,12 @@ def test_run_folder_holds_model_metrics_predictions_and_record(single_label_run)
     config = read_json(run_dir / "model" / "config.json")
     assert config["id2label"] == {"0": "neg", "1": "pos"}
     assert "trainable of" in result.stdout and "done: validation f1_macro" in result.stdout
+    # the test figure beside the validation one, and which split chose what (#36: the headline chose everything)
+    done = next(line for line in result.stdout.splitlines() if line.startswith("done: "))
+    assert f"· test f1_macro = {metrics['test']['f1_macro']:.4f} (validation chose the checkpoint" in done, done
+    assert "; test is held out)" in done
+    report = run_cli("report", str(run_dir))
+    assert report.returncode == 0 and " · test " in report.stdout.splitlines()[0], report.stdout[:300]
 
 
 def test_validation_predictions_have_rows_labels_and_probabilities(single_label_run):
