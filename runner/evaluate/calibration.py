@@ -14,9 +14,12 @@ from a minority that class weights favour) than the raw scores' is not applied. 
 and keeps the best that helps, preferring temperature (which keeps the most probable class) unless
 vector scaling's held-out log loss is lower by more than PREFER_SIMPLER of the raw one; an explicit
 method is checked the same way. The method kept is then fitted on every validation row and applied
-only if it does not raise that split's ECE (nor lower its metric) either. Below MIN_ROWS validation
-rows nothing is fitted. Every figure goes into run.json's `calibration` and the report, applied or
-not.
+only if it does not raise that split's ECE (nor lower its metric) either. Every figure goes into
+run.json's `calibration` and the report, applied or not.
+
+Calibration and tuned thresholds obey one floor (`validation_floor`): at least MIN_PER_CLASS validation
+rows of every class and MIN_ROWS in all, or neither is fitted, and run.json's `calibration.floor` and the
+report say why, with the class counts.
 
 ECE is measured on the decisions the model outputs (`decisions`: the tuned thresholds when they are
 tuned): a row's confidence is the probability of the class it is given, its outcome whether that
@@ -28,7 +31,9 @@ from __future__ import annotations
 import numpy as np
 
 BINS = 15
-MIN_ROWS = 40  # fewer validation rows: too few to fit a calibration and check it on held-out rows
+MIN_ROWS = 40  # fewer validation rows in all: nothing is fitted on them (validation_floor)
+MIN_PER_CLASS = 10  # fewer validation rows of any class (multi-label: with or without any label): nothing either
+SHOWN_CLASSES = 8  # a floor's message names at most this many classes' counts
 SMALL = 2000  # fewer rows: ECE with a bootstrap interval
 RESAMPLES = 400
 FOLDS = 2
@@ -174,6 +179,70 @@ def ece_interval(probs, truth, multi: bool, decided=None, seed: int = 0) -> list
     return [round(float(v), 6) for v in np.percentile(draws, [2.5, 97.5])]
 
 
+def validation_floor(truth, label_names=None, multi: bool = False) -> dict:
+    """The one rule calibration and tuned thresholds obey: they are fitted only on a validation split with at
+    least MIN_PER_CLASS (10) rows of every class and MIN_ROWS (40) in all; multi-label: at least 10 rows with
+    each label and 10 without it (a threshold needs both sides). Otherwise neither is fitted.
+
+    Why these numbers: calibration is checked by 2-fold cross-fitting, so 10 rows of a class leave at least 5 of
+    it in each fold to fit on and 5 to score on (vector scaling fits a bias per class; a class with no row is
+    pushed towards zero by a fit that never saw it); a tuned threshold maximises F1 per class, and with k rows of
+    a class one row moves its recall by 1/k: under 10, a single row moves its F1 by 0.1 or more and the threshold
+    follows single rows. 40 in all is the calibration's floor from before (ECE in 15 bins on 20 held-out rows a
+    fold is already coarse).
+
+    Returns {met, rows, classes: {name: rows}, without: {name: rows} (multi-label), min_per_class, min_rows,
+    rule, reason}; `reason` is one line that names the class counts."""
+    labels = np.asarray(truth)
+    n = int(labels.shape[0]) if labels.ndim else 0
+    if multi:
+        k = labels.shape[1] if labels.ndim == 2 else len(label_names or ())
+        names = list(label_names or range(k))
+        matrix = labels.reshape(n, k).astype(bool) if n else np.zeros((0, k), dtype=bool)
+        classes = {str(name): int(matrix[:, j].sum()) for j, name in enumerate(names)}
+        without = {str(name): n - count for name, count in classes.items()}
+    else:
+        names = list(label_names) if label_names is not None else list(range(int(labels.max()) + 1 if n else 0))
+        counts = np.bincount(labels.astype(np.int64), minlength=len(names)) if n else np.zeros(len(names), int)
+        classes = {str(name): int(counts[j]) for j, name in enumerate(names)}
+        without = None
+    short = [name for name, count in classes.items()
+             if count < MIN_PER_CLASS or (without is not None and without[name] < MIN_PER_CLASS)]
+    met = bool(classes) and not short and n >= MIN_ROWS
+    shown = list(classes) if len(classes) <= SHOWN_CLASSES else (short[:SHOWN_CLASSES] or list(classes)[:SHOWN_CLASSES])
+    counts_text = ", ".join(f"{name} {classes[name]}" + (f" of {n}" if multi else "") for name in shown)
+    rest = len(classes) - len(shown)
+    if rest:
+        counts_text += f" and {rest} more"
+    needed = (f"at least {MIN_PER_CLASS} validation rows with each label, {MIN_PER_CLASS} without it and {MIN_ROWS} "
+              "in all") if multi else f"at least {MIN_PER_CLASS} validation rows of every class and {MIN_ROWS} in all"
+    rule = f"calibration and tuned thresholds need {needed}"
+    if met:
+        reason = f"{n} validation rows ({counts_text}): {needed}"
+    else:
+        reason = f"too few validation rows: {n} in all ({counts_text}); {rule}"
+    out = {"met": met, "rows": n, "classes": classes, "min_per_class": MIN_PER_CLASS, "min_rows": MIN_ROWS,
+           "rule": rule, "reason": reason}
+    if without is not None:
+        out["without"] = without
+    return out
+
+
+def declined_line(floor: dict, calibration: str | None, thresholds: bool, multi: bool = False,
+                  threshold: float = 0.5) -> str:
+    """The one line said when the floor (validation_floor) declines what the spec asks: what is declined, the
+    counts and the rule, what the run does instead, and how to get there."""
+    asked = [f"predict.calibration ({calibration})" if calibration else "", "predict.tune_thresholds" if thresholds
+             else ""]
+    what = " and ".join(a for a in asked if a)
+    instead = (["the scores stay as the model gives them"] if calibration else []) + (
+        [f"rows are decided at predict.threshold {threshold:g}" if multi else "rows are decided by argmax"]
+        if thresholds else [])
+    instead = " and ".join(instead)
+    return (f"{what} declined: {floor['reason']}; {instead} (add validation rows: data.validation_file or a larger "
+            "data.validation_fraction)")
+
+
 def _folds(truth, multi: bool, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
     from sklearn.model_selection import KFold, StratifiedKFold
 
@@ -206,7 +275,8 @@ def _shown(v: dict, metric: str) -> str:
 
 
 def choose(
-    method: str, logits, truth, multi: bool, decide=lambda probs: None, seed: int = 0, score=None, metric: str = ""
+    method: str, logits, truth, multi: bool, decide=lambda probs: None, seed: int = 0, score=None, metric: str = "",
+    floor: dict | None = None,
 ) -> dict:
     """Fit and check `method` (auto, temperature or vector) on the validation logits.
 
@@ -215,15 +285,18 @@ def choose(
     lowers it (vector scaling can move the most probable class, e.g. back from a minority that class
     weights favour) does not help. Returns {asked, method, applied, params, rows, reason, raw:
     {log_loss, ece, decisions}, cross_fitted: {method: {...}}, fitted: {...}}; `params` is the
-    temperature or {scale, bias}, None when nothing is applied."""
+    temperature or {scale, bias}, None when nothing is applied. Nothing is fitted below the floor that tuned
+    thresholds obey too (`floor`: validation_floor's verdict, computed from `truth` when not given)."""
     z = np.asarray(logits, dtype=np.float64)
     n = len(z)
-    out = {"asked": method, "method": None, "applied": False, "params": None, "rows": n, "min_rows": MIN_ROWS}
+    floor = floor or validation_floor(truth, None, multi)
+    out = {"asked": method, "method": None, "applied": False, "params": None, "rows": n, "min_rows": MIN_ROWS,
+           "min_per_class": MIN_PER_CLASS}
     out["raw"] = figures(z, truth, multi, decide, score) if n else {}
     if metric and score is not None:
         out["metric"] = metric
-    if n < MIN_ROWS:
-        out["reason"] = f"{n} validation rows: too few (under {MIN_ROWS}) to fit a calibration and check it"
+    if not floor["met"]:
+        out["reason"] = floor["reason"]
         return out
     candidates = list(METHODS) if method == "auto" else [method]
     folds = _folds(truth, multi, seed)

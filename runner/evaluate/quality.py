@@ -99,7 +99,11 @@ def assess(
     """Choose and check the calibration and tune the thresholds on validation (as the spec asks); add
     to each split's metrics the ECE of the raw and of the calibrated scores (`ece`, `ece_calibrated`,
     on the decisions made from each); then make the run's figures those of its decision rule.
-    Fills result.temperature, thresholds and calibration."""
+    Fills result.temperature, thresholds and calibration.
+
+    Both obey one floor (calibration.validation_floor: enough validation rows of every class); below it neither
+    is fitted, and result.calibration records the verdict (`floor`) and what became of the thresholds asked for
+    (`thresholds`: {asked, tuned, reason})."""
     if not task.has_labels or "validation" not in logits_by_split:
         return
     multi, threshold = task.multi_label, predict["threshold"]
@@ -108,6 +112,11 @@ def assess(
     if not (method or tune):
         return
     logits, truth = logits_by_split["validation"], truth_by_split["validation"]
+    floor = cal.validation_floor(truth, label_names, multi)
+    result.calibration = {"floor": floor}
+    if tune:
+        result.calibration["thresholds"] = {"asked": True, "tuned": floor["met"], "reason": floor["reason"]}
+        tune = floor["met"]
 
     def tuned(probs):
         return tune_thresholds(probs, truth, label_names, multi) if tune else None
@@ -127,9 +136,9 @@ def assess(
             return metric_functions.single_label_metrics(probs, given, len(label_names), decided).get(metric, 0.0)
 
         choice = cal.choose(method, logits, truth, multi, lambda p: task.decide(p, label_names, threshold, tuned(p)),
-                            score=score, metric=metric)
+                            score=score, metric=metric, floor=floor)
         params = choice.pop("params") if choice["applied"] else None
-        result.calibration = {**choice, "bins": BINS, "splits": {}}
+        result.calibration = {**choice, "bins": BINS, "splits": {}, **result.calibration}
         if choice["applied"]:
             result.calibration["params"] = params
             if choice["method"] == "temperature":
@@ -271,15 +280,20 @@ def assess_run(spec, model_config, data, result, logits_by_split: dict, truth_by
     """A run's evaluation, continued: calibration and thresholds fitted on validation and saved in the
     model's config, said; the decision rule applied to the figures; then the error analysis of the
     predictions they give."""
-    from runner.console import say
+    from runner.console import say, warn
     from runner.evaluate import erroranalysis
 
     task, labels, predict = spec.task, data.labels, spec.predict
     assess(task, labels, predict, logits_by_split, truth_by_split, result, spec.train.metric_for_best_model)
     applied = output_calibration(result)
     save_in_config(model_config, result.temperature, result.thresholds, applied if isinstance(applied, dict) else None)
-    if result.calibration:
-        say(f"calibration ({result.calibration['asked']}): {result.calibration['reason']}")
+    recorded = result.calibration or {}
+    floor = recorded.get("floor") or {"met": True}
+    if not floor["met"]:  # one line for all that the floor declined
+        warn(cal.declined_line(floor, recorded.get("asked"), "thresholds" in recorded, task.multi_label,
+                               predict["threshold"]))
+    elif recorded.get("asked"):
+        say(f"calibration ({recorded['asked']}): {recorded['reason']}")
     if result.thresholds:
         say("thresholds (tuned on validation): " + ", ".join(f"{n} {t:.2f}" for n, t in result.thresholds.items()))
     headline = result.headline

@@ -64,7 +64,10 @@ def calibration_lines(result: RunResult, pictures: set[str] = frozenset()) -> li
     out = ["## Calibration and thresholds", ""]
     calibration = result.calibration or {}
     rule = (result.metrics.get("headline") or {}).get("rule") or "argmax"
-    if calibration:
+    declined = (calibration.get("thresholds") or {}).get("tuned") is False  # below the floor (validation_floor)
+    if declined:
+        out += [f"`predict.tune_thresholds`: **not tuned**. {calibration['thresholds']['reason']}.", ""]
+    if calibration.keys() - {"floor", "thresholds"}:  # a calibration was asked for
         applied = calibration.get("applied", True)  # runs recorded before: the temperature was always applied
         method = calibration.get("method")
         if calibration.get("reason"):

@@ -152,7 +152,8 @@ def test_too_few_validation_rows_are_reported_as_not_applied(tiny_model, tmp_pat
     results = json.loads((run_dir / "run.json").read_text())["results"]
     validation = json.loads((run_dir / "metrics.json").read_text())["validation"]
     recorded = results["calibration"]
-    assert recorded["rows"] == 30 and not recorded["applied"] and "too few (under 40)" in recorded["reason"]
+    assert recorded["rows"] == 30 and not recorded["applied"]
+    assert "too few validation rows: 30 in all" in recorded["reason"]  # the floor (calibration.validation_floor)
     report = (run_dir / "report.md").read_text()
     assert "`predict.calibration: auto`: **not applied**" in report and recorded["reason"] in report
     assert "ece_calibrated" not in validation and results["temperature"] is None

@@ -38,7 +38,7 @@ def shifted(n_pos: int, n_neg: int, n_mixed: int, seed: int) -> list[dict]:
 def tuned_run(tiny_model, tmp_path_factory):
     folder = tmp_path_factory.mktemp("decision-rule")
     write_csv(folder / "data" / "train.csv", shifted(120, 80, 0, 0))  # clean rows, more positives
-    write_csv(folder / "data" / "validation.csv", shifted(3, 10, 30, 1))
+    write_csv(folder / "data" / "validation.csv", shifted(10, 10, 30, 1))  # the floor: 10 rows of every class
     write_csv(folder / "data" / "test.csv", shifted(3, 10, 30, 3))
     text = tiny_spec_text(
         tiny_model, extra="labels: [pos, neg]\npredict: {tune_thresholds: true}\ngate: {min: 0.01}\n"

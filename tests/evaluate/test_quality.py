@@ -249,7 +249,7 @@ def multi_label_rows(n: int, seed: int) -> list[dict]:
 def test_tuned_thresholds_beat_one_half_and_travel_with_the_model(tiny_model, tmp_path):
     from transformers import pipeline
 
-    write_csv(tmp_path / "data" / "train.csv", multi_label_rows(160, 1))
+    write_csv(tmp_path / "data" / "train.csv", multi_label_rows(220, 1))
     write_csv(tmp_path / "data" / "test.csv", multi_label_rows(80, 2))
     text = tiny_spec_text(
         tiny_model,
@@ -258,7 +258,8 @@ def test_tuned_thresholds_beat_one_half_and_travel_with_the_model(tiny_model, tm
     )
     text = text.replace(
         "  train: data/train.csv\n",
-        "  train: data/train.csv\n  test_file: data/test.csv\n  label_column: labels\n  label_delimiter: '|'\n",
+        "  train: data/train.csv\n  test_file: data/test.csv\n  label_column: labels\n  label_delimiter: '|'\n"
+        "  validation_fraction: 0.3\n",  # 66 rows, 18 with neg: the floor of calibration and thresholds
     ).replace("epochs: 1", "epochs: 2")
     spec = write_spec(tmp_path, text)
     result = invoke("run", str(spec))
