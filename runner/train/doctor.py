@@ -9,10 +9,12 @@ Every probe of the machine is a small function of its own, so tests can stand in
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import os
 import re
 import shutil
+import stat
 import subprocess
 import time
 from dataclasses import dataclass, field
@@ -279,7 +281,6 @@ def matmul_gflops(dtype, size: int = 512, repeats: int = 3) -> float:
 
 
 def _lstat(path: Path):
-    """os.lstat, or the OSError that stopped it (a missing entry: FileNotFoundError)."""
     try:
         return os.lstat(path)
     except OSError as error:
@@ -287,97 +288,60 @@ def _lstat(path: Path):
 
 
 def _kind(mode: int) -> str:
-    import stat
-
-    for test, name in ((stat.S_ISREG, "a file"), (stat.S_ISSOCK, "a socket"), (stat.S_ISFIFO, "a named pipe"),
-                       (stat.S_ISCHR, "a device"), (stat.S_ISBLK, "a device")):
-        if test(mode):
-            return name
-    return "something else"
+    if stat.S_ISLNK(mode):
+        return "a symbolic link that does not lead to a folder"
+    names = {stat.S_IFREG: "a file", stat.S_IFSOCK: "a socket", stat.S_IFIFO: "a named pipe"}
+    return f"{names.get(stat.S_IFMT(mode), 'a device')}, not a folder"
 
 
-def _is_dir(path: Path) -> bool:
-    """A folder, or a link to one; False for anything that cannot be reached (Path.is_dir raises on EACCES)."""
-    import stat
-
-    try:
-        return stat.S_ISDIR(os.stat(path).st_mode)
-    except OSError:
-        return False
-
-
-def _user() -> str:
-    return f"this user (uid {os.getuid()})" if hasattr(os, "getuid") else "this user"
-
-
-def _writable(path: Path) -> bool:
-    """May this process create entries in the folder `path`? os.access asks the kernel (permissions, ACLs, a
-    read-only mount) and writes nothing."""
-    return os.access(path, os.W_OK | os.X_OK)
+def _shown(path: Path) -> str:  # escaped when it holds a line break or another control character
+    return str(path) if str(path).isprintable() else ascii(str(path))
 
 
 def folder_problem(path: Path) -> tuple[str, str]:
-    """(what stops runner from writing into the folder `path`, how to fix it), ('', '') when nothing does; found
-    without creating or changing anything. `path` may be a file (or another non-folder, or a link to nowhere),
-    a folder this user cannot write, or missing with the nearest entry above it not a folder, not writable or
-    not searchable, so that it cannot be created."""
-    import stat
-
-    found = _lstat(path)
-    gone = (FileNotFoundError, NotADirectoryError)  # missing, or under a file: the nearest entry above says which
-    if isinstance(found, gone):
-        for parent in path.parents:
-            above = _lstat(parent)
-            if isinstance(above, gone):
-                continue
-            if isinstance(above, OSError):
-                return f"cannot be created: {_shown(parent)} cannot be reached ({above.strerror or above})", ""
-            if not _is_dir(parent):  # a file (or a link to one) where a folder must be
-                kind = ("a symbolic link that does not lead to a folder" if stat.S_ISLNK(above.st_mode)
-                        else f"{_kind(above.st_mode)}, not a folder")
-                return (f"cannot be created: {_shown(parent)} is {kind}",
-                        f"move {_shown(parent)} away, or ")
-            if not _writable(parent):
-                return (f"cannot be created: {_shown(parent)} is a folder {_user()} cannot write",
-                        f"create {_shown(path)} for this user (mkdir, then chown), or ")
-            return "", ""
+    """(what stops runner from writing into the folder `path`, the start of a hint), ('', '') when nothing
+    does: `path` is not a folder (a file, a pipe, a link to nowhere or to a file), is a folder this user cannot
+    write, or is missing and the nearest entry above it is not a folder or cannot be written, so that it cannot
+    be created. Found with lstat and os.access (the kernel's answer: permissions, ACLs, read-only mounts):
+    nothing is created or changed."""
+    user = f"this user (uid {os.getuid()})" if hasattr(os, "getuid") else "this user"
+    found, missing = _lstat(path), (FileNotFoundError, NotADirectoryError)  # NotADirectory: a file above
+    if isinstance(found, missing):
+        parent = next(p for p in path.parents if not isinstance(_lstat(p), missing))
+        above = _lstat(parent)
+        if isinstance(above, OSError):
+            return f"cannot be created: {_shown(parent)} cannot be reached ({above.strerror})", ""
+        if not os.path.isdir(parent):
+            return f"cannot be created: {_shown(parent)} is {_kind(above.st_mode)}", f"move {_shown(parent)} away, or "
+        if not os.access(parent, os.W_OK | os.X_OK):
+            return (f"cannot be created: {_shown(parent)} is a folder {user} cannot write",
+                    f"create {_shown(path)} for this user (mkdir, then chown), or ")
         return "", ""
     if isinstance(found, OSError):  # EACCES on a folder above, ELOOP, a name too long
-        return f"cannot be reached ({found.strerror or found})", ""
-    if stat.S_ISLNK(found.st_mode) and not _is_dir(path):
-        target = _shown(Path(os.readlink(path)))
+        return f"cannot be reached ({found.strerror})", ""
+    if stat.S_ISLNK(found.st_mode) and not os.path.isdir(path):
         what = "which is not a folder" if os.path.exists(path) else "which does not exist (or cannot be reached)"
-        return f"a symbolic link to {target}, {what}", "fix or remove the link, or "
-    if not stat.S_ISDIR(found.st_mode) and not stat.S_ISLNK(found.st_mode):
-        return f"{_kind(found.st_mode)}, not a folder", f"move {_shown(path)} away, or "
-    if not _writable(path):
-        return (f"a folder {_user()} cannot write",
-                f"give this user write access (chown or chmod u+w {_shown(path)}), or ")
+        return f"a symbolic link to {_shown(Path(os.readlink(path)))}, {what}", "fix or remove the link, or "
+    if not os.path.isdir(path):
+        return _kind(found.st_mode), f"move {_shown(path)} away, or "
+    if not os.access(path, os.W_OK | os.X_OK):
+        return f"a folder {user} cannot write", f"give this user write access (chown or chmod u+w {_shown(path)}), or "
     return "", ""
 
 
-def _shown(path: Path) -> str:
-    """The path as printed: as it is, or escaped when it holds a line break or another control character."""
-    text = str(path)
-    return text if text.isprintable() else ascii(text)
-
-
 def folder_lines(label: str, path: Path, variable: str) -> list[str]:
-    """`label  path (state; N GB free)` for a folder runner writes into; when it cannot be used (folder_problem),
-    `path (problem: what; N GB free)` and a hint line under it. `variable` is the environment variable that
-    moves it."""
+    """`label  path (exists|not created yet; N GB free)` for a folder runner writes into, or `path (problem:
+    what; N GB free)` and a hint line naming the environment variable that moves it (folder_problem)."""
     free = ""
-    for candidate in (path, *path.parents):
-        try:
+    for candidate in (path, *path.parents):  # the nearest that answers (not under a file, reachable)
+        with contextlib.suppress(OSError):
             free = f"; {shutil.disk_usage(candidate).free / 1e9:.1f} GB free"
             break
-        except OSError:  # missing, under a file, not reachable: the nearest that answers
-            continue
     problem, fix = folder_problem(path)
     if problem:
         return [f"{label:<14}{_shown(path)} (problem: {problem}{free})",
                 f"{'':<14}hint: {fix}set {variable} to a folder this user can write"]
-    return [f"{label:<14}{_shown(path)} ({'exists' if _is_dir(path) else 'not created yet'}{free})"]
+    return [f"{label:<14}{_shown(path)} ({'exists' if os.path.isdir(path) else 'not created yet'}{free})"]
 
 
 def doctor_lines() -> list[str]:
