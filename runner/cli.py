@@ -17,9 +17,11 @@ from runner import __version__
 from runner.errors import RunnerError
 from runner.remote.jobs_cli import jobs, remote_options, run_remote, sky
 from runner.train.hardware import compile_cache_in_runner_cache, passive_wait_policy
+from runner.train.progress import setup as progress_setup
 
 passive_wait_policy()  # OMP_WAIT_POLICY=PASSIVE unless set: read once when torch's OpenMP loads, so before torch
 compile_cache_in_runner_cache()  # torch.compile's cache out of TMPDIR, set before torch reads it
+progress_setup()  # off a terminal: progress lines, no bars (read by the libraries as they load); the head's notice
 
 
 def debugging() -> bool:

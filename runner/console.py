@@ -1,6 +1,7 @@
-"""What the runner tells the person running it, in one place: `say` (progress, on stdout) and `warn`
-(something to look at, on stderr as `warning: ...`). Both speak on the main process only, so a run of N
-processes talks once. Modules call these instead of print()."""
+"""What the runner tells the person running it, in one place: `say` (what happened, on stdout), `warn`
+(something to look at, on stderr as `warning: ...`), `note`, and `progress` (a line on stderr where a progress
+bar would be: runner.train.progress). All speak on the main process only, so a run of N processes talks once.
+Modules call these instead of print()."""
 
 from __future__ import annotations
 
@@ -29,3 +30,9 @@ def note(message: str) -> None:
     """`note: message` on stderr, on the main process only: said once, not a problem."""
     if is_main_process():
         print(f"note: {message}", file=sys.stderr, flush=True)
+
+
+def progress(line: str) -> None:
+    """A progress line on stderr (runner.train.progress, where stderr is not a terminal), on the main process only."""
+    if is_main_process():
+        print(line, file=sys.stderr, flush=True)

@@ -112,9 +112,9 @@ def onnx_logits(
     out = np.zeros((len(texts), 1), dtype=np.float32)
     batches = range(0, len(texts), batch_size)
     if progress and len(texts) > batch_size:
-        from tqdm.auto import tqdm
+        from runner.train.progress import bar  # a bar on a terminal, else a line every 10%
 
-        batches = tqdm(batches, desc="predict (onnx)", unit="batch")
+        batches = bar(batches, "predict (onnx)", "batch")
     for start in batches:
         index = order[start : start + batch_size]
         logits = model.logits(

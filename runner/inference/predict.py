@@ -68,9 +68,9 @@ def predict_logits(model, tokenizer, texts: list[str], pairs: list[str] | None, 
     out = [None] * len(texts)
     batches = range(0, len(texts), batch_size)
     if progress and len(texts) > batch_size:
-        from tqdm.auto import tqdm
+        from runner.train.progress import bar  # a bar on a terminal, else a line every 10%
 
-        batches = tqdm(batches, desc="predict", unit="batch")
+        batches = bar(batches, "predict", "batch")
     with torch.inference_mode():
         for start in batches:
             index = order[start:start + batch_size]

@@ -138,7 +138,7 @@ def training_arguments(spec: Spec, run_dir: Path, device: str, precision: str):
         activation_checkpointing=train["gradient_checkpointing"],
         auto_find_batch_size=train["auto_find_batch_size"],
         dataloader_num_workers=train["dataloader_num_workers"],
-        disable_tqdm=False,
+        disable_tqdm=False,  # off a terminal its bar gives way to lines (runner.train.progress.lines_for_bars)
         save_only_model=False,
     )
 
@@ -305,6 +305,7 @@ def build_trainer(spec: Spec, model, tokenizer, tokenized: dict, labels: list[st
     from transformers import EarlyStoppingCallback
 
     from runner.console import say
+    from runner.train import progress
     from runner.train.fastpath import prepare_model
     from runner.train.hardware import apply_threads
 
@@ -337,6 +338,7 @@ def build_trainer(spec: Spec, model, tokenizer, tokenized: dict, labels: list[st
     for callback in trainer.callback_handler.callbacks:  # TensorBoard logs go to the run folder's logs/
         if type(callback).__name__ == "TensorBoardCallback":
             callback.logging_dir = str(output_dir / "logs")
+    progress.lines_for_bars(trainer)  # off a terminal: a line every 10% of the steps, no `\r` frames
     trainer.max_tokens_per_batch = spec.train.get("max_tokens_per_batch")  # read by get_train_dataloader
     trainer.padding_free = packed
     return trainer
