@@ -116,7 +116,44 @@ def rare_classes(distribution: dict) -> list[dict]:
     ]
 
 
-def check(splits: dict, labels: list[str], task, train_distribution: dict | None = None) -> dict:
+# A class mix differs "beyond sampling noise" when a chi-square test of homogeneity (training against the split)
+# gives p below SHIFT_P and the proportions differ by at least SHIFT_TV in total variation (half the summed
+# absolute differences): the first rules out chance on small splits, the second a negligible shift on large ones.
+SHIFT_P = 0.001
+SHIFT_TV = 0.05
+
+
+def class_mix(distributions: dict) -> dict:
+    """Each evaluation split's class mix against training's (single-label classification): proportions, total
+    variation, chi-square p-value, and whether it is a shift. {} when there is nothing to compare."""
+    from scipy.stats import chi2_contingency
+
+    train = distributions.get("train") or {}
+    labels = [label for label, n in train.items() if isinstance(n, (int, float))]
+    out = {}
+    for split in ("validation", "test"):
+        other = distributions.get(split) or {}
+        if not other or not labels:
+            continue
+        counts = [[int(train.get(label, 0)) for label in labels], [int(other.get(label, 0)) for label in labels]]
+        totals = [sum(row) for row in counts]
+        if min(totals) == 0:
+            continue
+        kept = [i for i in range(len(labels)) if counts[0][i] + counts[1][i] > 0]
+        proportions = {labels[i]: [counts[0][i] / totals[0], counts[1][i] / totals[1]] for i in range(len(labels))}
+        tv = 0.5 * sum(abs(a - b) for a, b in proportions.values())
+        p_value = 1.0
+        if len(kept) > 1:
+            p_value = float(chi2_contingency([[row[i] for i in kept] for row in counts])[1])
+        out[split] = {"rows": totals[1], "proportions": {k: [round(a, 4), round(b, 4)] for k, (a, b) in
+                                                         proportions.items()},
+                      "total_variation": round(tv, 4), "p_value": p_value,
+                      "shift": bool(p_value < SHIFT_P and tv >= SHIFT_TV)}
+    return out
+
+
+def check(splits: dict, labels: list[str], task, train_distribution: dict | None = None,
+          distributions: dict | None = None) -> dict:
     """All checks, and one warning line for each finding worth a person's attention."""
     train = splits["train"]
     out = {"duplicates_in_train": duplicates(train, labels), "overlap": {}, "lengths": lengths(train)}
@@ -124,6 +161,8 @@ def check(splits: dict, labels: list[str], task, train_distribution: dict | None
         if split in splits:
             out["overlap"][split] = overlap(train, splits[split])
     out["rare_classes"] = rare_classes(train_distribution or {}) if task.has_labels else []
+    single_label = task.has_labels and not task.multi_label
+    out["class_mix"] = class_mix(distributions or {}) if single_label else {}
     out["min_rows"] = MIN_ROWS
     out["warnings"] = warnings(out)
     return out
@@ -150,6 +189,16 @@ def warnings(checks: dict) -> list[str]:
                 f"at most {found['max_words']} word" if kind == "short" else f"more than {found['min_words'] - 1} words"
             )
             out.append(f"{found['rows']} training text(s) are very {kind} ({bound})")
+    for split, mix in (checks.get("class_mix") or {}).items():
+        if mix["shift"]:
+            moved = sorted(mix["proportions"].items(), key=lambda item: -abs(item[1][1] - item[1][0]))[:3]
+            shown = ", ".join(f"{label} {a:.1%} in training, {b:.1%} in {split}" for label, (a, b) in moved)
+            p_value = "p < 0.001" if mix["p_value"] < 0.001 else f"p = {mix['p_value']:.3f}"
+            out.append(
+                f"the class mix of {split} differs from training's (total variation {mix['total_variation']:.2f}, "
+                f"chi-square {p_value}): {shown}. Calibration and tuned thresholds are fitted on validation, "
+                f"drawn like training; on {split}'s mix they may not hold (its ECE and F1 can be worse)"
+            )
     for rare in checks["rare_classes"]:
         out.append(
             f"class '{rare['label']}' has {rare['rows']} training row(s), too few to learn reliably "
@@ -171,8 +220,8 @@ def check_prepared(spec, data) -> dict:
             "remove predict.tune_thresholds (with more classes the prediction is the most probable class)",
             spec.where("predict", "tune_thresholds"),
         )
-    distribution = data.summary["label_distribution"].get("train") if task.has_labels else None
-    checks = check(data.splits, data.labels, task, distribution)
+    distributions = data.summary["label_distribution"] if task.has_labels else {}
+    checks = check(data.splits, data.labels, task, distributions.get("train"), distributions)
     for line in checks["warnings"]:
         warn(line)
     return checks

@@ -11,10 +11,8 @@ Every input arrives as an environment variable (ACTION_INPUTS).
 
 import functools
 import glob
-import hashlib
 import json
 import os
-import re
 import subprocess
 import sys
 import threading
@@ -24,6 +22,7 @@ from pathlib import Path
 from runner.errors import RunError, RunnerError, SpecError
 from runner.files import atomic_write_text, make_folder
 from runner.publish.action_errors import annotations, error_lines, failure_body, gate_annotation, scrub
+from runner.publish.action_names import artifact_name, comment_key, run_identity, slug_of
 from runner.publish.baseline import Baseline, explicit_baseline, fetch_baseline, spec_key, write_index
 from runner.publish.github import (
     HF_TOKEN_VARS,
@@ -39,7 +38,8 @@ from runner.record.render import code
 from runner.record.rundir import RunDir
 from runner.remote.dispatch import remote_arguments
 
-__all__ = ["annotations", "error_lines", "failure_body", "scrub"]  # re-exported: tests and callers use action.*
+# re-exported: tests and callers use action.*
+__all__ = ["annotations", "artifact_name", "comment_key", "error_lines", "failure_body", "run_identity", "scrub"]
 
 # action.yml passes every input to the Python step through these variables (composite actions
 # do not set INPUT_* themselves); tests/publish/test_action.py checks that the two agree.
@@ -194,44 +194,6 @@ def parse_overrides(text: str) -> list[str]:
     return [arg for line in override_lines(text) for arg in ("--set", line)]
 
 
-def _slug(spec: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "-", os.path.splitext(os.path.normpath(spec))[0]).strip("-.") or "spec"
-
-
-def _digest(*parts: str) -> str:
-    return hashlib.sha256("\n".join(parts).encode("utf-8")).hexdigest()[:8]
-
-
-def run_identity(keys: list[str], overrides: list[str]) -> str:
-    """What names this job's runs within the repository, for its artifact: the spec's path from the repository
-    root (two projects' `specs/model.yaml` differ), or a digest of several; and a digest of the `set` lines,
-    so that a matrix over `set` values of one spec gives each job its own name."""
-    identity = _slug(keys[0]) if len(keys) == 1 else f"runs-{_digest(*sorted(keys))}"
-    return identity + (f"-set-{_digest(*overrides)}" if overrides else "")
-
-
-def comment_key(key: str, overrides: list[str]) -> str:
-    """The comment of a spec (its path from the repository root), one per `set` variant in a matrix."""
-    return key + (f" set {_digest(*overrides)}" if overrides else "")
-
-
-def artifact_name(env: Mapping[str, str], identity: str) -> str:
-    """`artifact-name`, else runner-JOB-IDENTITY; on a push (a baseline) BASELINE-IDENTITY, one per spec or
-    matrix job, all found by a pull request's `baseline: auto` (runner.publish.baseline). A name equal to the
-    baseline artifact's (older workflows: `artifact-name: runner-baseline` on push) gets the identity too: in a
-    matrix, jobs uploading one name collide (GitHub refuses the second)."""
-    baseline = env.get(ACTION_INPUTS["baseline-artifact"], "").strip() or "runner-baseline"
-    given = env.get(ACTION_INPUTS["artifact-name"], "").strip()
-    if given and given != baseline:
-        return given
-    if given or env.get("GITHUB_EVENT_NAME") == "push":
-        name = f"{baseline}-{identity}"
-    else:
-        name = f"runner-{env.get('GITHUB_JOB', 'job')}-{identity}"
-    attempt = env.get("GITHUB_RUN_ATTEMPT", "1")
-    return name + (f"-attempt{attempt}" if attempt not in ("", "1") else "")
-
-
 def artifact_patterns(out_dir: Path, upload_model: bool) -> list[str]:
     """The upload-artifact `path`: the run folder(s) less checkpoints, and less weights unless asked."""
     excluded = ALWAYS_EXCLUDED + (() if upload_model else MODEL_EXCLUDED)
@@ -307,9 +269,9 @@ def prepare(env: Mapping[str, str]) -> dict:
     entries, slugs = [], []
     for spec in specs:
         key = spec_key(spec, env.get("GITHUB_WORKSPACE"))  # from the repository root, whatever working-directory
-        slug, n = _slug(key), 2
+        slug, n = slug_of(key), 2
         while slug in slugs:
-            slug, n = f"{_slug(key)}-{n}", n + 1
+            slug, n = f"{slug_of(key)}-{n}", n + 1
         slugs.append(slug)
         compare, note = explicit_baseline(base, key, slug) if base else baseline.lookup(key)
         compare = str(compare) if compare else None

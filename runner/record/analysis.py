@@ -162,6 +162,16 @@ def data_check_lines(checks: dict) -> list[str]:
         else ["No duplicates, overlaps, extreme lengths or rare classes found."]
     )
     out += [""]
+    mix = {split: found for split, found in (checks.get("class_mix") or {}).items() if found.get("shift")}
+    if mix:  # the shift that decides whether calibration and tuned thresholds transfer: its table
+        splits = list(mix)
+        labels = list(next(iter(mix.values()))["proportions"])
+        rows = [[_cell(label), f"{mix[splits[0]]['proportions'][label][0]:.1%}",
+                 *(f"{mix[s]['proportions'][label][1]:.1%}" for s in splits)] for label in labels]
+        out += ["Class mix (share of rows). Calibration and tuned thresholds are fitted on validation, which is "
+                "drawn like training; a split with another mix can score worse with them than without. "
+                "Evaluate on data with the mix you will predict on.", "",
+                table(["class", "training", *splits], rows), ""]
     duplicates = checks.get("duplicates_in_train") or {}
     overlap = checks.get("overlap") or {}
     rows = [["training, repeated inside", number(duplicates.get("exact")), number(duplicates.get("normalized"))]]
