@@ -13,8 +13,10 @@ There the signal is held: a flag is set, and the exception is raised at the firs
 as soon as the import has returned (the signal is sent again every 50 ms until then) or the shielded
 block exits. Nothing depends on when the signal lands. A second signal while one is held is held too.
 
-Training has a handler of its own (runner.train.trainer.StopOnSignal: a checkpoint, then exit); outside
-the main thread (Ray Train, a notebook's worker) no handler is installed, as Python allows none there.
+Training has a handler of its own (runner.train.trainer.GracefulStop: a checkpoint, then exit); outside
+the main thread of the main interpreter (Ray Train, a notebook's worker, a subinterpreter) no handler is
+installed, as Python allows none there: the command runs and says once (`note:`) that Ctrl-C and SIGTERM
+are the caller's to handle (tests/train/test_thread.py).
 """
 
 from __future__ import annotations
@@ -37,11 +39,30 @@ def in_main_thread() -> bool:
     return threading.current_thread() is threading.main_thread()
 
 
-def install() -> None:
-    """`handle` for SIGINT and SIGTERM (in the main thread only; elsewhere Python refuses handlers)."""
+def install() -> bool:
+    """`handle` for SIGINT and SIGTERM, where Python allows handlers: the main thread of the main interpreter.
+    Elsewhere (a thread of a notebook, Ray Train or a server; a subinterpreter) nothing is installed, the command
+    runs all the same and says so once, in a `note:`. Whether they were installed."""
     if in_main_thread():
-        for number in STOPS:
-            signal.signal(number, handle)
+        previous = {number: signal.getsignal(number) for number in STOPS}
+        try:
+            for number in STOPS:
+                signal.signal(number, handle)
+            return True
+        except ValueError:  # the main thread of a subinterpreter: put back any that went in
+            for number, handler in previous.items():
+                if handler is not None:
+                    try:
+                        signal.signal(number, handler)
+                    except ValueError:
+                        pass
+    from runner.console import note
+
+    where = (f"in thread '{threading.current_thread().name}', not the main thread" if not in_main_thread()
+             else "in a subinterpreter, not the main interpreter")
+    note(f"runner runs {where}, where Python allows no signal handlers: Ctrl-C and SIGTERM are the caller's "
+         "to handle (runner does not save a checkpoint and stop on them here)")
+    return False
 
 
 def stop_exception(number: int) -> BaseException:

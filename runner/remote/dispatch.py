@@ -18,10 +18,18 @@ The spec is checked here first (a bad spec exits 2 and costs no GPU minute), the
 
 Ctrl-C asks whether to cancel the job (without a terminal: it cancels); --detach returns once the job
 has started. `runner jobs logs|status|cancel|fetch ID` follow it later.
+
+Following survives the network (follow_log): a log stream that breaks or a status call that fails is tried
+again, after 1 s, then twice as long each time up to 15 s, until about 2 minutes have gone by without an
+answer (huggingface_hub first retries a broken stream a few times itself); the log resumes where it stopped,
+no line shown twice. Only then does the command give up, saying the job may still run and how to follow it.
+A job that ends ERROR or CANCELED exits non-zero with its status message, unless its run finished and its
+whole record came back: then a warning names the status, and the run's exit code (0) stands.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import difflib
 import os
@@ -53,6 +61,12 @@ LABEL = "runner-job"  # the job's label: the key of its folder, jobs/KEY, in the
 KEY_PATTERN = re.compile(r"[0-9]{8}-[0-9]{6}-[A-Za-z0-9_.-]{0,40}-[0-9a-f]{6}")
 # Never uploaded from a local model folder: training state and hidden files.
 SKIPPED_MODEL_PARTS = ("checkpoints", "optimizer.pt", "scheduler.pt", "rng_state.pth", "training_args.bin")
+TERMINAL_STAGES = ("COMPLETED", "ERROR", "CANCELED", "DELETED")
+# Following a job through network trouble (follow_log): the first wait, the longest, how long without an answer
+# before giving up (never before MIN_TRIES tries), and the pause before following a log that ended before its job.
+RETRY_FIRST, RETRY_LONGEST, RETRY_FOR, RETRY_MIN_TRIES, LOG_PAUSE = 1.0, 15.0, 120.0, 3, 2.0
+# Tests only: a factor (0 < f <= 1) on those delays, so that a test of a retry or of giving up takes no minutes.
+RETRY_SCALE_ENV = "RUNNER_TEST_RETRY_SCALE"
 
 
 class RemoteFailed(RunError):
@@ -286,27 +300,125 @@ def dispatch(spec: Spec, target: str, *, overwrite: bool = False, detach: bool =
               f"`runner jobs fetch {job.id} --output DIR`, stop it with `runner jobs cancel {job.id}`")
         return 0
     errors: list[str] = []
-    final = follow(api, job, namespace, errors)
+    final = follow(api, job, namespace, errors, run_dir.path)
     code, placed = collect(api, token, repo_id, folder, run_dir, overwrite, where, job.id)
     return outcome(final, code, placed, run_dir, errors, f"datasets/{repo_id}/{folder}")
 
 
-def follow(api, job, namespace: str, errors: list[str]):
-    """Print the job's log until it ends; the final JobInfo. Ctrl-C: cancel (asked on a terminal)."""
-    try:
-        for line in api.fetch_job_logs(job_id=job.id, namespace=namespace, follow=True):
-            print(line, flush=True)
-            if line.startswith("error: "):
-                errors.append(line[len("error: "):])
-        return api.wait_for_job(job.id, namespace=namespace, poll_interval=2)
-    except (RunError, SpecError):
-        raise
-    except Exception as error:  # noqa: BLE001 - the network went away; the job does not stop with it
-        from runner.publish.hub import _describe
+def stage_of(job) -> str:
+    return str(getattr(job.status.stage, "value", job.status.stage))
 
-        raise RunError(f"lost job {job.id} while following it: {_describe(error, api.token or '')}",
-                       f"it keeps running: `runner jobs logs {job.id} --follow`, then "
-                       f"`runner jobs fetch {job.id} --output DIR`; or `runner jobs cancel {job.id}`") from None
+
+def retry_scale() -> float:
+    try:
+        scale = float(os.environ.get(RETRY_SCALE_ENV) or 1)
+    except ValueError:
+        return 1.0
+    return scale if 0 < scale <= 1 else 1.0
+
+
+def transient(error: BaseException) -> bool:
+    """Whether a failed call may work when tried again: a network error (reset, timeout, a stream cut short) or
+    an answer the service gives when busy (5xx, 408, 429); never a refusal (401, 403, 404, ...)."""
+    from runner.publish.hub import _status
+
+    status = _status(error)
+    if status is not None:
+        return status >= 500 or status in (408, 429)
+    names = {kind.__name__ for kind in type(error).__mro__}  # httpx, httpx2, httpcore, requests, urllib3 alike
+    return isinstance(error, (OSError, TimeoutError, EOFError)) or bool(names & {
+        "TransportError", "TimeoutException", "NetworkError", "ProtocolError", "ReadError", "ConnectionError",
+        "ChunkedEncodingError", "IncompleteRead"})
+
+
+def _seconds(value: float) -> str:
+    return f"{value:.2g}s" if value < 10 else f"{value:.0f}s" if value < 120 else f"{value / 60:.0f} min"
+
+
+class Reconnect:
+    """The retries of following one job: each failure waits (RETRY_FIRST, doubling, at most RETRY_LONGEST, or what
+    Retry-After asks within that), a line or a status that arrives ends the outage; after RETRY_FOR seconds of
+    failures in a row (and RETRY_MIN_TRIES tries), or at once for a refusal, it gives up with one RunError."""
+
+    def __init__(self, job_id: str, token: str, output: Path | None = None):
+        scale = retry_scale()
+        self.first, self.longest, self.budget = RETRY_FIRST * scale, RETRY_LONGEST * scale, RETRY_FOR * scale
+        self.pause = LOG_PAUSE * scale
+        self.job_id, self.token, self.output = job_id, token, output
+        self.failures, self.since = 0, 0.0
+
+    def alive(self) -> None:
+        if self.failures:
+            from runner.console import note
+
+            note(f"reconnected to job {self.job_id}; its log goes on where it stopped, no line shown twice")
+        self.failures = 0
+
+    def failed(self, error: Exception) -> None:
+        from runner.console import note
+        from runner.publish.hub import _describe, _retry_after
+
+        now = time.monotonic()
+        if not self.failures:
+            self.since = now
+        self.failures += 1
+        described, waited = _describe(error, self.token), now - self.since
+        if not transient(error):
+            raise RunError(f"lost job {self.job_id} while following it: {described}", self.hint()) from None
+        if self.failures > RETRY_MIN_TRIES and waited >= self.budget:
+            raise RunError(f"lost job {self.job_id} while following it: no answer for {_seconds(waited)} "
+                           f"({self.failures} tries); the last: {described}", self.hint()) from None
+        delay = min(self.longest, max(self.first * 2 ** (self.failures - 1), _retry_after(error) * retry_scale()))
+        note(f"following job {self.job_id}: {described}; trying again in {_seconds(delay)} "
+             f"(for up to {_seconds(self.budget)} without an answer)")
+        time.sleep(delay)
+
+    def hint(self) -> str:
+        import shlex
+
+        output = shlex.quote(str(self.output)) if self.output else "DIR"
+        return (f"the job may still be running: follow it with `runner jobs logs {self.job_id} --follow`, then bring "
+                f"its record back with `runner jobs fetch {self.job_id} --output {output}`; or stop it with "
+                f"`runner jobs cancel {self.job_id}`")
+
+
+def follow_log(api, job_id: str, namespace: str, show: Callable[[str], None], output: Path | None = None):
+    """Call `show` with each line of the job's log until the job ends; the final JobInfo. A broken stream or a
+    failed status call is tried again (Reconnect); the log then starts over on the service's side, and the
+    lines already shown are skipped."""
+    retry = Reconnect(job_id, api.token or "", output)
+    shown = 0
+    while True:
+        try:
+            seen = 0
+            for line in api.fetch_job_logs(job_id=job_id, namespace=namespace, follow=True):
+                seen += 1
+                if seen <= shown:
+                    continue
+                retry.alive()
+                show(line)
+                shown += 1
+            final = api.inspect_job(job_id=job_id, namespace=namespace)
+            retry.alive()
+            if stage_of(final) in TERMINAL_STAGES:
+                return final
+            time.sleep(retry.pause)  # the log ended before the job (huggingface_hub gave it up): follow it again
+        except (RunError, SpecError, KeyboardInterrupt):
+            raise
+        except Exception as error:  # noqa: BLE001 - the network went away; the job does not stop with it
+            retry.failed(error)
+
+
+def follow(api, job, namespace: str, errors: list[str], output: Path | None = None):
+    """Print the job's log until it ends; the final JobInfo. Ctrl-C: cancel (asked on a terminal)."""
+
+    def show(line: str) -> None:
+        print(line, flush=True)
+        if line.startswith("error: "):
+            errors.append(line[len("error: "):])
+
+    try:
+        return follow_log(api, job.id, namespace, show, output)
     except KeyboardInterrupt as stop:
         code = 143 if isinstance(stop, Terminated) else 130
         cancel = True
@@ -321,7 +433,13 @@ def follow(api, job, namespace: str, errors: list[str]):
             raise Interrupted(f"left job {job.id} running", f"`runner jobs logs {job.id} --follow`, "
                               f"`runner jobs fetch {job.id} --output DIR`, `runner jobs cancel {job.id}`",
                               exit_code=code) from None
-        api.cancel_job(job_id=job.id, namespace=namespace)
+        try:
+            hub_call(f"canceling job {job.id}", lambda: api.cancel_job(job_id=job.id, namespace=namespace),
+                     api.token or "")
+        except RunError as error:
+            error.hint = f"it may still be running: `runner jobs cancel {job.id}`"
+            error.exit_code = code
+            raise
         raise Interrupted(f"canceled job {job.id}", "its inputs stay on the Hub; run again to start over",
                           exit_code=code) from None
 
@@ -342,9 +460,17 @@ def collect(api, token: str, repo_id: str, folder: str, run_dir: RunDir, overwri
     try:
         make_folder(parent)
         staging = temporary_folder(parent, prefix=f".{run_dir.path.name}.job-")
-        hub_call("downloading the run record", lambda: snapshot_download(
-            repo_id, repo_type="dataset", allow_patterns=[f"{folder}/{EXIT_FILE}", f"{folder}/{OUTPUT}/*"],
-            local_dir=staging, token=token, endpoint=api.endpoint), token)
+        try:
+            with quiet_when_nothing_matched():
+                hub_call("downloading the run record", lambda: snapshot_download(
+                    repo_id, repo_type="dataset", allow_patterns=[f"{folder}/{EXIT_FILE}", f"{folder}/{OUTPUT}/*"],
+                    local_dir=staging, token=token, endpoint=api.endpoint), token)
+        except RunError as error:  # the job has ended; its record waits on the Hub
+            import shlex
+
+            error.hint = (f"the job has ended and its record stays on the Hub: bring it back with `runner jobs fetch "
+                          f"{job_id} --output {shlex.quote(str(run_dir.path))}`")
+            raise
         code = exit_code(staging / folder / EXIT_FILE, f"datasets/{repo_id}/{folder}/{EXIT_FILE}", job_id)
         output = staging / folder / OUTPUT
         record = sorted(item.name for item in output.iterdir() if item.name in ENTRIES) if output.is_dir() else []
@@ -360,22 +486,51 @@ def collect(api, token: str, repo_id: str, folder: str, run_dir: RunDir, overwri
                 break
 
 
+@contextlib.contextmanager
+def quiet_when_nothing_matched():
+    """Without huggingface_hub's `No files matched ...` warning: a job that left no record is said once, by outcome."""
+    import logging
+
+    log = logging.getLogger("huggingface_hub._snapshot_download")
+
+    def keep(record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("No files matched")
+
+    log.addFilter(keep)
+    try:
+        yield
+    finally:
+        log.removeFilter(keep)
+
+
 def outcome(final, code: int | None, placed: list[str], run_dir: RunDir, errors: list[str], where: str) -> int:
-    """0 when the job's run finished and its record (run.json) came back, else raised with the remote exit code."""
-    stage, message = str(getattr(final.status.stage, "value", final.status.stage)), final.status.message
+    """0 when the job's run finished and its record (run.json) came back, else raised with the remote exit code.
+    A job that ended ERROR or CANCELED fails with its status message, unless its run finished and the record is
+    here: then a warning names the status (the machine failed after the work was done and saved)."""
+    from runner.console import warn
+    from runner.errors import _one_line
+
+    stage, message = stage_of(final), _one_line(str(final.status.message or ""))[:300]
+    status = stage + (f": {message}" if message else "")
     job = f"job {final.id} on {final.flavor}"
     if code is None:
         raise RunError(f"{job} ended {stage} without a run record" + (f": {message}" if message else ""),
                        f"see its log: runner jobs logs {final.id}")
     if code != 0:
-        reason = errors[-1] if errors else f"stage {stage}" + (f": {message}" if message else "")
+        reason = errors[-1] if errors else f"stage {status}"
+        if errors and stage != "COMPLETED" and message and not re.search(rf"\b{code}\b", message):
+            reason += f" (the job ended {status})"  # e.g. a timeout: the run's own error alone would hide it
         kept = (f"; {run_dir.path} is as it was (the job's record: runner jobs fetch {final.id} --output DIR)"
                 if run_dir.written_entries() and MANIFEST not in placed else "")
         raise RemoteFailed(f"{job} failed (exit {code}): {reason}",
                            f"the full log: runner jobs logs {final.id}{kept}", code)
     if MANIFEST not in placed:
-        raise RunError(f"{job} exited 0 but left no run record ({where}/{OUTPUT}/{MANIFEST} is missing)",
+        ended = f"; the job ended {status}" if stage != "COMPLETED" else ""
+        raise RunError(f"{job} exited 0 but left no run record ({where}/{OUTPUT}/{MANIFEST} is missing){ended}",
                        f"nothing was written to {run_dir.path}; see what the job did: runner jobs logs {final.id}")
+    if stage != "COMPLETED":
+        warn(f"{job} ended {status}, after its run had finished and uploaded its whole record; the record is "
+             f"complete (see the job's log: runner jobs logs {final.id})")
     print(f"job {final.id} finished; the run record is in {run_dir.path}")
     return 0
 

@@ -63,11 +63,15 @@ def jobs() -> None:
 @click.argument("job_id")
 @click.option("-f", "--follow", is_flag=True, help="Keep printing until the job ends.")
 def logs(job_id, follow) -> None:
-    """Print a job's log."""
-    from runner.remote.dispatch import connect, hub_call
+    """Print a job's log. With --follow a broken stream or a failed status call is tried again for a while, and
+    the log goes on where it stopped."""
+    from runner.remote.dispatch import connect, follow_log, hub_call
 
     api, token, namespace = connect()
-    lines = api.fetch_job_logs(job_id=job_id, namespace=namespace, follow=follow)
+    if follow:
+        hub_call(f"following the log of job {job_id}", lambda: follow_log(api, job_id, namespace, click.echo), token)
+        return
+    lines = api.fetch_job_logs(job_id=job_id, namespace=namespace, follow=False)
     hub_call(f"reading the log of job {job_id}", lambda: [click.echo(line) for line in lines], token)
 
 

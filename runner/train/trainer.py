@@ -177,16 +177,24 @@ class GracefulStop:
     def __enter__(self):
         from runner.stopping import in_main_thread
 
-        if not in_main_thread():  # Ray Train, a notebook's worker: Python allows handlers in the main thread only
+        # Ray Train, a notebook's worker, a subinterpreter: Python allows handlers in the main thread of the main
+        # interpreter only; elsewhere training runs without (the CLI's stopping.install says so, once).
+        if not in_main_thread():
             return self
-        for number in (signal.SIGINT, signal.SIGTERM):
-            self._previous[number] = signal.getsignal(number)
-            signal.signal(number, self._handle)
+        try:
+            for number in (signal.SIGINT, signal.SIGTERM):
+                previous = signal.getsignal(number)
+                signal.signal(number, self._handle)
+                self._previous[number] = previous
+        except ValueError:  # a subinterpreter's main thread
+            self.__exit__()
+            self._previous = {}
         return self
 
     def __exit__(self, *exc):
         for number, handler in self._previous.items():
-            signal.signal(number, handler)
+            if handler is not None:  # None: a handler not set from Python, which cannot be put back
+                signal.signal(number, handler)
 
     def _handle(self, number, frame):
         if self.signal_number is not None:

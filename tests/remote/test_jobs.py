@@ -1,6 +1,7 @@
 """`runner run SPEC --on hf-jobs[:FLAVOR]` through the real huggingface_hub client, against the test
 Hub (tests/support/hub_server.py) whose Jobs endpoints (tests/support/hub_jobs.py) run the submitted command here:
-upload, job, streamed log, remote `runner jobs exec`, record back, exit code, cancel."""
+upload, job, streamed log, remote `runner jobs exec`, record back, exit code, cancel; a log stream that breaks
+and a status call that fails (tried again, then given up with how to follow the job), a job that ends ERROR."""
 
 from __future__ import annotations
 
@@ -32,6 +33,7 @@ def jobs_hub(fake_hub, tmp_path, monkeypatch):
     fake_hub.job_env.update({"PYTHONPATH": str(ROOT), "RUNNER_CACHE_DIR": str(tmp_path / "remote-cache"),
                              "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"})
     monkeypatch.setenv("RUNNER_JOBS_IMAGE", IMAGE)
+    monkeypatch.setenv("RUNNER_TEST_RETRY_SCALE", "0.01")  # following retries within a second or so, not minutes
     yield fake_hub
     for job in fake_hub.jobs:  # nothing keeps running after a test
         job.release.set()
@@ -322,19 +324,183 @@ def test_a_failed_job_never_replaces_an_earlier_run(jobs_hub, tmp_path, tiny_mod
     assert len(errors) == 1 and "push failed" in errors[0]
 
 
-def test_losing_the_log_stream_says_the_job_keeps_running(jobs_hub, tmp_path, tiny_model, tiny_data):
-    jobs_hub.fail_next("job_logs", times=1, status=500)
+# ---------------------------------------------------------------------------------------------
+# Following a job through network trouble, and how a job's end is told (issue #32)
+
+
+def job_lines(job) -> list[str]:
+    """What the job printed, as huggingface_hub hands it on (without the service's `===== Job started` line)."""
+    return [line for _, line in job.logs if not line.startswith("===== Job started")]
+
+
+def shown_once(output: str, lines: list[str]) -> bool:
+    """Whether `lines` appear in `output` once each, in order, none between them (`\r` of a progress bar kept)."""
+    out = output.split("\n")
+    return bool(lines) and out.count(lines[0]) == 1 and out[out.index(lines[0]):][:len(lines)] == lines
+
+
+def notes(stderr: str) -> list[str]:
+    return [line for line in stderr.splitlines() if line.startswith("note:")]
+
+
+def test_a_dropped_log_stream_and_a_failed_status_call_are_tried_again(jobs_hub, tmp_path, tiny_model, tiny_data):
+    # Mid-job the log stream breaks (the connection closes without the chunked body's end), and the status call
+    # that follows fails too (the connection closes unanswered): before, the command gave up at once.
+    jobs_hub.drop_log_stream(after="runner jobs exec: downloading")
+    jobs_hub.fail_next("inspect_job", times=1, status=0)
     spec = write_spec(tmp_path, tiny_spec_text(tiny_model))
     result = run_cli("run", str(spec), "--on", "hf-jobs", cwd=tmp_path)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     [job] = jobs_hub.jobs
-    assert result.returncode == 1
-    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
-    assert len(errors) == 1 and f"lost job {job.id}" in errors[0] and "500" in errors[0]
-    assert f"runner jobs fetch {job.id}" in result.stderr and not job.canceled
-    wait_for(lambda: job.stage == "COMPLETED", timeout=120)  # it ran on; its record can be fetched
+    assert [(job.id, line.startswith("runner jobs exec: downloading")) for job_id, line in jobs_hub.log_drops] == [
+        (job.id, True)]
+    statuses = [request["status"] for request in jobs_hub.requests if request["kind"] == "inspect_job"]
+    assert statuses[0] == 0 and [r["kind"] for r in jobs_hub.requests].count("job_logs") >= 2
+    assert shown_once(result.stdout, job_lines(job)), result.stdout[-3000:]  # all of it, nothing twice
+    said = notes(result.stderr)
+    assert len(said) == 2, result.stderr[-3000:]
+    assert said[0].startswith(f"note: following job {job.id}: RemoteProtocolError: ") and "trying again in" in said[0]
+    assert said[1] == f"note: reconnected to job {job.id}; its log goes on where it stopped, no line shown twice"
+    assert "error:" not in result.stderr and "Traceback" not in result.stderr
+    assert json.loads((tmp_path / "run" / "run.json").read_text())["status"] == "finished"
+    assert not job.canceled and job.stage == "COMPLETED"
+
+
+FAKE_RUNNER = """\
+import os, sys, threading
+from huggingface_hub import CommitOperationAdd, HfApi
+
+repo, folder = sys.argv[3], sys.argv[4]  # runner jobs exec REPO FOLDER
+for number in range(1, 21):
+    print(f"fake run: line {number}", flush=True)
+if os.environ.get("FAKE_RUN") == "hang":  # killed by hub.end_job before any record exists
+    print("fake run: training", flush=True)
+    threading.Event().wait()
+record = {"exit.json": '{"exit_code": 0}', "output/run.json": '{"status": "finished"}',
+          "output/metrics.json": '{"validation": {"accuracy": 0.5}}'}
+HfApi().create_commit(repo, [CommitOperationAdd(f"{folder}/{name}", text.encode()) for name, text in record.items()],
+                      repo_type="dataset", commit_message="the record")
+print("fake run: uploaded the record", flush=True)
+"""
+
+
+def fake_image(hub, tmp_path: Path, hang: bool = False) -> None:
+    """Jobs run an image whose `runner jobs exec REPO FOLDER` takes a second: 20 lines, then a finished run's whole
+    record uploaded to FOLDER, exit 0 (hang: it waits after the lines, until hub.end_job kills it)."""
+    image = tmp_path / "fake-image"
+    image.mkdir(exist_ok=True)
+    (image / "runner").write_text(f"#!{sys.executable}\n{FAKE_RUNNER}")
+    (image / "runner").chmod(0o755)
+    hub.job_env["PATH"] = f"{image}{os.pathsep}/usr/bin{os.pathsep}/bin"
+    hub.job_env["FAKE_RUN"] = "hang" if hang else ""
+
+
+class Running:
+    """`runner ARGS` in a subprocess whose output lines are collected as they come, for a test to wait on."""
+
+    def __init__(self, *args: str, cwd: Path):
+        import threading
+
+        self.process = subprocess.Popen([sys.executable, "-m", "runner", *args], cwd=cwd, stdin=subprocess.DEVNULL,
+                                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self.out: list[str] = []
+        self.err: list[str] = []
+        self.readers = [threading.Thread(target=lambda s=s, into=into: into.extend(s), daemon=True)
+                        for s, into in ((self.process.stdout, self.out), (self.process.stderr, self.err))]
+        for reader in self.readers:
+            reader.start()
+
+    def wait(self, timeout: float = 300) -> tuple[int, str, str]:
+        code = self.process.wait(timeout=timeout)
+        for reader in self.readers:
+            reader.join(timeout=30)
+        return code, "".join(self.out), "".join(self.err)
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+
+
+def test_following_gives_up_after_a_while_and_says_the_job_may_still_run(jobs_hub, tmp_path, tiny_data):
+    fake_image(jobs_hub, tmp_path)
+    jobs_hub.hold_jobs = True  # the job runs on while its follower has lost it
+    spec = write_spec(tmp_path, tiny_spec_text("tester/tiny-model"))
+    command = Running("run", str(spec), "--on", "hf-jobs", cwd=tmp_path)
+    try:
+        wait_for(lambda: "fake run: uploaded the record\n" in command.out)  # printed: the log is followed
+        jobs_hub.fail_next("job_logs", times=1000, status=503)  # the service goes away (for good, as it seems)
+        jobs_hub.fail_next("inspect_job", times=1000, status=503)
+        jobs_hub.drop_log_stream()
+        code, out, err = command.wait()
+    finally:
+        command.kill()
+    [job] = jobs_hub.jobs
+    error = one_error(subprocess.CompletedProcess([], code, out, err), 1)
+    assert error.startswith(f"error: lost job {job.id} while following it: no answer for ") and "503" in error
+    assert "tries); the last: " in error
+    hint = [line for line in err.splitlines() if line.startswith("hint:")][0]
+    assert hint == (f"hint: the job may still be running: follow it with `runner jobs logs {job.id} --follow`, then "
+                    f"bring its record back with `runner jobs fetch {job.id} --output {tmp_path / 'run'}`; or stop "
+                    f"it with `runner jobs cancel {job.id}`")
+    tries = notes(err)
+    assert len(tries) >= 3 and all(f"following job {job.id}: " in line and "trying again in" in line for line in tries)
+    assert job.stage == "RUNNING" and not job.canceled  # never abandoned to a cancel
+    assert not (tmp_path / "run").exists()
+    # The service comes back; the job ends; what the hint says works.
+    jobs_hub.stop_failing()
+    job.release.set()
+    wait_for(lambda: job.stage == "COMPLETED")
+    fetched = run_cli("jobs", "fetch", job.id, "--output", str(tmp_path / "run"), cwd=tmp_path)
+    assert fetched.returncode == 0 and f"job {job.id} finished" in fetched.stdout, fetched.stderr
+    assert json.loads((tmp_path / "run" / "run.json").read_text())["status"] == "finished"
+    # `runner jobs logs --follow` goes through a broken stream and a failed status call as `run --on` does.
+    jobs_hub.drop_log_stream(after="fake run: line 7")
+    jobs_hub.fail_next("inspect_job", times=1, status=0)
+    logs = run_cli("jobs", "logs", job.id, "--follow", cwd=tmp_path)
+    assert logs.returncode == 0, logs.stderr
+    assert logs.stdout.split("\n")[:-1] == job_lines(job) and len(jobs_hub.log_drops) == 2
+    said = notes(logs.stderr)
+    assert len(said) == 2 and "RemoteProtocolError" in said[0] and said[1].startswith("note: reconnected"), said
+
+
+def test_a_job_that_ends_in_error_or_is_canceled_before_its_record_exits_non_zero(jobs_hub, tmp_path, tiny_data):
+    fake_image(jobs_hub, tmp_path, hang=True)
+    spec = write_spec(tmp_path, tiny_spec_text("tester/tiny-model"))
+    for stage, message in (("ERROR", "Job was evicted: the node failed"), ("CANCELED", None)):
+        command = Running("run", str(spec), "--on", "hf-jobs", cwd=tmp_path)
+        try:
+            job = wait_for(lambda: len(jobs_hub.jobs) and jobs_hub.jobs[-1].stage == "RUNNING" and jobs_hub.jobs[-1])
+            wait_for(lambda command=command: "fake run: training\n" in command.out)  # followed; no record yet
+            jobs_hub.end_job(job, stage, message)
+            code, out, err = command.wait()
+        finally:
+            command.kill()
+        error = one_error(subprocess.CompletedProcess([], code, out, err), 1)
+        assert error == (f"error: job {job.id} on a10g-small ended {stage} without a run record"
+                         + (f": {message}" if message else "")), error
+        assert [line for line in err.splitlines() if not line.startswith("hint:")] == [error], err  # nothing else
+        assert not (tmp_path / "run").exists() and job.stage == stage
+
+
+def test_a_job_that_ends_in_error_after_its_whole_record_warns_and_keeps_it(jobs_hub, tmp_path, tiny_data):
+    fake_image(jobs_hub, tmp_path)
+    jobs_hub.hold_jobs = True
+    spec = write_spec(tmp_path, tiny_spec_text("tester/tiny-model"))
+    command = Running("run", str(spec), "--on", "hf-jobs:t4-small", cwd=tmp_path)
+    try:
+        job = wait_for(lambda: jobs_hub.jobs and jobs_hub.jobs[0].exit_code == 0 and jobs_hub.jobs[0])  # record up
+        jobs_hub.end_job(job, "ERROR", "Job timed out")  # the machine failed once the work was done and saved
+        code, out, err = command.wait()
+    finally:
+        command.kill()
+    assert code == 0, out[-3000:] + err[-3000:]
+    warning = (f"warning: job {job.id} on t4-small ended ERROR: Job timed out, after its run had finished and "
+               f"uploaded its whole record; the record is complete (see the job's log: runner jobs logs {job.id})")
+    assert [line for line in err.splitlines() if line.startswith(("warning:", "error:"))] == [warning], err
+    assert f"job {job.id} finished; the run record is in {tmp_path / 'run'}" in out
+    assert json.loads((tmp_path / "run" / "run.json").read_text())["status"] == "finished"
     fetched = run_cli("jobs", "fetch", job.id, "--output", str(tmp_path / "fetched"), cwd=tmp_path)
-    assert fetched.returncode == 0, fetched.stderr
-    assert json.loads((tmp_path / "fetched" / "run.json").read_text())["status"] == "finished"
+    assert fetched.returncode == 0 and warning in fetched.stderr.splitlines(), fetched.stderr
 
 
 # ---------------------------------------------------------------------------------------------

@@ -13,6 +13,17 @@ With `hub.hold_jobs = True` a job whose command has ended stays RUNNING (its log
 test sets `job.release` or the job is canceled: a test that interrupts the command following a job never
 races the job's end.
 
+What goes wrong on the real service, on demand (each a state the test can wait on, never a delay):
+
+    hub.drop_log_stream(after="downloading")   # the next log stream breaks right after the first line holding
+                                               # "downloading": the connection closes without the chunked body's
+                                               # end, as a reset proxy leaves it (the client sees a protocol error)
+    hub.drop_log_stream()                      # the log stream open now (or the next) breaks at once
+    hub.fail_next("inspect_job", status=0)     # a status call fails (0: the connection closes unanswered)
+    hub.end_job(job, "ERROR", "message")       # the job ends so now: its command killed if it still runs, a
+                                               # job held by hold_jobs released with that stage and message
+    hub.log_drops                              # [(job id, the last line sent)] of each stream broken so far
+
 Every image is this Python environment: the command runs with PATH starting at this interpreter's
 folder, in an empty temporary folder, with a clean environment (PATH, HOME, HF_ENDPOINT pointing at
 the test Hub, HF_HOME inside the job's folder, JOB_ID, ACCELERATOR=none), then `hub.job_env` (what a
@@ -56,6 +67,7 @@ class FakeJob:
     timed_out: bool = False
     changed: threading.Condition = field(default_factory=threading.Condition)
     release: threading.Event = field(default_factory=threading.Event)  # see hub.hold_jobs
+    forced: tuple[str, str | None] | None = None  # (stage, message) the test ended it with: end_job
 
     def info(self, owner: str) -> dict:
         """The JSON the Hub answers: secrets by name only, never their values."""
@@ -130,7 +142,9 @@ def run_job(hub, job: FakeJob) -> None:
         job.release.wait()
     if timer:
         timer.cancel()
-    if job.canceled:
+    if job.forced is not None:
+        job.finish(*job.forced)
+    elif job.canceled:
         job.finish("CANCELED")
     elif job.timed_out:
         job.finish("ERROR", "Job timed out")
@@ -155,6 +169,18 @@ def _stop(job: FakeJob, why: str) -> None:
             threading.Timer(GRACE_SECONDS, _kill, args=(job,)).start()
         elif job.process is None:
             job.finish("CANCELED")
+
+
+def end_job(job: FakeJob, stage: str, message: str | None = None) -> None:
+    """End `job` with `stage` and `message` now (hub.end_job): its command killed, as a machine that goes away
+    kills it, or, when it has ended and hold_jobs holds the job, the job released into that stage."""
+    with job.changed:
+        job.forced = (stage, message)
+        job.release.set()
+        if job.process is None:
+            job.finish(stage, message)
+        elif job.process.poll() is None:
+            _kill(job)
 
 
 def _kill(job: FakeJob) -> None:
@@ -198,29 +224,52 @@ def route(handler, method: str, segments: list[str], _Response, _error):
         return _Response(200, {})
 
     def logs():
+        """Server-sent events in a chunked body, from the first line (or the last `tail`), until the job ends."""
         job = find()
         tail = handler.query.get("tail")
         handler.send_response(200)
         handler.send_header("Content-Type", "text/event-stream")
         handler.send_header("Cache-Control", "no-cache")
+        handler.send_header("Transfer-Encoding", "chunked")
         handler.send_header("Connection", "close")
         handler.end_headers()
-        sent = max(0, len(job.logs) - int(tail[0])) if tail else 0
-        while True:
-            with job.changed:
-                lines, done = job.logs[sent:], job.stage in TERMINAL
-                if not lines and not done:
-                    job.changed.wait(0.5)
-                    continue
-            for timestamp, line in lines:
-                handler.wfile.write(f"data: {json.dumps({'timestamp': timestamp, 'data': line})}\n\n".encode())
-            handler.wfile.flush()
-            sent += len(lines)
-            if done and sent >= len(job.logs):
-                break
         handler.close_connection = True
         response = _Response(200)
         response.streamed = True
+        sent = max(0, len(job.logs) - int(tail[0])) if tail else 0
+        last = None
+        while True:
+            if hub._take_log_drop(None):  # drop_log_stream(): broken now
+                return _drop(response, job, last)
+            with job.changed:
+                lines, done = job.logs[sent:], job.stage in TERMINAL
+                if not lines and not done:
+                    job.changed.wait(0.1)
+                    continue
+            for timestamp, line in lines:
+                event = f"data: {json.dumps({'timestamp': timestamp, 'data': line})}\n\n".encode()
+                handler.wfile.write(b"%x\r\n%s\r\n" % (len(event), event))
+                sent, last = sent + 1, line
+                if hub._take_log_drop(line):  # drop_log_stream(after=...): broken right after this line
+                    handler.wfile.flush()
+                    return _drop(response, job, last)
+            handler.wfile.flush()
+            if done and sent >= len(job.logs):
+                break
+        handler.wfile.write(b"0\r\n\r\n")
+        return response
+
+    def _drop(response, job: FakeJob, last: str | None):
+        """The connection closes with the chunked body unfinished: no last chunk, nothing said."""
+        import socket
+
+        with hub._lock:
+            hub.log_drops.append((job.id, last))
+        try:
+            handler.wfile.flush()
+            handler.connection.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
         return response
 
     if len(rest) == 1 and method == "POST":

@@ -10,6 +10,7 @@ commit files, tag, list and download.
     hub.jobs, hub.job_env                            # Hugging Face Jobs run here (tests/support/hub_jobs.py)
     hub.commits, hub.requests                        # what happened
     hub.fail_next("commit", times=1, status=500)     # status 0 drops the connection instead
+    hub.drop_log_stream(after="text"), hub.end_job(job, "ERROR", "why")   # a job's log and end (hub_jobs.py)
     hub.stop()
 
 Everything lives in memory. Files are always uploaded as regular (non-LFS) git blobs and served
@@ -89,6 +90,8 @@ class FakeHub:
         self.jobs: list = []  # Hugging Face Jobs (tests/support/hub_jobs.py): FakeJob, in creation order
         self.job_env: dict[str, str] = {}  # added to every job's environment
         self.hold_jobs = False  # True: a job stays RUNNING after its command until job.release or a cancel
+        self.log_drops: list[tuple[str, str | None]] = []  # (job id, last line sent) of each log stream broken
+        self._log_drops: list[str | None] = []  # drop_log_stream's, in order: after a line holding it; None: now
         self._lock = threading.RLock()
         self._server: ThreadingHTTPServer | None = None
         self._counter = 0
@@ -125,10 +128,39 @@ class FakeHub:
         """Answer the next `times` requests of `kind` with HTTP `status` (0: drop the connection).
 
         Kinds: whoami, create_repo, validate_yaml, preupload, commit, tag, branch, refs, info, tree,
-        paths_info, resolve.
+        paths_info, resolve; of Jobs: run_job, inspect_job (a status call), job_logs, cancel_job. A large `times`
+        fails them until stop_failing.
         """
         with self._lock:
             self._failures.setdefault(kind, []).extend([status] * times)
+
+    def stop_failing(self, kind: str | None = None) -> None:
+        """Forget the failures fail_next armed and not yet used: of `kind`, or all."""
+        with self._lock:
+            if kind is None:
+                self._failures.clear()
+            else:
+                self._failures.pop(kind, None)
+
+    def drop_log_stream(self, after: str | None = None, times: int = 1) -> None:
+        """Break the next `times` job log streams (tests/support/hub_jobs.py): right after the first line that
+        holds `after`, or, without `after`, the one open now (else the next) at once. hub.log_drops records each."""
+        with self._lock:
+            self._log_drops.extend([after] * times)
+
+    def _take_log_drop(self, line: str | None) -> bool:
+        """Whether the log stream that just sent `line` (None: that is waiting) breaks now."""
+        with self._lock:
+            if self._log_drops and (self._log_drops[0] is None or (line is not None and self._log_drops[0] in line)):
+                self._log_drops.pop(0)
+                return True
+            return False
+
+    def end_job(self, job, stage: str, message: str | None = None) -> None:
+        """End a job now with `stage` (ERROR, CANCELED, COMPLETED) and `message`: tests/support/hub_jobs.py."""
+        import importlib
+
+        importlib.import_module(f"{__package__}.hub_jobs" if __package__ else "hub_jobs").end_job(job, stage, message)
 
     def create_repo(self, repo_id: str, repo_type: str = "model", private: bool = False) -> Repo:
         with self._lock:

@@ -1,0 +1,42 @@
+"""`runner run` called in-process off the main thread (a notebook's worker, Ray Train, a web server's handler):
+Python allows signal handlers in the main thread of the main interpreter only, so none is installed there; the
+run still trains, writes its record, and says once that Ctrl-C and SIGTERM are the caller's to handle."""
+
+from __future__ import annotations
+
+import json
+import signal
+import threading
+
+from conftest import tiny_spec_text, write_spec
+
+
+def test_a_run_in_a_thread_trains_and_says_signals_are_the_callers(tmp_path, tiny_model, tiny_data, capfd):
+    from runner.cli import main
+
+    spec = write_spec(tmp_path, tiny_spec_text(tiny_model))
+    output = tmp_path / "run"
+    before = {number: signal.getsignal(number) for number in (signal.SIGINT, signal.SIGTERM)}
+    outcome: dict = {}
+
+    def run() -> None:  # the real entry point: RunnerGroup.invoke, which installs handlers where it can
+        try:
+            main(["run", str(spec), "--output", str(output)], standalone_mode=False)
+            outcome["exit"] = 0
+        except SystemExit as stop:
+            outcome["exit"] = stop.code
+        except BaseException as error:  # noqa: BLE001 - the test reports it below
+            outcome["error"] = repr(error)
+
+    worker = threading.Thread(target=run, name="runner-worker")
+    worker.start()
+    worker.join(timeout=600)
+    out, err = capfd.readouterr()
+    assert not worker.is_alive(), "the run did not finish within 10 minutes"
+    assert outcome.get("exit", 0) in (0, None) and "error" not in outcome, (outcome, err[-3000:])
+    assert "signal only works in main thread" not in out + err and "Traceback" not in err
+    assert json.loads((output / "run.json").read_text())["status"] == "finished"
+    notes = [line for line in err.splitlines() if line.startswith("note:") and "SIGTERM" in line]
+    assert len(notes) == 1 and "not the main thread" in notes[0] and "caller" in notes[0], err[-3000:]
+    # The main thread's handlers are as they were: nothing was installed, nothing restored over them.
+    assert {number: signal.getsignal(number) for number in (signal.SIGINT, signal.SIGTERM)} == before
