@@ -268,7 +268,9 @@ def test_the_action_says_hf_token_is_needed(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     assert action.main() == 1
     annotation = [line for line in capsys.readouterr().out.splitlines() if line.startswith("::error")]
-    assert len(annotation) == 1 and "needs HF_TOKEN" in annotation[0] and "secrets.HF_TOKEN" in annotation[0]
+    # the hf-token input (never the step's env: a composite action hands its env to every inner step)
+    assert len(annotation) == 1 and "the hf-token input is not set" in annotation[0]
+    assert "hf-token: ${{ secrets.HF_TOKEN }}" in annotation[0]
 
 
 @pytest.mark.timing
