@@ -20,7 +20,8 @@ Ctrl-C asks whether to cancel the job (without a terminal: it cancels); --detach
 has started. `runner jobs logs|status|cancel|fetch ID` follow it later.
 
 Following survives the network (runner/remote/follow.py). A job that ends ERROR or CANCELED exits non-zero
-with its status message, unless its run finished and its whole record came back: then a warning names the status, and the run's exit code (0) stands.
+with its status message, unless its run finished and its whole record came back: then a warning names the
+status, and the run's exit code (0) stands.
 """
 
 from __future__ import annotations
