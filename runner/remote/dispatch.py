@@ -146,6 +146,19 @@ def spec_text(values: dict, source: Path | None) -> str:
     return header + yaml.safe_dump(values, sort_keys=False, allow_unicode=True)
 
 
+def check_data_here(spec: Spec) -> None:
+    """The data checks a local run makes before it trains, made here before anything is uploaded or billed: the
+    files read as the job would read them (a missing column, a bad label, a text that is not a string exit 2
+    now, not in a job), and the checks of the prepared splits (warnings; tuned thresholds on three classes
+    refused). A Hub dataset is left to the job (reading it here would download it)."""
+    if spec.data.get("hub"):
+        return
+    from runner.data.datachecks import check_prepared
+    from runner.data.prepare import prepare_data
+
+    check_prepared(spec, prepare_data(spec))
+
+
 def describe_job(spec: Spec, target: str, timeout: str, image: str | None) -> list[str]:
     """What `--on ... --dry-run` would start, without a token or the network."""
     check_search(spec)
@@ -272,6 +285,7 @@ def dispatch(spec: Spec, target: str, *, overwrite: bool = False, detach: bool =
         if not path.is_file():
             raise SpecError(f"'{path}' is not a readable file", "check the spec's paths", str(path))
     input_inside_run(spec, {name.split("/")[1]: path for name, path in inputs if name.startswith("data/")}, run_dir)
+    check_data_here(spec)
     api, token, namespace = connect()
     repo_id = os.environ.get(REPO_ENV) or f"{namespace}/{JOBS_REPO_NAME}"
     key = job_key(values["name"])

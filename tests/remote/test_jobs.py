@@ -174,6 +174,16 @@ def test_a_bad_spec_costs_nothing(jobs_hub, tmp_path, tiny_model, tiny_data):
     assert jobs_hub.requests == [] and jobs_hub.jobs == []
 
 
+def test_the_data_is_checked_here_before_anything_is_uploaded(jobs_hub, tmp_path, tiny_model, tiny_data):
+    """`--on hf-jobs --set data.text_column=tweet` uploaded and started a (billed) job that then failed on the
+    missing column: the data checks a local run makes come before the upload."""
+    spec = write_spec(tmp_path, tiny_spec_text(tiny_model))
+    result = run_cli("run", str(spec), "--on", "hf-jobs", "--set", "data.text_column=tweet", cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    assert "tweet" in result.stderr and "Traceback" not in result.stderr
+    assert jobs_hub.requests == [] and jobs_hub.jobs == [] and not (tmp_path / "run").exists()
+
+
 def test_a_job_that_never_runs_says_why(jobs_hub, tmp_path, tiny_model, tiny_data):
     jobs_hub.job_env["PATH"] = str(tmp_path / "empty")  # an image without `runner`: the command cannot start
     spec = write_spec(tmp_path, tiny_spec_text(tiny_model))
