@@ -42,7 +42,7 @@ from runner.errors import Interrupted, RunError, SpecError, Terminated
 from runner.files import make_folder, remove, remove_empty_folder, temporary_folder
 from runner.record.rundir import ENTRIES, MANIFEST, RunDir
 from runner.remote.follow import TERMINAL_STAGES, follow_log, stage_of  # noqa: F401 - jobs_cli imports them here
-from runner.remote.record import check_local_output, exit_code, place
+from runner.remote.record import check_data_here, check_local_output, exit_code, place
 from runner.spec.document import Spec
 from runner.spec.specrules import looks_like_local_path
 
@@ -144,19 +144,6 @@ def spec_text(values: dict, source: Path | None) -> str:
 
     header = f"# {source.name if source else 'spec'} as `runner run --on {BACKEND}` resolved it; paths point here\n"
     return header + yaml.safe_dump(values, sort_keys=False, allow_unicode=True)
-
-
-def check_data_here(spec: Spec) -> None:
-    """The data checks a local run makes before it trains, made here before anything is uploaded or billed: the
-    files read as the job would read them (a missing column, a bad label, a text that is not a string exit 2
-    now, not in a job), and the checks of the prepared splits (warnings; tuned thresholds on three classes
-    refused). A Hub dataset is left to the job (reading it here would download it)."""
-    if spec.data.get("hub"):
-        return
-    from runner.data.datachecks import check_prepared
-    from runner.data.prepare import prepare_data
-
-    check_prepared(spec, prepare_data(spec))
 
 
 def describe_job(spec: Spec, target: str, timeout: str, image: str | None) -> list[str]:

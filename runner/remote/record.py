@@ -68,3 +68,16 @@ def place(output: Path, record: list[str], run_dir: RunDir, overwrite: bool, whe
                     move(output / name, run_dir / name)
             remove(run_dir.aside_dir)
     return record
+
+
+def check_data_here(spec) -> None:
+    """The data checks a local run makes before it trains, made here before anything is uploaded or billed: the
+    files read as the job would read them (a missing column, a bad label, a text that is not a string exit 2
+    now, not in a job), and the checks of the prepared splits (warnings; tuned thresholds on three classes
+    refused). A Hub dataset is left to the job (reading it here would download it)."""
+    if spec.data.get("hub"):
+        return
+    from runner.data.datachecks import check_prepared
+    from runner.data.prepare import prepare_data
+
+    check_prepared(spec, prepare_data(spec))
