@@ -1,7 +1,8 @@
 """What a finished run keeps of its checkpoints: the best and the last, without the optimizer,
-scheduler and RNG state (which only a resume needs, and a finished run is not resumed). A MiniLM
-run kept 522 MB of checkpoints for a 91 MB model; the optimizer state is two thirds of it.
-`train.keep_checkpoints: true` keeps everything. A run that stops early is never pruned."""
+scheduler and RNG state, nor FSDP's second copy of the model (which only a resume needs, and a
+finished run is not resumed). A MiniLM run kept 522 MB of checkpoints for a 91 MB model; the
+optimizer state is two thirds of it. `train.keep_checkpoints: true` keeps everything. A run that
+stops early is never pruned."""
 
 from __future__ import annotations
 
@@ -11,7 +12,13 @@ from pathlib import Path
 
 from runner.files import remove
 
-RESUME_STATE = re.compile(r"(optimizer|scheduler|scaler)\.(pt|bin)|rng_state(_\d+)?\.pth")
+# optimizer_0 / optimizer_0_rank1.bin: FSDP's optimizer state as a folder of shards, or a rank's own
+RESUME_STATE = re.compile(r"(optimizer|scheduler|scaler)\.(pt|bin)|rng_state(_\d+)?\.pth|optimizer_\d+(_rank\d+\.bin)?")
+# FSDP's own copy of the model (one file, a rank's file or a folder of shards), which the Trainer loads to
+# resume and, during training, for the best model: pruned where the checkpoint holds the weights files too.
+FSDP_MODEL = re.compile(r"pytorch_model_fsdp(_\d+)?(_rank\d+)?(\.bin)?")
+FULL_WEIGHTS = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
+                "pytorch_model.bin.index.json", "adapter_model.safetensors", "adapter_model.bin")
 
 
 def folder_bytes(path: Path) -> int:
@@ -53,8 +60,9 @@ def finish_checkpoints(folder: Path, keep_all: bool = False) -> dict:
             remove(path, ignore_errors=True)
             removed.append(path.name)
             continue
+        weights = any((path / name).is_file() for name in FULL_WEIGHTS)
         for item in path.iterdir():
-            if item.is_file() and RESUME_STATE.fullmatch(item.name):
+            if RESUME_STATE.fullmatch(item.name) or (weights and FSDP_MODEL.fullmatch(item.name)):
                 remove(item)
                 state_files += 1
     after = folder_bytes(folder)

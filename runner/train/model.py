@@ -250,10 +250,17 @@ def provenance(spec: Spec, model, trainable: int, total: int) -> dict:
         "name_or_path": getattr(config, "_name_or_path", None),
         "weight_files": weights,
         "kind": "lora" if spec.lora else "full",
-        "architecture": type(model.get_base_model() if hasattr(model, "get_base_model") else model).__name__,
+        "architecture": class_name(model.get_base_model() if hasattr(model, "get_base_model") else model),
         "trainable_params": trainable,
         "total_params": total,
     }
+
+
+def class_name(model) -> str:
+    """The model's class name. FSDP2 (fully_shard) turns a model's class into a subclass `FSDP<name>`."""
+    from runner.train.sharded import unsharded_class
+
+    return unsharded_class(model).__name__
 
 
 def count_parameters(model) -> tuple[int, int]:

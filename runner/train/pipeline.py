@@ -303,6 +303,10 @@ def fit(
             message = f"interrupted while {what} (step {trainer.state.global_step}); nothing was kept"
             hint = f"start again with: {resume_hint}" if resume_hint else "run the same command again"
         raise Interrupted(message, hint, exit_code=stop.exit_code)
+    if run is None:  # a model sharded over the processes is gathered now, while every process is here to help
+        from runner.train.sharded import keep_full_weights
+
+        keep_full_weights(trainer)
     return output
 
 

@@ -81,9 +81,13 @@ def fused_adamw_available(device: str) -> bool:
 def describe_device(device: str) -> str:
     import torch
 
+    from runner.train.sharded import training_setup
+
     name = f"cuda:0 ({torch.cuda.get_device_name(0)})" if device == "cuda" else device
     if torch.distributed.is_available() and torch.distributed.is_initialized():
-        name += f", {torch.distributed.get_world_size()} processes ({torch.distributed.get_backend()})"
+        strategy = training_setup()["strategy"]
+        sharded = f", {strategy}" if strategy not in ("ddp", "single") else ""  # DDP: the processes' default
+        name += f", {torch.distributed.get_world_size()} processes ({torch.distributed.get_backend()}{sharded})"
     return name
 
 
@@ -279,6 +283,19 @@ def length_ordered_trainer():
                 return packed_loss(self, model, inputs, return_outputs, num_items_in_batch)
             return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
 
+        def _save_checkpoint(self, model, trial):
+            super()._save_checkpoint(model, trial)
+            # Which checkpoint is the best, each process decides from what its own disk shows, and only rank 0
+            # writes the model: a process training in a folder of its own (a fold's temporary folder) may not
+            # see it, and skip loading the best model at the end that the others load (a hang under FSDP, other
+            # weights under DDP). Every process takes rank 0's decision.
+            if self.args.world_size > 1:
+                import torch
+
+                best = [self.state.best_model_checkpoint]
+                torch.distributed.broadcast_object_list(best, src=0)
+                self.state.best_model_checkpoint = best[0]
+
         def _get_eval_sampler(self, eval_dataset):
             return SequentialSampler(eval_dataset) if self.args.world_size <= 1 else None
 
@@ -354,8 +371,11 @@ def build_trainer(spec: Spec, model, tokenizer, tokenized: dict, labels: list[st
 
 def recorded_choices(spec: Spec, device: str, precision: str) -> dict:
     """What run.json says about the precision and the threads: the choice and why (runner.train.hardware)."""
+    from dataclasses import fields
+
     import torch
 
+    from runner.record.result import RunResult
     from runner.train.hardware import precision_decision, thread_decision
 
     chosen, reason = precision_decision(spec.train.precision, device)
@@ -363,8 +383,13 @@ def recorded_choices(spec: Spec, device: str, precision: str) -> dict:
         reason = f"{precision} as given to the run ({reason} would pick {chosen})"
     why = thread_decision(spec.train.get("threads"))[1]
     policy = os.environ.get("OMP_WAIT_POLICY", "unset")
-    return {"precision_reason": reason,
-            "threads": f"{torch.get_num_threads()} ({why}; OMP_WAIT_POLICY={policy})" if device == "cpu" else ""}
+    choices = {"precision_reason": reason,
+               "threads": f"{torch.get_num_threads()} ({why}; OMP_WAIT_POLICY={policy})" if device == "cpu" else ""}
+    if "distributed" in {f.name for f in fields(RunResult)}:  # once runner.record.result has the field
+        from runner.train.sharded import training_setup
+
+        choices["distributed"] = training_setup()  # {"strategy": "fsdp2", "world_size": 2}
+    return choices
 
 
 def latest_checkpoint(run_dir: Path) -> Path | None:

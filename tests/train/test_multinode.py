@@ -1,6 +1,7 @@
 """Several machines: compute.nnodes / node_rank / rdzv_endpoint. Two "nodes" of one CPU process each,
 each in a folder of its own (its own disk), meet over 127.0.0.1 with gloo through the real CLI; and
-full fine-tuning of a tiny decoder under `accelerate launch` with an FSDP2 configuration on the CPU."""
+full fine-tuning of a tiny decoder under `accelerate launch` with the FSDP2 configuration on the CPU: sharded,
+stopped, resumed and saved whole."""
 
 from __future__ import annotations
 
@@ -121,22 +122,23 @@ def test_two_nodes_of_one_process_each_write_one_record_on_node_0(tmp_path, tiny
 
 
 FSDP2_CONFIG = ROOT / "examples" / "accelerate" / "fsdp2.yaml"
-PROBE = """from accelerate import Accelerator
-accelerator = Accelerator(cpu=True)  # as the Trainer makes it on a machine without a GPU
-if accelerator.is_main_process:
-    print("distributed_type", accelerator.distributed_type.value, accelerator.is_fsdp2, flush=True)
-"""
+# accelerate keeps its FSDP plugin only for GPU-like backends; this sitecustomize makes it shard on the CPU too
+# (its docstring says where and why). Test-only: on PYTHONPATH for the FSDP2 test alone.
+FSDP_ON_CPU = ROOT / "tests" / "support" / "fsdp_on_cpu"
 
 
-def accelerate_launch(config, *args, cwd, timeout=600) -> subprocess.CompletedProcess:
-    env = dict(os.environ, OMP_NUM_THREADS="1", RUNNER_CACHE_DIR=str(cwd / "cache"))
+def accelerate_launch(config, *args, cwd, env=None, timeout=600) -> subprocess.CompletedProcess:
+    env = dict(os.environ, OMP_NUM_THREADS="1", RUNNER_CACHE_DIR=str(cwd / "cache"), **(env or {}))
     return subprocess.run([sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(config), *args],
                           cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
 
 
-def test_fsdp2_full_fine_tuning_of_a_tiny_decoder_on_the_cpu(tmp_path):
-    """The shipped FSDP2 configuration, on the CPU (use_cpu, gloo), two processes, a tiny Llama."""
-    import accelerate
+@pytest.mark.slow
+def test_fsdp2_full_fine_tuning_of_a_tiny_decoder_on_the_cpu_saves_and_resumes(tmp_path):
+    """The shipped FSDP2 configuration on the CPU (use_cpu, gloo, sharded through the test-only shim), two
+    processes, a tiny Llama fully fine-tuned for two epochs: stopped (SIGTERM in every process at step 6, after
+    the epoch checkpoint of step 4), resumed with --resume from the checkpoint the stop saved, and the final model,
+    gathered from the shards, loads on its own and predicts what the run predicted."""
     import yaml
     from support.tiny_models import build_tiny
 
@@ -145,26 +147,59 @@ def test_fsdp2_full_fine_tuning_of_a_tiny_decoder_on_the_cpu(tmp_path):
     config.update(use_cpu=True, num_processes=2, main_process_port=free_port())
     cpu_config = tmp_path / "fsdp2-cpu.yaml"
     cpu_config.write_text(yaml.safe_dump(config))
-    (tmp_path / "probe.py").write_text(PROBE)
-    probe = accelerate_launch(cpu_config, "probe.py", cwd=tmp_path)
-    assert probe.returncode == 0, probe.stderr[-3000:]
-    kind = next(line for line in probe.stdout.splitlines() if line.startswith("distributed_type")).split()
-    if kind[1] != "FSDP":
-        pytest.skip(f"accelerate {accelerate.__version__} does not shard on the CPU: with this FSDP2 configuration and "
-                    f"use_cpu its AcceleratorState is {kind[1]} (it turns ACCELERATE_USE_FSDP into FSDP only for "
-                    "GPU-like backends, not MULTI_CPU/gloo), so the Trainer would train with DDP instead")
-
     model = build_tiny(tmp_path / "llama", "llama")
     write_csv(tmp_path / "data" / "train.csv", labelled_rows())
-    spec = write_spec(tmp_path, tiny_spec_text(model))
-    result = accelerate_launch(cpu_config, "-m", "runner", "run", spec.name, cwd=tmp_path)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    manifest = json.loads((tmp_path / "run" / "run.json").read_text())
-    assert manifest["status"] == "finished" and "2 processes" in manifest["environment"]["device"]
-    from transformers import AutoModelForSequenceClassification
+    spec = write_spec(tmp_path, tiny_spec_text(model).replace("  epochs: 1\n", "  epochs: 2\n  precision: fp32\n"))
+    shim = {"PYTHONPATH": os.pathsep.join((str(FSDP_ON_CPU), os.environ["PYTHONPATH"])), "RUNNER_TEST_FSDP_ON_CPU": "1"}
+    run, checkpoints = tmp_path / "run", tmp_path / "run" / "checkpoints"
 
-    trained = AutoModelForSequenceClassification.from_pretrained(tmp_path / "run" / "model")
+    stopped = accelerate_launch(cpu_config, "-m", "runner", "run", spec.name, cwd=tmp_path,
+                                env={**shim, "RUNNER_TEST_SIGTERM_AT_STEP": "6"})
+    assert stopped.returncode != 0, stopped.stdout[-3000:] + stopped.stderr[-3000:]
+    assert "interrupted at step 6; continue with: runner run spec.yaml --resume" in stopped.stderr, \
+        stopped.stderr[-3000:]
+    manifest = json.loads((run / "run.json").read_text())
+    assert manifest["status"] == "interrupted" and manifest["timing"]["global_step"] == 6
+    # sharded: FSDP2 in the record, and the Trainer's checkpoints hold FSDP's copy of the model beside the
+    # gathered weights, the full optimizer state and each process's random state
+    assert manifest["environment"]["device"] == "cpu, 2 processes (gloo, fsdp2)"
+    assert manifest["model"]["architecture"] == "LlamaForSequenceClassification"  # not fully_shard's FSDP<class>
+    for step in (4, 6):  # the epoch's checkpoint and the stop's
+        names = {p.name for p in (checkpoints / f"checkpoint-{step}").iterdir()}
+        assert {"model.safetensors", "pytorch_model_fsdp.bin", "optimizer.bin", "scheduler.pt", "rng_state_0.pth",
+                "rng_state_1.pth", "trainer_state.json"} <= names, names
+    assert not (run / "model").exists()
+
+    resumed = accelerate_launch(cpu_config, "-m", "runner", "run", spec.name, "--resume", cwd=tmp_path, env=shim)
+    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    manifest = json.loads((run / "run.json").read_text())
+    assert manifest["status"] == "finished" and manifest["timing"]["global_step"] == 8  # 6 done, 2 more
+    assert manifest["environment"]["device"] == "cpu, 2 processes (gloo, fsdp2)"
+    if "distributed" in manifest["results"]:  # where runner.record.result records it (see runner/train/sharded.py)
+        assert manifest["results"]["distributed"] == {"strategy": "fsdp2", "world_size": 2}
+    history = manifest["results"]["log_history"]
+    # epoch 1's evaluation (and the stop's, at 1.5) kept in the resumed run's history, epoch 2's added
+    assert [entry["epoch"] for entry in history if "eval_loss" in entry] == [1, 1.5, 2]
+    # what a finished run keeps: no optimizer, random state or FSDP's second copy of the model
+    for kept in checkpoints.glob("checkpoint-*"):
+        assert not {p.name for p in kept.iterdir()} & {"pytorch_model_fsdp.bin", "optimizer.bin", "rng_state_1.pth"}
+
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    trained = AutoModelForSequenceClassification.from_pretrained(run / "model").eval()
     assert sum(p.numel() for p in trained.parameters()) == manifest["model"]["total_params"]  # gathered, not a shard
+    tokenizer = AutoTokenizer.from_pretrained(run / "model")
+    rows = [json.loads(line) for line in (run / "predictions" / "validation.jsonl").read_text().splitlines()]
+    assert len(rows) == 16
+    with torch.no_grad():
+        batch = tokenizer([row["text"] for row in rows], padding=True, truncation=True, max_length=32,
+                          return_tensors="pt")
+        probabilities = trained(**batch).logits.softmax(-1)
+    for row, predicted in zip(rows, probabilities):
+        assert trained.config.id2label[int(predicted.argmax())] == row["label"]
+        assert [round(float(p), 4) for p in predicted] == pytest.approx(
+            [row["probabilities"][trained.config.id2label[i]] for i in range(len(predicted))], abs=2e-4)
 
 
 def test_sky_task_runs_its_run_step_as_two_nodes(tmp_path, tiny_model, monkeypatch):
