@@ -53,6 +53,9 @@ class RunResult:
     """Why train.precision came out as it did (runner.train.hardware: the spec, or what the hardware is)."""
     threads: str = ""
     """CPU threads and why (train.threads, OMP_NUM_THREADS or the affinity mask), with OMP_WAIT_POLICY."""
+    distributed: dict = field(default_factory=dict)
+    """How the training ran over processes: {strategy: single, ddp, fsdp, fsdp2 or deepspeed, world_size: N}
+    (runner.train.sharded.training_setup); {} in a record written before it was kept."""
     checkpoints: dict = field(default_factory=dict)
     """What RUN/checkpoints kept once the run finished, and its size (runner.train.checkpoints)."""
     search: dict = field(default_factory=dict)

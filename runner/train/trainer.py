@@ -371,11 +371,9 @@ def build_trainer(spec: Spec, model, tokenizer, tokenized: dict, labels: list[st
 
 def recorded_choices(spec: Spec, device: str, precision: str) -> dict:
     """What run.json says about the precision and the threads: the choice and why (runner.train.hardware)."""
-    from dataclasses import fields
 
     import torch
 
-    from runner.record.result import RunResult
     from runner.train.hardware import precision_decision, thread_decision
 
     chosen, reason = precision_decision(spec.train.precision, device)
@@ -385,10 +383,9 @@ def recorded_choices(spec: Spec, device: str, precision: str) -> dict:
     policy = os.environ.get("OMP_WAIT_POLICY", "unset")
     choices = {"precision_reason": reason,
                "threads": f"{torch.get_num_threads()} ({why}; OMP_WAIT_POLICY={policy})" if device == "cpu" else ""}
-    if "distributed" in {f.name for f in fields(RunResult)}:  # once runner.record.result has the field
-        from runner.train.sharded import training_setup
+    from runner.train.sharded import training_setup
 
-        choices["distributed"] = training_setup()  # {"strategy": "fsdp2", "world_size": 2}
+    choices["distributed"] = training_setup()  # {"strategy": "fsdp2", "world_size": 2}
     return choices
 
 

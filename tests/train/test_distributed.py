@@ -40,6 +40,7 @@ def test_two_cpu_processes_train_and_write_one_record(tmp_path, tiny_model, tiny
     manifest = json.loads((run / "run.json").read_text())
     assert manifest["status"] == "finished"
     assert manifest["environment"]["device"] == "cpu, 2 processes (gloo)"
+    assert manifest["results"]["distributed"] == {"strategy": "ddp", "world_size": 2}
     assert manifest["spec"]["compute"]["nproc"] == 2  # the record shows what the user ran
     assert "--nproc" in manifest["argv"]
     assert yaml.safe_load((run / "spec.yaml").read_text())["compute"]["nproc"] == 2
