@@ -111,7 +111,9 @@ def folder_beside(target: str | Path, fixed: bool = False) -> Path:
         remove(folder, ignore_errors=True)
         folder.mkdir(parents=True)
         return folder
-    return temporary_folder(target.parent, f".{target.name}.tmp-")
+    folder = temporary_folder(target.parent, f".{target.name}.tmp-")
+    os.chmod(folder, 0o777 & ~_umask())  # it becomes the target: the usual mode, not mkdtemp's 0700
+    return folder
 
 
 def swap_in(temporary: str | Path, target: str | Path) -> None:

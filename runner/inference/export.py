@@ -50,12 +50,20 @@ EXPORT_FILES = {FP32, INT8, "config.json", "tokenizer.json", "tokenizer_config.j
 
 
 def _earlier_export(folder: Path) -> bool:
-    """A folder an earlier `runner export` wrote: replaced without --force. Its mark (.runner) says so, and it
-    holds nothing but an export's files (a note of the user's added to it keeps it from being replaced)."""
+    """A folder an earlier `runner export` wrote: replaced without --force. Its mark (.runner) says so, read as
+    what export writes there ({"made_by": "runner export", ...}: not a file of that name alone, nor another
+    command's mark), and it holds nothing but an export's files (a note of the user's added keeps it). A folder
+    of the user's holding model.onnx and config.json is not an export's: without the mark it is never replaced."""
     names = {p.name for p in folder.iterdir()}
-    marked = guard.FOLDER_MARK in names or FP32 in names and "config.json" in names  # before the mark existed
-    return marked and names <= EXPORT_FILES and all((folder / n).is_file() and not (folder / n).is_symlink()
-                                                     for n in names)
+    if guard.FOLDER_MARK not in names or not names <= EXPORT_FILES:
+        return False
+    if not all((folder / n).is_file() and not (folder / n).is_symlink() for n in names):
+        return False
+    try:
+        mark = json.loads((folder / guard.FOLDER_MARK).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(mark, dict) and mark.get("made_by") == "runner export"
 
 
 @contextmanager

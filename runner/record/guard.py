@@ -89,17 +89,20 @@ FILE_KINDS = {
 FOLDER_MARK = ".runner"  # in every folder runner builds as a unit (an export): {"made_by": "runner export", ...}
 
 
-PREDICTED = ({"label", "score"}, {"labels", "probabilities"}, {"value"})  # single-, multi-label, regression
+# The columns of `runner predict`'s rows, in its order (runner.spec.tasks prediction_rows, then the text):
+# single-label, multi-label, regression. A file is known as predictions only by exactly these, in this order: a
+# data file with a label and a score beside its text (`text,label,score`, `text,value`) is not predict's.
+PREDICTED = (["label", "score", "probabilities", "text"], ["labels", "probabilities", "text"], ["value", "text"])
 
 
 def _looks_like_predictions(head: str) -> bool:
-    """A JSONL line or a CSV header of `runner predict`'s rows: the text and what each task predicts."""
+    """A JSONL line or a CSV header of `runner predict`'s rows: exactly its columns, in its order."""
     first = head.split("\n", 1)[0].rstrip("\r")
     try:
         row = json.loads(first)
     except ValueError:
         row = dict.fromkeys(first.split(","))
-    return isinstance(row, dict) and "text" in row and any(keys <= row.keys() for keys in PREDICTED)
+    return isinstance(row, dict) and list(row) in PREDICTED
 
 
 def made_by_runner(path: Path, kind: str) -> bool:

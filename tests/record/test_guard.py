@@ -78,9 +78,33 @@ def test_export_never_replaces_a_folder_of_someone_elses_even_with_force(ws, tmp
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".out.")]  # no temporary or old folder left
     again = run_cli("export", "run", "-o", str(target), "--min-agreement", "0", cwd=ws)  # its own earlier export
     assert again.returncode == 0, again.stderr[-2000:]
+    assert (target.stat().st_mode & 0o777) == 0o777 & ~current_umask()  # the usual mode, not mkdtemp's 0700
     (target / "NOTES.md").write_text("mine", encoding="utf-8")  # a note added to an export keeps it
     refused(run_cli("export", "run", "-o", str(target), "--force", cwd=ws), 2, "NOTES.md")
     assert (target / "NOTES.md").read_text(encoding="utf-8") == "mine"
+
+
+@pytest.mark.parametrize("mark", [None, "garbage", '{"made_by": "runner predict"}'])
+def test_a_folder_with_an_exports_names_is_not_an_export_without_its_mark(ws, tmp_path, mark):
+    """The fifth hostile pass: a user's folder holding only model.onnx and config.json (names an export also
+    writes), with no mark, a mark of garbage or another command's, was replaced, with or without --force."""
+    target = tmp_path / "mine"
+    target.mkdir()
+    (target / "model.onnx").write_text("my own onnx", encoding="utf-8")
+    (target / "config.json").write_text('{"mine": 1}', encoding="utf-8")
+    if mark is not None:
+        (target / ".runner").write_text(mark, encoding="utf-8")
+    before = hashes(target)
+    for force in ([], ["--force"]):
+        refused(run_cli("export", "run", "-o", str(target), "--min-agreement", "0", *force, cwd=ws), 2,
+                "files runner did not write")
+    assert hashes(target) == before
+
+
+def current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def test_export_force_never_touches_home_a_repository_a_mount_or_a_link(ws, tmp_path):
@@ -266,6 +290,9 @@ def test_predict_replaces_an_earlier_output_only_with_force(ws, tmp_path):
     ("label,score,probabilities,text\r\npos,0.9,{},a\r\n", True),  # the CSV form
     ('{"label": "pos", "score": 0.9}\n', False),  # no text: not predict's
     ("text,label\na,pos\n", False),  # a data file
+    ("text,value\na,0.3\n", False),  # a regression data set (predict writes value,text)
+    ("text,label,score\na,pos,0.9\n", False),  # a graded data set: a label and a score, not predict's columns
+    ('{"text": "a", "label": "pos", "score": 0.9}\n', False),
     ("earlier\n", False),
 ])
 def test_predictions_of_every_task_are_known_as_runners(tmp_path, content, runners):
