@@ -147,7 +147,7 @@ def test_pull_request_comment_created_then_updated_and_a_spec_error(act, flows):
     assert '"specs/tiny.yaml": {"name": "f1_macro", "split": "validation"' in text
     # The artifact: the run record without checkpoints, optimizer state or weights.
     [(name, files)] = result["artifacts_after_first"].items()
-    assert name == "runner-train-specs-tiny"
+    assert name.startswith("runner-train-specs-tiny-set-")  # the spec path, and a digest of `set: seed=0`
     assert {"specs-tiny/metrics.json", "specs-tiny/run.json", "specs-tiny/report.md", "specs-tiny/spec.yaml"} <= set(
         files
     )
