@@ -435,5 +435,18 @@ def docs_command(check, output, force) -> None:
 main.add_command(jobs)
 main.add_command(sky)
 
+
+def entry() -> None:
+    """The `runner` program (its console script and `python -m runner`): the command, then, its work done and
+    said, SIGINT and SIGTERM ignored while the interpreter shuts down (runner.stopping.finished). Only here,
+    not in `main`: a test or a notebook that calls `main` in its own process keeps its own handlers."""
+    from runner import stopping
+
+    try:
+        main()
+    finally:
+        stopping.finished()
+
+
 if __name__ == "__main__":
-    main()
+    entry()

@@ -65,6 +65,21 @@ def install() -> bool:
     return False
 
 
+def finished() -> None:
+    """The command's work is done and said (its output whole, its last line printed): a SIGINT or SIGTERM that
+    lands now, while the interpreter shuts down (torch's exit handlers take seconds), stops nothing and the
+    command keeps its exit code. They are ignored from here: a Python handler cannot say so, since the
+    interpreter puts the default handlers back while it shuts down and the default ends the process with the
+    signal (exit 143 after "done:", with no word); an ignored signal stays ignored to the end."""
+    if not in_main_thread():
+        return
+    try:
+        for number in STOPS:
+            signal.signal(number, signal.SIG_IGN)
+    except ValueError:  # a subinterpreter
+        pass
+
+
 def stop_exception(number: int) -> BaseException:
     return Terminated() if number == signal.SIGTERM else KeyboardInterrupt()
 

@@ -428,3 +428,32 @@ def test_predict_on_a_record_without_its_model_says_what_is_missing(ws, tmp_path
     (record / "run.json").unlink()
     result = run_cli("predict", str(record), "a great day", cwd=ws)
     assert "is not a finished run folder (no spec.yaml and model/)" in result.stderr
+
+
+@pytest.mark.timing
+def test_a_signal_after_the_command_finished_stops_nothing_and_says_so(ws, tmp_path):
+    """SIGTERM right after predict said it wrote its file (the interpreter still shutting down, torch's exit
+    handlers running) gave exit 143 with no word, or exit 0 with a traceback from an exit handler. Now: the file
+    is whole, and either the command finished (exit 0: the signal is ignored once the work is done) or it says in
+    one line that it was interrupted (exit 143); never a traceback, never killed by the signal (exit -15).
+    Synchronised on the line predict prints."""
+    texts = tmp_path / "texts.txt"
+    texts.write_text("".join(f"a great day number {i}\n" for i in range(200)), encoding="utf-8")
+    codes = []
+    for attempt in range(3):
+        out = tmp_path / f"p{attempt}.jsonl"
+        process = subprocess.Popen([sys.executable, "-m", "runner", "predict", "run", "--input", str(texts),
+                                    "--output", str(out)], cwd=ws, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                   text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        for line in process.stdout:
+            if line.startswith("wrote "):
+                process.send_signal(signal.SIGTERM)
+                break
+        stdout, stderr = process.communicate(timeout=120)
+        codes.append(process.returncode)
+        assert "Traceback" not in stderr and "Exception ignored" not in stderr, stderr[-2000:]
+        assert process.returncode in (0, 143), (process.returncode, stderr[-2000:])
+        if process.returncode == 143:
+            assert "interrupted (SIGTERM)" in stderr, stderr[-2000:]
+        assert len(out.read_text(encoding="utf-8").splitlines()) == 200  # whole, whatever the signal did
+    assert 0 in codes, codes  # the usual case: it lands while the interpreter shuts down
