@@ -311,7 +311,7 @@ def _schema_problems(document: dict, positions: dict, source: str) -> list[SpecE
             allowed = sorted(schema_at(schema, path).get("properties", {}))
             for key in sorted(set(error.instance) - set(allowed), key=str):  # YAML keys may be numbers or null
                 close = difflib.get_close_matches(str(key), allowed, n=1, cutoff=0.6)
-                suggestion = hf_hint(key, path) or (f"did you mean '{close[0]}'?" if close
+                suggestion = hf_hint(key, path, error.instance.get(key)) or (f"did you mean '{close[0]}'?" if close
                                                     else f"allowed keys here: {', '.join(allowed)}")
                 problems.append(SpecError(f"unknown key '{key}'", suggestion, where(source, positions, path + (key,),
                                                                                     key=True)))

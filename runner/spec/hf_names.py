@@ -31,15 +31,22 @@ HF_NAMES: dict[str, tuple[str, str]] = {
 }
 
 
-def hf_hint(key: str, section: tuple) -> str | None:
-    """The hint for an unknown `key` in `section` that is a Hugging Face name, else None."""
+def hf_hint(key: str, section: tuple, value=None) -> str | None:
+    """The hint for an unknown `key` in `section` that is a Hugging Face name, else None: runner's key, written
+    with the user's own value where it carries over as it is (a number, a name), else the example's form."""
     found = HF_NAMES.get(str(key))
     if found is None:
         return None
     target, example = found
     here = ".".join(str(part) for part in section)
     where = target.split(".")[-1] if here and target.startswith(here + ".") else target
-    example = example.replace("\n", " ")
+    name = target.split(".")[-1]
+    if key in ("bf16", "fp16"):
+        example = f"precision: {key if value is True else 'fp32'}"
+    elif isinstance(value, (int, float, str)) and not isinstance(value, bool) and ": " in example \
+            and target.count(".") == 1 and key not in ("num_labels",):
+        example = f"{name}: {value}"
+    example = " ".join(example.split())
     return f"that is Hugging Face's name; runner's is {where} ({example})"
 
 

@@ -385,8 +385,8 @@ def test_hugging_face_names_get_runners_key_in_the_hint_and_eval_metrics_are_rea
     (tmp_path / "s.yaml").write_text(text)
     result = run_cli("validate", "s.yaml", cwd=tmp_path)
     assert result.returncode == 2
-    for line, key, ours in ((8, "per_device_train_batch_size", "batch_size (batch_size: 16)"),
-                            (9, "num_train_epochs", "epochs (epochs: 3)"), (10, "bf16", "precision (precision: bf16)")):
+    for line, key, ours in ((8, "per_device_train_batch_size", "batch_size (batch_size: 8)"),  # the user's values
+                            (9, "num_train_epochs", "epochs (epochs: 2)"), (10, "bf16", "precision (precision: bf16)")):
         assert f"error: s.yaml:{line}:3 train.{key}: unknown key '{key}'" in result.stderr
         assert f"hint: that is Hugging Face's name; runner's is {ours}" in result.stderr
     (tmp_path / "s.yaml").write_text(text.split("  per_device")[0] + "  metric_for_best_model: eval_loss\n"
