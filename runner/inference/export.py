@@ -109,6 +109,9 @@ def _export(run: RunDir, spec, folder: Path, elsewhere: bool, int8: bool, min_ag
         raise
     except Exception as exc:  # noqa: BLE001 - an exporter failure is one line, not a traceback
         remove(temporary)
+        if isinstance(exc, OSError) and exc.errno in (28, 122):  # ENOSPC, EDQUOT: the disk, not the model
+            raise RunError(f"the ONNX export ran out of disk space: {exc.strerror}", "free disk space and export "
+                           "again; nothing was written", str(folder)) from None
         raise RunError(
             f"the ONNX export failed: {type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}",
             "run with `runner --debug export ...` to see where; the model may use an operator ONNX lacks",

@@ -207,8 +207,17 @@ def check_folder(path: str | Path, inputs=(), option: str = "-o", own: Path | No
 
 
 def temporary_folder(target: Path, fixed: bool = False) -> Path:
-    """An empty folder beside `target` to build it in; `fixed` names it .NAME.tmp (inside a locked run folder)."""
-    return files.folder_beside(target, fixed)
+    """An empty folder beside `target` to build it in; `fixed` names it .NAME.tmp (inside a locked run folder).
+    A folder that cannot be written (read-only, full, not ours) is a one-line error, not an internal one."""
+    import errno
+
+    try:
+        return files.folder_beside(target, fixed)
+    except OSError as exc:
+        full = exc.errno in (errno.ENOSPC, errno.EDQUOT)
+        raise RunError(f"cannot write beside {target}: {exc.strerror or exc}",
+                       "free disk space" if full else "write into a folder you can write (-o DIR)",
+                       str(target.parent)) from None
 
 
 def replace_folder(temporary: Path, target: Path) -> None:

@@ -457,3 +457,20 @@ def test_a_signal_after_the_command_finished_stops_nothing_and_says_so(ws, tmp_p
             assert "interrupted (SIGTERM)" in stderr, stderr[-2000:]
         assert len(out.read_text(encoding="utf-8").splitlines()) == 200  # whole, whatever the signal did
     assert 0 in codes, codes  # the usual case: it lands while the interpreter shuts down
+
+
+def test_export_into_a_read_only_folder_is_one_line_not_an_internal_error(ws, tmp_path):
+    """The fifth hostile pass: `export -o` on a read-only file system said `internal error: OSError`."""
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=64k", "tmpfs", str(folder)],
+                             capture_output=True, text=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here ({mounted.stderr.strip() or 'mount failed'}): needs root")
+    try:
+        result = run_cli("export", "run", "-o", str(folder / "out"), cwd=ws)
+    finally:
+        subprocess.run(["umount", "-l", str(folder)], capture_output=True)
+    assert result.returncode == 1, result.stderr[-2000:]
+    assert "internal error" not in result.stderr and "Traceback" not in result.stderr
+    assert f"error: {folder}: cannot write beside {folder / 'out'}: Read-only file system" in result.stderr
