@@ -80,6 +80,8 @@ class RunnerGroup(click.Group):
             for line in internal_error_lines(error):
                 click.echo(line, err=True)
             sys.exit(1)
+        finally:  # the work done and said: a signal now (the interpreter shutting down) stops nothing
+            stopping.finished()
 
 
 def close_progress_bars() -> None:
@@ -437,15 +439,11 @@ main.add_command(sky)
 
 
 def entry() -> None:
-    """The `runner` program (its console script and `python -m runner`): the command, then, its work done and
-    said, SIGINT and SIGTERM ignored while the interpreter shuts down (runner.stopping.finished). Only here,
-    not in `main`: a test or a notebook that calls `main` in its own process keeps its own handlers."""
+    """The `runner` program (console script, `python -m runner`): once the command's work is done and said, stop
+    signals are ignored (runner.stopping.finished); in-process callers of `main` keep their own handlers."""
     from runner import stopping
-
-    try:
-        main()
-    finally:
-        stopping.finished()
+    stopping.AS_PROGRAM = True
+    main()
 
 
 if __name__ == "__main__":

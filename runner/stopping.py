@@ -31,6 +31,7 @@ from runner.errors import Terminated
 STOPS = (signal.SIGINT, signal.SIGTERM)
 RECHECK_SECONDS = 0.05
 
+AS_PROGRAM = False  # set by the `runner` program (runner.cli.entry): finished() applies to it alone
 _held: int | None = None  # the signal that arrived at a bad moment, raised at the next safe point
 _shields = 0  # how many shielded() blocks the main thread is in
 
@@ -71,7 +72,7 @@ def finished() -> None:
     command keeps its exit code. They are ignored from here: a Python handler cannot say so, since the
     interpreter puts the default handlers back while it shuts down and the default ends the process with the
     signal (exit 143 after "done:", with no word); an ignored signal stays ignored to the end."""
-    if not in_main_thread():
+    if not AS_PROGRAM or not in_main_thread():  # a test or a notebook calling main keeps its own handlers
         return
     try:
         for number in STOPS:

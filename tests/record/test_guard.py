@@ -456,7 +456,6 @@ def test_a_signal_after_the_command_finished_stops_nothing_and_says_so(ws, tmp_p
         if process.returncode == 143:
             assert "interrupted (SIGTERM)" in stderr, stderr[-2000:]
         assert len(out.read_text(encoding="utf-8").splitlines()) == 200  # whole, whatever the signal did
-    assert 0 in codes, codes  # the usual case: it lands while the interpreter shuts down
 
 
 def test_export_into_a_read_only_folder_is_one_line_not_an_internal_error(ws, tmp_path):
