@@ -268,9 +268,11 @@ class HeadNotice(logging.Filter):
         said = (message.split("\n", 1)[0], line)  # the same model's head (a search's trials): said once
         if said not in self.said:
             self.said.add(said)
+            import sys
+
             from runner.console import say
 
-            say(line)
+            say(line, file=sys.stderr)  # never stdout: predict's and eval's output is read from there
         if kept is None:
             return False
         record.msg, record.args = kept, ()

@@ -53,8 +53,9 @@ def test_a_run_with_stderr_to_a_pipe_writes_lines(headless_with_extra_key, tmp_p
                                                  r"(, about \d+s left)?", line) for line in steps), steps
     percents = [int(re.search(r"\((\d+)%\)", line).group(1)) for line in steps]
     assert percents == sorted(percents) and percents[-1] == 100
-    assert out.splitlines().count(HEAD) == 1 and HEAD not in err  # runner's own line, once
-    assert "classifier.weight" not in err and "MISSING" not in err and "newly initialized" not in err
+    assert err.splitlines().count(HEAD) == 1 and HEAD not in out  # runner's own line, once, beside the warnings
+    report = err.replace(HEAD, "")  # the report without runner's own line
+    assert "classifier.weight" not in report and "MISSING" not in report and "newly initialized" not in report
     assert "BertForSequenceClassification LOAD REPORT" in err  # the rest of the report still shows
     assert re.search(r"encoder\.layer\.0\.extra_weight\s*\|\s*UNEXPECTED", err), err[-3000:]
     assert "- UNEXPECTED:" in err
@@ -126,18 +127,18 @@ def test_only_the_heads_rows_are_taken_out(capsys):
     notice.said = set()
     head = ["classifier.bias           | MISSING    | ", "classifier.weight         | MISSING    | "]
     assert notice.filter(record(head)) is False  # nothing else: the report is dropped
-    assert capsys.readouterr().out == HEAD + "\n"
+    assert capsys.readouterr().err == HEAD + "\n"  # on stderr: stdout is predict's and eval's output
     pooler = record(head + ["bert.pooler.dense.weight  | MISSING    | "])  # inside the backbone: a real warning
     assert notice.filter(pooler) is True
     kept = pooler.getMessage()
     assert "bert.pooler.dense.weight" in kept and "classifier" not in kept and "- MISSING:" in kept
     assert "- UNEXPECTED:" not in kept and "\x1b" not in kept
-    assert capsys.readouterr().out == ""  # the same head of the same model: said once
+    assert capsys.readouterr().err == ""  # the same head of the same model: said once
     mismatch = record(["classifier.weight         | MISMATCH   | Reinit due to size mismatch",
                        "classifier.bias           | MISMATCH   | Reinit due to size mismatch"])
     notice.said = set()
     assert notice.filter(mismatch) is False
-    assert capsys.readouterr().out.startswith("model: new classification head (classifier.weight, classifier.bias), "
+    assert capsys.readouterr().err.startswith("model: new classification head (classifier.weight, classifier.bias), "
                                               "as every fine-tune starts; the checkpoint's own head")
     odd = logging.LogRecord("transformers.modeling_utils", logging.WARNING, __file__, 1,
                             "SomeModel LOAD REPORT from: x\nno table here", None, None)
