@@ -31,11 +31,15 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u206
 _DETAILS = re.compile(r"</?details\b[^>]*>", re.IGNORECASE)
 
 
+def _visible(text: str) -> str:
+    """Line breaks and control characters as visible escapes (\\n, \\x1b, \\u2028): one line, nothing hidden."""
+    return _CONTROL.sub(lambda m: "\\n" if m.group() == "\n" else f"\\x{ord(m.group()):02x}" if ord(m.group()) < 256
+                        else f"\\u{ord(m.group()):04x}", text)
+
+
 def inline(text, limit: int | None = None) -> str:
     """A data-derived text as inert inline markdown (one line, nothing that renders as markup)."""
-    text = redact_text(str(text))
-    text = _CONTROL.sub(lambda m: "\\n" if m.group() == "\n" else f"\\x{ord(m.group()):02x}" if ord(m.group()) < 256
-                        else f"\\u{ord(m.group()):04x}", text)
+    text = _visible(redact_text(str(text)))
     if limit is not None and len(text) > limit:
         text = text[: limit - 1] + "…"
     text = _SPECIAL.sub(lambda m: _ESCAPES[m.group()], text)
@@ -48,9 +52,7 @@ def code(text, limit: int | None = None) -> str:
     """A name (a spec file, a path, a key) as an inert inline code span: shown as written, nothing inside renders
     (no HTML, no link, no mention: GitHub renders none in code), and no backtick in it can close the span (the
     fence is longer than any run of backticks inside). Secrets are redacted and line breaks shown as escapes."""
-    text = redact_text(str(text))
-    text = _CONTROL.sub(lambda m: "\\n" if m.group() == "\n" else f"\\x{ord(m.group()):02x}" if ord(m.group()) < 256
-                        else f"\\u{ord(m.group()):04x}", text)
+    text = _visible(redact_text(str(text)))
     if limit is not None and len(text) > limit:
         text = text[: limit - 1] + "…"
     text = text.replace(MARKER, "&lt;!-- runner:comment")  # never read as a comment's marker, even in code
