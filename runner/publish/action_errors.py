@@ -88,11 +88,15 @@ def annotations(stderr: str, spec: str, overrides: list[str], env: Mapping[str, 
                 properties["col"] = located.group("col")
         else:
             properties["file"] = _repo_path(spec, env)
-        body = message + (f"\nhint: {hint}" if hint else "")
-        order = ("file", "line", "col", "title")  # as GitHub documents them: file=SPEC,line=N,col=C
-        props = ",".join(f"{k}={escape_property(properties[k])}" for k in order if k in properties)
-        commands.append(f"::error {props}::{escape_data(body)}")
+        commands.append(error_command(properties, message + (f"\nhint: {hint}" if hint else "")))
     return commands
+
+
+def error_command(properties: Mapping[str, str], message: str) -> str:
+    """`::error file=..,line=..,col=..,title=..::message`, the properties in GitHub's documented order."""
+    order = ("file", "line", "col", "title")
+    props = ",".join(f"{k}={escape_property(properties[k])}" for k in order if k in properties)
+    return f"::error {props}::{escape_data(message)}"
 
 
 def gate_annotation(line: str, spec: str, env: Mapping[str, str]) -> str:
@@ -111,8 +115,7 @@ def gate_annotation(line: str, spec: str, env: Mapping[str, str]) -> str:
     if place:
         properties |= {"line": str(place[0]), "col": str(place[1])}
     properties["title"] = f"runner: quality gate ({spec})"
-    props = ",".join(f"{k}={escape_property(v)}" for k, v in properties.items())
-    return f"::error {props}::{escape_data(line)}"
+    return error_command(properties, line)
 
 
 def failure_body(spec: str, command: str, rc: int, stderr: str) -> str:
