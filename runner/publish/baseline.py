@@ -224,13 +224,11 @@ def fetch_baseline(env: Mapping[str, str], artifact: str = "runner-baseline") ->
         return Baseline(note=e.message)
     except (zipfile.BadZipFile, KeyError, TypeError, ValueError):
         return Baseline(note=f"an artifact {code(artifact)} of run {run.get('id')} is not a readable zip archive")
-    source = f"run {run['id']} on {code(branch)}" + (
-        f", commit {str(run.get('head_sha'))[:7]}" if run.get("head_sha") else ""
-    )
+    commit = f", commit {str(run.get('head_sha'))[:7]}" if run.get("head_sha") else ""
+    source = f"run {run['id']} on {code(branch)}{commit}"
     if not folders:
         return Baseline(note=f"the artifact {code(artifact)} of {source} has no {INDEX} (made by an older runner?)")
-    label = f"run {run['id']} on {branch}" + (f", commit {str(run.get('head_sha'))[:7]}" if run.get("head_sha") else "")
-    return Baseline(folders=folders, source=source, label=label)
+    return Baseline(folders=folders, source=source, label=f"run {run['id']} on {branch}{commit}")
 
 
 def explicit_baseline(base: str, key: str, slug: str) -> tuple[str | None, str]:

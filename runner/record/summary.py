@@ -53,9 +53,12 @@ def _spec_of(folder: Path) -> dict | None:
     from runner.errors import RunnerError
 
     try:
-        manifest = RunDir(folder).read_manifest()
+        return _spec_in(RunDir(folder).read_manifest())
     except (RunnerError, OSError, ValueError):
         return None
+
+
+def _spec_in(manifest) -> dict | None:
     if not isinstance(manifest, dict) or not manifest.get("name"):
         return None
     return {"name": str(manifest["name"]), "spec_file": manifest.get("spec_file")}
@@ -111,7 +114,7 @@ def summary_json(run_dir: str | Path, base: str | Path | None = None) -> dict:
         "metrics": splits,
         "base": str(base) if base is not None else None,
         "base_spec": base_spec,  # whose run the baseline is: {name, spec_file}, None when it has no run.json
-        "base_is_another_spec": _another_spec(_spec_of(folder.path), base_spec),
+        "base_is_another_spec": _another_spec(_spec_in(manifest), base_spec),  # run.json, read once above
         "hub_url": hub_url(manifest),
         "data_rows": (results.get("data_summary") or {}).get("rows"),
         "per_class": results.get("per_class"),
