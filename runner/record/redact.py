@@ -89,9 +89,11 @@ def plugin_classes(mapping: dict) -> list:
 def redact_text(text: str) -> str:
     """`text` with every secret found replaced (the plugins read one line at a time, as detect-secrets reads files)."""
     text = _PRIVATE_KEY.sub(REDACTED, text)
+    # assignments before tokens: a token run into a name (`hf_...password=x`) would swallow the name and leave
+    # `<redacted>=x` with the value in clear
+    text = _ASSIGNED.sub(_assigned, text)
     text = _TOKENS.sub(REDACTED, text)
     text = _BASIC_AUTH.sub(REDACTED, text)
-    text = _ASSIGNED.sub(_assigned, text)
     if not text.strip():
         return text
     out = []

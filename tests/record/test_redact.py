@@ -168,3 +168,10 @@ def test_the_no_token_hint_reads_whole(tmp_path, monkeypatch):
         _find_token()
     lines = "\n".join(caught.value.lines())
     assert "export HF_TOKEN=<a write token from https://huggingface.co/settings/tokens>" in lines, lines
+
+
+def test_a_token_run_into_an_assignment_leaves_neither_in_clear():
+    """Found by the renderer's property test: `hf_...` ran into `password=x` swallowed the name, and the value
+    stayed in clear (`<redacted>=hunter2secret`)."""
+    redacted = redact_text("hf_" + "Ab1" * 10 + "password=hunter2secret")
+    assert "hunter2secret" not in redacted and "Ab1Ab1" not in redacted
