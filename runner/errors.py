@@ -10,7 +10,7 @@ def _one_line(text: str) -> str:
     """A part of an error line, as it may be shown: secrets redacted (a message may quote what the user typed,
     a `--set` gone wrong or an unknown key, and a token typed there must not reach a terminal or a CI log), and
     line breaks escaped (one inside a key, a cell or a library's message would split the message)."""
-    from runner.record.redact import redact_text
+    from runner.redact import redact_text
 
     return redact_text(str(text)).replace("\r", "\\r").replace("\n", "\\n")
 

@@ -59,7 +59,7 @@ def describe_plan(spec: Spec) -> str:
         if spec.hub.push
         else "5. publish: no (hub.push is false)",
     ]
-    from runner.record.redact import redact_text  # a token pasted into a spec or a --set is not printed
+    from runner.redact import redact_text  # a token pasted into a spec or a --set is not printed
 
     resolved = yaml.safe_dump(spec.values, sort_keys=False, allow_unicode=True)
     return redact_text("# resolved spec (every default filled in)\n" + resolved + "\n# plan\n" + "\n".join(plan) + "\n")

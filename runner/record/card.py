@@ -9,11 +9,12 @@ import yaml
 
 from runner.files import atomic_write_text
 from runner.record.analysis import card_lines
-from runner.record.manifest import DATA_KEYS, redact
+from runner.record.manifest import DATA_KEYS
 from runner.record.markdown import SPLITS, duration, headline_text, metrics_table, number, table
 from runner.record.render import code_block, examples_shown, inline, publish, shown_result
 from runner.record.result import RunResult
 from runner.record.rundir import portable
+from runner.redact import redact
 from runner.spec.document import Spec
 from runner.spec.tasks import hub_metric, metric_display, metric_items, task_of
 

@@ -17,10 +17,10 @@ from runner import __version__
 from runner.errors import DataError
 from runner.files import sha256_file
 from runner.record.paths import published_arg, published_argv, published_path
-from runner.record.redact import redact, redact_text  # noqa: F401 - the card imports redact from here
 from runner.record.render import examples_shown, without_examples
 from runner.record.result import RunResult
 from runner.record.rundir import RunDir, portable, spec_dir_of
+from runner.redact import redact, redact_text
 from runner.spec.document import Spec
 
 MANIFEST_FORMAT = 2

@@ -3,7 +3,7 @@ card and report.md. Text that comes from data (texts, labels, file and column na
 messages, names from a spec) goes through `inline` (or `inert`, for a whole structure) before it is
 put into markdown; a finished document goes through `publish`.
 
-`inline` makes a text inert: secrets redacted (runner.record.redact), HTML and markdown that could change
+`inline` makes a text inert: secrets redacted (runner.redact), HTML and markdown that could change
 the layout or load anything escaped (`<`, `>`, `&`, backslash, backtick, brackets, `|`), `@mentions`,
 `#123` and `GH-123` references broken with a zero-width joiner so nobody is pinged or cross-linked, bare URLs
 (`https://...`, `www....`) broken the same way (before `://`, after `www`) so GitHub makes no link, line
@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import re
 
-from runner.record.redact import redact_text
+from runner.redact import redact_text
 
 ZWJ = "\u200d"
 MARKER = "<!-- runner:comment"

@@ -245,7 +245,7 @@ class RunDir:
         relative to."""
         import yaml
 
-        from runner.record.redact import redact, redact_text
+        from runner.redact import redact, redact_text
 
         # relative to the run folder, so the published spec.yaml holds no path of the machine that ran it
         base = redact_text(spec_dir_of(self.path, base_dir)) if base_dir else None

@@ -71,7 +71,7 @@ def position_of(problem_where: str) -> tuple[int, int]:
 
 def describe(error) -> str:
     """One line for a jsonschema ValidationError, without echoing long values."""
-    from runner.record.redact import redact_text  # a token written in the wrong place is not echoed
+    from runner.redact import redact_text  # a token written in the wrong place is not echoed
 
     value = json.dumps(error.instance, default=str) if not isinstance(error.instance, dict) else "a mapping"
     value = redact_text(value[:57] + "..." if len(value) > 60 else value)

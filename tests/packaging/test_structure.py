@@ -107,7 +107,8 @@ def test_task_names_are_branched_on_only_in_the_task_table():
 
 AREAS = ("spec", "data", "train", "evaluate", "record", "flows", "inference", "publish", "remote")
 SHELL = {"runner", "runner.__main__", "runner.cli", "runner.console", "runner.errors", "runner.files",
-         "runner.stopping"}
+         "runner.stopping", "runner.redact"}
+LEAVES = {"runner.redact"}  # below everything: they import nothing of runner
 FLOWS = {"runner.flows.single", "runner.flows.crossval", "runner.flows.search"}
 
 
@@ -142,6 +143,11 @@ def test_the_spec_data_and_evaluation_never_import_training_or_what_runs_it():
 
 def test_the_record_never_imports_the_flows_or_what_publishes_it():
     assert not arrows({"record"}, {"flows", "publish", "remote", "inference", "train"})
+
+
+def test_the_leaves_import_nothing_of_runner():
+    found = {name: sorted(targets) for name, targets in graph().items() if name in LEAVES and targets}
+    assert not found, f"a leaf imports runner: {found}"
 
 
 def test_flows_never_import_each_other():

@@ -9,7 +9,7 @@ import json
 import pytest
 from conftest import labelled_rows, run_cli, tiny_spec_text, write_csv, write_spec
 
-from runner.record.redact import REDACTED, plugin_classes, redact, redact_text
+from runner.redact import REDACTED, plugin_classes, redact, redact_text
 
 # One line each plugin finds, by plugin class: a detect-secrets upgrade that adds a plugin fails the
 # coverage test below until its line is here (and so until redaction is known to apply it).
