@@ -138,10 +138,10 @@ def test_the_image_is_built_from_the_runner_repository_at_the_pinned_commit(fini
     [build] = [c for c in finished["calls"] if c[0] == "build"]
     assert build[-1] == f"https://github.com/octo/runner.git#{ACTION_SHA}"  # the runner's, never the user's "."
     assert "--build-arg" in build and "TORCH_CUDA=cu130" in build and "NVIDIA_DRIVER_MIN=580.65.06" in build
-    # The build arguments are the Dockerfile's, and the pair is the README table's row.
+    # The build arguments are the Dockerfile's, and the pair is the driver table's row (docs/docker.md).
     dockerfile = (ROOT / "Dockerfile").read_text()
     assert "ARG TORCH_CUDA" in dockerfile and "ARG NVIDIA_DRIVER_MIN" in dockerfile
-    assert re.search(r"`cu130` \| 13\.0 \| 580\.65\.06 or newer", (ROOT / "README.md").read_text())
+    assert re.search(r"`cu130` \| 13\.0 \| 580\.65\.06 or newer", (ROOT / "docs" / "docker.md").read_text())
 
 
 def test_training_runs_in_a_named_removed_container_with_the_cache_volume(finished):

@@ -1,5 +1,5 @@
 """The Dockerfile: pinned slim base, torch's CUDA variant chosen on purpose with its driver floor
-stated alike in the Dockerfile, its label and the README, the README's install line, non-root
+stated alike in the Dockerfile, its label and the docs (docs/docker.md), the README's install line, non-root
 user, HF cache on a volume, and hadolint clean."""
 
 import json
@@ -108,7 +108,7 @@ def test_the_default_variant_runs_on_the_widest_range_of_drivers():
     assert floors[variant] == min(floors.values())
 
 
-def test_the_driver_floor_is_the_same_in_the_dockerfile_its_label_and_the_readme():
+def test_the_driver_floor_is_the_same_in_the_dockerfile_its_label_and_the_docs():
     args = build_args()
     variant, floor = args["TORCH_CUDA"], args["NVIDIA_DRIVER_MIN"]
     assert floor == variant_floor(variant) == "525.60.13"
@@ -117,17 +117,17 @@ def test_the_driver_floor_is_the_same_in_the_dockerfile_its_label_and_the_readme
     # the build checks that the label's floor is the installed torch's
     assert 'python -m runner.train.doctor --check-driver-label "${NVIDIA_DRIVER_MIN}"' in commands()
 
-    readme = (ROOT / "README.md").read_text()
+    docs = (ROOT / "docs" / "docker.md").read_text()
     stated = re.search(
         r"Default: `TORCH_CUDA=(cu\d+)` \(CUDA ([\d.]+)\), which needs NVIDIA driver\s+\*\*([\d.]+)\*\* or newer",
-        readme,
+        docs,
     )
-    assert stated, "README.md does not state the image's default variant and its driver floor"
+    assert stated, "docs/docker.md does not state the image's default variant and its driver floor"
     assert stated.groups() == (variant, TORCH_213_VARIANTS[variant], floor)
-    table = dict(re.findall(r"^\| `(cu\d+)`[^|]*\| [^|]+\| ([\d.]+) or newer", readme, re.MULTILINE))
+    table = dict(re.findall(r"^\| `(cu\d+)`[^|]*\| [^|]+\| ([\d.]+) or newer", docs, re.MULTILINE))
     assert table == {v: variant_floor(v) for v in TORCH_213_VARIANTS}
     # how to build for another driver: each documented build names a variant and its own floor
-    builds = re.findall(r"docker build --build-arg TORCH_CUDA=(\w+) --build-arg NVIDIA_DRIVER_MIN=([\w.]+)", readme)
+    builds = re.findall(r"docker build --build-arg TORCH_CUDA=(\w+) --build-arg NVIDIA_DRIVER_MIN=([\w.]+)", docs)
     assert builds and all(floor == (variant_floor(v) if v in TORCH_213_VARIANTS else "none") for v, floor in builds)
 
 

@@ -1,5 +1,5 @@
 """`runner init` picks a model that works offline when one is installed (a packaged model),
-says how to choose another, and honours --model; the README lists --model."""
+says how to choose another, and honours --model; the commands page (docs/commands.md) lists --model."""
 
 from __future__ import annotations
 
@@ -44,7 +44,7 @@ def test_model_given_on_the_command_line_is_used(tmp_path):
     assert 'name: "prajjwal1/bert-tiny"  # given to runner init --model' in made.stdout
 
 
-def test_readme_lists_the_model_option():
-    readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    line = next(line for line in readme.splitlines() if line.startswith("| `runner init"))
+def test_the_commands_page_lists_the_model_option():
+    commands = (ROOT / "docs" / "commands.md").read_text(encoding="utf-8")
+    line = next(line for line in commands.splitlines() if line.startswith("| `runner init"))
     assert "--model" in line and "package:" in line
