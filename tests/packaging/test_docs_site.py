@@ -111,8 +111,13 @@ def test_the_test_extra_installs_the_docs_extra():
 def test_the_getting_started_page_installs_like_the_readme():
     """Both say how to install; tests/publish/test_action.py and test_dockerfile.py check the README's lines."""
 
-    def installs(path: Path) -> list[str]:
-        lines = [line.strip() for line in path.read_text(encoding="utf-8").splitlines()]
-        return [line for line in lines if "pip install torch==" in line]
+    def installs(path: Path) -> list[str]:  # the lines of its code blocks that install torch
+        found, in_code = [], False
+        for line in path.read_text(encoding="utf-8").splitlines():
+            if line.startswith("```"):
+                in_code = not in_code
+            elif in_code and "pip install torch==" in line:
+                found.append(line.strip())
+        return found
 
     assert installs(ROOT / "docs" / "getting-started.md") == installs(ROOT / "README.md")
