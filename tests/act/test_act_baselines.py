@@ -22,7 +22,7 @@ from support.github_fake import TOKEN
 
 pytestmark = pytest.mark.act
 
-WORKFLOW = "ml-train.yml"  # train-on-pr.yml, renamed as a user would (the README calls it train.yml)
+WORKFLOW = "ml-train.yml"  # train-on-pr.yml, renamed as a user would (docs/action.md calls it train.yml)
 EVIL = "neg <img src=x onerror=alert(1)> @octocat ![p](https://evil.example/p.png) <!-- runner:comment key=x -->"
 PLANTED = 0.1234
 
