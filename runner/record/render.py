@@ -4,7 +4,8 @@ messages, names from a spec) goes through `inline` (or `inert`, for a whole stru
 put into markdown; a finished document goes through `publish`.
 
 `inline` makes a text inert: secrets redacted (runner.redact), HTML and markdown that could change
-the layout or load anything escaped (`<`, `>`, `&`, backslash, backtick, brackets, `|`), `@mentions`,
+the layout or load anything escaped (`<`, `>`, `&`, backslash, backtick, brackets, `|`, emphasis and
+strikethrough: `*`, `~` and a `_` at a word's edge), `:emoji:` shortcodes and `@mentions`,
 `#123` and `GH-123` references broken with a zero-width joiner so nobody is pinged or cross-linked, bare URLs
 (`https://...`, `www....`) broken the same way (before `://`, after `www`) so GitHub makes no link, line
 breaks and control characters shown as visible escapes. `publish` is the last guard on a whole
@@ -20,8 +21,13 @@ from runner.redact import redact_text
 
 ZWJ = "\u200d"
 MARKER = "<!-- runner:comment"
-_ESCAPES = {"\\": "\\\\", "`": "\\`", "[": "\\[", "]": "\\]", "|": "\\|", "<": "&lt;", ">": "&gt;", "&": "&amp;"}
-_SPECIAL = re.compile(r"[\\`\[\]|<>&]")
+_ESCAPES = {"\\": "\\\\", "`": "\\`", "[": "\\[", "]": "\\]", "|": "\\|", "<": "&lt;", ">": "&gt;", "&": "&amp;",
+            "*": "\\*", "~": "\\~", "_": "\\_"}
+# `*` and `~` always (emphasis, strikethrough, list bullets, fences); `_` only where it could open or close
+# emphasis, so snake_case names (f1_macro, train_data.csv) stay as written, also inside code spans
+_SPECIAL = re.compile(r"[\\`\[\]|<>&*~]|(?<![^\W_])_|_(?![^\W_])")
+# GitHub turns `:name:` into an emoji after rendering (a backslash would not stop it): a joiner after the colon does
+_EMOJI = re.compile(r":(?=[\w+-]+:)")
 _MENTION = re.compile(r"([@#])(?=[\w-])")  # @user, @org/team, #123
 _GH_REFERENCE = re.compile(r"(?i)(?<=gh)(?=-\d)")  # GH-123 and gh-123: GitHub links them to issue 123 too
 # Where GitHub's autolinker (cmark-gfm) starts a link: a scheme before `://` (it reads the letters back from
@@ -42,6 +48,7 @@ def inline(text, limit: int | None = None) -> str:
     text = _visible(redact_text(str(text)))
     if limit is not None and len(text) > limit:
         text = text[: limit - 1] + "…"
+    text = _EMOJI.sub(":" + ZWJ, text)
     text = _SPECIAL.sub(lambda m: _ESCAPES[m.group()], text)
     text = _AUTOLINK.sub(lambda m: m.group() + ZWJ, text)
     text = _GH_REFERENCE.sub(ZWJ, text)

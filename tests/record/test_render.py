@@ -28,7 +28,7 @@ FRAGMENTS = [
     "![img](http://x.test/a.png)", "<script>", "&lt;", "\n", "\r", "\x00", "\x1b[31m", "\u202e", "\u2028", "# Title",
     "> quote", "*", "_", "~~", "<sub>", "</sub>", "https://evil.example/login", "www.evil.example", "HTTP://x.test",
     "1https://evil.example", "_www.evil.example", "ßftp://x.test", "<https://x.test>", "[r]: http://x.test", "9",
-    "GH-4242", "gh-7", "see GH-", "-1",
+    "GH-4242", "gh-7", "see GH-", "-1", "**bold**", "__init__", "_it_", "~~strike~~", "~x~", ":smile:", ":+1:", "a:",
     *SECRETS,
 ]
 hostile = st.lists(st.sampled_from(FRAGMENTS) | st.text(max_size=4), min_size=1, max_size=6).map("".join)
@@ -84,6 +84,8 @@ def assert_inert(body: str, planted: list[str]) -> None:
     assert not re.search(r"(?i)[a-z]://|www\.", body), body  # nor a bare URL GitHub links
     html = cmarkgfm.github_flavored_markdown_to_html(body)  # as GitHub renders it: no link, image or data's HTML
     assert not re.search(r"<(a|img|script|iframe|style|input|form)\b", html), html
+    assert not re.search(r"<(em|del)>", html), html  # data's *emphasis*, _emphasis_ and ~~strikethrough~~ show as typed
+    assert not re.search(r":[\w+-]+:", body), body  # nor an :emoji: shortcode, which GitHub replaces after rendering
     assert not re.search(r"[\x00-\x08\x0b-\x1f\x7f\u2028\u202e]", body), repr(body)
     for secret in SECRETS:
         for part in re.findall(r"[A-Za-z0-9_]{12,}", secret):
@@ -151,6 +153,48 @@ def test_failure_comment_cannot_carry_a_marker_or_unbalanced_details(tmp_path):
 def test_inline_redacts_and_escapes(text, kept, gone):
     shown = inline(text)
     assert kept in shown and gone not in shown and "\n" not in shown
+
+
+@settings(max_examples=300, deadline=None)
+@given(text=hostile)
+def test_inline_shows_any_text_as_it_was_written(text):
+    """Rendered as GitHub renders it (cmark-gfm), an inline text is one paragraph of exactly its own characters
+    (secrets redacted, control characters as escapes, joiners aside): no emphasis, strikethrough, link, code or
+    HTML made of it, and no `:name:` left for GitHub's emoji pass."""
+    import html as html_module
+
+    from runner.record.render import ZWJ, _visible
+    from runner.redact import redact_text
+
+    shown = inline(text)
+    rendered = cmarkgfm.github_flavored_markdown_to_html(f"x {shown} x")
+    inner = rendered.removeprefix("<p>").removesuffix("</p>\n")
+    assert "<" not in inner, (text, rendered)  # one paragraph, no element inside
+    assert not re.search(r":[\w+-]+:", html_module.unescape(inner)), (text, rendered)
+    expected = _visible(redact_text(text)).replace(ZWJ, "")
+    assert html_module.unescape(inner).replace(ZWJ, "") == f"x {expected} x", (text, shown, rendered)
+
+
+@pytest.mark.parametrize("text, shown", [
+    ("**bold**", "\\*\\*bold\\*\\*"), ("_it_", "\\_it\\_"), ("~~strike~~", "\\~\\~strike\\~\\~"),
+    (":rocket: go", ":\u200drocket: go"), ("__init__", "\\_\\_init\\_\\_"),
+    ("f1_macro", "f1_macro"), ("train_data.csv", "train_data.csv"),  # snake_case makes no emphasis: left as written
+])
+def test_emphasis_and_emoji_shortcodes_are_escaped(text, shown):
+    assert inline(text) == shown
+
+
+def test_a_hostile_spec_name_and_labels_show_literally_in_the_posted_comment(tmp_path):
+    run = write_run(tmp_path / "run", "~~old~~ :rocket: **v2**", ["**bold**", "_it_"], ["a :smile: text"])
+    env = actions_env(tmp_path, "http://127.0.0.1:9")
+    with FakeGitHub() as fake:
+        env["GITHUB_API_URL"] = fake.url
+        github.comment_on_pull_request(summary_markdown(run), "specs/a.yaml", env)
+        posted = fake.comments[7][0]["body"]
+    html = cmarkgfm.github_flavored_markdown_to_html(posted).replace("\u200d", "")
+    assert "<h3>runner: ~~old~~ :rocket: **v2**" in html  # the title as the spec named it
+    assert "<td>**bold**</td>" in html and "<td>_it_</td>" in html and "a :smile: text" in html
+    assert not re.search(r"<(em|del)>", html) and "<strong>bold" not in html
 
 
 @pytest.mark.parametrize("url, shown", [
