@@ -19,6 +19,7 @@ from runner.data.labels import ROW, encode_multi_labels, encode_regression_targe
 from runner.data.textfiles import first_bad_byte, json_kind, json_place
 from runner.errors import DataError, RunError
 from runner.spec.document import Spec
+from runner.spec.sections import DataHub
 from runner.spec.tasks import MANY_CLASSES, NUMBER
 
 FORMATS_BY_SUFFIX = {".csv": "csv", ".tsv": "tsv", ".tab": "tsv", ".jsonl": "jsonl", ".ndjson": "jsonl",
@@ -198,21 +199,21 @@ def _refuse_repeated_header_names(path: Path, sep: str, encoding: str, fmt: str)
                             f"{path}:1")
 
 
-def read_hub_split(hub: dict, split: str) -> pd.DataFrame:
+def read_hub_split(hub: DataHub, split: str) -> pd.DataFrame:
     """One split of a Hub dataset, through `datasets.load_dataset` (uses the local cache when offline)."""
     import datasets
 
     try:
-        dataset = datasets.load_dataset(hub["id"], hub.get("config"), split=split, revision=hub.get("revision"))
+        dataset = datasets.load_dataset(hub.id, hub.config, split=split, revision=hub.revision)
     except (ConnectionError, OSError) as exc:
-        raise RunError(f"cannot load Hub dataset '{hub['id']}' (split {split}): {str(exc).splitlines()[0]}",
+        raise RunError(f"cannot load Hub dataset '{hub.id}' (split {split}): {str(exc).splitlines()[0]}",
                        "check the network, or export the data to a local file and set data.train; a cached copy is "
                        "used with HF_DATASETS_OFFLINE=1") from None
     except ValueError as exc:
-        raise DataError(f"Hub dataset '{hub['id']}': {str(exc).splitlines()[0]}",
+        raise DataError(f"Hub dataset '{hub.id}': {str(exc).splitlines()[0]}",
                         "check data.hub.config and the split names", "data.hub") from None
     except Exception as exc:  # datasets raises many types (DatasetNotFoundError, ...)
-        raise DataError(f"cannot load Hub dataset '{hub['id']}': {type(exc).__name__}: "
+        raise DataError(f"cannot load Hub dataset '{hub.id}': {type(exc).__name__}: "
                         f"{str(exc).splitlines()[0] if str(exc) else ''}",
                         "check data.hub.id, config, split and revision", "data.hub") from None
     frame = dataset.to_pandas()
@@ -319,24 +320,24 @@ def prepare_frame(
 
     Returns (text, [text_pair], label and source-row columns; the labels, as given or inferred; rows dropped)."""
     data, task = spec.data, spec.task
-    columns = {"text_column": data["text_column"], "text_pair_column": data["text_pair_column"],
-               "label_column": data["label_column"]}
+    columns = {"text_column": data.text_column, "text_pair_column": data.text_pair_column,
+               "label_column": data.label_column}
     check_columns(frame, columns, source)
-    text_columns = [data["text_column"]] + ([data["text_pair_column"]] if data["text_pair_column"] else [])
-    check_text_values(frame, {"text_column": data["text_column"], "text_pair_column": data["text_pair_column"]},
+    text_columns = [data.text_column] + ([data.text_pair_column] if data.text_pair_column else [])
+    check_text_values(frame, {"text_column": data.text_column, "text_pair_column": data.text_pair_column},
                       source)
-    frame, n_dropped = clean_texts(frame, text_columns, data["empty_text"], source)
+    frame, n_dropped = clean_texts(frame, text_columns, data.empty_text, source)
     if n_dropped:
         warn(f"dropped {n_dropped} row(s) with an empty text from {source}")
     if task.target == NUMBER:
-        target = encode_regression_targets(frame, data["label_column"], source)
+        target = encode_regression_targets(frame, data.label_column, source)
     elif task.target == MANY_CLASSES:
-        target, labels = encode_multi_labels(frame, data["label_column"], labels, data["label_delimiter"], source)
+        target, labels = encode_multi_labels(frame, data.label_column, labels, data.label_delimiter, source)
     else:
-        target, labels = encode_single_labels(frame, data["label_column"], labels, source, source)
-    out = pd.DataFrame({"text": frame[data["text_column"]].to_numpy(), ROW: frame[ROW].to_numpy()})
-    if data["text_pair_column"]:
-        out["text_pair"] = frame[data["text_pair_column"]].to_numpy()
+        target, labels = encode_single_labels(frame, data.label_column, labels, source, source)
+    out = pd.DataFrame({"text": frame[data.text_column].to_numpy(), ROW: frame[ROW].to_numpy()})
+    if data.text_pair_column:
+        out["text_pair"] = frame[data.text_pair_column].to_numpy()
     out["label"] = list(target) if task.multi_label else target.to_numpy()
     return out, labels, n_dropped
 
@@ -347,22 +348,22 @@ def prepare_data(spec: Spec) -> PreparedData:
     raw: dict[str, pd.DataFrame] = {}
     sources: dict[str, str] = {}
     files: dict = {}
-    if data.get("hub"):
-        hub = data["hub"]
-        files["hub"] = {k: hub.get(k) for k in ("id", "config", "revision")}
-        for name, split in (("train", hub["split"]), ("validation", hub["validation_split"]), ("test",
-                                                                                               hub["test_split"])):
+    if data.hub:
+        hub = data.hub
+        files["hub"] = {k: getattr(hub, k) for k in ("id", "config", "revision")}
+        for name, split in (("train", hub.split), ("validation", hub.validation_split), ("test",
+                                                                                               hub.test_split)):
             if split:
                 raw[name] = read_hub_split(hub, split)
-                if name == "train" and data["max_rows"]:
-                    raw[name] = raw[name].head(data["max_rows"])
-                sources[name] = f"{hub['id']}[{split}]"
+                if name == "train" and data.max_rows:
+                    raw[name] = raw[name].head(data.max_rows)
+                sources[name] = f"{hub.id}[{split}]"
     else:
         for name, key in (("train", "train"), ("validation", "validation_file"), ("test", "test_file")):
-            if data.get(key):
-                path = spec.resolve(data[key])
-                raw[name] = read_table(path, data["format"], data["encoding"],
-                                       data["max_rows"] if name == "train" else None)
+            if getattr(data, key):
+                path = spec.resolve(getattr(data, key))
+                raw[name] = read_table(path, data.format, data.encoding,
+                                       data.max_rows if name == "train" else None)
                 sources[name] = str(path)
                 files[name] = str(path.resolve())
 
@@ -385,8 +386,8 @@ def prepare_data(spec: Spec) -> PreparedData:
 
     note = "separate validation data"
     if "validation" not in splits:
-        stratify_by = splits["train"]["label"] if (task.one_label_per_row and data["stratify"]) else None
-        splits["train"], splits["validation"], note = split_validation(splits["train"], data["validation_fraction"],
+        stratify_by = splits["train"]["label"] if (task.one_label_per_row and data.stratify) else None
+        splits["train"], splits["validation"], note = split_validation(splits["train"], data.validation_fraction,
                                                                        spec.seed, stratify_by, sources["train"])
 
     summary = {

@@ -15,6 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from runner.evaluate import calibration as cal
+from runner.spec.sections import PredictSection
 
 BINS = cal.BINS
 GRID = np.round(np.arange(0.02, 0.99, 0.01), 2)  # candidate thresholds
@@ -94,7 +95,8 @@ def tune_thresholds(probs: np.ndarray, truth, label_names: list[str], multi_labe
 
 
 def assess(
-    task, label_names: list[str], predict: dict, logits_by_split: dict, truth_by_split: dict, result, metric: str = ""
+    task, label_names: list[str], predict: PredictSection, logits_by_split: dict, truth_by_split: dict, result,
+    metric: str = "",
 ) -> None:
     """Choose and check the calibration and tune the thresholds on validation (as the spec asks); add
     to each split's metrics the ECE of the raw and of the calibrated scores (`ece`, `ece_calibrated`,
@@ -106,9 +108,9 @@ def assess(
     (`thresholds`: {asked, tuned, reason})."""
     if not task.has_labels or "validation" not in logits_by_split:
         return
-    multi, threshold = task.multi_label, predict["threshold"]
-    method = cal.asked(predict.get("calibration"))
-    tune = bool(predict.get("tune_thresholds")) and task.can_tune_thresholds(len(label_names))
+    multi, threshold = task.multi_label, predict.threshold
+    method = cal.asked(predict.calibration)
+    tune = bool(predict.tune_thresholds) and task.can_tune_thresholds(len(label_names))
     if not (method or tune):
         return
     logits, truth = logits_by_split["validation"], truth_by_split["validation"]
@@ -291,7 +293,7 @@ def assess_run(spec, model_config, data, result, logits_by_split: dict, truth_by
     floor = recorded.get("floor") or {"met": True}
     if not floor["met"]:  # one line for all that the floor declined
         warn(cal.declined_line(floor, recorded.get("asked"), "thresholds" in recorded, task.multi_label,
-                               predict["threshold"]))
+                               predict.threshold))
     elif recorded.get("asked"):
         say(f"calibration ({recorded['asked']}): {recorded['reason']}")
     if result.thresholds:
@@ -300,5 +302,5 @@ def assess_run(spec, model_config, data, result, logits_by_split: dict, truth_by
     if headline.get("argmax_value") is not None:
         say(f"{headline['name']} uses the {headline['rule']}; argmax gives {headline['argmax_value']:.4f}")
     result.error_analysis = erroranalysis.analyse(
-        task, data.splits, logits_by_split, labels, predict["threshold"], result.thresholds, applied
+        task, data.splits, logits_by_split, labels, predict.threshold, result.thresholds, applied
     )

@@ -126,9 +126,9 @@ def verify_inputs(spec: Spec, manifest: dict) -> None:
     one in run.json, or that is missing."""
     recorded = (manifest.get("data") or {}).get("files") or {}
     for role, key in DATA_KEYS.items():
-        if not spec.data.get(key):
+        if not getattr(spec.data, key):
             continue
-        path = spec.resolve(spec.data[key])
+        path = spec.resolve(getattr(spec.data, key))
         expected = (recorded.get(role) or {}).get("sha256")
         if not expected:
             raise DataError(

@@ -79,7 +79,7 @@ def search(spec: Spec, rerun: str = "") -> dict:
     from runner.train import pipeline
 
     settings = spec.search
-    metric = settings["metric"] or spec.train.metric_for_best_model
+    metric = settings.metric or spec.train.metric_for_best_model
     direction = "minimize" if lower_is_better(metric) else "maximize"
     space = search_space(spec)
     data = pipeline.load_data(spec)
@@ -92,15 +92,15 @@ def search(spec: Spec, rerun: str = "") -> dict:
     def hp_space(trial) -> dict:
         return {PLACES[k][1]: v for k, v in sample(trial, space).items() if PLACES[k][1]}
 
-    pruner = optuna.pruners.MedianPruner(n_startup_trials=2) if settings["pruning"] else optuna.pruners.NopPruner()
+    pruner = optuna.pruners.MedianPruner(n_startup_trials=2) if settings.pruning else optuna.pruners.NopPruner()
     sampler = optuna.samplers.TPESampler(seed=spec.seed)
     storage, name = optuna.storages.InMemoryStorage(), f"runner-{spec.name}"
     say(
-        f"search: {settings['trials']} trial(s) over {', '.join(space)}; {direction} validation {metric} "
-        f"(TPE sampler, seed {spec.seed}; {'median pruning' if settings['pruning'] else 'no pruning'})"
+        f"search: {settings.trials} trial(s) over {', '.join(space)}; {direction} validation {metric} "
+        f"(TPE sampler, seed {spec.seed}; {'median pruning' if settings.pruning else 'no pruning'})"
     )
     started = time.perf_counter()
-    timeout = settings["timeout_minutes"] * 60 if settings["timeout_minutes"] else None
+    timeout = settings.timeout_minutes * 60 if settings.timeout_minutes else None
     with pipeline.scratch_folder("runner-search-") as scratch:
         trainer = pipeline.build_trainer(search_settings(spec), None, parts, Path(scratch), model_init=model_init)
         for field in ("learning_rate", "num_train_epochs", "weight_decay", "warmup_steps"):
@@ -114,7 +114,7 @@ def search(spec: Spec, rerun: str = "") -> dict:
                 run=lambda: trainer.hyperparameter_search(
                     hp_space=hp_space,
                     compute_objective=lambda metrics: metrics[f"eval_{metric}"],
-                    n_trials=settings["trials"],
+                    n_trials=settings.trials,
                     direction=direction,
                     backend="optuna",
                     sampler=sampler,

@@ -213,16 +213,16 @@ def eval_command(run_dir: Path, data_file: Path) -> dict:
     model, tokenizer = load_trained_model(run.model_dir, results_of(run.path).labels, task.name)
     labels = label_names_of(model)
     try:
-        frame, _, _ = prepare_frame(read_table(Path(data_file), "auto", d["encoding"]), spec, labels or None,
+        frame, _, _ = prepare_frame(read_table(Path(data_file), "auto", d.encoding), spec, labels or None,
                                     str(data_file))
     except DataError as exc:  # the run is fixed: its spec is not for the user to edit, the file is
         if "spec" in exc.hint or "labels:" in exc.hint or "data." in exc.hint:
-            columns = ", ".join(c for c in (d["text_column"], d["text_pair_column"], d["label_column"]) if c)
+            columns = ", ".join(c for c in (d.text_column, d.text_pair_column, d.label_column) if c)
             exc.hint = (f"the file needs the run's columns ({columns})"
                         + (f" and labels ({', '.join(labels)})" if labels else "") + "; fix the file")
         raise
     target = np.asarray(list(frame["label"])) if task.multi_label else frame["label"].to_numpy()
-    pairs = frame["text_pair"].tolist() if d["text_pair_column"] else None
+    pairs = frame["text_pair"].tolist() if d.text_pair_column else None
     logits = predict_logits(model, tokenizer, frame["text"].tolist(), pairs, spec.model.max_length,
                             spec.predict.batch_size, progress=True)
     temperature, thresholds = from_model_or_record(model, results_of(run.path).to_dict())

@@ -35,13 +35,13 @@ def model_card_data(spec: Spec, result: RunResult):
 
     model = result.model
     lora = model.get("kind") == "lora" or bool(spec.lora)
-    hub_data = spec.data.get("hub")
+    hub_data = spec.data.hub
     if hub_data:
-        revision = (result.data_files.get("hub") or {}).get("revision") or hub_data.get("revision")
+        revision = (result.data_files.get("hub") or {}).get("revision") or hub_data.revision
         dataset = {
-            "dataset_type": hub_data["id"],
-            "dataset_name": hub_data["id"],
-            "dataset_config": hub_data.get("config"),
+            "dataset_type": hub_data.id,
+            "dataset_name": hub_data.id,
+            "dataset_config": hub_data.config,
             "dataset_revision": revision,
         }
     else:
@@ -51,11 +51,11 @@ def model_card_data(spec: Spec, result: RunResult):
         )
         dataset = {"dataset_type": {"jsonl": "json", "tsv": "csv"}.get(file_format, file_format)}
     # each split under the file it came from: test results under the test file, not the training file's name
-    split_files = {"validation": spec.data.get("validation_file") or (None if hub_data else spec.data.train),
-                   "test": spec.data.get("test_file") or (None if hub_data else spec.data.train)}
+    split_files = {"validation": spec.data.validation_file or (None if hub_data else spec.data.train),
+                   "test": spec.data.test_file or (None if hub_data else spec.data.train)}
     split_names = {
-        "validation": (hub_data or {}).get("validation_split") or "validation",
-        "test": (hub_data or {}).get("test_split") or "test",
+        "validation": (hub_data.validation_split if hub_data else None) or "validation",
+        "test": (hub_data.test_split if hub_data else None) or "test",
     }
     metrics = result.metrics
     task = task_of(result.task or spec.task.name)
@@ -83,7 +83,7 @@ def model_card_data(spec: Spec, result: RunResult):
         library_name="peft" if lora else "transformers",
         pipeline_tag="text-classification",
         license=spec.hub.license or base_model_license(spec, model),
-        datasets=[hub_data["id"]] if hub_data else None,
+        datasets=[hub_data.id] if hub_data else None,
         tags=tags,
         metrics=list(dict.fromkeys(hub_metric(n)[0] for s in SPLITS for n, _ in metric_items(metrics.get(s)))) or None,
         eval_results=eval_results or None,
@@ -226,15 +226,15 @@ def _card_body(spec: Spec, result: RunResult, base_model: str | None) -> str:
     out += ["## Evaluation", "", metrics_table(metrics, metrics.get("headline")), ""]
     summary = result.data_summary
     out += ["## Training data", ""]
-    hub_data = spec.data.get("hub")
+    hub_data = spec.data.hub
     if hub_data:
         out += [
-            f"Hub dataset [{inline(hub_data['id'])}](https://huggingface.co/datasets/{hub_data['id']})"
-            + (f", config `{inline(hub_data['config'])}`" if hub_data.get("config") else "")
+            f"Hub dataset [{inline(hub_data.id)}](https://huggingface.co/datasets/{hub_data.id})"
+            + (f", config `{inline(hub_data.config)}`" if hub_data.config else "")
             + "."
         ]
     else:
-        files = [Path(spec.data[key]).name for key in DATA_KEYS.values() if spec.data.get(key)]
+        files = [Path(getattr(spec.data, key)).name for key in DATA_KEYS.values() if getattr(spec.data, key)]
         out += ["Local files: " + ", ".join(f"`{inline(name)}`" for name in files) + "."]
     if summary.get("rows"):
         out += ["Rows: " + ", ".join(f"{split} {number(n)}" for split, n in summary["rows"].items()) + "."]

@@ -54,7 +54,7 @@ def write_manifest(run_dir: RunDir, spec: Spec, result: RunResult) -> None:
     except DataError:
         previous = {}
     timing = result.timing
-    hub_data = spec.data.get("hub")
+    hub_data = spec.data.hub
     spec_dir = spec.base_dir if spec.path else None
     results = result.to_dict() if examples_shown(spec) else without_examples(result.to_dict())
     manifest = {
@@ -84,7 +84,7 @@ def write_manifest(run_dir: RunDir, spec: Spec, result: RunResult) -> None:
         "results": redact(published_results(results, run_dir.path, spec_dir)),
     }
     if hub_data:
-        manifest["data"]["hub"] = {**hub_data, **(result.data_files.get("hub") or {})}
+        manifest["data"]["hub"] = {**spec.values["data"]["hub"], **(result.data_files.get("hub") or {})}
     if "hub" in previous:
         manifest["hub"] = previous["hub"]
     run_dir.write_manifest(manifest)
@@ -128,7 +128,8 @@ def data_file_hashes(spec: Spec, result: RunResult, run_dir: RunDir | None = Non
     gets sha256 None. Paths as rundir.published_path gives them (absolute without a run folder)."""
     files = {role: path for role, path in result.data_files.items() if isinstance(path, (str, Path))}
     if not files:
-        files = {role: spec.resolve(spec.data[key]) for role, key in DATA_KEYS.items() if spec.data.get(key)}
+        data = spec.data
+        files = {role: spec.resolve(getattr(data, key)) for role, key in DATA_KEYS.items() if getattr(data, key)}
     out = {}
     for role, name in files.items():
         path = Path(name).resolve()

@@ -150,7 +150,7 @@ def _training_section(spec: Spec, result: RunResult) -> list[str]:
     rows.append(
         [
             "fine-tuning",
-            f"LoRA (r={lora['r']}, alpha={lora['alpha']})" if model.get("kind") == "lora" or lora else "full",
+            f"LoRA (r={lora.r}, alpha={lora.alpha})" if model.get("kind") == "lora" or lora else "full",
         ]
     )
     if model.get("trainable_params") and model.get("total_params"):

@@ -75,7 +75,7 @@ def check_data_here(spec) -> None:
     files read as the job would read them (a missing column, a bad label, a text that is not a string exit 2
     now, not in a job), and the checks of the prepared splits (warnings; tuned thresholds on three classes
     refused). A Hub dataset is left to the job (reading it here would download it)."""
-    if spec.data.get("hub"):
+    if spec.data.hub:
         return
     from runner.data.datachecks import check_prepared
     from runner.data.prepare import prepare_data

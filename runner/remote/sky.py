@@ -26,8 +26,8 @@ CREDENTIALS = (".ssh", ".aws", ".gnupg", ".netrc", ".git-credentials", ".kube", 
 
 def local_files(spec: Spec) -> list[tuple[str, Path]]:
     """(spec key, resolved path) of every local file or folder the run reads."""
-    found = [(f"data.{key}", spec.resolve(spec.data[key]))
-             for key in ("train", "validation_file", "test_file") if spec.data.get(key)]
+    found = [(f"data.{key}", spec.resolve(getattr(spec.data, key)))
+             for key in ("train", "validation_file", "test_file") if getattr(spec.data, key)]
     model = spec.model.name
     if looks_like_local_path(model) or spec.resolve(model).is_dir():
         found.append(("model.name", spec.resolve(model)))

@@ -19,43 +19,25 @@ import jsonschema
 
 from runner.errors import SpecError, SpecErrors
 from runner.spec.schema import FLAG, describe, hint, load_schema, schema_at, where
+from runner.spec.sections import (
+    ComputeSection,
+    DataSection,
+    GateSection,
+    HubSection,
+    LoraSection,
+    ModelSection,
+    OutputSection,
+    PredictSection,
+    ReportSection,
+    SearchSection,
+    TrainSection,
+)
 from runner.spec.specrules import cross_field_problems
 from runner.spec.tasks import task_of
+from runner.spec.views import section_view
 from runner.spec.yamlsource import parse_value, parse_yaml
 
 RELATIVE_TO = re.compile(r"# paths in this spec are relative to: ([^\n]+)\n")
-
-
-class Section(dict):
-    """A read-only view of one spec section, checked against the schema: `spec.train.epochs` (a key the
-    schema does not know is an AttributeError, a known key left out is None); nested sections are views
-    too. A copy: changing it never changes the spec (`Spec.replace` makes a changed spec)."""
-
-    def __init__(self, name: str, values: dict, schema: dict):
-        super().__init__(values)
-        object.__setattr__(self, "_name", name)
-        object.__setattr__(self, "_schema", schema)
-
-    def __getattr__(self, key: str):
-        known = self._schema.get("properties", {})
-        if key not in known and key not in self:
-            raise AttributeError(f"spec.{self._name} has no key '{key}'")
-        return _view(f"{self._name}.{key}", self.get(key), known.get(key, {}))
-
-    def __setattr__(self, key, value):
-        raise AttributeError(f"spec.{self._name} is read-only; use Spec.replace")
-
-    def _refuse(self, *args, **kwargs):
-        raise TypeError(f"spec.{self._name} is read-only; use Spec.replace")
-
-    __setitem__ = __delitem__ = update = pop = setdefault = clear = popitem = _refuse
-
-
-def _view(name: str, value, schema: dict):
-    if isinstance(value, dict) and not isinstance(value, Section):
-        variants = [schema] + schema.get("anyOf", []) + schema.get("oneOf", [])
-        return Section(name, value, next((s for s in variants if "properties" in s), {}))
-    return value
 
 
 @dataclass(frozen=True)
@@ -107,21 +89,52 @@ class Spec:
     def __getitem__(self, key):
         return self.values[key]
 
-    # Typed views of the sections: what the stages read (`spec.train.learning_rate`).
-    def _section(self, key: str):
-        return _view(key, self.values.get(key), load_schema()["properties"][key])
+    # Typed views of the sections (runner/spec/sections.py): what the stages read (`spec.train.learning_rate`).
+    @property
+    def data(self) -> DataSection:
+        return section_view("data", self.values.get("data"))
 
-    data = property(lambda self: self._section("data"))
-    model = property(lambda self: self._section("model"))
-    lora = property(lambda self: self._section("lora"))
-    """None: full fine-tuning."""
-    train = property(lambda self: self._section("train"))
-    predict = property(lambda self: self._section("predict"))
-    output = property(lambda self: self._section("output"))
-    compute = property(lambda self: self._section("compute"))
-    search = property(lambda self: self._section("search"))
-    gate = property(lambda self: self._section("gate"))
-    hub = property(lambda self: self._section("hub"))
+    @property
+    def model(self) -> ModelSection:
+        return section_view("model", self.values.get("model"))
+
+    @property
+    def lora(self) -> LoraSection | None:
+        """None: full fine-tuning."""
+        return section_view("lora", self.values.get("lora"))
+
+    @property
+    def train(self) -> TrainSection:
+        return section_view("train", self.values.get("train"))
+
+    @property
+    def predict(self) -> PredictSection:
+        return section_view("predict", self.values.get("predict"))
+
+    @property
+    def output(self) -> OutputSection:
+        return section_view("output", self.values.get("output"))
+
+    @property
+    def report(self) -> ReportSection:
+        return section_view("report", self.values.get("report"))
+
+    @property
+    def compute(self) -> ComputeSection:
+        return section_view("compute", self.values.get("compute"))
+
+    @property
+    def search(self) -> SearchSection | None:
+        return section_view("search", self.values.get("search"))
+
+    @property
+    def gate(self) -> GateSection | None:
+        return section_view("gate", self.values.get("gate"))
+
+    @property
+    def hub(self) -> HubSection:
+        return section_view("hub", self.values.get("hub"))
+
     labels = property(lambda self: self.values.get("labels"))
     name = property(lambda self: self.values["name"])
     seed = property(lambda self: self.values["seed"])

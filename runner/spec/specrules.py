@@ -24,7 +24,7 @@ def _missing_trackers(spec, source: str) -> list[SpecError]:
     import importlib.util
 
     problems = []
-    for index, tracker in enumerate(spec["train"]["report_to"]):
+    for index, tracker in enumerate(spec.train.report_to):
         modules, package = TRACKER_PACKAGES.get(tracker, ((tracker,), tracker))
         if not any(importlib.util.find_spec(module) for module in modules):
             problems.append(SpecError(f"train.report_to asks for {tracker}, which is not installed",
@@ -36,23 +36,23 @@ def _missing_trackers(spec, source: str) -> list[SpecError]:
 def cross_field_problems(spec, source: str, check_files: bool) -> list[SpecError]:
     """Every rule that spans fields (and, with `check_files`, the files and trackers the spec names)."""
     v = spec.values
-    data, train, task = v["data"], v["train"], task_of(v["task"])
+    data, train, task = spec.data, spec.train, task_of(v["task"])
     problems: list[SpecError] = []
 
     def problem(path: tuple, message: str, hint: str) -> None:
         problems.append(SpecError(message, hint, where(source, spec.positions, path)))
 
-    if ("train" in data) == ("hub" in data):
+    if (data.train is None) == (data.hub is None):
         problem(("data",), "give exactly one of data.train (a local file) or data.hub (a Hub dataset)",
                 "for a local file write `train: path/to/train.csv` under `data:`")
-    if "hub" in data and data.get("validation_file"):
+    if data.hub is not None and data.validation_file:
         problem(("data", "validation_file"), "data.validation_file is for local data",
                 "with a Hub dataset, name the split in data.hub.validation_split")
 
-    if task.pair and not data["text_pair_column"]:
+    if task.pair and not data.text_pair_column:
         problem(("task",), f"task {task.name} needs data.text_pair_column",
                 "add `text_pair_column: <second text column>` under `data:`")
-    if not task.pair and data["text_pair_column"]:
+    if not task.pair and data.text_pair_column:
         pair_tasks = ", ".join(name for name, t in TASKS.items() if t.pair)
         problem(("data", "text_pair_column"),
                 f"data.text_pair_column is only used by task {pair_tasks} (task is {task.name})",
@@ -60,7 +60,7 @@ def cross_field_problems(spec, source: str, check_files: bool) -> list[SpecError
     if not task.has_labels and v["labels"]:
         problem(("labels",), "labels are not used for regression", "remove `labels:`; the label column holds numbers")
 
-    metric = train["metric_for_best_model"]
+    metric = train.metric_for_best_model
     if metric not in task.metrics:
         problem(("train", "metric_for_best_model"), f"metric '{metric}' is not computed for task {task.name}",
                 f"use one of: {', '.join(sorted(task.metrics))}")
@@ -69,58 +69,58 @@ def cross_field_problems(spec, source: str, check_files: bool) -> list[SpecError
                 "use f1_macro or accuracy")
 
     for strategy, steps in (("eval_strategy", "eval_steps"), ("save_strategy", "save_steps")):
-        if train[strategy] == "steps" and not train[steps]:
+        if getattr(train, strategy) == "steps" and not getattr(train, steps):
             problem(("train", strategy), f"train.{strategy} is 'steps' but train.{steps} is not set",
                     f"add `{steps}: 100` under `train:`")
-    if train["load_best_model_at_end"]:
-        if train["eval_strategy"] == "no":
+    if train.load_best_model_at_end:
+        if train.eval_strategy == "no":
             problem(("train", "load_best_model_at_end"),
                     "load_best_model_at_end needs evaluation, but train.eval_strategy is 'no'",
                     "set eval_strategy: epoch, or load_best_model_at_end: false")
-        elif train["eval_strategy"] != train["save_strategy"]:
+        elif train.eval_strategy != train.save_strategy:
             problem(("train", "save_strategy"),
-                    f"load_best_model_at_end needs save_strategy to match eval_strategy ('{train['save_strategy']}' vs "
-                    f"'{train['eval_strategy']}')",
-                    f"set save_strategy: {train['eval_strategy']}")
-        elif (train["eval_strategy"] == "steps" and train["eval_steps"] and train["save_steps"]
-              and train["save_steps"] % train["eval_steps"]):
+                    f"load_best_model_at_end needs save_strategy to match eval_strategy ('{train.save_strategy}' vs "
+                    f"'{train.eval_strategy}')",
+                    f"set save_strategy: {train.eval_strategy}")
+        elif (train.eval_strategy == "steps" and train.eval_steps and train.save_steps
+              and train.save_steps % train.eval_steps):
             problem(("train", "save_steps"),
-                    f"save_steps ({train['save_steps']}) must be a multiple of eval_steps ({train['eval_steps']}) to "
+                    f"save_steps ({train.save_steps}) must be a multiple of eval_steps ({train.eval_steps}) to "
                     "keep the best model",
                     "make save_steps a multiple of eval_steps")
-    if train["early_stopping_patience"]:
-        if train["eval_strategy"] == "no":
+    if train.early_stopping_patience:
+        if train.eval_strategy == "no":
             problem(("train", "early_stopping_patience"),
                     "early stopping needs evaluation, but train.eval_strategy is 'no'",
                     "set eval_strategy: epoch, or early_stopping_patience: null")
-        elif not train["load_best_model_at_end"]:
+        elif not train.load_best_model_at_end:
             problem(("train", "early_stopping_patience"), "early stopping needs load_best_model_at_end: true",
                     "set load_best_model_at_end: true, or early_stopping_patience: null")
-    if train["device"] == "cpu" and train["precision"] == "fp16":
+    if train.device == "cpu" and train.precision == "fp16":
         problem(("train", "precision"), "fp16 is not supported on the CPU",
                 "use precision: bf16 (autocast) or fp32 on the CPU")
-    compute = v["compute"]
-    if compute["node_rank"] is not None and compute["node_rank"] >= compute["nnodes"]:
+    compute = spec.compute
+    if compute.node_rank is not None and compute.node_rank >= compute.nnodes:
         problem(("compute", "node_rank"),
-                f"compute.node_rank is {compute['node_rank']}, not a node rank from 0 to {compute['nnodes'] - 1} "
-                f"(compute.nnodes is {compute['nnodes']})",
+                f"compute.node_rank is {compute.node_rank}, not a node rank from 0 to {compute.nnodes - 1} "
+                f"(compute.nnodes is {compute.nnodes})",
                 "give each machine its own rank below compute.nnodes, 0 on the machine at rdzv_endpoint")
     # nnodes > 1 without rdzv_endpoint is refused by `runner run` (train/distributed.py), not here: a spec for
     # `runner sky` leaves it to SkyPilot, which gives each node the address of node 0
-    if v["hub"]["push"] and not v["hub"]["repo_id"]:
+    if spec.hub.push and not spec.hub.repo_id:
         problem(("hub", "push"), "hub.push is true but hub.repo_id is not set",
                 "add `repo_id: your-name/model-name` under `hub:`")
     for path, message, fix in task.setting_problems(v):  # class weights, tuned thresholds, calibration
         problem(path, message, fix)
-    _flow_problems(v, task, problem)
+    _flow_problems(spec, task, problem)
     if check_files:
         problems += _missing_trackers(spec, source)
 
     if check_files:
         for key in ("train", "validation_file", "test_file"):
-            if data.get(key):
-                _check_file(spec, ("data", key), data[key], problem)
-        model_name = v["model"]["name"]
+            if getattr(data, key):
+                _check_file(spec, ("data", key), getattr(data, key), problem)
+        model_name = spec.model.name
         if looks_like_local_path(model_name) or spec.resolve(model_name).exists():
             folder = spec.resolve(model_name)
             if not folder.is_dir():
@@ -132,13 +132,13 @@ def cross_field_problems(spec, source: str, check_files: bool) -> list[SpecError
     return problems
 
 
-def _flow_problems(v: dict, task, problem) -> None:
+def _flow_problems(spec, task, problem) -> None:
     """Cross-validation, search and gate: what they need from the rest of the spec."""
-    data, search, gate = v["data"], v["search"], v["gate"]
-    if data["cross_validation"]:
+    data, search, gate = spec.data, spec.search, spec.gate
+    if data.cross_validation:
         for key, found in (
-            ("validation_file", data.get("validation_file")),
-            ("hub", (data.get("hub") or {}).get("validation_split")),
+            ("validation_file", data.validation_file),
+            ("hub", data.hub.validation_split if data.hub else None),
         ):
             if found:
                 problem(
@@ -147,14 +147,14 @@ def _flow_problems(v: dict, task, problem) -> None:
                     "remove data.validation_file (or hub.validation_split), or remove data.cross_validation",
                 )
     for path, metric in (
-        (("search", "metric"), (search or {}).get("metric")),
-        (("gate", "metric"), (gate or {}).get("metric")),
+        (("search", "metric"), search.metric if search else None),
+        (("gate", "metric"), gate.metric if gate else None),
     ):
         if metric and metric not in task.metrics:
             known = ", ".join(sorted(task.metrics))
             problem(path, f"metric '{metric}' is not computed for task {task.name}", f"use one of: {known}")
     for key in ("nproc", "nnodes"):
-        if (search or data["cross_validation"]) and v["compute"][key] > 1:
+        if (search or data.cross_validation) and getattr(spec.compute, key) > 1:
             problem(("compute", key), "search and cross-validation train in one process", f"set compute.{key}: 1")
     if search:
         import importlib.util
@@ -162,7 +162,7 @@ def _flow_problems(v: dict, task, problem) -> None:
         if not importlib.util.find_spec("optuna"):
             problem(("search",), "search needs Optuna, which is not installed",
                     'pip install optuna (or: pip install ".[search]")')
-        for key, bounds in (search["space"] or {}).items():
+        for key, bounds in (spec.values["search"]["space"] or {}).items():  # as written: a key left out is absent
             where_ = ("search", "space", key)
             if bounds is None:
                 continue
@@ -177,17 +177,17 @@ def _flow_problems(v: dict, task, problem) -> None:
                 (section, name), _ = PLACES[key]
                 problem(where_, why,
                         f"keep every value a trial can draw within what {section}.{name} accepts")
-        if search["space"] is not None and not any(search["space"].values()):
+        if search.space is not None and not any(vars(search.space).values()):
             problem(("search", "space"), "search.space lists nothing to search",
                     "give a key such as `learning_rate: {low: 1.0e-5, high: 1.0e-3, log: true}`, or remove "
                     "search.space to search the default space")
-        if search["pruning"] and v["train"]["eval_strategy"] == "no":
+        if search.pruning and spec.train.eval_strategy == "no":
             problem(("search", "pruning"), "search.pruning needs evaluations during training, but "
                     "train.eval_strategy is 'no'", "set search.pruning: false, or train.eval_strategy: epoch")
-        if (search["space"] or {}).get("lora_r") and not v["lora"]:
+        if search.space and search.space.lora_r and not spec.lora:
             problem(("search", "space", "lora_r"), "search.space.lora_r needs LoRA, but the spec has no lora section",
                     "add `lora: {r: 8}`, or remove lora_r from the space")
-    if gate and gate["min"] is not None and gate["max"] is not None and gate["min"] > gate["max"]:
+    if gate and gate.min is not None and gate.max is not None and gate.min > gate.max:
         problem(("gate", "min"), "gate.min is above gate.max, so every run fails", "lower gate.min or raise gate.max")
 
 

@@ -48,18 +48,18 @@ def node_settings(spec) -> dict | None:
     from runner.errors import SpecError
 
     compute = spec.compute
-    nnodes = compute["nnodes"]
+    nnodes = compute.nnodes
     if nnodes <= 1:
         return None
     where = spec.where("compute", "nnodes")
     # The spec's own rules (a rank below nnodes, an endpoint with a TCP port, no search or cross-validation)
     # were checked when it was loaded (runner/spec/specrules.py and the schema). Left for the launch: the
     # endpoint (a spec for `runner sky` has none; SkyPilot gives it on each node) and a rank from the environment.
-    if not compute["rdzv_endpoint"]:
+    if not compute.rdzv_endpoint:
         raise SpecError(f"compute.nnodes is {nnodes} but compute.rdzv_endpoint is not set",
                         "add `rdzv_endpoint: HOST:PORT` under `compute:`, the address of node 0 (e.g. 10.0.0.1:29500)",
                         where)
-    rank = compute["node_rank"]
+    rank = compute.node_rank
     for name in NODE_RANK_VARIABLES if rank is None else ():
         value = os.environ.get(name, "").strip()
         if not value:
@@ -76,7 +76,7 @@ def node_settings(spec) -> dict | None:
     if rank is None:
         raise SpecError(f"compute.nnodes is {nnodes} but this machine's rank is not known",
                         "pass --set compute.node_rank=R (0 on the machine at rdzv_endpoint) or set NODE_RANK", where)
-    host, _, port = compute["rdzv_endpoint"].rpartition(":")
+    host, _, port = compute.rdzv_endpoint.rpartition(":")
     return {"nnodes": nnodes, "node_rank": rank, "master_addr": host, "master_port": int(port)}
 
 

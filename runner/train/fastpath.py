@@ -32,19 +32,19 @@ def prepare_model(model, spec, device: str) -> tuple[list[str], bool]:
 
     train = spec.train
     notes = []
-    packed, why = packing_wanted(train.get("padding_free", "auto"), device, model)
+    packed, why = packing_wanted(train.padding_free, device, model)
     if packed:
         use_packed_attention(model)
-    if packed or train.get("padding_free", "auto") == "on":  # auto on a CPU: nobody asked, nothing to say
+    if packed or train.padding_free == "on":  # auto on a CPU: nobody asked, nothing to say
         notes.append(why)
-    if train.get("compile"):
+    if train.compile:
         keep_compile_cache_out_of_tmpdir()
         # packed batches call the backbone directly, so that is what is compiled; shapes vary: dynamic
         target = getattr(model, PACKABLE[model.config.model_type]) if packed else model
         target.compile(dynamic=True)
         notes.append("torch.compile (dynamic shapes)")
-    if train.get("max_tokens_per_batch"):
-        notes.append(f"token-budget batches of at most {train['max_tokens_per_batch']} tokens")
+    if train.max_tokens_per_batch:
+        notes.append(f"token-budget batches of at most {train.max_tokens_per_batch} tokens")
     return notes, packed
 
 

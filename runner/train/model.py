@@ -211,10 +211,10 @@ def apply_lora(model, spec: Spec, new: list[str] = ()):
     lora = spec.lora
     config = LoraConfig(
         task_type=TaskType.SEQ_CLS,
-        r=lora["r"],
-        lora_alpha=lora["alpha"],
-        lora_dropout=lora["dropout"],
-        bias=lora["bias"],
+        r=lora.r,
+        lora_alpha=lora.alpha,
+        lora_dropout=lora.dropout,
+        bias=lora.bias,
         target_modules=lora_targets(model, spec),
         # PEFT adds `classifier` and `score`; every other newly initialised module is trained and saved too
         modules_to_save=[m for m in new if m not in ("classifier", "score")] or None,

@@ -95,34 +95,34 @@ def training_arguments(spec: Spec, run_dir: Path, device: str, precision: str):
     from transformers import TrainingArguments
 
     train = spec.train
-    metric = train["metric_for_best_model"]
-    optimizer = train["optimizer"]
+    metric = train.metric_for_best_model
+    optimizer = train.optimizer
     if optimizer == "auto":
         optimizer = "adamw_torch_fused" if fused_adamw_available(device) else "adamw_torch"
     return TrainingArguments(
         output_dir=str(run_dir / "checkpoints"),
-        num_train_epochs=train["epochs"],
-        max_steps=train["max_steps"] or -1,
-        learning_rate=train["learning_rate"],
-        per_device_train_batch_size=train["batch_size"],
-        per_device_eval_batch_size=train["eval_batch_size"],
-        gradient_accumulation_steps=train["gradient_accumulation_steps"],
-        weight_decay=train["weight_decay"],
-        warmup_steps=train["warmup_ratio"],  # a float below 1 is a ratio of the total steps
-        lr_scheduler_type=train["lr_scheduler"],
+        num_train_epochs=train.epochs,
+        max_steps=train.max_steps or -1,
+        learning_rate=train.learning_rate,
+        per_device_train_batch_size=train.batch_size,
+        per_device_eval_batch_size=train.eval_batch_size,
+        gradient_accumulation_steps=train.gradient_accumulation_steps,
+        weight_decay=train.weight_decay,
+        warmup_steps=train.warmup_ratio,  # a float below 1 is a ratio of the total steps
+        lr_scheduler_type=train.lr_scheduler,
         optim=optimizer,
-        max_grad_norm=train["max_grad_norm"],
-        eval_strategy=train["eval_strategy"],
-        eval_steps=train["eval_steps"],
-        save_strategy=train["save_strategy"],
-        save_steps=train["save_steps"] or 500,
-        save_total_limit=train["save_total_limit"],
-        load_best_model_at_end=train["load_best_model_at_end"],
+        max_grad_norm=train.max_grad_norm,
+        eval_strategy=train.eval_strategy,
+        eval_steps=train.eval_steps,
+        save_strategy=train.save_strategy,
+        save_steps=train.save_steps or 500,
+        save_total_limit=train.save_total_limit,
+        load_best_model_at_end=train.load_best_model_at_end,
         metric_for_best_model=metric,
         greater_is_better=not lower_is_better(metric),
-        logging_steps=train["logging_steps"],
+        logging_steps=train.logging_steps,
         logging_first_step=True,
-        report_to=train["report_to"] or "none",
+        report_to=train.report_to or "none",
         bf16=precision == "bf16",
         fp16=precision == "fp16",
         # TF32 stays off: under bf16 autocast it speeds up nothing that matters, and on an H200 every new batch
@@ -132,16 +132,16 @@ def training_arguments(spec: Spec, run_dir: Path, device: str, precision: str):
         use_cpu=device == "cpu",
         seed=spec.seed,
         data_seed=spec.seed,
-        train_sampling_strategy="group_by_length" if train["group_by_length"] else "random",
+        train_sampling_strategy="group_by_length" if train.group_by_length else "random",
         length_column_name="length",
         remove_unused_columns=False,  # keep `length` for the sampler; the collator drops it
         include_num_input_tokens_seen="all",  # padded tokens, so the log shows what the hardware computed
         # Classification losses are per-row means; averaging over tokens would multiply them (and the
         # evaluation loss) by the number of processes.
         average_tokens_across_devices=False,
-        activation_checkpointing=train["gradient_checkpointing"],
-        auto_find_batch_size=train["auto_find_batch_size"],
-        dataloader_num_workers=train["dataloader_num_workers"],
+        activation_checkpointing=train.gradient_checkpointing,
+        auto_find_batch_size=train.auto_find_batch_size,
+        dataloader_num_workers=train.dataloader_num_workers,
         disable_tqdm=False,  # off a terminal its bar gives way to lines (runner.train.progress.lines_for_bars)
         save_only_model=False,
     )
@@ -335,7 +335,7 @@ def build_trainer(spec: Spec, model, tokenizer, tokenized: dict, labels: list[st
     from runner.train.hardware import apply_threads
 
     if device == "cpu":
-        say(f"threads: {'; '.join(str(part) for part in apply_threads(spec.train.get('threads')))}")
+        say(f"threads: {'; '.join(str(part) for part in apply_threads(spec.train.threads))}")
     notes, packed = prepare_model(model, spec, device) if model is not None else ([], False)
     if padding_multiple(device, precision):
         notes.append(f"batches padded to a multiple of {padding_multiple(device, precision)} (fewer shapes on the GPU)")
@@ -364,7 +364,7 @@ def build_trainer(spec: Spec, model, tokenizer, tokenized: dict, labels: list[st
         if type(callback).__name__ == "TensorBoardCallback":
             callback.logging_dir = str(output_dir / "logs")
     progress.lines_for_bars(trainer)  # off a terminal: a line every 10% of the steps, no `\r` frames
-    trainer.max_tokens_per_batch = spec.train.get("max_tokens_per_batch")  # read by get_train_dataloader
+    trainer.max_tokens_per_batch = spec.train.max_tokens_per_batch  # read by get_train_dataloader
     trainer.padding_free = packed
     return trainer
 
@@ -379,7 +379,7 @@ def recorded_choices(spec: Spec, device: str, precision: str) -> dict:
     chosen, reason = precision_decision(spec.train.precision, device)
     if chosen != precision:  # a caller that chose otherwise (a test, a flow): say so rather than guess
         reason = f"{precision} as given to the run ({reason} would pick {chosen})"
-    why = thread_decision(spec.train.get("threads"))[1]
+    why = thread_decision(spec.train.threads)[1]
     policy = os.environ.get("OMP_WAIT_POLICY", "unset")
     choices = {"precision_reason": reason,
                "threads": f"{torch.get_num_threads()} ({why}; OMP_WAIT_POLICY={policy})" if device == "cpu" else ""}

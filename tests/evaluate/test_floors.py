@@ -13,6 +13,7 @@ from conftest import make_texts, run_cli, tiny_spec_text, write_csv, write_spec
 from runner.evaluate import calibration as cal
 from runner.evaluate import quality
 from runner.record.result import RunResult
+from runner.spec.sections import PredictSection
 from runner.spec.tasks import task_of
 
 LABELS = ["neg", "pos"]
@@ -58,9 +59,9 @@ def overconfident(n_neg: int, n_pos: int, seed: int = 0):
 
 def assessed(logits, truth, predict: dict) -> RunResult:
     result = RunResult.from_dict({})
-    predict = {"threshold": 0.5, "calibration": None, "tune_thresholds": False, **predict}
     task = task_of("single_label_classification")
-    quality.assess(task, LABELS, predict, {"validation": logits}, {"validation": truth}, result, "f1_macro")
+    logits_by_split, truth_by_split = {"validation": logits}, {"validation": truth}
+    quality.assess(task, LABELS, PredictSection(**predict), logits_by_split, truth_by_split, result, "f1_macro")
     return result
 
 
