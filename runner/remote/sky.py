@@ -34,6 +34,19 @@ def local_files(spec: Spec) -> list[tuple[str, Path]]:
     return found
 
 
+def sky_image(image: str | None) -> str:
+    """The runner image the nodes run: --image or RUNNER_JOBS_IMAGE (a SkyPilot node does not install runner)."""
+    if image is None:
+        from runner import __version__
+        from runner.errors import SpecError
+
+        raise SpecError("runner sky needs an image with runner installed, and none is given",
+                        f"build and push the Dockerfile's image (docker build -t REGISTRY/runner:{__version__} . && "
+                        f"docker push REGISTRY/runner:{__version__}), then pass --image REGISTRY/runner or set "
+                        "RUNNER_JOBS_IMAGE")
+    return image
+
+
 def sky_task(spec: Spec, image: str, accelerators: str | None = None, overrides=(), port: int = RDZV_PORT) -> dict:
     """The task as a mapping, ready for yaml.safe_dump (and sky.Task.from_yaml_config). `overrides`
     (the --set values) are passed on to `runner run` on the nodes."""

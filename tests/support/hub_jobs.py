@@ -24,27 +24,83 @@ What goes wrong on the real service, on demand (each a state the test can wait o
                                                # job held by hold_jobs released with that stage and message
     hub.log_drops                              # [(job id, the last line sent)] of each stream broken so far
 
-Every image is this Python environment: the command runs with PATH starting at this interpreter's
-folder, in an empty temporary folder, with a clean environment (PATH, HOME, HF_ENDPOINT pointing at
-the test Hub, HF_HOME inside the job's folder, JOB_ID, ACCELERATOR=none), then `hub.job_env` (what a
-test adds, e.g. PYTHONPATH), then the job's own environment and its secrets. Nothing else of the test's
-environment reaches it, so a token the job uses can only have come through `secrets`.
+A runner image (any image but a stock one) is this Python environment: the command runs with PATH starting at
+this interpreter's folder. A stock image (STOCK_REPOSITORIES: python, the uv image, pytorch/pytorch) holds Python,
+pip and every package of this environment but runner: the job gets a virtual environment of its own, made from
+this interpreter, whose only package is a path to a copy of this environment's site-packages without runner (its
+files, its metadata and any editable install's path left out); PATH starts at that environment's bin/, and
+`hub.job_env`'s PYTHONPATH is dropped. `runner` is neither a command nor a module there until the job installs it
+(python -m pip install works offline with --no-index: what runner needs is installed already).
+
+The command runs in an empty temporary folder, with a clean environment (PATH, HOME, HF_ENDPOINT pointing at the
+test Hub, HF_HOME inside the job's folder, JOB_ID, ACCELERATOR=none), then `hub.job_env` (what a test adds, e.g.
+PYTHONPATH), then the job's own environment and its secrets. Nothing else of the test's environment reaches it,
+so a token the job uses can only have come through `secrets`. No job has CUDA.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
+import sysconfig
 import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from pathlib import Path
 
 TERMINAL = ("COMPLETED", "ERROR", "CANCELED", "DELETED")
+STOCK_REPOSITORIES = ("python", "docker.io/library/python", "ghcr.io/astral-sh/uv", "pytorch/pytorch")
+_BASE: list[str] = []  # the folder of this environment's packages without runner, made once
+_BASE_LOCK = threading.Lock()
+
+
+def is_stock(image: str | None) -> bool:
+    """Whether `image` is a public image without runner: its repository (before a :tag or @digest)."""
+    name = (image or "").split("@")[0]
+    if ":" in name.rsplit("/", 1)[-1]:
+        name = name.rsplit(":", 1)[0]
+    return name in STOCK_REPOSITORIES
+
+
+def _holds_runner(path: Path) -> bool:
+    """A site-packages entry that is runner or points at it (its package, metadata, an editable install)."""
+    name = path.name.lower()
+    if name == "runner" or re.fullmatch(r"runner-[^-]+\.(dist|egg)-info", name) or (
+            name.startswith("__editable__") and "runner" in name):
+        return True
+    if name.endswith(".pth"):
+        lines = path.read_text(errors="replace").splitlines()
+        return any((Path(line.strip()) / "runner" / "__init__.py").is_file() for line in lines
+                   if line.strip() and not line.startswith(("#", "import")))
+    return False
+
+
+def base_without_runner() -> str:
+    """A folder of links to every entry of this environment's site-packages but runner's."""
+    with _BASE_LOCK:
+        if not _BASE:
+            base = Path(tempfile.mkdtemp(prefix="fake-stock-image-"))
+            for folder in dict.fromkeys((sysconfig.get_path("purelib"), sysconfig.get_path("platlib"))):
+                for entry in Path(folder).iterdir():
+                    if not _holds_runner(entry) and not (base / entry.name).exists():
+                        (base / entry.name).symlink_to(entry)
+            _BASE.append(str(base))
+        return _BASE[0]
+
+
+def stock_environment(workdir: str) -> str:
+    """A virtual environment for a job on a stock image (see the module's docstring); its bin/ folder."""
+    venv = os.path.join(workdir, ".image")
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", venv], check=True, capture_output=True)
+    site = sysconfig.get_path("purelib", vars={"base": venv, "platbase": venv})
+    Path(site, "_stock_image.pth").write_text(f"import site; site.addsitedir({base_without_runner()!r})\n")
+    return os.path.join(venv, "bin")
 
 
 def _now() -> str:
@@ -117,6 +173,13 @@ def run_job(hub, job: FakeJob) -> None:
         "ACCELERATOR": "none",
     }
     env.update(hub.job_env)
+    if is_stock(spec.get("dockerImage")):
+        env.pop("PYTHONPATH", None)
+        try:
+            env["PATH"] = stock_environment(job.workdir) + os.pathsep + "/usr/local/bin:/usr/bin:/bin"
+        except (OSError, subprocess.SubprocessError) as error:
+            job.finish("ERROR", f"the fake could not make the stock image: {error}")
+            return
     env.update({key: str(value) for key, value in (spec.get("environment") or {}).items()})
     env.update({key: str(value) for key, value in (spec.get("secrets") or {}).items()})
     job.log(f"===== Job started at {_now()} =====")
