@@ -397,7 +397,7 @@ def check_new_file(output: Path, force: bool, source: Path) -> None:
 def write_new_file(output: Path, text: str) -> None:
     from runner.record.guard import write_file
 
-    write_file(output, text)
+    write_file(output, text, kind="spec")
 
 
 @main.command()
@@ -417,20 +417,19 @@ def doctor() -> None:
 @click.option("--force", is_flag=True, help="Replace an existing reference that `runner docs` wrote.")
 def docs_command(check, output, force) -> None:
     """Regenerate the spec reference (spec/reference.md) from the JSON Schema."""
+    from runner.record.guard import check_file, sealed, write_file
     from runner.spec.reference import render_reference
 
-    text = render_reference()
+    text = render_reference()  # as written: sealed, so --force replaces it only while unchanged
     if check:
         current = output.read_text(encoding="utf-8") if output.exists() else ""
-        if current != text:
+        if current != sealed(text, "docs"):
             click.echo(f"{output} is out of date; run: runner docs", err=True)
             sys.exit(1)
         click.echo(f"{output} is up to date")
         return
-    from runner.record.guard import check_file, write_file
-
     check_file(output, force=force, kind="docs")  # never a spec, a run's file, or a file of someone else's
-    write_file(output, text)
+    write_file(output, text, kind="docs")
     click.echo(f"wrote {output}")
 
 

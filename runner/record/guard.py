@@ -10,6 +10,7 @@ one or the new one, never a mix, and a failure leaves the old one as it was.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from contextlib import contextmanager
@@ -77,7 +78,9 @@ def inside(path: Path, folder: Path) -> bool:
 
 
 # What each command writes as a file, and the mark that proves runner wrote an existing one: --force
-# replaces a file only when it carries the mark of the same kind (never a spec, a data file, a note).
+# replaces a file only when it carries the mark of the same kind (never a spec, a data file, a note), and,
+# for the kinds that can hold a comment (SEALED), only while it is unchanged since: runner's last line holds
+# the SHA-256 of the lines above it, so a file the user edited after `runner init` is theirs.
 FILE_KINDS = {
     "spec": ("a spec written by `runner init` or `runner convert`", lambda head: "spec-v1.schema.json" in head
              and ("written by `runner init`" in head or "by `runner convert`" in head)),
@@ -105,14 +108,37 @@ def _looks_like_predictions(head: str) -> bool:
     return isinstance(row, dict) and list(row) in PREDICTED
 
 
+SEALED = {"spec": ("# ", ""), "sky": ("# ", ""), "docs": ("<!-- ", " -->")}  # kind: how its format writes a comment
+SEAL_WORDS = "written by runner; SHA-256 of the lines above: "
+SEAL_LIMIT = 4 << 20  # a larger file is not one of these kinds
+
+
+def sealed(text: str, kind: str) -> str:
+    """`text` as runner writes a file of `kind`: SEALED kinds end with the line that vouches for the rest."""
+    if kind not in SEALED:
+        return text
+    body = text if text.endswith("\n") or not text else text + "\n"
+    start, end = SEALED[kind]
+    return f"{body}{start}{SEAL_WORDS}{hashlib.sha256(body.encode('utf-8')).hexdigest()}{end}\n"
+
+
+def _seal_holds(data: bytes, kind: str) -> bool:
+    text = data.decode("utf-8", errors="replace")
+    body, _, last = text.rstrip("\n").rpartition("\n")
+    return sealed(body + "\n", kind) == text if last.startswith(SEALED[kind][0] + SEAL_WORDS) else False
+
+
 def made_by_runner(path: Path, kind: str) -> bool:
-    """Whether the file at `path` carries the mark of `kind` in its first 4 KiB (FILE_KINDS)."""
+    """Whether the file at `path` carries the mark of `kind` in its first 4 KiB (FILE_KINDS) and, for SEALED
+    kinds, is byte for byte what runner wrote."""
     try:
         with open(path, "rb") as stream:
-            head = stream.read(4096).decode("utf-8", errors="replace")
+            data = stream.read(SEAL_LIMIT + 1)
     except OSError:
         return False
-    return FILE_KINDS[kind][1](head)
+    if not FILE_KINDS[kind][1](data[:4096].decode("utf-8", errors="replace")):
+        return False
+    return kind not in SEALED or (len(data) <= SEAL_LIMIT and _seal_holds(data, kind))
 
 
 def check_file(path: str | Path, inputs=(), force: bool = False, option: str = "--output",
@@ -142,14 +168,17 @@ def check_file(path: str | Path, inputs=(), force: bool = False, option: str = "
     if path.exists() and not force:
         raise SpecError("the file already exists", f"choose another path, or pass {force_flag} to replace it", where)
     if path.exists() and kind is not None and not made_by_runner(path, kind):
-        raise SpecError(f"{option} is a file runner did not write (not {FILE_KINDS[kind][0]}); "
-                        f"{force_flag} replaces only runner's own earlier output",
-                        f"choose another path with {option}", where)
+        edited = " or one edited since" if kind in SEALED else ""
+        raise SpecError(f"{option} is a file runner did not write (not {FILE_KINDS[kind][0]}){edited}; "
+                        f"{force_flag} replaces only runner's own unchanged earlier output",
+                        f"choose another path with {option}, or move the file away yourself", where)
     return path
 
 
-def write_file(path: str | Path, data: str | bytes) -> None:
-    """Atomically (temporary file, then rename); a failure is one RunError line."""
+def write_file(path: str | Path, data: str | bytes, kind: str | None = None) -> None:
+    """Atomically (temporary file, then rename); a failure is one RunError line. A file of a SEALED `kind`
+    gets its seal (what a later --force checks)."""
+    data = sealed(data, kind) if kind and isinstance(data, str) else data
     try:
         atomic_write_bytes(path, data.encode("utf-8") if isinstance(data, str) else data)
     except OSError as exc:

@@ -473,3 +473,23 @@ def test_export_into_a_read_only_folder_is_one_line_not_an_internal_error(ws, tm
     assert result.returncode == 1, result.stderr[-2000:]
     assert "internal error" not in result.stderr and "Traceback" not in result.stderr
     assert f"error: {folder}: cannot write beside {folder / 'out'}: Read-only file system" in result.stderr
+
+
+@pytest.mark.parametrize("kind", ["init", "docs", "sky"])
+def test_force_replaces_runners_file_only_while_it_is_unchanged(ws, tmp_path, kind):
+    """init --force and docs --force replaced a file that kept runner's header after the user rewrote the rest:
+    the seal (the SHA-256 of the lines above it, on runner's last line) must still match the file."""
+    out = tmp_path / f"{kind}-output"
+    command = {"init": ["init", "data/train.csv", "-o", str(out)], "docs": ["docs", "--output", str(out)],
+               "sky": ["sky", "spec.yaml", "--set", "model.name=prajjwal1/bert-tiny", "--image", IMAGE, "-o",
+                       str(out)]}[kind]
+    assert run_cli(*command, cwd=ws).returncode == 0
+    written = out.read_text(encoding="utf-8")
+    assert "SHA-256 of the lines above" in written.splitlines()[-1]
+    assert run_cli(*command, "--force", cwd=ws).returncode == 0  # unchanged: runner's, replaced
+    for edit in (written.replace("\n", "\n# my note\n", 1),  # a line added after the header
+                 written + "extra: kept\n",  # a line after the seal
+                 written.rsplit("\n", 2)[0] + "\n"):  # the seal removed
+        out.write_text(edit, encoding="utf-8")
+        refused(run_cli(*command, "--force", cwd=ws), 2, "edited since")
+        assert out.read_text(encoding="utf-8") == edit
