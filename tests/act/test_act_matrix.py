@@ -4,7 +4,7 @@
   specs/model.yaml: a push to main (a matrix of two jobs) uploads one baseline artifact per job; the
   loopback GitHub serves that push run's artifacts; a pull request (the same matrix) gives two comments,
   two artifacts, and compares each project's spec with its own record.
-- train-on-pr.yml with `compute: hf-jobs:t4-small` and `hf-token: ${{ secrets.HF_TOKEN }}`, against the
+- train-on-pr.yml with `compute: hf-jobs:cpu-basic` and `hf-token: ${{ secrets.HF_TOKEN }}`, against the
   loopback Hub whose Jobs really run the job: every bash step (BASH_ENV) and node action (NODE_OPTIONS
   --require) writes its whole environment down, and the token is found only in the step that starts the job.
 """
@@ -101,7 +101,7 @@ def hf_jobs(act: Act, tmp_path_factory):
     try:
         with FakeActionsGitHub() as github:
             repo = act.repository("jobs", "train-on-pr.yml", {"tiny.yaml": act.spec()},
-                                  **{"compute": "hf-jobs:t4-small", "hf-token": "${{ secrets.HF_TOKEN }}"})
+                                  **{"compute": "hf-jobs:cpu-basic", "hf-token": "${{ secrets.HF_TOKEN }}"})
             env = {"GITHUB_API_URL": github.url, "HF_ENDPOINT": hub.url, "RUNNER_JOBS_IMAGE": "registry.test/runner",
                    "SPY_DIR": str(spies / "env"), "BASH_ENV": str(spies / "spy.sh"),
                    "NODE_OPTIONS": f"--require {spies / 'spy.js'}"}
