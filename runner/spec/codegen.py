@@ -144,7 +144,9 @@ def main(argv: list[str]) -> int:
             return 1
         return 0
     if current != source:
-        TARGET.write_text(source, encoding="utf-8")
+        from runner.files import atomic_write_text  # every write goes through runner/files.py
+
+        atomic_write_text(TARGET, source)
         sys.stdout.write(f"wrote {TARGET}\n")
     return 0
 

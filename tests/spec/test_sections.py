@@ -83,7 +83,8 @@ def test_every_section_is_a_frozen_dataclass_with_the_schemas_keys(section):
 
 def test_nested_objects_are_typed_and_free_keys_are_a_read_only_mapping():
     spec = full_spec()
-    assert isinstance(spec.data.cross_validation, sections.DataCrossValidation) and spec.data.cross_validation.folds == 3
+    folds = spec.data.cross_validation
+    assert isinstance(folds, sections.DataCrossValidation) and folds.folds == 3
     space = spec.search.space
     assert isinstance(space, sections.SearchSpace) and space.batch_size is None
     assert space.learning_rate == sections.SearchRange(low=1e-5, high=1e-3, log=True, choices=None)
