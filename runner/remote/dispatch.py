@@ -2,19 +2,24 @@
 
 The spec is checked here first (a bad spec exits 2 and costs no GPU minute), then:
 
-1. the local run folder (a local run's rules, flows/preflight.py, and its lock), a search (the image has no
-   Optuna), the token and the jobs repository (private, or made private) are checked, before any upload;
+1. the local run folder (a local run's rules, flows/preflight.py, and its lock), the data (as a local run
+   checks it), the extras the spec needs, the token and the jobs repository (private, or made private) are
+   checked, before any upload;
 2. what the run needs is uploaded in one commit to a private dataset repository, `<user>/runner-jobs`
-   (RUNNER_JOBS_REPO), in a folder of its own, `jobs/<time>-<name>-<random>/input/` (the job's label
-   `runner-job` is its key): the spec as resolved here (paths rewritten), the local data and model files;
-3. a job starts on the runner image of the version running here (RUNNER_JOBS_IMAGE or --image, the tag
-   added when missing), with the command `runner jobs exec REPO FOLDER` and HF_TOKEN as a secret only;
+   (RUNNER_JOBS_REPO), in a folder of its own, `jobs/<time>-<name>-<random>/input/`: the spec as resolved
+   here (paths rewritten), the local data and model files, and without an image the wheel of this runner
+   and its constraints (runner/remote/install.py);
+3. a job starts with the labels runner-job (the folder's key) and runner-repo (runner/remote/joblabels.py)
+   and HF_TOKEN as a secret only: on the image of --image or RUNNER_JOBS_IMAGE (the tag of this version
+   added when missing), with the command `runner jobs exec REPO FOLDER --flavor FLAVOR`; without one, on a
+   stock Python image whose command installs torch of the flavor's build and this runner's wheel first;
 4. its log streams here, with the job's URL; in the job, `runner jobs exec` (runner/remote/execute.py)
-   downloads the inputs, runs `runner run`, and uploads the run record and its exit code to
-   `.../output/` and `.../exit.json`;
+   stops at once on a GPU flavor without CUDA, else downloads the inputs, runs `runner run`, and uploads the
+   run record and its exit code to `.../output/` and `.../exit.json`;
 5. the record comes back into the spec's output folder as a local run writes its own (the folder checked
-   again and locked, an earlier run set aside and dropped once the record is in), and the remote exit
-   code (0-255, from exit.json, checked) is this command's.
+   again and locked, an earlier run set aside and dropped once the record is in; runner/remote/retrieve.py),
+   its run.json told about the job, and the remote exit code (0-255, from exit.json, checked) is this
+   command's.
 
 Ctrl-C asks whether to cancel the job (without a terminal: it cancels); --detach returns once the job
 has started. `runner jobs logs|status|cancel|fetch ID` follow it later.

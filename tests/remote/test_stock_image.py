@@ -140,3 +140,30 @@ def test_dry_run_names_the_stock_image_the_extras_and_the_torch_build(stock_hub,
     result = run_cli("run", str(other), "--on", "hf-jobs", "--dry-run", cwd=tmp_path)
     assert result.returncode == 2 and "a job on Hugging Face cannot install" in result.stderr
     assert "uploads:" not in result.stdout and stock_hub.requests == []
+
+
+def test_the_wheel_of_a_normal_install_is_the_wheel_of_the_source_tree(tmp_path):
+    """From a clone (pyproject.toml beside runner/) and from what pip installed of it (the dist-info's metadata),
+    the same files and the same requirements: the job runs the runner that runs here, however it was installed."""
+    import subprocess
+    import sys
+
+    from runner.remote.wheel import build_wheel
+
+    source = build_wheel(tmp_path)
+    installed = tmp_path / "site"
+    subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "--no-index", "--target", str(installed),
+                    str(source)], check=True, capture_output=True)
+    again = tmp_path / "again"
+    again.mkdir()
+    script = ("import sys, runner; from pathlib import Path; from runner.remote.wheel import build_wheel; "
+              "assert runner.__file__.startswith(sys.argv[1]), runner.__file__; build_wheel(Path(sys.argv[2]))")
+    subprocess.run([sys.executable, "-c", script, str(installed), str(again)], check=True, cwd=tmp_path,
+                   env={**os.environ, "PYTHONPATH": str(installed)})
+
+    def contents(path):
+        with zipfile.ZipFile(path) as archive:
+            return {name: archive.read(name) for name in archive.namelist() if not name.endswith("/RECORD")}
+
+    first, second = contents(source), contents(again / source.name)
+    assert first == second and f"runner-{__version__}.dist-info/METADATA" in first
