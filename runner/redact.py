@@ -24,9 +24,8 @@ _PRIVATE_KEY = re.compile(
     r".*?(?:END[ A-Z0-9]*PRIVATE KEY(?: BLOCK)?(?:\s*-{2,})?|\Z)",
     re.DOTALL,
 )
-_TOKENS = re.compile(
-    r"hf_[A-Za-z0-9]{20,}|gh[pousr]_[A-Za-z0-9]{20,}|github_pat_[A-Za-z0-9_]{20,}"  # glued to a word too
-    r"|(?<![A-Za-z0-9])(?:"
+_GLUED = r"hf_[A-Za-z0-9]{20,}|gh[pousr]_[A-Za-z0-9]{20,}|github_pat_[A-Za-z0-9_]{20,}"  # found glued to a word too
+_BOUNDED = (  # found where no letter or digit comes before (or inside another token: two run together)
     r"sk-ant-[A-Za-z0-9_-]{20,}"  # Anthropic
     r"|sk-(?:proj|svcacct|admin)-[A-Za-z0-9_-]{20,}"  # OpenAI project and service keys
     r"|AIza[0-9A-Za-z_-]{35,}"  # Google API keys
@@ -36,8 +35,29 @@ _TOKENS = re.compile(
     r"|npm_[A-Za-z0-9]{36}"  # npm
     r"|pypi-AgE[A-Za-z0-9_-]{50,}"  # PyPI
     r"|(?:AKIA|ASIA|ABIA|ACCA)[0-9A-Z]{16}"  # AWS access key ids
-    r")"
 )
+# every place a token starts (lookahead: overlapping starts are all seen), the token as group 1
+_GLUED_AT = re.compile(rf"(?=({_GLUED}))")
+_BOUNDED_AT = re.compile(rf"(?=({_BOUNDED}))")
+
+
+def _redact_tokens(text: str) -> str:
+    """Each token replaced, and two run together (`hf_...xoxb-...`) as one: the union of every token's span, so
+    one token's match never leaves the rest of another in clear."""
+    spans = [m.span(1) for m in _GLUED_AT.finditer(text)]
+    for match in _BOUNDED_AT.finditer(text):
+        start = match.start(1)
+        before = text[start - 1] if start else " "
+        if not (before.isascii() and before.isalnum()) or any(a <= start < b for a, b in spans):
+            spans.append(match.span(1))
+    out, end = [], 0
+    for a, b in sorted(spans):
+        if a >= end:
+            out.append(text[end:a] + REDACTED)
+        end = max(end, b)
+    return "".join(out) + text[end:] if spans else text
+
+
 _NAMES = (r"aws_secret_access_key|aws_access_key_id|aws_session_token|secret_access_key|access_key_id|secret_key"
           r"|access_key|client_secret|private_key|password|passwd|pass|pwd|secret|token|api_key|apikey")
 # name=value, name = value (the AWS credentials file), name: value for the AWS names, password: value, Bearer value;
@@ -92,7 +112,7 @@ def redact_text(text: str) -> str:
     # assignments before tokens: a token run into a name (`hf_...password=x`) would swallow the name and leave
     # `<redacted>=x` with the value in clear
     text = _ASSIGNED.sub(_assigned, text)
-    text = _TOKENS.sub(REDACTED, text)
+    text = _redact_tokens(text)
     text = _BASIC_AUTH.sub(REDACTED, text)
     if not text.strip():
         return text

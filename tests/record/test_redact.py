@@ -159,13 +159,13 @@ def test_a_value_that_only_starts_like_a_placeholder_is_still_redacted(text):
 def test_the_no_token_hint_reads_whole(tmp_path, monkeypatch):
     """`runner push` with no token: the hint says what to export, not `<redacted> write token ...>`."""
     from runner.errors import RunnerError
-    from runner.publish.hub import _find_token
+    from runner.publish.hub import find_token
 
     monkeypatch.delenv("HF_TOKEN", raising=False)
     monkeypatch.delenv("HUGGING_FACE_HUB_TOKEN", raising=False)
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
     with pytest.raises(RunnerError) as caught:
-        _find_token()
+        find_token()
     lines = "\n".join(caught.value.lines())
     assert "export HF_TOKEN=<a write token from https://huggingface.co/settings/tokens>" in lines, lines
 
@@ -175,3 +175,17 @@ def test_a_token_run_into_an_assignment_leaves_neither_in_clear():
     stayed in clear (`<redacted>=hunter2secret`)."""
     redacted = redact_text("hf_" + "Ab1" * 10 + "password=hunter2secret")
     assert "hunter2secret" not in redacted and "Ab1Ab1" not in redacted
+
+
+def test_tokens_run_together_are_redacted_whole():
+    """`hf_...xoxb-123456789012-...`: the Hugging Face token's match ended inside the Slack token and left its
+    digits in clear (found by the renderer's property test); every token's span counts."""
+    from runner.redact import redact_text
+
+    slack = "xoxb-123456789012-abcdefghijkl"
+    for text in (f"hf_{'A' * 24}{slack}", f"see hf_{'b' * 22}{slack} now", f"ghp_{'c' * 30}{slack}"):
+        out = redact_text(text)
+        assert "123456789012" not in out and "abcdefghijkl" not in out and "<redacted>" in out, out
+    assert redact_text(f"a {slack}, b AKIA{'Q' * 16}.") == "a <redacted>, b <redacted>."
+    assert redact_text("taskxoxb-123456789012 stays: a word, not a token") == \
+        "taskxoxb-123456789012 stays: a word, not a token"
