@@ -36,14 +36,14 @@ import difflib
 import os
 import re
 import sys
-from collections.abc import Callable
 from pathlib import Path
 
 from runner import __version__
 from runner.errors import Interrupted, RunError, SpecError, Terminated
 from runner.files import remove, temporary_folder
 from runner.record.rundir import RunDir
-from runner.remote.follow import TERMINAL_STAGES, follow_log, stage_of  # noqa: F401 - jobs_cli imports them here
+from runner.remote.follow import follow_log
+from runner.remote.hubapi import INPUT, connect, hub_call
 from runner.remote.joblabels import BACKEND, job_key, job_labels
 from runner.remote.record import check_data_here, check_local_output
 from runner.spec.document import Spec
@@ -53,17 +53,11 @@ DEFAULT_FLAVOR = "a10g-small"
 DEFAULT_TIMEOUT = "2h"
 IMAGE_ENV, REPO_ENV = "RUNNER_JOBS_IMAGE", "RUNNER_JOBS_REPO"
 JOBS_REPO_NAME = "runner-jobs"
-INPUT, OUTPUT, EXIT_FILE = "input", "output", "exit.json"
 # Never uploaded from a local model folder: training state and hidden files.
 SKIPPED_MODEL_PARTS = ("checkpoints", "optimizer.pt", "scheduler.pt", "rng_state.pth", "training_args.bin")
 
 
-class RemoteFailed(RunError):
-    """The job ran and failed: the exit code is the remote one."""
 
-    def __init__(self, message: str, hint: str, exit_code: int):
-        super().__init__(message, hint)
-        self.exit_code = exit_code
 
 
 # ---------------------------------------------------------------------------------------------
@@ -107,16 +101,14 @@ def job_image(image: str | None = None) -> str | None:
 def check_extras(spec: Spec, image: str | None) -> None:
     """What the spec needs beyond runner (the packaged model, Optuna): installed by the job on a stock image; an
     image given with --image is said to need them (what it holds cannot be seen from here)."""
-    from runner.remote.install import image_note, needed_extras
+    from runner.remote.install import IMAGE_EXTRAS, needed_extras
 
-    if image is None:
-        needed_extras(spec)  # a model package no job can install is refused here
-        return
-    note = image_note(spec, image)
-    if note:
+    extras = needed_extras(spec)  # a model package that no job can install is refused here
+    if image is not None and extras:
         from runner.console import warn
 
-        warn(note)
+        warn(f"this spec needs runner's extras {', '.join(extras)} in the image {image} (the Dockerfile's image has "
+             f"{', '.join(IMAGE_EXTRAS)}); without --image and {IMAGE_ENV}, the job installs them itself")
 
 
 def job_inputs(spec: Spec) -> tuple[dict, list[tuple[str, Path]]]:
@@ -170,36 +162,6 @@ def describe_job(spec: Spec, target: str, timeout: str, image: str | None) -> li
 
 # ---------------------------------------------------------------------------------------------
 # Talking to the Hub
-
-
-def hub_call(what: str, action: Callable, token: str):
-    """One Hub call; a failure becomes one RunError line with the token masked."""
-    from runner.publish.hub import describe_error, status_of
-
-    try:
-        return action()
-    except (RunError, SpecError, KeyboardInterrupt):
-        raise
-    except Exception as error:  # noqa: BLE001 - every failure becomes a RunError
-        status = status_of(error)
-        if status in (401, 403):
-            raise RunError(f"the Hub refused the token ({status}) while {what}",
-                           "use a token with write access and the Jobs permission "
-                           "(https://huggingface.co/settings/tokens)") from None
-        raise RunError(f"{what} failed: {describe_error(error, token)}",
-                       "check the network and the Hub status, then retry") from None
-
-
-def connect(token: str | None = None):
-    """(HfApi, token, namespace): the token checked with whoami."""
-    from huggingface_hub import HfApi
-
-    from runner.publish.hub import find_token
-
-    token = token or find_token()
-    api = HfApi(token=token, library_name="runner", library_version=__version__)
-    namespace = hub_call("checking the token", api.whoami, token)["name"]
-    return api, token, namespace
 
 
 def jobs_repository(api, token: str, repo_id: str) -> None:

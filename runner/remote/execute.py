@@ -21,7 +21,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from runner.remote.dispatch import EXIT_FILE, INPUT, OUTPUT
+from runner.remote.hubapi import EXIT_FILE, INPUT, OUTPUT
 from runner.remote.install import NO_CUDA_EXIT, gpu_flavor
 
 NEVER_UPLOADED = ("checkpoints", ".previous")

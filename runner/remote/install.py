@@ -106,28 +106,14 @@ def needed_extras(spec) -> list[str]:
     return extras
 
 
-def image_note(spec, image: str) -> str | None:
-    """What a spec needs that an image given with --image may lack (unknowable from here): one line, or None."""
-    extras = needed_extras(spec)
-    if not extras:
-        return None
-    return (f"this spec needs runner's extras {', '.join(extras)} in the image {image} (the Dockerfile's image has "
-            f"{', '.join(IMAGE_EXTRAS)}); without --image and {_image_env()}, the job installs them itself")
-
-
-def _image_env() -> str:
-    from runner.remote.dispatch import IMAGE_ENV
-
-    return IMAGE_ENV
-
-
 def setup_files(extras: list[str], folder: Path) -> list[tuple[str, Path]]:
     """(path under input/, local file) of the wheel and its constraints, written in `folder`."""
+    from runner.files import atomic_write_text
     from runner.remote.wheel import build_wheel, constraints
 
     wheel = build_wheel(folder)
     pins = folder / "constraints.txt"
-    pins.write_text(constraints(extras), encoding="utf-8")
+    atomic_write_text(pins, constraints(extras))
     return [(f"{SETUP}/{wheel.name}", wheel), (f"{SETUP}/constraints.txt", pins)]
 
 

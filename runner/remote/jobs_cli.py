@@ -66,7 +66,8 @@ def jobs() -> None:
 def logs(job_id, follow) -> None:
     """Print a job's log. With --follow a broken stream or a failed status call is tried again for a while, and
     the log goes on where it stopped."""
-    from runner.remote.dispatch import connect, follow_log, hub_call
+    from runner.remote.follow import follow_log
+    from runner.remote.hubapi import connect, hub_call
 
     api, token, namespace = connect()
     if follow:
@@ -80,7 +81,7 @@ def logs(job_id, follow) -> None:
 @click.argument("job_id")
 def status(job_id) -> None:
     """A job's stage, flavor, image and URL. Exit 1 when it failed or was canceled."""
-    from runner.remote.dispatch import connect, hub_call
+    from runner.remote.hubapi import connect, hub_call
 
     api, token, namespace = connect()
     job = hub_call(f"reading job {job_id}", lambda: api.inspect_job(job_id=job_id, namespace=namespace), token)
@@ -96,7 +97,7 @@ def status(job_id) -> None:
 @click.argument("job_id")
 def cancel(job_id) -> None:
     """Cancel a job (its billing stops)."""
-    from runner.remote.dispatch import connect, hub_call
+    from runner.remote.hubapi import connect, hub_call
 
     api, token, namespace = connect()
     hub_call(f"canceling job {job_id}", lambda: api.cancel_job(job_id=job_id, namespace=namespace), token)
@@ -114,7 +115,7 @@ def fetch(job_id, output_dir, overwrite) -> None:
     --overwrite (not while a runner process holds it); never a folder of other files, nor one inside a run."""
     from runner.errors import RunError
     from runner.record.rundir import RunDir
-    from runner.remote.dispatch import connect, hub_call
+    from runner.remote.hubapi import connect, hub_call
     from runner.remote.joblabels import job_location
     from runner.remote.record import check_local_output
     from runner.remote.retrieve import collect, outcome

@@ -15,9 +15,9 @@ import re
 from runner.errors import RunError
 from runner.files import atomic_write_json, make_folder, read_json, remove, remove_empty_folder, temporary_folder
 from runner.record.rundir import ENTRIES, MANIFEST, RunDir
-from runner.remote.dispatch import BACKEND, EXIT_FILE, OUTPUT, RemoteFailed, hub_call
 from runner.remote.follow import stage_of
-from runner.remote.joblabels import check_folder_name
+from runner.remote.hubapi import EXIT_FILE, OUTPUT, RemoteFailed, hub_call
+from runner.remote.joblabels import BACKEND, check_folder_name
 from runner.remote.record import exit_code, place
 
 SEEN = ("torch", "cuda", "driver", "gpu")  # what exit.json says the job saw

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import io
 import re
 import zipfile
 from importlib import metadata
@@ -20,6 +21,7 @@ from pathlib import Path
 import runner
 from runner import __version__
 from runner.errors import RunError
+from runner.files import atomic_write_bytes
 
 DIST = "runner"
 ENTRY_POINTS = "[console_scripts]\nrunner = runner.cli:entry\n"
@@ -101,12 +103,14 @@ def build_wheel(destination: Path) -> Path:
                 (f"{info}/entry_points.txt", ENTRY_POINTS.encode())]
     record = [f"{name},sha256={_digest(data)},{len(data)}" for name, data in entries] + [f"{info}/RECORD,,"]
     entries.append((f"{info}/RECORD", ("\n".join(record) + "\n").encode()))
-    path = destination / wheel_name()
-    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as wheel:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as wheel:
         for name, data in entries:
             item = zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0))  # the same code, the same wheel
             item.external_attr = 0o644 << 16
             wheel.writestr(item, data, zipfile.ZIP_DEFLATED)
+    path = destination / wheel_name()
+    atomic_write_bytes(path, buffer.getvalue())
     return path
 
 
