@@ -9,6 +9,9 @@ machines" (runner/train/distributed.py). The task is checked with `sky.Task` whe
 
 from __future__ import annotations
 
+import fnmatch
+import os
+import re
 import shlex
 from pathlib import Path
 
@@ -19,9 +22,14 @@ from runner.spec.specrules import looks_like_local_path
 
 RDZV_PORT = 29500
 SET_ON_THE_NODES = ("compute.nnodes", "compute.node_rank", "compute.rdzv_endpoint")  # from SkyPilot's variables
-# What a workdir copied to every node should not carry: keys and credentials (names in the workdir's top level)
-CREDENTIALS = (".ssh", ".aws", ".gnupg", ".netrc", ".git-credentials", ".kube", ".docker", ".azure", ".env",
-               ".huggingface", ".cache", ".config")
+# What a workdir copied to every node should not carry: keys and credentials, at any depth (glob patterns of names)
+CREDENTIALS = (".ssh", ".aws", ".gnupg", ".netrc", ".git-credentials", ".kube", ".docker", ".azure", ".env", ".env.*",
+               ".huggingface", ".cache", ".config", ".npmrc", ".pypirc", "id_rsa*", "id_dsa*", "id_ecdsa*",
+               "id_ed25519*", "*.pem", "*.key", "*.p12", "*.pfx", "*.keystore", "credentials", "credentials.json",
+               "service-account*.json", "*-sa-key.json", "secrets.*")
+SCAN_LIMIT = 20000  # entries looked at in the workdir (a data folder can hold millions)
+# NAME or NAME:COUNT, as SkyPilot writes one accelerator (a fraction shares a GPU)
+ACCELERATOR = re.compile(r"[A-Za-z][A-Za-z0-9_-]*(?::(?:[1-9][0-9]*|0?\.[0-9]*[1-9][0-9]*))?")
 
 
 def local_files(spec: Spec) -> list[tuple[str, Path]]:
@@ -105,27 +113,61 @@ def check_workdir(spec: Spec, workdir: Path) -> None:
                         "put the spec, its data and model in a project folder and run `runner sky` on the spec there",
                         str(spec.path))
     ignore = workdir / ".skyignore" if (workdir / ".skyignore").is_file() else workdir / ".gitignore"
-    ignored = set()
+    patterns = []
     if ignore.is_file():
         from runner.files import text_lines
 
         lines = text_lines(ignore.read_text(encoding="utf-8", errors="replace"))
-        ignored = {line.strip().strip("/") for line in lines}
-    found = [name for name in CREDENTIALS if (workdir / name).exists() and name not in ignored]
+        patterns = [line.strip().strip("/") for line in lines if line.strip() and not line.startswith(("#", "!"))]
+    found = credentials_in(workdir, patterns)
     if found:
-        warn(f"the spec's folder {workdir} holds {', '.join(found)}; SkyPilot copies the folder to every node. "
+        shown = ", ".join(found[:8]) + (f" and {len(found) - 8} more" if len(found) > 8 else "")
+        warn(f"the spec's folder {workdir} holds {shown}; SkyPilot copies the folder to every node. "
              "List them in a .skyignore there to keep them off the nodes")
+
+
+def credentials_in(workdir: Path, ignored: list[str]) -> list[str]:
+    """Paths (relative, /-separated) of keys and credentials in the workdir that no ignore pattern leaves out; a
+    folder that is a credential (.aws) is named once, and an ignored folder is not entered."""
+    def left_out(relative: str) -> bool:
+        name = relative.rsplit("/", 1)[-1]
+        return any(fnmatch.fnmatch(relative, p) or ("/" not in p and fnmatch.fnmatch(name, p)) for p in ignored)
+
+    def credential(name: str) -> bool:
+        return any(fnmatch.fnmatch(name, pattern) for pattern in CREDENTIALS)
+
+    found, seen = [], 0
+    for folder, folders, files in os.walk(workdir):
+        base = Path(folder).relative_to(workdir).as_posix()
+        for name in sorted(folders) + sorted(files):
+            seen += 1
+            relative = name if base == "." else f"{base}/{name}"
+            if not left_out(relative) and credential(name):
+                found.append(relative)
+        folders[:] = [name for name in sorted(folders) if not credential(name) and name != ".git"
+                      and not left_out(name if base == "." else f"{base}/{name}")]
+        if seen > SCAN_LIMIT:
+            break
+    return found
+
+
+def check_accelerators(accelerators: str | None) -> None:
+    """--accelerators is one NAME or NAME:COUNT (A100, A100:8, or a fraction such as T4:0.5 to share one)."""
+    if accelerators is not None and not ACCELERATOR.fullmatch(accelerators):
+        raise SpecError(f"--accelerators {accelerators!r} is not NAME or NAME:COUNT with a count above 0",
+                        "write it as SkyPilot does, e.g. --accelerators A100:8 (8 GPUs per node) or A100", "runner sky")
 
 
 def processes_per_node(spec: Spec, accelerators: str | None) -> list[str]:
     """One training process per GPU of a node: with --accelerators A100:8 and compute.nproc not written in the
     spec, `--set compute.nproc=8` for the nodes. An nproc written in the spec is kept: above the GPUs of a node
     it is an error, below them a warning naming the idle GPUs."""
+    check_accelerators(accelerators)
     if not accelerators:
         return []
     count = accelerators.rsplit(":", 1)[1] if ":" in accelerators else "1"
-    if not count.isdigit() or int(count) < 1:
-        return []  # sky.Task says what is wrong with it
+    if not count.isdigit():
+        count = "1"  # a fraction of one GPU: one process
     gpus, nproc = int(count), spec.compute.nproc
     if ("compute", "nproc") not in spec.positions:
         if gpus != nproc:

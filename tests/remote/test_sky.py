@@ -96,3 +96,30 @@ def test_keys_in_the_copied_folder_are_named_until_a_skyignore_leaves_them_out(p
     result = run_cli("sky", "spec.yaml", "--image", IMAGE, "-o", str(out), "--force", cwd=project)
     task_of(result, out)
     assert "SkyPilot copies the folder" not in result.stderr
+
+
+def test_keys_deeper_in_the_folder_are_named_too(project, tmp_path):
+    """The top level only was looked at: id_rsa, *.pem, credentials.json and a nested .env went to every node."""
+    for relative in ("keys/id_rsa", "deploy.pem", "gcp/credentials.json", "app/config/.env.local"):
+        (project / relative).parent.mkdir(parents=True, exist_ok=True)
+        (project / relative).write_text("HF_TOKEN=hf_secretvalue\n", encoding="utf-8")
+    out = tmp_path / "task.yaml"
+    result = run_cli("sky", "spec.yaml", "--image", IMAGE, "-o", str(out), cwd=project)
+    task_of(result, out)
+    for relative in ("keys/id_rsa", "deploy.pem", "gcp/credentials.json", "app/config/.env.local"):
+        assert relative in result.stderr, result.stderr
+    assert "hf_secretvalue" not in result.stderr
+    (project / ".skyignore").write_text("keys/\n*.pem\ngcp/credentials.json\n", encoding="utf-8")
+    result = run_cli("sky", "spec.yaml", "--image", IMAGE, "-o", str(out), "--force", cwd=project)
+    task_of(result, out)
+    assert "holds app/config/.env.local;" in result.stderr, result.stderr
+
+
+@pytest.mark.parametrize("accelerators", ["A100:0", "A100:-1", "A100:8\nrun: rm -rf ~", ":8", "A100:"])
+def test_an_accelerators_value_sky_cannot_mean_is_refused_before_writing(project, tmp_path, accelerators):
+    out = tmp_path / "task.yaml"
+    result = run_cli("sky", "spec.yaml", "--image", IMAGE, "--accelerators", accelerators, "-o", str(out),
+                     cwd=project)
+    assert result.returncode == 2, result.stderr
+    assert "--accelerators" in result.stderr and "hint:" in result.stderr and "Traceback" not in result.stderr
+    assert not out.exists()
