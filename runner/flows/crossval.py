@@ -112,7 +112,7 @@ def load(spec: Spec, folder) -> pipeline.Inputs:
         task.one_label_per_row and spec.data.stratify,
     )
     folds = np.asarray(folds)
-    tokenizer, hardware = pipeline.load_tokenizer(spec), pipeline.hardware(spec)
+    tokenizer, hardware = pipeline.load_tokenizer(spec), pipeline.hardware(spec.train)
     held_out = f"; test {len(test['test'])} rows, scored by the final model" if test else ""
     say(f"cross-validation: {len(rows)} rows in {k} {'stratified ' if stratified else ''}folds (seed {spec.seed})"
         f"{held_out}")

@@ -117,7 +117,7 @@ def train(
             model=model_step.provenance(spec, trainer.model, trainable, total),
             device=train_step.describe_device(inputs.device),
             precision=inputs.precision,
-            **train_step.recorded_choices(spec, inputs.device, inputs.precision),
+            **train_step.recorded_choices(spec.train, inputs.device, inputs.precision),
             class_weights=inputs.class_weights,
             data_checks=inputs.data.summary.get("checks", {}),
             argv=[str(a) for a in argv],

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
+from runner.spec.sections import TrainSection
+
 
 def packing_wanted(setting: str, device: str, model) -> tuple[bool, str]:
     """(pack the training batches, why). auto: on CUDA, for a model family runner.train.packing supports,
@@ -25,12 +27,11 @@ def packing_wanted(setting: str, device: str, model) -> tuple[bool, str]:
     return True, "padding-free batches (varlen attention) on CUDA"
 
 
-def prepare_model(model, spec, device: str) -> tuple[list[str], bool]:
+def prepare_model(model, train: TrainSection, device: str) -> tuple[list[str], bool]:
     """Switch the model to packed attention and/or compile it, as the spec asks; returns what was done, and
     whether training batches are packed."""
     from runner.train.packing import PACKABLE, use_packed_attention
 
-    train = spec.train
     notes = []
     packed, why = packing_wanted(train.padding_free, device, model)
     if packed:

@@ -15,6 +15,7 @@ from pathlib import Path
 from runner.console import say
 from runner.errors import Interrupted, RunError, SpecError
 from runner.spec.document import Spec
+from runner.spec.sections import TrainSection
 
 
 @dataclass
@@ -48,10 +49,10 @@ class Evaluation:
     truth: object
 
 
-def seed_everything(spec: Spec) -> None:
+def seed_everything(seed: int) -> None:
     from transformers import set_seed
 
-    set_seed(spec.seed)
+    set_seed(seed)
 
 
 def load_data(spec: Spec, run_dir=None, check: bool = True):
@@ -63,7 +64,7 @@ def load_data(spec: Spec, run_dir=None, check: bool = True):
     from runner.data.datachecks import check_prepared
     from runner.flows.preflight import input_inside_run
 
-    seed_everything(spec)
+    seed_everything(spec.seed)
     data = data_step.prepare_data(spec)
     if run_dir is not None:
         input_inside_run(spec, data.files, run_dir)
@@ -73,12 +74,12 @@ def load_data(spec: Spec, run_dir=None, check: bool = True):
     return dataclasses.replace(data, summary={**data.summary, "checks": check_prepared(spec, data)})
 
 
-def hardware(spec: Spec) -> tuple[str, str]:
-    """(device, precision) for the spec's train.device and train.precision on this machine."""
+def hardware(train: TrainSection) -> tuple[str, str]:
+    """(device, precision) for train.device and train.precision on this machine."""
     from runner.train import trainer as train_step
 
-    device = train_step.choose_device(spec.train.device)
-    return device, train_step.choose_precision(spec.train.precision, device)
+    device = train_step.choose_device(train.device)
+    return device, train_step.choose_precision(train.precision, device)
 
 
 def load_tokenizer(spec: Spec):
@@ -107,7 +108,7 @@ def build_model(spec: Spec, labels: list[str], tokenizer):
     """The model to train, seeded (its new head is initialised from the spec's seed), with LoRA when asked."""
     from runner.train import model as model_step
 
-    seed_everything(spec)
+    seed_everything(spec.seed)
     model, new = model_step.load_model(spec, labels, tokenizer)
     return model_step.apply_lora(model, spec, new) if spec.lora else model
 
@@ -143,7 +144,7 @@ def prepare_parts(spec: Spec, data, splits: dict, tokenizer=None, hardware_=None
     from runner.train import model as model_step
 
     tokenizer = tokenizer or load_tokenizer(spec)
-    device, precision = hardware_ or hardware(spec)
+    device, precision = hardware_ or hardware(spec.train)
     tokenized = tokenize(spec, tokenizer, splits)
     stats = model_step.token_stats(tokenized, spec.model.max_length)
     weights = class_weights_for(spec, splits["train"]["label"], data.labels)

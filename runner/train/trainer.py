@@ -11,6 +11,7 @@ from pathlib import Path
 from runner.console import warn
 from runner.evaluate.metrics import trainer_metrics_function
 from runner.spec.document import Spec
+from runner.spec.sections import TrainSection
 from runner.spec.tasks import lower_is_better
 from runner.train.weights import weighted_loss
 
@@ -91,10 +92,9 @@ def describe_device(device: str) -> str:
     return name
 
 
-def training_arguments(spec: Spec, run_dir: Path, device: str, precision: str):
+def training_arguments(train: TrainSection, seed: int, run_dir: Path, device: str, precision: str):
     from transformers import TrainingArguments
 
-    train = spec.train
     metric = train.metric_for_best_model
     optimizer = train.optimizer
     if optimizer == "auto":
@@ -130,8 +130,8 @@ def training_arguments(spec: Spec, run_dir: Path, device: str, precision: str):
         # TF32, 87 without; bench/README)
         tf32=None,
         use_cpu=device == "cpu",
-        seed=spec.seed,
-        data_seed=spec.seed,
+        seed=seed,
+        data_seed=seed,
         train_sampling_strategy="group_by_length" if train.group_by_length else "random",
         length_column_name="length",
         remove_unused_columns=False,  # keep `length` for the sampler; the collator drops it
@@ -336,12 +336,12 @@ def build_trainer(spec: Spec, model, tokenizer, tokenized: dict, labels: list[st
 
     if device == "cpu":
         say(f"threads: {'; '.join(str(part) for part in apply_threads(spec.train.threads))}")
-    notes, packed = prepare_model(model, spec, device) if model is not None else ([], False)
+    notes, packed = prepare_model(model, spec.train, device) if model is not None else ([], False)
     if padding_multiple(device, precision):
         notes.append(f"batches padded to a multiple of {padding_multiple(device, precision)} (fewer shapes on the GPU)")
     if notes:
         say(f"training: {'; '.join(notes)}")
-    args = training_arguments(spec, output_dir, device, precision)
+    args = training_arguments(spec.train, spec.seed, output_dir, device, precision)
     callbacks = []
     if spec.train.early_stopping_patience:
         callbacks.append(EarlyStoppingCallback(spec.train.early_stopping_patience,
@@ -369,17 +369,17 @@ def build_trainer(spec: Spec, model, tokenizer, tokenized: dict, labels: list[st
     return trainer
 
 
-def recorded_choices(spec: Spec, device: str, precision: str) -> dict:
+def recorded_choices(train: TrainSection, device: str, precision: str) -> dict:
     """What run.json says about the precision and the threads: the choice and why (runner.train.hardware)."""
 
     import torch
 
     from runner.train.hardware import precision_decision, thread_decision
 
-    chosen, reason = precision_decision(spec.train.precision, device)
+    chosen, reason = precision_decision(train.precision, device)
     if chosen != precision:  # a caller that chose otherwise (a test, a flow): say so rather than guess
         reason = f"{precision} as given to the run ({reason} would pick {chosen})"
-    why = thread_decision(spec.train.threads)[1]
+    why = thread_decision(train.threads)[1]
     policy = os.environ.get("OMP_WAIT_POLICY", "unset")
     choices = {"precision_reason": reason,
                "threads": f"{torch.get_num_threads()} ({why}; OMP_WAIT_POLICY={policy})" if device == "cpu" else ""}

@@ -105,7 +105,8 @@ def test_training_batches_are_grouped_by_length(tmp_path, spec, tiny_model, toke
 
     from runner.train.trainer import build_trainer, training_arguments
 
-    assert training_arguments(spec, tmp_path, "cpu", "fp32").train_sampling_strategy == "group_by_length"
+    args = training_arguments(spec.train, spec.seed, tmp_path, "cpu", "fp32")
+    assert args.train_sampling_strategy == "group_by_length"
     tokenized = tokenize_splits(splits, tokenizer, 32, has_pair=False, cache_dir=tmp_path / "cache")
     model = AutoModelForSequenceClassification.from_pretrained(tiny_model, num_labels=2)
     trainer = build_trainer(spec, model, tokenizer, tokenized, ["neg", "pos"], tmp_path, "cpu", "fp32")
@@ -170,6 +171,6 @@ def test_auto_precision_stays_fp32_on_a_cpu_without_native_bf16(monkeypatch):
 def test_bf16_on_the_cpu_is_autocast_with_fp32_weights(tmp_path, spec):
     from runner.train.trainer import training_arguments
 
-    args = training_arguments(spec, tmp_path, "cpu", "bf16")
+    args = training_arguments(spec.train, spec.seed, tmp_path, "cpu", "bf16")
     assert args.bf16 and not args.fp16 and args.use_cpu
     assert args.optim == "adamw_torch_fused"
