@@ -108,7 +108,7 @@ def comparison_lines(summary: dict) -> list[str]:
             out += [
                 f"**{comparison['metric']}**: Δ {comparison['delta']:+.4f}, 95% paired bootstrap interval "
                 f"[{comparison['low']:+.4f}, {comparison['high']:+.4f}] ({comparison['resamples']} resamples of the "
-                f"same {comparison['rows']:,} {comparison['split']} rows both runs predicted): "
+                f"same {comparison['rows']} {comparison['split']} rows both runs predicted): "
                 f"**{comparison['verdict']}**.",
                 "",
             ]

@@ -11,10 +11,12 @@ _UNESCAPED_PIPE = re.compile(r"(?<!\\)\|")  # a cell made inert (runner.record.r
 
 
 def number(value) -> str:
+    """A figure as the records show it: a count in plain digits (1150, not 1,150: the tables stay machine-readable,
+    and the sentences beside them say the same figure the same way), a metric to 4 decimals."""
     if value is None:
         return "–"
     if isinstance(value, int) and not isinstance(value, bool):
-        return f"{value:,}"
+        return str(value)
     if isinstance(value, float):
         return f"{value:.2f}" if abs(value) >= 100 else f"{value:.4f}"
     return str(value)

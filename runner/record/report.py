@@ -156,7 +156,7 @@ def _training_section(spec: Spec, result: RunResult) -> list[str]:
     if model.get("trainable_params") and model.get("total_params"):
         share = model["trainable_params"] / model["total_params"]
         rows.append(
-            ["parameters", f"{model['trainable_params']:,} trainable of {model['total_params']:,} ({share:.1%})"]
+            ["parameters", f"{model['trainable_params']} trainable of {model['total_params']} ({share:.1%})"]
         )
     rows.append(["device", f"{result.device or '?'}, {result.precision or '?'}"])
     if result.checkpoints:  # runner.train.checkpoints: what was kept, and the disk it takes
@@ -180,8 +180,8 @@ def describe_checkpoints(record: dict) -> str:
     """One line: what the checkpoints folder holds now."""
     if not record:
         return ""
-    size = f"{record['bytes'] / 1e6:,.0f} MB"
+    size = f"{record['bytes'] / 1e6:.0f} MB"
     if not record.get("pruned"):
         return f"checkpoints: {size} ({', '.join(record['kept']) or 'none'}; all kept)"
-    return (f"checkpoints: {size}, was {record['bytes_before'] / 1e6:,.0f} MB ({', '.join(record['kept'])}, without "
+    return (f"checkpoints: {size}, was {record['bytes_before'] / 1e6:.0f} MB ({', '.join(record['kept'])}, without "
             "optimizer/scheduler/RNG state; train.keep_checkpoints: true keeps them)")
