@@ -220,6 +220,9 @@ def check_prepared(spec, data) -> dict:
             "remove predict.tune_thresholds (with more classes the prediction is the most probable class)",
             spec.where("predict", "tune_thresholds"),
         )
+    from runner.evaluate.classprior import check_data
+
+    check_data(spec, data.labels, data.splits)  # predict.class_prior against the classes found (issue #34)
     distributions = data.summary["label_distribution"] if task.has_labels else {}
     checks = check(data.splits, data.labels, task, distributions.get("train"), distributions)
     for line in checks["warnings"]:

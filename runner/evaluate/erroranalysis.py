@@ -177,7 +177,9 @@ def analyse(
 
 def applied_text(task, threshold: float, thresholds, temperature) -> str:
     """"temperature 1.32, tuned threshold (...)": what the predictions analysed apply to the raw scores."""
-    if isinstance(temperature, dict):
+    if isinstance(temperature, dict) and temperature.get("class_prior"):  # predict.class_prior (classprior.fold)
+        scores = f"{temperature.get('calibration') or 'no'} calibration, then the class prior"
+    elif isinstance(temperature, dict):
         scores = "vector scaling"
     elif temperature and float(temperature) != 1.0:
         scores = f"temperature {float(temperature):.3f}"

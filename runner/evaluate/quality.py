@@ -94,14 +94,30 @@ def tune_thresholds(probs: np.ndarray, truth, label_names: list[str], multi_labe
     return {label_names[1]: _best(macro)}
 
 
-def assess(
+def assess(task, label_names: list[str], predict, logits_by_split: dict, truth_by_split: dict, result,
+           metric: str = "", prior: dict | None = None) -> None:
+    """Choose and check the calibration and tune the thresholds on validation (as the spec asks), with the ECE
+    of the raw and calibrated scores in each split's metrics (`ece`, `ece_calibrated`); then, with `prior`
+    (classprior.asked_mix: predict.class_prior), adjust the calibrated probabilities to that class mix
+    (`ece_prior_adjusted`); then make the run's figures those of its decision rule."""
+    fitted = _fit_on_validation(task, label_names, predict, logits_by_split, truth_by_split, result, metric)
+    params = fitted[1] if fitted else None
+    if prior and task.has_labels:
+        from runner.evaluate import classprior
+
+        params = classprior.apply(prior, params, task, label_names, logits_by_split, truth_by_split, result)
+    if fitted or (prior and task.has_labels):
+        apply_decision_rule(task, result, logits_by_split, truth_by_split, label_names, predict.threshold, params)
+
+
+def _fit_on_validation(
     task, label_names: list[str], predict: PredictSection, logits_by_split: dict, truth_by_split: dict, result,
     metric: str = "",
 ) -> None:
     """Choose and check the calibration and tune the thresholds on validation (as the spec asks); add
     to each split's metrics the ECE of the raw and of the calibrated scores (`ece`, `ece_calibrated`,
-    on the decisions made from each); then make the run's figures those of its decision rule.
-    Fills result.temperature, thresholds and calibration.
+    on the decisions made from each). Fills result.temperature, thresholds and calibration; returns (True, the
+    calibration applied: a temperature, {scale, bias} or None), or None when neither is asked.
 
     Both obey one floor (calibration.validation_floor: enough validation rows of every class); below it neither
     is fitted, and result.calibration records the verdict (`floor`) and what became of the thresholds asked for
@@ -170,7 +186,7 @@ def assess(
                 reliability_calibrated=reliability(after, split_truth, multi, decided=decided_after),
             )
         result.calibration["splits"][split] = entry
-    apply_decision_rule(task, result, logits_by_split, truth_by_split, label_names, threshold, params)
+    return True, params  # None when nothing was asked: then the decision rule is the argmax
 
 
 def apply_decision_rule(
@@ -224,7 +240,8 @@ def extra_metrics(task, logits, truth, label_names: list[str], threshold: float,
     if calibrated:
         after = probabilities(logits, multi, temperature)
         out["ece"] = expected_calibration_error(probabilities(logits, multi), truth, multi)
-        out["ece_calibrated"] = expected_calibration_error(
+        prior = isinstance(temperature, dict) and temperature.get("class_prior")  # calibration and class prior in one
+        out["ece_prior_adjusted" if prior else "ece_calibrated"] = expected_calibration_error(
             after, truth, multi, decided=task.decide(after, label_names, threshold, thresholds)
         )
     if thresholds or isinstance(temperature, dict):
@@ -239,11 +256,16 @@ def extra_metrics(task, logits, truth, label_names: list[str], threshold: float,
 def save_in_config(config, temperature, thresholds: dict | None, vector: dict | None = None) -> None:
     """Put the calibration and thresholds in the model's config (config.json), where `runner predict`,
     the model card's snippet and a pipeline() user find them: `runner_temperature`, or
-    `runner_calibration` ({method: vector, scale, bias}), and `runner_thresholds`."""
-    if temperature:
+    `runner_calibration` ({method: vector, scale, bias}), and `runner_thresholds`. With predict.class_prior,
+    `runner_calibration` holds the calibration and the adjustment in one ({method: class_prior, calibration,
+    scale, bias, class_prior, training_prior}; runner.evaluate.classprior.fold), and no `runner_temperature`
+    beside it, which a reader could apply twice."""
+    prior = bool(vector and vector.get("class_prior"))
+    if temperature and not prior:
         config.runner_temperature = float(temperature)
     if vector:
-        config.runner_calibration = {"method": "vector", "scale": list(vector["scale"]), "bias": list(vector["bias"])}
+        config.runner_calibration = {**(vector if prior else {}), "method": vector.get("method", "vector"),
+                                     "scale": list(vector["scale"]), "bias": list(vector["bias"])}
     if thresholds:
         config.runner_thresholds = {name: float(value) for name, value in thresholds.items()}
 
@@ -259,10 +281,13 @@ def from_model_or_record(model, record_results: dict | None) -> tuple:
     results = record_results or {}
     if vector is None and temperature is None:
         recorded = results.get("calibration") or {}
-        if recorded.get("applied") and recorded.get("method") == "vector":
+        prior = recorded.get("class_prior") or {}
+        if prior.get("applied"):  # the calibration and the class prior in one (classprior.fold)
+            vector = prior.get("params")
+        elif recorded.get("applied") and recorded.get("method") == "vector":
             vector = recorded.get("params")
     if isinstance(vector, dict) and "scale" in vector and "bias" in vector:
-        temperature = {"scale": vector["scale"], "bias": vector["bias"]}
+        temperature = {key: value for key, value in vector.items() if key != "method"}
     elif temperature is None:
         temperature = results.get("temperature")
     if thresholds is None:
@@ -271,8 +296,12 @@ def from_model_or_record(model, record_results: dict | None) -> tuple:
 
 
 def output_calibration(result):
-    """What the run's predictions apply to the logits: a temperature, {scale, bias}, or None."""
+    """What the run's predictions apply to the logits: a temperature, {scale, bias}, or None; with
+    predict.class_prior, the calibration and the adjustment in one {scale, bias} (classprior.fold)."""
     calibration = result.calibration or {}
+    prior = calibration.get("class_prior") or {}
+    if prior.get("applied"):
+        return prior.get("params")
     if calibration.get("applied") and calibration.get("method") == "vector":
         return calibration.get("params")
     return result.temperature
@@ -286,7 +315,10 @@ def assess_run(spec, model_config, data, result, logits_by_split: dict, truth_by
     from runner.evaluate import erroranalysis
 
     task, labels, predict = spec.task, data.labels, spec.predict
-    assess(task, labels, predict, logits_by_split, truth_by_split, result, spec.train.metric_for_best_model)
+    from runner.evaluate import classprior
+
+    assess(task, labels, predict, logits_by_split, truth_by_split, result, spec.train.metric_for_best_model,
+           classprior.asked_mix(spec, data))
     applied = output_calibration(result)
     save_in_config(model_config, result.temperature, result.thresholds, applied if isinstance(applied, dict) else None)
     recorded = result.calibration or {}
@@ -296,6 +328,7 @@ def assess_run(spec, model_config, data, result, logits_by_split: dict, truth_by
                                predict.threshold))
     elif recorded.get("asked"):
         say(f"calibration ({recorded['asked']}): {recorded['reason']}")
+    classprior.tell(result)
     if result.thresholds:
         say("thresholds (tuned on validation): " + ", ".join(f"{n} {t:.2f}" for n, t in result.thresholds.items()))
     headline = result.headline

@@ -67,7 +67,7 @@ def calibration_lines(result: RunResult, pictures: set[str] = frozenset()) -> li
     declined = (calibration.get("thresholds") or {}).get("tuned") is False  # below the floor (validation_floor)
     if declined:
         out += [f"`predict.tune_thresholds`: **not tuned**. {calibration['thresholds']['reason']}.", ""]
-    if calibration.keys() - {"floor", "thresholds"}:  # a calibration was asked for
+    if calibration.keys() - {"floor", "thresholds", "class_prior"}:  # a calibration was asked for
         applied = calibration.get("applied", True)  # runs recorded before: the temperature was always applied
         method = calibration.get("method")
         if calibration.get("reason"):
@@ -136,6 +136,9 @@ def calibration_lines(result: RunResult, pictures: set[str] = frozenset()) -> li
         ]
         if "reliability.png" in pictures:
             out += ["![Reliability diagram](reliability.png)", ""]
+    from runner.evaluate.classprior import report_lines  # predict.class_prior, after the calibration
+
+    out += report_lines(calibration.get("class_prior"))
     if result.thresholds:
         out += [
             "Decision thresholds tuned on validation (`predict.tune_thresholds`) to maximise F1"
@@ -170,7 +173,8 @@ def data_check_lines(checks: dict) -> list[str]:
                  *(f"{mix[s]['proportions'][label][1]:.1%}" for s in splits)] for label in labels]
         out += ["Class mix (share of rows). Calibration and tuned thresholds are fitted on validation, which is "
                 "drawn like training; a split with another mix can score worse with them than without. "
-                "Evaluate on data with the mix you will predict on.", "",
+                "Evaluate on data with the mix you will predict on; `predict.class_prior` adjusts the probabilities "
+                "to a stated mix (`from_test`: the test split's).", "",
                 table(["class", "training", *splits], rows), ""]
     duplicates = checks.get("duplicates_in_train") or {}
     overlap = checks.get("overlap") or {}
@@ -310,13 +314,20 @@ def card_lines(result: RunResult, lora: bool) -> list[str]:
     """The model card's note on class weights, temperature and thresholds, and how pipeline() applies them."""
     out = class_weight_lines(result)
     vector = (result.calibration or {}).get("params") if (result.calibration or {}).get("method") == "vector" else None
+    prior = ((result.calibration or {}).get("class_prior") or {}).get("params")  # calibration and class prior in one
+    vector = prior or vector
     if not (result.temperature or result.thresholds or vector):
         return out
     where = "the snippet below" if lora else "the `How to use` snippet"
     saved = []
-    if result.temperature:
+    if result.temperature and not prior:
         saved.append(f"`runner_temperature` = {result.temperature:.4f} (divide the logits by it before softmax)")
-    if vector:
+    if prior:
+        mix = ", ".join(f"{name} {share:.1%}" for name, share in prior["class_prior"].items())
+        saved.append(f"`runner_calibration` (the calibration and the adjustment to the class mix {mix}, "
+                     "`predict.class_prior`, in one: multiply each label's logit by its `scale` and add its `bias`, "
+                     "by label id, before softmax)")
+    elif vector:
         saved.append("`runner_calibration` (vector scaling: multiply each label's logit by its `scale` and add its "
                      "`bias`, by label id, before softmax/sigmoid)")
     if result.thresholds:
@@ -359,6 +370,9 @@ def summary_lines(results: dict) -> list[str]:
             ),
             "",
         ]
+    from runner.evaluate.classprior import summary_line
+
+    out += summary_line(recorded.get("class_prior"))
     if results.get("thresholds"):
         out += ["Tuned thresholds: " + ", ".join(f"{n} {t:.2f}" for n, t in results["thresholds"].items()), ""]
     warnings = (results.get("data_checks") or {}).get("warnings") or []

@@ -125,6 +125,7 @@ class PredictSection:
     threshold: float = 0.5
     tune_thresholds: bool = False
     calibration: Literal["none", "auto", "temperature", "vector"] | None = None
+    class_prior: str | Mapping[str, float] | None = None
 
 
 @dataclass(frozen=True, kw_only=True)

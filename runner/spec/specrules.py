@@ -113,6 +113,7 @@ def cross_field_problems(spec, source: str, check_files: bool) -> list[SpecError
     for path, message, fix in task.setting_problems(v):  # class weights, tuned thresholds, calibration
         problem(path, message, fix)
     _flow_problems(spec, task, problem)
+    _class_prior_problems(spec, task, problem)
     if check_files:
         problems += _missing_trackers(spec, source)
 
@@ -199,6 +200,52 @@ def _check_file(spec, path: tuple, relative: str, problem) -> None:
     elif not resolved.exists():
         where = f" (looked in {resolved.parent})" if not Path(relative).is_absolute() else ""
         problem(path, f"data file '{relative}' not found{where}", "paths are relative to the spec file's folder")
+
+
+PRIOR_SUM_TOLERANCE = 1e-6  # predict.class_prior's shares sum to 1 within this; they are never rescaled
+
+
+def _class_prior_problems(spec, task, problem) -> None:
+    """predict.class_prior (runner.evaluate.classprior): single-label only, not beside tuned thresholds, `from_test`
+    with a test split, shares summing to 1 that name every class of `labels:` (labels found in the data are
+    checked once it is read: classprior.check_data)."""
+    prior = spec.predict.class_prior
+    if prior is None:
+        return
+    path = ("predict", "class_prior")
+    if not task.one_label_per_row:
+        problem(path, f"predict.class_prior is for single-label classification, not {task.display}",
+                "remove predict.class_prior")
+        return
+    if spec.predict.tune_thresholds:
+        problem(("predict", "tune_thresholds"), "predict.tune_thresholds and predict.class_prior both set the "
+                "decisions: thresholds tuned on validation fit training's class mix, which class_prior replaces",
+                "keep one: remove predict.tune_thresholds to decide by the argmax of the adjusted probabilities")
+    if prior == "from_test":
+        hub = spec.data.hub
+        if not (spec.data.test_file or (hub.test_split if hub else None)):
+            problem(path, "predict.class_prior is from_test, but the spec has no test split",
+                    "add data.test_file (or data.hub.test_split), or give the mix: class_prior: {pos: 0.3, neg: 0.7}")
+        return
+    total = sum(float(share) for share in dict(prior).values())
+    if abs(total - 1.0) > PRIOR_SUM_TOLERANCE:
+        problem(path, f"the shares in predict.class_prior sum to {total:.6g}, not 1",
+                "give each class's share of the rows you will predict on, summing to 1 (they are not rescaled)")
+    if spec.labels:
+        for where_, message, fix in class_prior_name_problems(dict(prior), list(spec.labels)):
+            problem(where_, message, fix)
+
+
+def class_prior_name_problems(shares: dict, labels: list[str]) -> list[tuple[tuple, str, str]]:
+    """(spec path, message, hint) for a stated class mix against the classes: each name is a class, each class
+    is named."""
+    out = [(("predict", "class_prior", name), f"'{name}' is not one of the labels", f"use: {', '.join(labels)}")
+           for name in shares if name not in labels]
+    missing = [label for label in labels if label not in shares]
+    if missing:
+        out.append((("predict", "class_prior"), f"predict.class_prior leaves out {', '.join(map(repr, missing))}: a "
+                    "class mix names every class", "add each missing class's share; the shares sum to 1"))
+    return out
 
 
 def looks_like_local_path(name: str) -> bool:

@@ -42,6 +42,8 @@ METRICS = {
     "spearman": Metric("Spearman ρ", hub_type="spearmanr"),
     "ece": Metric("ECE", lower_is_better=True, hub_config="15 bins"),
     "ece_calibrated": Metric("ECE (calibrated)", lower_is_better=True, hub_type="ece", hub_config="calibrated"),
+    "ece_prior_adjusted": Metric("ECE (prior-adjusted)", lower_is_better=True, hub_type="ece",
+                                 hub_config="prior-adjusted"),
 }
 # Metrics that depend on the decision rule. When a run decides otherwise than the argmax of its raw scores
 # (tuned thresholds, or a vector scaling), `<name>` is the figure of the rule it outputs and `<name>_argmax`
@@ -197,6 +199,9 @@ class Task:
         if thresholds:
             (label, value), = thresholds.items()
             return f"tuned threshold ({label} when its probability is at least {value:.2f}, tuned on validation)"
+        if isinstance(calibration, dict) and calibration.get("class_prior"):  # predict.class_prior
+            mix = ", ".join(f"{name} {share:.1%}" for name, share in calibration["class_prior"].items())
+            return f"argmax of the probabilities adjusted to the class mix {mix}"
         if isinstance(calibration, dict):
             return "argmax of the vector-scaled probabilities"
         return f"predict.threshold {threshold:g} per label" if self.multi_label else "argmax"
