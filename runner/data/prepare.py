@@ -19,8 +19,8 @@ from runner.data.labels import ROW, encode_multi_labels, encode_regression_targe
 from runner.data.textfiles import first_bad_byte, json_kind, json_place
 from runner.errors import DataError, RunError
 from runner.spec.document import Spec
-from runner.spec.sections import DataHub
-from runner.spec.tasks import MANY_CLASSES, NUMBER
+from runner.spec.sections import DataHub, DataSection
+from runner.spec.tasks import MANY_CLASSES, NUMBER, Task
 
 FORMATS_BY_SUFFIX = {".csv": "csv", ".tsv": "tsv", ".tab": "tsv", ".jsonl": "jsonl", ".ndjson": "jsonl",
                      ".json": "json", ".parquet": "parquet", ".pq": "parquet"}
@@ -314,12 +314,12 @@ def split_validation(frame: pd.DataFrame, fraction: float, seed: int, stratify_b
 
 
 def prepare_frame(
-    frame: pd.DataFrame, spec: Spec, labels: list[str] | None, source: str
+    frame: pd.DataFrame, data: DataSection, task: Task, labels: list[str] | None, source: str
 ) -> tuple[pd.DataFrame, list[str] | None, int]:
-    """One table as the run uses it: columns checked, empty texts handled, targets encoded.
+    """One table as the run uses it, read as the spec's data section says: columns checked, empty texts
+    handled, targets encoded for `task`.
 
     Returns (text, [text_pair], label and source-row columns; the labels, as given or inferred; rows dropped)."""
-    data, task = spec.data, spec.task
     columns = {"text_column": data.text_column, "text_pair_column": data.text_pair_column,
                "label_column": data.label_column}
     check_columns(frame, columns, source)
@@ -371,7 +371,7 @@ def prepare_data(spec: Spec) -> PreparedData:
     labels = spec.labels
     splits: dict[str, pd.DataFrame] = {}
     for name, frame in raw.items():
-        splits[name], labels, n_dropped = prepare_frame(frame, spec, labels, sources[name])
+        splits[name], labels, n_dropped = prepare_frame(frame, data, task, labels, sources[name])
         if n_dropped:
             dropped.append({"split": name, "reason": "empty or missing text", "rows": n_dropped})
 

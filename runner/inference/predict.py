@@ -213,7 +213,7 @@ def eval_command(run_dir: Path, data_file: Path) -> dict:
     model, tokenizer = load_trained_model(run.model_dir, results_of(run.path).labels, task.name)
     labels = label_names_of(model)
     try:
-        frame, _, _ = prepare_frame(read_table(Path(data_file), "auto", d.encoding), spec, labels or None,
+        frame, _, _ = prepare_frame(read_table(Path(data_file), "auto", d.encoding), d, task, labels or None,
                                     str(data_file))
     except DataError as exc:  # the run is fixed: its spec is not for the user to edit, the file is
         if "spec" in exc.hint or "labels:" in exc.hint or "data." in exc.hint:
