@@ -6,8 +6,9 @@ matched by source row and text, and each bootstrap sample draws the same rows fo
 rows differ (other data, another split, other rows dropped) no interval is given and no
 difference is called: the result says why.
 
-`gate_verdict`: the spec's `gate: {metric, min, max, max_drop}` against the new run and the
-comparison; `runner report` and the Action exit 1 when it fails.
+`gate_verdict`: the spec's `gate: {metric, split, min, max, max_drop}` against the new run's figures on
+`gate.split` (validation by default, or test) and the comparison on that split; `runner report` and the
+Action exit 1 when it fails.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from pathlib import Path
 from runner.files import read_jsonl
 from runner.record.rundir import RunDir
 from runner.record.runrecord import results_of
-from runner.spec.tasks import TASKS, lower_is_better, task_of
+from runner.spec.tasks import TASKS, lower_is_better, metric_items, task_of
 
 RESAMPLES = 1000
 SEED = 0
@@ -162,48 +163,64 @@ def per_class_deltas(new: dict | None, base: dict | None) -> dict:
     return out
 
 
-def gate_verdict(gate: dict | None, headline: dict, values: dict, comparison: dict | None,
-                 base_value=None) -> dict | None:
-    """{passed, metric, value, reasons: [...], notes: [...]} for the spec's gate; None without one.
+def gate_split(gate: dict | None) -> str:
+    """The split the gate checks: `gate.split`, validation when the spec (or an older run's) does not say."""
+    split = (gate or {}).get("split")
+    return str(split) if split not in (None, "") else "validation"  # a run folder may come from anywhere
 
-    `values` are the new run's metrics on the headline split; `comparison` the paired_delta of the
-    gate's metric (None without a baseline); `base_value` the baseline's figure of that metric, which
-    checks `max_drop` unpaired when the rows cannot be paired. A configured check that cannot be made
-    with a baseline given fails the gate with the reason: it never passes unchecked."""
+
+def gate_verdict(gate: dict | None, headline: dict, values: dict, comparison: dict | None,
+                 base_value=None, base_has_split: bool = True) -> dict | None:
+    """{passed, metric, split, value, reasons: [...], notes: [...]} for the spec's gate; None without one.
+
+    `values` are the new run's metrics on the gate's split (`gate.split`); `comparison` the paired_delta of
+    the gate's metric on that split (None without a baseline); `base_value` the baseline's figure of that
+    metric there, which checks `max_drop` unpaired when the rows cannot be paired; `base_has_split`
+    whether the baseline has that split at all. A configured check that cannot be made fails the gate with
+    the reason: it never passes unchecked. Each reason names the split."""
     if not gate:
         return None
     metric = gate.get("metric") or headline.get("name")
+    split = gate_split(gate)
     value = values.get(metric)
-    out = {"metric": metric, "split": headline.get("split", "validation"), "value": value, "reasons": [], "notes": []}
-    if not isinstance(value, (int, float)):
-        out["reasons"].append(f"the run has no {metric} on {out['split']}")
+    out = {"metric": metric, "split": split, "value": value, "reasons": [], "notes": []}
+    if not values and split != "validation":
+        needs = "; a test split needs data.test_file or data.hub.test_split" if split == "test" else ""
+        out["reasons"].append(f"the run has no {split} split to gate on (gate.split: {split}{needs})")
+    elif not isinstance(value, (int, float)):
+        out["reasons"].append(f"the run has no {metric} on {split}")
     else:
         if gate.get("min") is not None and value < gate["min"]:
-            out["reasons"].append(f"{metric} {value:.4f} is below gate.min {gate['min']}")
+            out["reasons"].append(f"{metric} {value:.4f} on {split} is below gate.min {gate['min']}")
         if gate.get("max") is not None and value > gate["max"]:
-            out["reasons"].append(f"{metric} {value:.4f} is above gate.max {gate['max']}")
+            out["reasons"].append(f"{metric} {value:.4f} on {split} is above gate.max {gate['max']}")
     if gate.get("max_drop") is not None:
         if comparison is None:
             out["notes"].append("gate.max_drop not checked: no baseline to compare with")
+        elif not base_has_split:
+            setting = f" (gate.split: {split})" if split != "validation" else ""
+            out["reasons"].append(f"gate.max_drop cannot be checked: the baseline has no {split} split: no "
+                                  f"{split} figures, no predictions/{split}.jsonl{setting}")
         elif not comparison.get("paired"):
             why = comparison.get("reason")
             if not _finite(base_value) or not _finite(value):
-                out["reasons"].append(f"gate.max_drop cannot be checked: {why}, and the baseline has no {metric} "
-                                      f"on {out['split']}")
+                whose = "the baseline" if not _finite(base_value) else "the new run"
+                out["reasons"].append(f"gate.max_drop cannot be checked: {why}, and {whose} has no {metric} "
+                                      f"on {split}")
             else:
                 drop = value - base_value if lower_is_better(metric) else base_value - value
-                out["notes"].append(f"gate.max_drop checked on the two runs' figures, not paired rows: {why}")
+                out["notes"].append(f"gate.max_drop checked on the two runs' {split} figures, not paired rows: {why}")
                 if drop > gate["max_drop"]:
                     out["reasons"].append(
-                        f"{metric} dropped by {drop:.4f} against the baseline ({base_value:.4f} -> {value:.4f}, "
-                        f"unpaired), more than gate.max_drop {gate['max_drop']}")
+                        f"{metric} on {split} dropped by {drop:.4f} against the baseline ({base_value:.4f} -> "
+                        f"{value:.4f}, unpaired), more than gate.max_drop {gate['max_drop']}")
         else:
             drop = -comparison["delta"] if not lower_is_better(metric) else comparison["delta"]
             interval = interval_text(comparison)
             if drop > gate["max_drop"]:
                 out["reasons"].append(
-                    f"{metric} dropped by {drop:.4f} against the baseline ({interval}), more than gate.max_drop "
-                    f"{gate['max_drop']}"
+                    f"{metric} on {split} dropped by {drop:.4f} against the baseline ({interval}), more than "
+                    f"gate.max_drop {gate['max_drop']}"
                 )
     out["passed"] = not out["reasons"]
     return out
@@ -216,24 +233,31 @@ def _finite(value) -> bool:
 def interval_text(comparison: dict) -> str:
     return (
         f"Δ {comparison['delta']:+.4f}, 95% paired bootstrap interval [{comparison['low']:+.4f}, "
-        f"{comparison['high']:+.4f}] on the same {comparison['rows']:,} {comparison['split']} rows"
+        f"{comparison['high']:+.4f}] on the same {comparison['rows']} {comparison['split']} rows"
     )
 
 
-def comparison_and_gate(run_dir, base, headline: dict, values: dict,
-                        base_values: dict | None = None) -> tuple[dict | None, dict | None]:
-    """The headline comparison (with a baseline) and the gate verdict (with a gate in the run's spec);
-    `base_values` are the baseline's metrics on the headline split."""
+def comparison_and_gate(run_dir, base, headline: dict, metrics: dict,
+                        base_metrics: dict | None = None) -> tuple[dict | None, dict | None]:
+    """The headline comparison (with a baseline) and the gate verdict (with a gate in the run's spec), the
+    gate's on its own split (`gate.split`); `metrics` and `base_metrics` are the two runs' metrics.json."""
     spec_values = RunDir(run_dir).spec_values() if Path(run_dir).is_dir() else {}
     gate = spec_values.get("gate") if isinstance(spec_values.get("gate"), dict) else None
-    comparison = None
+    headline_split, split = headline.get("split", "validation"), gate_split(gate)
+    base_metrics = base_metrics or {}
+    comparison = base_dir = None
     if base is not None and headline.get("name"):
         base_dir = Path(base) if Path(base).is_dir() else Path(base).parent
-        comparison = paired_delta(run_dir, base_dir, headline.get("split", "validation"), headline["name"])
-        gate_metric = (gate or {}).get("metric")
-        if gate_metric and gate_metric != headline["name"]:
-            gate_comparison = paired_delta(run_dir, base_dir, headline.get("split", "validation"), gate_metric)
-            return comparison, gate_verdict(gate, headline, values, gate_comparison,
-                                            (base_values or {}).get(gate_metric))
-    metric = (gate or {}).get("metric") or headline.get("name")
-    return comparison, gate_verdict(gate, headline, values, comparison, (base_values or {}).get(metric))
+        comparison = paired_delta(run_dir, base_dir, headline_split, headline["name"])
+    if gate is None:
+        return comparison, None
+    metric = gate.get("metric") or headline.get("name")
+    gate_comparison = comparison
+    if base_dir is not None and metric and (metric, split) != (headline.get("name"), headline_split):
+        gate_comparison = paired_delta(run_dir, base_dir, split, metric)
+    elif base is not None and comparison is None:  # a run without a headline: the gate's check cannot be paired
+        gate_comparison = {"paired": False, "reason": "the run has no headline metric"}
+    base_values = dict(metric_items(base_metrics.get(split)))
+    return comparison, gate_verdict(gate, headline, dict(metric_items(metrics.get(split))), gate_comparison,
+                                    base_values.get(metric), bool(base_values) or gate_comparison is None
+                                    or bool(gate_comparison.get("paired")))

@@ -99,8 +99,7 @@ def summary_json(run_dir: str | Path, base: str | Path | None = None) -> dict:
     results = results_of(folder.path).to_dict() if manifest else {}
     spec_values = manifest.get("spec") if isinstance(manifest.get("spec"), dict) else {}
     split = headline.get("split", "validation")
-    comparison, gate = comparison_and_gate(run_dir, base, headline, dict(metric_items(metrics.get(split))),
-                                           dict(metric_items(base_metrics.get(split))))
+    comparison, gate = comparison_and_gate(run_dir, base, headline, metrics, base_metrics)
     base_folder = (Path(base) if Path(base).is_dir() else Path(base).parent) if base is not None else None
     base_per_class = results_of(base_folder).per_class.get(split) if base_folder is not None else None
     base_spec = _spec_of(base_folder) if base_folder is not None else None

@@ -191,6 +191,7 @@ class GateSection:
     """spec.gate"""
 
     metric: str | None = None
+    split: Literal["validation", "test"] = "validation"
     min: float | None = None
     max: float | None = None
     max_drop: float | None = None

@@ -190,6 +190,9 @@ def _flow_problems(spec, task, problem) -> None:
                     "add `lora: {r: 8}`, or remove lora_r from the space")
     if gate and gate.min is not None and gate.max is not None and gate.min > gate.max:
         problem(("gate", "min"), "gate.min is above gate.max, so every run fails", "lower gate.min or raise gate.max")
+    if gate and gate.split == "test" and not (data.test_file or (data.hub.test_split if data.hub else None)):
+        problem(("gate", "split"), "gate.split is test, but the spec has no test split, so every run fails the gate",
+                "add data.test_file (or data.hub.test_split), or gate on validation: remove gate.split")
 
 
 def _check_file(spec, path: tuple, relative: str, problem) -> None:
