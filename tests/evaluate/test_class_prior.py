@@ -189,3 +189,18 @@ def test_a_test_mix_of_30_percent_is_warned_and_the_adjusted_test_ece_is_not_wor
         assert row["label"] == by_text[row["text"]]["label"]
         for name, p in row["probabilities"].items():
             assert p == pytest.approx(by_text[row["text"]]["probabilities"][name], abs=1e-5)
+    # `runner eval` on the same rows names the step: the adjusted ECE, as the run measured it
+    evaluated = CliRunner().invoke(main, ["eval", str(run), "--data", str(tmp_path / "elsewhere.csv")])
+    assert evaluated.exit_code == 0, evaluated.output[-2000:]
+    figures = json.loads(evaluated.stdout[evaluated.stdout.index("{"):])
+    assert figures["ece_prior_adjusted"] == pytest.approx(test["ece_prior_adjusted"], abs=1e-4)
+    # the model card's snippet applies the same numbers
+    card = (run / "model" / "README.md").read_text()
+    assert "the adjustment to the class mix pos 30.0%, neg 70.0%" in card
+    snippet = card.split("```python\n", 1)[1].split("```", 1)[0].replace("path/to/this/folder", str(run / "model"))
+    for row in ours[:3]:
+        scope: dict = {}
+        exec(snippet.replace("the service was quick and friendly", row["text"]), scope)  # noqa: S102
+        assert scope["label"] == row["label"]
+        for name, p in scope["scores"].items():
+            assert p == pytest.approx(row["probabilities"][name], abs=1e-5)
