@@ -57,19 +57,19 @@ class RunnerGroup(click.Group):
             name = "SIGTERM" if isinstance(stop, Terminated) else "SIGINT"
             import shlex
 
-            from runner.errors import _one_line
+            from runner.errors import one_line
 
             again = shlex.join(["runner", *sys.argv[1:]])
-            click.echo(_one_line(f"interrupted ({name}) before the command finished; run it again: {again}"),
+            click.echo(one_line(f"interrupted ({name}) before the command finished; run it again: {again}"),
                        err=True)
             sys.exit(143 if isinstance(stop, Terminated) else 130)
         except click.UsageError as error:  # a wrong option or argument: the same two lines, exit 2
             if ctx.params.get("debug"):
                 raise
-            from runner.errors import _one_line
+            from runner.errors import one_line
 
             command = error.ctx.command_path if error.ctx else "runner"
-            click.echo(f"error: {command}: {_one_line(error.format_message())}", err=True)
+            click.echo(f"error: {command}: {one_line(error.format_message())}", err=True)
             click.echo(f"hint: see `{command} --help`", err=True)
             sys.exit(2)
         except (click.exceptions.Exit, click.ClickException, SystemExit):
@@ -99,7 +99,7 @@ def internal_error_lines(error: BaseException) -> list[str]:
     """`error: internal error: ...` and where its traceback was saved (never the traceback itself)."""
     import traceback
 
-    from runner.errors import _one_line
+    from runner.errors import one_line
     from runner.files import atomic_write_text, temporary_file
 
     kind = type(error).__name__
@@ -111,7 +111,7 @@ def internal_error_lines(error: BaseException) -> list[str]:
     except OSError:
         pass
     reason = str(error).splitlines()[0][:200] if str(error) else ""
-    return [f"error: internal error: {kind}" + (f": {_one_line(reason)}" if reason else ""),
+    return [f"error: internal error: {kind}" + (f": {one_line(reason)}" if reason else ""),
             f"hint: this is a bug, not your input{saved}; run with `runner --debug ...` to see it, and report it"]
 
 

@@ -5,13 +5,13 @@ Interrupted is a run stopped by a signal (130 or 143).
 The CLI prints them without a traceback unless --debug is given.
 """
 
+from runner.redact import redact_text
 
-def _one_line(text: str) -> str:
+
+def one_line(text: str) -> str:
     """A part of an error line, as it may be shown: secrets redacted (a message may quote what the user typed,
     a `--set` gone wrong or an unknown key, and a token typed there must not reach a terminal or a CI log), and
     line breaks escaped (one inside a key, a cell or a library's message would split the message)."""
-    from runner.redact import redact_text
-
     return redact_text(str(text)).replace("\r", "\\r").replace("\n", "\\n")
 
 
@@ -26,9 +26,9 @@ class RunnerError(Exception):
 
     def lines(self) -> list[str]:
         first = f"{self.where}: {self.message}" if self.where else self.message
-        out = [f"error: {_one_line(first)}"]
+        out = [f"error: {one_line(first)}"]
         if self.hint:
-            out.append(f"hint: {_one_line(self.hint)}")
+            out.append(f"hint: {one_line(self.hint)}")
         return out
 
 
@@ -59,7 +59,7 @@ class Interrupted(RunnerError):
 
     def lines(self) -> list[str]:
         """Not an error of the user's: one line saying where it stopped and what to do next."""
-        return [_one_line(f"{self.message}; {self.hint}" if self.hint else self.message)]
+        return [one_line(f"{self.message}; {self.hint}" if self.hint else self.message)]
 
 
 class Terminated(KeyboardInterrupt):

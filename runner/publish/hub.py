@@ -70,7 +70,7 @@ def push_run(
     if not run.path.is_dir():
         raise SpecError("run folder does not exist", where=str(run.path), hint="pass the folder `runner run` wrote")
     with run.lock("a push"):  # a run still writing the folder, or a second push, must wait
-        token = _find_token()
+        token = find_token()
         endpoint = (endpoint or os.environ.get("HF_ENDPOINT") or _default_endpoint()).rstrip("/")
         if retry_base_delay is None:
             retry_base_delay = float(os.environ.get("RUNNER_HUB_RETRY_BASE_DELAY", DEFAULT_BASE_DELAY))
@@ -239,7 +239,7 @@ def _call_hub(what: str, action: Callable, *, token: str, retry: str, attempts: 
         try:
             return action()
         except Exception as error:  # noqa: BLE001 - every failure becomes a RunError below
-            status = _status(error)
+            status = status_of(error)
             if status in (401, 403):
                 raise RunError(
                     f"the Hub rejected the token {_token_source()} ({status}) while {what}",
@@ -248,16 +248,17 @@ def _call_hub(what: str, action: Callable, *, token: str, retry: str, attempts: 
                 ) from None
             if not _is_transient(error, status):
                 raise RunError(
-                    f"push failed while {what}: {_describe(error, token)}", hint=f"fix the cause, then run: {retry}"
+                    f"push failed while {what}: {describe_error(error, token)}",
+                    hint=f"fix the cause, then run: {retry}",
                 ) from error
             if attempt == attempts:
                 raise RunError(
-                    f"push failed while {what} after {attempts} attempts: {_describe(error, token)}",
+                    f"push failed while {what} after {attempts} attempts: {describe_error(error, token)}",
                     hint=f"the Hub or the network may be down; to retry, run: {retry}",
                 ) from error
-            delay = min(MAX_DELAY, max(base_delay * 2 ** (attempt - 1), _retry_after(error)))
+            delay = min(MAX_DELAY, max(base_delay * 2 ** (attempt - 1), retry_after(error)))
             print(
-                f"Hub call failed while {what} ({_describe(error, token)}); "
+                f"Hub call failed while {what} ({describe_error(error, token)}); "
                 f"retrying in {delay:g}s (attempt {attempt + 1} of {attempts})",
                 file=sys.stderr,
             )
@@ -291,12 +292,12 @@ def _is_transient(error: Exception, status: int | None) -> bool:
     return isinstance(error, _transport_errors() + (TimeoutError, ConnectionError))
 
 
-def _status(error: Exception) -> int | None:
+def status_of(error: Exception) -> int | None:
     response = getattr(error, "response", None)
     return getattr(response, "status_code", None)
 
 
-def _retry_after(error: Exception) -> float:
+def retry_after(error: Exception) -> float:
     response = getattr(error, "response", None)
     try:
         return float(response.headers.get("Retry-After", 0))
@@ -304,9 +305,9 @@ def _retry_after(error: Exception) -> float:
         return 0.0
 
 
-def _describe(error: Exception, token: str) -> str:
+def describe_error(error: Exception, token: str) -> str:
     """A one-line description of a failed Hub call, with the token masked should it ever appear."""
-    status = _status(error)
+    status = status_of(error)
     server_message = getattr(error, "server_message", None)
     lines = [line.strip() for line in str(error).splitlines() if line.strip()]
     if status is not None:  # the first line says it all; the rest repeats the URL and request id
@@ -321,7 +322,7 @@ def _describe(error: Exception, token: str) -> str:
     return text.replace(token, "***") if token else text
 
 
-def _find_token() -> str:
+def find_token() -> str:
     from huggingface_hub import get_token
 
     try:

@@ -39,9 +39,9 @@ def retry_scale() -> float:
 def transient(error: BaseException) -> bool:
     """Whether a failed call may work when tried again: a network error (reset, timeout, a stream cut short) or
     an answer the service gives when busy (5xx, 408, 429); never a refusal (401, 403, 404, ...)."""
-    from runner.publish.hub import _status
+    from runner.publish.hub import status_of
 
-    status = _status(error)
+    status = status_of(error)
     if status is not None:
         return status >= 500 or status in (408, 429)
     names = {kind.__name__ for kind in type(error).__mro__}  # httpx, httpx2, httpcore, requests, urllib3 alike
@@ -75,19 +75,19 @@ class Reconnect:
 
     def failed(self, error: Exception) -> None:
         from runner.console import note
-        from runner.publish.hub import _describe, _retry_after
+        from runner.publish.hub import describe_error, retry_after
 
         now = time.monotonic()
         if not self.failures:
             self.since = now
         self.failures += 1
-        described, waited = _describe(error, self.token), now - self.since
+        described, waited = describe_error(error, self.token), now - self.since
         if not transient(error):
             raise RunError(f"lost job {self.job_id} while following it: {described}", self.hint()) from None
         if self.failures > RETRY_MIN_TRIES and waited >= self.budget:
             raise RunError(f"lost job {self.job_id} while following it: no answer for {_seconds(waited)} "
                            f"({self.failures} tries); the last: {described}", self.hint()) from None
-        delay = min(self.longest, max(self.first * 2 ** (self.failures - 1), _retry_after(error) * retry_scale()))
+        delay = min(self.longest, max(self.first * 2 ** (self.failures - 1), retry_after(error) * retry_scale()))
         note(f"following job {self.job_id}: {described}; trying again in {_seconds(delay)} "
              f"(for up to {_seconds(self.budget)} without an answer)")
         time.sleep(delay)

@@ -150,6 +150,37 @@ def test_the_leaves_import_nothing_of_runner():
     assert not found, f"a leaf imports runner: {found}"
 
 
+def private_names_taken_across_folders(path: Path, own: str, known: set[str]) -> list[str]:
+    """`line: from X import _name` for each private name `path` takes from a module of another folder (each
+    module at the top of the package counts as a folder of its own)."""
+    package = own if path.name == "__init__.py" else own.rpartition(".")[0]
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if not isinstance(node, ast.ImportFrom):
+            continue
+        base = node.module or ""
+        if node.level:
+            base = ".".join(package.split(".")[: len(package.split(".")) - node.level + 1] + ([base] if base else []))
+        if base not in known or not base.startswith("runner"):
+            continue
+        for alias in node.names:
+            if alias.name.startswith("_") and not alias.name.startswith("__") and folder_of(base) != folder_of(own):
+                found.append(f"{node.lineno}: from {base} import {alias.name}")
+    return found
+
+
+def folder_of(name: str) -> str:
+    parts = name.split(".")
+    return ".".join(parts[:2])
+
+
+def test_no_module_takes_another_folders_private_name():
+    found = modules()
+    offenders = {name: hits for name, path in found.items()
+                 if (hits := private_names_taken_across_folders(path, name, set(found)))}
+    assert not offenders, f"private names imported across folders (make them public where they live): {offenders}"
+
+
 def test_flows_never_import_each_other():
     found = [f"{name} -> {target}" for name, targets in graph().items() if name in FLOWS for target in targets & FLOWS]
     assert not found, f"a flow imports another (they share runner.train.pipeline and runner.flows.lifecycle): {found}"
