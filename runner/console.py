@@ -1,7 +1,7 @@
 """What the runner tells the person running it, in one place: `say` (what happened, on stdout), `warn`
 (something to look at, on stderr as `warning: ...`), `note`, and `progress` (a line on stderr where a progress
 bar would be: runner.train.progress). All speak on the main process only, so a run of N processes talks once.
-Modules call these instead of print()."""
+Modules call these (or `emit`, on every process) instead of print()."""
 
 from __future__ import annotations
 
@@ -18,6 +18,12 @@ def say(*args, **kwargs) -> None:
     """print() on the main process only."""
     if is_main_process():
         print(*args, **kwargs)
+
+
+def emit(*args, **kwargs) -> None:
+    """print() on this process, whichever it is: the launcher's and each worker's own word on a signal, and the
+    Action's workflow commands (::add-mask:: must reach the log from any process)."""
+    print(*args, **kwargs)
 
 
 def warn(message: str) -> None:

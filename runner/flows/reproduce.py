@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import json
 import math
-import sys
 from pathlib import Path
 
 import yaml
 
+from runner.console import say, warn
 from runner.errors import DataError, SpecError
 from runner.files import sha256_file
 from runner.record import guard
@@ -55,11 +55,7 @@ def reproduce_run(run_dir: str | Path, output_dir: str | Path | None = None, ove
     if hub_data.get("revision"):
         overrides.append(f"data.hub.revision={json.dumps(hub_data['revision'])}")
     elif hub_data:
-        print(
-            f"warning: the Hub dataset {hub_data.get('id')} was not pinned to a revision; it may have changed since "
-            "the run",
-            file=sys.stderr,
-        )
+        warn(f"the Hub dataset {hub_data.get('id')} was not pinned to a revision; it may have changed since the run")
     spec = load_spec_text(
         yaml.safe_dump(values, sort_keys=False), spec_path, overrides, check_files=False
     )
@@ -78,8 +74,8 @@ def reproduce_run(run_dir: str | Path, output_dir: str | Path | None = None, ove
         )
     reproduced = read_metrics(output_dir)
     matches, table = compare_metrics(original.get("validation") or {}, reproduced.get("validation") or {})
-    print(table)
-    print("metrics match" if matches else "metrics differ")
+    say(table)
+    say("metrics match" if matches else "metrics differ")
     return matches
 
 

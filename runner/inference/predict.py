@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from runner.console import say
 from runner.errors import DataError
 from runner.evaluate.quality import extra_metrics, from_model_or_record
 from runner.files import text_lines
@@ -159,14 +160,14 @@ def predict_command(
         row["text"] = text
     if output_file:
         write_predictions(Path(output_file), rows)
-        print(f"wrote {len(rows)} predictions to {output_file} ({len(rows) / max(elapsed, 1e-9):.0f} texts/s)")
+        say(f"wrote {len(rows)} predictions to {output_file} ({len(rows) / max(elapsed, 1e-9):.0f} texts/s)")
     else:
         for row in rows:
-            print(json.dumps(row, ensure_ascii=False))
+            say(json.dumps(row, ensure_ascii=False))
         if len(rows) > 1:
             import sys
 
-            print(f"{len(rows)} texts in {elapsed:.2f}s ({len(rows) / max(elapsed, 1e-9):.0f} texts/s)",
+            say(f"{len(rows)} texts in {elapsed:.2f}s ({len(rows) / max(elapsed, 1e-9):.0f} texts/s)",
                   file=sys.stderr)
 
 

@@ -19,6 +19,7 @@ import threading
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
+from runner.console import say
 from runner.errors import RunError, RunnerError, SpecError
 from runner.files import atomic_write_text, make_folder
 from runner.publish.action_errors import annotations, error_lines, failure_body, gate_annotation, scrub
@@ -283,7 +284,7 @@ def prepare(env: Mapping[str, str]) -> dict:
         findings = check_spec(spec, workspace, env.get(ACTION_INPUTS["extra-packages"], "")) if reason else []
         if findings:
             for command in refusal_commands(spec, findings, reason, workspace):
-                print(command, flush=True)
+                say(command, flush=True)
             entry.update(rc=2, body=refusal_body(spec, findings, reason), refused=True)
         entries.append(entry)
     name = artifact_name(env, run_identity([entry["key"] for entry in entries], lines))
@@ -320,14 +321,14 @@ def train(env: Mapping[str, str], run_cli: RunCli | None = None) -> dict:
         rc, _, err = run_cli(["run", spec, *overrides, *state.get("remote", []), "--output", str(run_dir)], False)
         if rc != 0:
             for command in annotations(err, spec, state["set"], env):
-                print(command, flush=True)
+                say(command, flush=True)
             entry.update(rc=rc, body=failure_body(spec, "run", rc, err))
             continue
         report_rc, report, report_err = run_cli(["report", str(run_dir), "--format", "markdown", *_compare(entry)],
                                                 True)
         if report_rc != 0 and report.strip():  # the quality gate failed: the report says why, the step fails
             for line in error_lines(report_err)[:1]:
-                print(gate_annotation(line[len("error: "):], spec, env), flush=True)
+                say(gate_annotation(line[len("error: "):], spec, env), flush=True)
             entry["gate_failed"] = True
         elif report_rc != 0:
             entry["problems"].append(f"`runner report` failed with exit code {report_rc}; showing the run's report.md.")
@@ -415,7 +416,7 @@ def publish(env: Mapping[str, str]) -> int:
             warning(f"runner: could not comment on the pull request: {e.message} ({e.hint})")
         else:
             if result["url"]:
-                print(f"runner: {result['action']} the pull request comment {result['url']}", flush=True)
+                say(f"runner: {result['action']} the pull request comment {result['url']}", flush=True)
     return exit_code
 
 
@@ -439,8 +440,8 @@ def main(argv: list[str] | None = None) -> int:
         return result if isinstance(result, int) else 0
     except RunnerError as e:
         for line in e.lines():
-            print(line, file=sys.stderr)
-        print(f"::error title=runner::{escape_data(chr(10).join(e.lines()))}", flush=True)
+            say(line, file=sys.stderr)
+        say(f"::error title=runner::{escape_data(chr(10).join(e.lines()))}", flush=True)
         return e.exit_code
 
 

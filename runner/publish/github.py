@@ -16,6 +16,7 @@ import uuid
 from collections.abc import Mapping
 
 from runner import __version__
+from runner.console import emit
 from runner.errors import RunError
 from runner.files import append_text
 
@@ -37,18 +38,18 @@ def escape_property(text: str) -> str:
 
 def notice(message: str) -> None:
     """One `::notice::` line: shown as an annotation on the run, plain text elsewhere."""
-    print(f"::notice::{escape_data(message)}", file=sys.stderr, flush=True)
+    emit(f"::notice::{escape_data(message)}", file=sys.stderr, flush=True)
 
 
 def warning(message: str) -> None:
-    print(f"::warning::{escape_data(message)}", file=sys.stderr, flush=True)
+    emit(f"::warning::{escape_data(message)}", file=sys.stderr, flush=True)
 
 
 def mask(value: str) -> None:
     """Ask the runner to hide `value` in every later log line (each line of it, if several)."""
     for line in str(value).splitlines():
         if line.strip():
-            print(f"::add-mask::{line}", flush=True)
+            emit(f"::add-mask::{line}", flush=True)
 
 
 def write_step_summary(body: str, env: Mapping[str, str] = os.environ) -> bool:

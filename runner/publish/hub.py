@@ -16,6 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from runner import __version__
+from runner.console import say, warn
 from runner.errors import DataError, RunError, SpecError
 from runner.record.rundir import FINISHED, MANIFEST, METRICS, SPEC, RunDir
 
@@ -128,8 +129,8 @@ def push_run(
         if settings["create_pr"]:
             record["pr_url"] = info.pr_url
         _record_push(run, record)
-        print(f"Pushed {repo_id} ({len(files)} files): {record['url']}")
-        print(
+        say(f"Pushed {repo_id} ({len(files)} files): {record['url']}")
+        say(
             f"Commit {info.oid}"
             + (f", tagged {settings['tag']}" if settings["tag"] else "")
             + (f", pull request {info.pr_url}" if settings["create_pr"] else "")
@@ -257,7 +258,7 @@ def _call_hub(what: str, action: Callable, *, token: str, retry: str, attempts: 
                     hint=f"the Hub or the network may be down; to retry, run: {retry}",
                 ) from error
             delay = min(MAX_DELAY, max(base_delay * 2 ** (attempt - 1), retry_after(error)))
-            print(
+            say(
                 f"Hub call failed while {what} ({describe_error(error, token)}); "
                 f"retrying in {delay:g}s (attempt {attempt + 1} of {attempts})",
                 file=sys.stderr,
@@ -365,7 +366,7 @@ def _record_push(run: RunDir, record: dict) -> None:
     try:
         run.update_manifest(hub=record)
     except DataError:
-        print(f"warning: {run.manifest_file} cannot be read; the push is not recorded in it", file=sys.stderr)
+        warn(f"{run.manifest_file} cannot be read; the push is not recorded in it")
 
 
 def _has_files(folder: Path) -> bool:

@@ -39,6 +39,7 @@ import sys
 from pathlib import Path
 
 from runner import __version__
+from runner.console import say
 from runner.errors import Interrupted, RunError, SpecError, Terminated
 from runner.files import remove, temporary_folder
 from runner.record.rundir import RunDir
@@ -233,9 +234,9 @@ def dispatch(spec: Spec, target: str, *, overwrite: bool = False, detach: bool =
     job = hub_call("starting the job", lambda: api.run_job(
         image=image, command=command, env=environment, secrets={"HF_TOKEN": token}, flavor=flavor, timeout=timeout,
         namespace=namespace, name=f"runner-{values['name']}"[:60], labels=job_labels(key, repo_id)), token)
-    print(f"job {job.id} on {flavor} ({image}), inputs in datasets/{repo_id}/{folder}: {job.url}", flush=True)
+    say(f"job {job.id} on {flavor} ({image}), inputs in datasets/{repo_id}/{folder}: {job.url}", flush=True)
     if detach:
-        print(f"detached; follow it with `runner jobs logs {job.id} --follow`, bring the record back with "
+        say(f"detached; follow it with `runner jobs logs {job.id} --follow`, bring the record back with "
               f"`runner jobs fetch {job.id} --output DIR`, stop it with `runner jobs cancel {job.id}`")
         return 0
     errors: list[str] = []
@@ -250,7 +251,7 @@ def follow(api, job, namespace: str, errors: list[str], output: Path | None = No
     """Print the job's log until it ends; the final JobInfo. Ctrl-C: cancel (asked on a terminal)."""
 
     def show(line: str) -> None:
-        print(line, flush=True)
+        say(line, flush=True)
         if line.startswith("error: "):
             errors.append(line[len("error: "):])
 

@@ -21,6 +21,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from runner.console import say
 from runner.remote.hubapi import EXIT_FILE, INPUT, OUTPUT
 from runner.remote.install import NO_CUDA_EXIT, gpu_flavor
 
@@ -38,7 +39,7 @@ def exec_job(repo_id: str, folder: str, fetch_model: bool = False, work: Path | 
     token = os.environ.get("HF_TOKEN") or None
     seen, reason = machine(flavor)
     if reason:  # before anything is downloaded: a GPU flavor without CUDA stops here
-        print(f"error: {reason}", flush=True)
+        say(f"error: {reason}", flush=True)
         upload_record(HfApi(token=token), repo_id, folder, work / "run", NO_CUDA_EXIT, False, seen)
         return NO_CUDA_EXIT
     run_dir = work / "run"
@@ -52,7 +53,7 @@ def exec_job(repo_id: str, folder: str, fetch_model: bool = False, work: Path | 
 
     previous = signal.signal(signal.SIGTERM, stop)
     try:
-        print(f"runner jobs exec: downloading datasets/{repo_id}/{folder}/{INPUT}", flush=True)
+        say(f"runner jobs exec: downloading datasets/{repo_id}/{folder}/{INPUT}", flush=True)
         snapshot_download(repo_id, repo_type="dataset", allow_patterns=[f"{folder}/{INPUT}/*"], local_dir=work,
                           token=token)
         code = 128 + signal.SIGTERM
@@ -68,10 +69,10 @@ def exec_job(repo_id: str, folder: str, fetch_model: bool = False, work: Path | 
     try:
         uploaded = upload_record(HfApi(token=token), repo_id, folder, run_dir, code, fetch_model, seen)
     except Exception as error:  # noqa: BLE001 - the run's own exit code matters more; say what failed
-        print(f"error: uploading the run record failed: {type(error).__name__}: {str(error).splitlines()[0]}",
+        say(f"error: uploading the run record failed: {type(error).__name__}: {str(error).splitlines()[0]}",
               file=sys.stderr, flush=True)
         return code or 1
-    print(f"runner jobs exec: uploaded {uploaded} files of the record to datasets/{repo_id}/{folder}/{OUTPUT} "
+    say(f"runner jobs exec: uploaded {uploaded} files of the record to datasets/{repo_id}/{folder}/{OUTPUT} "
           f"(exit {code})", flush=True)
     return code
 

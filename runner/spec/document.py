@@ -17,6 +17,7 @@ from pathlib import Path
 
 import jsonschema
 
+from runner.console import note
 from runner.errors import SpecError, SpecErrors
 from runner.spec.schema import FLAG, describe, hint, load_schema, schema_at, where
 from runner.spec.sections import (
@@ -245,7 +246,6 @@ def load_spec_text(text: str, path: Path | None = None, overrides=(), check_file
 def _trainer_metric_names(document: dict, source: str, positions: dict) -> None:
     """train.metric_for_best_model, search.metric and gate.metric written as Trainer logs them (`eval_loss`,
     `eval_f1_macro`) are read as runner's names (`loss`, `f1_macro`), with a note that says so."""
-    import sys
 
     from runner.spec.hf_names import metric_without_prefix
 
@@ -257,8 +257,7 @@ def _trainer_metric_names(document: dict, source: str, positions: dict) -> None:
         plain = metric_without_prefix(values.get(key), allowed)
         if plain:
             place = where(source, positions, (section, key))
-            print(f"note: {place}: {values[key]} is {plain} in runner (Trainer's eval_ prefix is not written)",
-                  file=sys.stderr)
+            note(f"{place}: {values[key]} is {plain} in runner (Trainer's eval_ prefix is not written)")
             values[key] = plain
 
 

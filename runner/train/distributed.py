@@ -20,6 +20,8 @@ import signal
 import subprocess
 import sys
 
+from runner.console import emit
+
 LAUNCHED_NPROC = "RUNNER_LAUNCHED_NPROC"  # set for the workers: the --nproc the user gave
 LAUNCHED_ARGV = "RUNNER_LAUNCHED_ARGV"  # and the command line, for the run record
 LAUNCHED_NNODES = "RUNNER_LAUNCHED_NNODES"  # and compute.nnodes
@@ -120,13 +122,13 @@ def launch(argv: list[str], nproc: int, nodes: dict | None = None, node_rank: in
     env.setdefault("OMP_NUM_THREADS", str(max(1, len(os.sched_getaffinity(0)) // nproc)))
     command = torchrun_command(argv, nproc, nodes)
     where = f" on node {nodes['node_rank']} of {nodes['nnodes']}" if nodes else ""
-    print(f"launching {nproc} processes{where}: {' '.join(command[1:])}", flush=True)
+    emit(f"launching {nproc} processes{where}: {' '.join(command[1:])}", flush=True)
     process = subprocess.Popen(command, env=env, start_new_session=True)
     received: list[int] = []
 
     def forward(number, frame):
         if not received:
-            print(
+            emit(
                 f"\n{signal.Signals(number).name}: the workers save a checkpoint and stop (send it again to kill them)",
                 file=sys.stderr,
                 flush=True,

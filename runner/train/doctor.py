@@ -20,6 +20,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from runner.console import say
 from runner.errors import RunError
 from runner.train.hardware import cpu_info
 
@@ -438,7 +439,7 @@ def check_driver_label(label_floor: str) -> None:
             f"error: NVIDIA_DRIVER_MIN={label_floor}, but torch {torch.__version__} (CUDA {cuda or 'none'}) "
             f"needs NVIDIA driver {needed}\nhint: build with --build-arg NVIDIA_DRIVER_MIN={needed}"
         )
-    print(f"NVIDIA_DRIVER_MIN={label_floor} matches torch {torch.__version__} (CUDA {cuda or 'none'})")
+    say(f"NVIDIA_DRIVER_MIN={label_floor} matches torch {torch.__version__} (CUDA {cuda or 'none'})")
 
 
 if __name__ == "__main__":

@@ -327,7 +327,6 @@ def tokenize_splits(splits: dict, tokenizer, max_length: int, has_pair: bool, ca
     """
     import atexit
     import os
-    import sys
     import time
 
     import datasets
@@ -351,8 +350,7 @@ def tokenize_splits(splits: dict, tokenizer, max_length: int, has_pair: bool, ca
     with FileLock(str(root / f"{key}.lock")):
         problem = cache_problem(folder, key, splits, TOKENIZED_FORMAT) if folder.is_dir() else None
         if problem:  # damaged or foreign: never trusted, never fatal
-            print(f"warning: the tokenization cache entry {folder} is {problem}; it is discarded and rebuilt",
-                  file=sys.stderr)
+            warn(f"the tokenization cache entry {folder} is {problem}; it is discarded and rebuilt")
             remove(folder, ignore_errors=True)
         if folder.is_dir():
             say(f"tokenize: {rows} rows from the cache ({folder})")

@@ -24,6 +24,8 @@ import re
 import sys
 import time
 
+from runner.console import say
+
 PERCENT = 10  # a progress line every 10% of the way...
 SECONDS = 60  # ...or every minute, whichever comes first: a CI log shows a long step is alive
 PROGRESS_SWITCHES = ("HF_HUB_DISABLE_PROGRESS_BARS", "HF_DATASETS_DISABLE_PROGRESS_BARS")
@@ -168,7 +170,7 @@ class _Stdout:
 
     @staticmethod
     def write(text: str) -> None:
-        print(text, flush=True)
+        say(text, flush=True)
 
     def close(self) -> None:
         pass

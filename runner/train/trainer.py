@@ -8,7 +8,7 @@ import signal
 import time
 from pathlib import Path
 
-from runner.console import warn
+from runner.console import emit, warn
 from runner.evaluate.metrics import trainer_metrics_function
 from runner.spec.document import Spec
 from runner.spec.sections import TrainSection
@@ -205,7 +205,7 @@ class GracefulStop:
             os._exit(128 + number)
         self.signal_number = number
         doing = "saving a checkpoint and stopping" if self.saves else "stopping"
-        print(f"\n{signal.Signals(number).name}: {doing} (send it again to exit at once)", flush=True)
+        emit(f"\n{signal.Signals(number).name}: {doing} (send it again to exit at once)", flush=True)
 
     @property
     def exit_code(self) -> int:

@@ -261,3 +261,35 @@ def test_the_door_check_finds_a_write_added_in_a_stage_folder():
                   "tempfile.mkdtemp()", "shutil.move(a, b)", "os.rename(a, b)", "open(p, 'xb')"):
         assert writes_in(stage + f"\n\ndef added(p, q, a, b):\n    {added}\n"), added
     assert not writes_in(stage + "\n\ndef fine(p):\n    open(p)\n    open(p, 'rb')\n    'a'.replace('a', 'b')\n")
+
+
+# ---------------------------------------------------------------------------------------------
+# One voice: runner/console.py is the only module that prints to the terminal
+
+PRINTER = PACKAGE / "console.py"
+TERMINAL = ("sys.stdout", "sys.stderr", "sys.__stdout__", "sys.__stderr__")
+
+
+def prints_in(source: str) -> list[str]:
+    """`line: print(...)` for each print() that writes to the terminal: no file= or file=sys.stdout/stderr.
+    A print() into a file object the code opened itself is writing a file, and is left alone."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "print":
+            target = next((k.value for k in node.keywords if k.arg == "file"), None)
+            if target is None or ast.unparse(target) in TERMINAL:
+                found.append(f"{node.lineno}: {ast.unparse(node)[:80]}")
+    return found
+
+
+def test_console_is_the_only_printer():
+    offenders = {}
+    for path in sorted(PACKAGE.rglob("*.py")):
+        if path != PRINTER and (found := prints_in(path.read_text(encoding="utf-8"))):
+            offenders[str(path.relative_to(PACKAGE.parent))] = found
+    assert not offenders, f"print() outside runner/console.py (call say, warn, note or progress): {offenders}"
+
+
+def test_the_printer_check_tells_a_terminal_from_a_file():
+    assert prints_in("print('x')") and prints_in("import sys\nprint('x', file=sys.stderr, flush=True)")
+    assert not prints_in("def f(fh):\n    print('x', file=fh)\n") and not prints_in("s = \"print('x')\"")
