@@ -19,10 +19,6 @@ from runner.remote.jobs_cli import jobs, remote_options, run_remote, sky
 from runner.train.hardware import compile_cache_in_runner_cache, passive_wait_policy
 from runner.train.progress import setup as progress_setup
 
-passive_wait_policy()  # OMP_WAIT_POLICY=PASSIVE unless set: read once when torch's OpenMP loads, so before torch
-compile_cache_in_runner_cache()  # torch.compile's cache out of TMPDIR, set before torch reads it
-progress_setup()  # off a terminal: progress lines, no bars (read by the libraries as they load); the head's notice
-
 
 def debugging() -> bool:
     """`runner --debug ...`: tracebacks are shown (read from the command line, not a global)."""
@@ -40,6 +36,10 @@ class RunnerGroup(click.Group):
     def invoke(self, ctx):
         from runner import stopping
 
+        # What the process needs before a command imports torch (on each call, not on import, which changes nothing):
+        passive_wait_policy()  # OMP_WAIT_POLICY=PASSIVE unless set: read once as torch's OpenMP loads
+        compile_cache_in_runner_cache()  # torch.compile's cache out of TMPDIR, set before torch reads it
+        progress_setup()  # off a terminal: progress lines, no bars (read by the libraries as they load)
         stopping.install()  # SIGINT/SIGTERM unwind (clean up), never inside an import or a shielded step
         try:
             return super().invoke(ctx)

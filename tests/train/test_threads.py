@@ -42,10 +42,14 @@ def test_passive_waiting_unless_the_environment_says_otherwise():
 
 
 def test_the_cli_sets_the_wait_policy_before_torch_loads():
-    code = "import os, sys, runner.cli; print(os.environ.get('OMP_WAIT_POLICY'), 'torch' in sys.modules)"
+    """Set by a command as it starts (importing runner.cli sets nothing), before anything imports torch."""
+    code = ("import os, sys, runner.cli; print(os.environ.get('OMP_WAIT_POLICY'))\n"
+            "runner.cli.main(['schema'], standalone_mode=False)\n"
+            "print(os.environ.get('OMP_WAIT_POLICY'), 'torch' in sys.modules)")
     env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
-    assert done.stdout.split() == ["PASSIVE", "False"]
+    lines = done.stdout.splitlines()
+    assert lines[0] == "None" and lines[-1].split() == ["PASSIVE", "False"]
 
 
 def test_train_threads_is_applied_printed_and_recorded(tiny_model, tiny_data):
