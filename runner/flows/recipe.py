@@ -20,6 +20,7 @@ from pathlib import Path
 from runner.console import is_main_process, say
 from runner.errors import Interrupted, RunError, SpecError
 from runner.files import atomic_write_json, atomic_write_text, move, remove
+from runner.flows.contract import TrainingFlow
 from runner.flows.lifecycle import RunFolder, run_folder
 from runner.record.result import RunResult
 from runner.record.rundir import RECORDING, RunDir
@@ -29,7 +30,7 @@ from runner.train.checkpoints import finish_checkpoints
 from runner.train.distributed import as_launched
 
 
-def flow_of(spec: Spec):
+def flow_of(spec: Spec) -> TrainingFlow:
     """The flow that trains the spec: cross-validation or the single run."""
     if spec.data.cross_validation:
         from runner.flows import crossval
@@ -55,7 +56,7 @@ def run_spec(spec: Spec, overwrite: bool = False, resume: bool = False, force_re
         rewrite_record(spec, RunDir(spec.output_dir))
         publish(spec, RunDir(spec.output_dir))
         return RunDir(spec.output_dir).path
-    if resume and not (flow.RESUMABLE and not spec.search):
+    if resume and not (flow.RESUMABLE and not spec.search):  # a search is not resumable (its RESUMABLE)
         what = "a search" if spec.search else "a cross-validation run"
         raise SpecError(f"{what} cannot be resumed", "run it again with --overwrite",
                         spec.where("search" if spec.search else "data"))
@@ -94,7 +95,8 @@ def now() -> str:
 
 
 def train(
-    spec: Spec, folder: RunFolder, inputs: pipeline.Inputs, argv: list, started_at: str, flow, searched: dict
+    spec: Spec, folder: RunFolder, inputs: pipeline.Inputs, argv: list, started_at: str, flow: TrainingFlow,
+    searched: dict
 ) -> RunResult:
     from runner.train import model as model_step
     from runner.train import trainer as train_step

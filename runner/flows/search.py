@@ -22,6 +22,8 @@ from runner.spec.document import Spec
 from runner.spec.searchspace import PLACES, WHOLE_NUMBERS, space_of
 from runner.spec.tasks import lower_is_better
 
+RESUMABLE = False  # the trials run in a temporary folder that is not kept
+
 
 def search_space(spec: Spec) -> dict:
     return space_of(spec.values)
