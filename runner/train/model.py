@@ -11,6 +11,7 @@ import numpy as np
 from runner.console import say, warn
 from runner.errors import RunError, SpecError
 from runner.spec.document import Spec
+from runner.spec.sections import LoraSection
 from runner.spec.specrules import looks_like_local_path
 from runner.train.cache_folder import cache_root  # noqa: F401 - model_step.cache_root() in the pipeline
 
@@ -180,42 +181,41 @@ def load_model(spec: Spec, labels: list[str], tokenizer=None):
     return model, new_modules(model, info)
 
 
-def lora_targets(model, spec: Spec) -> list[str]:
-    """The spec's target modules, checked against the model, or the architecture's defaults."""
+def lora_targets(model, lora: LoraSection, where: str) -> list[str]:
+    """lora.target_modules, checked against the model, or the architecture's defaults; `where`: the place of
+    lora.target_modules for an error (`spec.where("lora", "target_modules")`)."""
     import torch
 
     linear = (torch.nn.Linear, torch.nn.Conv1d)
     names = {name.rsplit(".", 1)[-1] for name, module in model.named_modules()
              if isinstance(module, linear) or type(module).__name__ == "Conv1D"}
-    targets = spec.lora.target_modules
+    targets = lora.target_modules
     if targets:
         missing = [t for t in targets if t not in names]
         if missing:
             raise SpecError(f"lora.target_modules {', '.join(missing)} not found in the model",
-                            f"valid names for this model: {', '.join(sorted(names))}", spec.where("lora",
-                                                                                                  "target_modules"))
+                            f"valid names for this model: {', '.join(sorted(names))}", where)
         return targets
     model_type = model.config.model_type
     if model_type not in LORA_TARGETS:
         raise SpecError(f"no default LoRA targets for model type '{model_type}'",
-                        f"set lora.target_modules; linear layers in this model: {', '.join(sorted(names))}",
-                        spec.where("lora", "target_modules"))
+                        f"set lora.target_modules; linear layers in this model: {', '.join(sorted(names))}", where)
     return LORA_TARGETS[model_type]
 
 
-def apply_lora(model, spec: Spec, new: list[str] = ()):
-    """Wrap the model with a PEFT LoRA adapter; the classification head and the other newly initialised
-    modules (`new`, from load_model) stay fully trainable and are saved with the adapter."""
+def apply_lora(model, lora: LoraSection, where: str, new: list[str] = ()):
+    """Wrap the model with a PEFT LoRA adapter as the lora section says (`where`: the place of its
+    target_modules, for an error); the classification head and the other newly initialised modules (`new`,
+    from load_model) stay fully trainable and are saved with the adapter."""
     from peft import LoraConfig, TaskType, get_peft_model
 
-    lora = spec.lora
     config = LoraConfig(
         task_type=TaskType.SEQ_CLS,
         r=lora.r,
         lora_alpha=lora.alpha,
         lora_dropout=lora.dropout,
         bias=lora.bias,
-        target_modules=lora_targets(model, spec),
+        target_modules=lora_targets(model, lora, where),
         # PEFT adds `classifier` and `score`; every other newly initialised module is trained and saved too
         modules_to_save=[m for m in new if m not in ("classifier", "score")] or None,
     )

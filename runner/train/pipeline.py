@@ -88,14 +88,12 @@ def load_tokenizer(spec: Spec):
     return model_step.load_tokenizer(spec)
 
 
-def tokenize(spec: Spec, tokenizer, splits: dict) -> dict:
+def tokenize(splits: dict, tokenizer, max_length: int, has_pair: bool) -> dict:
     """The splits tokenized (cached by content); a cache that cannot be written is a RunError."""
     from runner.train import model as model_step
 
     try:
-        return model_step.tokenize_splits(
-            splits, tokenizer, spec.model.max_length, has_pair=bool(spec.data.text_pair_column)
-        )
+        return model_step.tokenize_splits(splits, tokenizer, max_length, has_pair=has_pair)
     except OSError as exc:  # the tokenization cache could not be written: disk full, permissions
         raise RunError(
             f"could not write the tokenized data: {exc.strerror or exc}",
@@ -110,7 +108,7 @@ def build_model(spec: Spec, labels: list[str], tokenizer):
 
     seed_everything(spec.seed)
     model, new = model_step.load_model(spec, labels, tokenizer)
-    return model_step.apply_lora(model, spec, new) if spec.lora else model
+    return model_step.apply_lora(model, spec.lora, spec.where("lora", "target_modules"), new) if spec.lora else model
 
 
 def class_weights_for(spec: Spec, train_labels, labels: list[str]) -> dict:
@@ -145,7 +143,7 @@ def prepare_parts(spec: Spec, data, splits: dict, tokenizer=None, hardware_=None
 
     tokenizer = tokenizer or load_tokenizer(spec)
     device, precision = hardware_ or hardware(spec.train)
-    tokenized = tokenize(spec, tokenizer, splits)
+    tokenized = tokenize(splits, tokenizer, spec.model.max_length, has_pair=bool(spec.data.text_pair_column))
     stats = model_step.token_stats(tokenized, spec.model.max_length)
     weights = class_weights_for(spec, splits["train"]["label"], data.labels)
     if not quiet:

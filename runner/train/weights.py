@@ -10,23 +10,7 @@ accumulation and DDP's averaging of gradients over processes give the same scale
 
 from __future__ import annotations
 
-from runner.console import say
 from runner.errors import DataError
-
-
-def weights_for(spec, data) -> dict:
-    """train.class_weights for a run's prepared data ({} without), said once."""
-
-    weights = class_weights(
-        spec.train.class_weights,
-        data.splits["train"]["label"],
-        data.labels,
-        spec.task,
-        spec.where("train", "class_weights"),
-    )
-    if weights:
-        say("class weights: " + ", ".join(f"{name} {value:.3g}" for name, value in weights.items()))
-    return weights
 
 
 def class_weights(setting, frame_labels, label_names: list[str], task, source: str = "train.class_weights") -> dict:

@@ -85,7 +85,7 @@ def test_decoder_tokenizer_gets_a_pad_token_and_the_head_is_trainable_with_lora(
     model, new = load_model(spec, ["neg", "pos"], tokenizer)
     assert model.config.pad_token_id == tokenizer.pad_token_id
     assert "score" in new
-    peft_model = apply_lora(model, spec, new)
+    peft_model = apply_lora(model, spec.lora, spec.where("lora", "target_modules"), new)
     trainable = {name for name, p in peft_model.named_parameters() if p.requires_grad}
     assert any(
         ".score." in name or name.startswith("score") or "score.modules_to_save" in name for name in trainable
@@ -103,7 +103,7 @@ def test_every_newly_initialised_module_is_saved_with_the_adapter(tiny_distilber
     tokenizer = load_tokenizer(spec)
     model, new = load_model(spec, ["neg", "pos", "neu"], tokenizer)  # 3 labels: the saved 2-label head does not fit
     assert {"classifier"} <= set(new)
-    peft_model = apply_lora(model, spec, new)
+    peft_model = apply_lora(model, spec.lora, spec.where("lora", "target_modules"), new)
     trainable = {name for name, p in peft_model.named_parameters() if p.requires_grad}
     for module in new:
         assert any(f"{module}.modules_to_save" in name for name in trainable), (module, sorted(trainable))
