@@ -92,10 +92,11 @@ def load(spec: Spec, folder) -> pipeline.Inputs:
 
     from runner.data import prepare as data_step
     from runner.data.datachecks import check_prepared
-    from runner.flows.preflight import check_fingerprint
+    from runner.flows.preflight import check_fingerprint, input_inside_run
 
     task, k = spec.task, spec.data.cross_validation.folds
-    data = pipeline.load_data(spec, folder.run_dir, check=False)  # checked below, on the rows the folds train on
+    # checked below, on the rows the folds train on
+    data = pipeline.load_data(spec, lambda files: input_inside_run(spec, files, folder.run_dir), check=False)
     fingerprint = check_fingerprint(folder.path, spec, data.files, resuming=False, force=False)
     # the data step holds out a validation split; the folds take every row back
     rows = pd.concat([data.splits["train"], data.splits["validation"]]).sort_values(data_step.ROW, kind="stable")

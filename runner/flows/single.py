@@ -17,9 +17,9 @@ def describe(spec: Spec) -> str:
 
 def load(spec: Spec, folder: RunFolder) -> pipeline.Inputs:
     """Data (checked), tokens, model and Trainer, before the folder is touched."""
-    from runner.flows.preflight import check_fingerprint
+    from runner.flows.preflight import check_fingerprint, input_inside_run
 
-    data = pipeline.load_data(spec, folder.run_dir)
+    data = pipeline.load_data(spec, lambda files: input_inside_run(spec, files, folder.run_dir))
     fingerprint = check_fingerprint(
         folder.path, spec, data.files, resuming=folder.checkpoint is not None, force=folder.force_resume
     )

@@ -55,19 +55,19 @@ def seed_everything(seed: int) -> None:
     set_seed(seed)
 
 
-def load_data(spec: Spec, run_dir=None, check: bool = True):
+def load_data(spec: Spec, preflight=None, check: bool = True):
     """The prepared splits, checked (duplicates, leakage, short/long texts, rare classes, and the
-    settings the labels found in the data refuse, such as tuned thresholds on three classes). A flow
-    that trains on other splits of these rows (cross-validation) checks and describes those itself
-    (`check=False`)."""
+    settings the labels found in the data refuse, such as tuned thresholds on three classes). `preflight`:
+    the flow's check of the data files ({role: path}) before anything else is said (a file inside the run
+    folder's outputs). A flow that trains on other splits of these rows (cross-validation) checks and
+    describes those itself (`check=False`)."""
     from runner.data import prepare as data_step
     from runner.data.datachecks import check_prepared
-    from runner.flows.preflight import input_inside_run
 
     seed_everything(spec.seed)
     data = data_step.prepare_data(spec)
-    if run_dir is not None:
-        input_inside_run(spec, data.files, run_dir)
+    if preflight is not None:
+        preflight(data.files)
     if not check:
         return data
     say(f"data: {', '.join(f'{n} {r} rows' for n, r in data.summary['rows'].items())}; {data.summary['split_note']}")
