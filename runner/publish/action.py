@@ -23,7 +23,7 @@ from runner.console import say
 from runner.errors import RunError, RunnerError, SpecError
 from runner.files import atomic_write_text, make_folder
 from runner.publish.action_errors import annotations, error_lines, failure_body, gate_annotation, scrub
-from runner.publish.action_names import artifact_name, comment_key, run_identity, slug_of
+from runner.publish.action_names import artifact_name, comment_key, remote_arguments, run_identity, slug_of
 from runner.publish.baseline import Baseline, explicit_baseline, fetch_baseline, spec_key, write_index
 from runner.publish.github import (
     HF_TOKEN_VARS,
@@ -37,7 +37,6 @@ from runner.publish.github import (
 from runner.publish.trust import check_spec, refusal_body, refusal_commands, untrusted_reason
 from runner.record.render import code
 from runner.record.rundir import RunDir
-from runner.remote.dispatch import remote_arguments
 
 # re-exported: tests and callers use action.*
 __all__ = ["annotations", "artifact_name", "comment_key", "error_lines", "failure_body", "run_identity", "scrub"]

@@ -1,10 +1,13 @@
 """The names the action gives what it publishes: a spec's artifact, comment key and run folder, unique within
-the repository (a monorepo's projects, a matrix's jobs) and stable from one run to the next."""
+the repository (a monorepo's projects, a matrix's jobs) and stable from one run to the next; and the `runner run`
+arguments its `compute` input stands for (the action reaches Hugging Face Jobs through `runner run --on`)."""
 
 import hashlib
 import os
 import re
 from collections.abc import Mapping
+
+from runner.errors import RunError
 
 
 def slug_of(spec: str) -> str:
@@ -43,3 +46,18 @@ def artifact_name(env: Mapping[str, str], identity: str) -> str:
         name = f"runner-{env.get('GITHUB_JOB', 'job')}-{identity}"
     attempt = env.get("GITHUB_RUN_ATTEMPT", "1")
     return name + (f"-attempt{attempt}" if attempt not in ("", "1") else "")
+
+
+def remote_arguments(compute: str, token_given: bool, fetch_model: bool) -> list[str]:
+    """The action's `compute` input as `runner run --on` arguments; the hf-token input is required then (checked
+    before any spec is tried, from whether it is set: the step that checks never holds the token). The model
+    comes back when it is pushed or uploaded."""
+    if not compute:
+        return []
+    if not token_given:
+        raise RunError(
+            f"compute: {compute} trains on Hugging Face Jobs, which needs a token, and the hf-token input is not set",
+            hint="add `hf-token: ${{ secrets.HF_TOKEN }}` (a write token allowed to run Jobs) under the step's with:",
+            where="action",
+        )
+    return ["--on", compute] + (["--fetch-model"] if fetch_model else [])

@@ -281,17 +281,3 @@ def follow(api, job, namespace: str, errors: list[str], output: Path | None = No
         raise Interrupted(f"canceled job {job.id}", "its inputs stay on the Hub; run again to start over",
                           exit_code=code) from None
 
-
-def remote_arguments(compute: str, token_given: bool, fetch_model: bool) -> list[str]:
-    """The action's `compute` input as `runner run --on` arguments; the hf-token input is required then (checked
-    before any spec is tried, from whether it is set: the step that checks never holds the token). The model
-    comes back when it is pushed or uploaded."""
-    if not compute:
-        return []
-    if not token_given:
-        raise RunError(
-            f"compute: {compute} trains on Hugging Face Jobs, which needs a token, and the hf-token input is not set",
-            hint="add `hf-token: ${{ secrets.HF_TOKEN }}` (a write token allowed to run Jobs) under the step's with:",
-            where="action",
-        )
-    return ["--on", compute] + (["--fetch-model"] if fetch_model else [])
