@@ -134,10 +134,12 @@ def input_inside_run(spec: Spec, files: dict, run_dir: RunDir) -> None:
 
 
 def fingerprint(spec: Spec, files: dict) -> dict:
-    """What must not change between a checkpoint and a resumed run: the spec (less output) and the data."""
+    """What must not change between a checkpoint and a resumed run: the spec's settings (less output and hub) and
+    the data. `settings_sha256` hashes the parsed settings, not the file (run.json's `spec_sha256` is the file's
+    bytes): a comment or a moved key changes the file, not the run."""
     values = {k: v for k, v in spec.values.items() if k not in ("output", "hub")}
     return {
-        "spec_sha256": hashlib.sha256(json.dumps(values, sort_keys=True, default=str).encode()).hexdigest(),
+        "settings_sha256": hashlib.sha256(json.dumps(values, sort_keys=True, default=str).encode()).hexdigest(),
         "data_sha256": {role: sha256_file(path) for role, path in files.items() if role != "hub"},
     }
 
@@ -157,7 +159,8 @@ def check_fingerprint(run_dir: Path, spec: Spec, files: dict, resuming: bool, fo
                 str(path),
             ) from None
         saved = saved if isinstance(saved, dict) else {}
-        if saved.get("spec_sha256") != current["spec_sha256"]:
+        # a checkpoint saved before the key was renamed calls it spec_sha256
+        if saved.get("settings_sha256", saved.get("spec_sha256")) != current["settings_sha256"]:
             raise SpecError(
                 "the spec changed since the checkpoint was saved",
                 "resume with the same spec, or pass --force-resume to continue anyway",

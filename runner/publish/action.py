@@ -331,13 +331,14 @@ def train(env: Mapping[str, str], run_cli: RunCli | None = None) -> dict:
             entry["gate_failed"] = True
         elif report_rc != 0:
             entry["problems"].append(f"`runner report` failed with exit code {report_rc}; showing the run's report.md.")
-            report = (run_dir / "report.md").read_text(encoding="utf-8") if (run_dir / "report.md").is_file() else ""
+            report_file = RunDir(run_dir).report_file
+            report = report_file.read_text(encoding="utf-8") if report_file.is_file() else ""
         entry.update(rc=report_rc, body=report.strip())
         run = RunDir(run_dir)
         if run.metrics_file.is_file():
             metrics[spec] = run.headline()
     root = Path(state["root"])
-    recorded = {e["key"]: e["slug"] for e in state["entries"] if (Path(e["run_dir"]) / "metrics.json").is_file()}
+    recorded = {e["key"]: e["slug"] for e in state["entries"] if RunDir(e["run_dir"]).metrics_file.is_file()}
     if recorded:
         write_index(root, recorded, env)
     single = len(state["entries"]) == 1

@@ -32,7 +32,7 @@ from runner.errors import RunError
 from runner.files import atomic_write_text, make_folder, new_file, remove
 from runner.publish.github import _origin, _request, warning
 from runner.record.render import code
-from runner.record.rundir import metrics_path
+from runner.record.rundir import RunDir, metrics_path
 
 INDEX = "runner-specs.json"
 MAX_ARCHIVE = 512 * 1024 * 1024  # the baseline holds metrics and reports; weights are not needed
@@ -89,7 +89,7 @@ def read_index(folder: Path) -> dict[str, Path]:
     for key, name in (index.get("specs") or {}).items():
         if isinstance(key, str) and isinstance(name, str) and re.fullmatch(r"[A-Za-z0-9._-]+", name):
             run = folder / name
-            if (run / "metrics.json").is_file():
+            if RunDir(run).metrics_file.is_file():
                 found[key] = run
     return found
 

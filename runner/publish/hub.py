@@ -18,10 +18,10 @@ from pathlib import Path
 from runner import __version__
 from runner.console import say, warn
 from runner.errors import DataError, RunError, SpecError
-from runner.record.rundir import FINISHED, MANIFEST, METRICS, SPEC, RunDir
+from runner.record.rundir import CHECKPOINTS, FINISHED, MANIFEST, MERGED, METRICS, MODEL, ONNX, REPORT, SPEC, RunDir
 
 # Files of the run folder that travel with the model, at the root of the repository.
-RUN_FILES = (METRICS, MANIFEST, SPEC, "report.md")
+RUN_FILES = (METRICS, MANIFEST, SPEC, REPORT)
 # Trainer state that is useless for inference and may be large or pickled: never pushed.
 NEVER_PUSHED = ("optimizer.pt", "optimizer.bin", "scheduler.pt", "scaler.pt", "trainer_state.json", "training_args.bin")
 NEVER_PUSHED_PREFIXES = ("rng_state", "checkpoint-", "optimizer", "scheduler", ".")
@@ -182,7 +182,7 @@ def pushable_files(run_dir: str | Path) -> list[tuple[str, Path]]:
     and hidden files are never included.
     """
     run_dir = Path(run_dir)
-    model_dir = next((run_dir / name for name in ("model", "merged") if _has_files(run_dir / name)), None)
+    model_dir = next((run_dir / name for name in (MODEL, MERGED) if _has_files(run_dir / name)), None)
     if model_dir is None:
         raise SpecError(
             "no saved model to push: model/ is missing or empty",
@@ -200,7 +200,7 @@ def pushable_files(run_dir: str | Path) -> list[tuple[str, Path]]:
     onnx = RunDir(run_dir).onnx_dir  # `runner export`: the ONNX models with their tokenizer and config, under onnx/
     for path in sorted(onnx.iterdir()) if onnx.is_dir() else ():
         if path.is_file() and not _never_pushed(path.name):
-            files[f"onnx/{path.name}"] = path
+            files[f"{ONNX}/{path.name}"] = path
     return sorted(files.items())
 
 
@@ -374,4 +374,4 @@ def _has_files(folder: Path) -> bool:
 
 
 def _never_pushed(name: str) -> bool:
-    return name in NEVER_PUSHED or name == "checkpoints" or name.startswith(NEVER_PUSHED_PREFIXES)
+    return name in NEVER_PUSHED or name == CHECKPOINTS or name.startswith(NEVER_PUSHED_PREFIXES)

@@ -17,9 +17,9 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from runner import files
-from runner.errors import RunError, SpecError
+from runner.errors import DataError, RunError, SpecError
 from runner.files import atomic_write_bytes
-from runner.record.rundir import MANIFEST, METRICS
+from runner.record.rundir import MANIFEST, METRICS, RunDir
 
 RUN_MARKERS = (MANIFEST, METRICS)
 
@@ -43,7 +43,7 @@ def is_run_folder(path: Path) -> bool:
     path = Path(path)
     """A folder a run wrote (run.json, metrics.json) or is writing (its checkpoints' fingerprint)."""
     return path.is_dir() and (any((path / m).is_file() for m in RUN_MARKERS)
-                              or (path / "checkpoints" / "fingerprint.json").is_file())
+                              or RunDir(path).fingerprint_file.is_file())
 
 
 def enclosing_run(path: Path) -> Path | None:
@@ -62,9 +62,9 @@ def run_inputs(run_dir: Path) -> list[Path]:
 
     out = [Path(run_dir)]
     try:
-        manifest = json.loads((Path(run_dir) / MANIFEST).read_text(encoding="utf-8"))
+        manifest = RunDir(run_dir).read_manifest(required=True)
         files = (manifest.get("data") or {}).get("files")
-    except (OSError, ValueError, AttributeError):
+    except (OSError, ValueError, AttributeError, DataError):
         return out
     for entry in (files or {}).values() if isinstance(files, dict) else ():
         path = recorded_path(entry, run_dir, manifest) if isinstance(entry, dict) else None

@@ -21,18 +21,21 @@ from runner.errors import DataError, RunError, SpecError
 from runner.files import atomic_write_json, atomic_write_text, read_json
 from runner.spec.tasks import metric_items
 
-MANIFEST, METRICS, SPEC = "run.json", "metrics.json", "spec.yaml"
+# The names inside a run folder: spelled here only; every other module takes them from here or asks a RunDir.
+MANIFEST, METRICS, SPEC, REPORT = "run.json", "metrics.json", "spec.yaml", "report.md"
+MODEL, MERGED, ONNX, CHECKPOINTS, PREDICTIONS, LOGS = "model", "merged", "onnx", "checkpoints", "predictions", "logs"
+FINGERPRINT = "fingerprint.json"  # in checkpoints/: what a resumed run must match
 # What a run writes into its folder: --overwrite sets these aside, and nothing else.
 ENTRIES = (
-    "model",
-    "merged",
-    "checkpoints",
-    "logs",
-    "predictions",
+    MODEL,
+    MERGED,
+    CHECKPOINTS,
+    LOGS,
+    PREDICTIONS,
     METRICS,
     MANIFEST,
     SPEC,
-    "report.md",
+    REPORT,
     "confusion_matrix.png",
     "training_curves.png",
     ".model.tmp",
@@ -42,9 +45,9 @@ ENTRIES = (
     "reliability.png",
 )
 # What a resumed run writes again (it keeps its checkpoints and run.json).
-RESUME_ENTRIES = ("model", "merged", METRICS, "report.md", ".model.tmp", ".merged.tmp")
+RESUME_ENTRIES = (MODEL, MERGED, METRICS, REPORT, ".model.tmp", ".merged.tmp")
 # What `runner export` adds to a finished run: stale once the model is trained again, so it goes aside too.
-EXPORT_ENTRIES = ("onnx", ".onnx.tmp")
+EXPORT_ENTRIES = (ONNX, ".onnx.tmp")
 ENTRIES, RESUME_ENTRIES = ENTRIES + EXPORT_ENTRIES, RESUME_ENTRIES + EXPORT_ENTRIES
 ASIDE = ".previous"  # the earlier run while a new one runs; restored if the new one fails
 PARTIAL = ".partial"  # in ASIDE while entries move (aside or back): the folder holds none of the new run's
@@ -88,28 +91,28 @@ class RunDir:
 
     @property
     def model_dir(self) -> Path:
-        return self.path / "model"
+        return self.path / MODEL
 
     @property
     def merged_dir(self) -> Path:
-        return self.path / "merged"
+        return self.path / MERGED
 
     @property
     def onnx_dir(self) -> Path:
         """`runner export`: model.onnx (and model_int8.onnx) with the tokenizer and config."""
-        return self.path / "onnx"
+        return self.path / ONNX
 
     @property
     def checkpoints(self) -> Path:
-        return self.path / "checkpoints"
+        return self.path / CHECKPOINTS
 
     @property
     def fingerprint_file(self) -> Path:
-        return self.checkpoints / "fingerprint.json"
+        return self.checkpoints / FINGERPRINT
 
     @property
     def predictions_dir(self) -> Path:
-        return self.path / "predictions"
+        return self.path / PREDICTIONS
 
     @property
     def manifest_file(self) -> Path:
@@ -125,7 +128,7 @@ class RunDir:
 
     @property
     def report_file(self) -> Path:
-        return self.path / "report.md"
+        return self.path / REPORT
 
     @property
     def label_issues_file(self) -> Path:

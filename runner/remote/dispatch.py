@@ -42,7 +42,7 @@ from runner import __version__
 from runner.console import say
 from runner.errors import Interrupted, RunError, SpecError, Terminated
 from runner.files import remove, temporary_folder
-from runner.record.rundir import RunDir
+from runner.record.rundir import CHECKPOINTS, RunDir
 from runner.remote.follow import follow_log
 from runner.remote.hubapi import INPUT, connect, hub_call
 from runner.remote.joblabels import BACKEND, job_key, job_labels
@@ -55,7 +55,7 @@ DEFAULT_TIMEOUT = "2h"
 IMAGE_ENV, REPO_ENV = "RUNNER_JOBS_IMAGE", "RUNNER_JOBS_REPO"
 JOBS_REPO_NAME = "runner-jobs"
 # Never uploaded from a local model folder: training state and hidden files.
-SKIPPED_MODEL_PARTS = ("checkpoints", "optimizer.pt", "scheduler.pt", "rng_state.pth", "training_args.bin")
+SKIPPED_MODEL_PARTS = (CHECKPOINTS, "optimizer.pt", "scheduler.pt", "rng_state.pth", "training_args.bin")
 
 
 

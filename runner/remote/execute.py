@@ -22,11 +22,12 @@ import sys
 from pathlib import Path
 
 from runner.console import say
+from runner.record.rundir import ASIDE, CHECKPOINTS, MERGED, MODEL, ONNX
 from runner.remote.hubapi import EXIT_FILE, INPUT, OUTPUT
 from runner.remote.install import NO_CUDA_EXIT, gpu_flavor
 
-NEVER_UPLOADED = ("checkpoints", ".previous")
-MODEL_ENTRIES = ("model", "merged", "onnx")
+NEVER_UPLOADED = (CHECKPOINTS, ASIDE)
+MODEL_ENTRIES = (MODEL, MERGED, ONNX)
 
 
 def exec_job(repo_id: str, folder: str, fetch_model: bool = False, work: Path | None = None,

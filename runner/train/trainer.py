@@ -10,6 +10,7 @@ from pathlib import Path
 
 from runner.console import emit, warn
 from runner.evaluate.metrics import trainer_metrics_function
+from runner.record.rundir import LOGS, RunDir
 from runner.spec.document import Spec
 from runner.spec.sections import TrainSection
 from runner.spec.tasks import lower_is_better
@@ -100,7 +101,7 @@ def training_arguments(train: TrainSection, seed: int, run_dir: Path, device: st
     if optimizer == "auto":
         optimizer = "adamw_torch_fused" if fused_adamw_available(device) else "adamw_torch"
     return TrainingArguments(
-        output_dir=str(run_dir / "checkpoints"),
+        output_dir=str(RunDir(run_dir).checkpoints),
         num_train_epochs=train.epochs,
         max_steps=train.max_steps or -1,
         learning_rate=train.learning_rate,
@@ -362,7 +363,7 @@ def build_trainer(spec: Spec, model, tokenizer, tokenized: dict, labels: list[st
     )
     for callback in trainer.callback_handler.callbacks:  # TensorBoard logs go to the run folder's logs/
         if type(callback).__name__ == "TensorBoardCallback":
-            callback.logging_dir = str(output_dir / "logs")
+            callback.logging_dir = str(output_dir / LOGS)
     progress.lines_for_bars(trainer)  # off a terminal: a line every 10% of the steps, no `\r` frames
     trainer.max_tokens_per_batch = spec.train.max_tokens_per_batch  # read by get_train_dataloader
     trainer.padding_free = packed
@@ -395,7 +396,7 @@ def latest_checkpoint(run_dir: Path) -> Path | None:
     import json
     import re
 
-    folder = run_dir / "checkpoints"
+    folder = RunDir(run_dir).checkpoints
     if not folder.is_dir():
         return None
     found = [(int(match.group(1)), path) for path in folder.iterdir()
