@@ -1,8 +1,9 @@
 """Honest comparisons of two runs, and the quality gate.
 
-`paired_delta`: the change of a metric from a baseline run to a new run with a paired bootstrap
-95% interval. Paired means both runs predicted the same rows: their predictions/<split>.jsonl are
-matched by source row and text, and each bootstrap sample draws the same rows for both. When the
+`bootstrap_delta`: the change of a metric from a baseline run to a new run with a paired bootstrap
+95% interval (runner.record.comparison.paired_delta reads the two runs' folders for it). Paired means both
+runs predicted the same rows: their predictions/<split>.jsonl are matched by source row and text
+(`matched_rows`), and each bootstrap sample draws the same rows for both. When the
 rows differ (other data, another split, other rows dropped) no interval is given and no
 difference is called: the result says why.
 
@@ -14,29 +15,12 @@ Action exit 1 when it fails.
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
-from runner.files import read_jsonl
-from runner.record.rundir import RunDir
-from runner.record.runrecord import results_of
-from runner.spec.tasks import TASKS, lower_is_better, metric_items, task_of
+from runner.spec.tasks import lower_is_better
 
 RESAMPLES = 1000
 SEED = 0
 FAST = ("accuracy", "f1_macro", "f1_weighted", "precision_macro", "recall_macro")  # from a confusion matrix
-
-
-def read_predictions(run_dir: RunDir, split: str) -> list[dict] | str:
-    """The run's predictions of `split`, or why there are none to pair ("has no ...", "has a damaged ...")."""
-    path = run_dir.predictions_file(split)
-    if not path.is_file():
-        return f"has no predictions/{split}.jsonl"
-    try:
-        return read_jsonl(path)
-    except OSError as exc:
-        return f"cannot read predictions/{split}.jsonl ({exc.strerror or exc})"
-    except ValueError:
-        return f"has a predictions/{split}.jsonl that is not JSON lines"
 
 
 def matched_rows(new: list[dict], base: list[dict]) -> tuple[list[dict], list[dict]] | str:
@@ -91,37 +75,11 @@ def metric_sampler(task, metric: str, scores, truth, labels: list[str], threshol
     )
 
 
-def paired_delta(new_dir, base_dir, split: str, metric: str, resamples: int = RESAMPLES, seed: int = SEED) -> dict:
-    """{paired, rows, split, metric, new, base, delta, low, high, verdict} or {paired: False, reason}."""
+def bootstrap_delta(samplers: list, metric: str, n: int, resamples: int = RESAMPLES, seed: int = SEED) -> dict:
+    """The paired bootstrap of a metric's change: `samplers` (new, base) give the metric on a draw of row indices
+    of the `n` matched rows. {rows, new, base, delta, low, high, resamples, verdict}."""
     import numpy as np
 
-    new_run, base_run = RunDir(new_dir), RunDir(base_dir)
-    new, base = read_predictions(new_run, split), read_predictions(base_run, split)
-    out = {"split": split, "metric": metric, "paired": False}
-    for who, rows in (("the new run", new), ("the baseline", base)):
-        if isinstance(rows, str):
-            return out | {"reason": f"{who} {rows}"}
-    matched = matched_rows(new, base)
-    if isinstance(matched, str):
-        return out | {"reason": matched}
-    spec_values = new_run.spec_values()
-    task_name = spec_values.get("task") or results_of(new_dir).task
-    if task_name not in TASKS:
-        return out | {"reason": "the new run's spec does not name its task"}
-    task = task_of(task_name)
-    labels = results_of(new_run.path).labels
-    if results_of(base_run.path).labels != labels:
-        return out | {"reason": "the runs have different labels"}
-    threshold = (spec_values.get("predict") or {}).get("threshold", 0.5)
-    try:
-        samplers = []
-        for records, run in zip(matched, (new_run, base_run)):
-            scores, truth = task.from_prediction_records(records, labels)
-            thresholds = results_of(run.path).thresholds or None  # each run's own rule
-            samplers.append(metric_sampler(task, metric, scores, truth, labels, threshold, thresholds))
-    except (KeyError, ValueError, TypeError) as exc:
-        return out | {"reason": f"the predictions files cannot be read as this task's ({type(exc).__name__}: {exc})"}
-    n = len(matched[0])
     everything = np.arange(n)
     new_value, base_value = float(samplers[0](everything)), float(samplers[1](everything))
     rng = np.random.default_rng(seed)
@@ -135,8 +93,7 @@ def paired_delta(new_dir, base_dir, split: str, metric: str, resamples: int = RE
         verdict = "better" if (low > 0) == better_up else "worse"
     else:
         verdict = "no clear difference"
-    return out | {
-        "paired": True,
+    return {
         "rows": n,
         "new": round(new_value, 6),
         "base": round(base_value, 6),
@@ -235,29 +192,3 @@ def interval_text(comparison: dict) -> str:
         f"Δ {comparison['delta']:+.4f}, 95% paired bootstrap interval [{comparison['low']:+.4f}, "
         f"{comparison['high']:+.4f}] on the same {comparison['rows']} {comparison['split']} rows"
     )
-
-
-def comparison_and_gate(run_dir, base, headline: dict, metrics: dict,
-                        base_metrics: dict | None = None) -> tuple[dict | None, dict | None]:
-    """The headline comparison (with a baseline) and the gate verdict (with a gate in the run's spec), the
-    gate's on its own split (`gate.split`); `metrics` and `base_metrics` are the two runs' metrics.json."""
-    spec_values = RunDir(run_dir).spec_values() if Path(run_dir).is_dir() else {}
-    gate = spec_values.get("gate") if isinstance(spec_values.get("gate"), dict) else None
-    headline_split, split = headline.get("split", "validation"), gate_split(gate)
-    base_metrics = base_metrics or {}
-    comparison = base_dir = None
-    if base is not None and headline.get("name"):
-        base_dir = Path(base) if Path(base).is_dir() else Path(base).parent
-        comparison = paired_delta(run_dir, base_dir, headline_split, headline["name"])
-    if gate is None:
-        return comparison, None
-    metric = gate.get("metric") or headline.get("name")
-    gate_comparison = comparison
-    if base_dir is not None and metric and (metric, split) != (headline.get("name"), headline_split):
-        gate_comparison = paired_delta(run_dir, base_dir, split, metric)
-    elif base is not None and comparison is None:  # a run without a headline: the gate's check cannot be paired
-        gate_comparison = {"paired": False, "reason": "the run has no headline metric"}
-    base_values = dict(metric_items(base_metrics.get(split)))
-    return comparison, gate_verdict(gate, headline, dict(metric_items(metrics.get(split))), gate_comparison,
-                                    base_values.get(metric), bool(base_values) or gate_comparison is None
-                                    or bool(gate_comparison.get("paired")))

@@ -7,8 +7,9 @@ import math
 import os
 from pathlib import Path
 
-from runner.evaluate.compare import comparison_and_gate, per_class_deltas
+from runner.evaluate.compare import per_class_deltas
 from runner.record.analysis import summary_lines
+from runner.record.comparison import comparison_and_gate
 from runner.record.flows import comparison_lines
 from runner.record.markdown import SPLITS, number, per_class_table, table
 from runner.record.paths import published_arg

@@ -69,8 +69,8 @@ def predictions(run_dir, split):
 
 
 def test_headline_metrics_confusion_gate_and_predictions_use_one_rule(tuned_run):
-    from runner.evaluate.compare import paired_delta
     from runner.evaluate.metrics import single_label_metrics
+    from runner.record.comparison import paired_delta
     from runner.record.summary import summary_json
 
     run_dir, output = tuned_run

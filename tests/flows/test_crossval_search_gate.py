@@ -16,9 +16,9 @@ from conftest import labelled_rows, run_cli, tiny_spec_text, write_csv, write_sp
 from support.github_fake import FakeGitHub, actions_env
 
 from runner.cli import main
-from runner.evaluate.compare import paired_delta
 from runner.flows.crossval import fold_ids
 from runner.publish import action
+from runner.record.comparison import paired_delta
 
 
 def read_json(path):
