@@ -227,7 +227,7 @@ def run(spec, overrides, dry_run, output_dir, overwrite, resume, force_resume, n
 @click.option("--encoding", default=None, help="The data file's text encoding, e.g. cp1252 (default: detected).")
 def init(data_file, output, model, force, encoding) -> None:
     """Write a starter spec for DATA_FILE, guessing the text and label columns."""
-    from runner.spec.starter import starter_spec
+    from runner.data.starter import starter_spec
 
     if output:
         check_new_file(output, force, data_file)

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from conftest import labelled_rows, run_cli, write_csv
 
-from runner.spec import starter
+from runner.data import starter
 
 ROOT = Path(__file__).resolve().parents[2]
 OFFLINE = {"HF_HUB_OFFLINE": "1", "HF_ENDPOINT": "http://127.0.0.1:9", "TRANSFORMERS_OFFLINE": "1"}
