@@ -136,7 +136,7 @@ def calibration_lines(result: RunResult, pictures: set[str] = frozenset()) -> li
         ]
         if "reliability.png" in pictures:
             out += ["![Reliability diagram](reliability.png)", ""]
-    from runner.evaluate.classprior import report_lines  # predict.class_prior, after the calibration
+    from runner.record.classprior import report_lines  # predict.class_prior, after the calibration
 
     out += report_lines(calibration.get("class_prior"))
     if result.thresholds:
@@ -370,7 +370,7 @@ def summary_lines(results: dict) -> list[str]:
             ),
             "",
         ]
-    from runner.evaluate.classprior import summary_line
+    from runner.record.classprior import summary_line
 
     out += summary_line(recorded.get("class_prior"))
     if results.get("thresholds"):
