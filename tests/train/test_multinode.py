@@ -76,7 +76,7 @@ def test_a_good_multi_node_spec_validates_and_a_worker_records_the_rank_given(tm
     monkeypatch.setenv(LAUNCHED_NNODES, "2")
     monkeypatch.setenv(LAUNCHED_NODE_RANK, "1")
     recorded, _ = as_launched(worker, ["runner", "run", spec.name])
-    assert (recorded.compute["nnodes"], recorded.compute["node_rank"]) == (2, 1)
+    assert (recorded.compute.nnodes, recorded.compute.node_rank) == (2, 1)
 
 
 def test_two_nodes_of_one_process_each_write_one_record_on_node_0(tmp_path, tiny_model):
