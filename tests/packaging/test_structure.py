@@ -145,6 +145,16 @@ def test_the_record_never_imports_the_flows_or_what_publishes_it():
     assert not arrows({"record"}, {"flows", "publish", "remote", "inference", "train"})
 
 
+def test_no_stage_climbs_back_to_one_above_it():
+    """The floors, lowest first: the leaves (redaction), errors, spec, evaluate, data, record, publish, train, flows,
+    inference, remote; what a floor imports lies below it (bench/import_graph.py counts what is left)."""
+    assert not arrows({"spec"}, {"data", "record"}), "the spec is read by the stages, it reads none of them"
+    assert not arrows({"evaluate"}, {"record", "data"}), "evaluation computes; the record reads runs and writes it"
+    assert not arrows({"train"}, {"flows", "publish", "remote", "inference"}), "a flow passes its checks in"
+    assert not arrows({"publish"}, {"remote", "flows", "train"}), "the action reaches Jobs through `runner run --on`"
+    assert graph()["runner.errors"] <= LEAVES, "errors import only the leaves (redaction)"
+
+
 def test_the_leaves_import_nothing_of_runner():
     found = {name: sorted(targets) for name, targets in graph().items() if name in LEAVES and targets}
     assert not found, f"a leaf imports runner: {found}"
