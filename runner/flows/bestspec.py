@@ -20,6 +20,8 @@ import os
 import re
 from pathlib import Path
 
+from runner.record.rundir import BEST_SPEC
+
 PATH_KEYS = (("data", "train"), ("data", "validation_file"), ("data", "test_file"))
 # search key -> its place in the spec (runner.flows.search.PLACES has them too, with the Trainer's field)
 SPEC_PATHS = {
@@ -238,7 +240,7 @@ def _check(text: str, expected: dict, edits: dict) -> None:
 
     from runner.spec.yamlsource import parse_yaml
 
-    document, _ = parse_yaml(text, "best-spec.yaml")
+    document, _ = parse_yaml(text, BEST_SPEC)
     if not isinstance(document, dict) or "search" in document:
         raise ValueError("search left in")
     for (section, name), value in expected.items():

@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 
 from runner.record.markdown import duration, number, table
+from runner.record.rundir import LABEL_ISSUES
 
 TEXT_WIDTH = 80
 
@@ -59,7 +60,7 @@ def report_sections(result) -> list[str]:
                 f"{issues['count']} row(s) whose given label the out-of-fold predictions doubt: "
                 f"{issues.get('confident_learning', 0)} flagged by cleanlab's confident learning, the others "
                 f"predicted as another label; all of them, most suspect first, in "
-                f"`{issues.get('file', 'label_issues.csv')}`. Method: {issues.get('method', 'cleanlab')}. The score "
+                f"`{issues.get('file', LABEL_ISSUES)}`. Method: {issues.get('method', 'cleanlab')}. The score "
                 "is the probability given to the given label; `row` is the row's place in its data file (CSV: "
                 "counting the header as 1).",
                 "",

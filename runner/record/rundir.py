@@ -25,6 +25,7 @@ from runner.spec.tasks import metric_items
 MANIFEST, METRICS, SPEC, REPORT = "run.json", "metrics.json", "spec.yaml", "report.md"
 MODEL, MERGED, ONNX, CHECKPOINTS, PREDICTIONS, LOGS = "model", "merged", "onnx", "checkpoints", "predictions", "logs"
 FINGERPRINT = "fingerprint.json"  # in checkpoints/: what a resumed run must match
+LABEL_ISSUES, BEST_SPEC = "label_issues.csv", "best-spec.yaml"  # cross-validation's and a search's
 # What a run writes into its folder: --overwrite sets these aside, and nothing else.
 ENTRIES = (
     MODEL,
@@ -40,8 +41,8 @@ ENTRIES = (
     "training_curves.png",
     ".model.tmp",
     ".merged.tmp",
-    "label_issues.csv",
-    "best-spec.yaml",
+    LABEL_ISSUES,
+    BEST_SPEC,
     "reliability.png",
 )
 # What a resumed run writes again (it keeps its checkpoints and run.json).
@@ -133,12 +134,12 @@ class RunDir:
     @property
     def label_issues_file(self) -> Path:
         """Cross-validation: rows whose given label the out-of-fold predictions doubt, most suspect first."""
-        return self.path / "label_issues.csv"
+        return self.path / LABEL_ISSUES
 
     @property
     def best_spec_file(self) -> Path:
         """Search: the spec with the best trial's values, to commit."""
-        return self.path / "best-spec.yaml"
+        return self.path / BEST_SPEC
 
     def predictions_file(self, split: str) -> Path:
         return self.predictions_dir / f"{split}.jsonl"

@@ -88,6 +88,21 @@ def test_record_file_names_are_spelled_in_at_most_two_modules():
     assert len(spelled) <= 2, spelled
 
 
+RUN_FOLDER_FILES = ("run.json", "metrics.json", "spec.yaml", "report.md", "fingerprint.json", "label_issues.csv",
+                    "best-spec.yaml")
+
+
+def test_the_run_folders_file_names_are_spelled_only_by_its_owner():
+    """Every name of a file in the run folder comes from runner/record/rundir.py (RunDir and its constants)."""
+    names = "|".join(re.escape(name) for name in RUN_FOLDER_FILES)
+    pattern = re.compile(rf"""["']({names})["']""")
+    offenders = {name: [i + 1 for i, line in enumerate(path.read_text(encoding="utf-8").splitlines())
+                        if pattern.search(line)]
+                 for name, path in modules().items() if name != "runner.record.rundir"}
+    offenders = {name: lines for name, lines in offenders.items() if lines}
+    assert not offenders, f"run folder file names spelled outside runner/record/rundir.py: {offenders}"
+
+
 def test_task_names_are_branched_on_only_in_the_task_table():
     pattern = re.compile(
         r"""task\s*(==|!=|in)\s*[("'{]|["'](single_label|multi_label|text_pair)_classification["']\s*[:)]|["']regression["']\s*(\)|:)"""
