@@ -37,7 +37,7 @@ def test_run_refuses_tuned_thresholds_on_three_classes_before_the_model_loads(tm
 
 def test_validate_refuses_it_when_the_spec_lists_its_labels(tmp_path):
     write_csv(tmp_path / "data" / "train.csv", labelled_rows(labels=("pos", "neg", "neu"), per_label=2))
-    spec = write_spec(tmp_path, SPEC + "labels: [pos, neg, neu]\n")
+    write_spec(tmp_path, SPEC + "labels: [pos, neg, neu]\n")
     result = run_cli("validate", "spec.yaml", cwd=tmp_path)
     assert result.returncode == 2, result.stdout
     assert result.stderr.startswith(f"error: {PLACE}: thresholds are tuned for multi-label or two classes; "

@@ -7,8 +7,9 @@ import re
 import shutil
 import subprocess
 import sys
-import tomllib
 from pathlib import Path
+
+import pytest
 
 from runner.train.doctor import DRIVER_FLOOR
 
@@ -93,6 +94,7 @@ def test_installs_with_the_readme_line_and_every_extra_a_job_may_need():
     installs = [command for command in commands() if re.search(r"\bpip install\b.* \S*\.(\[[\w,]+\])?\"?$", command)]
     assert installs == [image_install_line()]
     # what dispatch may ask of a spec (the packaged model, Optuna) is in the image; each extra is the project's
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
     extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
     assert {*PACKAGED_MODEL_EXTRAS.values(), "search"} <= set(IMAGE_EXTRAS) <= set(extras)
 
