@@ -126,10 +126,12 @@ def passive_wait_policy(environ=os.environ) -> None:
 
 
 def compile_cache_in_runner_cache(environ=os.environ) -> None:
-    """torch.compile's cache (TORCHINDUCTOR_CACHE_DIR, unless the user set it) under runner's cache folder, not
-    TMPDIR/torchinductor_USER, where a run, or one stopped by a signal, would leave it. At process start: torch
-    fixes the folder the first time it needs it, which may be before runner compiles anything."""
-    if not environ.get("TORCHINDUCTOR_CACHE_DIR"):
-        from runner.train.cache_folder import cache_root
+    """Libraries' caches under runner's cache folder, unless the user set them: torch.compile's
+    (TORCHINDUCTOR_CACHE_DIR, not TMPDIR/torchinductor_USER, where a run, or one stopped by a signal, would leave
+    it) and matplotlib's font list and config (MPLCONFIGDIR, not $HOME/.cache and $HOME/.config). At process
+    start: torch fixes its folder the first time it needs it, which may be before runner compiles anything."""
+    from runner.train.cache_folder import cache_root
 
-        environ["TORCHINDUCTOR_CACHE_DIR"] = str(cache_root() / "torchinductor")
+    for variable, folder in (("TORCHINDUCTOR_CACHE_DIR", "torchinductor"), ("MPLCONFIGDIR", "matplotlib")):
+        if not environ.get(variable):
+            environ[variable] = str(cache_root() / folder)

@@ -493,3 +493,18 @@ def test_force_replaces_runners_file_only_while_it_is_unchanged(ws, tmp_path, ki
         out.write_text(edit, encoding="utf-8")
         refused(run_cli(*command, "--force", cwd=ws), 2, "edited since")
         assert out.read_text(encoding="utf-8") == edit
+
+
+def test_a_run_writes_nothing_in_home_or_tmpdir(ws, tmp_path):
+    """matplotlib wrote its font list and config into $HOME/.cache and $HOME/.config: library caches go under
+    runner's cache folder (MPLCONFIGDIR, TORCHINDUCTOR_CACHE_DIR), unless the user set them."""
+    home, scratch, cache = tmp_path / "home", tmp_path / "tmp", tmp_path / "cache"
+    for folder in (home, scratch):
+        folder.mkdir()
+    env = {"HOME": str(home), "TMPDIR": str(scratch), "RUNNER_CACHE_DIR": str(cache), "MPLCONFIGDIR": "",
+           "TORCHINDUCTOR_CACHE_DIR": "", "XDG_CACHE_HOME": "", "XDG_CONFIG_HOME": ""}
+    result = run_cli("run", "spec.yaml", "--output", str(tmp_path / "third"), cwd=ws, env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert (tmp_path / "third" / "report.md").is_file()
+    assert [str(p) for p in home.rglob("*")] == [] and [str(p) for p in scratch.rglob("*")] == []
+    assert (cache / "matplotlib").is_dir()
