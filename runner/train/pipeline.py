@@ -239,6 +239,33 @@ def _not_a_stop(record) -> bool:
     return not (record.exc_info and isinstance(record.exc_info[1], _Stopped))
 
 
+def after_failed_write(checkpoints: Path, resume_hint: str) -> str:
+    """What to do once there is space again. The checkpoints newer than the last complete one are what the failed
+    write left (they hold the space, and --resume would skip them): removed. --resume is offered only when a
+    complete checkpoint remains."""
+    import json
+
+    from runner.files import remove
+    from runner.train.checkpoints import checkpoint_folders
+    from runner.train.trainer import damaged_files
+
+    def complete(path: Path) -> bool:
+        try:
+            json.loads((path / "trainer_state.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return False
+        return not damaged_files(path)
+
+    found = checkpoint_folders(checkpoints)
+    newest = max((step for step, path in found.items() if complete(path)), default=-1)
+    for step, path in found.items():
+        if step > newest:
+            remove(path, ignore_errors=True)
+    if newest >= 0 and resume_hint:
+        return resume_hint
+    return "run the command again with --overwrite (no complete checkpoint was written: nothing to resume)"
+
+
 def fit(
     trainer,
     checkpoints: Path,
@@ -285,14 +312,15 @@ def fit(
             if "inline_container" in str(exc) or "unexpected pos" in str(exc):  # torch.save on a full disk
                 raise RunError(
                     f"a checkpoint could not be written while {what} (is the disk full?)",
-                    f"free disk space, then {resume_hint or 'run again'}",
+                    f"free disk space, then {after_failed_write(checkpoints, resume_hint)}",
                     str(checkpoints),
                 ) from None
             raise
         except OSError as exc:  # a checkpoint or log that could not be written: disk full, permissions
             raise RunError(
                 f"a write failed while {what}: {exc.strerror or exc}",
-                f"free disk space (or fix the folder's permissions), then {resume_hint or 'run again'}",
+                "free disk space (or fix the folder's permissions), then "
+                + after_failed_write(checkpoints, resume_hint),
                 str(exc.filename or checkpoints),
             ) from None
     if stop.signal_number is not None:

@@ -765,7 +765,8 @@ def test_full_disk(where, extra_epochs, workspace, monkeypatch):
         assert lines[0].startswith("error: full/checkpoints/checkpoint-16: a write failed while training")
         from runner.train.trainer import latest_checkpoint
 
-        assert latest_checkpoint(workspace.root / "full").name == "checkpoint-8"  # the half-written one is skipped
+        assert latest_checkpoint(workspace.root / "full").name == "checkpoint-8"
+        assert not (checkpoints / "checkpoint-16").exists()  # the half-written one is removed: it holds the space
     else:
         assert lines[0].startswith("error: full/model: could not save the model")
         # Space is back: --resume finishes the run from the kept checkpoint without training again.
@@ -774,6 +775,23 @@ def test_full_disk(where, extra_epochs, workspace, monkeypatch):
         assert resumed.exit_code == 0, resumed.output
         assert (workspace.root / "full" / "model" / "config.json").exists()
         assert json.loads((workspace.root / "full" / "run.json").read_text())["timing"]["global_step"] == 8
+
+
+def test_full_disk_at_the_first_checkpoint_offers_no_resume(workspace, monkeypatch):
+    """The first checkpoint could not be written: --resume would say "holds no complete checkpoint", so the hint
+    says to run again, and the half-written checkpoint is removed."""
+    from transformers import PreTrainedModel
+
+    args = workspace.spec(output="full")
+    monkeypatch.setattr(PreTrainedModel, "save_pretrained", _fail_when("checkpoint-8"))
+    result = CliRunner().invoke(main, args)
+
+    assert result.exit_code == 1, result.output
+    lines = error_lines(result.stderr)
+    assert "No space left on device" in lines[0] and "Traceback" not in result.output
+    assert lines[1].startswith("hint: free disk space") and "--resume" not in lines[1], lines
+    assert "nothing to resume" in lines[1]
+    assert not list((workspace.root / "full" / "checkpoints").glob("checkpoint-*"))
 
 
 def test_full_disk_while_tokenizing(workspace, monkeypatch):
