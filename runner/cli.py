@@ -357,7 +357,7 @@ def comment(run_dir, base_dir, key) -> None:
 @click.argument("run_dir", type=click.Path(path_type=Path))
 @click.option("--output", "output_dir", type=click.Path(path_type=Path), default=None,
               help="Where the repeated run goes (default: RUN_DIR-reproduce).")
-@click.option("--overwrite", is_flag=True, help="Replace another run (or other files) in the --output folder.")
+@click.option("--overwrite", is_flag=True, help="Replace an earlier run in the --output folder (never other files).")
 def reproduce(run_dir, output_dir, overwrite) -> None:
     """Re-run from a run's manifest and report whether the metrics match."""
     from runner.flows.reproduce import reproduce_run

@@ -21,15 +21,19 @@ HARMLESS = (".DS_Store", ".gitkeep", ".keep", "Thumbs.db", "desktop.ini")
 
 def check_place(run_dir: RunDir, where: str = "output.dir") -> None:
     """The output folder's name and place, read-only: a name the system takes, not a file, not inside another
-    run's folder. `where` names what set it (`--output`, `spec.yaml:30:8 output.dir`)."""
+    run's folder, not a symbolic link. `where` names what set it (`--output`, `spec.yaml:30:8 output.dir`)."""
     from runner.record.guard import enclosing_run
 
     try:
+        link = run_dir.path.is_symlink()  # replacing a run through one would replace what it points to
         is_file = run_dir.path.exists() and not run_dir.path.is_dir()
         holder = enclosing_run(run_dir.path.parent)
     except OSError as exc:  # a name too long, a component that is no folder
         raise SpecError(f"output folder '{str(run_dir.path)[:80]}' cannot be used: {exc.strerror}",
                         "choose a shorter, plainer folder path", where) from None
+    if link:
+        raise SpecError(f"output folder '{run_dir.path}' is a symbolic link; runner never writes a run through one",
+                        "give the path of a real folder (the one it points to, or a new one)", where)
     if is_file:
         raise SpecError(f"output folder '{run_dir.path}' is a file", "set output.dir to a folder path", where)
     if holder is not None:
@@ -71,7 +75,7 @@ def prepare(run_dir: RunDir, overwrite: bool, resume: bool, where: str = "output
         say(f"resuming from {checkpoint}")
         return checkpoint
     existing = run_dir.written_entries() + ([run_dir.aside_dir.name] if aside else [])
-    recorded = aside or run_dir.manifest_file.exists() or run_dir.fingerprint_file.exists()
+    recorded = aside or run_dir.has_record()  # a run.json of runner's, not a file of that name
     others = sorted(p.name for p in run_dir.path.iterdir() if p.name not in (*ENTRIES, ASIDE, *HARMLESS)) \
         if run_dir.path.is_dir() else []
     if others and not recorded:  # a data folder, the working folder: a run never writes among other files
@@ -79,6 +83,22 @@ def prepare(run_dir: RunDir, overwrite: bool, resume: bool, where: str = "output
         raise SpecError(
             f"output folder '{run_dir.path}' holds {shown}, which no run wrote",
             "set output.dir (--output) to a new or empty folder: a run writes only into its own folder",
+            where,
+        )
+    if existing and not recorded:
+        raise SpecError(
+            f"output folder '{run_dir.path}' holds {', '.join(existing)} but no record of a run (no run.json that "
+            "runner wrote), so no run wrote them",
+            "set output.dir (--output) to a new or empty folder; --overwrite only replaces a run's own files",
+            where,
+        )
+    foreign = run_dir.foreign_files()
+    if foreign:  # setting the run aside takes its folders whole: a file of the user's in one would go with them
+        shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
+        raise SpecError(
+            f"output folder '{run_dir.path}' holds files that runner does not write there: {shown}",
+            "move them out of the run's folders first (--overwrite replaces model/, predictions/, checkpoints/... "
+            "whole; your files at the top of the run folder are kept), or set output.dir (--output) to a new folder",
             where,
         )
     if existing and not overwrite:
@@ -89,12 +109,6 @@ def prepare(run_dir: RunDir, overwrite: bool, resume: bool, where: str = "output
         raise SpecError(
             f"output folder '{run_dir.path}' already holds {what}",
             "pass --overwrite to replace it, --resume to continue it, or set output.dir (--output) to a new folder",
-            where,
-        )
-    if existing and not recorded:
-        raise SpecError(
-            f"output folder '{run_dir.path}' holds {', '.join(existing)} but no run record, so no run wrote them",
-            "set output.dir (--output) to a new or empty folder; --overwrite only replaces a run's own files",
             where,
         )
     if make:
@@ -118,8 +132,16 @@ def make_folder(run_dir: RunDir, probe: bool = False, where: str = "output.dir")
 
 
 def input_inside_run(spec: Spec, files: dict, run_dir: RunDir) -> None:
-    """A data file inside an entry the run writes would be replaced by the run itself."""
+    """A data file, or the base model (its tokenizer, a LoRA adapter's base), inside an entry the run writes
+    would be replaced by the run itself."""
     entries = [(run_dir.path / entry).resolve() for entry in ENTRIES]
+    for folder in local_model_folders(spec):
+        if any(folder == entry or entry in folder.parents for entry in entries):
+            raise SpecError(
+                f"the base model is inside the run folder's own outputs ({folder})",
+                "copy it elsewhere first: the run replaces that folder's outputs",
+                spec.where("model", "name"),
+            )
     for role, name in files.items():
         if not isinstance(name, (str, Path)):
             continue
@@ -131,6 +153,27 @@ def input_inside_run(spec: Spec, files: dict, run_dir: RunDir) -> None:
                 "copy it elsewhere first: the run replaces that folder's outputs",
                 spec.where("data", key),
             )
+
+
+def local_model_folders(spec: Spec) -> list[Path]:
+    """The folders on this machine the base model and its tokenizer load from: model.name, and the base that a
+    LoRA adapter there names (base_model_name_or_path). None for a Hub model."""
+    from runner.train.model import resolve_model_source
+
+    try:
+        name, source = resolve_model_source(spec)
+    except SpecError:  # the model's loader says what is wrong with the name
+        return []
+    if source == "hub":
+        return []
+    folders = [Path(name).resolve()]
+    try:
+        base = read_json(folders[0] / "adapter_config.json").get("base_model_name_or_path")
+    except (OSError, ValueError, AttributeError, RecursionError):
+        base = None
+    if isinstance(base, str) and base and Path(base).expanduser().exists():
+        folders.append(Path(base).expanduser().resolve())
+    return folders
 
 
 def fingerprint(spec: Spec, files: dict) -> dict:

@@ -36,6 +36,9 @@ def reproduce_run(run_dir: str | Path, output_dir: str | Path | None = None, ove
             f"{folder.manifest_file} records no spec", "the manifest is damaged; re-run with `runner run SPEC`"
         )
     default = run_dir.with_name(run_dir.name + "-reproduce")
+    if output_dir and Path(output_dir).is_symlink():  # before it is resolved: what it points to is not replaced
+        raise SpecError("--output is a symbolic link; runner never writes a run through one",
+                        "give the path of a real folder with --output", str(output_dir))
     output_dir = guard.resolved(output_dir) if output_dir else default
     if output_dir == run_dir:
         raise DataError("the reproduction would overwrite the run it reproduces", "choose another --output folder")
@@ -44,7 +47,7 @@ def reproduce_run(run_dir: str | Path, output_dir: str | Path | None = None, ove
 
     spec_path = recorded_spec_file(run_dir, manifest)  # relative data paths resolve against its folder
     # Hub inputs are pinned to the commits the run resolved; the reproduction never publishes.
-    overrides = [f"output.dir={json.dumps(str(output_dir))}", "hub.push=false"]
+    overrides = ["hub.push=false"]
     recorded = results_of(run_dir).precision or (manifest.get("environment") or {}).get("precision")
     if recorded in ("bf16", "fp16", "fp32"):  # what the run trained in, not what `auto` would pick here
         overrides.append(f"train.precision={recorded}")
@@ -56,9 +59,8 @@ def reproduce_run(run_dir: str | Path, output_dir: str | Path | None = None, ove
         overrides.append(f"data.hub.revision={json.dumps(hub_data['revision'])}")
     elif hub_data:
         warn(f"the Hub dataset {hub_data.get('id')} was not pinned to a revision; it may have changed since the run")
-    spec = load_spec_text(
-        yaml.safe_dump(values, sort_keys=False), spec_path, overrides, check_files=False
-    )
+    spec = load_spec_text(yaml.safe_dump(values, sort_keys=False), spec_path, overrides, check_files=False,
+                          flags={"output.dir": ("--output", str(output_dir))})  # its errors name --output
     verify_inputs(spec, manifest)
 
     from runner.flows.recipe import run_spec
@@ -81,8 +83,10 @@ def reproduce_run(run_dir: str | Path, output_dir: str | Path | None = None, ove
 
 def check_output(run_dir: Path, output_dir: Path, overwrite: bool) -> bool:
     """Before any work (the guarded writer's rules for a run folder): never inside the run or holding it,
-    never inside another run, and another run or other files only with --overwrite. Returns whether
-    the run must replace what the folder holds."""
+    never inside another run, another run only with --overwrite, and never a folder holding other files (--overwrite
+    replaces a run, nothing else). Returns whether the run must replace what the folder holds."""
+    from runner.flows.preflight import HARMLESS
+
     hint = f"choose another --output folder, or pass --overwrite: runner reproduce {run_dir} --output {output_dir} " \
            "--overwrite"
     if guard.inside(output_dir, run_dir) or guard.inside(run_dir, output_dir):
@@ -94,11 +98,14 @@ def check_output(run_dir: Path, output_dir: Path, overwrite: bool) -> bool:
                         str(output_dir))
     if output_dir.exists() and not output_dir.is_dir():
         raise SpecError("--output is a file", "give a folder path", str(output_dir))
-    holds = output_dir.is_dir() and any(output_dir.iterdir())
-    if holds and not overwrite:
-        what = "another run" if guard.is_run_folder(output_dir) else "other files"
-        raise SpecError(f"--output already holds {what}", hint, str(output_dir))
-    return holds
+    found = sorted(p.name for p in output_dir.iterdir() if p.name not in HARMLESS) if output_dir.is_dir() else []
+    if found and not guard.is_run_folder(output_dir):
+        shown = ", ".join(found[:3]) + (f" and {len(found) - 3} more" if len(found) > 3 else "")
+        raise SpecError(f"--output holds {shown}, which no run wrote; --overwrite replaces only an earlier run",
+                        "choose a new or empty --output folder", str(output_dir))
+    if found and not overwrite:
+        raise SpecError("--output already holds another run", hint, str(output_dir))
+    return bool(found)
 
 
 def _earlier_reproduction(output_dir: Path, run_dir: Path, default: Path) -> bool:

@@ -19,9 +19,8 @@ from pathlib import Path
 from runner import files
 from runner.errors import DataError, RunError, SpecError
 from runner.files import atomic_write_bytes
-from runner.record.rundir import MANIFEST, METRICS, RunDir
+from runner.record.rundir import RunDir
 
-RUN_MARKERS = (MANIFEST, METRICS)
 
 
 def resolved(path: str | Path) -> Path:
@@ -40,10 +39,8 @@ def same_file(first: Path, second: Path) -> bool:
 
 
 def is_run_folder(path: Path) -> bool:
-    path = Path(path)
-    """A folder a run wrote (run.json, metrics.json) or is writing (its checkpoints' fingerprint)."""
-    return path.is_dir() and (any((path / m).is_file() for m in RUN_MARKERS)
-                              or RunDir(path).fingerprint_file.is_file())
+    """A folder a run wrote or is writing: it holds runner's record (RunDir.has_record), not a file named run.json."""
+    return Path(path).is_dir() and RunDir(path).has_record()
 
 
 def enclosing_run(path: Path) -> Path | None:

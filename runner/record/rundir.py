@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import fnmatch
 import json
 import os
 from contextlib import contextmanager
@@ -52,6 +53,15 @@ EXPORT_ENTRIES = (ONNX, ".onnx.tmp")
 ENTRIES, RESUME_ENTRIES = ENTRIES + EXPORT_ENTRIES, RESUME_ENTRIES + EXPORT_ENTRIES
 ASIDE = ".previous"  # the earlier run while a new one runs; restored if the new one fails
 PARTIAL = ".partial"  # in ASIDE while entries move (aside or back): the folder holds none of the new run's
+# What runner writes inside the run's folders, by name (fnmatch; "NAME/": a folder runner writes whole). Anything
+# else in them is the user's: `run --overwrite` refuses rather than set it aside with the run (preflight.prepare).
+# model/, merged/: what save_pretrained writes for a model, adapter and tokenizer, and the card; onnx/: export's.
+SAVED = ("config.json", "generation_config.json", "README.md", "*.safetensors", "*.safetensors.index.json",
+         "pytorch_model*.bin", "adapter_config.json", "adapter_model.*", "tokenizer*.json", "special_tokens_map.json",
+         "added_tokens.json", "vocab.*", "merges.txt", "*.model", "bpe.codes", "chat_template.*")
+OWN_CONTENT = {MODEL: SAVED, MERGED: SAVED, ONNX: (*SAVED, "*.onnx", "*.onnx_data", ".runner"),
+               PREDICTIONS: ("*.jsonl",), LOGS: ("events.out.tfevents.*", "*/"),
+               CHECKPOINTS: (FINGERPRINT, "checkpoint-*/", "tmp-checkpoint-*/")}
 SPLITS = ("validation", "test")
 FINISHED, RECORDING, INTERRUPTED = "finished", "recording", "interrupted"
 NOT_A_RUN_HINT = "give the run folder that `runner run` wrote (it holds model/, metrics.json and run.json)"
@@ -151,6 +161,25 @@ class RunDir:
     def written_entries(self) -> list[str]:
         """The entries of ENTRIES present in the folder."""
         return [entry for entry in ENTRIES if (self.path / entry).exists() or (self.path / entry).is_symlink()]
+
+    def has_record(self) -> bool:
+        """Whether runner's record of a run is here: a run.json runner wrote (every one holds the manifest's format
+        and the spec's SHA-256), or the fingerprint of a run writing its checkpoints. A file of that name is not."""
+        manifest = _holds(self.manifest_file, format=int, spec_sha256=str)
+        return manifest or _holds(self.fingerprint_file, data_sha256=dict)
+
+    def foreign_files(self) -> list[str]:
+        """What the run's folders hold that runner does not write there (OWN_CONTENT): `model/MYNOTES.txt`."""
+        found = []
+        for entry, own in OWN_CONTENT.items():
+            folder = self.path / entry
+            if folder.is_symlink() or not folder.is_dir():  # a link is set aside as a link: what it points to stays
+                continue
+            for item in sorted(folder.iterdir()):
+                pattern = f"{item.name}/" if item.is_dir() and not item.is_symlink() else item.name
+                if not any(fnmatch.fnmatchcase(pattern, name) for name in own):
+                    found.append(f"{entry}/{pattern}")
+        return found
 
     # -----------------------------------------------------------------------------------------
     # Reading
@@ -369,6 +398,16 @@ def read_json_object(path: Path, missing_hint: str) -> dict:
             "the file is damaged; re-run the run that wrote it",
         )
     return value
+
+
+def _holds(path: Path, **keys) -> bool:
+    """A JSON object (no link) in `path` whose `keys` hold values of the given types."""
+    try:
+        value = read_json(path) if path.is_file() and not path.is_symlink() else None
+    except (OSError, ValueError, RecursionError):
+        return False
+    return isinstance(value, dict) and all(isinstance(value.get(key), kind) and not isinstance(value.get(key), bool)
+                                           for key, kind in keys.items())
 
 
 def metrics_path(path: str | Path) -> Path:

@@ -376,4 +376,9 @@ def _resolve_names(spec: Spec) -> None:
     if values["train"]["metric_for_best_model"] is None:
         values["train"]["metric_for_best_model"] = task_of(values["task"]).default_metric
     if values["output"]["dir"] is None:
+        origin = spec.positions.get(("output", "dir"))
+        if origin is not None and origin[0] == "--set":  # `--set output.dir=~` is YAML's null, not a folder
+            raise SpecError("--set output.dir is empty or null (YAML reads a bare ~ as null)",
+                            "give a folder, quoted if it is ~: --set 'output.dir=\"~\"', or use --output DIR",
+                            spec.where("output", "dir"))
         values["output"]["dir"] = f"runs/{values['name']}"

@@ -101,7 +101,7 @@ def training_arguments(train: TrainSection, seed: int, run_dir: Path, device: st
     if optimizer == "auto":
         optimizer = "adamw_torch_fused" if fused_adamw_available(device) else "adamw_torch"
     return TrainingArguments(
-        output_dir=str(RunDir(run_dir).checkpoints),
+        output_dir=os.path.abspath(RunDir(run_dir).checkpoints),  # absolute: Trainer expands a leading ~
         num_train_epochs=train.epochs,
         max_steps=train.max_steps or -1,
         learning_rate=train.learning_rate,
@@ -335,6 +335,7 @@ def build_trainer(spec: Spec, model, tokenizer, tokenized: dict, labels: list[st
     from runner.train.fastpath import prepare_model
     from runner.train.hardware import apply_threads
 
+    output_dir = Path(os.path.abspath(output_dir))  # a folder named ~ is that folder, never the home folder
     if device == "cpu":
         say(f"threads: {'; '.join(str(part) for part in apply_threads(spec.train.threads))}")
     notes, packed = prepare_model(model, spec.train, device) if model is not None else ([], False)
