@@ -7,7 +7,7 @@ Two measures (issue #33), both static (the AST, nothing imported or run):
 
 1. Takers: the functions (methods and nested functions too) in runner/ outside runner/flows/,
    runner/spec/ and runner/cli.py that take the whole spec: a parameter annotated `Spec` (`Spec | None`,
-   `"Spec"`) or named `spec`.
+   `"Spec"`), or named `spec` without an annotation (`spec: str` is a spec file's path, not the Spec).
 
 2. The short trip: start at runner/flows/recipe.py `run_spec` with its `spec` parameter, and follow the
    calls that pass the spec on (an argument that is the spec variable itself, by position or keyword),
@@ -16,7 +16,7 @@ Two measures (issue #33), both static (the AST, nothing imported or run):
    through the module's imports (at the top or inside a function), its own functions and classes
    (a class call goes to `__init__`), `self.method`, and an imported module's attribute; a method call on
    anything else (`flow.load(spec)`) goes to every runner function or method of that name, outside a
-   `Protocol`, whose receiving parameter is named `spec` or annotated `Spec`, when there are at most three
+   `Protocol`, whose receiving parameter takes the spec (as above), when there are at most three
    of that name (a flow module's `load` is one of those).
    The trip is walked as the spec goes: for each call in turn, the caller, then the callee (the same
    function twice in a row counts once), so a breadth-first trip goes down into a stage and comes back
@@ -50,6 +50,11 @@ def is_spec_annotation(node) -> bool:
             return False
     return any(isinstance(n, ast.Name) and n.id == "Spec" or isinstance(n, ast.Attribute) and n.attr == "Spec"
                for n in ast.walk(node))
+
+
+def takes_spec(arg: ast.arg) -> bool:
+    """Annotated `Spec`, or named `spec` with no annotation (`spec: str`, a spec's path, is not the Spec)."""
+    return is_spec_annotation(arg.annotation) or arg.arg == "spec" and arg.annotation is None
 
 
 def all_args(func) -> list[ast.arg]:
@@ -188,7 +193,7 @@ def spec_names_in(func, name: str) -> set[str]:
 def spec_like(index: Index, callee: str, parameter) -> bool:
     func = index.functions.get(callee)
     arg = next((a for a in all_args(func) if a.arg == parameter), None) if func else None
-    return arg is not None and (arg.arg == "spec" or is_spec_annotation(arg.annotation))
+    return arg is not None and takes_spec(arg)
 
 
 def calls_in_order(func) -> list[ast.Call]:
@@ -225,7 +230,7 @@ def takers(index: Index) -> list[str]:
         module = index.module_of(key)
         if module.startswith(OUTSIDE):
             continue
-        if any(a.arg == "spec" or is_spec_annotation(a.annotation) for a in all_args(func)):
+        if any(takes_spec(a) for a in all_args(func)):
             out.append(key)
     return sorted(out)
 
