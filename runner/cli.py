@@ -100,14 +100,12 @@ def internal_error_lines(error: BaseException) -> list[str]:
     import traceback
 
     from runner.errors import one_line
-    from runner.files import atomic_write_text, temporary_file
+    from runner.files import save_traceback
 
     kind = type(error).__name__
     saved = ""
-    try:
-        path = temporary_file(prefix="runner-traceback-", suffix=".txt")
-        atomic_write_text(path, "".join(traceback.format_exception(error)))
-        saved = f"; the traceback is in {path}"
+    try:  # this user's newest few are kept, the older removed
+        saved = f"; the traceback is in {save_traceback(''.join(traceback.format_exception(error)))}"
     except OSError:
         pass
     reason = str(error).splitlines()[0][:200] if str(error) else ""
@@ -422,10 +420,12 @@ def docs_command(check, output, force) -> None:
 
     text = render_reference()  # as written: sealed, so --force replaces it only while unchanged
     if check:
-        current = output.read_text(encoding="utf-8") if output.exists() else ""
-        if current != sealed(text, "docs"):
-            click.echo(f"{output} is out of date; run: runner docs", err=True)
-            sys.exit(1)
+        current = output.read_bytes() if output.is_file() else b""  # bytes: a CRLF copy is not what docs writes
+        if current != sealed(text, "docs").encode("utf-8"):
+            from runner.errors import RunError
+            raise RunError("out of date: not byte for byte what `runner docs` writes", f"run: runner docs --output "
+                           f"{output} --force (an edited copy, or one with other line endings: move it away first)",
+                           str(output))
         click.echo(f"{output} is up to date")
         return
     check_file(output, force=force, kind="docs")  # never a spec, a run's file, or a file of someone else's

@@ -68,13 +68,6 @@ def temporary_folder(parent: str | Path | None = None, prefix: str = "runner-") 
     return Path(tempfile.mkdtemp(prefix=prefix + _stamp(), dir=parent))
 
 
-def temporary_file(prefix: str = "runner-", suffix: str = "") -> Path:
-    """A new empty file in the system's temporary folder (a traceback's)."""
-    handle, path = tempfile.mkstemp(prefix=prefix, suffix=suffix)
-    os.close(handle)
-    return Path(path)
-
-
 def move(source: str | Path, target: str | Path) -> None:
     """Rename `source` to `target` (same file system; an existing file `target` is replaced)."""
     os.replace(source, target)
@@ -116,10 +109,11 @@ def folder_beside(target: str | Path, fixed: bool = False) -> Path:
     return folder
 
 
-def swap_in(temporary: str | Path, target: str | Path) -> None:
+def swap_in(temporary: str | Path, target: str | Path, check=None) -> None:
     """Put a built folder in place of `target`: the old one is renamed aside, the new one renamed in, and
     only then the old one removed; a failure in between puts the old one back. A signal that lands between
-    the renames is raised after them (runner.stopping.shielded)."""
+    the renames is raised after them (runner.stopping.shielded). `check(old)`, called on the old folder once it
+    is set aside (what was there at the swap, not at the start), may raise to refuse: the old one goes back."""
     from runner import stopping
 
     temporary, target = Path(temporary), Path(target)
@@ -130,6 +124,8 @@ def swap_in(temporary: str | Path, target: str | Path) -> None:
             os.rmdir(old)
             os.rename(target, old)
         try:
+            if check is not None and old is not None:
+                check(old)
             os.rename(temporary, target)
         except BaseException:
             if old is not None:
@@ -137,6 +133,100 @@ def swap_in(temporary: str | Path, target: str | Path) -> None:
             raise
     if old is not None:
         remove(old, ignore_errors=True)
+
+
+@contextmanager
+def exclusive(path: str | Path):
+    """Hold an exclusive lock on the file `path` (made for it, removed on release) while the block runs;
+    BlockingIOError at once when another process holds it. The file is checked to be the one locked (another
+    holder may have removed it between our open and our lock), so two processes never both hold it."""
+    import fcntl
+
+    path = Path(path)
+    while True:
+        handle = os.open(path, os.O_RDWR | os.O_CREAT, 0o666 & ~_umask())
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(handle)
+            raise BlockingIOError(f"{path} is locked") from None
+        try:
+            same = os.fstat(handle).st_ino == os.stat(path).st_ino
+        except OSError:
+            same = False
+        if same:
+            break
+        os.close(handle)
+    try:
+        yield path
+    finally:
+        Path(path).unlink(missing_ok=True)  # while still held: a waiter that opened it retries on the new one
+        os.close(handle)
+
+
+LEDGER_KEEP = 2000  # the newest SHA-256s kept in the ledger of files runner wrote
+
+
+def _ledger() -> Path:
+    from runner.train.cache_folder import cache_root
+
+    return cache_root() / "written"
+
+
+def remember_written(data: bytes) -> None:
+    """Note in runner's cache (<cache>/written/<sha256>) that runner wrote a file with this content: a file
+    format that cannot hold runner's mark (JSONL, CSV) is known again by it. Best effort: a cache that cannot be
+    written only means a later --force refuses."""
+    ledger = _ledger()
+    try:
+        ledger.mkdir(parents=True, exist_ok=True)
+        entry = ledger / hashlib.sha256(data).hexdigest()
+        entry.touch()
+        os.utime(entry)
+        names = os.listdir(ledger)
+        if len(names) > LEDGER_KEEP:
+            aged = sorted(names, key=lambda name: _mtime(ledger / name))
+            for name in aged[:len(names) - LEDGER_KEEP]:
+                (ledger / name).unlink(missing_ok=True)
+    except OSError:
+        pass
+
+
+def was_written(path: str | Path) -> bool:
+    """Whether runner wrote a file with exactly the content now at `path` (remember_written)."""
+    try:
+        return (_ledger() / sha256_file(path)).is_file()
+    except OSError:
+        return False
+
+
+TRACEBACKS_KEPT = 5
+
+
+def save_traceback(text: str) -> Path:
+    """Write an internal error's traceback to $TMPDIR/runner-traceback-XXXX.txt, keeping only this user's newest
+    TRACEBACKS_KEPT (older ones removed as a new one is written)."""
+    folder, prefix = Path(tempfile.gettempdir()), "runner-traceback-"
+    handle, name = tempfile.mkstemp(prefix=prefix, suffix=".txt")
+    with os.fdopen(handle, "w", encoding="utf-8") as stream:
+        stream.write(text)
+    try:
+        mine = [folder / entry for entry in os.listdir(folder) if entry.startswith(prefix) and entry.endswith(".txt")]
+        mine = [entry for entry in mine if entry.is_file() and not entry.is_symlink()
+                and entry.stat().st_uid == os.getuid()]
+        for old in sorted(mine, key=_mtime, reverse=True)[TRACEBACKS_KEPT:]:
+            if old != Path(name):
+                old.unlink(missing_ok=True)
+    except OSError:
+        pass
+    return Path(name)
+
+
+def _mtime(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except OSError:
+        return 0.0
 
 
 def sweep_leftovers(parent: str | Path, prefix: str) -> None:

@@ -12,15 +12,17 @@ from __future__ import annotations
 
 import json
 import logging
+import shlex
+import sys
 import time
 import warnings
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 from runner import stopping
 from runner.console import warn
 from runner.errors import DataError, Interrupted, RunError, RunnerError, Terminated
-from runner.files import atomic_write_json, remove
+from runner.files import atomic_write_json, remove, sha256_file
 from runner.inference.ort import FP32, INT8, OnnxClassifier, load_tokenizer, onnx_logits, require
 from runner.record import guard
 from runner.record.rundir import RunDir
@@ -32,16 +34,23 @@ PARITY_ROWS = 2000
 
 def export_command(run_dir: Path, output: Path | None, int8: bool, min_agreement: float, parity_rows: int,
                    require_int8: bool = False) -> dict:
-    run = RunDir(run_dir)
-    spec = run.load_spec()
-    require("onnx", "onnxscript", "onnxruntime")
-    # RUN/onnx is the export's own; -o elsewhere: never the run or a folder in it, only an earlier export's folder
-    folder = guard.check_folder(output or run.onnx_dir, inputs=guard.run_inputs(run.path), own=run.onnx_dir,
-                                replaceable=_earlier_export)
-    # The run's lock: a `runner run --overwrite` of the same folder cannot swap the model mid-export.
-    with run.lock("an export"), _stopped_by_signal(run_dir):
-        return _export(run, spec, folder, bool(output) and folder != guard.resolved(run.onnx_dir), int8,
-                       min_agreement, parity_rows, require_int8)
+    given = ["runner", "export", str(run_dir), *(["-o", str(output)] if output else []), *(["--int8"] * int8),
+             *(["--require-int8"] * require_int8), *([f"--min-agreement={min_agreement}"] * (min_agreement !=
+             DEFAULT_MIN_AGREEMENT)), *([f"--parity-rows={parity_rows}"] * (parity_rows != PARITY_ROWS))]
+    with _stopped_by_signal(given):
+        run = RunDir(run_dir)
+        spec = run.load_spec()
+        require("onnx", "onnxscript", "onnxruntime")
+        # RUN/onnx is the export's own; -o elsewhere: never the run or a folder in it, only an earlier export's
+        folder = guard.check_folder(output or run.onnx_dir, inputs=guard.run_inputs(run.path), own=run.onnx_dir,
+                                    foreign=foreign_files, named=None if output else "the run's export folder")
+        elsewhere = bool(output) and folder != guard.resolved(run.onnx_dir)
+        # The run's lock: a `runner run --overwrite` of the same folder cannot swap the model mid-export; the
+        # target's: a second export to the same -o refuses instead of putting its model under the first's record.
+        with run.lock("an export"), ExitStack() as locks:
+            if elsewhere:
+                locks.enter_context(guard.target_lock(folder))
+            return _export(run, spec, folder, elsewhere, int8, min_agreement, parity_rows, require_int8)
 
 
 EXPORT_FILES = {FP32, INT8, "config.json", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
@@ -49,27 +58,50 @@ EXPORT_FILES = {FP32, INT8, "config.json", "tokenizer.json", "tokenizer_config.j
                 "spiece.model", "tokenizer.model", "chat_template.jinja", guard.FOLDER_MARK}
 
 
-def _earlier_export(folder: Path) -> bool:
-    """A folder an earlier `runner export` wrote: replaced without --force. Its mark (.runner) says so, read as
-    what export writes there ({"made_by": "runner export", ...}: not a file of that name alone, nor another
-    command's mark), and it holds nothing but an export's files (a note of the user's added keeps it). A folder
-    of the user's holding model.onnx and config.json is not an export's: without the mark it is never replaced."""
-    names = {p.name for p in folder.iterdir()}
-    if guard.FOLDER_MARK not in names or not names <= EXPORT_FILES:
-        return False
-    if not all((folder / n).is_file() and not (folder / n).is_symlink() for n in names):
-        return False
+def foreign_files(folder: Path) -> list[str]:
+    """What in `folder` keeps it from being an earlier `runner export`'s, unchanged (nothing: replaced without
+    --force). Its mark (.runner: {"made_by": "runner export", "files": {name: {"sha256", "bytes"}}}) lists what
+    export wrote; a file not listed (a note of the user's), or listed but changed since, is named; without a valid
+    mark every file is (a user's folder holding model.onnx and config.json is not an export's)."""
+    names = sorted(p.name for p in folder.iterdir())
     try:
         mark = json.loads((folder / guard.FOLDER_MARK).read_text(encoding="utf-8"))
     except (OSError, ValueError):
-        return False
-    return isinstance(mark, dict) and mark.get("made_by") == "runner export"
+        mark = None
+    written = mark.get("files") if isinstance(mark, dict) and mark.get("made_by") == "runner export" else None
+    mark_file = folder / guard.FOLDER_MARK
+    if not isinstance(written, dict) or mark_file.is_symlink() or not mark_file.is_file():
+        return names
+    found = []
+    for name in names:
+        path, entry = folder / name, written.get(name)
+        if name == guard.FOLDER_MARK:
+            continue
+        if name not in EXPORT_FILES or not isinstance(entry, dict) or path.is_symlink() or not path.is_file():
+            found.append(name)
+        elif path.stat().st_size != entry.get("bytes") or sha256_file(path) != entry.get("sha256"):
+            found.append(f"{name} (changed)")
+    return found
+
+
+def _mark(folder: Path, run: RunDir) -> None:
+    """The export's mark, written last: each file's SHA-256 and size as written (what foreign_files checks)."""
+    written = {p.name: {"sha256": sha256_file(p), "bytes": p.stat().st_size}
+               for p in sorted(folder.iterdir()) if p.name != guard.FOLDER_MARK and p.is_file()}
+    atomic_write_json(folder / guard.FOLDER_MARK, {"made_by": "runner export", "run": run.path.name, "files": written})
+
+
+class Stopped(Interrupted):
+    """An export stopped by a signal: the error line and the hint line, as every refusal of export's."""
+
+    def lines(self) -> list[str]:
+        return RunnerError.lines(self)
 
 
 @contextmanager
-def _stopped_by_signal(run_dir: Path):
+def _stopped_by_signal(given: list[str]):
     """SIGINT or SIGTERM (raised at a safe point: runner.stopping) stops the export: the temporary folder has
-    gone as the exception unwound; one line says what to run again."""
+    gone as the exception unwound; the hint repeats the command as given (`-o` and all)."""
     try:
         yield
     except KeyboardInterrupt as stop:
@@ -77,10 +109,12 @@ def _stopped_by_signal(run_dir: Path):
         code = 143 if isinstance(stop, Terminated) else 130
         finished = getattr(stop, "finished", None)
         if finished is not None:
-            raise Interrupted(f"{name} arrived as the export finished; it is whole in {finished}",
-                              "nothing to run again", exit_code=code) from None
-        raise Interrupted(f"export stopped by {name}; nothing was written",
-                          f"run the same command again to export: runner export {run_dir}", exit_code=code) from None
+            raise Stopped(f"{name} arrived as the export finished; it is whole in {finished}",
+                          "nothing to run again", exit_code=code) from None
+        typed = sys.argv[1:] if "export" in sys.argv[1:3] else given[1:]  # as typed; in-process: from the arguments
+        raise Stopped(f"export stopped by {name}; nothing was written",
+                      f"run the same command again to export: {shlex.join(['runner', *typed])}",
+                      exit_code=code) from None
 
 
 def _export(run: RunDir, spec, folder: Path, elsewhere: bool, int8: bool, min_agreement: float,
@@ -92,7 +126,6 @@ def _export(run: RunDir, spec, folder: Path, elsewhere: bool, int8: bool, min_ag
     try:
         started = time.perf_counter()
         export_onnx(model, tokenizer, temporary / FP32, texts[:2] if len(texts) >= 2 else None)
-        atomic_write_json(temporary / guard.FOLDER_MARK, {"made_by": "runner export", "run": run.path.name})
         model.config.save_pretrained(temporary)  # labels, problem type and any saved thresholds/temperature
         _carry_calibration(temporary, run)
         tokenizer.save_pretrained(temporary)
@@ -150,12 +183,15 @@ def _export(run: RunDir, spec, folder: Path, elsewhere: bool, int8: bool, min_ag
 def _put_in_place(run: RunDir, spec, temporary: Path, folder: Path, elsewhere: bool, source: str, seconds: float,
                   parity: dict, min_agreement: float, quantised: dict) -> dict:
     try:
-        guard.replace_folder(temporary, folder)
+        _mark(temporary, run)
+        guard.replace_folder(temporary, folder, _still_replaceable(folder) if elsewhere else None)
     except BaseException:
         remove(temporary)
         raise
-    record = {
-        "dir": str(folder) if elsewhere else folder.name,
+    inside = guard.inside(folder, guard.resolved(run.path))
+    record = {  # run.json is published: the folder relative to the run's, or its name alone (no machine path)
+        "dir": ({"path": folder.relative_to(guard.resolved(run.path)).as_posix(), "relative_to": "run"} if inside
+                else {"path": folder.name, "outside": True}),
         "source": source,
         "exporter": "torch.onnx (dynamo)",
         "seconds": round(seconds, 1),
@@ -169,7 +205,20 @@ def _put_in_place(run: RunDir, spec, temporary: Path, folder: Path, elsewhere: b
         from runner.record.card import add_export_section
 
         add_export_section(run.model_dir, record, spec.hub.repo_id)
-    return record
+    return {**record, "dir": str(folder) if elsewhere else folder.name}  # as the command says it
+
+
+def _still_replaceable(folder: Path):
+    """The check at the swap, on what is at -o then (set aside): a folder made or changed during the export that is
+    not an earlier, unchanged export is never replaced; it goes back as it was, and the export is removed."""
+    def check(old: Path) -> None:
+        found = ([] if not any(old.iterdir()) else foreign_files(old)) if old.is_dir() and not old.is_symlink() \
+            else [f"{folder.name} (now a file or a link)"]
+        if found:
+            raise RunError(f"-o changed during the export: it now holds files runner did not write or that changed "
+                           f"since ({guard.listing(found)}); it was left as it was and the export was removed",
+                           "move those files away and export again, or give another folder with -o", str(folder))
+    return check
 
 
 def _carry_calibration(folder: Path, run: RunDir) -> None:
@@ -284,16 +333,17 @@ def quantize_int8(folder: Path, score, parity: dict) -> dict:
 def parity_scorer(model, tokenizer, folder: Path, task, spec, texts: list[str], pairs: list[str] | None):
     """A function from an exported model's path to its label agreement and largest probability difference
     against PyTorch on `texts` (PyTorch's logits computed once)."""
+    from runner.evaluate.strategies import strategy_of
     from runner.inference.predict import predict_logits
 
-    max_length, batch_size = spec.model.max_length, spec.predict.batch_size
+    max_length, batch_size, strategy = spec.model.max_length, spec.predict.batch_size, strategy_of(task)
     reference = predict_logits(model, tokenizer, texts, pairs, max_length, batch_size)
     onnx_tokenizer = load_tokenizer(folder, max_length)
     names = [model.config.id2label[i] for i in range(len(model.config.id2label))] if task.has_labels else []
 
     def score(path: Path) -> dict:
         logits = onnx_logits(OnnxClassifier(path), onnx_tokenizer, texts, pairs, batch_size)
-        return task.agreement(reference, logits, names, spec.predict.threshold)
+        return strategy.agreement(reference, logits, names, spec.predict.threshold)
 
     return score
 

@@ -11,6 +11,7 @@ import numpy as np
 from runner.console import say
 from runner.errors import DataError
 from runner.evaluate.quality import extra_metrics, from_model_or_record
+from runner.evaluate.strategies import strategy_of
 from runner.files import text_lines
 from runner.record.rundir import RunDir
 from runner.record.runrecord import results_of
@@ -153,7 +154,7 @@ def predict_command(
         logits = predict_logits(model, tokenizer, texts, pairs, spec.model.max_length, batch, progress=True)
     elapsed = time.perf_counter() - started
     temperature, thresholds = from_model_or_record(model, results_of(run.path).to_dict())  # tuned on validation
-    rows = spec.task.prediction_rows(
+    rows = strategy_of(spec.task).prediction_rows(
         logits, label_names_of(model), spec.predict.threshold, thresholds, temperature
     )
     for row, text in zip(rows, texts):
@@ -192,16 +193,19 @@ def write_predictions(path: Path, rows: list[dict]) -> None:
 
 
 def _write_predictions(path: Path, rows: list[dict]) -> None:
-    from runner.files import atomic_write_text
+    """Written atomically, and its SHA-256 kept in runner's ledger: what a later --force may replace."""
+    from runner.files import atomic_write_bytes, remember_written
 
     if path.suffix.lower() == ".csv":
         import pandas as pd
 
         flat = [{k: (json.dumps(v, ensure_ascii=False) if isinstance(v, (dict, list)) else v) for k,
                  v in row.items()} for row in rows]
-        atomic_write_text(path, pd.DataFrame(flat).to_csv(index=False))
+        data = pd.DataFrame(flat).to_csv(index=False).encode("utf-8")
     else:
-        atomic_write_text(path, "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
+        data = "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows).encode("utf-8")
+    atomic_write_bytes(path, data)
+    remember_written(data)
 
 
 def eval_command(run_dir: Path, data_file: Path) -> dict:
@@ -230,6 +234,6 @@ def eval_command(run_dir: Path, data_file: Path) -> dict:
     threshold = spec.predict.threshold
     return {
         "rows": len(frame),
-        **task.compute_metrics(logits, target, labels, threshold),
+        **strategy_of(task).compute_metrics(logits, target, labels, threshold),
         **extra_metrics(task, logits, target, labels, threshold, thresholds, temperature),
     }

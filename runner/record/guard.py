@@ -13,6 +13,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shlex
+import stat
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -20,7 +22,6 @@ from runner import files
 from runner.errors import DataError, RunError, SpecError
 from runner.files import atomic_write_bytes
 from runner.record.rundir import RunDir
-
 
 
 def resolved(path: str | Path) -> Path:
@@ -106,6 +107,9 @@ def _looks_like_predictions(head: str) -> bool:
 
 
 SEALED = {"spec": ("# ", ""), "sky": ("# ", ""), "docs": ("<!-- ", " -->")}  # kind: how its format writes a comment
+# The kinds that cannot hold a comment (JSONL, CSV): runner keeps the SHA-256 of each such file it wrote in its
+# ledger (runner.files.remember_written), and --force replaces one only while its content is in the ledger.
+LEDGERED = {"predictions"}
 SEAL_WORDS = "written by runner; SHA-256 of the lines above: "
 SEAL_LIMIT = 4 << 20  # a larger file is not one of these kinds
 
@@ -159,55 +163,85 @@ def check_file(path: str | Path, inputs=(), force: bool = False, option: str = "
                         f"give a path outside the run folder with {option}", where)
     if path.is_dir():
         raise SpecError(f"{option} is a folder", "give a file path such as predictions.jsonl", where)
+    special = _special_kind(path)
+    if special:  # a FIFO would block the reading below (and a writer) forever; nothing but a regular file is replaced
+        raise SpecError(f"{option} is not a regular file but {special}; runner writes only regular files",
+                        f"give the path of a new or regular file with {option}", where)
     if not path.parent.is_dir():
         raise SpecError(f"folder {path.parent} does not exist",
                         "create it first (mkdir -p), or write into an existing folder", where)
     if path.exists() and not force:
         raise SpecError("the file already exists", f"choose another path, or pass {force_flag} to replace it", where)
-    if path.exists() and kind is not None and not made_by_runner(path, kind):
-        edited = " or one edited since" if kind in SEALED else ""
+    if path.exists() and kind is not None and not vouched_for(path, kind):
+        edited = " or one edited since" if kind in SEALED or kind in LEDGERED else ""
         raise SpecError(f"{option} is a file runner did not write (not {FILE_KINDS[kind][0]}){edited}; "
                         f"{force_flag} replaces only runner's own unchanged earlier output",
-                        f"choose another path with {option}, or move the file away yourself", where)
+                        f"choose another path with {option}, or move the file away yourself first "
+                        f"(e.g. mv {shlex.quote(str(path))} {shlex.quote(str(path) + '.bak')})", where)
     return path
+
+
+def _special_kind(path: Path) -> str:
+    """What a path that exists and is not a regular file is ("a FIFO", "a device"...): "" otherwise (os.stat,
+    which never opens it)."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return ""
+    for test, name in ((stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISSOCK, "a socket"),
+                       (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device")):
+        if test(mode):
+            return name
+    return "" if stat.S_ISREG(mode) or stat.S_ISDIR(mode) else "another kind of file"
+
+
+def vouched_for(path: Path, kind: str) -> bool:
+    """An existing file --force may replace: it carries runner's mark of `kind` and, for LEDGERED kinds, its
+    content is one runner wrote (its SHA-256 is in runner's ledger; a hand-written file with the same columns is
+    not)."""
+    return made_by_runner(path, kind) and (kind not in LEDGERED or files.was_written(path))
 
 
 def write_file(path: str | Path, data: str | bytes, kind: str | None = None) -> None:
     """Atomically (temporary file, then rename); a failure is one RunError line. A file of a SEALED `kind`
     gets its seal (what a later --force checks)."""
     data = sealed(data, kind) if kind and isinstance(data, str) else data
+    data = data.encode("utf-8") if isinstance(data, str) else data
     try:
-        atomic_write_bytes(path, data.encode("utf-8") if isinstance(data, str) else data)
+        atomic_write_bytes(path, data)
     except OSError as exc:
         raise RunError(f"could not write the file: {exc.strerror or exc}",
                        "check the folder's permissions and free space", str(path)) from None
+    if kind in LEDGERED:
+        files.remember_written(data)
 
 
 def check_folder(path: str | Path, inputs=(), option: str = "-o", own: Path | None = None,
-                 replaceable=None) -> Path:
+                 foreign=None, named: str | None = None) -> Path:
     """Before any work: `path` may be replaced by a folder this command builds. Returns it resolved.
 
     `own` is the folder's default place inside the command's run folder (RUN/onnx), which the
-    command may replace; `replaceable(folder)` says whether an existing folder is an earlier output
-    of the same command, the only kind replaced. No flag replaces a folder holding anything runner did not
-    make, a symbolic link, a mount point, the home folder or a repository."""
+    command may replace; `foreign(folder)` names what in an existing folder keeps it from being an earlier
+    output of the same command (nothing: it is one, the only kind replaced). No flag replaces a folder holding
+    anything runner did not make, a symbolic link, a mount point, the home folder or a repository. `named` is how
+    the messages name the folder when the user gave none (the default place, e.g. run/onnx), else `option`."""
     where = str(path)
     if Path(path).is_symlink():
-        raise SpecError(f"{option} is a symbolic link; runner never replaces what one points to",
-                        f"give the path of a real folder with {option}", where)
+        raise SpecError(f"{named or option} is a symbolic link; runner never replaces what one points to",
+                        f"remove the link yourself, or give the path of a real folder with {option}", where)
     target = resolved(path)
     if target.exists() and os.path.ismount(target):
-        raise SpecError(f"{option} is a mount point; runner never replaces one",
+        raise SpecError(f"{named or option} is a mount point; runner never replaces one",
                         f"give a new folder inside it, e.g. {option} {Path(path) / 'exported'}", where)
     if target == resolved(Path.home()) or (target / ".git").exists():
         what = "the home folder" if target == resolved(Path.home()) else "a repository (it holds .git)"
-        raise SpecError(f"{option} is {what}; runner never replaces it",
+        raise SpecError(f"{named or option} is {what}; runner never replaces it",
                         f"give a new folder, e.g. {option} {Path(path) / 'exported'}", where)
     if inside(resolved(Path.cwd()), target):
-        raise SpecError(f"{option} is the current folder (or holds it); the command would replace it",
+        raise SpecError(f"{named or option} is the current folder (or holds it); the command would replace it",
                         f"give a new folder, e.g. {option} exported", where)
     if target.exists() and not target.is_dir():
-        raise SpecError(f"{option} is a file", f"give a folder with {option}", where)
+        raise SpecError(f"{named or option} is a file", f"give a folder with {option}", where)
     for source in inputs:
         source = resolved(source)
         if inside(source, target):
@@ -218,18 +252,30 @@ def check_folder(path: str | Path, inputs=(), option: str = "-o", own: Path | No
     run = enclosing_run(target)
     if run is not None:
         what = "is a run folder" if run == target else f"is inside the run folder {run}"
-        raise SpecError(f"{option} {what}; writing there would replace the run's own files",
+        raise SpecError(f"{named or option} {what}; writing there would replace the run's own files",
                         f"give a folder outside any run folder with {option}", where)
-    if target.is_dir() and any(target.iterdir()) and not (replaceable and replaceable(target)):
-        found = sorted(p.name for p in target.iterdir())
-        shown = ", ".join(found[:3]) + (f" and {len(found) - 3} more" if len(found) > 3 else "")
-        raise SpecError(f"{option} is a folder that holds files runner did not write ({shown})",
-                        f"give a new or empty folder with {option} (only an earlier output of the same command is "
-                        "replaced)", where)
+    refuse_foreign(target, foreign, option, where)
     if not target.parent.is_dir():
         raise SpecError(f"folder {target.parent} does not exist",
                         "create it first (mkdir -p), or write into an existing folder", where)
     return target
+
+
+def listing(names: list[str]) -> str:
+    """The first three names, and how many more."""
+    return ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+
+
+def refuse_foreign(target: Path, foreign, option: str, where: str) -> None:
+    """A folder that holds anything but an earlier output of the command (`foreign(folder)`: what is not) is
+    never replaced: one line naming those files only."""
+    if not target.is_dir() or not any(target.iterdir()):
+        return
+    found = foreign(target) if foreign else sorted(p.name for p in target.iterdir())
+    if found:
+        raise SpecError(f"{option} is a folder that holds files runner did not write or that changed since "
+                        f"({listing(found)})", f"give a new or empty folder with {option} (only an earlier, "
+                        "unchanged output of the same command is replaced), or move those files away yourself", where)
 
 
 def temporary_folder(target: Path, fixed: bool = False) -> Path:
@@ -246,9 +292,26 @@ def temporary_folder(target: Path, fixed: bool = False) -> Path:
                        str(target.parent)) from None
 
 
-def replace_folder(temporary: Path, target: Path) -> None:
-    """Put the built folder in place of `target` (runner.files.swap_in: whole, or not at all)."""
-    files.swap_in(temporary, target)
+def replace_folder(temporary: Path, target: Path, check=None) -> None:
+    """Put the built folder in place of `target` (runner.files.swap_in: whole, or not at all); `check(old)` sees
+    what is at `target` at the swap (set aside) and may refuse: it goes back unchanged."""
+    files.swap_in(temporary, target, check)
+
+
+@contextmanager
+def target_lock(target: Path, option: str = "-o", what: str = "an export"):
+    """A lock file beside `target` (.NAME.lock, removed after): two commands writing the same folder at once
+    would both succeed, the last one's folder winning under the first one's record. The second refuses."""
+    lock = files.exclusive(target.with_name(f".{target.name}.lock"))
+    try:
+        lock.__enter__()
+    except BlockingIOError:
+        raise RunError(f"{option} is being written by another runner process ({what})",
+                       f"wait for it to finish, or give another folder with {option}", str(target)) from None
+    try:
+        yield
+    finally:
+        lock.__exit__(None, None, None)
 
 
 @contextmanager
