@@ -47,11 +47,14 @@ def metric_sampler(task, metric: str, scores, truth, labels: list[str], threshol
     the run's decision rule: its tuned `thresholds` when it has them (as its metrics and predictions do)."""
     import numpy as np
 
+    from runner.evaluate.strategies import strategy_of
+
+    strategy = strategy_of(task)
     if task.one_label_per_row and metric in FAST:
         from runner.evaluate.metrics import softmax
 
         probabilities = softmax(np.asarray(scores, dtype=float))
-        predicted = task.decide(probabilities, labels, threshold, thresholds)
+        predicted = strategy.decide(probabilities, labels, threshold, thresholds)
         truth, n = np.asarray(truth, dtype=int), len(labels)
 
         def fast(index):
@@ -70,7 +73,7 @@ def metric_sampler(task, metric: str, scores, truth, labels: list[str], threshol
 
         return fast
     scores, truth = np.asarray(scores), np.asarray(truth)
-    return lambda index: task.compute_metrics(scores[index], truth[index], labels, threshold, thresholds).get(
+    return lambda index: strategy.compute_metrics(scores[index], truth[index], labels, threshold, thresholds).get(
         metric, np.nan
     )
 

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from runner.evaluate.strategies import strategy_of
+
 TOP = 10
 PAIRS = 5
 BUCKETS = 4
@@ -93,7 +95,7 @@ def length_buckets(
         if not inside.any():
             continue
         low, high = int(words[inside].min()), int(words[inside].max())
-        values = task.compute_metrics(scaled_logits[inside], truth[inside], labels, threshold, thresholds)
+        values = strategy_of(task).compute_metrics(scaled_logits[inside], truth[inside], labels, threshold, thresholds)
         out.append(
             {
                 "words": f"{low}" if low == high else f"{low}-{high}",
@@ -158,8 +160,8 @@ def analyse(
     for split, logits in logits_by_split.items():
         frame = splits[split]
         scaled = scale_logits(logits, temperature)
-        probs = task.probabilities(scaled)
-        decided = task.decide(probs, labels, threshold, thresholds) if task.has_labels else None
+        probs = strategy_of(task).probabilities(scaled)
+        decided = strategy_of(task).decide(probs, labels, threshold, thresholds) if task.has_labels else None
         entry = {
             "rows": len(frame),
             "mistakes": confident_mistakes(task, frame, probs, decided, labels),
@@ -185,4 +187,4 @@ def applied_text(task, threshold: float, thresholds, temperature) -> str:
         scores = f"temperature {float(temperature):.3f}"
     else:
         scores = "no calibration"
-    return f"{scores}; decision: {task.decision_rule(thresholds, temperature, threshold)}"
+    return f"{scores}; decision: {strategy_of(task).decision_rule(thresholds, temperature, threshold)}"

@@ -1,4 +1,5 @@
-"""Metric functions: plain numpy in, plain dicts out. Which of them a task uses is runner.spec.tasks' table."""
+"""Metric functions: plain numpy in, plain dicts out. Which of them a task uses is runner.spec.tasks' table;
+runner.evaluate.strategies calls them."""
 
 from __future__ import annotations
 
@@ -84,15 +85,3 @@ def confusion(logits: np.ndarray, labels: np.ndarray, n_classes: int) -> list[li
 
     predicted = np.asarray(logits).argmax(axis=-1)
     return confusion_matrix(np.asarray(labels).astype(int), predicted, labels=list(range(n_classes))).tolist()
-
-
-def trainer_metrics_function(task, label_names: list[str], threshold: float):
-    """compute_metrics for transformers' Trainer; `task` is a runner.spec.tasks.Task."""
-
-    def compute(eval_prediction) -> dict:
-        logits = eval_prediction.predictions
-        if isinstance(logits, tuple):
-            logits = logits[0]
-        return task.compute_metrics(logits, eval_prediction.label_ids, label_names, threshold)
-
-    return compute

@@ -15,6 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from runner.evaluate import calibration as cal
+from runner.evaluate.strategies import strategy_of
 from runner.spec.sections import PredictSection
 
 BINS = cal.BINS
@@ -124,7 +125,7 @@ def _fit_on_validation(
     (`thresholds`: {asked, tuned, reason})."""
     if not task.has_labels or "validation" not in logits_by_split:
         return
-    multi, threshold = task.multi_label, predict.threshold
+    multi, threshold, strategy = task.multi_label, predict.threshold, strategy_of(task)
     method = cal.asked(predict.calibration)
     tune = bool(predict.tune_thresholds) and task.can_tune_thresholds(len(label_names))
     if not (method or tune):
@@ -153,8 +154,10 @@ def _fit_on_validation(
                 return metric_functions.multi_label_metrics(decided, given).get(metric, 0.0)
             return metric_functions.single_label_metrics(probs, given, len(label_names), decided).get(metric, 0.0)
 
-        choice = cal.choose(method, logits, truth, multi, lambda p: task.decide(p, label_names, threshold, tuned(p)),
-                            score=score, metric=metric, floor=floor)
+        def decide(probs):
+            return strategy.decide(probs, label_names, threshold, tuned(probs))
+
+        choice = cal.choose(method, logits, truth, multi, decide, score=score, metric=metric, floor=floor)
         params = choice.pop("params") if choice["applied"] else None
         result.calibration = {**choice, "bins": BINS, "splits": {}, **result.calibration}
         if choice["applied"]:
@@ -167,8 +170,8 @@ def _fit_on_validation(
     for split, split_logits in logits_by_split.items() if method else ():
         split_truth = truth_by_split[split]
         before, after = probabilities(split_logits, multi), probabilities(split_logits, multi, params)
-        decided_before = task.decide(before, label_names, threshold, raw_thresholds)
-        decided_after = task.decide(after, label_names, threshold, result.thresholds)
+        decided_before = strategy.decide(before, label_names, threshold, raw_thresholds)
+        decided_after = strategy.decide(after, label_names, threshold, result.thresholds)
         metrics = result.metrics.setdefault(split, {})
         metrics["ece"] = cal.ece(before, split_truth, multi, decided_before)
         entry = {
@@ -200,7 +203,8 @@ def apply_decision_rule(
     from runner.spec.tasks import THRESHOLD_METRICS
 
     thresholds = result.thresholds or None
-    rule = task.decision_rule(thresholds, params, threshold)
+    strategy = strategy_of(task)
+    rule = strategy.decision_rule(thresholds, params, threshold)
     headline = result.metrics.get("headline")
     if isinstance(headline, dict):
         headline["rule"] = rule
@@ -209,11 +213,11 @@ def apply_decision_rule(
     for split, logits in logits_by_split.items():
         truth, scaled = truth_by_split[split], cal.scale_logits(logits, params)
         metrics = result.metrics.setdefault(split, {})
-        chosen = task.compute_metrics(scaled, truth, label_names, threshold, thresholds)
+        chosen = strategy.compute_metrics(scaled, truth, label_names, threshold, thresholds)
         for name in THRESHOLD_METRICS:
             if name in metrics and name in chosen:
                 metrics[f"{name}_argmax"], metrics[name] = metrics[name], chosen[name]
-        decided = task.decide(task.probabilities(scaled), label_names, threshold, thresholds)
+        decided = strategy.decide(strategy.probabilities(scaled), label_names, threshold, thresholds)
         result.per_class[split] = metric_functions.per_class_report(
             decided, np.asarray(truth).astype(int), label_names, task.multi_label
         )
@@ -235,18 +239,19 @@ def extra_metrics(task, logits, truth, label_names: list[str], threshold: float,
     out = {}
     if not task.has_labels:
         return out
-    multi = task.multi_label
+    multi, strategy = task.multi_label, strategy_of(task)
     calibrated = isinstance(temperature, dict) or (temperature or 1.0) != 1.0
     if calibrated:
         after = probabilities(logits, multi, temperature)
         out["ece"] = expected_calibration_error(probabilities(logits, multi), truth, multi)
         prior = isinstance(temperature, dict) and temperature.get("class_prior")  # calibration and class prior in one
         out["ece_prior_adjusted" if prior else "ece_calibrated"] = expected_calibration_error(
-            after, truth, multi, decided=task.decide(after, label_names, threshold, thresholds)
+            after, truth, multi, decided=strategy.decide(after, label_names, threshold, thresholds)
         )
     if thresholds or isinstance(temperature, dict):
-        raw = task.compute_metrics(logits, truth, label_names, threshold)
-        chosen = task.compute_metrics(cal.scale_logits(logits, temperature), truth, label_names, threshold, thresholds)
+        raw = strategy.compute_metrics(logits, truth, label_names, threshold)
+        scaled = cal.scale_logits(logits, temperature)
+        chosen = strategy.compute_metrics(scaled, truth, label_names, threshold, thresholds)
         for name in THRESHOLD_METRICS:
             if name in chosen:
                 out[name], out[f"{name}_argmax"] = chosen[name], raw[name]

@@ -220,8 +220,9 @@ def evaluate(spec: Spec, inputs: pipeline.Inputs, result) -> tuple[dict, dict]:
     }
     if task.one_label_per_row:
         from runner.evaluate.labelissues import find_label_issues
+        from runner.evaluate.strategies import strategy_of
 
-        result.label_issues = find_label_issues(rows, truth, task.probabilities(oof["logits"]), labels)
+        result.label_issues = find_label_issues(rows, truth, strategy_of(task).probabilities(oof["logits"]), labels)
     return logits_by_split, truth_by_split
 
 

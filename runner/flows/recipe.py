@@ -216,15 +216,18 @@ def write_split_predictions(
     run_dir: RunDir, logits_by_split: dict, data, task, threshold: float, thresholds=None, temperature=None
 ) -> None:
     """predictions/<split>.jsonl: source row, text, true label and the prediction with probabilities."""
+    from runner.evaluate.strategies import strategy_of
+
+    strategy = strategy_of(task)
     for split, logits in logits_by_split.items():
         frame = data.splits[split]
-        rows = task.prediction_rows(logits, data.labels, threshold, thresholds, temperature or 1.0)
+        rows = strategy.prediction_rows(logits, data.labels, threshold, thresholds, temperature or 1.0)
         lines = []
         for row, (_, source) in zip(rows, frame.iterrows()):
             record = {"row": int(source["__row__"]), "text": source["text"]}
             if "text_pair" in frame.columns:
                 record["text_pair"] = source["text_pair"]
-            record.update(task.truth_record(source["label"], data.labels))
+            record.update(strategy.truth_record(source["label"], data.labels))
             record.update(row)
             lines.append(json.dumps(record, ensure_ascii=False) + "\n")
         atomic_write_text(run_dir.predictions_dir / f"{split}.jsonl", "".join(lines))

@@ -14,6 +14,7 @@ from runner.record.markdown import SPLITS, duration, headline_text, metrics_tabl
 from runner.record.render import code_block, examples_shown, inline, publish, shown_result
 from runner.record.result import RunResult
 from runner.record.rundir import portable
+from runner.record.usage import usage_lines
 from runner.redact import redact
 from runner.spec.document import Spec
 from runner.spec.tasks import hub_metric, metric_display, metric_items, task_of
@@ -219,7 +220,7 @@ def _card_body(spec: Spec, result: RunResult, base_model: str | None) -> str:
     from runner.evaluate.quality import output_calibration  # a temperature, or vector scaling's {scale, bias}
 
     calibration = output_calibration(result)
-    code += task.usage_lines(example, spec.predict.threshold, raw_thresholds, calibration, inline=lora)
+    code += usage_lines(task, example, spec.predict.threshold, raw_thresholds, calibration, inline=lora)
     out += ["## How to use", "", *code_block("\n".join(code), "python"), ""]
     out += card_lines(result, lora)  # class weights, temperature, thresholds
 

@@ -54,10 +54,12 @@ def paired_delta(new_dir, base_dir, split: str, metric: str, resamples: int = RE
     if results_of(base_run.path).labels != labels:
         return out | {"reason": "the runs have different labels"}
     threshold = (spec_values.get("predict") or {}).get("threshold", 0.5)
+    from runner.evaluate.strategies import strategy_of
+
     try:
         samplers = []
         for records, run in zip(matched, (new_run, base_run)):
-            scores, truth = task.from_prediction_records(records, labels)
+            scores, truth = strategy_of(task).from_prediction_records(records, labels)
             thresholds = results_of(run.path).thresholds or None  # each run's own rule
             samplers.append(metric_sampler(task, metric, scores, truth, labels, threshold, thresholds))
     except (KeyError, ValueError, TypeError) as exc:

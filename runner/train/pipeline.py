@@ -348,12 +348,15 @@ def evaluate_split(trainer, dataset, task, labels: list[str], threshold: float, 
 
 def evaluation_of(logits, truth, task, labels: list[str], threshold: float, loss=None) -> Evaluation:
     """Metrics, per-class table and confusion matrix of given logits (out-of-fold ones, too)."""
-    metrics = task.compute_metrics(logits, truth, labels, threshold)
+    from runner.evaluate.strategies import strategy_of
+
+    strategy = strategy_of(task)
+    metrics = strategy.compute_metrics(logits, truth, labels, threshold)
     metrics["loss"] = round(float(loss if loss is not None else float("nan")), 6)
     return Evaluation(
         metrics=metrics,
-        per_class=task.per_class(logits, truth, labels, threshold) if task.has_labels else None,
-        confusion=task.confusion(logits, truth, labels),
+        per_class=strategy.per_class(logits, truth, labels, threshold) if task.has_labels else None,
+        confusion=strategy.confusion(logits, truth, labels),
         logits=logits,
         truth=truth,
     )

@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 from runner.console import emit, warn
-from runner.evaluate.metrics import trainer_metrics_function
+from runner.evaluate.strategies import trainer_metrics_function
 from runner.record.rundir import LOGS, RunDir
 from runner.spec.document import Spec
 from runner.spec.sections import TrainSection

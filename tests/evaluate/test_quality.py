@@ -18,6 +18,7 @@ from conftest import FILLER, make_texts, tiny_spec_text, write_csv, write_spec
 from runner.cli import main
 from runner.data import datachecks
 from runner.evaluate import erroranalysis, quality
+from runner.evaluate.strategies import strategy_of
 from runner.spec.tasks import task_of
 from runner.train.weights import class_weights, weighted_loss
 
@@ -72,8 +73,8 @@ def test_tuned_thresholds_find_the_gap_per_label():
     tuned = quality.tune_thresholds(probs, truth.astype(int), ["a", "b"], multi_label=True)
     assert 0.2 <= tuned["a"] <= 0.3 and tuned["b"] == 0.5  # ties go to the threshold nearest 0.5
     logits = np.log(probs / (1 - probs))
-    untuned = MULTI.compute_metrics(logits, truth.astype(int), ["a", "b"], 0.5)
-    better = MULTI.compute_metrics(logits, truth.astype(int), ["a", "b"], 0.5, tuned)
+    untuned = strategy_of(MULTI).compute_metrics(logits, truth.astype(int), ["a", "b"], 0.5)
+    better = strategy_of(MULTI).compute_metrics(logits, truth.astype(int), ["a", "b"], 0.5, tuned)
     assert untuned["f1_macro"] < 0.6 and better["f1_macro"] == 1.0
 
 
@@ -82,7 +83,7 @@ def test_two_class_threshold_maximises_macro_f1():
     truth = np.array([0, 0, 1, 1, 1, 1, 1, 0])
     tuned = quality.tune_thresholds(np.stack([1 - probs1, probs1], 1), truth, ["neg", "pos"], multi_label=False)
     assert 0.3 < tuned["pos"] <= 0.35
-    decided = SINGLE.decide(np.stack([1 - probs1, probs1], 1), ["neg", "pos"], 0.5, tuned)
+    decided = strategy_of(SINGLE).decide(np.stack([1 - probs1, probs1], 1), ["neg", "pos"], 0.5, tuned)
     assert decided.tolist() == truth.tolist()
 
 

@@ -103,6 +103,22 @@ def test_the_run_folders_file_names_are_spelled_only_by_its_owner():
     assert not offenders, f"run folder file names spelled outside runner/record/rundir.py: {offenders}"
 
 
+def test_the_task_table_is_data_and_its_behaviour_a_strategy_per_target_type():
+    """runner/spec/tasks.py holds the table (light: it imports nothing of runner, so neither numpy nor the
+    evaluation); what a task does with a model's outputs is runner/evaluate/strategies.py's, one strategy per
+    target type, and every task of the table has one."""
+    from runner.evaluate.strategies import STRATEGIES, TaskStrategy, strategy_of
+    from runner.spec.tasks import MANY_CLASSES, NUMBER, ONE_CLASS, TASKS, Task
+
+    assert graph()["runner.spec.tasks"] == set(), "the task table imports nothing of runner"
+    behaviour = {name for name, value in vars(Task).items() if callable(value) and not name.startswith("__")}
+    assert behaviour <= {"num_labels", "can_tune_thresholds", "setting_problems"}, behaviour
+    assert set(STRATEGIES) == {ONE_CLASS, MANY_CLASSES, NUMBER}
+    for task in TASKS.values():
+        strategy = strategy_of(task)
+        assert isinstance(strategy, TaskStrategy) and strategy.target == task.target
+
+
 def test_task_names_are_branched_on_only_in_the_task_table():
     pattern = re.compile(
         r"""task\s*(==|!=|in)\s*[("'{]|["'](single_label|multi_label|text_pair)_classification["']\s*[:)]|["']regression["']\s*(\)|:)"""
@@ -163,7 +179,7 @@ def test_the_record_never_imports_the_flows_or_what_publishes_it():
 def test_no_stage_climbs_back_to_one_above_it():
     """The floors, lowest first: the leaves (redaction), errors, spec, evaluate, data, record, publish, train, flows,
     inference, remote; what a floor imports lies below it (bench/import_graph.py counts what is left)."""
-    assert not arrows({"spec"}, {"data", "record"}), "the spec is read by the stages, it reads none of them"
+    assert not arrows({"spec"}, {"data", "record", "evaluate"}), "the spec is read by the stages, it reads none of them"
     assert not arrows({"evaluate"}, {"record", "data"}), "evaluation computes; the record reads runs and writes it"
     assert not arrows({"train"}, {"flows", "publish", "remote", "inference"}), "a flow passes its checks in"
     assert not arrows({"publish"}, {"remote", "flows", "train"}), "the action reaches Jobs through `runner run --on`"
