@@ -90,7 +90,7 @@ FILE_KINDS = {
 FOLDER_MARK = ".runner"  # in every folder runner builds as a unit (an export): {"made_by": "runner export", ...}
 
 
-# The columns of `runner predict`'s rows, in its order (runner.spec.tasks prediction_rows, then the text):
+# The columns of `runner predict`'s rows, in its order (runner.evaluate.strategies prediction_rows, then the text):
 # single-label, multi-label, regression. A file is known as predictions only by exactly these, in this order: a
 # data file with a label and a score beside its text (`text,label,score`, `text,value`) is not predict's.
 PREDICTED = (["label", "score", "probabilities", "text"], ["labels", "probabilities", "text"], ["value", "text"])
