@@ -116,7 +116,9 @@ def train(
             data_summary={**inputs.data.summary, **inputs.token_stats},
             data_files=inputs.data.files,
             log_history=trainer.state.log_history,
-            model=model_step.provenance(spec, trainer.model, trainable, total),
+            model=model_step.provenance(
+                spec.model, model_step.resolve_model_source(spec), bool(spec.lora), trainer.model, trainable, total
+            ),
             device=train_step.describe_device(inputs.device),
             precision=inputs.precision,
             **train_step.recorded_choices(spec.train, inputs.device, inputs.precision),

@@ -4,6 +4,7 @@ tokenize the splits, and wrap the model in LoRA when the spec asks for it."""
 from __future__ import annotations
 
 import importlib.util
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +12,7 @@ import numpy as np
 from runner.console import say, warn
 from runner.errors import RunError, SpecError
 from runner.spec.document import Spec
-from runner.spec.sections import LoraSection
+from runner.spec.sections import LoraSection, ModelSection
 from runner.spec.specrules import looks_like_local_path
 from runner.train.cache_folder import cache_root  # noqa: F401 - model_step.cache_root() in the pipeline
 
@@ -36,6 +37,11 @@ LORA_TARGETS = {
     "qwen2": ["q_proj", "v_proj"],
     "gpt2": ["c_attn"],
 }
+Where = Callable[..., str]
+"""The place of a spec value for an error (`spec.where`): where("model", "name") -> `spec.yaml:3:9 model.name`."""
+Source = tuple[str, str]
+"""The model found (resolve_model_source): (what from_pretrained takes, 'hub' | 'local' | 'package')."""
+
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin", "model.safetensors.index.json",
                 "pytorch_model.bin.index.json", "adapter_model.safetensors")
 
@@ -80,23 +86,24 @@ def _explain_load_failure(exc: Exception, name: str, source: str, what: str, whe
                      where)
 
 
-def load_tokenizer(spec: Spec):
+def load_tokenizer(model: ModelSection, found: Source, where: Where):
+    """The tokenizer of the model `found` (resolve_model_source), checked against model.max_length."""
     from transformers import AutoTokenizer
 
-    name, source = resolve_model_source(spec)
+    name, source = found
     try:
-        tokenizer = AutoTokenizer.from_pretrained(name, revision=spec.model.revision,
-                                                  trust_remote_code=spec.model.trust_remote_code)
+        tokenizer = AutoTokenizer.from_pretrained(name, revision=model.revision,
+                                                  trust_remote_code=model.trust_remote_code)
     except (OSError, ValueError) as exc:
-        raise _explain_load_failure(exc, name, source, "tokenizer", spec.where("model", "name")) from None
+        raise _explain_load_failure(exc, name, source, "tokenizer", where("model", "name")) from None
     if not tokenizer.is_fast:
         warn(f"{type(tokenizer).__name__} is a slow tokenizer; tokenization will take longer")
     ensure_pad_token(tokenizer)
     model_limit = getattr(tokenizer, "model_max_length", None) or 0
-    max_length = spec.model.max_length
+    max_length = model.max_length
     if 0 < model_limit < 1_000_000 and max_length > model_limit:
         raise SpecError(f"model.max_length {max_length} is beyond the model's limit of {model_limit} tokens",
-                        f"set model.max_length to {model_limit} or less", spec.where("model", "max_length"))
+                        f"set model.max_length to {model_limit} or less", where("model", "max_length"))
     return tokenizer
 
 
@@ -140,34 +147,33 @@ def new_modules(model, loading_info: dict) -> list[str]:
     return sorted(names)
 
 
-def load_model(spec: Spec, labels: list[str], tokenizer=None):
-    """AutoModelForSequenceClassification with the spec's labels in its config (so pipeline() prints names),
-    and the names of its newly initialised modules (`new_modules`), which LoRA must train and save too."""
+def load_model(section: ModelSection, found: Source, task, labels: list[str], where: Where, tokenizer=None):
+    """AutoModelForSequenceClassification of the model `found` (resolve_model_source) with the labels in its
+    config (so pipeline() prints names), sized for `task` (the spec's task table entry), and the names of its
+    newly initialised modules (`new_modules`), which LoRA must train and save too."""
     import torch
     from transformers import AutoConfig, AutoModelForSequenceClassification
 
-    name, source = resolve_model_source(spec)
+    name, source = found
     if source != "hub":
         folder = Path(name)
         if not any((folder / f).exists() for f in WEIGHT_FILES):
-            raise SpecError(f"the model folder '{spec.model.name}' has no weights (model.safetensors or "
+            raise SpecError(f"the model folder '{section.name}' has no weights (model.safetensors or "
                             "pytorch_model.bin)",
-                            "save the model with save_pretrained(), or give a Hub model id", spec.where("model",
-                                                                                                        "name"))
-    task = spec.task
-    kwargs = {"revision": spec.model.revision, "trust_remote_code": spec.model.trust_remote_code}
+                            "save the model with save_pretrained(), or give a Hub model id", where("model", "name"))
+    kwargs = {"revision": section.revision, "trust_remote_code": section.trust_remote_code}
     try:
         config = AutoConfig.from_pretrained(name, num_labels=task.num_labels(labels), problem_type=task.problem_type,
                                             **kwargs)
     except (OSError, ValueError) as exc:
-        raise _explain_load_failure(exc, name, source, "model config", spec.where("model", "name")) from None
+        raise _explain_load_failure(exc, name, source, "model config", where("model", "name")) from None
     if task.has_labels:
         config.id2label = dict(enumerate(labels))
         config.label2id = {label: i for i, label in enumerate(labels)}
     limit = getattr(config, "max_position_embeddings", None)
-    if limit and spec.model.max_length > limit:
-        raise SpecError(f"model.max_length {spec.model.max_length} is beyond the model's {limit} positions",
-                        f"set model.max_length to {limit} or less", spec.where("model", "max_length"))
+    if limit and section.max_length > limit:
+        raise SpecError(f"model.max_length {section.max_length} is beyond the model's {limit} positions",
+                        f"set model.max_length to {limit} or less", where("model", "max_length"))
     try:
         # Master weights stay fp32; bf16/fp16 come from autocast in the Trainer. No attn_implementation:
         # transformers 5 then uses SDPA (fused attention) where the architecture has it and falls back
@@ -176,7 +182,7 @@ def load_model(spec: Spec, labels: list[str], tokenizer=None):
                                                                          ignore_mismatched_sizes=True,
                                                                          output_loading_info=True, **kwargs)
     except (OSError, ValueError) as exc:
-        raise _explain_load_failure(exc, name, source, "model", spec.where("model", "name")) from None
+        raise _explain_load_failure(exc, name, source, "model", where("model", "name")) from None
     match_pad_token(model, tokenizer)
     return model, new_modules(model, info)
 
@@ -222,18 +228,19 @@ def apply_lora(model, lora: LoraSection, where: str, new: list[str] = ()):
     return get_peft_model(model, config)
 
 
-def provenance(spec: Spec, model, trainable: int, total: int) -> dict:
-    """Which base model this run started from, exactly: resolved revision and weight-file hashes."""
+def provenance(section: ModelSection, found: Source, lora: bool, model, trainable: int, total: int) -> dict:
+    """Which base model (`found`: resolve_model_source) this run started from, exactly: resolved revision and
+    weight-file hashes; `lora`: the model is a LoRA adapter."""
     from runner.files import sha256_file
 
-    name, source = resolve_model_source(spec)
+    name, source = found
     config = model.config if not hasattr(model, "get_base_model") else model.get_base_model().config
     weights = {}
     if source == "hub":
         from transformers.utils import cached_file
 
         for filename in WEIGHT_FILES[:2]:
-            path = cached_file(name, filename, revision=spec.model.revision,
+            path = cached_file(name, filename, revision=section.revision,
                                _raise_exceptions_for_missing_entries=False)
             if path:
                 weights[filename] = sha256_file(path)
@@ -243,13 +250,13 @@ def provenance(spec: Spec, model, trainable: int, total: int) -> dict:
             if (Path(name) / filename).exists():
                 weights[filename] = sha256_file(Path(name) / filename)
     return {
-        "name": spec.model.name,
+        "name": section.name,
         "path": name,
         "source": source,
         "revision": getattr(config, "_commit_hash", None) if source == "hub" else None,
         "name_or_path": getattr(config, "_name_or_path", None),
         "weight_files": weights,
-        "kind": "lora" if spec.lora else "full",
+        "kind": "lora" if lora else "full",
         "architecture": class_name(model.get_base_model() if hasattr(model, "get_base_model") else model),
         "trainable_params": trainable,
         "total_params": total,

@@ -85,7 +85,7 @@ def hardware(train: TrainSection) -> tuple[str, str]:
 def load_tokenizer(spec: Spec):
     from runner.train import model as model_step
 
-    return model_step.load_tokenizer(spec)
+    return model_step.load_tokenizer(spec.model, model_step.resolve_model_source(spec), spec.where)
 
 
 def tokenize(splits: dict, tokenizer, max_length: int, has_pair: bool) -> dict:
@@ -107,7 +107,8 @@ def build_model(spec: Spec, labels: list[str], tokenizer):
     from runner.train import model as model_step
 
     seed_everything(spec.seed)
-    model, new = model_step.load_model(spec, labels, tokenizer)
+    found = model_step.resolve_model_source(spec)
+    model, new = model_step.load_model(spec.model, found, spec.task, labels, spec.where, tokenizer)
     return model_step.apply_lora(model, spec.lora, spec.where("lora", "target_modules"), new) if spec.lora else model
 
 

@@ -320,7 +320,7 @@ def test_overwrite_removes_only_what_a_run_wrote(tmp_path):
     run = tmp_path / "run"
     (run / "checkpoints" / "checkpoint-8").mkdir(parents=True)
     (run / "checkpoints" / "fingerprint.json").write_text("{}")
-    (run / "run.json").write_text('{"status": "finished"}')
+    (run / "run.json").write_text('{"format": 2, "spec_sha256": "0", "status": "finished"}')  # runner's record
     (run / "metrics.json").write_text("{}")
     (run / "my-notes.md").write_text("the user's own file")
     (run / "model").symlink_to(outside, target_is_directory=True)
@@ -395,7 +395,7 @@ def test_trust_remote_code_stays_off_unless_the_spec_sets_it(runs, tmp_path, tin
     import transformers
 
     from runner.spec.document import load_spec_text
-    from runner.train.model import load_tokenizer
+    from runner.train.model import load_tokenizer, resolve_model_source
 
     seen = []
 
@@ -409,7 +409,7 @@ def test_trust_remote_code_stays_off_unless_the_spec_sets_it(runs, tmp_path, tin
     (tmp_path / "data" / "train.csv").write_text("text,label\n")
     spec = load_spec_text(text, tmp_path / "spec.yaml")
     with pytest.raises(SpecError):
-        load_tokenizer(spec)
+        load_tokenizer(spec.model, resolve_model_source(spec), spec.where)
     assert seen == [True]
 
 

@@ -144,9 +144,10 @@ def test_predictions_come_back_in_row_order(tmp_path, spec, tiny_model, tokenize
 
 
 def test_the_model_uses_sdpa_attention(spec):
-    from runner.train.model import load_model
+    from runner.train.model import load_model, resolve_model_source
 
-    assert load_model(spec, ["neg", "pos"])[0].config._attn_implementation == "sdpa"
+    model, _ = load_model(spec.model, resolve_model_source(spec), spec.task, ["neg", "pos"], spec.where)
+    assert model.config._attn_implementation == "sdpa"
 
 
 def test_precision_and_optimizer_choices():

@@ -75,14 +75,15 @@ def test_tiny_architecture_trains_saves_and_predicts_the_same(arch, mode, tiny_m
 def test_decoder_tokenizer_gets_a_pad_token_and_the_head_is_trainable_with_lora(arch, tiny_models, tiny_data, tmp_path):
     """Without the fix the collator fails: 'Asking to pad but the tokenizer does not have a padding token'."""
     from runner.spec.document import load_spec
-    from runner.train.model import apply_lora, load_model, load_tokenizer
+    from runner.train.model import apply_lora, load_model, load_tokenizer, resolve_model_source
 
     spec = load_spec(write_spec(tmp_path, tiny_spec_text(tiny_models[arch], extra=LORA)))
-    tokenizer = load_tokenizer(spec)
+    found = resolve_model_source(spec)
+    tokenizer = load_tokenizer(spec.model, found, spec.where)
     assert tokenizer.pad_token is not None and tokenizer.padding_side == "right"
     batch = tokenizer(["great day", "a really awful and gloomy day today"], padding=True, return_tensors="pt")
     assert batch["input_ids"].shape[0] == 2
-    model, new = load_model(spec, ["neg", "pos"], tokenizer)
+    model, new = load_model(spec.model, found, spec.task, ["neg", "pos"], spec.where, tokenizer)
     assert model.config.pad_token_id == tokenizer.pad_token_id
     assert "score" in new
     peft_model = apply_lora(model, spec.lora, spec.where("lora", "target_modules"), new)
@@ -97,11 +98,13 @@ def test_every_newly_initialised_module_is_saved_with_the_adapter(tiny_distilber
     """DistilBERT's `pre_classifier` is new at load like `classifier`; PEFT alone keeps it frozen and
     unsaved, so a reloaded adapter would predict with a different random layer."""
     from runner.spec.document import load_spec
-    from runner.train.model import apply_lora, load_model, load_tokenizer, new_modules
+    from runner.train.model import apply_lora, load_model, load_tokenizer, new_modules, resolve_model_source
 
     spec = load_spec(write_spec(tmp_path, tiny_spec_text(tiny_distilbert, extra=LORA)))
-    tokenizer = load_tokenizer(spec)
-    model, new = load_model(spec, ["neg", "pos", "neu"], tokenizer)  # 3 labels: the saved 2-label head does not fit
+    found = resolve_model_source(spec)
+    tokenizer = load_tokenizer(spec.model, found, spec.where)
+    # 3 labels: the saved 2-label head does not fit
+    model, new = load_model(spec.model, found, spec.task, ["neg", "pos", "neu"], spec.where, tokenizer)
     assert {"classifier"} <= set(new)
     peft_model = apply_lora(model, spec.lora, spec.where("lora", "target_modules"), new)
     trainable = {name for name, p in peft_model.named_parameters() if p.requires_grad}
