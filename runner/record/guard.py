@@ -281,15 +281,18 @@ def refuse_foreign(target: Path, foreign, option: str, where: str) -> None:
 def temporary_folder(target: Path, fixed: bool = False) -> Path:
     """An empty folder beside `target` to build it in; `fixed` names it .NAME.tmp (inside a locked run folder).
     A folder that cannot be written (read-only, full, not ours) is a one-line error, not an internal one."""
-    import errno
-
     try:
         return files.folder_beside(target, fixed)
     except OSError as exc:
-        full = exc.errno in (errno.ENOSPC, errno.EDQUOT)
-        raise RunError(f"cannot write beside {target}: {exc.strerror or exc}",
-                       "free disk space" if full else "write into a folder you can write (-o DIR)",
-                       str(target.parent)) from None
+        raise _cannot_write_beside(target, exc) from None
+
+
+def _cannot_write_beside(target: Path, exc: OSError) -> RunError:
+    import errno
+
+    full = exc.errno in (errno.ENOSPC, errno.EDQUOT)
+    return RunError(f"cannot write beside {target}: {exc.strerror or exc}",
+                    "free disk space" if full else "write into a folder you can write (-o DIR)", str(target.parent))
 
 
 def replace_folder(temporary: Path, target: Path, check=None) -> None:
@@ -308,6 +311,8 @@ def target_lock(target: Path, option: str = "-o", what: str = "an export"):
     except BlockingIOError:
         raise RunError(f"{option} is being written by another runner process ({what})",
                        f"wait for it to finish, or give another folder with {option}", str(target)) from None
+    except OSError as exc:  # a folder that cannot be written: the line temporary_folder says
+        raise _cannot_write_beside(target, exc) from None
     try:
         yield
     finally:
