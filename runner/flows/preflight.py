@@ -87,7 +87,7 @@ def prepare(run_dir: RunDir, overwrite: bool, resume: bool, where: str = "output
         )
     if existing and not recorded:
         raise SpecError(
-            f"output folder '{run_dir.path}' holds {', '.join(existing)} but no record of a run (no run.json that "
+            f"output folder '{run_dir.path}' holds {', '.join(existing)} but no run record (no run.json that "
             "runner wrote), so no run wrote them",
             "set output.dir (--output) to a new or empty folder; --overwrite only replaces a run's own files",
             where,

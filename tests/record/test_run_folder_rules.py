@@ -99,8 +99,8 @@ def test_a_run_json_that_runner_did_not_write_makes_no_run_and_nothing_is_replac
         (mine / name).write_text(text, encoding="utf-8")
     before = snapshot(ws)
     result = run_here(ws, "run", "spec.yaml", "--output", "mine", *flags)
-    refused(result, "--output: output folder 'mine' holds model, logs, run.json, spec.yaml, report.md but no record "
-            "of a run", "set output.dir (--output) to a new or empty folder")
+    refused(result, "--output: output folder 'mine' holds model, logs, run.json, spec.yaml, report.md but no run "
+            "record", "set output.dir (--output) to a new or empty folder")
     assert snapshot(ws) == before
 
 

@@ -29,6 +29,11 @@ IMAGE = "registry.test/runner"
 JOBS_REPO = "tester/runner-jobs"
 
 
+# An earlier finished run's record, as runner writes one (format, spec_sha256): a run.json of another shape is
+# no run's, and a run refuses its folder.
+EARLIER = '{"format": 2, "spec_sha256": "0", "status": "finished"}'
+
+
 @pytest.fixture
 def jobs_hub(fake_hub, tmp_path, monkeypatch):
     """The test Hub with jobs that run this working tree, and a runner image set."""
@@ -135,7 +140,7 @@ def test_a_job_that_fails_remotely_exits_with_its_code_and_one_line(jobs_hub, tm
     # A Hub model that does not exist: the spec is valid here, the run fails there.
     spec = write_spec(tmp_path, tiny_spec_text("tester/no-such-model"))
     (tmp_path / "run").mkdir()  # an earlier run, which --overwrite would replace with a finished one only
-    (tmp_path / "run" / "run.json").write_text('{"status": "finished"}')
+    (tmp_path / "run" / "run.json").write_text(EARLIER)
     result = run_cli("run", str(spec), "--on", "hf-jobs:cpu-basic", "--overwrite", cwd=tmp_path)
     job = jobs_hub.jobs[0]
     assert job.exit_code not in (0, None)
@@ -145,7 +150,7 @@ def test_a_job_that_fails_remotely_exits_with_its_code_and_one_line(jobs_hub, tm
     assert "model.name" in errors[0]  # the run's own error, from the job's log
     assert job.stage == "ERROR"
     assert [p.name for p in (tmp_path / "run").iterdir()] == ["run.json"]
-    assert (tmp_path / "run" / "run.json").read_text() == '{"status": "finished"}'
+    assert (tmp_path / "run" / "run.json").read_text() == EARLIER
     assert "is as it was" in result.stderr
 
 
@@ -172,10 +177,10 @@ def test_a_bad_spec_costs_nothing(jobs_hub, tmp_path, tiny_model, tiny_data):
     result = run_cli("run", str(tmp_path / "ok.yaml"), "--detach", cwd=tmp_path)  # --detach needs --on
     assert result.returncode == 2 and "--detach needs --on" in result.stderr
     (tmp_path / "run").mkdir()  # a run already in the output folder: refused before the upload, kept as it was
-    (tmp_path / "run" / "run.json").write_text('{"status": "finished"}')
+    (tmp_path / "run" / "run.json").write_text(EARLIER)
     result = run_cli("run", str(tmp_path / "ok.yaml"), "--on", "hf-jobs", cwd=tmp_path)
     assert result.returncode == 2 and "already holds a finished run" in result.stderr
-    assert (tmp_path / "run" / "run.json").read_text() == '{"status": "finished"}'
+    assert (tmp_path / "run" / "run.json").read_text() == EARLIER
     assert jobs_hub.requests == [] and jobs_hub.jobs == []
 
 
@@ -322,7 +327,7 @@ def test_a_failed_job_never_replaces_an_earlier_run(jobs_hub, tmp_path, tiny_mod
     extra = "hub:\n  repo_id: tester/tiny-remote\n  push: true\n"
     spec = write_spec(tmp_path, tiny_spec_text(tiny_model, extra=extra))
     (tmp_path / "run").mkdir()
-    (tmp_path / "run" / "run.json").write_text('{"status": "finished"}')
+    (tmp_path / "run" / "run.json").write_text(EARLIER)
     process = subprocess.Popen([sys.executable, "-m", "runner", "run", str(spec), "--on", "hf-jobs:cpu-basic",
                                 "--overwrite"],
                                cwd=tmp_path, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
@@ -339,7 +344,7 @@ def test_a_failed_job_never_replaces_an_earlier_run(jobs_hub, tmp_path, tiny_mod
     assert json.loads(files[f"{folder}/exit.json"])["exit_code"] == 1
     assert json.loads(files[f"{folder}/output/run.json"])["status"] == "finished"  # trained, push refused
     assert [p.name for p in (tmp_path / "run").iterdir()] == ["run.json"]
-    assert (tmp_path / "run" / "run.json").read_text() == '{"status": "finished"}'
+    assert (tmp_path / "run" / "run.json").read_text() == EARLIER
     errors = [line for line in err.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "push failed" in errors[0]
 

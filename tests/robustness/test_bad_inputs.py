@@ -646,7 +646,7 @@ def workspace(tmp_path, tiny_model, monkeypatch) -> Workspace:
     """The tiny model, data/train.csv, and an earlier finished run in run/ that must survive."""
     ws = Workspace(tmp_path, tiny_model)
     write_csv(tmp_path / "data" / "train.csv", labelled_rows())
-    ws.write("run/run.json", json.dumps({"format": 1, "name": "tiny", "status": "finished"}))
+    ws.write("run/run.json", json.dumps({"format": 1, "name": "tiny", "spec_sha256": "0", "status": "finished"}))
     ws.write("run/metrics.json", json.dumps({"validation": {"f1_macro": 0.9}}))
     ws.write("run/spec.yaml", "name: tiny\nhub:\n  repo_id: someone/tiny\n")
     ws.write("run/model/config.json", "{}")
