@@ -68,7 +68,8 @@ def test_export_refuses_below_the_bound(exported_run, tmp_path, monkeypatch):
     from runner.cli import main
     from runner.evaluate.strategies import TaskStrategy
 
-    monkeypatch.setattr(TaskStrategy, "agreement", lambda *a, **k: {"agreement": 0.5, "max_probability_difference": 0.3})
+    low = {"agreement": 0.5, "max_probability_difference": 0.3}
+    monkeypatch.setattr(TaskStrategy, "agreement", lambda *a, **k: low)
     out = tmp_path / "onnx"
     result = CliRunner().invoke(main, ["export", str(exported_run[0]), "-o", str(out)])
     assert result.exit_code == 1 and "50.00% agree" in result.output and "hint:" in result.output
