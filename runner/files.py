@@ -167,9 +167,15 @@ def exclusive(path: str | Path):
 LEDGER_KEEP = 2000  # the newest SHA-256s kept in the ledger of files runner wrote
 
 
-def _ledger() -> Path:
-    from runner.train.cache_folder import cache_root
+def cache_root() -> Path:
+    """Where runner keeps what it can rebuild (tokenized data, library caches, the ledger): $RUNNER_CACHE_DIR, else
+    $XDG_CACHE_HOME/runner, else ~/.cache/runner. Safe to delete."""
+    if os.environ.get("RUNNER_CACHE_DIR"):
+        return Path(os.environ["RUNNER_CACHE_DIR"]).expanduser()
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache").expanduser() / "runner"
 
+
+def _ledger() -> Path:
     return cache_root() / "written"
 
 

@@ -349,7 +349,7 @@ def doctor_lines() -> list[str]:
     import torch
     from huggingface_hub import constants as hf
 
-    from runner.train.cache_folder import cache_root
+    from runner.files import cache_root
 
     state = probe_torch_cuda(memory=True)
     build = f"CUDA {state.cuda_build}" if state.cuda_build else "CPU-only build"

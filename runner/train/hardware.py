@@ -130,7 +130,7 @@ def compile_cache_in_runner_cache(environ=os.environ) -> None:
     (TORCHINDUCTOR_CACHE_DIR, not TMPDIR/torchinductor_USER, where a run, or one stopped by a signal, would leave
     it) and matplotlib's font list and config (MPLCONFIGDIR, not $HOME/.cache and $HOME/.config). At process
     start: torch fixes its folder the first time it needs it, which may be before runner compiles anything."""
-    from runner.train.cache_folder import cache_root
+    from runner.files import cache_root
 
     for variable, folder in (("TORCHINDUCTOR_CACHE_DIR", "torchinductor"), ("MPLCONFIGDIR", "matplotlib")):
         if not environ.get(variable):

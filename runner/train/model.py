@@ -11,10 +11,10 @@ import numpy as np
 
 from runner.console import say, warn
 from runner.errors import RunError, SpecError
+from runner.files import cache_root
 from runner.spec.document import Spec
 from runner.spec.sections import LoraSection, ModelSection
 from runner.spec.specrules import looks_like_local_path
-from runner.train.cache_folder import cache_root  # noqa: F401 - model_step.cache_root() in the pipeline
 
 # Attention projections LoRA adapts by default, by `config.model_type`.
 LORA_TARGETS = {

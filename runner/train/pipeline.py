@@ -14,6 +14,7 @@ from pathlib import Path
 
 from runner.console import say
 from runner.errors import Interrupted, RunError, SpecError
+from runner.files import cache_root
 from runner.spec.document import Spec
 from runner.spec.sections import TrainSection
 
@@ -98,7 +99,7 @@ def tokenize(splits: dict, tokenizer, max_length: int, has_pair: bool) -> dict:
         raise RunError(
             f"could not write the tokenized data: {exc.strerror or exc}",
             "free disk space, or point RUNNER_CACHE_DIR at a folder with room",
-            str(exc.filename or model_step.cache_root()),
+            str(exc.filename or cache_root()),
         ) from None
 
 
