@@ -93,6 +93,11 @@ def describe_device(device: str) -> str:
     return name
 
 
+def literal_path(path: Path) -> str:
+    """The path for Trainer, which expands a leading ~ to the home folder: a folder named ~ is ./~ (one folder)."""
+    return f"./{path}" if str(path).startswith("~") else str(path)
+
+
 def training_arguments(train: TrainSection, seed: int, run_dir: Path, device: str, precision: str):
     from transformers import TrainingArguments
 
@@ -101,7 +106,7 @@ def training_arguments(train: TrainSection, seed: int, run_dir: Path, device: st
     if optimizer == "auto":
         optimizer = "adamw_torch_fused" if fused_adamw_available(device) else "adamw_torch"
     return TrainingArguments(
-        output_dir=os.path.abspath(RunDir(run_dir).checkpoints),  # absolute: Trainer expands a leading ~
+        output_dir=literal_path(RunDir(run_dir).checkpoints),
         num_train_epochs=train.epochs,
         max_steps=train.max_steps or -1,
         learning_rate=train.learning_rate,
@@ -335,7 +340,6 @@ def build_trainer(spec: Spec, model, tokenizer, tokenized: dict, labels: list[st
     from runner.train.fastpath import prepare_model
     from runner.train.hardware import apply_threads
 
-    output_dir = Path(os.path.abspath(output_dir))  # a folder named ~ is that folder, never the home folder
     if device == "cpu":
         say(f"threads: {'; '.join(str(part) for part in apply_threads(spec.train.threads))}")
     notes, packed = prepare_model(model, spec.train, device) if model is not None else ([], False)
@@ -364,7 +368,7 @@ def build_trainer(spec: Spec, model, tokenizer, tokenized: dict, labels: list[st
     )
     for callback in trainer.callback_handler.callbacks:  # TensorBoard logs go to the run folder's logs/
         if type(callback).__name__ == "TensorBoardCallback":
-            callback.logging_dir = str(output_dir / LOGS)
+            callback.logging_dir = literal_path(output_dir / LOGS)
     progress.lines_for_bars(trainer)  # off a terminal: a line every 10% of the steps, no `\r` frames
     trainer.max_tokens_per_batch = spec.train.max_tokens_per_batch  # read by get_train_dataloader
     trainer.padding_free = packed
