@@ -29,6 +29,30 @@ def require(*modules: str) -> None:
         raise RunError(f"{', '.join(missing)} not installed (needed for ONNX export and inference)", PIP_LINE)
 
 
+def import_onnxruntime():
+    """onnxruntime, imported so that what it writes as it loads stays under runner's cache: its telemetry keeps a
+    device id and a database in $XDG_CACHE_HOME/Microsoft/DeveloperTools (else $HOME/.cache) and a `.ses` file
+    in TMPDIR, both read once, at import. Both variables point into <runner cache>/onnxruntime for the import
+    only; every other import has read them already or reads them later, restored."""
+    import sys
+
+    if "onnxruntime" not in sys.modules:
+        from runner.files import cache_root, make_folder
+
+        home = make_folder(cache_root() / "onnxruntime")
+        saved = {name: os.environ.get(name) for name in ("XDG_CACHE_HOME", "TMPDIR")}
+        os.environ.update(XDG_CACHE_HOME=str(home), TMPDIR=str(home))
+        try:
+            import onnxruntime  # noqa: F401
+        finally:
+            for name, value in saved.items():
+                if value is None:
+                    os.environ.pop(name, None)
+                else:
+                    os.environ[name] = value
+    return sys.modules["onnxruntime"]
+
+
 def model_file(folder: Path, prefer_int8: bool = True) -> Path:
     """The int8 model when there is one (and it is wanted), else the fp32 one."""
     for name in (INT8, FP32) if prefer_int8 else (FP32,):
@@ -44,7 +68,7 @@ class OnnxClassifier:
 
     def __init__(self, path: Path, threads: int | None = None):
         require("onnxruntime")
-        import onnxruntime as ort
+        ort = import_onnxruntime()
 
         self.path = Path(path)
         options = ort.SessionOptions()

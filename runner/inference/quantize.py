@@ -43,6 +43,9 @@ def down_projections(model_path: Path) -> list[str]:
 
 
 def quantize_variant(source: Path, target: Path, reduce_range: bool, ffn_out_fp32: bool) -> None:
+    from runner.inference.ort import import_onnxruntime
+
+    import_onnxruntime()  # first: what it writes as it loads goes under runner's cache
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     root = logging.getLogger()

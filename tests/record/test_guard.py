@@ -508,3 +508,17 @@ def test_a_run_writes_nothing_in_home_or_tmpdir(ws, tmp_path):
     assert (tmp_path / "third" / "report.md").is_file()
     assert [str(p) for p in home.rglob("*")] == [] and [str(p) for p in scratch.rglob("*")] == []
     assert (cache / "matplotlib").is_dir()
+
+
+def test_an_export_writes_nothing_in_home_or_tmpdir(ws, tmp_path):
+    """onnxruntime's telemetry wrote $HOME/.cache/Microsoft/DeveloperTools/... and TMPDIR/.ses as it loaded: its
+    import points both into runner's cache."""
+    home, scratch, cache = tmp_path / "home", tmp_path / "tmp", tmp_path / "cache"
+    for folder in (home, scratch):
+        folder.mkdir()
+    env = {"HOME": str(home), "TMPDIR": str(scratch), "RUNNER_CACHE_DIR": str(cache), "XDG_CACHE_HOME": ""}
+    result = run_cli("export", "run", "-o", str(tmp_path / "exported"), cwd=ws, env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert (tmp_path / "exported" / "model.onnx").is_file()
+    assert [str(p) for p in home.rglob("*")] == [] and [str(p) for p in scratch.rglob("*")] == []
+    assert (cache / "onnxruntime" / "Microsoft").is_dir()
