@@ -340,6 +340,11 @@ class RunDir:
             return False
         partial = self.aside_dir / PARTIAL
         kept = {entry.name for entry in self.aside_dir.iterdir()} - {PARTIAL}
+        foreign = sorted(kept - set(ENTRIES))
+        if foreign or self.aside_dir.is_symlink():  # a folder of the user's that happens to be named .previous
+            raise SpecError(f"{self.aside_dir} is not an earlier run that runner set aside (it holds "
+                            f"{', '.join(foreign[:3]) or 'a symbolic link'}); runner would move it into the folder",
+                            f"move {self.aside_dir} away, or choose another folder with --output", str(self.path))
         if not partial.exists():  # the new run's entries go first; a restore cut short here starts again
             # a whole earlier run, or a resumed run's few entries
             replaced = ENTRIES if MANIFEST in kept else RESUME_ENTRIES

@@ -219,3 +219,16 @@ def test_reproduce_over_a_run_with_user_files_names_the_output_option(ws):
     assert result.stderr.strip().splitlines()[-2].startswith("error: --output: output folder "), result.stderr
     assert "--set output.dir" not in result.stderr
     assert snapshot(ws) == before
+
+
+@pytest.mark.parametrize("output", ["run", "mine"])
+def test_a_users_folder_named_previous_is_never_moved_into_the_run(ws, output):
+    """A folder holding .previous/ was taken for an earlier run set aside by a killed run: its contents were moved
+    up over the folder's own entries before any check."""
+    (ws / output / ".previous").mkdir(parents=True)
+    (ws / output / ".previous" / "notes.txt").write_text("mine", encoding="utf-8")
+    (ws / output / ".previous" / "model").mkdir()
+    before = snapshot(ws)
+    result = run_here(ws, "run", "spec.yaml", "--output", output, "--overwrite")
+    refused(result, "is not an earlier run that runner set aside (it holds notes.txt)", "move")
+    assert snapshot(ws) == before
