@@ -109,9 +109,11 @@ def _send_again() -> None:
 
 
 def _importing(frame) -> bool:
-    """Whether the main thread stands inside an import (importlib's frames are on its stack)."""
+    """Whether the main thread stands inside an import (importlib's frames are on its stack) or a finalizer
+    (`__del__`: Python prints an exception raised there as "Exception ignored" with its traceback, and drops it):
+    in both the signal is held and sent again shortly."""
     while frame is not None:
-        if frame.f_code.co_filename.startswith("<frozen importlib"):
+        if frame.f_code.co_filename.startswith("<frozen importlib") or frame.f_code.co_name == "__del__":
             return True
         frame = frame.f_back
     return False

@@ -580,7 +580,7 @@ def one_error(result, code: int) -> str:
 
 def earlier_run(folder: Path) -> Path:
     folder.mkdir(parents=True)
-    (folder / "run.json").write_text('{"status": "finished"}')
+    (folder / "run.json").write_text(EARLIER)  # runner's record: a run.json with format and spec_sha256
     (folder / "metrics.json").write_text('{"validation": {"accuracy": 0.9}}')
     (folder / "model").mkdir()
     (folder / "model" / "config.json").write_text("{}")
@@ -715,9 +715,11 @@ def test_run_on_hf_jobs_checks_the_local_folder_before_anything_is_uploaded(jobs
         result = run_cli("run", str(spec), "--on", "hf-jobs", "--output", str(earlier), "--overwrite", cwd=tmp_path)
     assert "in use by another runner process" in one_error(result, 1)
     # Data inside what the record would replace: refused as a local run refuses it.
-    write_csv(earlier / "predictions" / "train.csv", labelled_rows())
+    # (in a checkpoint folder, which runner replaces whole: in predictions/ it is refused as a file of the user's)
+    write_csv(earlier / "checkpoints" / "checkpoint-1" / "train.csv", labelled_rows())
     before["earlier"] = tree(earlier)
-    inside = write_spec(tmp_path, tiny_spec_text(tiny_model, train="earlier/predictions/train.csv"), "inside.yaml")
+    inside = write_spec(tmp_path, tiny_spec_text(tiny_model, train="earlier/checkpoints/checkpoint-1/train.csv"),
+                        "inside.yaml")
     result = run_cli("run", str(inside), "--on", "hf-jobs", "--output", str(earlier), "--overwrite", cwd=tmp_path)
     assert "the train data file is inside the run folder's own outputs" in one_error(result, 2)
     assert jobs_hub.requests == [] and jobs_hub.jobs == []
