@@ -340,13 +340,10 @@ class RunDir:
             return False
         partial = self.aside_dir / PARTIAL
         kept = {entry.name for entry in self.aside_dir.iterdir()} - {PARTIAL}
-        foreign = sorted(kept - set(ENTRIES))
-        if foreign or self.aside_dir.is_symlink():  # a folder of the user's that happens to be named .previous
-            raise SpecError(f"{self.aside_dir} is not an earlier run that runner set aside (it holds "
-                            f"{', '.join(foreign[:3]) or 'a symbolic link'}); runner would move it into the folder",
+        if (foreign := sorted(kept - set(ENTRIES))) or self.aside_dir.is_symlink():  # the user's, named .previous
+            raise SpecError(f"{self.aside_dir} holds {', '.join(foreign[:3]) or 'a link'}: not a run runner set aside",
                             f"move {self.aside_dir} away, or choose another folder with --output", str(self.path))
         if not partial.exists():  # the new run's entries go first; a restore cut short here starts again
-            # a whole earlier run, or a resumed run's few entries
             replaced = ENTRIES if MANIFEST in kept else RESUME_ENTRIES
             for entry in set(replaced) | kept:
                 files.remove(self.path / entry)

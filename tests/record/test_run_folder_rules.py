@@ -230,5 +230,5 @@ def test_a_users_folder_named_previous_is_never_moved_into_the_run(ws, output):
     (ws / output / ".previous" / "model").mkdir()
     before = snapshot(ws)
     result = run_here(ws, "run", "spec.yaml", "--output", output, "--overwrite")
-    refused(result, "is not an earlier run that runner set aside (it holds notes.txt)", "move")
+    refused(result, "holds notes.txt: not a run runner set aside", "move")
     assert snapshot(ws) == before
