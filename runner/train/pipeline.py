@@ -245,21 +245,12 @@ def after_failed_write(checkpoints: Path, resume_hint: str) -> str:
     """What to do once there is space again. The checkpoints newer than the last complete one are what the failed
     write left (they hold the space, and --resume would skip them): removed. --resume is offered only when a
     complete checkpoint remains."""
-    import json
-
     from runner.files import remove
     from runner.train.checkpoints import checkpoint_folders
-    from runner.train.trainer import damaged_files
-
-    def complete(path: Path) -> bool:
-        try:
-            json.loads((path / "trainer_state.json").read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            return False
-        return not damaged_files(path)
+    from runner.train.trainer import checkpoint_problem
 
     found = checkpoint_folders(checkpoints)
-    newest = max((step for step, path in found.items() if complete(path)), default=-1)
+    newest = max((step for step, path in found.items() if checkpoint_problem(path) is None), default=-1)
     for step, path in found.items():
         if step > newest:
             remove(path, ignore_errors=True)

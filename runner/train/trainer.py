@@ -396,28 +396,28 @@ def recorded_choices(train: TrainSection, device: str, precision: str) -> dict:
 
 
 def latest_checkpoint(run_dir: Path) -> Path | None:
-    """The newest complete checkpoint. The Trainer writes trainer_state.json last, so a save cut
-    short (a full disk, a second signal) leaves a folder without a readable one: skip it."""
-    import json
-    import re
+    """The newest complete checkpoint (checkpoint_problem); each newer one is skipped with a warning."""
+    from runner.train.checkpoints import checkpoint_folders
 
-    folder = RunDir(run_dir).checkpoints
-    if not folder.is_dir():
-        return None
-    found = [(int(match.group(1)), path) for path in folder.iterdir()
-             if (match := re.fullmatch(r"checkpoint-(\d+)", path.name)) and path.is_dir()]
-    for _, path in sorted(found, reverse=True):
-        try:
-            json.loads((path / "trainer_state.json").read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            warn(f"skipping incomplete checkpoint {path}")
-            continue
-        damaged = damaged_files(path)
-        if damaged:  # a truncated optimizer or weights file would fail inside the Trainer, mid-resume
-            warn(f"skipping damaged checkpoint {path} ({', '.join(damaged)} truncated or unreadable)")
-            continue
-        return path
+    for _, path in sorted(checkpoint_folders(RunDir(run_dir).checkpoints).items(), reverse=True):
+        problem = checkpoint_problem(path)
+        if problem is None:
+            return path
+        warn(f"skipping {problem}")
     return None
+
+
+def checkpoint_problem(path: Path) -> str | None:
+    """None for a complete checkpoint, else what is wrong: no readable trainer_state.json (the Trainer writes it last,
+    so a save cut short lacks it), or a truncated optimizer or weights file (it would fail mid-resume)."""
+    import json
+
+    try:
+        json.loads((path / "trainer_state.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return f"incomplete checkpoint {path}"
+    damaged = damaged_files(path)
+    return f"damaged checkpoint {path} ({', '.join(damaged)} truncated or unreadable)" if damaged else None
 
 
 def damaged_files(checkpoint: Path) -> list[str]:

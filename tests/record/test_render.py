@@ -184,13 +184,18 @@ def test_emphasis_and_emoji_shortcodes_are_escaped(text, shown):
     assert inline(text) == shown
 
 
-def test_a_hostile_spec_name_and_labels_show_literally_in_the_posted_comment(tmp_path):
-    run = write_run(tmp_path / "run", "~~old~~ :rocket: **v2**", ["**bold**", "_it_"], ["a :smile: text"])
+def posted_comment(run, tmp_path) -> str:
+    """The pull-request comment the run's summary posts, as the fake GitHub received it."""
     env = actions_env(tmp_path, "http://127.0.0.1:9")
     with FakeGitHub() as fake:
         env["GITHUB_API_URL"] = fake.url
         github.comment_on_pull_request(summary_markdown(run), "specs/a.yaml", env)
-        posted = fake.comments[7][0]["body"]
+        return fake.comments[7][0]["body"]
+
+
+def test_a_hostile_spec_name_and_labels_show_literally_in_the_posted_comment(tmp_path):
+    run = write_run(tmp_path / "run", "~~old~~ :rocket: **v2**", ["**bold**", "_it_"], ["a :smile: text"])
+    posted = posted_comment(run, tmp_path)
     html = cmarkgfm.github_flavored_markdown_to_html(posted).replace("\u200d", "")
     assert "<h3>runner: ~~old~~ :rocket: **v2**" in html  # the title as the spec named it
     assert "<td>**bold**</td>" in html and "<td>_it_</td>" in html and "a :smile: text" in html
@@ -246,11 +251,7 @@ def test_github_style_references_are_broken_like_hash_references(text, tmp_path)
 
 def test_a_label_gh_reference_is_no_issue_link_in_the_comment(tmp_path):
     run = write_run(tmp_path / "run", "GH-4242 fix", ["GH-4242", "gh-7"], ["text about GH-12"])
-    env = actions_env(tmp_path, "http://127.0.0.1:9")
-    with FakeGitHub() as fake:
-        env["GITHUB_API_URL"] = fake.url
-        github.comment_on_pull_request(summary_markdown(run), "specs/a.yaml", env)
-        posted = fake.comments[7][0]["body"]
+    posted = posted_comment(run, tmp_path)
     assert "GH\u200d-4242" in posted and "gh\u200d-7" in posted
     assert not re.search(r"(?i)gh-[0-9]", posted), posted
 
