@@ -94,6 +94,7 @@ def run_cli(
     """Run the real `runner` command in a subprocess and capture its output."""
     full_env = dict(os.environ)
     full_env.update(env or {})
+    full_env = {key: value for key, value in full_env.items() if value is not None}  # None: unset it
     return subprocess.run(
         [sys.executable, "-m", "runner", *args], cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout
     )
