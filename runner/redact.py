@@ -158,12 +158,18 @@ def _replace(line: str, value: str) -> str:
     return line.replace(value, REDACTED)
 
 
+def map_strings(change, value):
+    """`value` (dicts, lists and tuples of strings and other values, as read from JSON or YAML) with `change`
+    applied to every string in it, dict keys included; a tuple comes back as a list; the rest as it is."""
+    if isinstance(value, str):
+        return change(value)
+    if isinstance(value, dict):
+        return {change(key) if isinstance(key, str) else key: map_strings(change, item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [map_strings(change, item) for item in value]
+    return value
+
+
 def redact(value):
     """The value (str, or dicts and lists of them, keys included) with its secrets replaced."""
-    if isinstance(value, str):
-        return redact_text(value)
-    if isinstance(value, dict):
-        return {redact(key) if isinstance(key, str) else key: redact(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [redact(item) for item in value]
-    return value
+    return map_strings(redact_text, value)

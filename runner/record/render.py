@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import re
 
-from runner.redact import redact_text
+from runner.redact import map_strings, redact_text
 
 ZWJ = "\u200d"
 MARKER = "<!-- runner:comment"
@@ -82,13 +82,7 @@ def link(url) -> str:
 def inert(value):
     """A structure read from a run's record (dicts, lists, strings) with every string made inert,
     dict keys included; numbers, booleans and None as they are."""
-    if isinstance(value, str):
-        return inline(value)
-    if isinstance(value, dict):
-        return {inline(key) if isinstance(key, str) else key: inert(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [inert(item) for item in value]
-    return value
+    return map_strings(inline, value)
 
 
 def code_block(text: str, language: str = "") -> list[str]:
