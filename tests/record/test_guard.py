@@ -532,7 +532,8 @@ def test_an_export_writes_nothing_in_home_or_tmpdir(ws, tmp_path):
     # build without telemetry) the assertions above hold and this one has nothing to show.
     bare_home = tmp_path / "bare-home"
     bare_home.mkdir()
-    subprocess.run([sys.executable, "-c", "import onnxruntime"], env={key: value for key, value in {**os.environ, **env, **quiet, "HOME": str(bare_home)}.items() if value is not None},
-                   check=True, timeout=120)
+    bare_env = {**os.environ, **env, **quiet, "HOME": str(bare_home)}
+    bare_env = {key: value for key, value in bare_env.items() if value is not None}
+    subprocess.run([sys.executable, "-c", "import onnxruntime"], env=bare_env, check=True, timeout=120)
     if any(bare_home.rglob("*")):
         assert (cache / "onnxruntime" / "Microsoft").is_dir()
