@@ -13,10 +13,12 @@ from runner.spec.document import Spec
 
 def write_run_record(run_dir: RunDir, spec: Spec, result: RunResult) -> None:
     """run.json (status "recording"), the model card, report.md and its pictures, then status
-    "finished", written last: a run is finished only when its whole record is in place."""
+    "finished", written last: a run is finished only when its whole record is in place. It takes the whole
+    spec: run.json and the card record the whole document; the report takes the sections it shows."""
     result.status = "recording"
     write_manifest(run_dir, spec, result)
     write_model_card(run_dir.model_dir, spec, result)
-    write_report(run_dir, spec, result)
+    write_report(run_dir, result, name=spec.name, task=spec.task, model=spec.model, lora=spec.lora,
+                 report=spec.report, seed=spec.seed, metric_for_best_model=spec.train.metric_for_best_model)
     result.status = "finished"
     run_dir.finish()

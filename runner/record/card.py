@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 import yaml
@@ -17,26 +18,35 @@ from runner.record.rundir import portable
 from runner.record.usage import usage_lines
 from runner.redact import redact
 from runner.spec.document import Spec
-from runner.spec.tasks import hub_metric, metric_display, metric_items, task_of
+from runner.spec.sections import DataSection, HubSection, LoraSection, ModelSection, PredictSection, ReportSection
+from runner.spec.tasks import Task, hub_metric, metric_display, metric_items, task_of
 
 _HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)?$")
 
 
 def write_model_card(model_dir: Path, spec: Spec, result: RunResult) -> None:
-    """The Hub model card: metadata (with model-index eval results) and a usage-first body."""
+    """The Hub model card: metadata (with model-index eval results) and a usage-first body. It takes the
+    whole spec because the card records the whole resolved document (its "Training procedure")."""
     from huggingface_hub import ModelCard
 
-    card_data = model_card_data(spec, result)
-    content = f"---\n{card_data.to_yaml()}\n---\n\n{_card_body(spec, result, card_data.base_model)}"
-    atomic_write_text(Path(model_dir) / "README.md", str(ModelCard(content)))
+    card_data = model_card_data(result, name=spec.name, task=spec.task, data=spec.data, model=spec.model,
+                                lora=spec.lora, license=spec.hub.license, resolve=spec.resolve)
+    resolved = yaml.safe_dump(redact(portable(spec.values)), sort_keys=False, allow_unicode=True).rstrip()
+    body = _card_body(result, card_data.base_model, name=spec.name, task=spec.task, data=spec.data,
+                      model=spec.model, lora=spec.lora, predict=spec.predict, hub=spec.hub, report=spec.report,
+                      resolved_yaml=resolved)
+    atomic_write_text(Path(model_dir) / "README.md", str(ModelCard(f"---\n{card_data.to_yaml()}\n---\n\n{body}")))
 
 
-def model_card_data(spec: Spec, result: RunResult):
+def model_card_data(result: RunResult, *, name: str, task: Task, data: DataSection, model: ModelSection,
+                    lora: LoraSection | None, license: str | None, resolve: Callable[[str], Path]):
+    """The card's Hub metadata. `license` is the spec's hub.license (else the base model's); `resolve` makes a
+    path written in the spec absolute (Spec.resolve)."""
     from huggingface_hub import EvalResult, ModelCardData
 
-    model = result.model
-    lora = model.get("kind") == "lora" or bool(spec.lora)
-    hub_data = spec.data.hub
+    base = result.model  # the run's record of the base model; `model` is the spec's model section
+    lora = base.get("kind") == "lora" or bool(lora)
+    hub_data = data.hub
     if hub_data:
         revision = (result.data_files.get("hub") or {}).get("revision") or hub_data.revision
         dataset = {
@@ -46,31 +56,29 @@ def model_card_data(spec: Spec, result: RunResult):
             "dataset_revision": revision,
         }
     else:
-        train = Path(spec.data.train)
-        file_format = (
-            spec.data.format if spec.data.format != "auto" else (train.suffix.lstrip(".").lower() or "csv")
-        )
+        train = Path(data.train)
+        file_format = data.format if data.format != "auto" else (train.suffix.lstrip(".").lower() or "csv")
         dataset = {"dataset_type": {"jsonl": "json", "tsv": "csv"}.get(file_format, file_format)}
     # each split under the file it came from: test results under the test file, not the training file's name
-    split_files = {"validation": spec.data.validation_file or (None if hub_data else spec.data.train),
-                   "test": spec.data.test_file or (None if hub_data else spec.data.train)}
+    split_files = {"validation": data.validation_file or (None if hub_data else data.train),
+                   "test": data.test_file or (None if hub_data else data.train)}
     split_names = {
         "validation": (hub_data.validation_split if hub_data else None) or "validation",
         "test": (hub_data.test_split if hub_data else None) or "test",
     }
     metrics = result.metrics
-    task = task_of(result.task or spec.task.name)
+    task = task_of(result.task or task.name)
     eval_results = []
     for split in SPLITS:
-        for name, value in metric_items(metrics.get(split)):
-            metric_type, config = hub_metric(name)
+        for metric, value in metric_items(metrics.get(split)):
+            metric_type, config = hub_metric(metric)
             eval_results.append(
                 EvalResult(
                     task_type="text-classification",
                     task_name=task.display,
                     metric_type=metric_type,
                     metric_config=config,
-                    metric_name=metric_display(name),
+                    metric_name=metric_display(metric),
                     metric_value=float(value),
                     dataset_split=split_names[split],
                     **dataset,
@@ -79,11 +87,11 @@ def model_card_data(spec: Spec, result: RunResult):
             )
     tags = ["text-classification", "runner"] + (["lora", "peft"] if lora else [])
     return ModelCardData(
-        model_name=spec.name,
-        base_model=base_model_id(spec, model),
+        model_name=name,
+        base_model=base_model_id(model, base, resolve),
         library_name="peft" if lora else "transformers",
         pipeline_tag="text-classification",
-        license=spec.hub.license or base_model_license(spec, model),
+        license=license or base_model_license(model, base, resolve),
         datasets=[hub_data.id] if hub_data else None,
         tags=tags,
         metrics=list(dict.fromkeys(hub_metric(n)[0] for s in SPLITS for n, _ in metric_items(metrics.get(s)))) or None,
@@ -91,24 +99,25 @@ def model_card_data(spec: Spec, result: RunResult):
     )
 
 
-def base_model_license(spec: Spec, model: dict) -> str | None:
+def base_model_license(spec_model: ModelSection, model: dict, resolve: Callable[[str], Path]) -> str | None:
     """The base model's own license (its model card's `license`), for a card whose spec sets no hub.license: a
-    fine-tune inherits it. Read from the model's folder, or from the Hub cache for a Hub model (no download)."""
+    fine-tune inherits it. Read from the model's folder, or from the Hub cache for a Hub model (no download).
+    `model` is the run's record of the base model (RunResult.model), `spec_model` the spec's model section."""
     from huggingface_hub import ModelCard
 
     readme = None
-    name = model.get("name") or spec.model.name
+    name = model.get("name") or spec_model.name
     if model.get("source", "hub") == "hub":
         from huggingface_hub import try_to_load_from_cache
 
         try:
-            found = try_to_load_from_cache(name, "README.md", revision=model.get("revision") or spec.model.revision)
+            found = try_to_load_from_cache(name, "README.md", revision=model.get("revision") or spec_model.revision)
         except Exception:  # noqa: BLE001 - a malformed id or cache: the license stays unnamed
             found = None
         readme = Path(found) if isinstance(found, str) else None
     else:
         folder = Path(model["path"]) if model.get("path") and Path(model["path"]).is_absolute() else \
-            _model_folder(spec, name)
+            _model_folder(name, resolve)
         readme = folder / "README.md" if folder is not None else None
     if readme is None or not readme.is_file():
         return None
@@ -119,19 +128,19 @@ def base_model_license(spec: Spec, model: dict) -> str | None:
     return license_id if isinstance(license_id, str) and re.fullmatch(r"[A-Za-z0-9.+-]{1,64}", license_id) else None
 
 
-def base_model_id(spec: Spec, model: dict) -> str | None:
+def base_model_id(spec_model: ModelSection, model: dict, resolve: Callable[[str], Path]) -> str | None:
     """The Hub id of the base model, or None when it is only known as a local folder.
 
     A Hub model is named by its id. A local or packaged folder is named only when its own model
     card declares `base_model`; its config's `_name_or_path` often names an ancestor model, so it
     is not trusted.
     """
-    name = model.get("name") or spec.model.name
+    name = model.get("name") or spec_model.name
     if model.get("source", "hub") == "hub":
         return name
     folder = Path(model["path"]) if model.get("path") else None
     if folder is None or not folder.is_absolute():  # run.json's copy holds it relative (a record written again)
-        folder = _model_folder(spec, name)
+        folder = _model_folder(name, resolve)
         if folder is None:
             return None
     from huggingface_hub import ModelCard
@@ -144,11 +153,11 @@ def base_model_id(spec: Spec, model: dict) -> str | None:
     return declared if isinstance(declared, str) and _HUB_ID.match(declared) else None
 
 
-def _model_folder(spec: Spec, name: str) -> Path | None:
-    """The base model's folder found again from the spec: a local path, or `package:NAME[/SUB]` (found, not
-    imported, as runner.train.model finds it)."""
+def _model_folder(name: str, resolve: Callable[[str], Path]) -> Path | None:
+    """The base model's folder found again from the spec: a local path (made absolute by `resolve`, Spec.resolve),
+    or `package:NAME[/SUB]` (found, not imported, as runner.train.model finds it)."""
     if not name.startswith("package:"):
-        return spec.resolve(name)
+        return resolve(name)
     import importlib.util
 
     package, _, sub = name[len("package:"):].partition("/")
@@ -160,17 +169,21 @@ def _model_folder(spec: Spec, name: str) -> Path | None:
     return Path(locations[0]) / (sub or "model") if locations else None
 
 
-def _card_body(spec: Spec, result: RunResult, base_model: str | None) -> str:
+def _card_body(result: RunResult, base_model: str | None, *, name: str, task: Task, data: DataSection,
+               model: ModelSection, lora: LoraSection | None, predict: PredictSection, hub: HubSection,
+               report: ReportSection, resolved_yaml: str) -> str:
+    """The card's Markdown body; `resolved_yaml` is the resolved spec as the card shows it."""
     # the code snippets get the raw labels (in a fence data cannot close); the prose gets inert text
     raw_labels, raw_thresholds = result.labels, result.thresholds
-    result = shown_result(result, examples_shown(spec))
-    task = task_of(result.task or spec.task.name)
+    result = shown_result(result, examples_shown(report))
+    task = task_of(result.task or task.name)
+    max_length = model.max_length  # the spec's; `model` is the run's record of the base model from here on
     labels, model, metrics = result.labels, result.model, result.metrics
-    lora = model.get("kind") == "lora" or bool(spec.lora)
-    where = spec.hub.repo_id or "path/to/this/folder"
+    lora = model.get("kind") == "lora" or bool(lora)
+    where = hub.repo_id or "path/to/this/folder"
     base = f"[{base_model}](https://huggingface.co/{base_model})" if base_model else "a local model"
     out = [
-        f"# {inline(spec.name)}",
+        f"# {inline(name)}",
         "",
         f"A {task.display} model: {base} fine-tuned "
         + ("with LoRA " if lora else "")
@@ -220,14 +233,14 @@ def _card_body(spec: Spec, result: RunResult, base_model: str | None) -> str:
     from runner.evaluate.quality import output_calibration  # a temperature, or vector scaling's {scale, bias}
 
     calibration = output_calibration(result)
-    code += usage_lines(task, example, spec.predict.threshold, raw_thresholds, calibration, inline=lora)
+    code += usage_lines(task, example, predict.threshold, raw_thresholds, calibration, inline=lora)
     out += ["## How to use", "", *code_block("\n".join(code), "python"), ""]
     out += card_lines(result, lora)  # class weights, temperature, thresholds
 
     out += ["## Evaluation", "", metrics_table(metrics, metrics.get("headline")), ""]
     summary = result.data_summary
     out += ["## Training data", ""]
-    hub_data = spec.data.hub
+    hub_data = data.hub
     if hub_data:
         out += [
             f"Hub dataset [{inline(hub_data.id)}](https://huggingface.co/datasets/{hub_data.id})"
@@ -235,7 +248,7 @@ def _card_body(spec: Spec, result: RunResult, base_model: str | None) -> str:
             + "."
         ]
     else:
-        files = [Path(getattr(spec.data, key)).name for key in DATA_KEYS.values() if getattr(spec.data, key)]
+        files = [Path(getattr(data, key)).name for key in DATA_KEYS.values() if getattr(data, key)]
         out += ["Local files: " + ", ".join(f"`{inline(name)}`" for name in files) + "."]
     if summary.get("rows"):
         out += ["Rows: " + ", ".join(f"{split} {number(n)}" for split, n in summary["rows"].items()) + "."]
@@ -251,8 +264,7 @@ def _card_body(spec: Spec, result: RunResult, base_model: str | None) -> str:
         + (f", from base model revision `{model['revision']}`" if model.get("revision") else "")
         + ". The resolved spec:",
         "",
-        *code_block(yaml.safe_dump(redact(portable(spec.values)), sort_keys=False, allow_unicode=True).rstrip(),
-                    "yaml"),
+        *code_block(resolved_yaml, "yaml"),
         "",
     ]
 
@@ -263,11 +275,11 @@ def _card_body(spec: Spec, result: RunResult, base_model: str | None) -> str:
         out += [f"- Validation metrics come from {number(validation_rows)} rows; on small sets they are noisy."]
     if truncated.get("fraction"):
         out += [
-            f"- Texts are cut to {truncated.get('max_length', spec.model.max_length)} tokens; "
+            f"- Texts are cut to {truncated.get('max_length', max_length)} tokens; "
             f"{truncated['fraction']:.1%} of the training texts were longer."
         ]
     else:
-        out += [f"- Texts longer than {spec.model.max_length} tokens are truncated."]
+        out += [f"- Texts longer than {max_length} tokens are truncated."]
     if task.one_label_per_row and labels:
         out += ["- Every input gets one of the labels above, even when none fits."]
     out += [

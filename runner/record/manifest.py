@@ -8,7 +8,7 @@ import os
 import platform
 import re
 import subprocess
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from importlib import metadata
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -22,6 +22,7 @@ from runner.record.result import RunResult
 from runner.record.rundir import RunDir, portable, spec_dir_of
 from runner.redact import redact, redact_text
 from runner.spec.document import Spec
+from runner.spec.sections import DataSection
 
 MANIFEST_FORMAT = 2
 PACKAGES = (
@@ -56,7 +57,7 @@ def write_manifest(run_dir: RunDir, spec: Spec, result: RunResult) -> None:
     timing = result.timing
     hub_data = spec.data.hub
     spec_dir = spec.base_dir if spec.path else None
-    results = result.to_dict() if examples_shown(spec) else without_examples(result.to_dict())
+    results = result.to_dict() if examples_shown(spec.report) else without_examples(result.to_dict())
     manifest = {
         "format": MANIFEST_FORMAT,
         "name": spec.name,
@@ -65,11 +66,11 @@ def write_manifest(run_dir: RunDir, spec: Spec, result: RunResult) -> None:
         "finished_at": timing.get("finished_at"),
         "argv": redact(published_argv(result.argv)),
         "seed": spec.seed,
-        "spec_file": redact(_spec_file(spec)),
+        "spec_file": redact(_spec_file(spec.path)),
         "spec_dir": redact(spec_dir_of(run_dir.path, spec_dir)) if spec_dir else None,
         "spec_sha256": spec.sha256,
         "spec": redact(portable(spec.values)),
-        "data": {"files": redact(data_file_hashes(spec, result, run_dir))},
+        "data": {"files": redact(data_file_hashes(spec.data, spec.resolve, result, run_dir, spec_dir))},
         "model": redact(published_model(result.model)),
         "environment": {
             "python": platform.python_version(),
@@ -90,10 +91,10 @@ def write_manifest(run_dir: RunDir, spec: Spec, result: RunResult) -> None:
     run_dir.write_manifest(manifest)
 
 
-def _spec_file(spec: Spec) -> str | None:
-    """The spec as the user named it (relative to the working folder), or its file name when that folder
-    does not hold it; run.json's spec_dir says where it is from the run folder."""
-    return published_arg(str(spec.path)) if spec.path else None
+def _spec_file(path: Path | None) -> str | None:
+    """The spec file (Spec.path) as the user named it (relative to the working folder), or its file name when
+    that folder does not hold it; run.json's spec_dir says where it is from the run folder."""
+    return published_arg(str(path)) if path else None
 
 
 def published_results(results: dict, run_dir: Path, spec_dir: Path | None) -> dict:
@@ -123,18 +124,20 @@ def published_model(model: dict) -> dict:
     return model
 
 
-def data_file_hashes(spec: Spec, result: RunResult, run_dir: RunDir | None = None) -> dict:
+def data_file_hashes(data: DataSection, resolve: Callable[[str], Path], result: RunResult,
+                     run_dir: RunDir | None = None, spec_dir: Path | None = None) -> dict:
     """{role: {path, relative_to (or outside), sha256, bytes}} for every local data file; a missing file
-    gets sha256 None. Paths as rundir.published_path gives them (absolute without a run folder)."""
+    gets sha256 None. Paths as rundir.published_path gives them (absolute without a run folder). The files are
+    those the run read, else the spec's data section's (made absolute by `resolve`, Spec.resolve); `spec_dir` is
+    the spec file's folder (None for a spec with no file)."""
     files = {role: path for role, path in result.data_files.items() if isinstance(path, (str, Path))}
     if not files:
-        data = spec.data
-        files = {role: spec.resolve(getattr(data, key)) for role, key in DATA_KEYS.items() if getattr(data, key)}
+        files = {role: resolve(getattr(data, key)) for role, key in DATA_KEYS.items() if getattr(data, key)}
     out = {}
     for role, name in files.items():
         path = Path(name).resolve()
         exists = path.is_file()
-        where = (published_path(path, run_dir.path, spec.base_dir if spec.path else None) if run_dir is not None
+        where = (published_path(path, run_dir.path, spec_dir) if run_dir is not None
                  else {"path": str(path)})
         out[role] = {
             **where,

@@ -16,8 +16,12 @@ comment be mistaken for another spec's).
 from __future__ import annotations
 
 import re
+from typing import TYPE_CHECKING
 
 from runner.redact import map_strings, redact_text
+
+if TYPE_CHECKING:
+    from runner.spec.sections import ReportSection
 
 ZWJ = "\u200d"
 MARKER = "<!-- runner:comment"
@@ -204,10 +208,9 @@ def _hide(rows) -> list:
             for row in rows or []]
 
 
-def examples_shown(spec) -> bool:
+def examples_shown(report: ReportSection | None) -> bool:
     """The spec's report.examples (true unless it says false)."""
-    values = getattr(spec, "values", spec) or {}
-    return (values.get("report") or {}).get("examples", True) is not False
+    return report is None or report.examples is not False
 
 
 def shown_result(result, examples: bool = True):

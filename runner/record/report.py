@@ -9,12 +9,15 @@ from runner.record.markdown import SPLITS, duration, headline_text, metrics_tabl
 from runner.record.render import examples_shown, inline, publish, shown_result
 from runner.record.result import RunResult
 from runner.record.rundir import RunDir
-from runner.spec.document import Spec
-from runner.spec.tasks import lower_is_better, task_of
+from runner.spec.sections import LoraSection, ModelSection, ReportSection
+from runner.spec.tasks import Task, lower_is_better, task_of
 
 
-def write_report(run_dir: RunDir, spec: Spec, result: RunResult) -> None:
-    """report.md with metrics, per-class results, data summary, timing and the pictures."""
+def write_report(run_dir: RunDir, result: RunResult, *, name: str, task: Task, model: ModelSection,
+                 lora: LoraSection | None, report: ReportSection, seed: int, metric_for_best_model: str) -> None:
+    """report.md with metrics, per-class results, data summary, timing and the pictures. The spec's name, task,
+    model, lora and report sections and seed go into the text; its train.metric_for_best_model picks the curve
+    drawn when the result names no headline metric."""
     from runner.record import plots
 
     pictures = {"confusion_matrix.png": None}
@@ -23,26 +26,28 @@ def write_report(run_dir: RunDir, spec: Spec, result: RunResult) -> None:
         pictures["confusion_matrix.png"] = plots.confusion_matrix_png(
             {s: matrices[s] for s in SPLITS if matrices.get(s)}, result.labels
         )
-    metric = result.headline.get("name") or spec.train.metric_for_best_model
+    metric = result.headline.get("name") or metric_for_best_model
     pictures["training_curves.png"] = plots.training_curves_png(result.log_history, metric, lower_is_better(metric))
     pictures["reliability.png"] = plots.reliability_png(result.calibration) if result.calibration else None
-    for name, png in pictures.items():
+    for picture, png in pictures.items():
         if png:
-            atomic_write_bytes(run_dir / name, png)
+            atomic_write_bytes(run_dir / picture, png)
         else:
-            remove(run_dir / name)  # a picture left from an earlier run would mislead
-    drawn = {name for name, png in pictures.items() if png}
-    atomic_write_text(run_dir.report_file, render_report(spec, result, drawn))
+            remove(run_dir / picture)  # a picture left from an earlier run would mislead
+    drawn = {picture for picture, png in pictures.items() if png}
+    atomic_write_text(run_dir.report_file, render_report(result, drawn, name=name, task=task, model=model, lora=lora,
+                                                         report=report, seed=seed))
 
 
-def render_report(spec: Spec, result: RunResult, pictures: set[str]) -> str:
-    result = shown_result(result, examples_shown(spec))  # data-derived strings inert; texts out when asked
+def render_report(result: RunResult, pictures: set[str], *, name: str, task: Task, model: ModelSection,
+                  lora: LoraSection | None, report: ReportSection, seed: int) -> str:
+    result = shown_result(result, examples_shown(report))  # data-derived strings inert; texts out when asked
     metrics = result.metrics
     status = (
         "finished" if result.status == "recording" else result.status
     )  # the report is written just before the finish
-    out = [f"# Run report: {inline(spec.name)}", ""]
-    facts = [f"Status: **{status}**", f"task: {task_of(result.task or spec.task.name).display}"]
+    out = [f"# Run report: {inline(name)}", ""]
+    facts = [f"Status: **{status}**", f"task: {task_of(result.task or task.name).display}"]
     if headline_text(metrics):
         facts.append(f"headline: {headline_text(metrics)}")
     out += [" · ".join(facts), ""]
@@ -72,7 +77,7 @@ def render_report(spec: Spec, result: RunResult, pictures: set[str]) -> str:
     out += report_sections(result)  # cross-validation, label issues, search
     out += analysis_sections(result, pictures)  # calibration, thresholds, error analysis, data checks
     out += _data_section(result.data_summary, result.labels)
-    out += _training_section(spec, result)
+    out += _training_section(result, model, lora, seed)
     out += [
         "## Files",
         "",
@@ -135,18 +140,17 @@ def _data_section(summary: dict, labels: list[str]) -> list[str]:
     return out
 
 
-def _training_section(spec: Spec, result: RunResult) -> list[str]:
-    model, timing = result.model, result.timing
+def _training_section(result: RunResult, spec_model: ModelSection, lora: LoraSection | None, seed: int) -> list[str]:
+    model, timing = result.model, result.timing  # the run's record of the base model; spec_model: the spec's
     rows = [
         [
             "base model",
-            f"`{model.get('name') or inline(spec.model.name)}`"
+            f"`{model.get('name') or inline(spec_model.name)}`"
             + (f" (revision `{model['revision'][:12]}`)" if model.get("revision") else ""),
         ]
     ]
     if model.get("architecture"):
         rows.append(["architecture", model["architecture"]])
-    lora = spec.lora
     rows.append(
         [
             "fine-tuning",
@@ -172,7 +176,7 @@ def _training_section(spec: Spec, result: RunResult) -> list[str]:
     rows.append(["total time", duration(timing.get("total_seconds"))])
     if timing.get("started_at"):
         rows.append(["started / finished", f"{timing['started_at']} / {timing.get('finished_at', '?')}"])
-    rows.append(["seed", str(spec.seed)])
+    rows.append(["seed", str(seed)])
     return ["## Training", "", table(["", ""], rows, "ll"), ""]
 
 

@@ -400,13 +400,18 @@ def test_base_model_of_a_local_folder_comes_only_from_its_own_card(tmp_path):
     # config.json's _name_or_path often names an ancestor (all-MiniLM-L6-v2 says nreimers/MiniLM-...): not trusted.
     (folder / "config.json").write_text(json.dumps({"_name_or_path": "nreimers/MiniLM-L6-H384-uncased"}))
     spec = make_spec(tmp_path, SPEC.replace("sentence-transformers/all-MiniLM-L6-v2", "./base-model"))
-    assert card.base_model_id(spec, {"name": str(folder), "source": "local"}) is None
+    local = {"name": str(folder), "source": "local"}
+    assert card.base_model_id(spec.model, local, spec.resolve) is None
     (folder / "README.md").write_text("---\nbase_model: sentence-transformers/all-MiniLM-L6-v2\n---\n# card\n")
-    assert (
-        card.base_model_id(spec, {"name": str(folder), "source": "local"}) == "sentence-transformers/all-MiniLM-L6-v2"
-    )
+    assert card.base_model_id(spec.model, local, spec.resolve) == "sentence-transformers/all-MiniLM-L6-v2"
     (folder / "README.md").write_text("---\nbase_model: /home/someone/models/minilm\n---\n")
-    assert card.base_model_id(spec, {"name": str(folder), "source": "local"}) is None
+    assert card.base_model_id(spec.model, local, spec.resolve) is None
+
+
+def card_data(spec, result):
+    """The card's Hub metadata from a spec's sections, as write_model_card asks for it."""
+    return card.model_card_data(result, name=spec.name, task=spec.task, data=spec.data, model=spec.model,
+                                lora=spec.lora, license=spec.hub.license, resolve=spec.resolve)
 
 
 def test_the_card_takes_the_base_models_license_unless_the_spec_sets_one(tmp_path):
@@ -419,16 +424,16 @@ def test_the_card_takes_the_base_models_license_unless_the_spec_sets_one(tmp_pat
                                                                                            "")
     spec = make_spec(tmp_path, text)
     model = {"name": "./base-model", "source": "local", "path": str(folder)}
-    assert card.base_model_license(spec, model) is None
+    assert card.base_model_license(spec.model, model, spec.resolve) is None
     (folder / "README.md").write_text("---\nlicense: cc-by-nc-4.0\n---\n# card\n")
-    assert card.base_model_license(spec, model) == "cc-by-nc-4.0"
+    assert card.base_model_license(spec.model, model, spec.resolve) == "cc-by-nc-4.0"
     result = RunResult.from_dict(make_result(tmp_path, model=model))
-    assert card.model_card_data(spec, result).license == "cc-by-nc-4.0"
+    assert card_data(spec, result).license == "cc-by-nc-4.0"
     own = make_spec(tmp_path, text.replace("  repo_id: acme/emotions-tiny\n", "  repo_id: acme/emotions-tiny\n"
                                                                               "  license: mit\n"))
-    assert card.model_card_data(own, result).license == "mit"
+    assert card_data(own, result).license == "mit"
     (folder / "README.md").write_text("---\nlicense: \"<b>x</b> y\"\n---\n")  # not a license id: not published
-    assert card.base_model_license(spec, model) is None
+    assert card.base_model_license(spec.model, model, spec.resolve) is None
 
 
 def test_hub_dataset_goes_into_the_card(tmp_path):
@@ -440,7 +445,7 @@ def test_hub_dataset_goes_into_the_card(tmp_path):
     result = make_result(
         tmp_path, data_files={"hub": {"id": "dair-ai/emotion", "config": "split", "revision": "cab853a"}}
     )
-    data = card.model_card_data(spec, RunResult.from_dict(result))
+    data = card_data(spec, RunResult.from_dict(result))
     assert data.datasets == ["dair-ai/emotion"]
     first = data.eval_results[0]
     assert (first.dataset_type, first.dataset_config, first.dataset_revision) == ("dair-ai/emotion", "split", "cab853a")
