@@ -14,6 +14,7 @@ from pathlib import Path
 import click
 
 from runner import __version__
+from runner.console import close_progress_bars
 from runner.errors import RunnerError
 from runner.remote.jobs_cli import jobs, remote_options, run_remote, sky
 from runner.train.hardware import compile_cache_in_runner_cache, passive_wait_policy
@@ -82,17 +83,6 @@ class RunnerGroup(click.Group):
             sys.exit(1)
         finally:  # the work done and said: a signal now (the interpreter shutting down) stops nothing
             stopping.finished()
-
-
-def close_progress_bars() -> None:
-    """End the progress bars still drawn (a training cut short leaves its bar mid-line), so the message
-    that follows starts on a line of its own."""
-    tqdm = sys.modules.get("tqdm")
-    for bar in list(getattr(getattr(tqdm, "tqdm", None), "_instances", None) or []):
-        try:
-            bar.close()
-        except Exception:  # noqa: BLE001 - a bar that cannot close must not hide the message
-            pass
 
 
 def internal_error_lines(error: BaseException) -> list[str]:
@@ -174,10 +164,14 @@ def schema() -> None:
 @click.option("--force-resume", is_flag=True, help="Resume even when the spec or data changed since the checkpoint.")
 @click.option("--nproc", type=int, default=None,
               help="Train with N processes (torchrun, DDP). Overrides compute.nproc.")
+@click.option("--launched", type=click.Path(path_type=Path), hidden=True, help="A worker's handoff from --nproc.")
 @remote_options
-def run(spec, overrides, dry_run, output_dir, overwrite, resume, force_resume, nproc, on, **remote) -> None:
+def run(spec, overrides, dry_run, output_dir, overwrite, resume, force_resume, nproc, launched, on, **remote) -> None:
     """Train, evaluate, record and (when the spec says so) push: the whole flow."""
     from runner.spec.document import load_spec
+    from runner.train.handoff import read_launch
+
+    launched = read_launch(launched) if launched else None  # a worker of `--nproc N`: what the user ran and gave
 
     flags = {}  # options that set a spec value: taken as they are (a folder named 2024 or yes), placed at the option
     if output_dir:
@@ -201,10 +195,10 @@ def run(spec, overrides, dry_run, output_dir, overwrite, resume, force_resume, n
         from runner.flows.lifecycle import check_before_launch
         from runner.train.distributed import launch, node_settings
 
-        nodes = node_settings(loaded)  # the rank a launcher gives in the environment, before the folder
+        # the rank a launcher gives in the environment, before the folder
+        nodes = node_settings(loaded.compute, loaded.where("compute", "nnodes"))
         check_before_launch(loaded, overwrite=overwrite or resume, resume=resume)
-
-        sys.exit(launch(sys.argv[1:], loaded["compute"]["nproc"], nodes, loaded["compute"]["node_rank"]))
+        sys.exit(launch(sys.argv, loaded["compute"]["nproc"], nodes, loaded["compute"]["node_rank"]))
     from runner.flows.recipe import run_spec
 
     given = [("--set", o) for o in overrides] + [("--overwrite",)] * overwrite + [("--resume",)] * resume
@@ -212,7 +206,8 @@ def run(spec, overrides, dry_run, output_dir, overwrite, resume, force_resume, n
     # what the user ran, for the record and the command that continues the run (sys.argv in a terminal; a
     # caller that invokes the command in-process has other arguments there)
     argv = sys.argv if "run" in sys.argv[1:3] else ["runner", "run", str(spec), *(a for g in given for a in g)]
-    run_spec(loaded, overwrite=overwrite or resume, resume=resume, force_resume=force_resume, argv=argv)
+    run_spec(loaded, overwrite=overwrite or resume, resume=resume, force_resume=force_resume, argv=argv,
+             launched=launched)
 
 
 @main.command()

@@ -42,3 +42,14 @@ def progress(line: str) -> None:
     """A progress line on stderr (runner.train.progress, where stderr is not a terminal), on the main process only."""
     if is_main_process():
         print(line, file=sys.stderr, flush=True)
+
+
+def close_progress_bars() -> None:
+    """End the progress bars still drawn (a training cut short leaves its bar mid-line), so the message
+    that follows starts on a line of its own."""
+    tqdm = sys.modules.get("tqdm")
+    for bar in list(getattr(getattr(tqdm, "tqdm", None), "_instances", None) or []):
+        try:
+            bar.close()
+        except Exception:  # noqa: BLE001 - a bar that cannot close must not hide the message
+            pass

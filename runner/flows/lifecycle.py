@@ -144,7 +144,7 @@ def _locked(run_dir: RunDir, where: str):
 
 def rerun_command(argv, resume: bool, overwrite: bool = False) -> str:
     """The command that continues this run (`resume`: with --resume instead of --overwrite) or repeats it,
-    as the user gave it (their --output and --set included). `argv`: sys.argv of `runner run ...`."""
+    as the user gave it (their --output and --set included). `argv`: the command line given to run_spec."""
     args = [str(a) for a in argv[1:]] if argv else []
     if resume and args[:1] == ["run"]:  # only `runner run` resumes; reproduce and the rest run again
         args = [a for a in args if a not in ("--overwrite", "--resume", "--force-resume")] + ["--resume"]

@@ -12,7 +12,6 @@ the same for every flow. Only rank 0 writes and prints.
 from __future__ import annotations
 
 import json
-import sys
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -27,7 +26,7 @@ from runner.record.rundir import RECORDING, RunDir
 from runner.spec.document import Spec
 from runner.train import pipeline
 from runner.train.checkpoints import finish_checkpoints
-from runner.train.distributed import as_launched
+from runner.train.handoff import Launch
 
 
 def flow_of(spec: Spec) -> TrainingFlow:
@@ -41,14 +40,18 @@ def flow_of(spec: Spec) -> TrainingFlow:
     return single
 
 
-def run_spec(spec: Spec, overwrite: bool = False, resume: bool = False, force_resume: bool = False, argv=()) -> Path:
-    """Run the whole flow for a loaded spec. Returns the run folder.
+def run_spec(spec: Spec, overwrite: bool = False, resume: bool = False, force_resume: bool = False, *,
+             argv: list[str], launched: Launch | None = None) -> Path:
+    """Run the whole flow for a loaded spec. Returns the run folder. `argv`: the command line the caller ran,
+    recorded and repeated in the hints (`runner run ...`, `runner reproduce ...`); `launched`: in a worker of
+    `runner run --nproc N`, the launcher's handoff, whose command line and compute settings are recorded instead.
 
     Raises SpecError/DataError (bad input, nothing touched), RunError (a failure at run time; an
     earlier run is restored) or Interrupted (SIGINT/SIGTERM: where it stopped and what to run next).
     """
     started_at, started = now(), time.perf_counter()
-    spec, argv = as_launched(spec, list(argv) or sys.argv)  # a `--nproc N` worker records what the user ran
+    if launched is not None:  # the record shows what the user ran, not the worker's compute.nproc=1
+        spec, argv = spec.replace(compute=launched.recorded_compute()), list(launched.argv)
     flow = flow_of(spec)
     if resume and is_main_process() and RunDir(spec.output_dir).status() == RECORDING:
         # a record cut short is written again from run.json, whatever the flow (no training): the hint that

@@ -9,23 +9,25 @@ Several machines (compute.nnodes > 1): the same `runner run SPEC` on every machi
 compute.node_rank (or NODE_RANK / SKYPILOT_NODE_RANK in the environment), starts torchrun with
 `--nnodes --node_rank --master_addr --master_port` (from compute.rdzv_endpoint, node 0's address);
 global rank 0, on node 0, writes the record. Starting torchrun yourself on each machine works too.
+
+What the workers record (the user's command line and compute settings) reaches them in one file, not in the
+environment: runner/train/handoff.py.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import signal
 import subprocess
 import sys
+from pathlib import Path
 
 from runner.console import emit
+from runner.files import remove, temporary_folder
+from runner.spec.sections import ComputeSection
+from runner.train.handoff import OPTION, Launch, write_launch
 
-LAUNCHED_NPROC = "RUNNER_LAUNCHED_NPROC"  # set for the workers: the --nproc the user gave
-LAUNCHED_ARGV = "RUNNER_LAUNCHED_ARGV"  # and the command line, for the run record
-LAUNCHED_NNODES = "RUNNER_LAUNCHED_NNODES"  # and compute.nnodes
-LAUNCHED_NODE_RANK = "RUNNER_LAUNCHED_NODE_RANK"  # and compute.node_rank (JSON: a number or null)
 NODE_RANK_VARIABLES = ("NODE_RANK", "SKYPILOT_NODE_RANK")  # where a launcher says which machine this is
 
 
@@ -45,15 +47,14 @@ def worker_argv(argv: list[str], nodes: dict | None = None) -> list[str]:
     return out + ["--set", "compute.nproc=1"] + single
 
 
-def node_settings(spec) -> dict | None:
-    """compute.nnodes > 1: {nnodes, node_rank, master_addr, master_port}, checked; None on one machine."""
+def node_settings(compute: ComputeSection, where: str) -> dict | None:
+    """compute.nnodes > 1: {nnodes, node_rank, master_addr, master_port}, checked; None on one machine.
+    `where`: the position of compute.nnodes in the spec, for the errors."""
     from runner.errors import SpecError
 
-    compute = spec.compute
     nnodes = compute.nnodes
     if nnodes <= 1:
         return None
-    where = spec.where("compute", "nnodes")
     # The spec's own rules (a rank below nnodes, an endpoint with a TCP port, no search or cross-validation)
     # were checked when it was loaded (runner/spec/specrules.py and the schema). Left for the launch: the
     # endpoint (a spec for `runner sky` has none; SkyPilot gives it on each node) and a rank from the environment.
@@ -82,7 +83,8 @@ def node_settings(spec) -> dict | None:
     return {"nnodes": nnodes, "node_rank": rank, "master_addr": host, "master_port": int(port)}
 
 
-def torchrun_command(argv: list[str], nproc: int, nodes: dict | None = None) -> list[str]:
+def torchrun_command(argv: list[str], nproc: int, nodes: dict | None = None, handoff: Path | None = None) -> list[str]:
+    """torchrun running `runner <argv>` as the workers (worker_argv), each given the `handoff` file."""
     rendezvous = (
         [f"--nnodes={nodes['nnodes']}", f"--node_rank={nodes['node_rank']}", f"--master_addr={nodes['master_addr']}",
          f"--master_port={nodes['master_port']}"] if nodes else ["--standalone"]
@@ -96,31 +98,31 @@ def torchrun_command(argv: list[str], nproc: int, nodes: dict | None = None) -> 
         "-m",
         "runner",
         *worker_argv(argv, nodes),
+        *([OPTION, str(handoff)] if handoff else []),
     ]
 
 
-def launch(argv: list[str], nproc: int, nodes: dict | None = None, node_rank: int | None = None) -> int:
-    """Run `runner <argv>` as `nproc` torchrun workers and return the exit code. `node_rank`: the spec's
-    compute.node_rank (None where the rank comes from the environment), for the run record.
+def launch(command_line: list[str], nproc: int, nodes: dict | None = None, node_rank: int | None = None) -> int:
+    """Run the user's `runner ...` (`command_line`, the program first) as `nproc` torchrun workers and return the
+    exit code. `node_rank`: the spec's compute.node_rank (None where the rank comes from the environment), for the
+    run record, which the workers get with the command line in a handoff file (runner/train/handoff.py).
 
     torchrun gets a session of its own so a Ctrl-C reaches the workers once, through torchrun
     (SIGTERM): each saves a checkpoint and stops, like a single-process run.
     """
-    if LAUNCHED_NPROC in os.environ:
-        from runner.errors import RunError
+    given = Launch(nproc, tuple(command_line), nodes["nnodes"] if nodes else None, node_rank if nodes else None)
+    folder = temporary_folder(prefix="runner-launch-")  # the launcher's own; one killed outright is swept later
+    try:
+        return run_workers(command_line[1:], nproc, nodes, write_launch(given, folder))
+    finally:
+        remove(folder, ignore_errors=True)
 
-        raise RunError(
-            "a torchrun worker was asked to launch workers itself", "run it without --nproc, with --set compute.nproc=1"
-        )
+
+def run_workers(argv: list[str], nproc: int, nodes: dict | None, handoff: Path) -> int:
     env = dict(os.environ)
-    env[LAUNCHED_NPROC] = str(nproc)
-    env[LAUNCHED_ARGV] = json.dumps([sys.argv[0], *argv])
-    if nodes:
-        env[LAUNCHED_NNODES] = str(nodes["nnodes"])
-        env[LAUNCHED_NODE_RANK] = json.dumps(node_rank)
     # torchrun gives each worker one thread; on the CPU each worker gets its share of the cores.
     env.setdefault("OMP_NUM_THREADS", str(max(1, len(os.sched_getaffinity(0)) // nproc)))
-    command = torchrun_command(argv, nproc, nodes)
+    command = torchrun_command(argv, nproc, nodes, handoff)
     where = f" on node {nodes['node_rank']} of {nodes['nnodes']}" if nodes else ""
     emit(f"launching {nproc} processes{where}: {' '.join(command[1:])}", flush=True)
     process = subprocess.Popen(command, env=env, start_new_session=True)
@@ -145,15 +147,3 @@ def launch(argv: list[str], nproc: int, nodes: dict | None = None, node_rank: in
         for number, handler in previous.items():
             signal.signal(number, handler)
     return 128 + received[0] if received else code
-
-
-def as_launched(spec, argv):
-    """In a worker: the spec with the compute.nproc the user gave, and the user's command line, for the
-    run record. Outside a launched worker, both unchanged. Returns (spec, argv)."""
-    if LAUNCHED_NPROC not in os.environ:
-        return spec, argv
-    compute = {"nproc": int(os.environ[LAUNCHED_NPROC])}
-    if os.environ.get(LAUNCHED_NNODES):
-        compute["nnodes"] = int(os.environ[LAUNCHED_NNODES])
-        compute["node_rank"] = json.loads(os.environ.get(LAUNCHED_NODE_RANK) or "null")
-    return spec.replace(compute=compute), json.loads(os.environ.get(LAUNCHED_ARGV) or "[]") or argv

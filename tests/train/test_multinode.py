@@ -21,6 +21,10 @@ from runner.spec.document import load_spec
 from runner.train.distributed import node_settings, torchrun_command
 
 
+def nodes_of(spec):
+    return node_settings(spec.compute, spec.where("compute", "nnodes"))
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -38,9 +42,9 @@ def test_node_settings_are_checked_before_launching(tmp_path, tiny_model, monkey
         monkeypatch.delenv(name, raising=False)
     spec = node_spec(tmp_path, tiny_model, 29511)
     with pytest.raises(SpecError, match="rank is not known"):
-        node_settings(load_spec(spec))
+        nodes_of(load_spec(spec))
     monkeypatch.setenv("SKYPILOT_NODE_RANK", "1")
-    nodes = node_settings(load_spec(spec))
+    nodes = nodes_of(load_spec(spec))
     assert nodes == {"nnodes": 2, "node_rank": 1, "master_addr": "127.0.0.1", "master_port": 29511}
     assert torchrun_command(["run", "spec.yaml"], 4, nodes)[3:8] == [
         "--nnodes=2", "--node_rank=1", "--master_addr=127.0.0.1", "--master_port=29511", "--nproc_per_node=4"]
@@ -52,7 +56,7 @@ def test_node_settings_are_checked_before_launching(tmp_path, tiny_model, monkey
     assert "compute.node_rank is 2, not a node rank from 0 to 1" in "\n".join(caught.value.lines())
     monkeypatch.setenv("SKYPILOT_NODE_RANK", "1\u0660")  # "10" to int() and str.isdigit(): only 0-9 count here
     with pytest.raises(SpecError, match=r"SKYPILOT_NODE_RANK='1\u0660' in the environment is not a node rank"):
-        node_settings(load_spec(spec))
+        nodes_of(load_spec(spec))
     # The CLI says so with exit 2, before torchrun starts.
     result = run_cli("run", str(spec), "--set", "compute.rdzv_endpoint=null", cwd=tmp_path)
     assert result.returncode == 2 and "compute.rdzv_endpoint is not set" in result.stderr
@@ -60,8 +64,8 @@ def test_node_settings_are_checked_before_launching(tmp_path, tiny_model, monkey
     assert result.returncode == 2 and "rdzv_endpoint" in result.stderr
 
 
-def test_a_good_multi_node_spec_validates_and_a_worker_records_the_rank_given(tmp_path, tiny_model, monkeypatch):
-    from runner.train.distributed import LAUNCHED_NNODES, LAUNCHED_NODE_RANK, LAUNCHED_NPROC, as_launched
+def test_a_good_multi_node_spec_validates_and_a_worker_records_the_rank_given(tmp_path, tiny_model):
+    from runner.train.handoff import Launch, read_launch, write_launch
 
     spec = node_spec(tmp_path, tiny_model, 65535, extra="  node_rank: 1\n")
     result = run_cli("validate", spec.name, cwd=tmp_path)
@@ -72,10 +76,9 @@ def test_a_good_multi_node_spec_validates_and_a_worker_records_the_rank_given(tm
     # the worker's spec (--set compute.nnodes=1 compute.node_rank=null) is valid, and the record gets back
     # what the user gave
     worker = load_spec(spec, ["compute.nproc=1", "compute.nnodes=1", "compute.node_rank=null"])
-    monkeypatch.setenv(LAUNCHED_NPROC, "1")
-    monkeypatch.setenv(LAUNCHED_NNODES, "2")
-    monkeypatch.setenv(LAUNCHED_NODE_RANK, "1")
-    recorded, _ = as_launched(worker, ["runner", "run", spec.name])
+    assert (worker.compute.nnodes, worker.compute.node_rank) == (1, None)
+    handoff = read_launch(write_launch(Launch(1, ("runner", "run", spec.name), 2, 1), tmp_path / "launch"))
+    recorded = worker.replace(compute=handoff.recorded_compute())
     assert (recorded.compute.nnodes, recorded.compute.node_rank) == (2, 1)
 
 
