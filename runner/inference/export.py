@@ -27,6 +27,8 @@ from runner.inference.ort import FP32, INT8, OnnxClassifier, load_tokenizer, onn
 from runner.record import guard
 from runner.record.rundir import RunDir
 from runner.record.runrecord import results_of
+from runner.spec.sections import PredictSection
+from runner.spec.tasks import Task
 
 DEFAULT_MIN_AGREEMENT = 0.99
 PARITY_ROWS = 2000
@@ -50,7 +52,8 @@ def export_command(run_dir: Path, output: Path | None, int8: bool, min_agreement
         with run.lock("an export"), ExitStack() as locks:
             if elsewhere:
                 locks.enter_context(guard.target_lock(folder))
-            return _export(run, spec, folder, elsewhere, int8, min_agreement, parity_rows, require_int8)
+            return _export(run, spec.task, spec.model.max_length, spec.predict, spec.hub.repo_id, folder, elsewhere,
+                           int8, min_agreement, parity_rows, require_int8)
 
 
 EXPORT_FILES = {FP32, INT8, "config.json", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
@@ -117,11 +120,12 @@ def _stopped_by_signal(given: list[str]):
                       exit_code=code) from None
 
 
-def _export(run: RunDir, spec, folder: Path, elsewhere: bool, int8: bool, min_agreement: float,
-            parity_rows: int, require_int8: bool = False) -> dict:
-    task = spec.task
+def _export(run: RunDir, task: Task, max_length: int, predict: PredictSection, repo_id: str | None, folder: Path,
+            elsewhere: bool, int8: bool, min_agreement: float, parity_rows: int, require_int8: bool = False) -> dict:
+    """The export of `run` into `folder`: `max_length` is the spec's model.max_length, `repo_id` its hub.repo_id
+    (the model card's)."""
     texts, pairs = parity_texts(run, parity_rows)
-    model, tokenizer, source = merged_model(run, spec)
+    model, tokenizer, source = merged_model(run, task)
     temporary = guard.temporary_folder(folder, fixed=not elsewhere)  # RUN/.onnx.tmp: set aside by run --overwrite
     try:
         started = time.perf_counter()
@@ -130,8 +134,8 @@ def _export(run: RunDir, spec, folder: Path, elsewhere: bool, int8: bool, min_ag
         _carry_calibration(temporary, run)
         tokenizer.save_pretrained(temporary)
         # tokenizer.json as onnxruntime users load it: truncation at max_length, each batch padded to its longest row
-        load_tokenizer(temporary, spec.model.max_length).save(str(temporary / "tokenizer.json"))
-        score = parity_scorer(model, tokenizer, temporary, task, spec, texts, pairs) if texts else None
+        load_tokenizer(temporary, max_length).save(str(temporary / "tokenizer.json"))
+        score = parity_scorer(model, tokenizer, temporary, task, max_length, predict, texts, pairs) if texts else None
         parity = {"rows": len(texts), "source": "predictions/validation.jsonl", "models": {}} if texts else {}
         if score:
             parity["models"][FP32] = score(temporary / FP32)
@@ -172,16 +176,18 @@ def _export(run: RunDir, spec, folder: Path, elsewhere: bool, int8: bool, min_ag
         )
     try:
         with stopping.shielded():  # in place, then recorded: a signal that lands here waits for both
-            record = _put_in_place(run, spec, temporary, folder, elsewhere, source, seconds, parity, min_agreement,
-                                   quantised)
+            record = _put_in_place(run, repo_id, temporary, folder, elsewhere, source, seconds, parity,
+                                   min_agreement, quantised)
     except KeyboardInterrupt as stop:
         stop.finished = folder  # the export is whole: the message says so
         raise
     return record
 
 
-def _put_in_place(run: RunDir, spec, temporary: Path, folder: Path, elsewhere: bool, source: str, seconds: float,
-                  parity: dict, min_agreement: float, quantised: dict) -> dict:
+def _put_in_place(run: RunDir, repo_id: str | None, temporary: Path, folder: Path, elsewhere: bool, source: str,
+                  seconds: float, parity: dict, min_agreement: float, quantised: dict) -> dict:
+    """The export moved from `temporary` to `folder` and recorded in run.json (and, in the run's own export folder,
+    in the model card of hub.repo_id `repo_id`)."""
     try:
         _mark(temporary, run)
         guard.replace_folder(temporary, folder, _still_replaceable(folder) if elsewhere else None)
@@ -204,7 +210,7 @@ def _put_in_place(run: RunDir, spec, temporary: Path, folder: Path, elsewhere: b
     if not elsewhere:
         from runner.record.card import add_export_section
 
-        add_export_section(run.model_dir, record, spec.hub.repo_id)
+        add_export_section(run.model_dir, record, repo_id)
     return {**record, "dir": str(folder) if elsewhere else folder.name}  # as the command says it
 
 
@@ -258,14 +264,14 @@ def parity_texts(run: RunDir, limit: int) -> tuple[list[str], list[str] | None]:
     return texts, (pairs if pairs and all(p is not None for p in pairs) else None)
 
 
-def merged_model(run: RunDir, spec):
+def merged_model(run: RunDir, task: Task):
     """The full model to export: merged/ when the run saved one, else model/ (an adapter merged here)."""
     from runner.inference.predict import load_trained_model
 
     if (run.merged_dir / "config.json").is_file():
         model, tokenizer = load_trained_model(run.merged_dir)
         return model, tokenizer, "merged"
-    model, tokenizer = load_trained_model(run.model_dir, results_of(run.path).labels, spec.task.name)
+    model, tokenizer = load_trained_model(run.model_dir, results_of(run.path).labels, task.name)
     if hasattr(model, "merge_and_unload"):
         return model.merge_and_unload().eval(), tokenizer, "model (adapter merged)"
     return model, tokenizer, "model"
@@ -330,20 +336,22 @@ def quantize_int8(folder: Path, score, parity: dict) -> dict:
     return {"method": method, "kept": True, "candidates": candidates}
 
 
-def parity_scorer(model, tokenizer, folder: Path, task, spec, texts: list[str], pairs: list[str] | None):
+def parity_scorer(model, tokenizer, folder: Path, task: Task, max_length: int, predict: PredictSection,
+                  texts: list[str], pairs: list[str] | None):
     """A function from an exported model's path to its label agreement and largest probability difference
-    against PyTorch on `texts` (PyTorch's logits computed once)."""
+    against PyTorch on `texts` (PyTorch's logits computed once), read at the spec's model.max_length, with its
+    predict.batch_size and predict.threshold."""
     from runner.evaluate.strategies import strategy_of
     from runner.inference.predict import predict_logits
 
-    max_length, batch_size, strategy = spec.model.max_length, spec.predict.batch_size, strategy_of(task)
+    batch_size, strategy = predict.batch_size, strategy_of(task)
     reference = predict_logits(model, tokenizer, texts, pairs, max_length, batch_size)
     onnx_tokenizer = load_tokenizer(folder, max_length)
     names = [model.config.id2label[i] for i in range(len(model.config.id2label))] if task.has_labels else []
 
     def score(path: Path) -> dict:
         logits = onnx_logits(OnnxClassifier(path), onnx_tokenizer, texts, pairs, batch_size)
-        return strategy.agreement(reference, logits, names, spec.predict.threshold)
+        return strategy.agreement(reference, logits, names, predict.threshold)
 
     return score
 

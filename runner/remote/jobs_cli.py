@@ -46,7 +46,10 @@ def run_remote(loaded, on: str | None, dry_run: bool, overwrite: bool, resume: b
     if dry_run:
         from runner.flows.plan import describe_plan
 
-        lines = jobs.describe_job(loaded, on, timeout, remote.get("image"))  # refused before the plan is printed
+        # refused before the plan is printed
+        lines = jobs.describe_job(on, timeout, remote.get("image"), name=loaded.name, data=loaded.data,
+                                  model=loaded.model, search=loaded.search, resolve=loaded.resolve,
+                                  where=loaded.where, output_dir=loaded.output_dir)
         click.echo(describe_plan(loaded))
         for line in lines:
             click.echo(line)
@@ -154,7 +157,7 @@ def exec_command(repo_id, folder, fetch_model, flavor) -> None:
 @click.option("--image", default=None, help="The runner image (default $RUNNER_JOBS_IMAGE; tagged with this version).")
 @click.option("--rdzv-port", type=click.IntRange(1, 65535), default=29500, show_default=True,
               help="Port on node 0 where the nodes meet.")
-def sky(spec, overrides, output, force, accelerators, image, rdzv_port) -> None:
+def sky(spec: Path, overrides, output, force, accelerators, image, rdzv_port) -> None:
     """Write a SkyPilot task that trains SPEC on compute.nnodes machines (sky launch -c CLUSTER TASK)."""
     from runner.record.guard import check_file, write_file
     from runner.remote.dispatch import job_image
@@ -165,7 +168,8 @@ def sky(spec, overrides, output, force, accelerators, image, rdzv_port) -> None:
     if output:  # before any work: never the spec, its data, a run's file or another file of the user's
         from runner.remote.sky import local_files
 
-        check_file(output, [spec, *(path for _, path in local_files(loaded))], force, option="-o", kind="sky")
+        reads = [path for _, path in local_files(loaded.data, loaded.model, loaded.resolve)]
+        check_file(output, [spec, *reads], force, option="-o", kind="sky")
     task = sky_task(loaded, sky_image(job_image(image)), accelerators, overrides, rdzv_port)
     unchecked = check_with_skypilot(task)
     text = task_yaml(task)

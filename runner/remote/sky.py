@@ -13,11 +13,13 @@ import fnmatch
 import os
 import re
 import shlex
+from collections.abc import Callable
 from pathlib import Path
 
 from runner.console import note, warn
 from runner.errors import SpecError
 from runner.spec.document import Spec
+from runner.spec.sections import ComputeSection, DataSection, ModelSection
 from runner.spec.specrules import looks_like_local_path
 
 RDZV_PORT = 29500
@@ -32,13 +34,13 @@ SCAN_LIMIT = 20000  # entries looked at in the workdir (a data folder can hold m
 ACCELERATOR = re.compile(r"[A-Za-z][A-Za-z0-9_-]*(?::(?:[1-9][0-9]*|0?\.[0-9]*[1-9][0-9]*))?")
 
 
-def local_files(spec: Spec) -> list[tuple[str, Path]]:
-    """(spec key, resolved path) of every local file or folder the run reads."""
-    found = [(f"data.{key}", spec.resolve(getattr(spec.data, key)))
-             for key in ("train", "validation_file", "test_file") if getattr(spec.data, key)]
-    model = spec.model.name
-    if looks_like_local_path(model) or spec.resolve(model).is_dir():
-        found.append(("model.name", spec.resolve(model)))
+def local_files(data: DataSection, model: ModelSection, resolve: Callable[[str], Path]) -> list[tuple[str, Path]]:
+    """(spec key, resolved path) of every local file or folder the run reads. `resolve`: a spec path to a local
+    one (Spec.resolve)."""
+    found = [(f"data.{key}", resolve(getattr(data, key)))
+             for key in ("train", "validation_file", "test_file") if getattr(data, key)]
+    if looks_like_local_path(model.name) or resolve(model.name).is_dir():
+        found.append(("model.name", resolve(model.name)))
     return found
 
 
@@ -61,8 +63,8 @@ def sky_task(spec: Spec, image: str, accelerators: str | None = None, overrides=
     if spec.path is None:
         raise SpecError("a SkyPilot task needs a spec file", "give the path of a spec file")
     workdir = spec.path.parent.resolve()
-    check_workdir(spec, workdir)
-    for key, path in local_files(spec):
+    check_workdir(workdir, spec.path)
+    for key, path in local_files(spec.data, spec.model, spec.resolve):
         section, name = key.split(".")
         if Path(str(spec[section][name])).expanduser().is_absolute():
             raise SpecError(f"{key} is an absolute path, which does not exist on the nodes",
@@ -77,7 +79,8 @@ def sky_task(spec: Spec, image: str, accelerators: str | None = None, overrides=
         raise SpecError(f"output.dir ({output}) is outside the spec's folder", "use a relative output.dir",
                         spec.where("output", "dir"))
     overrides = [item for item in overrides if item.split("=", 1)[0].strip() not in SET_ON_THE_NODES]
-    overrides += processes_per_node(spec, accelerators)
+    overrides += processes_per_node(spec.compute, ("compute", "nproc") in spec.positions,
+                                    spec.where("compute", "nproc"), accelerators)
     command = shlex.join(["runner", "run", spec.path.name, *[arg for item in overrides for arg in ("--set", item)]])
     run = "\n".join([
         "set -e",
@@ -101,7 +104,7 @@ def sky_task(spec: Spec, image: str, accelerators: str | None = None, overrides=
     return task
 
 
-def check_workdir(spec: Spec, workdir: Path) -> None:
+def check_workdir(workdir: Path, spec_path: Path) -> None:
     """SkyPilot copies the spec's folder (the task's workdir) to every node: never the home folder or one above
     it (.ssh, .aws and everything else would go), and a word about keys and credentials in it that neither
     .skyignore nor (without one) .gitignore leaves out."""
@@ -111,7 +114,7 @@ def check_workdir(spec: Spec, workdir: Path) -> None:
         raise SpecError(f"the spec's folder {workdir} is {where}; "
                         "SkyPilot copies the spec's folder to every node, so all of it would go (.ssh and .aws too)",
                         "put the spec, its data and model in a project folder and run `runner sky` on the spec there",
-                        str(spec.path))
+                        str(spec_path))
     ignore = workdir / ".skyignore" if (workdir / ".skyignore").is_file() else workdir / ".gitignore"
     patterns = []
     if ignore.is_file():
@@ -158,18 +161,18 @@ def check_accelerators(accelerators: str | None) -> None:
                         "write it as SkyPilot does, e.g. --accelerators A100:8 (8 GPUs per node) or A100", "runner sky")
 
 
-def processes_per_node(spec: Spec, accelerators: str | None) -> list[str]:
+def processes_per_node(compute: ComputeSection, nproc_written: bool, where: str, accelerators: str | None) -> list[str]:
     """One training process per GPU of a node: with --accelerators A100:8 and compute.nproc not written in the
-    spec, `--set compute.nproc=8` for the nodes. An nproc written in the spec is kept: above the GPUs of a node
-    it is an error, below them a warning naming the idle GPUs."""
+    spec (`nproc_written`), `--set compute.nproc=8` for the nodes. An nproc written in the spec is kept: above the
+    GPUs of a node it is an error (at `where`, compute.nproc's place), below them a warning naming the idle GPUs."""
     check_accelerators(accelerators)
     if not accelerators:
         return []
     count = accelerators.rsplit(":", 1)[1] if ":" in accelerators else "1"
     if not count.isdigit():
         count = "1"  # a fraction of one GPU: one process
-    gpus, nproc = int(count), spec.compute.nproc
-    if ("compute", "nproc") not in spec.positions:
+    gpus, nproc = int(count), compute.nproc
+    if not nproc_written:
         if gpus != nproc:
             note(f"each node trains with {gpus} processes, one per GPU of --accelerators {accelerators} "
                  "(compute.nproc on the nodes)")
@@ -178,7 +181,7 @@ def processes_per_node(spec: Spec, accelerators: str | None) -> list[str]:
     if nproc > gpus:
         raise SpecError(f"compute.nproc is {nproc}, but --accelerators {accelerators} gives each node {gpus} GPU"
                         f"{'s' if gpus > 1 else ''}", f"set compute.nproc to {gpus} or ask for more GPUs per node",
-                        spec.where("compute", "nproc"))
+                        where)
     if nproc < gpus:
         warn(f"compute.nproc is {nproc}: {gpus - nproc} of the {gpus} GPUs of --accelerators {accelerators} stay idle "
              f"on each node; leave compute.nproc out (or set it to {gpus}) to use them all")

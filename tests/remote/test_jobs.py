@@ -74,7 +74,8 @@ def test_target_image_and_inputs(tmp_path, tiny_model, tiny_data, monkeypatch):
             check_folder_name(bad)
 
     spec = load_spec(write_spec(tmp_path, tiny_spec_text(tiny_model)))
-    values, files = job_inputs(spec)
+    changes, files = job_inputs(spec.data, spec.model, spec.resolve)
+    values = spec.replace(**changes).values  # as dispatch uploads it
     names = dict(files)
     assert names["data/train/train.csv"] == tiny_data and values["data"]["train"] == "data/train/train.csv"
     assert values["model"]["name"] == "./model" and "model/config.json" in names
