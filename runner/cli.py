@@ -269,8 +269,9 @@ def export(run_dir, int8, output, min_agreement, parity_rows, force, require_int
     """Export a trained run to ONNX (LoRA merged) with its tokenizer, checked against PyTorch."""
     from runner.inference.export import describe, export_command
 
+    typed = sys.argv[1:] if "export" in sys.argv[1:3] else None  # the hint after a signal repeats it as typed
     for line in describe(export_command(run_dir, output, int8 or require_int8, min_agreement, parity_rows,
-                                        require_int8=require_int8)):
+                                        require_int8=require_int8, typed=typed)):
         click.echo(line)
 
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import logging
 import shlex
-import sys
 import time
 import warnings
 from contextlib import ExitStack, contextmanager
@@ -35,11 +34,13 @@ PARITY_ROWS = 2000
 
 
 def export_command(run_dir: Path, output: Path | None, int8: bool, min_agreement: float, parity_rows: int,
-                   require_int8: bool = False) -> dict:
+                   require_int8: bool = False, typed: list[str] | None = None) -> dict:
+    """`typed`: the command's arguments as the user typed them (the CLI's), for the hint after a signal; by default
+    they are written out from the values."""
     given = ["runner", "export", str(run_dir), *(["-o", str(output)] if output else []), *(["--int8"] * int8),
              *(["--require-int8"] * require_int8), *([f"--min-agreement={min_agreement}"] * (min_agreement !=
              DEFAULT_MIN_AGREEMENT)), *([f"--parity-rows={parity_rows}"] * (parity_rows != PARITY_ROWS))]
-    with _stopped_by_signal(given):
+    with _stopped_by_signal(["runner", *typed] if typed else given):
         run = RunDir(run_dir)
         spec = run.load_spec()
         require("onnx", "onnxscript", "onnxruntime")
@@ -114,9 +115,8 @@ def _stopped_by_signal(given: list[str]):
         if finished is not None:
             raise Stopped(f"{name} arrived as the export finished; it is whole in {finished}",
                           "nothing to run again", exit_code=code) from None
-        typed = sys.argv[1:] if "export" in sys.argv[1:3] else given[1:]  # as typed; in-process: from the arguments
         raise Stopped(f"export stopped by {name}; nothing was written",
-                      f"run the same command again to export: {shlex.join(['runner', *typed])}",
+                      f"run the same command again to export: {shlex.join(given)}",
                       exit_code=code) from None
 
 
