@@ -10,8 +10,13 @@ fine for a million rows.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import pandas as pd
+
+from runner.spec.sections import PredictSection
+from runner.spec.tasks import Task
 
 MIN_ROWS = 10  # fewer training rows than this for a class: warned
 SHORT_WORDS = 1  # at most this many words: a very short text
@@ -207,22 +212,22 @@ def warnings(checks: dict) -> list[str]:
     return out
 
 
-def check_prepared(spec, data) -> dict:
+def check_prepared(predict: PredictSection, task: Task, data, where: Callable[..., str]) -> dict:
     """The checks of a run's prepared data (for its summary's `checks`), each warning said. A tuned
-    threshold asked of data with more than two classes is refused here (labels may be inferred)."""
+    threshold asked of data with more than two classes is refused here (labels may be inferred), at the
+    place `where` gives (`spec.where`)."""
     from runner.console import warn
     from runner.errors import SpecError
 
-    task = spec.task
-    if data.labels and spec.predict.tune_thresholds and not task.can_tune_thresholds(len(data.labels)):
+    if data.labels and predict.tune_thresholds and not task.can_tune_thresholds(len(data.labels)):
         raise SpecError(
             f"predict.tune_thresholds is for multi-label or two classes; the data has {len(data.labels)} classes",
             "remove predict.tune_thresholds (with more classes the prediction is the most probable class)",
-            spec.where("predict", "tune_thresholds"),
+            where("predict", "tune_thresholds"),
         )
     from runner.evaluate.classprior import check_data
 
-    check_data(spec, data.labels, data.splits)  # predict.class_prior against the classes found (issue #34)
+    check_data(predict, data.labels, data.splits, where)  # predict.class_prior against the classes found (#34)
     distributions = data.summary["label_distribution"] if task.has_labels else {}
     checks = check(data.splits, data.labels, task, distributions.get("train"), distributions)
     for line in checks["warnings"]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import codecs
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,7 +19,6 @@ from runner.console import warn
 from runner.data.labels import ROW, encode_multi_labels, encode_regression_targets, encode_single_labels
 from runner.data.textfiles import first_bad_byte, json_kind, json_place
 from runner.errors import DataError, RunError
-from runner.spec.document import Spec
 from runner.spec.sections import DataHub, DataSection
 from runner.spec.tasks import MANY_CLASSES, NUMBER, Task
 
@@ -342,8 +342,11 @@ def prepare_frame(
     return out, labels, n_dropped
 
 
-def prepare_data(spec: Spec) -> PreparedData:
-    data, task = spec.data, spec.task
+def prepare_data(data: DataSection, task: Task, labels: list[str] | None, seed: int,
+                 resolve: Callable[[str], Path]) -> PreparedData:
+    """The splits as the data section says: read (`resolve`: a path in the spec to the file, `spec.resolve`),
+    labels mapped (`labels`: the spec's own list, else found in the data), a validation split drawn with `seed`
+    where the data has none."""
 
     raw: dict[str, pd.DataFrame] = {}
     sources: dict[str, str] = {}
@@ -361,14 +364,13 @@ def prepare_data(spec: Spec) -> PreparedData:
     else:
         for name, key in (("train", "train"), ("validation", "validation_file"), ("test", "test_file")):
             if getattr(data, key):
-                path = spec.resolve(getattr(data, key))
+                path = resolve(getattr(data, key))
                 raw[name] = read_table(path, data.format, data.encoding,
                                        data.max_rows if name == "train" else None)
                 sources[name] = str(path)
                 files[name] = str(path.resolve())
 
     dropped = []
-    labels = spec.labels
     splits: dict[str, pd.DataFrame] = {}
     for name, frame in raw.items():
         splits[name], labels, n_dropped = prepare_frame(frame, data, task, labels, sources[name])
@@ -388,7 +390,7 @@ def prepare_data(spec: Spec) -> PreparedData:
     if "validation" not in splits:
         stratify_by = splits["train"]["label"] if (task.one_label_per_row and data.stratify) else None
         splits["train"], splits["validation"], note = split_validation(splits["train"], data.validation_fraction,
-                                                                       spec.seed, stratify_by, sources["train"])
+                                                                       seed, stratify_by, sources["train"])
 
     summary = {
         "rows": {name: len(frame) for name, frame in splits.items()},

@@ -15,10 +15,13 @@ Single-label classification only; the spec's rules (runner.spec.specrules) refus
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import numpy as np
 
 from runner.evaluate import calibration as cal
+from runner.spec.sections import PredictSection
+from runner.spec.tasks import Task
 
 FROM_TEST = "from_test"
 
@@ -37,45 +40,45 @@ def mix_text(shares: dict) -> str:
     return ", ".join(f"{name} {share:.1%}" for name, share in shares.items())
 
 
-def check_data(spec, labels: list[str], splits: dict) -> None:
+def check_data(predict: PredictSection, labels: list[str], splits: dict, where: Callable[..., str]) -> None:
     """With the classes known (they may come from the data): every class named in a stated mix is a class and
     every class is named; every class has training rows (its training share divides); `from_test` finds rows of
     every class in the test split (a share of 0 would never predict it). Raises SpecError (exit 2) at the spec's
-    predict.class_prior."""
+    predict.class_prior (`where`: the place of a spec value, `spec.where`)."""
     from runner.errors import SpecError, SpecErrors
     from runner.spec.specrules import class_prior_name_problems
 
-    asked = spec.predict.class_prior
+    asked = predict.class_prior
     if asked is None or not labels:
         return
-    where = spec.where("predict", "class_prior")
+    place = where("predict", "class_prior")
     if asked != FROM_TEST:
         problems = class_prior_name_problems(dict(asked), labels)
         if problems:
-            raise SpecErrors([SpecError(message, fix, spec.where(*path)) for path, message, fix in problems])
+            raise SpecErrors([SpecError(message, fix, where(*path)) for path, message, fix in problems])
     empty = [name for name, n in _counts(splits["train"], labels).items() if n == 0]
     if empty:
         raise SpecError(
             f"predict.class_prior divides by each class's share of training, and {', '.join(map(repr, empty))} has "
-            "no training row", "add training rows of that class, or remove predict.class_prior", where)
+            "no training row", "add training rows of that class, or remove predict.class_prior", place)
     if asked == FROM_TEST:
         if "test" not in splits:
             raise SpecError("predict.class_prior is from_test, but the data has no test split",
-                            "add data.test_file (or data.hub.test_split), or give the mix as numbers", where)
+                            "add data.test_file (or data.hub.test_split), or give the mix as numbers", place)
         empty = [name for name, n in _counts(splits["test"], labels).items() if n == 0]
         if empty:
             raise SpecError(
                 f"predict.class_prior is from_test, but the test split has no row of {', '.join(map(repr, empty))}: "
                 "a share of 0 would never predict it",
                 "give the mix as numbers, each class above 0 (class_prior: {" + ", ".join(
-                    f"{name}: ..." for name in labels) + "})", where)
+                    f"{name}: ..." for name in labels) + "})", place)
 
 
-def asked_mix(spec, data) -> dict | None:
+def asked_mix(predict: PredictSection, task: Task, data) -> dict | None:
     """{asked, target, training}: the stated mix (or the test split's, for `from_test`) and the training split's,
     each {class: share} in label order; None when predict.class_prior is not set (or the task has no classes)."""
-    asked = spec.predict.class_prior
-    if asked is None or not data.labels or not spec.task.one_label_per_row:
+    asked = predict.class_prior
+    if asked is None or not data.labels or not task.one_label_per_row:
         return None
     distribution = data.summary["label_distribution"]
     if asked == FROM_TEST:

@@ -17,6 +17,7 @@ import numpy as np
 from runner.evaluate import calibration as cal
 from runner.evaluate.strategies import strategy_of
 from runner.spec.sections import PredictSection
+from runner.spec.tasks import Task
 
 BINS = cal.BINS
 GRID = np.round(np.arange(0.02, 0.99, 0.01), 2)  # candidate thresholds
@@ -312,18 +313,17 @@ def output_calibration(result):
     return result.temperature
 
 
-def assess_run(spec, model_config, data, result, logits_by_split: dict, truth_by_split: dict) -> None:
+def assess_run(predict: PredictSection, task: Task, metric: str, model_config, data, result, logits_by_split: dict,
+               truth_by_split: dict) -> None:
     """A run's evaluation, continued: calibration and thresholds fitted on validation and saved in the
-    model's config, said; the decision rule applied to the figures; then the error analysis of the
-    predictions they give."""
+    model's config, said; the decision rule applied to the figures (`metric`: train.metric_for_best_model);
+    then the error analysis of the predictions they give."""
     from runner.console import say, warn
-    from runner.evaluate import erroranalysis
+    from runner.evaluate import classprior, erroranalysis
 
-    task, labels, predict = spec.task, data.labels, spec.predict
-    from runner.evaluate import classprior
-
-    assess(task, labels, predict, logits_by_split, truth_by_split, result, spec.train.metric_for_best_model,
-           classprior.asked_mix(spec, data))
+    labels = data.labels
+    assess(task, labels, predict, logits_by_split, truth_by_split, result, metric,
+           classprior.asked_mix(predict, task, data))
     applied = output_calibration(result)
     save_in_config(model_config, result.temperature, result.thresholds, applied if isinstance(applied, dict) else None)
     recorded = result.calibration or {}

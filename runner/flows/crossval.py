@@ -96,7 +96,9 @@ def load(spec: Spec, folder) -> pipeline.Inputs:
 
     task, k = spec.task, spec.data.cross_validation.folds
     # checked below, on the rows the folds train on
-    data = pipeline.load_data(spec, lambda files: input_inside_run(spec, files, folder.run_dir), check=False)
+    data = pipeline.load_data(spec.data, spec.predict, spec.task, labels=spec.labels, seed=spec.seed,
+                              resolve=spec.resolve, where=spec.where,
+                              preflight=lambda files: input_inside_run(spec, files, folder.run_dir), check=False)
     fingerprint = check_fingerprint(folder.path, spec, data.files, resuming=False, force=False)
     # the data step holds out a validation split; the folds take every row back
     rows = pd.concat([data.splits["train"], data.splits["validation"]]).sort_values(data_step.ROW, kind="stable")
@@ -105,7 +107,8 @@ def load(spec: Spec, folder) -> pipeline.Inputs:
     every_row = {"train": data_step.label_distribution(rows["label"], data.labels, task.target)}
     checked = dataclasses.replace(data, splits={"train": rows} | test, summary={**data.summary,
                                   "label_distribution": every_row})
-    data = dataclasses.replace(data, summary={**data.summary, "checks": check_prepared(spec, checked)})
+    checks = check_prepared(spec.predict, task, checked, spec.where)
+    data = dataclasses.replace(data, summary={**data.summary, "checks": checks})
     folds, stratified = fold_ids(
         rows["label"].tolist() if task.one_label_per_row else np.zeros(len(rows)),
         k,
@@ -113,7 +116,7 @@ def load(spec: Spec, folder) -> pipeline.Inputs:
         task.one_label_per_row and spec.data.stratify,
     )
     folds = np.asarray(folds)
-    tokenizer, hardware = pipeline.load_tokenizer(spec), pipeline.hardware(spec.train)
+    tokenizer, hardware = pipeline.load_tokenizer(spec.model, spec.resolve, spec.where), pipeline.hardware(spec.train)
     held_out = f"; test {len(test['test'])} rows, scored by the final model" if test else ""
     say(f"cross-validation: {len(rows)} rows in {k} {'stratified ' if stratified else ''}folds (seed {spec.seed})"
         f"{held_out}")
@@ -129,7 +132,9 @@ def load(spec: Spec, folder) -> pipeline.Inputs:
                     warn(f"fold {fold + 1}/{k} has no training row of class {', '.join(map(repr, missing))}: its model "
                          "cannot predict it; add rows of that class or lower data.cross_validation.folds")
             inputs = pipeline.build_inputs(
-                spec, data, splits, Path(scratch) / f"fold-{fold}", tokenizer, hardware, quiet=fold > 0
+                spec.model, spec.lora, spec.train, spec.predict, task, seed=spec.seed, resolve=spec.resolve,
+                where=spec.where, data=data, splits=splits, output_dir=Path(scratch) / f"fold-{fold}",
+                tokenizer=tokenizer, hardware_=hardware, quiet=fold > 0,
             )
             what = f"training fold {fold + 1}/{k}"
             pipeline.fit(inputs.trainer, Path(scratch), what=what, resume_hint=folder.rerun, resumable=False)
@@ -166,7 +171,10 @@ def load(spec: Spec, folder) -> pipeline.Inputs:
         f"the out-of-fold predictions of every training row; the final model trained on all {len(rows)} rows"
     )
     final_data = dataclasses.replace(data, splits={"train": rows, "validation": rows} | test, summary=summary)
-    inputs = pipeline.build_inputs(final_spec(spec), final_data, splits, folder.path, tokenizer, hardware)
+    final = final_spec(spec)
+    inputs = pipeline.build_inputs(final.model, final.lora, final.train, final.predict, final.task, seed=final.seed,
+                                   resolve=final.resolve, where=final.where, data=final_data, splits=splits,
+                                   output_dir=folder.path, tokenizer=tokenizer, hardware_=hardware)
     inputs.fingerprint = fingerprint
     mean, std = mean_and_std(per_fold)
     inputs.out_of_fold = {

@@ -161,7 +161,7 @@ def local_model_folders(spec: Spec) -> list[Path]:
     from runner.train.model import resolve_model_source
 
     try:
-        name, source = resolve_model_source(spec)
+        name, source = resolve_model_source(spec.model, spec.resolve, spec.where)
     except SpecError:  # the model's loader says what is wrong with the name
         return []
     if source == "hub":

@@ -78,7 +78,8 @@ def run_spec(spec: Spec, overwrite: bool = False, resume: bool = False, force_re
                 return folder.path
             from runner.evaluate.quality import assess_run  # temperature, thresholds, error analysis
 
-            assess_run(spec, inputs.trainer.model.config, inputs.data, result, logits, truth)
+            assess_run(spec.predict, spec.task, spec.train.metric_for_best_model, inputs.trainer.model.config,
+                       inputs.data, result, logits, truth)
             result.search = searched
             flow.write_extras(folder.run_dir, result)
             if searched:
@@ -120,7 +121,8 @@ def train(
             data_files=inputs.data.files,
             log_history=trainer.state.log_history,
             model=model_step.provenance(
-                spec.model, model_step.resolve_model_source(spec), bool(spec.lora), trainer.model, trainable, total
+                spec.model, model_step.resolve_model_source(spec.model, spec.resolve, spec.where), bool(spec.lora),
+                trainer.model, trainable, total,
             ),
             device=train_step.describe_device(inputs.device),
             precision=inputs.precision,

@@ -143,7 +143,7 @@ def verify_inputs(spec: Spec, manifest: dict) -> None:
     if model.get("source") in ("local", "package") and model.get("weight_files"):
         from runner.train.model import resolve_model_source
 
-        folder, _ = resolve_model_source(spec)
+        folder, _ = resolve_model_source(spec.model, spec.resolve, spec.where)
         for name, expected in model["weight_files"].items():
             _check_hash(Path(folder) / name, expected, "base model file")
 

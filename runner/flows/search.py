@@ -84,12 +84,16 @@ def search(spec: Spec, rerun: str = "") -> dict:
     metric = settings.metric or spec.train.metric_for_best_model
     direction = "minimize" if lower_is_better(metric) else "maximize"
     space = search_space(spec)
-    data = pipeline.load_data(spec)
-    parts = pipeline.prepare_parts(spec, data, {name: data.splits[name] for name in ("train", "validation")})
+    data = pipeline.load_data(spec.data, spec.predict, spec.task, labels=spec.labels, seed=spec.seed,
+                              resolve=spec.resolve, where=spec.where)
+    tokenizer = pipeline.load_tokenizer(spec.model, spec.resolve, spec.where)
+    parts = pipeline.prepare_parts(spec.model, spec.train, spec.task, spec.where, data,
+                                   {name: data.splits[name] for name in ("train", "validation")}, tokenizer)
     def model_init(trial=None):
         trial_values = sample(trial, space) if trial is not None else {}
         chosen = with_values(spec, {k: v for k, v in trial_values.items() if PLACES[k][1] is None})
-        return pipeline.build_model(chosen, data.labels, parts.tokenizer)
+        return pipeline.build_model(chosen.model, chosen.lora, chosen.task, data.labels, parts.tokenizer,
+                                    seed=chosen.seed, resolve=chosen.resolve, where=chosen.where)
 
     def hp_space(trial) -> dict:
         return {PLACES[k][1]: v for k, v in sample(trial, space).items() if PLACES[k][1]}
@@ -104,7 +108,9 @@ def search(spec: Spec, rerun: str = "") -> dict:
     started = time.perf_counter()
     timeout = settings.timeout_minutes * 60 if settings.timeout_minutes else None
     with pipeline.scratch_folder("runner-search-") as scratch:
-        trainer = pipeline.build_trainer(search_settings(spec), None, parts, Path(scratch), model_init=model_init)
+        each = search_settings(spec)  # every trial's settings
+        trainer = pipeline.build_trainer(each.train, each.predict, each.task, seed=each.seed, where=each.where,
+                                         model=None, parts=parts, output_dir=Path(scratch), model_init=model_init)
         for field in ("learning_rate", "num_train_epochs", "weight_decay", "warmup_steps"):
             setattr(trainer.args, field, float(getattr(trainer.args, field)))  # a trial's value is cast to its type
         try:

@@ -19,11 +19,16 @@ def load(spec: Spec, folder: RunFolder) -> pipeline.Inputs:
     """Data (checked), tokens, model and Trainer, before the folder is touched."""
     from runner.flows.preflight import check_fingerprint, input_inside_run
 
-    data = pipeline.load_data(spec, lambda files: input_inside_run(spec, files, folder.run_dir))
+    data = pipeline.load_data(spec.data, spec.predict, spec.task, labels=spec.labels, seed=spec.seed,
+                              resolve=spec.resolve, where=spec.where,
+                              preflight=lambda files: input_inside_run(spec, files, folder.run_dir))
     fingerprint = check_fingerprint(
         folder.path, spec, data.files, resuming=folder.checkpoint is not None, force=folder.force_resume
     )
-    inputs = pipeline.build_inputs(spec, data, data.splits, folder.path)
+    tokenizer = pipeline.load_tokenizer(spec.model, spec.resolve, spec.where)
+    inputs = pipeline.build_inputs(spec.model, spec.lora, spec.train, spec.predict, spec.task, seed=spec.seed,
+                                   resolve=spec.resolve, where=spec.where, data=data, splits=data.splits,
+                                   output_dir=folder.path, tokenizer=tokenizer)
     inputs.fingerprint, inputs.checkpoint = fingerprint, folder.checkpoint
     return inputs
 

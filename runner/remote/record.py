@@ -81,4 +81,5 @@ def check_data_here(spec) -> None:
     from runner.data.datachecks import check_prepared
     from runner.data.prepare import prepare_data
 
-    check_prepared(spec, prepare_data(spec))
+    check_prepared(spec.predict, spec.task, prepare_data(spec.data, spec.task, spec.labels, spec.seed, spec.resolve),
+                   spec.where)

@@ -12,7 +12,6 @@ import numpy as np
 from runner.console import say, warn
 from runner.errors import RunError, SpecError
 from runner.files import cache_root
-from runner.spec.document import Spec
 from runner.spec.sections import LoraSection, ModelSection
 from runner.spec.specrules import looks_like_local_path
 
@@ -39,6 +38,8 @@ LORA_TARGETS = {
 }
 Where = Callable[..., str]
 """The place of a spec value for an error (`spec.where`): where("model", "name") -> `spec.yaml:3:9 model.name`."""
+Resolve = Callable[[str], Path]
+"""A path written in the spec, relative to the spec file's folder (`spec.resolve`)."""
 Source = tuple[str, str]
 """The model found (resolve_model_source): (what from_pretrained takes, 'hub' | 'local' | 'package')."""
 
@@ -46,29 +47,28 @@ WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin", "model.safetensors.ind
                 "pytorch_model.bin.index.json", "adapter_model.safetensors")
 
 
-def resolve_model_source(spec: Spec) -> tuple[str, str]:
+def resolve_model_source(model: ModelSection, resolve: Resolve, where: Where) -> Source:
     """(what to pass to from_pretrained, 'hub' | 'local' | 'package').
 
     `package:NAME` names a model shipped inside an installed Python package (the folder NAME/model),
     for machines without Hub access.
     """
-    name = spec.model.name
+    name = model.name
     if name.startswith("package:"):
         package, _, sub = name[len("package:"):].partition("/")
         if not package.isidentifier():  # a dotted name would import its parent packages to find it
             raise SpecError(f"'{package}' is not a top-level Python package name",
-                            "write package:NAME/SUBFOLDER, e.g. package:my_models/sentiment", spec.where("model",
-                                                                                                         "name"))
+                            "write package:NAME/SUBFOLDER, e.g. package:my_models/sentiment", where("model", "name"))
         found = importlib.util.find_spec(package)  # a top-level name is looked up on sys.path, never imported
         if found is None or not found.submodule_search_locations:
             raise SpecError(f"model package '{package}' is not installed", f"pip install {package.replace('_', '-')}",
-                            spec.where("model", "name"))
+                            where("model", "name"))
         folder = Path(list(found.submodule_search_locations)[0]) / (sub or "model")
         if not (folder / "config.json").exists():
             raise SpecError(f"package '{package}' has no model folder at {folder}",
-                            "name the folder inside the package: package:NAME/SUBFOLDER", spec.where("model", "name"))
+                            "name the folder inside the package: package:NAME/SUBFOLDER", where("model", "name"))
         return str(folder), "package"
-    local = spec.resolve(name)
+    local = resolve(name)
     if looks_like_local_path(name) or local.is_dir():
         return str(local), "local"
     return name, "hub"

@@ -11,12 +11,16 @@ import logging
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from runner.console import say
 from runner.errors import Interrupted, RunError, SpecError
 from runner.files import cache_root
-from runner.spec.document import Spec
-from runner.spec.sections import TrainSection
+from runner.spec.sections import DataSection, LoraSection, ModelSection, PredictSection, TrainSection
+from runner.spec.tasks import Task
+
+if TYPE_CHECKING:
+    from runner.train.model import Resolve, Where
 
 
 @dataclass
@@ -56,23 +60,27 @@ def seed_everything(seed: int) -> None:
     set_seed(seed)
 
 
-def load_data(spec: Spec, preflight=None, check: bool = True):
-    """The prepared splits, checked (duplicates, leakage, short/long texts, rare classes, and the
-    settings the labels found in the data refuse, such as tuned thresholds on three classes). `preflight`:
-    the flow's check of the data files ({role: path}) before anything else is said (a file inside the run
-    folder's outputs). A flow that trains on other splits of these rows (cross-validation) checks and
-    describes those itself (`check=False`)."""
+def load_data(data: DataSection, predict: PredictSection, task: Task, *, labels: list[str] | None, seed: int,
+              resolve: Resolve, where: Where, preflight=None, check: bool = True):
+    """The prepared splits (`labels`: the spec's own, else found in the data; `resolve`: a path in the spec,
+    `spec.resolve`), checked (duplicates, leakage, short/long texts, rare classes, and the settings the labels
+    found in the data refuse, such as tuned thresholds on three classes, told at `where`). `preflight`: the flow's
+    check of the data files ({role: path}) before anything else is said (a file inside the run folder's
+    outputs). A flow that trains on other splits of these rows (cross-validation) checks and describes those
+    itself (`check=False`)."""
     from runner.data import prepare as data_step
     from runner.data.datachecks import check_prepared
 
-    seed_everything(spec.seed)
-    data = data_step.prepare_data(spec)
+    seed_everything(seed)
+    prepared = data_step.prepare_data(data, task, labels, seed, resolve)
     if preflight is not None:
-        preflight(data.files)
+        preflight(prepared.files)
     if not check:
-        return data
-    say(f"data: {', '.join(f'{n} {r} rows' for n, r in data.summary['rows'].items())}; {data.summary['split_note']}")
-    return dataclasses.replace(data, summary={**data.summary, "checks": check_prepared(spec, data)})
+        return prepared
+    summary = prepared.summary
+    say(f"data: {', '.join(f'{n} {r} rows' for n, r in summary['rows'].items())}; {summary['split_note']}")
+    checks = check_prepared(predict, task, prepared, where)
+    return dataclasses.replace(prepared, summary={**summary, "checks": checks})
 
 
 def hardware(train: TrainSection) -> tuple[str, str]:
@@ -83,10 +91,11 @@ def hardware(train: TrainSection) -> tuple[str, str]:
     return device, train_step.choose_precision(train.precision, device)
 
 
-def load_tokenizer(spec: Spec):
+def load_tokenizer(model: ModelSection, resolve: Resolve, where: Where):
+    """The tokenizer of model.name (`resolve`: a path in the spec, `spec.resolve`; `where`: `spec.where`)."""
     from runner.train import model as model_step
 
-    return model_step.load_tokenizer(spec.model, model_step.resolve_model_source(spec), spec.where)
+    return model_step.load_tokenizer(model, model_step.resolve_model_source(model, resolve, where), where)
 
 
 def tokenize(splits: dict, tokenizer, max_length: int, has_pair: bool) -> dict:
@@ -103,27 +112,22 @@ def tokenize(splits: dict, tokenizer, max_length: int, has_pair: bool) -> dict:
         ) from None
 
 
-def build_model(spec: Spec, labels: list[str], tokenizer):
-    """The model to train, seeded (its new head is initialised from the spec's seed), with LoRA when asked."""
+def build_model(model: ModelSection, lora: LoraSection | None, task: Task, labels: list[str], tokenizer, *, seed: int,
+                resolve: Resolve, where: Where):
+    """The model to train, seeded (its new head is initialised from `seed`), with LoRA when asked."""
     from runner.train import model as model_step
 
-    seed_everything(spec.seed)
-    found = model_step.resolve_model_source(spec)
-    model, new = model_step.load_model(spec.model, found, spec.task, labels, spec.where, tokenizer)
-    return model_step.apply_lora(model, spec.lora, spec.where("lora", "target_modules"), new) if spec.lora else model
+    seed_everything(seed)
+    found = model_step.resolve_model_source(model, resolve, where)
+    loaded, new = model_step.load_model(model, found, task, labels, where, tokenizer)
+    return model_step.apply_lora(loaded, lora, where("lora", "target_modules"), new) if lora else loaded
 
 
-def class_weights_for(spec: Spec, train_labels, labels: list[str]) -> dict:
+def class_weights_for(train: TrainSection, task: Task, where: Where, train_labels, labels: list[str]) -> dict:
     """train.class_weights from these training labels ({} without)."""
     from runner.train.weights import class_weights
 
-    return class_weights(
-        spec.train.class_weights,
-        train_labels,
-        labels,
-        spec.task,
-        spec.where("train", "class_weights"),
-    )
+    return class_weights(train.class_weights, train_labels, labels, task, where("train", "class_weights"))
 
 
 @dataclass
@@ -139,15 +143,17 @@ class Parts:
     token_stats: dict
 
 
-def prepare_parts(spec: Spec, data, splits: dict, tokenizer=None, hardware_=None, quiet: bool = False) -> Parts:
-    """Tokens of `splits`, the hardware and the class weights (from `splits["train"]`), said unless `quiet`."""
+def prepare_parts(model: ModelSection, train: TrainSection, task: Task, where: Where, data, splits: dict, tokenizer,
+                  hardware_=None, quiet: bool = False) -> Parts:
+    """Tokens of `splits` (with their text pairs where the prepared rows have them), the hardware and the class
+    weights (from `splits["train"]`), said unless `quiet`."""
     from runner.train import model as model_step
 
-    tokenizer = tokenizer or load_tokenizer(spec)
-    device, precision = hardware_ or hardware(spec.train)
-    tokenized = tokenize(splits, tokenizer, spec.model.max_length, has_pair=bool(spec.data.text_pair_column))
-    stats = model_step.token_stats(tokenized, spec.model.max_length)
-    weights = class_weights_for(spec, splits["train"]["label"], data.labels)
+    device, precision = hardware_ or hardware(train)
+    has_pair = "text_pair" in splits["train"].columns  # the data step adds it for data.text_pair_column
+    tokenized = tokenize(splits, tokenizer, model.max_length, has_pair=has_pair)
+    stats = model_step.token_stats(tokenized, model.max_length)
+    weights = class_weights_for(train, task, where, splits["train"]["label"], data.labels)
     if not quiet:
         truncated = stats["truncated"]
         say(
@@ -159,13 +165,17 @@ def prepare_parts(spec: Spec, data, splits: dict, tokenizer=None, hardware_=None
     return Parts(tokenizer, tokenized, data.labels, device, precision, weights, stats)
 
 
-def build_trainer(spec: Spec, model, parts: Parts, output_dir: Path, model_init=None):
+def build_trainer(train: TrainSection, predict: PredictSection, task: Task, *, seed: int, where: Where, model,
+                  parts: Parts, output_dir: Path, model_init=None):
     """The Trainer for `model` (or `model_init`, a search), with the settings refused now, not mid-run."""
     from runner.train import trainer as train_step
 
     try:
         return train_step.build_trainer(
-            spec,
+            train,
+            task,
+            predict.threshold,
+            seed,
             model,
             parts.tokenizer,
             parts.tokenized,
@@ -180,22 +190,25 @@ def build_trainer(spec: Spec, model, parts: Parts, output_dir: Path, model_init=
         raise SpecError(
             f"the Trainer refused the settings: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}",
             "check train.report_to (is the tracker installed?) and the other train settings",
-            spec.where("train"),
+            where("train"),
         ) from None
 
 
 def build_inputs(
-    spec: Spec, data, splits: dict, output_dir: Path, tokenizer=None, hardware_=None, quiet: bool = False
+    model: ModelSection, lora: LoraSection | None, train: TrainSection, predict: PredictSection, task: Task, *,
+    seed: int, resolve: Resolve, where: Where, data, splits: dict, output_dir: Path, tokenizer, hardware_=None,
+    quiet: bool = False,
 ) -> Inputs:
-    """Tokens, model, class weights (from `splits["train"]`) and the Trainer for one training of `splits`."""
+    """Tokens, model, class weights (from `splits["train"]`) and the Trainer for one training of `splits`, with
+    these sections (a flow passes the spec's) and the tokenizer loaded once (load_tokenizer)."""
     from runner.train import model as model_step
 
-    parts = prepare_parts(spec, data, splits, tokenizer, hardware_, quiet)
-    model = build_model(spec, data.labels, tokenizer=parts.tokenizer)
+    parts = prepare_parts(model, train, task, where, data, splits, tokenizer, hardware_, quiet)
+    built = build_model(model, lora, task, data.labels, parts.tokenizer, seed=seed, resolve=resolve, where=where)
     if not quiet:
-        trainable, total = model_step.count_parameters(model)
+        trainable, total = model_step.count_parameters(built)
         say(
-            f"model: {spec.model.name} ({'LoRA' if spec.lora else 'full fine-tuning'}), "
+            f"model: {model.name} ({'LoRA' if lora else 'full fine-tuning'}), "
             f"{trainable:,} trainable of {total:,} parameters ({100 * trainable / total:.2f}%); device "
             f"{parts.device}, {parts.precision}"
         )
@@ -203,8 +216,9 @@ def build_inputs(
         data=data,
         tokenized=parts.tokenized,
         tokenizer=parts.tokenizer,
-        model=model,
-        trainer=build_trainer(spec, model, parts, output_dir),
+        model=built,
+        trainer=build_trainer(train, predict, task, seed=seed, where=where, model=built, parts=parts,
+                              output_dir=output_dir),
         device=parts.device,
         precision=parts.precision,
         class_weights=parts.class_weights,

@@ -11,9 +11,8 @@ from pathlib import Path
 from runner.console import emit, warn
 from runner.evaluate.strategies import trainer_metrics_function
 from runner.record.rundir import LOGS, RunDir
-from runner.spec.document import Spec
 from runner.spec.sections import TrainSection
-from runner.spec.tasks import lower_is_better
+from runner.spec.tasks import Task, lower_is_better
 from runner.train.weights import weighted_loss
 
 MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids", "labels")
@@ -329,10 +328,11 @@ def sorted_by_length(dataset):
     return dataset.select(np.argsort(column_array(dataset, "length"), kind="stable"))
 
 
-def build_trainer(spec: Spec, model, tokenizer, tokenized: dict, labels: list[str], output_dir: Path, device: str,
-                  precision: str, class_weights: dict | None = None, model_init=None):
-    """The Trainer for `model` (or `model_init`, which a search calls for each trial); `class_weights`
-    ({label: weight}, see runner.train.weights) weigh the training loss. Called by runner.train.pipeline."""
+def build_trainer(train: TrainSection, task: Task, threshold: float, seed: int, model, tokenizer, tokenized: dict,
+                  labels: list[str], output_dir: Path, device: str, precision: str, class_weights: dict | None = None,
+                  model_init=None):
+    """The Trainer for `model` (or `model_init`, which a search calls for each trial), its metrics at predict.threshold
+    (`threshold`); `class_weights` ({label: weight}, runner.train.weights) weigh the training loss."""
     from transformers import EarlyStoppingCallback
 
     from runner.console import say
@@ -341,19 +341,17 @@ def build_trainer(spec: Spec, model, tokenizer, tokenized: dict, labels: list[st
     from runner.train.hardware import apply_threads
 
     if device == "cpu":
-        say(f"threads: {'; '.join(str(part) for part in apply_threads(spec.train.threads))}")
-    notes, packed = prepare_model(model, spec.train, device) if model is not None else ([], False)
+        say(f"threads: {'; '.join(str(part) for part in apply_threads(train.threads))}")
+    notes, packed = prepare_model(model, train, device) if model is not None else ([], False)
     if padding_multiple(device, precision):
         notes.append(f"batches padded to a multiple of {padding_multiple(device, precision)} (fewer shapes on the GPU)")
     if notes:
         say(f"training: {'; '.join(notes)}")
-    args = training_arguments(spec.train, spec.seed, output_dir, device, precision)
+    args = training_arguments(train, seed, output_dir, device, precision)
     callbacks = []
-    if spec.train.early_stopping_patience:
-        callbacks.append(EarlyStoppingCallback(spec.train.early_stopping_patience,
-                                               spec.train.early_stopping_threshold))
-    task = spec.task
-    evaluated = "validation" in tokenized and (spec.train.eval_strategy != "no" or model_init is not None)
+    if train.early_stopping_patience:
+        callbacks.append(EarlyStoppingCallback(train.early_stopping_patience, train.early_stopping_threshold))
+    evaluated = "validation" in tokenized and (train.eval_strategy != "no" or model_init is not None)
     trainer = length_ordered_trainer()(
         model=model,
         model_init=model_init,
@@ -362,7 +360,7 @@ def build_trainer(spec: Spec, model, tokenizer, tokenized: dict, labels: list[st
         eval_dataset=sorted_by_length(tokenized["validation"]) if evaluated else None,
         processing_class=tokenizer,
         data_collator=PadBatch(tokenizer, padding_multiple(device, precision)),
-        compute_metrics=trainer_metrics_function(task, labels, spec.predict.threshold),
+        compute_metrics=trainer_metrics_function(task, labels, threshold),
         callbacks=callbacks,
         compute_loss_func=weighted_loss(class_weights, labels, task) if class_weights else None,
     )
@@ -370,7 +368,7 @@ def build_trainer(spec: Spec, model, tokenizer, tokenized: dict, labels: list[st
         if type(callback).__name__ == "TensorBoardCallback":
             callback.logging_dir = literal_path(output_dir / LOGS)
     progress.lines_for_bars(trainer)  # off a terminal: a line every 10% of the steps, no `\r` frames
-    trainer.max_tokens_per_batch = spec.train.max_tokens_per_batch  # read by get_train_dataloader
+    trainer.max_tokens_per_batch = train.max_tokens_per_batch  # read by get_train_dataloader
     trainer.padding_free = packed
     return trainer
 

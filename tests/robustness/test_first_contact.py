@@ -99,7 +99,7 @@ def test_init_detects_encoding_and_line_endings_and_the_spec_validates(tmp_path)
     spec = load_spec(tmp_path / "spec.yaml")
     from runner.data.prepare import prepare_data
 
-    prepared = prepare_data(spec)
+    prepared = prepare_data(spec.data, spec.task, spec.labels, spec.seed, spec.resolve)
     assert "the café was lovely and the crème brûlée – superb" in set(prepared.splits["train"]["text"]) | set(
         prepared.splits["validation"]["text"]
     )

@@ -294,7 +294,7 @@ def test_any_table_is_prepared_or_a_clean_error(data, fmt, task, labels, empty_t
             event(f"not writable as {fmt}: {type(exc).__name__}")
             return
         spec = data_spec(root, f"train.{fmt}", task, labels, empty_text, extra)
-        result = load_or_error(lambda: prepare_data(spec))
+        result = load_or_error(lambda: prepare_data(spec.data, spec.task, spec.labels, spec.seed, spec.resolve))
     event(type(result).__name__ + (f": {result.message[:40]}" if isinstance(result, RunnerError) else ""))
     if isinstance(result, RunnerError):
         return

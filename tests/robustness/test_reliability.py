@@ -409,7 +409,7 @@ def test_trust_remote_code_stays_off_unless_the_spec_sets_it(runs, tmp_path, tin
     (tmp_path / "data" / "train.csv").write_text("text,label\n")
     spec = load_spec_text(text, tmp_path / "spec.yaml")
     with pytest.raises(SpecError):
-        load_tokenizer(spec.model, resolve_model_source(spec), spec.where)
+        load_tokenizer(spec.model, resolve_model_source(spec.model, spec.resolve, spec.where), spec.where)
     assert seen == [True]
 
 
@@ -459,7 +459,8 @@ def test_data_paths_are_resolved_relative_to_the_spec_file(tmp_path, tiny_model,
     write_csv(elsewhere / "data" / "train.csv", labelled_rows(labels=("pos", "neg", "neu")))
     monkeypatch.chdir(elsewhere)
 
-    prepared = prepare_data(load_spec(spec_path))
+    spec = load_spec(spec_path)
+    prepared = prepare_data(spec.data, spec.task, spec.labels, spec.seed, spec.resolve)
     assert prepared.files["train"] == str((project / "data" / "train.csv").resolve())
     assert prepared.labels == ["neg", "pos"]
 

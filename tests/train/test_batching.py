@@ -109,7 +109,8 @@ def test_training_batches_are_grouped_by_length(tmp_path, spec, tiny_model, toke
     assert args.train_sampling_strategy == "group_by_length"
     tokenized = tokenize_splits(splits, tokenizer, 32, has_pair=False, cache_dir=tmp_path / "cache")
     model = AutoModelForSequenceClassification.from_pretrained(tiny_model, num_labels=2)
-    trainer = build_trainer(spec, model, tokenizer, tokenized, ["neg", "pos"], tmp_path, "cpu", "fp32")
+    trainer = build_trainer(spec.train, spec.task, spec.predict.threshold, spec.seed, model, tokenizer, tokenized,
+                            ["neg", "pos"], tmp_path, "cpu", "fp32")
     sampler = trainer._get_train_sampler()
     assert isinstance(sampler, LengthGroupedSampler)
     assert sampler.lengths == tokenized["train"]["length"][:]  # a plain list: read at once, not row by row
@@ -130,7 +131,8 @@ def test_predictions_come_back_in_row_order(tmp_path, spec, tiny_model, tokenize
 
     tokenized = tokenize_splits(splits, tokenizer, 32, has_pair=False, cache_dir=tmp_path / "cache")
     model = AutoModelForSequenceClassification.from_pretrained(tiny_model, num_labels=2)
-    trainer = build_trainer(spec, model, tokenizer, tokenized, ["neg", "pos"], tmp_path, "cpu", "fp32")
+    trainer = build_trainer(spec.train, spec.task, spec.predict.threshold, spec.seed, model, tokenizer, tokenized,
+                            ["neg", "pos"], tmp_path, "cpu", "fp32")
     prediction = trainer.predict(tokenized["validation"])
     assert prediction.label_ids.tolist() == splits["validation"]["label"].tolist()
     one_by_one = []
@@ -146,7 +148,8 @@ def test_predictions_come_back_in_row_order(tmp_path, spec, tiny_model, tokenize
 def test_the_model_uses_sdpa_attention(spec):
     from runner.train.model import load_model, resolve_model_source
 
-    model, _ = load_model(spec.model, resolve_model_source(spec), spec.task, ["neg", "pos"], spec.where)
+    found = resolve_model_source(spec.model, spec.resolve, spec.where)
+    model, _ = load_model(spec.model, found, spec.task, ["neg", "pos"], spec.where)
     assert model.config._attn_implementation == "sdpa"
 
 

@@ -78,7 +78,7 @@ def test_decoder_tokenizer_gets_a_pad_token_and_the_head_is_trainable_with_lora(
     from runner.train.model import apply_lora, load_model, load_tokenizer, resolve_model_source
 
     spec = load_spec(write_spec(tmp_path, tiny_spec_text(tiny_models[arch], extra=LORA)))
-    found = resolve_model_source(spec)
+    found = resolve_model_source(spec.model, spec.resolve, spec.where)
     tokenizer = load_tokenizer(spec.model, found, spec.where)
     assert tokenizer.pad_token is not None and tokenizer.padding_side == "right"
     batch = tokenizer(["great day", "a really awful and gloomy day today"], padding=True, return_tensors="pt")
@@ -101,7 +101,7 @@ def test_every_newly_initialised_module_is_saved_with_the_adapter(tiny_distilber
     from runner.train.model import apply_lora, load_model, load_tokenizer, new_modules, resolve_model_source
 
     spec = load_spec(write_spec(tmp_path, tiny_spec_text(tiny_distilbert, extra=LORA)))
-    found = resolve_model_source(spec)
+    found = resolve_model_source(spec.model, spec.resolve, spec.where)
     tokenizer = load_tokenizer(spec.model, found, spec.where)
     # 3 labels: the saved 2-label head does not fit
     model, new = load_model(spec.model, found, spec.task, ["neg", "pos", "neu"], spec.where, tokenizer)
