@@ -7,8 +7,12 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
+
+if TYPE_CHECKING:
+    from runner.spec.document import Spec
 
 REMOTE_ONLY = ("detach", "fetch_model", "job_timeout", "image")
 
@@ -31,7 +35,7 @@ def remote_options(command):
     return command
 
 
-def run_remote(loaded, on: str | None, dry_run: bool, overwrite: bool, resume: bool, remote: dict) -> bool:
+def run_remote(loaded: Spec, on: str | None, dry_run: bool, overwrite: bool, resume: bool, remote: dict) -> bool:
     """Handle `runner run ... --on`: False when the run is local (no --on), else dispatch and exit."""
     if not on:
         given = [name for name in REMOTE_ONLY if remote.get(name)]
