@@ -258,9 +258,11 @@ def extra_metrics(task, logits, truth, label_names: list[str], threshold: float,
         return out
     multi, strategy = task.multi_label, strategy_of(task)
     calibrated = isinstance(temperature, dict) or (temperature or 1.0) != 1.0
+    raw = probabilities(logits, multi)  # the raw ECE always, as the run records it (its decisions if uncalibrated)
+    out["ece"] = expected_calibration_error(raw, truth, multi, decided=None if calibrated else strategy.decide(
+        raw, label_names, threshold, thresholds))
     if calibrated:
         after = probabilities(logits, multi, temperature)
-        out["ece"] = expected_calibration_error(probabilities(logits, multi), truth, multi)
         prior = isinstance(temperature, dict) and temperature.get("class_prior")  # calibration and class prior in one
         out["ece_prior_adjusted" if prior else "ece_calibrated"] = expected_calibration_error(
             after, truth, multi, decided=strategy.decide(after, label_names, threshold, thresholds)

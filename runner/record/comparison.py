@@ -45,8 +45,8 @@ def paired_delta(new_dir, base_dir, split: str, metric: str, resamples: int = RE
     out = {"split": split, "metric": metric, "paired": False}
     labels, base_labels = results_of(new_run.path).labels, results_of(base_run.path).labels
     if labels and base_labels and set(labels) != set(base_labels):  # first: the figures measure other classes
-        return out | {"labels_differ": True, "reason": f"the runs have different labels (new run: "
-                                                       f"{_labels_text(labels)}; baseline: {_labels_text(base_labels)})"}
+        why = f"the runs have different labels (new run: {_labels_text(labels)}; baseline: {_labels_text(base_labels)})"
+        return out | {"labels_differ": True, "reason": why}
     for who, rows in (("the new run", new), ("the baseline", base)):
         if isinstance(rows, str):
             return out | {"reason": f"{who} {rows}"}

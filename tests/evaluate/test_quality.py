@@ -336,5 +336,10 @@ def test_the_raw_ece_is_recorded_without_calibration(tiny_model, tmp_path, predi
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert "ece_calibrated" not in metrics["test"] and "ece_prior_adjusted" not in metrics["test"]
     for split in ("validation", "test"):
-        rows = [json.loads(line) for line in (tmp_path / "run" / "predictions" / f"{split}.jsonl").read_text().splitlines()]
+        written = (tmp_path / "run" / "predictions" / f"{split}.jsonl").read_text(encoding="utf-8")
+        rows = [json.loads(line) for line in written.split("\n") if line]
         assert metrics[split]["ece"] == pytest.approx(ece_by_hand(rows), abs=2e-6), split
+    # `runner eval` on the test file gives the same raw figure (its batches pad otherwise: logits agree to ~1e-4)
+    evaluated = json.loads(invoke("eval", str(tmp_path / "run"), "--data", str(tmp_path / "data" / "test.csv")).stdout)
+    assert evaluated["ece"] == pytest.approx(metrics["test"]["ece"], abs=1e-3)
+    assert "ece_calibrated" not in evaluated
