@@ -295,16 +295,15 @@ def evaluate_command(run_dir, data_file) -> None:
               help="How the report names the baseline (default: its path), e.g. the run it came from.")
 def report(run_dir, fmt, base_dir, base_name) -> None:
     """The metrics summary of a run, as a pull-request comment or job summary shows it."""
-    from runner.record.summary import finite_json, summary_json, summary_markdown
+    from runner.record.summary import another_spec_warning, finite_json, summary_json, summary_markdown
 
     summary = summary_json(run_dir, base_dir)
     if base_name and base_dir is not None:
         summary["base_name"] = base_name
-    if summary.get("base_is_another_spec"):
+    if line := another_spec_warning(summary):
         from runner.console import warn
 
-        warn(f"the baseline is another spec's run ({summary['base_spec']['name']}), not {summary['name']}'s: "
-             "the change compares two setups")
+        warn(line)
     click.echo(json.dumps(finite_json(summary), indent=2, allow_nan=False) if fmt == "json"
                else summary_markdown(run_dir, base_dir, summary))
     gate = summary.get("gate")

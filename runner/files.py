@@ -291,11 +291,12 @@ def atomic_write_json(path: str | Path, value) -> None:
 
 
 def text_lines(text: str) -> list[str]:
-    """The lines of a text file's content, split at "\n" only (a "\r" before it dropped).
+    """The lines of a text file's content, split at "\n" only (a "\r" before it dropped, and a byte order mark
+    that an editor on Windows put at its start).
 
     `str.splitlines()` also splits at U+0085, U+2028, U+2029, form feed and other characters that are
     text inside a line (tweets hold them), so a JSONL record or a .txt input would break apart."""
-    lines = text.split("\n")
+    lines = text.removeprefix("\ufeff").split("\n")
     if lines[-1] == "":
         lines.pop()
     return [line[:-1] if line.endswith("\r") else line for line in lines]

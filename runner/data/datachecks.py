@@ -195,6 +195,15 @@ def warnings(checks: dict) -> list[str]:
             )
             out.append(f"{found['rows']} training text(s) are very {kind} ({bound})")
     for split, mix in (checks.get("class_mix") or {}).items():
+        absent = [label for label, (a, b) in mix["proportions"].items() if a > 0 and b == 0]
+        if absent:
+            names = ", ".join(map(repr, absent))
+            out.append(
+                f"the {split} split has no row of {names} ({len(mix['proportions']) - len(absent)} of "
+                f"{len(mix['proportions'])} classes present): its per-class figures there are 0, macro averages on "
+                f"{split} count {'it' if len(absent) == 1 else 'them'} as 0, and ROC AUC is not computed; give "
+                f"{split} rows of every class"
+            )
         if mix["shift"]:
             moved = sorted(mix["proportions"].items(), key=lambda item: -abs(item[1][1] - item[1][0]))[:3]
             shown = ", ".join(f"{label} {a:.1%} in training, {b:.1%} in {split}" for label, (a, b) in moved)

@@ -157,6 +157,9 @@ def gate_verdict(gate: dict | None, headline: dict, values: dict, comparison: di
     if gate.get("max_drop") is not None:
         if comparison is None:
             out["notes"].append("gate.max_drop not checked: no baseline to compare with")
+        elif comparison.get("labels_differ"):  # a figure over other classes is no baseline for this one
+            out["reasons"].append(f"gate.max_drop cannot be checked: {comparison['reason']}, so {metric} on {split} "
+                                  "averages over other classes in each")
         elif not base_has_split:
             setting = f" (gate.split: {split})" if split != "validation" else ""
             out["reasons"].append(f"gate.max_drop cannot be checked: the baseline has no {split} split: no "

@@ -110,6 +110,23 @@ def assess(task, label_names: list[str], predict, logits_by_split: dict, truth_b
         params = classprior.apply(prior, params, task, label_names, logits_by_split, truth_by_split, result)
     if fitted or (prior and task.has_labels):
         apply_decision_rule(task, result, logits_by_split, truth_by_split, label_names, predict.threshold, params)
+    _raw_ece(task, label_names, predict.threshold, logits_by_split, truth_by_split, result)
+
+
+def _raw_ece(task, label_names: list[str], threshold: float, logits_by_split: dict, truth_by_split: dict,
+             result) -> None:
+    """Each labelled split's `ece` (the raw scores, on the decisions made from them) where neither calibration
+    nor the class prior recorded it: with `calibration: none` the raw figure is still the one to compare with."""
+    if not task.has_labels:
+        return
+    strategy = strategy_of(task)
+    for split, logits in logits_by_split.items():
+        metrics = result.metrics.setdefault(split, {})
+        if "ece" in metrics or truth_by_split.get(split) is None:
+            continue
+        raw = probabilities(logits, task.multi_label)
+        decided = strategy.decide(raw, label_names, threshold, result.thresholds or None)
+        metrics["ece"] = cal.ece(raw, truth_by_split[split], task.multi_label, decided)
 
 
 def _fit_on_validation(
@@ -242,9 +259,11 @@ def extra_metrics(task, logits, truth, label_names: list[str], threshold: float,
         return out
     multi, strategy = task.multi_label, strategy_of(task)
     calibrated = isinstance(temperature, dict) or (temperature or 1.0) != 1.0
+    raw = probabilities(logits, multi)  # the raw ECE always, as the run records it (its decisions if uncalibrated)
+    out["ece"] = expected_calibration_error(raw, truth, multi, decided=None if calibrated else strategy.decide(
+        raw, label_names, threshold, thresholds))
     if calibrated:
         after = probabilities(logits, multi, temperature)
-        out["ece"] = expected_calibration_error(probabilities(logits, multi), truth, multi)
         prior = isinstance(temperature, dict) and temperature.get("class_prior")  # calibration and class prior in one
         out["ece_prior_adjusted" if prior else "ece_calibrated"] = expected_calibration_error(
             after, truth, multi, decided=strategy.decide(after, label_names, threshold, thresholds)

@@ -109,6 +109,9 @@ def read_texts(input_file: Path, text_column: str, pair_column: str | None) -> t
             raise DataError(f"cannot read the file: {exc.strerror}", "check the file's permissions",
                             str(input_file)) from None
         texts = [line for line in text_lines(content) if line.strip()]
+        if not texts:  # as a table without rows: nothing written, not an empty output that looks like a result
+            raise DataError("the file has no text (it is empty or holds only blank lines)", "put one text a line",
+                            str(input_file))
         return texts, None, None
     frame = read_table(input_file)
     if text_column not in frame.columns:

@@ -34,11 +34,19 @@ def read_predictions(run_dir: RunDir, split: str) -> list[dict] | str:
         return f"has a predictions/{split}.jsonl that is not JSON lines"
 
 
+def _labels_text(labels: list) -> str:
+    return ", ".join(map(str, labels))
+
+
 def paired_delta(new_dir, base_dir, split: str, metric: str, resamples: int = RESAMPLES, seed: int = SEED) -> dict:
     """{paired, rows, split, metric, new, base, delta, low, high, verdict} or {paired: False, reason}."""
     new_run, base_run = RunDir(new_dir), RunDir(base_dir)
     new, base = read_predictions(new_run, split), read_predictions(base_run, split)
     out = {"split": split, "metric": metric, "paired": False}
+    labels, base_labels = results_of(new_run.path).labels, results_of(base_run.path).labels
+    if labels and base_labels and set(labels) != set(base_labels):  # first: the figures measure other classes
+        why = f"the runs have different labels (new run: {_labels_text(labels)}; baseline: {_labels_text(base_labels)})"
+        return out | {"labels_differ": True, "reason": why}
     for who, rows in (("the new run", new), ("the baseline", base)):
         if isinstance(rows, str):
             return out | {"reason": f"{who} {rows}"}
@@ -50,9 +58,8 @@ def paired_delta(new_dir, base_dir, split: str, metric: str, resamples: int = RE
     if task_name not in TASKS:
         return out | {"reason": "the new run's spec does not name its task"}
     task = task_of(task_name)
-    labels = results_of(new_run.path).labels
-    if results_of(base_run.path).labels != labels:
-        return out | {"reason": "the runs have different labels"}
+    if base_labels != labels:
+        return out | {"reason": "the runs list their labels in another order"}
     threshold = (spec_values.get("predict") or {}).get("threshold", 0.5)
     from runner.evaluate.strategies import strategy_of
 

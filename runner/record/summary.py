@@ -73,6 +73,25 @@ def _another_spec(own: dict | None, base: dict | None) -> bool:
     return own["name"] != base["name"] or bool(all(files) and files[0] != files[1])
 
 
+def spec_names(summary: dict) -> tuple[str, str]:
+    """How the baseline's spec and this run's are named side by side: by name, and by spec file too when the
+    names are the same (two files may carry one name)."""
+    base, own = summary.get("base_spec") or {}, summary.get("spec") or {}
+    base_name, own_name = str(base.get("name", "")), str(own.get("name") or summary.get("name", ""))
+    if base_name == own_name and base.get("spec_file") and own.get("spec_file"):
+        return f"{base_name}, from {base['spec_file']}", f"{own_name}, from {own['spec_file']}"
+    return base_name, own_name
+
+
+def another_spec_warning(summary: dict) -> str | None:
+    """The console's warning when the baseline is another spec's run; None when it is this spec's."""
+    if not summary.get("base_is_another_spec"):
+        return None
+    theirs, ours = spec_names(summary)
+    ours = f"this spec's ({ours})" if ", from " in ours else f"{ours}'s"
+    return f"the baseline is another spec's run ({theirs}), not {ours}: the change compares two setups"
+
+
 def summary_json(run_dir: str | Path, base: str | Path | None = None) -> dict:
     """The run's metrics per split, each with its baseline value and change when `base` is given.
 
@@ -113,6 +132,7 @@ def summary_json(run_dir: str | Path, base: str | Path | None = None) -> dict:
         "rule": headline.get("rule"),
         "metrics": splits,
         "base": str(base) if base is not None else None,
+        "spec": _spec_in(manifest),  # this run's: {name, spec_file}
         "base_spec": base_spec,  # whose run the baseline is: {name, spec_file}, None when it has no run.json
         "base_is_another_spec": _another_spec(_spec_in(manifest), base_spec),  # run.json, read once above
         "hub_url": hub_url(manifest),
@@ -192,8 +212,9 @@ def summary_markdown(run_dir: str | Path, base: str | Path | None = None, summar
             "",
         ]
         if summary.get("base_is_another_spec"):
-            out += [f"> **The baseline is another spec's run** ({whose['name']}), not this spec's "
-                    f"({summary['name']}): the change compares two different setups, not a change to this one.", ""]
+            theirs, ours = spec_names(summary)
+            out += [f"> **The baseline is another spec's run** ({theirs}), not this spec's "
+                    f"({ours}): the change compares two different setups, not a change to this one.", ""]
     if hub:
         out += [f"Model on the Hub: {link(hub)}", ""]
     if summary["data_rows"]:

@@ -28,7 +28,12 @@ HF_NAMES: dict[str, tuple[str, str]] = {
     "lora_alpha": ("lora.alpha", "lora:\n  alpha: 32"),
     "lora_dropout": ("lora.dropout", "lora:\n  dropout: 0.05"),
     "num_labels": ("labels", "labels: [neg, pos]  (or leave it out: the labels come from the data)"),
+    "seed": ("seed", "seed: 42"),
+    "use_cpu": ("train.device", "device: cpu"),
+    "no_cuda": ("train.device", "device: cpu"),
+    "warmup_steps": ("train.warmup_ratio", "warmup_ratio: 0.1  (a share of the training steps, not a count)"),
 }
+KEEPS_ITS_VALUE_FORM = ("num_labels", "warmup_steps")  # the user's value would be wrong under runner's key
 
 
 def hf_hint(key: str, section: tuple, value=None) -> str | None:
@@ -40,11 +45,15 @@ def hf_hint(key: str, section: tuple, value=None) -> str | None:
     target, example = found
     here = ".".join(str(part) for part in section)
     where = target.split(".")[-1] if here and target.startswith(here + ".") else target
+    if "." not in target and here:
+        where = f"{target}, at the spec's top level"
     name = target.split(".")[-1]
     if key in ("bf16", "fp16"):
         example = f"precision: {key if value is True else 'fp32'}"
+    elif key in ("use_cpu", "no_cuda"):
+        example = f"device: {'cpu' if value is True else 'auto'}"
     elif isinstance(value, (int, float, str)) and not isinstance(value, bool) and ": " in example \
-            and target.count(".") == 1 and key not in ("num_labels",):
+            and target.count(".") <= 1 and key not in KEEPS_ITS_VALUE_FORM:
         example = f"{name}: {value}"
     example = " ".join(example.split())
     return f"that is Hugging Face's name; runner's is {where} ({example})"

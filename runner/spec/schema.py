@@ -29,8 +29,9 @@ def schema_at(schema: dict, path: tuple) -> dict:
     for part in path:
         if isinstance(part, int):
             node = node.get("items", {})
-        else:
-            node = node.get("properties", {}).get(part, {})
+        else:  # a key the mapping names, or one of its free keys (predict.class_prior's classes)
+            free = node.get("additionalProperties")
+            node = node.get("properties", {}).get(part, free if isinstance(free, dict) else {})
     return node
 
 

@@ -308,3 +308,38 @@ def test_tuned_thresholds_beat_one_half_and_travel_with_the_model(tiny_model, tm
     assert evaluated["f1_macro"] == pytest.approx(metrics["test"]["f1_macro"], abs=0.15)
     if "ece_calibrated" in metrics["test"]:
         assert evaluated["ece_calibrated"] == pytest.approx(metrics["test"]["ece_calibrated"], abs=0.05)
+
+
+def ece_by_hand(rows: list[dict], bins: int = 15) -> float:
+    """ECE of a predictions file: the confidence of each row's decided label against whether it was right."""
+    gaps, counts = np.zeros(bins), 0
+    for row in rows:
+        confidence = row["probabilities"][row["label"]]
+        index = min(int(confidence * bins), bins - 1)
+        gaps[index] += confidence - (row["label"] == row["true_label"])
+        counts += 1
+    return float(np.abs(gaps).sum() / counts)
+
+
+@pytest.mark.parametrize("predict", ["", "predict: {tune_thresholds: true}\n"])
+def test_the_raw_ece_is_recorded_without_calibration(tiny_model, tmp_path, predict):
+    """`calibration: none` (the default) still records each labelled split's raw ECE in metrics.json: the figure
+    the calibrated and prior-adjusted ones are read against, on the decisions the run made."""
+    write_csv(tmp_path / "data" / "train.csv", [{"text": t, "label": lab} for lab in ("pos", "neg")
+                                                for t in make_texts(lab, 40, random.Random(1))])
+    write_csv(tmp_path / "data" / "test.csv", [{"text": t, "label": lab} for lab in ("pos", "neg")
+                                               for t in make_texts(lab, 15, random.Random(2))])
+    text = tiny_spec_text(tiny_model, extra=predict).replace(
+        "  train: data/train.csv\n", "  train: data/train.csv\n  test_file: data/test.csv\n")
+    result = invoke("run", str(write_spec(tmp_path, text)))
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert "ece_calibrated" not in metrics["test"] and "ece_prior_adjusted" not in metrics["test"]
+    for split in ("validation", "test"):
+        written = (tmp_path / "run" / "predictions" / f"{split}.jsonl").read_text(encoding="utf-8")
+        rows = [json.loads(line) for line in written.split("\n") if line]
+        assert metrics[split]["ece"] == pytest.approx(ece_by_hand(rows), abs=2e-6), split
+    # `runner eval` on the test file gives the same raw figure (its batches pad otherwise: logits agree to ~1e-4)
+    evaluated = json.loads(invoke("eval", str(tmp_path / "run"), "--data", str(tmp_path / "data" / "test.csv")).stdout)
+    assert evaluated["ece"] == pytest.approx(metrics["test"]["ece"], abs=1e-3)
+    assert "ece_calibrated" not in evaluated

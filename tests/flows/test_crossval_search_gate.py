@@ -366,9 +366,10 @@ def test_texts_with_line_like_characters_round_trip_through_run_predict_compare_
     assert summary["comparison"]["delta"] < 0 and summary["gate"]["passed"] is False
     result = run_cli("report", "bad", "--compare", "good", cwd=tmp_path)
     assert result.returncode == 1 and "Quality gate: failed" in result.stdout and "not checked" not in result.stdout
-    # predict reads a .txt input one line a text: a U+0085 or U+2028 inside a line stays in its text
+    # predict reads a .txt input one line a text: a U+0085 or U+2028 inside a line stays in its text, and a byte
+    # order mark at its start is no part of the first text
     texts = tmp_path / "texts.txt"
-    texts.write_bytes("a great\u0085sunny day\nan awful\u2028grim day\r\nthird\u000cline\n".encode())
+    texts.write_bytes("\ufeffa great\u0085sunny day\nan awful\u2028grim day\r\nthird\u000cline\n".encode())
     out = tmp_path / "out.jsonl"
     result = run_cli("predict", "good", "--input", str(texts), "--output", str(out), cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-2000:]

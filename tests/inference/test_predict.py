@@ -1,0 +1,25 @@
+"""`runner predict --input FILE.txt` (runner.inference.predict): a .txt file with no text (empty, or only a byte
+order mark and blank lines, as an editor saves a cleared file) is a data error (exit 2) that names the file, as a
+table without rows is, and writes no output; before, it printed nothing, exit 0, and wrote an empty file."""
+
+from __future__ import annotations
+
+from conftest import labelled_rows, run_cli, tiny_spec_text, write_csv, write_spec
+
+
+def test_a_txt_input_without_text_is_a_data_error_and_writes_nothing(tiny_model, tmp_path):
+    write_csv(tmp_path / "data" / "train.csv", labelled_rows(per_label=20))
+    write_spec(tmp_path, tiny_spec_text(tiny_model))
+    result = run_cli("run", "spec.yaml", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    for name, content in (("empty.txt", b""), ("blank.txt", "\ufeff\r\n  \r\n\n".encode())):
+        (tmp_path / name).write_bytes(content)
+        result = run_cli("predict", "run", "--input", name, "--output", "out.jsonl", cwd=tmp_path)
+        assert result.returncode == 2, result.stderr
+        assert result.stderr.splitlines() == [
+            f"error: {name}: the file has no text (it is empty or holds only blank lines)", "hint: put one text a line"]
+        assert not (tmp_path / "out.jsonl").exists()
+    (tmp_path / "one.txt").write_bytes("\ufeffa lovely day\r\n\r\n".encode())  # the same file with a text predicts
+    result = run_cli("predict", "run", "--input", "one.txt", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert '"text": "a lovely day"' in result.stdout

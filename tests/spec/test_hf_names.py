@@ -1,0 +1,32 @@
+"""Hugging Face's names given where runner's keys go (runner.spec.hf_names), as a user types them into
+`--set`: each unknown key that is one of them gets a hint naming runner's key with the user's value where it
+carries over, and runner's own form where it does not (a step count is not a ratio; false is not cpu)."""
+
+from __future__ import annotations
+
+import pytest
+from conftest import run_cli, tiny_spec_text, write_csv, write_spec
+
+
+@pytest.mark.parametrize(
+    ("given", "hint"),
+    [
+        ("train.seed=3", "runner's is seed, at the spec's top level (seed: 3)"),
+        ("train.use_cpu=true", "runner's is device (device: cpu)"),
+        ("train.no_cuda=false", "runner's is device (device: auto)"),
+        ("train.warmup_steps=100", "runner's is warmup_ratio (warmup_ratio: 0.1 (a share of the training steps, "
+                                   "not a count))"),
+        ("train.bf16=false", "runner's is precision (precision: fp32)"),
+        ("train.num_train_epochs=2", "runner's is epochs (epochs: 2)"),
+    ],
+)
+def test_hugging_face_names_in_set_name_runners_key(tmp_path, given, hint):
+    write_csv(tmp_path / "data" / "train.csv", [{"text": "a b", "label": "pos"}, {"text": "c d", "label": "neg"}])
+    spec = write_spec(tmp_path, tiny_spec_text(tmp_path))
+    before = spec.read_text()
+    result = run_cli("validate", str(spec), "--set", given, cwd=tmp_path)
+    key = given.split("=")[0]
+    assert result.returncode == 2, result.stderr
+    assert f"error: --set {key}: unknown key '{key.split('.')[-1]}'" in result.stderr
+    assert f"hint: that is Hugging Face's name; {hint}" in result.stderr
+    assert "Traceback" not in result.stderr and spec.read_text() == before
