@@ -91,7 +91,7 @@ def model_card_data(result: RunResult, *, name: str, task: Task, data: DataSecti
         base_model=base_model_id(model, base, resolve),
         library_name="peft" if lora else "transformers",
         pipeline_tag="text-classification",
-        license=license or base_model_license(model, base, resolve),
+        **({"license": license} if license else base_model_license_fields(model, base, resolve)),
         datasets=[hub_data.id] if hub_data else None,
         tags=tags,
         metrics=list(dict.fromkeys(hub_metric(n)[0] for s in SPLITS for n, _ in metric_items(metrics.get(s)))) or None,
@@ -103,6 +103,12 @@ def base_model_license(spec_model: ModelSection, model: dict, resolve: Callable[
     """The base model's own license (its model card's `license`), for a card whose spec sets no hub.license: a
     fine-tune inherits it. Read from the model's folder, or from the Hub cache for a Hub model (no download).
     `model` is the run's record of the base model (RunResult.model), `spec_model` the spec's model section."""
+    return base_model_license_fields(spec_model, model, resolve).get("license")
+
+
+def base_model_license_fields(spec_model: ModelSection, model: dict, resolve: Callable[[str], Path]) -> dict:
+    """`license`, and with `license: other` the base card's `license_name` and `license_link` (which name the
+    license `other` stands for), each only when it is plainly an id or an https link: nothing else is published."""
     from huggingface_hub import ModelCard
 
     readme = None
@@ -120,12 +126,18 @@ def base_model_license(spec_model: ModelSection, model: dict, resolve: Callable[
             _model_folder(name, resolve)
         readme = folder / "README.md" if folder is not None else None
     if readme is None or not readme.is_file():
-        return None
+        return {}
     try:
-        license_id = ModelCard.load(readme).data.to_dict().get("license")
+        base = ModelCard.load(readme).data.to_dict()
     except Exception:  # noqa: BLE001 - a card that does not parse: unnamed
-        return None
-    return license_id if isinstance(license_id, str) and re.fullmatch(r"[A-Za-z0-9.+-]{1,64}", license_id) else None
+        return {}
+    plain = {"license": r"[A-Za-z0-9.+-]{1,64}", "license_name": r"[A-Za-z0-9.+_-]{1,64}",
+             "license_link": r"https://[A-Za-z0-9.-]+(/[A-Za-z0-9._~%/+-]*)?"}
+    fields = {key: base.get(key) for key in plain if isinstance(base.get(key), str)
+              and re.fullmatch(plain[key], base[key])}
+    if fields.get("license") != "other":
+        fields.pop("license_name", None), fields.pop("license_link", None)
+    return fields if "license" in fields else {}
 
 
 def base_model_id(spec_model: ModelSection, model: dict, resolve: Callable[[str], Path]) -> str | None:

@@ -436,6 +436,30 @@ def test_the_card_takes_the_base_models_license_unless_the_spec_sets_one(tmp_pat
     assert card.base_model_license(spec.model, model, spec.resolve) is None
 
 
+def test_a_base_models_other_license_keeps_its_name_and_link(tmp_path):
+    """`license: other` means nothing without the base card's license_name and license_link: the card carries
+    them over (only a plain id and an https link), and only with `other`."""
+    folder = tmp_path / "base-model"
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps({"model_type": "bert"}))
+    text = SPEC.replace("sentence-transformers/all-MiniLM-L6-v2", "./base-model").replace("  license: apache-2.0\n",
+                                                                                           "")
+    spec = make_spec(tmp_path, text)
+    model = {"name": "./base-model", "source": "local", "path": str(folder)}
+    result = RunResult.from_dict(make_result(tmp_path, model=model))
+    (folder / "README.md").write_text("---\nlicense: other\nlicense_name: llama3\n"
+                                      "license_link: https://llama.meta.com/llama3/license\n---\n")
+    data = card_data(spec, result).to_dict()
+    assert (data["license"], data["license_name"], data["license_link"]) == (
+        "other", "llama3", "https://llama.meta.com/llama3/license")
+    (folder / "README.md").write_text("---\nlicense: mit\nlicense_name: llama3\n---\n")  # only with other
+    assert "license_name" not in card_data(spec, result).to_dict()
+    (folder / "README.md").write_text("---\nlicense: other\nlicense_name: <b>x</b>\n"
+                                      "license_link: file:///home/someone/LICENSE\n---\n")  # not published
+    data = card_data(spec, result).to_dict()
+    assert data["license"] == "other" and "license_name" not in data and "license_link" not in data
+
+
 def test_hub_dataset_goes_into_the_card(tmp_path):
     text = SPEC.replace(
         "  train: data/train.csv\n  test_file: data/test.csv\n",
