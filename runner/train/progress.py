@@ -312,8 +312,19 @@ class HeadNotice(logging.Filter):
         return "\n".join(kept), head, mismatched
 
 
+def _not_mtime_notice(record: logging.LogRecord) -> bool:
+    """transformers orders checkpoints by mtime and, when two were saved within a second (small models), says
+    "mtime may not be reliable on this filesystem" and orders them by step, which is right: not the user's
+    concern, and not about their filesystem."""
+    return not record.getMessage().startswith("mtime may not be reliable")
+
+
 def install_head_notice() -> None:
-    """HeadNotice on the logger transformers' load report comes from (once)."""
+    """HeadNotice on the logger transformers' load report comes from, and the checkpoint-order notice dropped
+    (once)."""
     logger = logging.getLogger("transformers.modeling_utils")
     if not any(isinstance(f, HeadNotice) for f in logger.filters):
         logger.addFilter(HeadNotice())
+    ordering = logging.getLogger("transformers.trainer_utils")
+    if _not_mtime_notice not in ordering.filters:
+        ordering.addFilter(_not_mtime_notice)
