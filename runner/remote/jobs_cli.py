@@ -156,7 +156,7 @@ def exec_command(repo_id, folder, fetch_model, flavor) -> None:
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a spec value.")
 @click.option("-o", "--output", type=click.Path(path_type=Path), default=None,
               help="Write the task here (default: print it).")
-@click.option("--force", is_flag=True, help="Replace OUTPUT when it exists.")
+@click.option("--force", is_flag=True, help="Replace OUTPUT when it is a task runner sky wrote (never another file).")
 @click.option("--accelerators", default=None, help="SkyPilot accelerators per node, e.g. A100:8.")
 @click.option("--image", default=None, help="The runner image (default $RUNNER_JOBS_IMAGE; tagged with this version).")
 @click.option("--rdzv-port", type=click.IntRange(1, 65535), default=29500, show_default=True,
