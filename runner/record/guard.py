@@ -162,7 +162,8 @@ def check_file(path: str | Path, inputs=(), force: bool = False, option: str = "
         raise SpecError(f"{option} is inside the run folder {run}; a command never writes into a run's own folder",
                         f"give a path outside the run folder with {option}", where)
     if path.is_dir():
-        raise SpecError(f"{option} is a folder", "give a file path such as predictions.jsonl", where)
+        example = {"spec": "spec.yaml", "docs": "reference.md", "sky": "task.yaml"}.get(kind, "predictions.jsonl")
+        raise SpecError(f"{option} is a folder", f"give a file path such as {path / example}", where)
     special = _special_kind(path)
     if special:  # a FIFO would block the reading below (and a writer) forever; nothing but a regular file is replaced
         raise SpecError(f"{option} is not a regular file but {special}; runner writes only regular files",
@@ -202,13 +203,22 @@ def vouched_for(path: Path, kind: str) -> bool:
     return made_by_runner(path, kind) and (kind not in LEDGERED or files.was_written(path))
 
 
-def write_file(path: str | Path, data: str | bytes, kind: str | None = None) -> None:
+def write_file(path: str | Path, data: str | bytes, kind: str | None = None, force: bool = False,
+               option: str = "--output", force_flag: str = "--force") -> None:
     """Atomically (temporary file, then rename); a failure is one RunError line. A file of a SEALED `kind`
-    gets its seal (what a later --force checks)."""
+    gets its seal (what a later --force checks). What check_file allowed is checked again at the write: without
+    `force` no file that appeared meanwhile (another process's) is replaced, with it only runner's own."""
     data = sealed(data, kind) if kind and isinstance(data, str) else data
     data = data.encode("utf-8") if isinstance(data, str) else data
+    appeared = RunError(f"{option}: a file was written there by someone else while this command ran; it was kept",
+                        f"run the command again: it checks the file then (choose another path, or {force_flag} "
+                        "for runner's own earlier output)", str(path))
+    if force and kind is not None and Path(path).exists() and not vouched_for(Path(path), kind):
+        raise appeared
     try:
-        atomic_write_bytes(path, data)
+        atomic_write_bytes(path, data, replace=force)
+    except FileExistsError:
+        raise appeared from None
     except OSError as exc:
         raise RunError(f"could not write the file: {exc.strerror or exc}",
                        "check the folder's permissions and free space", str(path)) from None
