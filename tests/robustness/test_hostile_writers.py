@@ -103,3 +103,25 @@ def test_a_file_writer_given_a_folder_hints_at_a_file_of_its_kind(ws, tmp_path, 
     before = hashes(ws, tmp_path)
     refused(run_cli(*command, str(tmp_path), cwd=ws), 2, "is a folder", str(tmp_path / name))
     assert hashes(ws, tmp_path) == before
+
+
+def test_push_never_uploads_what_a_link_in_the_run_points_to(ws, tmp_path, fake_hub):
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(ws / "run", run)
+    private = tmp_path / "thesis.txt"
+    private.write_text("my thesis, not for the Hub\n", encoding="utf-8")
+    for link in ("model/README.md", "report.md"):
+        (run / link).unlink()
+        (run / link).symlink_to(private)
+    before = hashes(run, private.parent)
+    refused(run_cli("push", str(run), "--repo", "me/tiny", cwd=ws), 2, "model/README.md", "report.md",
+            "symbolic link")
+    assert not fake_hub.commits and hashes(run, private.parent) == before
+    for link in ("model/README.md", "report.md"):  # the files themselves: pushed
+        (run / link).unlink()
+        shutil.copy(ws / "run" / link, run / link)
+    result = run_cli("push", str(run), "--repo", "me/tiny", cwd=ws)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert b"my thesis" not in b"".join(fake_hub.files("me/tiny").values())
