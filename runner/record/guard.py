@@ -150,6 +150,7 @@ def check_file(path: str | Path, inputs=(), force: bool = False, option: str = "
     wrote (FILE_KINDS); never through a symbolic link."""
     path = Path(path)
     where = str(path)
+    _usable_name(path, option, where)
     if path.is_symlink():
         raise SpecError(f"{option} is a symbolic link; runner never writes through one",
                         f"give the path of a real file with {option}", where)
@@ -162,7 +163,7 @@ def check_file(path: str | Path, inputs=(), force: bool = False, option: str = "
         raise SpecError(f"{option} is inside the run folder {run}; a command never writes into a run's own folder",
                         f"give a path outside the run folder with {option}", where)
     if path.is_dir():
-        example = {"spec": "spec.yaml", "docs": "reference.md", "sky": "task.yaml"}.get(kind, "predictions.jsonl")
+        example = {"spec": "new-spec.yaml", "docs": "reference.md", "sky": "task.yaml"}.get(kind, "predictions.jsonl")
         raise SpecError(f"{option} is a folder", f"give a file path such as {path / example}", where)
     special = _special_kind(path)
     if special:  # a FIFO would block the reading below (and a writer) forever; nothing but a regular file is replaced
@@ -180,6 +181,22 @@ def check_file(path: str | Path, inputs=(), force: bool = False, option: str = "
                         f"choose another path with {option}, or move the file away yourself first "
                         f"(e.g. mv {shlex.quote(str(path))} {shlex.quote(str(path) + '.bak')})", where)
     return path
+
+
+def _usable_name(path: Path, option: str, where: str) -> None:
+    """A name the system refuses (too long, a component that is a file) is the user's to fix: one line, exit 2."""
+    try:
+        os.lstat(path)
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        import errno
+
+        if exc.errno == errno.ENOTDIR:
+            raise SpecError(f"{option} cannot be used: a part of it is a file, not a folder",
+                            f"give a path inside an existing folder with {option}", where) from None
+        raise SpecError(f"{option} cannot be used: {exc.strerror}", f"give a shorter, plainer path with {option}",
+                        where) from None
 
 
 def _special_kind(path: Path) -> str:
@@ -236,6 +253,7 @@ def check_folder(path: str | Path, inputs=(), option: str = "-o", own: Path | No
     anything runner did not make, a symbolic link, a mount point, the home folder or a repository. `named` is how
     the messages name the folder when the user gave none (the default place, e.g. run/onnx), else `option`."""
     where = str(path)
+    _usable_name(Path(path), option, where)
     if Path(path).is_symlink():
         raise SpecError(f"{named or option} is a symbolic link; runner never replaces what one points to",
                         f"remove the link yourself, or give the path of a real folder with {option}", where)

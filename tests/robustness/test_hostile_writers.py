@@ -95,7 +95,7 @@ def test_a_reproduction_cut_short_is_replaced_when_run_again_as_its_message_says
 
 
 @pytest.mark.parametrize("command, name", [
-    (("init", "data/train.csv", "-o"), "spec.yaml"),
+    (("init", "data/train.csv", "-o"), "new-spec.yaml"),
     (("docs", "--output"), "reference.md"),
     (("predict", "run", "a day", "--output"), "predictions.jsonl"),
 ])
@@ -125,3 +125,15 @@ def test_push_never_uploads_what_a_link_in_the_run_points_to(ws, tmp_path, fake_
     result = run_cli("push", str(run), "--repo", "me/tiny", cwd=ws)
     assert result.returncode == 0, result.stderr[-2000:]
     assert b"my thesis" not in b"".join(fake_hub.files("me/tiny").values())
+
+
+@pytest.mark.parametrize("command", [
+    ("init", "data/train.csv", "-o"), ("convert", "spec.yaml", "-o"), ("docs", "--output"),
+    ("sky", "spec.yaml", "--image", "me/runner", "-o"), ("predict", "run", "a day", "--output"),
+    ("export", "run", "-o"),
+])
+def test_a_name_the_system_refuses_is_one_line_exit_2(ws, command):
+    before = hashes(ws)
+    refused(run_cli(*command, "a" * 300 + ".x", cwd=ws), 2, "cannot be used", "File name too long")
+    refused(run_cli(*command, "spec.yaml/x.y", cwd=ws), 2, "a part of it is a file")
+    assert hashes(ws) == before
