@@ -194,10 +194,10 @@ def run(spec, overrides, dry_run, output_dir, overwrite, resume, force_resume, n
         return
     from runner.flows.lifecycle import check_before_launch
 
-    if dry_run:  # what the run would refuse first (its folder: someone else's, a finished run...), then the plan
+    if dry_run:  # what no flag lets a run write (someone else's folder, inside a run, a link), then the plan
         from runner.flows.plan import describe_plan
 
-        check_before_launch(loaded, overwrite=overwrite or resume, resume=resume)
+        check_before_launch(loaded, overwrite=True, resume=resume)  # a finished run there: the user adds --overwrite
         click.echo(describe_plan(loaded))
         return
     if loaded["compute"]["nproc"] > 1 or loaded["compute"]["nnodes"] > 1:

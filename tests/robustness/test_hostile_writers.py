@@ -66,13 +66,20 @@ def test_a_file_written_by_someone_else_while_predict_runs_is_kept(ws, tmp_path)
 
 
 def test_a_dry_run_refuses_the_folders_the_run_refuses(ws):
+    (ws / "link").symlink_to(ws / "run")
     before = hashes(ws)
-    for output, words in (("data", "which no run wrote"), ("run", "already holds a finished run"),
-                          ("run/model", "inside the run folder"), (".", "which no run wrote")):
-        refused(run_cli("run", "spec.yaml", "--output", output, "--dry-run", cwd=ws), 2, "--output", words)
-    result = run_cli("run", "spec.yaml", "--output", "run", "--overwrite", "--dry-run", cwd=ws)
-    assert result.returncode == 0 and "# plan" in result.stdout, result.stderr
-    assert hashes(ws) == before
+    try:
+        for output, words in (("data", "which no run wrote"), ("run/model", "inside the run folder"),
+                              (".", "which no run wrote"), ("link", "symbolic link"), ("spec.yaml", "is a file")):
+            for flags in ((), ("--overwrite",)):
+                refused(run_cli("run", "spec.yaml", "--output", output, "--dry-run", *flags, cwd=ws), 2, "--output",
+                        words)
+        for flags in ((), ("--overwrite",)):  # a finished run: the plan (the run itself asks for --overwrite)
+            result = run_cli("run", "spec.yaml", "--output", "run", "--dry-run", *flags, cwd=ws)
+            assert result.returncode == 0 and "# plan" in result.stdout, result.stderr
+        assert hashes(ws) == before
+    finally:
+        (ws / "link").unlink()
 
 
 def test_a_reproduction_cut_short_is_replaced_when_run_again_as_its_message_says(ws):
