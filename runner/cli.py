@@ -186,13 +186,15 @@ def run(spec, overrides, dry_run, output_dir, overwrite, resume, force_resume, n
     loaded = load_spec(spec, overrides, flags=flags)
     if run_remote(loaded, on, dry_run, overwrite, resume, remote):  # --on hf-jobs: runner/remote/dispatch.py
         return
-    if dry_run:
+    from runner.flows.lifecycle import check_before_launch
+
+    if dry_run:  # what no flag lets a run write (someone else's folder, inside a run, a link), then the plan
         from runner.flows.plan import describe_plan
 
+        check_before_launch(loaded, overwrite=True, resume=resume)  # a finished run there: the user adds --overwrite
         click.echo(describe_plan(loaded))
         return
     if loaded["compute"]["nproc"] > 1 or loaded["compute"]["nnodes"] > 1:
-        from runner.flows.lifecycle import check_before_launch
         from runner.train.distributed import launch, node_settings
 
         # the rank a launcher gives in the environment, before the folder
@@ -226,7 +228,7 @@ def init(data_file, output, model, force, encoding) -> None:
         check_new_file(output, force, data_file)
     text = starter_spec(data_file, model, spec_path=output, encoding=encoding)
     if output:
-        write_new_file(output, text)
+        write_new_file(output, text, force)
         click.echo(f"wrote {output}; check it with: runner validate {output}")
     else:
         click.echo(text, nl=False)
@@ -372,25 +374,24 @@ def convert(config, output, force) -> None:
         check_new_file(output, force, config)
     text = convert_file(config, spec_path=output)
     if output:
-        write_new_file(output, text)
+        write_new_file(output, text, force)
         click.echo(f"wrote {output}")
     else:
         click.echo(text, nl=False)
 
 
 def check_new_file(output: Path, force: bool, source: Path) -> None:
-    """`-o FILE` of init and convert (the guarded writer): never the command's own input, never a run
-    folder's file, never an existing file unless --force, and in a folder that exists (a missing
-    folder is an error, not created: a typo in the path should not leave new folders behind)."""
+    """`-o FILE` of init and convert (the guarded writer): never the command's input, a run folder's file or an
+    existing file unless --force; in a folder that exists (a typo in the path should not leave new folders behind)."""
     from runner.record.guard import check_file
 
     check_file(output, [source], force, option="-o", kind="spec")
 
 
-def write_new_file(output: Path, text: str) -> None:
+def write_new_file(output: Path, text: str, force: bool = False) -> None:
     from runner.record.guard import write_file
 
-    write_file(output, text, kind="spec")
+    write_file(output, text, kind="spec", force=force, option="-o")
 
 
 @main.command()
@@ -424,7 +425,7 @@ def docs_command(check, output, force) -> None:
         click.echo(f"{output} is up to date")
         return
     check_file(output, force=force, kind="docs")  # never a spec, a run's file, or a file of someone else's
-    write_file(output, text, kind="docs")
+    write_file(output, text, kind="docs", force=force)
     click.echo(f"wrote {output}")
 
 

@@ -22,11 +22,12 @@ from functools import lru_cache
 from pathlib import Path
 
 
-def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    """Write to a temporary file beside `path`, fsync it, then rename it over `path` (its folder is made)."""
+def atomic_write_bytes(path: str | Path, data: bytes, replace: bool = True) -> None:
+    """Write to a temporary file beside `path`, fsync it, then rename it over `path` (its folder is made).
+    `replace=False`: a file that is at `path` by then stays (FileExistsError), e.g. one another process wrote."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with new_file(path) as stream:
+    with new_file(path, replace) as stream:
         stream.write(data)
 
 
@@ -37,9 +38,10 @@ def append_text(path: str | Path, text: str) -> None:
 
 
 @contextmanager
-def new_file(path: str | Path):
+def new_file(path: str | Path, replace: bool = True):
     """A binary stream onto a temporary file beside `path`, fsynced and renamed over `path` when the block
-    ends: a reader sees the old file or the whole new one, never half of it (an error removes the temporary)."""
+    ends: a reader sees the old file or the whole new one, never half of it (an error removes the temporary).
+    `replace=False` links it in instead, which fails (FileExistsError) when a file is at `path` by then."""
     path = Path(path)
     sweep_leftovers(path.parent, f".{path.name}.")
     handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.{_stamp()}", suffix=".tmp", dir=path.parent)
@@ -49,10 +51,27 @@ def new_file(path: str | Path):
             yield stream
             stream.flush()
             os.fsync(stream.fileno())
-        os.replace(temporary, path)
+        if replace:
+            os.replace(temporary, path)
+        else:
+            _link_new(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
+
+
+def _link_new(temporary: str, path: Path) -> None:
+    """Put `temporary` at `path` only when nothing is there (FileExistsError otherwise): a hard link, atomic; where
+    the file system has none (FAT, some network shares), the name is taken first (O_EXCL), then replaced."""
+    try:
+        os.link(temporary, path)
+    except FileExistsError:
+        raise
+    except OSError:
+        os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+        os.replace(temporary, path)
+        return
+    os.unlink(temporary)
 
 
 def make_folder(path: str | Path, parents: bool = True, exist_ok: bool = True) -> Path:

@@ -200,7 +200,7 @@ def save_model(trainer, tokenizer, spec: Spec, run_dir: RunDir) -> None:
         try:
             model.save_pretrained(temporary)
             tokenizer.save_pretrained(temporary)
-        except (OSError, RuntimeError) as exc:  # RuntimeError: torch's writer on a full disk
+        except (OSError, RuntimeError, pipeline.safetensors_error()) as exc:  # torch's writer, safetensors: a full disk
             remove(temporary)
             raise RunError(
                 f"could not save the model: {getattr(exc, 'strerror', None) or str(exc).splitlines()[0]}",

@@ -109,11 +109,12 @@ def check_output(run_dir: Path, output_dir: Path, overwrite: bool) -> bool:
 
 
 def _earlier_reproduction(output_dir: Path, run_dir: Path, default: Path) -> bool:
-    """The default folder holding this run's earlier reproduction: replaced without --overwrite."""
-    if output_dir != default:
-        return False
+    """The default folder holding this run's earlier reproduction, or any folder holding one that was cut short (a
+    signal, a full disk: "run it again" must work): replaced without --overwrite."""
     try:
         argv = RunDir(output_dir).read_manifest().get("argv") or []
+        if output_dir != default and RunDir(output_dir).status() == "finished":
+            return False
     except DataError:
         return False
     if list(argv[1:2]) != ["reproduce"] or len(argv) < 3 or not isinstance(argv[2], str):

@@ -163,7 +163,7 @@ def predict_command(
     for row, text in zip(rows, texts):
         row["text"] = text
     if output_file:
-        write_predictions(Path(output_file), rows)
+        write_predictions(Path(output_file), rows, force)
         say(f"wrote {len(rows)} predictions to {output_file} ({len(rows) / max(elapsed, 1e-9):.0f} texts/s)")
     else:
         for row in rows:
@@ -185,19 +185,10 @@ def check_output_file(path: Path, input_file: Path | None = None, force: bool = 
                kind="predictions")
 
 
-def write_predictions(path: Path, rows: list[dict]) -> None:
-    from runner.errors import RunError
-
-    try:
-        _write_predictions(path, rows)
-    except OSError as exc:
-        raise RunError(f"could not write the predictions: {exc.strerror or exc}",
-                       "free disk space, or check the folder's permissions", str(path)) from None
-
-
-def _write_predictions(path: Path, rows: list[dict]) -> None:
-    """Written atomically, and its SHA-256 kept in runner's ledger: what a later --force may replace."""
-    from runner.files import atomic_write_bytes, remember_written
+def write_predictions(path: Path, rows: list[dict], force: bool = False) -> None:
+    """Written by the guarded writer (atomically, never over a file that appeared since the check), and its SHA-256
+    kept in runner's ledger: what a later --force may replace."""
+    from runner.record.guard import write_file
 
     if path.suffix.lower() == ".csv":
         import pandas as pd
@@ -207,8 +198,7 @@ def _write_predictions(path: Path, rows: list[dict]) -> None:
         data = pd.DataFrame(flat).to_csv(index=False).encode("utf-8")
     else:
         data = "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows).encode("utf-8")
-    atomic_write_bytes(path, data)
-    remember_written(data)
+    write_file(path, data, kind="predictions", force=force)
 
 
 def eval_command(run_dir: Path, data_file: Path) -> dict:

@@ -201,7 +201,17 @@ def pushable_files(run_dir: str | Path) -> list[tuple[str, Path]]:
     for path in sorted(onnx.iterdir()) if onnx.is_dir() else ():
         if path.is_file() and not _never_pushed(path.name):
             files[f"{ONNX}/{path.name}"] = path
+    links = [str(path.relative_to(run_dir)) for path in files.values() if _through_a_link(run_dir, path)]
+    if links:  # what a link points to may be any file of the user's: a push publishes only the run's own
+        raise SpecError(f"{', '.join(links[:3])}{' and more' if len(links) > 3 else ''} in the run folder: a symbolic "
+                        "link; push never uploads what a link points to", "put the file itself there (cp "
+                        "--remove-destination TARGET LINK), or remove the link", str(run_dir))
     return sorted(files.items())
+
+
+def _through_a_link(run_dir: Path, path: Path) -> bool:
+    parts = path.relative_to(run_dir).parts
+    return any(run_dir.joinpath(*parts[:end]).is_symlink() for end in range(1, len(parts) + 1))
 
 
 def commit_message(run: RunDir) -> str:

@@ -150,6 +150,7 @@ def check_file(path: str | Path, inputs=(), force: bool = False, option: str = "
     wrote (FILE_KINDS); never through a symbolic link."""
     path = Path(path)
     where = str(path)
+    _usable_name(path, option, where)
     if path.is_symlink():
         raise SpecError(f"{option} is a symbolic link; runner never writes through one",
                         f"give the path of a real file with {option}", where)
@@ -162,7 +163,8 @@ def check_file(path: str | Path, inputs=(), force: bool = False, option: str = "
         raise SpecError(f"{option} is inside the run folder {run}; a command never writes into a run's own folder",
                         f"give a path outside the run folder with {option}", where)
     if path.is_dir():
-        raise SpecError(f"{option} is a folder", "give a file path such as predictions.jsonl", where)
+        example = {"spec": "new-spec.yaml", "docs": "reference.md", "sky": "task.yaml"}.get(kind, "predictions.jsonl")
+        raise SpecError(f"{option} is a folder", f"give a file path such as {path / example}", where)
     special = _special_kind(path)
     if special:  # a FIFO would block the reading below (and a writer) forever; nothing but a regular file is replaced
         raise SpecError(f"{option} is not a regular file but {special}; runner writes only regular files",
@@ -179,6 +181,22 @@ def check_file(path: str | Path, inputs=(), force: bool = False, option: str = "
                         f"choose another path with {option}, or move the file away yourself first "
                         f"(e.g. mv {shlex.quote(str(path))} {shlex.quote(str(path) + '.bak')})", where)
     return path
+
+
+def _usable_name(path: Path, option: str, where: str) -> None:
+    """A name the system refuses (too long, a component that is a file) is the user's to fix: one line, exit 2."""
+    try:
+        os.lstat(path)
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        import errno
+
+        if exc.errno == errno.ENOTDIR:
+            raise SpecError(f"{option} cannot be used: a part of it is a file, not a folder",
+                            f"give a path inside an existing folder with {option}", where) from None
+        raise SpecError(f"{option} cannot be used: {exc.strerror}", f"give a shorter, plainer path with {option}",
+                        where) from None
 
 
 def _special_kind(path: Path) -> str:
@@ -202,13 +220,22 @@ def vouched_for(path: Path, kind: str) -> bool:
     return made_by_runner(path, kind) and (kind not in LEDGERED or files.was_written(path))
 
 
-def write_file(path: str | Path, data: str | bytes, kind: str | None = None) -> None:
+def write_file(path: str | Path, data: str | bytes, kind: str | None = None, force: bool = False,
+               option: str = "--output", force_flag: str = "--force") -> None:
     """Atomically (temporary file, then rename); a failure is one RunError line. A file of a SEALED `kind`
-    gets its seal (what a later --force checks)."""
+    gets its seal (what a later --force checks). What check_file allowed is checked again at the write: without
+    `force` no file that appeared meanwhile (another process's) is replaced, with it only runner's own."""
     data = sealed(data, kind) if kind and isinstance(data, str) else data
     data = data.encode("utf-8") if isinstance(data, str) else data
+    appeared = RunError(f"{option}: a file was written there by someone else while this command ran; it was kept",
+                        f"run the command again: it checks the file then (choose another path, or {force_flag} "
+                        "for runner's own earlier output)", str(path))
+    if force and kind is not None and Path(path).exists() and not vouched_for(Path(path), kind):
+        raise appeared
     try:
-        atomic_write_bytes(path, data)
+        atomic_write_bytes(path, data, replace=force)
+    except FileExistsError:
+        raise appeared from None
     except OSError as exc:
         raise RunError(f"could not write the file: {exc.strerror or exc}",
                        "check the folder's permissions and free space", str(path)) from None
@@ -226,6 +253,7 @@ def check_folder(path: str | Path, inputs=(), option: str = "-o", own: Path | No
     anything runner did not make, a symbolic link, a mount point, the home folder or a repository. `named` is how
     the messages name the folder when the user gave none (the default place, e.g. run/onnx), else `option`."""
     where = str(path)
+    _usable_name(Path(path), option, where)
     if Path(path).is_symlink():
         raise SpecError(f"{named or option} is a symbolic link; runner never replaces what one points to",
                         f"remove the link yourself, or give the path of a real folder with {option}", where)

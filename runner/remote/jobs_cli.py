@@ -178,7 +178,7 @@ def sky(spec: Path, overrides, output, force, accelerators, image, rdzv_port) ->
     unchecked = check_with_skypilot(task)
     text = task_yaml(task)
     if output:
-        write_file(output, text, kind="sky")
+        write_file(output, text, kind="sky", force=force, option="-o")
         click.echo(f"wrote {output}; start it with: sky launch -c CLUSTER {output}"
                    + (" --secret HF_TOKEN" if "secrets" in task else ""))
     else:

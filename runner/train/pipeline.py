@@ -273,6 +273,15 @@ def after_failed_write(checkpoints: Path, resume_hint: str) -> str:
     return "run the command again with --overwrite (no complete checkpoint was written: nothing to resume)"
 
 
+FULL_DISK = ("inline_container", "unexpected pos", "No space left", "os error 28", "Disk quota")
+
+
+def safetensors_error() -> type:
+    from safetensors import SafetensorError  # what safetensors raises when a weights file cannot be written
+
+    return SafetensorError
+
+
 def fit(
     trainer,
     checkpoints: Path,
@@ -309,14 +318,14 @@ def fit(
             output = run() if run else trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
         except _Stopped:
             pass
-        except RuntimeError as exc:
+        except (RuntimeError, safetensors_error()) as exc:
             if "out of memory" in str(exc).lower():
                 raise RunError(
                     f"out of memory while {what}: {str(exc).splitlines()[0]}",
                     "lower train.batch_size (raise gradient_accumulation_steps to keep the effective size), "
                     "lower model.max_length, or set train.auto_find_batch_size: true",
                 ) from None
-            if "inline_container" in str(exc) or "unexpected pos" in str(exc):  # torch.save on a full disk
+            if any(sign in str(exc) for sign in FULL_DISK):  # torch.save or safetensors on a full disk
                 raise RunError(
                     f"a checkpoint could not be written while {what} (is the disk full?)",
                     f"free disk space, then {after_failed_write(checkpoints, resume_hint)}",

@@ -142,8 +142,9 @@ def small_disk(tmp_path):
         subprocess.run(["umount", "-l", str(folder)], capture_output=True)
 
 
-def test_full_disk_on_a_new_run_is_one_clean_line(workspace, small_disk):
-    disk = small_disk(300)  # a checkpoint of the tiny model (~430 KB: weights and optimizer state) does not fit
+@pytest.mark.parametrize("kib", [120, 300, 470])  # safetensors' writer, torch.save's: each says the disk is full
+def test_full_disk_on_a_new_run_is_one_clean_line(workspace, small_disk, kib):
+    disk = small_disk(kib)  # a checkpoint of the tiny model (~430 KB: weights and optimizer state) does not fit
     result = run_cli("run", "spec.yaml", "--output", str(disk / "run"), cwd=workspace)
     assert_clean_failure(result, codes=(1,))
     assert "internal error" not in result.stderr, result.stderr
