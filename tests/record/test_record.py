@@ -414,16 +414,22 @@ def card_data(spec, result):
                                 lora=spec.lora, license=spec.hub.license, resolve=spec.resolve)
 
 
-def test_the_card_takes_the_base_models_license_unless_the_spec_sets_one(tmp_path):
-    """A fine-tune inherits its base model's license: the card names it (from the base's own card) when the spec
-    sets no hub.license; the spec's wins; a base without a card leaves it unnamed."""
+def local_base(tmp_path):
+    """A local base model folder (no card yet), a spec that names it and sets no hub.license, the spec's text,
+    and the run's record of that base model."""
     folder = tmp_path / "base-model"
     folder.mkdir()
     (folder / "config.json").write_text(json.dumps({"model_type": "bert"}))
     text = SPEC.replace("sentence-transformers/all-MiniLM-L6-v2", "./base-model").replace("  license: apache-2.0\n",
                                                                                            "")
-    spec = make_spec(tmp_path, text)
     model = {"name": "./base-model", "source": "local", "path": str(folder)}
+    return folder, make_spec(tmp_path, text), text, model
+
+
+def test_the_card_takes_the_base_models_license_unless_the_spec_sets_one(tmp_path):
+    """A fine-tune inherits its base model's license: the card names it (from the base's own card) when the spec
+    sets no hub.license; the spec's wins; a base without a card leaves it unnamed."""
+    folder, spec, text, model = local_base(tmp_path)
     assert card.base_model_license(spec.model, model, spec.resolve) is None
     (folder / "README.md").write_text("---\nlicense: cc-by-nc-4.0\n---\n# card\n")
     assert card.base_model_license(spec.model, model, spec.resolve) == "cc-by-nc-4.0"
@@ -439,13 +445,7 @@ def test_the_card_takes_the_base_models_license_unless_the_spec_sets_one(tmp_pat
 def test_a_base_models_other_license_keeps_its_name_and_link(tmp_path):
     """`license: other` means nothing without the base card's license_name and license_link: the card carries
     them over (only a plain id and an https link), and only with `other`."""
-    folder = tmp_path / "base-model"
-    folder.mkdir()
-    (folder / "config.json").write_text(json.dumps({"model_type": "bert"}))
-    text = SPEC.replace("sentence-transformers/all-MiniLM-L6-v2", "./base-model").replace("  license: apache-2.0\n",
-                                                                                           "")
-    spec = make_spec(tmp_path, text)
-    model = {"name": "./base-model", "source": "local", "path": str(folder)}
+    folder, spec, _, model = local_base(tmp_path)
     result = RunResult.from_dict(make_result(tmp_path, model=model))
     (folder / "README.md").write_text("---\nlicense: other\nlicense_name: llama3\n"
                                       "license_link: https://llama.meta.com/llama3/license\n---\n")
