@@ -98,3 +98,16 @@ def run_cli(
     return subprocess.run(
         [sys.executable, "-m", "runner", *args], cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout
     )
+
+
+def refused(result, code: int, *words: str) -> None:
+    """A command refused as the house says: exit `code`, no traceback or internal error, exactly one `error:`
+    line and one `hint:` line on stderr, and each of `words` in it."""
+    output = result.stdout + result.stderr
+    assert result.returncode == code, output[-3000:]
+    assert "Traceback" not in output and "internal error" not in output, output[-3000:]
+    lines = result.stderr.splitlines()
+    assert len([x for x in lines if x.startswith("error:")]) == 1, result.stderr
+    assert len([x for x in lines if x.startswith("hint:")]) == 1, result.stderr
+    for word in words:
+        assert word in result.stderr, (word, result.stderr)

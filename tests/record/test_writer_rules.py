@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import labelled_rows, run_cli, tiny_spec_text, write_csv, write_spec
+from conftest import labelled_rows, refused, run_cli, tiny_spec_text, write_csv, write_spec
 
 pytest.importorskip("onnxruntime", reason="onnxruntime is not installed (pip install -e .[onnx])")
 pytest.importorskip("onnxscript", reason="onnxscript is not installed (pip install -e .[onnx])")
@@ -27,17 +27,6 @@ GOLD = '{"label": "pos", "score": 0.9, "probabilities": {"neg": 0.1, "pos": 0.9}
 def hashes(root: Path) -> dict[str, str]:
     files = [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.is_file())
     return {str(p): hashlib.sha256(p.read_bytes()).hexdigest() for p in files}
-
-
-def refused(result, code: int, *words: str) -> None:
-    output = result.stdout + result.stderr
-    assert result.returncode == code, output[-3000:]
-    assert "Traceback" not in output and "internal error" not in output, output[-3000:]
-    lines = result.stderr.splitlines()
-    assert len([x for x in lines if x.startswith("error:")]) == 1, result.stderr
-    assert len([x for x in lines if x.startswith("hint:")]) == 1, result.stderr
-    for word in words:
-        assert word in result.stderr, (word, result.stderr)
 
 
 def wrapped(cwd: Path, before: str, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:

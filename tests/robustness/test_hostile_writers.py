@@ -13,22 +13,12 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import labelled_rows, run_cli, tiny_spec_text, write_csv, write_spec
+from conftest import labelled_rows, refused, run_cli, tiny_spec_text, write_csv, write_spec
 
 
 def hashes(*roots: Path) -> dict[str, str]:
     return {str(p): hashlib.sha256(p.read_bytes()).hexdigest()
             for root in roots for p in sorted(root.rglob("*")) if p.is_file()}
-
-
-def refused(result, code: int, *words: str) -> None:
-    output = result.stdout + result.stderr
-    assert result.returncode == code, output[-3000:]
-    assert "Traceback" not in output and "internal error" not in output, output[-3000:]
-    lines = result.stderr.splitlines()
-    assert sum(line.startswith("error:") for line in lines) == 1 and any(line.startswith("hint:") for line in lines)
-    for word in words:
-        assert word in result.stderr, (word, result.stderr)
 
 
 @pytest.fixture(scope="module")
