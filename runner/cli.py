@@ -82,7 +82,10 @@ class RunnerGroup(click.Group):
                 click.echo(line, err=True)
             sys.exit(1)
         finally:  # the work done and said: a signal now (the interpreter shutting down) stops nothing
-            stopping.finished()
+            try:
+                stopping.finished()
+            except KeyboardInterrupt:  # it landed between the command's end and the ignore: it stops nothing
+                stopping.finished()
 
 
 def internal_error_lines(error: BaseException) -> list[str]:

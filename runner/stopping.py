@@ -71,9 +71,17 @@ def finished() -> None:
     lands now, while the interpreter shuts down (torch's exit handlers take seconds), stops nothing and the
     command keeps its exit code. They are ignored from here: a Python handler cannot say so, since the
     interpreter puts the default handlers back while it shuts down and the default ends the process with the
-    signal (exit 143 after "done:", with no word); an ignored signal stays ignored to the end."""
+    signal (exit 143 after "done:", with no word); an ignored signal stays ignored to the end.
+
+    One can land on the way here (the command returned, the ignore not yet in place): its handler raises in the
+    CLI's `finally`, which calls this again and drops it, so the command's own exit code stands (click would turn
+    it into "Aborted!", exit 1)."""
     if not AS_PROGRAM or not in_main_thread():  # a test or a notebook calling main keeps its own handlers
         return
+    _ignore_stops()
+
+
+def _ignore_stops() -> None:
     try:
         for number in STOPS:
             signal.signal(number, signal.SIG_IGN)
