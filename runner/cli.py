@@ -14,8 +14,8 @@ from pathlib import Path
 import click
 
 from runner import __version__
-from runner.console import close_progress_bars
-from runner.errors import RunnerError
+from runner.console import close_progress_bars, dash_is_stdout, shown
+from runner.errors import RunnerError, internal_error_lines
 from runner.remote.jobs_cli import jobs, remote_options, run_remote, sky
 from runner.train.hardware import compile_cache_in_runner_cache, passive_wait_policy
 from runner.train.progress import setup as progress_setup
@@ -67,11 +67,10 @@ class RunnerGroup(click.Group):
         except click.UsageError as error:  # a wrong option or argument: the same two lines, exit 2
             if ctx.params.get("debug"):
                 raise
-            from runner.errors import one_line
+            from runner.errors import usage_error_lines
 
-            command = error.ctx.command_path if error.ctx else "runner"
-            click.echo(f"error: {command}: {one_line(error.format_message())}", err=True)
-            click.echo(f"hint: see `{command} --help`", err=True)
+            for line in usage_error_lines(error):
+                click.echo(line, err=True)
             sys.exit(2)
         except (click.exceptions.Exit, click.ClickException, SystemExit):
             raise
@@ -86,24 +85,6 @@ class RunnerGroup(click.Group):
                 stopping.finished()
             except KeyboardInterrupt:  # it landed between the command's end and the ignore: it stops nothing
                 stopping.finished()
-
-
-def internal_error_lines(error: BaseException) -> list[str]:
-    """`error: internal error: ...` and where its traceback was saved (never the traceback itself)."""
-    import traceback
-
-    from runner.errors import one_line
-    from runner.files import save_traceback
-
-    kind = type(error).__name__
-    saved = ""
-    try:  # this user's newest few are kept, the older removed
-        saved = f"; the traceback is in {save_traceback(''.join(traceback.format_exception(error)))}"
-    except OSError:
-        pass
-    reason = str(error).splitlines()[0][:200] if str(error) else ""
-    return [f"error: internal error: {kind}" + (f": {one_line(reason)}" if reason else ""),
-            f"hint: this is a bug, not your input{saved}; run with `runner --debug ...` to see it, and report it"]
 
 
 @click.group(cls=RunnerGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -143,7 +124,7 @@ def validate(specs, overrides) -> None:
             click.echo(lines[0].replace("error: ", f"error: {path}: ", 1), err=True)
             click.echo(lines[1], err=True)
             continue
-        click.echo(f"ok: {path} ({(time.perf_counter() - started) * 1000:.0f} ms)")
+        click.echo(f"ok: {shown(path)} ({(time.perf_counter() - started) * 1000:.0f} ms)")
     if failed:
         sys.exit(failed)
 
@@ -217,8 +198,8 @@ def run(spec, overrides, dry_run, output_dir, overwrite, resume, force_resume, n
 
 @main.command()
 @click.argument("data_file", type=click.Path(path_type=Path))
-@click.option("-o", "--output", "output", type=click.Path(path_type=Path), default=None,
-              help="Where to write the spec (default: print it).")
+@click.option("-o", "--output", "output", type=click.Path(path_type=Path), default=None, callback=dash_is_stdout,
+              help="Where to write the spec (default, or -: print it).")
 @click.option("--model", default=None, help="Model to fine-tune: a Hub id, a folder, or package:NAME (default: a "
               "packaged model when one is installed, so it works offline; else distilbert-base-uncased).")
 @click.option("--force", is_flag=True, help="Replace OUTPUT when it is a spec runner wrote (never the data file).")
@@ -232,7 +213,7 @@ def init(data_file, output, model, force, encoding) -> None:
     text = starter_spec(data_file, model, spec_path=output, encoding=encoding)
     if output:
         write_new_file(output, text, force)
-        click.echo(f"wrote {output}; check it with: runner validate {output}")
+        click.echo(f"wrote {shown(output)}; check it with: runner validate {shown(output)}")
     else:
         click.echo(text, nl=False)
 
@@ -242,8 +223,8 @@ def init(data_file, output, model, force, encoding) -> None:
 @click.argument("texts", nargs=-1)
 @click.option("--input", "input_file", type=click.Path(path_type=Path),
               help="File of texts (CSV/JSONL/Parquet with the spec's text column, or .txt with one text a line).")
-@click.option("--output", "output_file", type=click.Path(path_type=Path),
-              help="Write predictions here (.jsonl or .csv).")
+@click.option("--output", "output_file", type=click.Path(path_type=Path), callback=dash_is_stdout,
+              help="Write predictions here (.jsonl or .csv; default, or -: print them).")
 @click.option("--batch-size", type=click.IntRange(min=1), default=None,
               help="Texts per batch (default: predict.batch_size).")
 @click.option("--backend", type=click.Choice(["torch", "onnx"]), default="torch", show_default=True,
@@ -366,8 +347,8 @@ def reproduce(run_dir, output_dir, overwrite) -> None:
 
 @main.command()
 @click.argument("config", type=click.Path(path_type=Path))
-@click.option("-o", "--output", type=click.Path(path_type=Path), default=None,
-              help="Write the native spec here (default: print it).")
+@click.option("-o", "--output", type=click.Path(path_type=Path), default=None, callback=dash_is_stdout,
+              help="Write the native spec here (default, or -: print it).")
 @click.option("--force", is_flag=True, help="Replace OUTPUT when it is a spec runner wrote (never the config).")
 def convert(config, output, force) -> None:
     """Translate an AutoTrain text-classification config into a native spec."""
@@ -378,7 +359,7 @@ def convert(config, output, force) -> None:
     text = convert_file(config, spec_path=output)
     if output:
         write_new_file(output, text, force)
-        click.echo(f"wrote {output}")
+        click.echo(f"wrote {shown(output)}")
     else:
         click.echo(text, nl=False)
 
@@ -425,11 +406,11 @@ def docs_command(check, output, force) -> None:
             raise RunError("out of date: not byte for byte what `runner docs` writes", f"run: runner docs --output "
                            f"{output} --force (an edited copy, or one with other line endings: move it away first)",
                            str(output))
-        click.echo(f"{output} is up to date")
+        click.echo(f"{shown(output)} is up to date")
         return
     check_file(output, force=force, kind="docs")  # never a spec, a run's file, or a file of someone else's
     write_file(output, text, kind="docs", force=force)
-    click.echo(f"wrote {output}")
+    click.echo(f"wrote {shown(output)}")
 
 
 main.add_command(jobs)

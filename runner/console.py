@@ -14,6 +14,21 @@ def is_main_process() -> bool:
     return os.environ.get("RANK", "0") == "0"
 
 
+def shown(path) -> str:
+    """A path (or a name the user chose) as a line may show it: on one line, whatever it holds. A newline in a
+    folder's name would split a `wrote ...` line in two (the second could pass for an `error:`), an ESC would
+    move the cursor; both are escaped, as in error lines (runner.errors.one_line), and a token in it redacted."""
+    from runner.errors import one_line
+
+    return one_line(str(path))
+
+
+def dash_is_stdout(ctx, param, value):
+    """A click callback for a file option whose default is to print: `-` means standard output, as for other
+    tools (it wrote a file named `-`)."""
+    return None if value is not None and str(value) == "-" else value
+
+
 def say(*args, **kwargs) -> None:
     """print() on the main process only."""
     if is_main_process():

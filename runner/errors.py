@@ -11,8 +11,14 @@ from runner.redact import redact_text
 def one_line(text: str) -> str:
     """A part of an error line, as it may be shown: secrets redacted (a message may quote what the user typed,
     a `--set` gone wrong or an unknown key, and a token typed there must not reach a terminal or a CI log), and
-    line breaks escaped (one inside a key, a cell or a library's message would split the message)."""
-    return redact_text(str(text)).replace("\r", "\\r").replace("\n", "\\n")
+    line breaks and control characters escaped (one inside a key, a cell, a path or a library's message would split
+    the message, or move the cursor and hide it)."""
+    return redact_text(str(text)).translate(_ESCAPED)
+
+
+# line breaks and the other control characters (a terminal acts on ESC, BEL, backspace, C1), tab aside
+_ESCAPED = {code: f"\\x{code:02x}" for code in (*range(0x20), 0x7F, *range(0x80, 0xA0)) if code != 0x09}
+_ESCAPED.update({0x0A: "\\n", 0x0D: "\\r"})
 
 
 class RunnerError(Exception):
@@ -79,3 +85,31 @@ class SpecErrors(SpecError):
         for problem in self.problems:
             out.extend(problem.lines())
         return out
+
+
+def usage_error_lines(error) -> list[str]:
+    """A wrong option or argument (click's UsageError) as the same two lines. Its "Did you mean" names only
+    options the command's --help shows (`--frce` suggested export's hidden, no-op `--force`)."""
+    command = error.ctx.command_path if error.ctx else "runner"
+    if getattr(error, "possibilities", None) and error.ctx:
+        shown = {name for param in error.ctx.command.params if not getattr(param, "hidden", False)
+                 for name in (*param.opts, *param.secondary_opts)}
+        error.possibilities = [name for name in error.possibilities if name in shown]
+    return [f"error: {command}: {one_line(error.format_message())}", f"hint: see `{command} --help`"]
+
+
+def internal_error_lines(error: BaseException) -> list[str]:
+    """`error: internal error: ...` and where its traceback was saved (never the traceback itself)."""
+    import traceback
+
+    from runner.files import save_traceback
+
+    kind = type(error).__name__
+    saved = ""
+    try:  # this user's newest few are kept, the older removed
+        saved = f"; the traceback is in {save_traceback(''.join(traceback.format_exception(error)))}"
+    except OSError:
+        pass
+    reason = str(error).splitlines()[0][:200] if str(error) else ""
+    return [f"error: internal error: {kind}" + (f": {one_line(reason)}" if reason else ""),
+            f"hint: this is a bug, not your input{saved}; run with `runner --debug ...` to see it, and report it"]

@@ -22,7 +22,7 @@ import dataclasses
 import time
 from pathlib import Path
 
-from runner.console import say, warn
+from runner.console import say, shown, warn
 from runner.errors import DataError
 from runner.record.rundir import RunDir
 from runner.spec.document import Spec
@@ -238,7 +238,7 @@ def done_line(result, run_dir) -> str:
     cv, metric = result.metrics["cross_validation"], result.headline["name"]
     return (
         f"done: {cv['folds']}-fold out-of-fold {metric} = {result.headline['value']:.4f} "
-        f"(folds {cv['mean'][metric]:.4f} ± {cv['std'][metric]:.4f}); run folder {run_dir.path}"
+        f"(folds {cv['mean'][metric]:.4f} ± {cv['std'][metric]:.4f}); run folder {shown(run_dir.path)}"
     )
 
 

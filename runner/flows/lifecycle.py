@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from runner.console import is_main_process, note, say
+from runner.console import is_main_process, note, say, shown
 from runner.errors import Interrupted, RunError, RunnerError
 from runner.record.guard import no_new_empty_folder
 from runner.record.rundir import ENTRIES, RESUME_ENTRIES, RunDir
@@ -127,7 +127,7 @@ def run_folder(spec, overwrite: bool = False, resume: bool = False, force_resume
     with no_new_empty_folder(run_dir.path), _locked(run_dir, place):  # a refused run leaves no folder behind
         # An earlier run that a killed run left set aside comes back first: the checks judge it, not the leftovers.
         if run_dir.restore():
-            say(f"restored the earlier run in {run_dir.path}, set aside by a run that did not finish")
+            say(f"restored the earlier run in {shown(run_dir.path)}, set aside by a run that did not finish")
         checkpoint = prepare(run_dir, overwrite=overwrite, resume=resume, where=place)
         yield RunFolder(run_dir, checkpoint, run_dir.written_entries(), main, force_resume, tuple(argv))
 

@@ -7,7 +7,7 @@ import hashlib
 import json
 from pathlib import Path
 
-from runner.console import is_main_process, say
+from runner.console import is_main_process, say, shown
 from runner.errors import SpecError
 from runner.files import atomic_write_bytes, read_json, remove, sha256_file
 from runner.files import make_folder as make_path
@@ -72,16 +72,16 @@ def prepare(run_dir: RunDir, overwrite: bool, resume: bool, where: str = "output
                 "run without --resume (with --overwrite) to start from scratch",
                 where,
             )
-        say(f"resuming from {checkpoint}")
+        say(f"resuming from {shown(checkpoint)}")
         return checkpoint
     existing = run_dir.written_entries() + ([run_dir.aside_dir.name] if aside else [])
     recorded = aside or run_dir.has_record()  # a run.json of runner's, not a file of that name
     others = sorted(p.name for p in run_dir.path.iterdir() if p.name not in (*ENTRIES, ASIDE, *HARMLESS)) \
         if run_dir.path.is_dir() else []
     if others and not recorded:  # a data folder, the working folder: a run never writes among other files
-        shown = ", ".join(others[:3]) + (f" and {len(others) - 3} more" if len(others) > 3 else "")
+        listed = ", ".join(others[:3]) + (f" and {len(others) - 3} more" if len(others) > 3 else "")
         raise SpecError(
-            f"output folder '{run_dir.path}' holds {shown}, which no run wrote",
+            f"output folder '{run_dir.path}' holds {listed}, which no run wrote",
             "set output.dir (--output) to a new or empty folder: a run writes only into its own folder",
             where,
         )
@@ -94,9 +94,9 @@ def prepare(run_dir: RunDir, overwrite: bool, resume: bool, where: str = "output
         )
     foreign = run_dir.foreign_files()
     if foreign:  # setting the run aside takes its folders whole: a file of the user's in one would go with them
-        shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
+        listed = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
         raise SpecError(
-            f"output folder '{run_dir.path}' holds files that runner does not write there: {shown}",
+            f"output folder '{run_dir.path}' holds files that runner does not write there: {listed}",
             "move them out of the run's folders first (--overwrite replaces model/, predictions/, checkpoints/... "
             "whole; your files at the top of the run folder are kept), or set output.dir (--output) to a new folder",
             where,

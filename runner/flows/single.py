@@ -4,6 +4,7 @@ pipeline and run-folder lifecycle."""
 
 from __future__ import annotations
 
+from runner.console import shown
 from runner.flows.lifecycle import RunFolder
 from runner.spec.document import Spec
 from runner.train import pipeline
@@ -65,4 +66,4 @@ def done_line(result, run_dir) -> str:
             ["the calibration"] if (result.calibration or {}).get("applied") or result.temperature else [])
         listed = ", ".join(chose[:-1]) + (" and " if len(chose) > 1 else "") + chose[-1]
         line += f" · test {name} = {test:.4f} ({split} chose {listed}; test is held out)"
-    return f"{line}; run folder {run_dir.path}"
+    return f"{line}; run folder {shown(run_dir.path)}"

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from runner.console import say
+from runner.console import say, shown
 from runner.errors import DataError
 from runner.evaluate.quality import extra_metrics, from_model_or_record
 from runner.evaluate.strategies import strategy_of
@@ -164,7 +164,7 @@ def predict_command(
         row["text"] = text
     if output_file:
         write_predictions(Path(output_file), rows, force)
-        say(f"wrote {len(rows)} predictions to {output_file} ({len(rows) / max(elapsed, 1e-9):.0f} texts/s)")
+        say(f"wrote {len(rows)} predictions to {shown(output_file)} ({len(rows) / max(elapsed, 1e-9):.0f} texts/s)")
     else:
         for row in rows:
             say(json.dumps(row, ensure_ascii=False))

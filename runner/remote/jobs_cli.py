@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING
 
 import click
 
+from runner.console import dash_is_stdout, shown
+
 if TYPE_CHECKING:
     from runner.spec.document import Spec
 
@@ -154,8 +156,8 @@ def exec_command(repo_id, folder, fetch_model, flavor) -> None:
 @click.command(name="sky")
 @click.argument("spec", type=click.Path(path_type=Path))
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a spec value.")
-@click.option("-o", "--output", type=click.Path(path_type=Path), default=None,
-              help="Write the task here (default: print it).")
+@click.option("-o", "--output", type=click.Path(path_type=Path), default=None, callback=dash_is_stdout,
+              help="Write the task here (default, or -: print it).")
 @click.option("--force", is_flag=True, help="Replace OUTPUT when it is a task runner sky wrote (never another file).")
 @click.option("--accelerators", default=None, help="SkyPilot accelerators per node, e.g. A100:8.")
 @click.option("--image", default=None, help="The runner image (default $RUNNER_JOBS_IMAGE; tagged with this version).")
@@ -179,7 +181,7 @@ def sky(spec: Path, overrides, output, force, accelerators, image, rdzv_port) ->
     text = task_yaml(task)
     if output:
         write_file(output, text, kind="sky", force=force, option="-o")
-        click.echo(f"wrote {output}; start it with: sky launch -c CLUSTER {output}"
+        click.echo(f"wrote {shown(output)}; start it with: sky launch -c CLUSTER {shown(output)}"
                    + (" --secret HF_TOKEN" if "secrets" in task else ""))
     else:
         click.echo(text, nl=False)

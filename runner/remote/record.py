@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from runner.console import say
+from runner.console import say, shown
 from runner.errors import RunError, SpecError
 from runner.files import move, read_json, remove
 from runner.record.rundir import RunDir
@@ -62,7 +62,7 @@ def place(output: Path, record: list[str], run_dir: RunDir, overwrite: bool, whe
         make_run_folder(run_dir, where=where)
         with run_dir.lock(WRITER):
             if run_dir.restore():  # a run killed while it had set an earlier one aside: judge the earlier one
-                say(f"restored the earlier run in {run_dir.path}, set aside by a run that did not finish")
+                say(f"restored the earlier run in {shown(run_dir.path)}, set aside by a run that did not finish")
             prepare(run_dir, overwrite=overwrite, resume=False, where=where)
             with RunFolder(run_dir, None, run_dir.written_entries(), True).replacing():
                 for name in record:

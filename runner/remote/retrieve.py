@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import re
 
-from runner.console import say
+from runner.console import say, shown
 from runner.errors import RunError
 from runner.files import atomic_write_json, make_folder, read_json, remove, remove_empty_folder, temporary_folder
 from runner.record.rundir import ENTRIES, MANIFEST, RunDir
@@ -114,7 +114,7 @@ def outcome(final, code: int | None, placed: list[str], run_dir: RunDir, errors:
     if stage != "COMPLETED":
         warn(f"{job} ended {status}, after its run had finished and uploaded its whole record; the record is "
              f"complete (see the job's log: runner jobs logs {final.id})")
-    say(f"job {final.id} finished; the run record is in {run_dir.path}")
+    say(f"job {final.id} finished; the run record is in {shown(run_dir.path)}")
     return 0
 
 

@@ -16,7 +16,7 @@ import shlex
 from collections.abc import Callable
 from pathlib import Path
 
-from runner.console import note, warn
+from runner.console import note, shown, warn
 from runner.errors import SpecError
 from runner.spec.document import Spec
 from runner.spec.sections import ComputeSection, DataSection, ModelSection
@@ -124,8 +124,9 @@ def check_workdir(workdir: Path, spec_path: Path) -> None:
         patterns = [line.strip().strip("/") for line in lines if line.strip() and not line.startswith(("#", "!"))]
     found = credentials_in(workdir, patterns)
     if found:
-        shown = ", ".join(found[:8]) + (f" and {len(found) - 8} more" if len(found) > 8 else "")
-        warn(f"the spec's folder {workdir} holds {shown}; SkyPilot copies the folder to every node. "
+        more = f" and {len(found) - 8} more" if len(found) > 8 else ""
+        listed = ", ".join(shown(name) for name in found[:8]) + more
+        warn(f"the spec's folder {shown(workdir)} holds {listed}; SkyPilot copies the folder to every node. "
              "List them in a .skyignore there to keep them off the nodes")
 
 

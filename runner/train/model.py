@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from runner.console import say, warn
+from runner.console import say, shown, warn
 from runner.errors import RunError, SpecError
 from runner.files import cache_root
 from runner.spec.sections import LoraSection, ModelSection
@@ -348,7 +348,7 @@ def tokenize_splits(splits: dict, tokenizer, max_length: int, has_pair: bool, ca
     try:
         make_folder(root)
     except OSError as exc:
-        warn(f"cannot use the tokenization cache {root} ({exc.strerror}); tokenizing into a temporary folder")
+        warn(f"cannot use the tokenization cache {shown(root)} ({exc.strerror}); tokenizing into a temporary folder")
         root = temporary_folder(prefix="runner-tokenized-")
         atexit.register(remove, root, ignore_errors=True)  # memory-mapped files stay readable until then
         folder = root / key
@@ -357,10 +357,10 @@ def tokenize_splits(splits: dict, tokenizer, max_length: int, has_pair: bool, ca
     with FileLock(str(root / f"{key}.lock")):
         problem = cache_problem(folder, key, splits, TOKENIZED_FORMAT) if folder.is_dir() else None
         if problem:  # damaged or foreign: never trusted, never fatal
-            warn(f"the tokenization cache entry {folder} is {problem}; it is discarded and rebuilt")
+            warn(f"the tokenization cache entry {shown(folder)} is {problem}; it is discarded and rebuilt")
             remove(folder, ignore_errors=True)
         if folder.is_dir():
-            say(f"tokenize: {rows} rows from the cache ({folder})")
+            say(f"tokenize: {rows} rows from the cache ({shown(folder)})")
         else:
             started = time.perf_counter()
             partial = root / f".{key}.{os.getpid()}.tmp"

@@ -134,3 +134,43 @@ def test_a_name_the_system_refuses_is_one_line_exit_2(ws, command):
     refused(run_cli(*command, "a" * 300 + ".x", cwd=ws), 2, "cannot be used", "File name too long")
     refused(run_cli(*command, "spec.yaml/x.y", cwd=ws), 2, "a part of it is a file")
     assert hashes(ws) == before
+
+
+def test_a_path_with_a_line_break_or_an_escape_is_shown_on_one_line(ws, tmp_path):
+    """The success lines printed paths raw: `--output "x<newline>error: spoofed"` made `done: ...; run folder x`
+    and a second line `error: spoofed` that a reader or a log scraper takes for runner's; an ESC in a name moves
+    the terminal's cursor. Each command's own line now shows such a name escaped, on one line."""
+    odd = "x\nerror: spoofed \x1b[2K"
+    texts = tmp_path / "texts.txt"
+    texts.write_text("a great day\n", encoding="utf-8")
+    results = {
+        "run": run_cli("run", "spec.yaml", "--output", str(tmp_path / f"run{odd}"), cwd=ws),
+        "predict": run_cli("predict", "run", "--input", str(texts), "--output", str(tmp_path / f"p{odd}.jsonl"),
+                           cwd=ws),
+        "init": run_cli("init", "data/train.csv", "-o", str(tmp_path / f"s{odd}.yaml"), cwd=ws),
+        "docs": run_cli("docs", "--output", str(tmp_path / f"d{odd}.md"), cwd=ws),
+    }
+    results["validate"] = run_cli("validate", str(tmp_path / f"s{odd}.yaml"), cwd=ws)
+    for command, result in results.items():
+        assert result.returncode == 0, (command, result.stderr[-2000:])
+        lines = (result.stdout + result.stderr).splitlines()
+        assert not any(line.startswith("error: spoofed") for line in lines), (command, lines[-5:])
+        assert "\x1b" not in result.stdout + result.stderr, command
+        said = [line for line in result.stdout.splitlines() if "spoofed" in line]
+        assert said and all("x\\nerror: spoofed \\x1b[2K" in line for line in said), (command, said)
+
+
+def test_a_dash_output_prints_and_a_typo_suggests_only_what_help_shows(ws):
+    """`init -o -` wrote a file named `-`; `-` now means standard output, as for other tools (init and predict here;
+    sky and convert take the same option). `export --frce` suggested `--force`, an option --help does not show (accepted, changes nothing)."""
+    before = hashes(ws)
+    init = run_cli("init", "data/train.csv", "-o", "-", cwd=ws)
+    assert init.returncode == 0 and init.stdout.startswith("#") and "model:" in init.stdout, init.stderr[-2000:]
+    predict = run_cli("predict", "run", "a great day", "--output", "-", cwd=ws)
+    assert predict.returncode == 0, predict.stderr[-2000:]
+    assert json.loads(predict.stdout.splitlines()[0])["label"] in ("neg", "pos")
+    assert not (ws / "-").exists() and hashes(ws) == before
+    refused(run_cli("export", "run", "--frce", cwd=ws), 2, "No such option '--frce'", "export --help")
+    assert "Did you mean" not in run_cli("export", "run", "--frce", cwd=ws).stderr
+    typo = run_cli("export", "run", "--outpt", "x", cwd=ws)
+    assert typo.returncode == 2 and "Did you mean '--output'?" in typo.stderr, typo.stderr
