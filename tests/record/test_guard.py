@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import labelled_rows, run_cli, tiny_spec_text, write_csv, write_spec
+from conftest import labelled_rows, refused, run_cli, tiny_spec_text, write_csv, write_spec
 
 
 def hashes(*roots: Path) -> dict[str, str]:
@@ -29,15 +29,6 @@ def hashes(*roots: Path) -> dict[str, str]:
         for path in files:
             out[str(path)] = hashlib.sha256(path.read_bytes()).hexdigest()
     return out
-
-
-def refused(result, code: int, *words: str) -> None:
-    output = result.stdout + result.stderr
-    assert result.returncode == code, output[-3000:]
-    assert "Traceback" not in output and "internal error" not in output, output[-3000:]
-    assert "error:" in result.stderr and "hint:" in result.stderr, result.stderr
-    for word in words:
-        assert word in result.stderr, (word, result.stderr)
 
 
 @pytest.fixture(scope="module")

@@ -162,7 +162,8 @@ def test_a_path_with_a_line_break_or_an_escape_is_shown_on_one_line(ws, tmp_path
 
 def test_a_dash_output_prints_and_a_typo_suggests_only_what_help_shows(ws):
     """`init -o -` wrote a file named `-`; `-` now means standard output, as for other tools (init and predict here;
-    sky and convert take the same option). `export --frce` suggested `--force`, an option --help does not show (accepted, changes nothing)."""
+    sky and convert take the same option). `export --frce` suggested `--force`, an option --help does not show
+    (accepted, changes nothing)."""
     before = hashes(ws)
     init = run_cli("init", "data/train.csv", "-o", "-", cwd=ws)
     assert init.returncode == 0 and init.stdout.startswith("#") and "model:" in init.stdout, init.stderr[-2000:]
