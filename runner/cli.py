@@ -15,7 +15,7 @@ import click
 
 from runner import __version__
 from runner.console import close_progress_bars, dash_is_stdout, shown
-from runner.errors import RunnerError, internal_error_lines
+from runner.errors import RunnerError
 from runner.remote.jobs_cli import jobs, remote_options, run_remote, sky
 from runner.train.hardware import compile_cache_in_runner_cache, passive_wait_policy
 from runner.train.progress import setup as progress_setup
@@ -85,6 +85,24 @@ class RunnerGroup(click.Group):
                 stopping.finished()
             except KeyboardInterrupt:  # it landed between the command's end and the ignore: it stops nothing
                 stopping.finished()
+
+
+def internal_error_lines(error: BaseException) -> list[str]:
+    """`error: internal error: ...` and where its traceback was saved (never the traceback itself)."""
+    import traceback
+
+    from runner.errors import one_line
+    from runner.files import save_traceback
+
+    kind = type(error).__name__
+    saved = ""
+    try:  # this user's newest few are kept, the older removed
+        saved = f"; the traceback is in {save_traceback(''.join(traceback.format_exception(error)))}"
+    except OSError:
+        pass
+    reason = str(error).splitlines()[0][:200] if str(error) else ""
+    return [f"error: internal error: {kind}" + (f": {one_line(reason)}" if reason else ""),
+            f"hint: this is a bug, not your input{saved}; run with `runner --debug ...` to see it, and report it"]
 
 
 @click.group(cls=RunnerGroup, context_settings={"help_option_names": ["-h", "--help"]})

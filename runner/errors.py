@@ -96,20 +96,3 @@ def usage_error_lines(error) -> list[str]:
                  for name in (*param.opts, *param.secondary_opts)}
         error.possibilities = [name for name in error.possibilities if name in shown]
     return [f"error: {command}: {one_line(error.format_message())}", f"hint: see `{command} --help`"]
-
-
-def internal_error_lines(error: BaseException) -> list[str]:
-    """`error: internal error: ...` and where its traceback was saved (never the traceback itself)."""
-    import traceback
-
-    from runner.files import save_traceback
-
-    kind = type(error).__name__
-    saved = ""
-    try:  # this user's newest few are kept, the older removed
-        saved = f"; the traceback is in {save_traceback(''.join(traceback.format_exception(error)))}"
-    except OSError:
-        pass
-    reason = str(error).splitlines()[0][:200] if str(error) else ""
-    return [f"error: internal error: {kind}" + (f": {one_line(reason)}" if reason else ""),
-            f"hint: this is a bug, not your input{saved}; run with `runner --debug ...` to see it, and report it"]
