@@ -43,7 +43,13 @@ class RunnerGroup(click.Group):
         progress_setup()  # off a terminal: progress lines, no bars (read by the libraries as they load)
         stopping.install()  # SIGINT/SIGTERM unwind (clean up), never inside an import or a shielded step
         try:
-            return super().invoke(ctx)
+            try:
+                return super().invoke(ctx)
+            finally:  # the outcome is decided: a signal from now on (its lines being said, the interpreter shutting
+                try:  # down) stops nothing; one that lands before the ignore took hold raises here, and is dropped
+                    stopping.finished()
+                except KeyboardInterrupt:
+                    stopping.finished()
         except RunnerError as error:
             if ctx.params.get("debug"):
                 raise
@@ -80,11 +86,6 @@ class RunnerGroup(click.Group):
             for line in internal_error_lines(error):
                 click.echo(line, err=True)
             sys.exit(1)
-        finally:  # the work done and said: a signal now (the interpreter shutting down) stops nothing
-            try:
-                stopping.finished()
-            except KeyboardInterrupt:  # it landed between the command's end and the ignore: it stops nothing
-                stopping.finished()
 
 
 def internal_error_lines(error: BaseException) -> list[str]:

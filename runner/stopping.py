@@ -67,9 +67,10 @@ def install() -> bool:
 
 
 def finished() -> None:
-    """The command's work is done and said (its output whole, its last line printed): a SIGINT or SIGTERM that
-    lands now, while the interpreter shuts down (torch's exit handlers take seconds), stops nothing and the
-    command keeps its exit code. They are ignored from here: a Python handler cannot say so, since the
+    """The command's work is done (its output whole) or its error decided: a SIGINT or SIGTERM that lands now,
+    while the CLI says the error's lines or the interpreter shuts down (torch's exit handlers take seconds), stops
+    nothing and the command keeps its exit code and its lines (a signal raised while they were said turned them into
+    click's "Aborted!", exit 1). They are ignored from here: a Python handler cannot say so, since the
     interpreter puts the default handlers back while it shuts down and the default ends the process with the
     signal (exit 143 after "done:", with no word); an ignored signal stays ignored to the end.
 

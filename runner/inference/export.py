@@ -40,7 +40,7 @@ def export_command(run_dir: Path, output: Path | None, int8: bool, min_agreement
     given = ["runner", "export", str(run_dir), *(["-o", str(output)] if output else []), *(["--int8"] * int8),
              *(["--require-int8"] * require_int8), *([f"--min-agreement={min_agreement}"] * (min_agreement !=
              DEFAULT_MIN_AGREEMENT)), *([f"--parity-rows={parity_rows}"] * (parity_rows != PARITY_ROWS))]
-    with _stopped_by_signal(["runner", *typed] if typed else given):
+    with _stopped_by_signal(["runner", *typed] if typed else given) as placed:
         run = RunDir(run_dir)
         spec = run.load_spec()
         require("onnx", "onnxscript", "onnxruntime")
@@ -54,7 +54,7 @@ def export_command(run_dir: Path, output: Path | None, int8: bool, min_agreement
             if elsewhere:
                 locks.enter_context(guard.target_lock(folder))
             return _export(run, spec.task, spec.model.max_length, spec.predict, spec.hub.repo_id, folder, elsewhere,
-                           int8, min_agreement, parity_rows, require_int8)
+                           int8, min_agreement, parity_rows, require_int8, placed)
 
 
 EXPORT_FILES = {FP32, INT8, "config.json", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
@@ -105,15 +105,17 @@ class Stopped(Interrupted):
 @contextmanager
 def _stopped_by_signal(given: list[str]):
     """SIGINT or SIGTERM (raised at a safe point: runner.stopping) stops the export: the temporary folder has
-    gone as the exception unwound; the hint repeats the command as given (`-o` and all)."""
+    gone as the exception unwound; the hint repeats the command as given (`-o` and all). Yields a list the export
+    puts its folder in once that is in place (in the same shielded step): a signal that lands from then on (as the
+    shield ends, as the locks are released) says the export is whole, never "nothing was written"."""
+    placed: list[Path] = []
     try:
-        yield
+        yield placed
     except KeyboardInterrupt as stop:
         name = "SIGTERM" if isinstance(stop, Terminated) else "SIGINT"
         code = 143 if isinstance(stop, Terminated) else 130
-        finished = getattr(stop, "finished", None)
-        if finished is not None:
-            raise Stopped(f"{name} arrived as the export finished; it is whole in {finished}",
+        if placed:
+            raise Stopped(f"{name} arrived as the export finished; it is whole in {placed[0]}",
                           "nothing to run again", exit_code=code) from None
         raise Stopped(f"export stopped by {name}; nothing was written",
                       f"run the same command again to export: {shlex.join(given)}",
@@ -121,9 +123,10 @@ def _stopped_by_signal(given: list[str]):
 
 
 def _export(run: RunDir, task: Task, max_length: int, predict: PredictSection, repo_id: str | None, folder: Path,
-            elsewhere: bool, int8: bool, min_agreement: float, parity_rows: int, require_int8: bool = False) -> dict:
+            elsewhere: bool, int8: bool, min_agreement: float, parity_rows: int, require_int8: bool = False,
+            placed: list[Path] | None = None) -> dict:
     """The export of `run` into `folder`: `max_length` is the spec's model.max_length, `repo_id` its hub.repo_id
-    (the model card's)."""
+    (the model card's); `folder` goes into `placed` once the export is in place."""
     texts, pairs = parity_texts(run, parity_rows)
     model, tokenizer, source = merged_model(run, task)
     temporary = guard.temporary_folder(folder, fixed=not elsewhere)  # RUN/.onnx.tmp: set aside by run --overwrite
@@ -174,13 +177,11 @@ def _export(run: RunDir, task: Task, max_length: int, predict: PredictSection, r
             f"--min-agreement (now {min_agreement})",
             str(folder),
         )
-    try:
-        with stopping.shielded():  # in place, then recorded: a signal that lands here waits for both
-            record = _put_in_place(run, repo_id, temporary, folder, elsewhere, source, seconds, parity,
-                                   min_agreement, quantised)
-    except KeyboardInterrupt as stop:
-        stop.finished = folder  # the export is whole: the message says so
-        raise
+    with stopping.shielded():  # in place, then recorded: a signal that lands here waits for both
+        record = _put_in_place(run, repo_id, temporary, folder, elsewhere, source, seconds, parity,
+                               min_agreement, quantised)
+        if placed is not None:
+            placed.append(folder)  # the export is whole: a signal from here on says so
     return record
 
 

@@ -189,6 +189,26 @@ def test_a_signal_during_the_export_says_error_and_hint_with_the_whole_command(w
     assert not (ws / "exps").exists() and not [p.name for p in ws.iterdir() if p.name.startswith(".exps")]
 
 
+def test_a_signal_once_the_export_is_in_place_says_it_is_whole(ws):
+    """A SIGTERM that landed after the export was put in place (the shielded step over, the locks being released)
+    said "export stopped by SIGTERM; nothing was written" beside a whole export. The signal is sent as the export
+    returns, which is where it lands."""
+    before = "\n".join([
+        "import runner.inference.export as e",
+        "real = e._export",
+        "def then_stopped(*args, **kwargs):",
+        "    record = real(*args, **kwargs)",
+        "    os.kill(os.getpid(), signal.SIGTERM)",
+        "    return record",
+        "e._export = then_stopped",
+    ])
+    result = wrapped(ws, before, "export", "run", "-o", "late")
+    refused(result, 143, f"SIGTERM arrived as the export finished; it is whole in {(ws / 'late').resolve()}",
+            "hint: nothing to run again")
+    assert "nothing was written" not in result.stderr, result.stderr
+    assert (ws / "late" / "model.onnx").is_file() and not [p.name for p in ws.iterdir() if p.name.startswith(".late")]
+
+
 def test_docs_check_compares_bytes(ws, tmp_path):
     """Finding 8: `docs --check` said "up to date" for a CRLF copy that `docs --force` refuses."""
     out = tmp_path / "ref.md"

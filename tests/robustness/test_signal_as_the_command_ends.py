@@ -53,3 +53,56 @@ def test_a_signal_as_a_failing_command_ends_keeps_its_exit_code_and_its_two_line
     assert result.returncode == 2, result.stderr
     assert "Aborted" not in result.stderr and "Traceback" not in result.stderr, result.stderr
     assert "error:" in result.stderr and "hint:" in result.stderr, result.stderr
+
+
+SAYING = """
+import os, signal, sys
+import click
+from runner import cli, stopping
+
+stopping.AS_PROGRAM = True
+real_echo = click.echo
+sent = []
+
+def signal_lands_as_the_error_is_said(*args, **kwargs):
+    if kwargs.get("err") and not sent:  # the CLI's first line on stderr: the error (or the interruption) it reports
+        sent.append(1)
+        os.kill(os.getpid(), signal.SIGTERM)  # the handler runs here, as the line is being said
+    real_echo(*args, **kwargs)
+
+click.echo = signal_lands_as_the_error_is_said
+if sys.argv[1] == "crash":  # a bug: an internal error
+    import runner.spec.schema as schema
+    schema.load_schema = lambda: 1 / 0
+if sys.argv[1] == "stopped":  # SIGTERM stops the command; a second lands as the CLI says so
+    import runner.spec.schema as schema
+    schema.load_schema = lambda: os.kill(os.getpid(), signal.SIGTERM)
+cli.main(["schema"] if sys.argv[1] in ("crash", "stopped") else sys.argv[1:])
+"""
+
+
+def saying(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", SAYING, *args], capture_output=True, text=True, timeout=120)
+
+
+def test_a_signal_as_the_cli_says_an_error_keeps_its_two_lines_and_exit_code(tmp_path):
+    """A SIGTERM that landed while the CLI printed a command's error escaped to click: "Aborted!", exit 1, the error
+    unsaid. The error is decided: the signal stops nothing."""
+    result = saying("report", str(tmp_path / "nowhere"))
+    assert result.returncode == 2, result.stderr
+    assert "Aborted" not in result.stderr and "Traceback" not in result.stderr, result.stderr
+    assert result.stderr.startswith("error: folder ") and "\nhint: give the run folder" in result.stderr, result.stderr
+
+
+def test_a_signal_as_the_cli_says_an_internal_error_keeps_its_lines_and_exit_1():
+    result = saying("crash")
+    assert result.returncode == 1, result.stderr
+    assert "Aborted" not in result.stderr and "Traceback" not in result.stderr, result.stderr
+    assert result.stderr.startswith("error: internal error: ZeroDivisionError") and "\nhint: " in result.stderr
+
+
+def test_a_second_signal_as_the_cli_says_it_was_interrupted_keeps_143_and_its_line():
+    result = saying("stopped")
+    assert result.returncode == 143, result.stderr
+    assert "Aborted" not in result.stderr and "Traceback" not in result.stderr, result.stderr
+    assert result.stderr.startswith("interrupted (SIGTERM) before the command finished"), result.stderr
