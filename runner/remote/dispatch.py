@@ -36,9 +36,10 @@ import os
 import re
 import sys
 from collections.abc import Callable
+from contextlib import contextmanager
 from pathlib import Path
 
-from runner import __version__
+from runner import __version__, stopping
 from runner.console import say
 from runner.errors import Interrupted, RunError, SpecError, Terminated
 from runner.files import remove, temporary_folder
@@ -235,16 +236,20 @@ def dispatch(spec: Spec, target: str, *, overwrite: bool = False, detach: bool =
     finally:
         if setup is not None:
             remove(setup)
-    job = hub_call("starting the job", lambda: api.run_job(
-        image=image, command=command, env=environment, secrets={"HF_TOKEN": token}, flavor=flavor, timeout=timeout,
-        namespace=namespace, name=f"runner-{values['name']}"[:60], labels=job_labels(key, repo_id)), token)
-    say(f"job {job.id} on {flavor} ({image}), inputs in datasets/{repo_id}/{folder}: {job.url}", flush=True)
-    if detach:
-        say(f"detached; follow it with `runner jobs logs {job.id} --follow`, bring the record back with "
-              f"`runner jobs fetch {job.id} --output DIR`, stop it with `runner jobs cancel {job.id}`")
-        return 0
-    errors: list[str] = []
-    final = follow(api, job, namespace, errors, run_dir.path)
+    started, errors = [], []  # the job, once it exists: a signal from then on cancels it (follow's own rule)
+    with cancelled_on_stop(api, started, namespace):
+        with stopping.shielded():  # a Ctrl-C while the job is being started waits for it: it is then cancelled
+            started.append(hub_call("starting the job", lambda: api.run_job(
+                image=image, command=command, env=environment, secrets={"HF_TOKEN": token}, flavor=flavor,
+                timeout=timeout, namespace=namespace, name=f"runner-{values['name']}"[:60],
+                labels=job_labels(key, repo_id)), token))
+        job = started[0]
+        say(f"job {job.id} on {flavor} ({image}), inputs in datasets/{repo_id}/{folder}: {job.url}", flush=True)
+        if detach:
+            say(f"detached; follow it with `runner jobs logs {job.id} --follow`, bring the record back with "
+                f"`runner jobs fetch {job.id} --output DIR`, stop it with `runner jobs cancel {job.id}`")
+            return 0
+        final = follow(api, job, namespace, errors, run_dir.path)
     from runner.remote.retrieve import collect, outcome
 
     code, placed = collect(api, token, repo_id, folder, run_dir, overwrite, where, job)
@@ -252,16 +257,26 @@ def dispatch(spec: Spec, target: str, *, overwrite: bool = False, detach: bool =
 
 
 def follow(api, job, namespace: str, errors: list[str], output: Path | None = None):
-    """Print the job's log until it ends; the final JobInfo. Ctrl-C: cancel (asked on a terminal)."""
+    """Print the job's log until it ends; the final JobInfo."""
 
     def show(line: str) -> None:
         say(line, flush=True)
         if line.startswith("error: "):
             errors.append(line[len("error: "):])
 
+    return follow_log(api, job.id, namespace, show, output)
+
+
+@contextmanager
+def cancelled_on_stop(api, started: list, namespace: str):
+    """Ctrl-C or SIGTERM once the job exists (`started` holds it): the job is cancelled (asked on a terminal), so
+    that no job is left running and billing behind a command that said it was interrupted."""
     try:
-        return follow_log(api, job.id, namespace, show, output)
+        yield
     except KeyboardInterrupt as stop:
+        if not started:
+            raise
+        job = started[0]
         code = 143 if isinstance(stop, Terminated) else 130
         cancel = True
         if sys.stdin.isatty() and not isinstance(stop, Terminated):  # SIGTERM has nobody to ask: cancel

@@ -52,6 +52,33 @@ def repo_files(hub) -> dict[str, bytes]:
     return hub.files(JOBS_REPO, repo_type="dataset")
 
 
+def test_a_signal_while_the_job_is_being_started_cancels_it(jobs_hub, tmp_path, tiny_model, tiny_data):
+    """SIGTERM that landed while the start request was on its way (the job created, its answer not yet read) said
+    "interrupted ... run it again" and left the job running and billing. The start is shielded: the signal waits
+    for the answer, and the job is cancelled. The moment is exact: the fake Hub sends the signal before it answers."""
+    import time
+
+    jobs_hub.hold_jobs = True
+    spec = write_spec(tmp_path, tiny_spec_text(tiny_model))
+    process = subprocess.Popen([sys.executable, "-m", "runner", "run", str(spec), "--on", "hf-jobs:cpu-basic"],
+                               cwd=tmp_path, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+
+    def signal_then_answer(job) -> None:
+        process.send_signal(signal.SIGTERM)
+        time.sleep(0.5)  # only gives the signal time to land while the client waits; the outcome does not hang on it
+
+    jobs_hub.on_job_created = signal_then_answer
+    try:
+        out, err = process.communicate(timeout=300)
+    finally:
+        process.kill()
+    assert process.returncode == 143, out[-2000:] + err[-2000:]
+    job = jobs_hub.jobs[0]
+    assert f"canceled job {job.id}" in err and "Traceback" not in err, err[-2000:]
+    wait_for(lambda: job.stage == "CANCELED")
+
+
 # ---------------------------------------------------------------------------------------------
 # Settings
 
