@@ -41,7 +41,9 @@ class RunnerGroup(click.Group):
         passive_wait_policy()  # OMP_WAIT_POLICY=PASSIVE unless set: read once as torch's OpenMP loads
         compile_cache_in_runner_cache()  # torch.compile's cache out of TMPDIR, set before torch reads it
         progress_setup()  # off a terminal: progress lines, no bars (read by the libraries as they load)
-        stopping.install()  # SIGINT/SIGTERM unwind (clean up), never inside an import or a shielded step
+        # SIGINT/SIGTERM unwind (clean up), never inside an import or a shielded step; an in-process caller's
+        # handlers come back as the command ends
+        previous = stopping.install()
         try:
             return super().invoke(ctx)
         except RunnerError as error:
@@ -82,9 +84,9 @@ class RunnerGroup(click.Group):
             sys.exit(1)
         finally:  # the work done and said: a signal now (the interpreter shutting down) stops nothing
             try:
-                stopping.finished()
+                stopping.finished(previous)
             except KeyboardInterrupt:  # it landed between the command's end and the ignore: it stops nothing
-                stopping.finished()
+                stopping.finished(previous)
 
 
 def internal_error_lines(error: BaseException) -> list[str]:

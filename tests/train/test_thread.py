@@ -40,3 +40,32 @@ def test_a_run_in_a_thread_trains_and_says_signals_are_the_callers(tmp_path, tin
     assert len(notes) == 1 and "not the main thread" in notes[0] and "caller" in notes[0], err[-3000:]
     # The main thread's handlers are as they were: nothing was installed, nothing restored over them.
     assert {number: signal.getsignal(number) for number in (signal.SIGINT, signal.SIGTERM)} == before
+
+
+def test_a_caller_on_the_main_thread_gets_its_own_handlers_back(tmp_path, capfd):
+    """A notebook's kernel or a script calls `main` on its main thread: runner's handlers serve the command only.
+    They stayed installed after it, so the caller's SIGTERM later raised runner's exception in whatever it ran."""
+    from runner.cli import main
+
+    (tmp_path / "train.csv").write_text("text,label\nhello,a\nbye,b\n", encoding="utf-8")
+    spec = write_spec(tmp_path, "version: 1\ndata:\n  train: train.csv\n")
+
+    def callers(number, frame):  # the caller's own handler
+        raise AssertionError("not called")
+
+    before = {number: signal.getsignal(number) for number in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        for number in before:
+            signal.signal(number, callers)
+        main(["validate", str(spec)], standalone_mode=False)
+        assert {number: signal.getsignal(number) for number in before} == dict.fromkeys(before, callers)
+        try:  # a command that fails ends with SystemExit, as from a terminal: the handlers come back all the same
+            main(["validate", str(tmp_path / "nowhere.yaml")], standalone_mode=False)
+        except SystemExit as stop:
+            assert stop.code == 2
+        assert {number: signal.getsignal(number) for number in before} == dict.fromkeys(before, callers)
+    finally:
+        for number, handler in before.items():
+            signal.signal(number, handler)
+    out, err = capfd.readouterr()
+    assert "ok: " in out and "spec file not found" in err
