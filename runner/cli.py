@@ -15,10 +15,17 @@ import click
 
 from runner import __version__
 from runner.console import close_progress_bars, dash_is_stdout, shown
+from runner.crashes import internal_error_lines
 from runner.errors import RunnerError
 from runner.remote.jobs_cli import jobs, remote_options, run_remote, sky
 from runner.train.hardware import compile_cache_in_runner_cache, passive_wait_policy
 from runner.train.progress import setup as progress_setup
+
+
+def given_argv() -> list[str]:
+    """The command as given, `runner` first: what click parsed (a caller's `main([...])` list, not its sys.argv)."""
+    ctx = click.get_current_context(silent=True)
+    return list(ctx.find_root().meta.get("runner.argv", ["runner", *sys.argv[1:]])) if ctx else ["runner"]
 
 
 def debugging() -> bool:
@@ -34,6 +41,12 @@ class RunnerGroup(click.Group):
     other exception is a bug of ours or a library's: one line, the traceback saved to a file, exit 1.
     """
 
+    def make_context(self, info_name, args, parent=None, **extra):
+        given = ["runner", *args]  # before click consumes the list
+        ctx = super().make_context(info_name, args, parent=parent, **extra)
+        ctx.meta.setdefault("runner.argv", given)
+        return ctx
+
     def invoke(self, ctx):
         from runner import stopping
 
@@ -41,15 +54,15 @@ class RunnerGroup(click.Group):
         passive_wait_policy()  # OMP_WAIT_POLICY=PASSIVE unless set: read once as torch's OpenMP loads
         compile_cache_in_runner_cache()  # torch.compile's cache out of TMPDIR, set before torch reads it
         progress_setup()  # off a terminal: progress lines, no bars (read by the libraries as they load)
-        stopping.install()  # SIGINT/SIGTERM unwind (clean up), never inside an import or a shielded step
+        previous = stopping.install()  # SIGINT/SIGTERM unwind, never in an import or a shielded step; put back after
         try:
             try:
                 return super().invoke(ctx)
             finally:  # the outcome is decided: a signal from now on (its lines being said, the interpreter shutting
                 try:  # down) stops nothing; one that lands before the ignore took hold raises here, and is dropped
-                    stopping.finished()
+                    stopping.finished(previous)
                 except KeyboardInterrupt:
-                    stopping.finished()
+                    stopping.finished(previous)
         except RunnerError as error:
             if ctx.params.get("debug"):
                 raise
@@ -58,17 +71,14 @@ class RunnerGroup(click.Group):
                 click.echo(line, err=True)
             sys.exit(error.exit_code)
         except KeyboardInterrupt as stop:
-            from runner.errors import Terminated
+            import shlex
+
+            from runner.errors import Terminated, one_line
 
             close_progress_bars()
             name = "SIGTERM" if isinstance(stop, Terminated) else "SIGINT"
-            import shlex
-
-            from runner.errors import one_line
-
-            again = shlex.join(["runner", *sys.argv[1:]])
-            click.echo(one_line(f"interrupted ({name}) before the command finished; run it again: {again}"),
-                       err=True)
+            again = shlex.join(given_argv())
+            click.echo(one_line(f"interrupted ({name}) before the command finished; run it again: {again}"), err=True)
             sys.exit(143 if isinstance(stop, Terminated) else 130)
         except click.UsageError as error:  # a wrong option or argument: the same two lines, exit 2
             if ctx.params.get("debug"):
@@ -86,24 +96,6 @@ class RunnerGroup(click.Group):
             for line in internal_error_lines(error):
                 click.echo(line, err=True)
             sys.exit(1)
-
-
-def internal_error_lines(error: BaseException) -> list[str]:
-    """`error: internal error: ...` and where its traceback was saved (never the traceback itself)."""
-    import traceback
-
-    from runner.errors import one_line
-    from runner.files import save_traceback
-
-    kind = type(error).__name__
-    saved = ""
-    try:  # this user's newest few are kept, the older removed
-        saved = f"; the traceback is in {save_traceback(''.join(traceback.format_exception(error)))}"
-    except OSError:
-        pass
-    reason = str(error).splitlines()[0][:200] if str(error) else ""
-    return [f"error: internal error: {kind}" + (f": {one_line(reason)}" if reason else ""),
-            f"hint: this is a bug, not your input{saved}; run with `runner --debug ...` to see it, and report it"]
 
 
 @click.group(cls=RunnerGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -175,7 +167,6 @@ def run(spec, overrides, dry_run, output_dir, overwrite, resume, force_resume, n
     from runner.train.handoff import read_launch
 
     launched = read_launch(launched) if launched else None  # a worker of `--nproc N`: what the user ran and gave
-
     flags = {}  # options that set a spec value: taken as they are (a folder named 2024 or yes), placed at the option
     if output_dir:
         flags["output.dir"] = ("--output", str(output_dir))
@@ -203,15 +194,10 @@ def run(spec, overrides, dry_run, output_dir, overwrite, resume, force_resume, n
         # the rank a launcher gives in the environment, before the folder
         nodes = node_settings(loaded.compute, loaded.where("compute", "nnodes"))
         check_before_launch(loaded, overwrite=overwrite or resume, resume=resume)
-        sys.exit(launch(sys.argv, loaded["compute"]["nproc"], nodes, loaded["compute"]["node_rank"]))
+        sys.exit(launch(given_argv(), loaded["compute"]["nproc"], nodes, loaded["compute"]["node_rank"]))
     from runner.flows.recipe import run_spec
 
-    given = [("--set", o) for o in overrides] + [("--overwrite",)] * overwrite + [("--resume",)] * resume
-    given += [("--force-resume",)] * force_resume
-    # what the user ran, for the record and the command that continues the run (sys.argv in a terminal; a
-    # caller that invokes the command in-process has other arguments there)
-    argv = sys.argv if "run" in sys.argv[1:3] else ["runner", "run", str(spec), *(a for g in given for a in g)]
-    run_spec(loaded, overwrite=overwrite or resume, resume=resume, force_resume=force_resume, argv=argv,
+    run_spec(loaded, overwrite=overwrite or resume, resume=resume, force_resume=force_resume, argv=given_argv(),
              launched=launched)
 
 
@@ -274,7 +260,7 @@ def export(run_dir, int8, output, min_agreement, parity_rows, force, require_int
     """Export a trained run to ONNX (LoRA merged) with its tokenizer, checked against PyTorch."""
     from runner.inference.export import describe, export_command
 
-    typed = sys.argv[1:] if "export" in sys.argv[1:3] else None  # the hint after a signal repeats it as typed
+    typed = given_argv()[1:]  # the hint after a signal repeats it as typed
     for line in describe(export_command(run_dir, output, int8 or require_int8, min_agreement, parity_rows,
                                         require_int8=require_int8, typed=typed)):
         click.echo(line)

@@ -40,16 +40,16 @@ def in_main_thread() -> bool:
     return threading.current_thread() is threading.main_thread()
 
 
-def install() -> bool:
+def install() -> dict | None:
     """`handle` for SIGINT and SIGTERM, where Python allows handlers: the main thread of the main interpreter.
     Elsewhere (a thread of a notebook, Ray Train or a server; a subinterpreter) nothing is installed, the command
-    runs all the same and says so once, in a `note:`. Whether they were installed."""
+    runs all the same and says so once, in a `note:`. The handlers it replaced (for `finished`), or None."""
     if in_main_thread():
         previous = {number: signal.getsignal(number) for number in STOPS}
         try:
             for number in STOPS:
                 signal.signal(number, handle)
-            return True
+            return previous
         except ValueError:  # the main thread of a subinterpreter: put back any that went in
             for number, handler in previous.items():
                 if handler is not None:
@@ -63,10 +63,10 @@ def install() -> bool:
              else "in a subinterpreter, not the main interpreter")
     note(f"runner runs {where}, where Python allows no signal handlers: Ctrl-C and SIGTERM are the caller's "
          "to handle (runner does not save a checkpoint and stop on them here)")
-    return False
+    return None
 
 
-def finished() -> None:
+def finished(previous: dict | None = None) -> None:
     """The command's work is done (its output whole) or its error decided: a SIGINT or SIGTERM that lands now,
     while the CLI says the error's lines or the interpreter shuts down (torch's exit handlers take seconds), stops
     nothing and the command keeps its exit code and its lines (a signal raised while they were said turned them into
@@ -76,10 +76,21 @@ def finished() -> None:
 
     One can land on the way here (the command returned, the ignore not yet in place): its handler raises in the
     CLI's `finally`, which calls this again and drops it, so the command's own exit code stands (click would turn
-    it into "Aborted!", exit 1)."""
-    if not AS_PROGRAM or not in_main_thread():  # a test or a notebook calling main keeps its own handlers
+    it into "Aborted!", exit 1).
+
+    A caller that runs a command in its own process (a notebook or a script calling `main`; not the program) gets
+    back the handlers `install` replaced (`previous`): its Ctrl-C and SIGTERM are its own again."""
+    if not in_main_thread():
         return
-    _ignore_stops()
+    if AS_PROGRAM:
+        _ignore_stops()
+        return
+    for number, handler in (previous or {}).items():
+        if handler is not None:  # None: set from C, not restorable from Python
+            try:
+                signal.signal(number, handler)
+            except ValueError:  # a subinterpreter
+                pass
 
 
 def _ignore_stops() -> None:

@@ -26,6 +26,7 @@ from pathlib import Path
 from runner.console import emit
 from runner.files import remove, temporary_folder
 from runner.spec.sections import ComputeSection
+from runner.stopping import STOPS, in_main_thread
 from runner.train.handoff import OPTION, Launch, write_launch
 
 NODE_RANK_VARIABLES = ("NODE_RANK", "SKYPILOT_NODE_RANK")  # where a launcher says which machine this is
@@ -140,7 +141,8 @@ def run_workers(argv: list[str], nproc: int, nodes: dict | None, handoff: Path) 
             os.killpg(process.pid, signal.SIGKILL)  # torchrun and its workers
         received.append(number)
 
-    previous = {number: signal.signal(number, forward) for number in (signal.SIGINT, signal.SIGTERM)}
+    # the main thread only (Python allows handlers nowhere else): in a caller's thread the signals are the caller's
+    previous = {number: signal.signal(number, forward) for number in STOPS} if in_main_thread() else {}
     try:
         code = process.wait()
     finally:

@@ -121,3 +121,25 @@ def test_the_getting_started_page_installs_like_the_readme():
         return found
 
     assert installs(ROOT / "docs" / "getting-started.md") == installs(ROOT / "README.md")
+
+
+def test_the_documented_commands_that_regenerate_the_reference_work_where_it_exists(tmp_path):
+    """README and docs/ said `runner docs` regenerates spec/reference.md: in a checkout, where the file exists,
+    it refused (exit 2, "the file already exists"). Every `runner docs` line of their code blocks, and every
+    "`runner docs ...` regenerates", works."""
+    from conftest import run_cli
+
+    commands = set()
+    for path in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]:
+        text = path.read_text(encoding="utf-8")
+        commands.update(m.group(1).strip() for m in re.finditer(r"^(runner docs[^#\n]*)", text, re.MULTILINE))
+        commands.update(m.group(1) for m in re.finditer(r"`(runner docs[^`]*)` regenerates", text))
+    commands.discard("runner docs --check")  # checked by tests/spec/test_document.py
+    assert commands, "the docs no longer show how to regenerate the reference"
+    reference = ROOT / "spec" / "reference.md"
+    for command in sorted(commands):
+        (tmp_path / "spec").mkdir(exist_ok=True)
+        shutil.copy(reference, tmp_path / "spec" / "reference.md")  # a checkout: the reference is there
+        result = run_cli(*command.split()[1:], cwd=tmp_path)
+        assert result.returncode == 0, f"`{command}` as the docs show it: {result.stderr}"
+        assert (tmp_path / "spec" / "reference.md").read_bytes() == reference.read_bytes()

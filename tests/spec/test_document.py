@@ -311,7 +311,7 @@ def test_schema_command_prints_the_schema():
 
 def test_reference_is_generated_and_current():
     result = CliRunner().invoke(main, ["docs", "--check", "--output", str(ROOT / "spec" / "reference.md")])
-    assert result.exit_code == 0, "spec/reference.md is stale: run `runner docs`"
+    assert result.exit_code == 0, "spec/reference.md is stale: run `runner docs --force`"
     text = (ROOT / "spec" / "reference.md").read_text(encoding="utf-8")
     for key in ("train.learning_rate", "lora.target_modules", "data.validation_fraction", "hub.repo_id"):
         assert f"`{key}`" in text
