@@ -138,7 +138,7 @@ def test_task_names_are_branched_on_only_in_the_task_table():
 
 AREAS = ("spec", "data", "train", "evaluate", "record", "flows", "inference", "publish", "remote")
 SHELL = {"runner", "runner.__main__", "runner.cli", "runner.console", "runner.errors", "runner.files",
-         "runner.stopping", "runner.redact"}
+         "runner.stopping", "runner.redact", "runner.crashes"}
 LEAVES = {"runner.redact"}  # below everything: they import nothing of runner
 FLOWS = {"runner.flows.single", "runner.flows.crossval", "runner.flows.search"}
 
