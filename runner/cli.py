@@ -178,7 +178,8 @@ def run(spec, overrides, dry_run, output_dir, overwrite, resume, force_resume, n
 
             warn(f"{option} {value} replaces --set {key}: the option wins")
     loaded = load_spec(spec, overrides, flags=flags)
-    if run_remote(loaded, on, dry_run, overwrite, resume, remote):  # --on hf-jobs: runner/remote/dispatch.py
+    resuming = "--resume" if resume else "--force-resume" if force_resume else ""
+    if run_remote(loaded, on, dry_run, overwrite, resuming, remote):  # --on hf-jobs: runner/remote/dispatch.py
         return
     from runner.flows.lifecycle import check_before_launch
 

@@ -75,10 +75,10 @@ def parse_target(target: str) -> str:
     if backend != BACKEND:
         raise SpecError(f"--on {target}: unknown backend '{backend}'",
                         f"use --on {BACKEND} or --on {BACKEND}:FLAVOR, e.g. --on {BACKEND}:a10g-small")
-    flavor = flavor or DEFAULT_FLAVOR
+    flavor = (flavor or DEFAULT_FLAVOR).lower()  # the Hub's names are lower case: CPU-BASIC is cpu-basic
     known = [hardware.value for hardware in JobHardware]
-    if flavor not in known:
-        close = difflib.get_close_matches(flavor, known, n=1)
+    if flavor not in known:  # a10g: the a10g flavors first (difflib alone offered a100x8)
+        close = [name for name in known if name.startswith(flavor)] or difflib.get_close_matches(flavor, known, n=1)
         raise SpecError(f"--on {target}: unknown flavor '{flavor}'",
                         (f"did you mean {close[0]}? " if close else "") + f"flavors: {', '.join(known)}")
     return flavor

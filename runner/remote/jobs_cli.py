@@ -37,8 +37,9 @@ def remote_options(command):
     return command
 
 
-def run_remote(loaded: Spec, on: str | None, dry_run: bool, overwrite: bool, resume: bool, remote: dict) -> bool:
-    """Handle `runner run ... --on`: False when the run is local (no --on), else dispatch and exit."""
+def run_remote(loaded: Spec, on: str | None, dry_run: bool, overwrite: bool, resume: str, remote: dict) -> bool:
+    """Handle `runner run ... --on`: False when the run is local (no --on), else dispatch and exit. `resume`: the
+    resume option given (--resume, --force-resume) or ""."""
     if not on:
         given = [name for name in REMOTE_ONLY if remote.get(name)]
         if given:
@@ -47,7 +48,7 @@ def run_remote(loaded: Spec, on: str | None, dry_run: bool, overwrite: bool, res
     from runner.remote import dispatch as jobs
 
     if resume:
-        raise click.UsageError("--resume continues a local run; a job on --on starts from scratch")
+        raise click.UsageError(f"{resume} continues a local run; a job on --on starts from scratch")
     timeout = remote.get("job_timeout") or jobs.DEFAULT_TIMEOUT
     if dry_run:
         from runner.flows.plan import describe_plan

@@ -199,6 +199,13 @@ def test_a_bad_spec_costs_nothing(jobs_hub, tmp_path, tiny_model, tiny_data):
     result = run_cli("run", str(write_spec(tmp_path, tiny_spec_text(tiny_model), "ok.yaml")), "--on",
                      "hf-jobs:a10g-smal", cwd=tmp_path)
     assert result.returncode == 2 and "did you mean a10g-small" in result.stderr
+    result = run_cli("run", str(tmp_path / "ok.yaml"), "--on", "hf-jobs:a10g", "--dry-run", cwd=tmp_path)
+    assert result.returncode == 2 and "did you mean a10g-" in result.stderr, result.stderr  # not a100x8
+    result = run_cli("run", str(tmp_path / "ok.yaml"), "--on", "hf-jobs:T4-SMALL", "--dry-run", cwd=tmp_path)
+    assert result.returncode == 0 and "flavor t4-small" in result.stdout, result.stderr
+    for flag in ("--resume", "--force-resume"):  # a job starts from scratch: neither is taken silently
+        result = run_cli("run", str(tmp_path / "ok.yaml"), "--on", "hf-jobs", flag, "--dry-run", cwd=tmp_path)
+        assert result.returncode == 2 and f"{flag} continues a local run" in result.stderr, result.stderr
     result = run_cli("run", str(tmp_path / "ok.yaml"), "--on", "hf-jobs:t4-small", "--dry-run", cwd=tmp_path)
     assert result.returncode == 0 and f"flavor t4-small, image {IMAGE}:{__version__}" in result.stdout
     assert "uploads: spec.yaml and" in result.stdout
