@@ -195,7 +195,10 @@ def run(spec, overrides, dry_run, output_dir, overwrite, resume, force_resume, n
         # the rank a launcher gives in the environment, before the folder
         nodes = node_settings(loaded.compute, loaded.where("compute", "nnodes"))
         check_before_launch(loaded, overwrite=overwrite or resume, resume=resume)
-        sys.exit(launch(given_argv(), loaded["compute"]["nproc"], nodes, loaded["compute"]["node_rank"]))
+        code = launch(given_argv(), loaded["compute"]["nproc"], nodes, loaded["compute"]["node_rank"])
+        if code:  # a caller of main gets a normal return on success, as from a single-process run
+            sys.exit(code)
+        return
     from runner.flows.recipe import run_spec
 
     run_spec(loaded, overwrite=overwrite or resume, resume=resume, force_resume=force_resume, argv=given_argv(),
