@@ -191,11 +191,14 @@ def write_predictions(path: Path, rows: list[dict], force: bool = False) -> None
     from runner.record.guard import write_file
 
     if path.suffix.lower() == ".csv":
+        import csv
+
         import pandas as pd
 
         flat = [{k: (json.dumps(v, ensure_ascii=False) if isinstance(v, (dict, list)) else v) for k,
                  v in row.items()} for row in rows]
-        data = pd.DataFrame(flat).to_csv(index=False).encode("utf-8")
+        # every text quoted: one with a lone "\r" (or "\n") left bare would split its row when read back
+        data = pd.DataFrame(flat).to_csv(index=False, quoting=csv.QUOTE_NONNUMERIC).encode("utf-8")
     else:
         data = "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows).encode("utf-8")
     write_file(path, data, kind="predictions", force=force)

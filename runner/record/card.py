@@ -56,9 +56,7 @@ def model_card_data(result: RunResult, *, name: str, task: Task, data: DataSecti
             "dataset_revision": revision,
         }
     else:
-        train = Path(data.train)
-        file_format = data.format if data.format != "auto" else (train.suffix.lstrip(".").lower() or "csv")
-        dataset = {"dataset_type": {"jsonl": "json", "tsv": "csv"}.get(file_format, file_format)}
+        dataset = {}
     # each split under the file it came from: test results under the test file, not the training file's name
     split_files = {"validation": data.validation_file or (None if hub_data else data.train),
                    "test": data.test_file or (None if hub_data else data.train)}
@@ -81,8 +79,8 @@ def model_card_data(result: RunResult, *, name: str, task: Task, data: DataSecti
                     metric_name=metric_display(metric),
                     metric_value=float(value),
                     dataset_split=split_names[split],
-                    **dataset,
-                    **({} if hub_data else {"dataset_name": Path(split_files[split]).name}),
+                    **(dataset or {"dataset_name": Path(split_files[split]).name,
+                                   "dataset_type": _file_type(split_files[split], data.format)}),
                 )
             )
     tags = ["text-classification", "runner"] + (["lora", "peft"] if lora else [])
@@ -91,12 +89,27 @@ def model_card_data(result: RunResult, *, name: str, task: Task, data: DataSecti
         base_model=base_model_id(model, base, resolve),
         library_name="peft" if lora else "transformers",
         pipeline_tag="text-classification",
-        **({"license": license} if license else base_model_license_fields(model, base, resolve)),
+        **(spec_license_fields(license) if license else base_model_license_fields(model, base, resolve)),
         datasets=[hub_data.id] if hub_data else None,
         tags=tags,
         metrics=list(dict.fromkeys(hub_metric(n)[0] for s in SPLITS for n, _ in metric_items(metrics.get(s)))) or None,
         eval_results=eval_results or None,
     )
+
+
+def spec_license_fields(license: str) -> dict:
+    """The card's license fields for the spec's hub.license: an id as it is; a link to the license's text (the
+    Hub takes only ids in `license`) as `license: other` with that `license_link`."""
+    if re.fullmatch(r"https?://\S+", license.strip()):
+        return {"license": "other", "license_link": license.strip()}
+    return {"license": license}
+
+
+def _file_type(path: str, declared: str) -> str:
+    """A data file's type as the Hub names it (json, csv, parquet), by its own name: a test.jsonl is json when
+    the training file is a CSV. `data.format` (when not auto) is the format of every file of the spec."""
+    found = declared if declared != "auto" else (Path(path).suffix.lstrip(".").lower() or "csv")
+    return {"jsonl": "json", "tsv": "csv"}.get(found, found)
 
 
 def base_model_license(spec_model: ModelSection, model: dict, resolve: Callable[[str], Path]) -> str | None:

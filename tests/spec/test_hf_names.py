@@ -30,3 +30,29 @@ def test_hugging_face_names_in_set_name_runners_key(tmp_path, given, hint):
     assert f"error: --set {key}: unknown key '{key.split('.')[-1]}'" in result.stderr
     assert f"hint: that is Hugging Face's name; {hint}" in result.stderr
     assert "Traceback" not in result.stderr and spec.read_text() == before
+
+
+@pytest.mark.parametrize(
+    ("given", "hint"),
+    [
+        ("learning_rate=0.001", "learning_rate is train.learning_rate, not a key at the spec's top level"),
+        ("load_best_model_at_end=true", "load_best_model_at_end is train.load_best_model_at_end, not a key at the "
+                                        "spec's top level"),
+        ("model.load_best_model_at_end=true", "load_best_model_at_end is train.load_best_model_at_end, not a key "
+                                              "under model"),
+        ("model.epochs=2", "epochs is train.epochs, not a key under model"),
+        ("train.max_length=64", "max_length is model.max_length, not a key under train"),
+        ("train.lr=0.001", "did you mean 'learning_rate'?"),
+        ("model.lr=0.001", "learning_rate is train.learning_rate, not a key under model"),
+        ("data.validation_split=0.1", "that is Hugging Face's name; runner's is validation_fraction "
+                                      "(validation_fraction: 0.1)"),
+    ],
+)
+def test_a_key_of_another_section_or_a_short_name_is_placed(tmp_path, given, hint):
+    """A key runner has, given in the wrong section (or by its short name), is named where it goes; before, the
+    hint listed the section's keys, or guessed another key (data.validation_split: 'validation_file')."""
+    write_csv(tmp_path / "data" / "train.csv", [{"text": "a b", "label": "pos"}, {"text": "c d", "label": "neg"}])
+    spec = write_spec(tmp_path, tiny_spec_text(tmp_path))
+    result = run_cli("validate", str(spec), "--set", given, cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.splitlines()[1] == f"hint: {hint}", result.stderr
