@@ -160,6 +160,8 @@ def gate_verdict(gate: dict | None, headline: dict, values: dict, comparison: di
         elif comparison.get("labels_differ"):  # a figure over other classes is no baseline for this one
             out["reasons"].append(f"gate.max_drop cannot be checked: {comparison['reason']}, so {metric} on {split} "
                                   "averages over other classes in each")
+        elif comparison.get("itself"):  # Δ 0 by construction: no check at all
+            out["reasons"].append(f"gate.max_drop cannot be checked: {comparison['reason']}")
         elif not base_has_split:
             setting = f" (gate.split: {split})" if split != "validation" else ""
             out["reasons"].append(f"gate.max_drop cannot be checked: the baseline has no {split} split: no "

@@ -43,6 +43,9 @@ def paired_delta(new_dir, base_dir, split: str, metric: str, resamples: int = RE
     new_run, base_run = RunDir(new_dir), RunDir(base_dir)
     new, base = read_predictions(new_run, split), read_predictions(base_run, split)
     out = {"split": split, "metric": metric, "paired": False}
+    if new_run.path.resolve() == base_run.path.resolve():  # `--compare RUN` of RUN: Δ 0 would pass any gate
+        return out | {"itself": True,
+                      "reason": "the baseline is this run itself (give the folder of another run to compare with)"}
     labels, base_labels = results_of(new_run.path).labels, results_of(base_run.path).labels
     if labels and base_labels and set(labels) != set(base_labels):  # first: the figures measure other classes
         why = f"the runs have different labels (new run: {_labels_text(labels)}; baseline: {_labels_text(base_labels)})"
@@ -59,7 +62,9 @@ def paired_delta(new_dir, base_dir, split: str, metric: str, resamples: int = RE
         return out | {"reason": "the new run's spec does not name its task"}
     task = task_of(task_name)
     if base_labels != labels:
-        return out | {"reason": "the runs list their labels in another order"}
+        return out | {"reason": f"the runs list their labels in another order (new run: {_labels_text(labels)}; "
+                                f"baseline: {_labels_text(base_labels)}), and a two-class metric or a tuned "
+                                "threshold is of the second label"}
     threshold = (spec_values.get("predict") or {}).get("threshold", 0.5)
     from runner.evaluate.strategies import strategy_of
 

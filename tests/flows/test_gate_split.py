@@ -143,3 +143,19 @@ def test_validate_refuses_a_test_gate_when_the_spec_has_no_test_split(tmp_path):
     assert lines[0] == (f"error: {spec}:9:10 gate.split: gate.split is test, but the spec has no test split, "
                         "so every run fails the gate")
     assert lines[1].startswith("hint: add data.test_file (or data.hub.test_split)")
+
+
+def test_a_run_compared_with_itself_is_no_baseline_and_fails_a_max_drop_gate(tmp_path):
+    """`report RUN --compare RUN` said "Δ +0.0000, no clear difference" and passed `max_drop: 0`: a run is no
+    baseline for itself (a copy in another folder still is), and the gate says why it cannot check."""
+    splits = {"validation": predictions(200, 0.9, 5)}
+    run = fake_run(tmp_path / "run", splits, gate={"max_drop": 0.0})
+    for base in (run, tmp_path / "." / "run"):  # the same folder, however it is written
+        result = report(run, base)
+        assert result.returncode == 1, result.stdout
+        assert "the baseline is this run itself" in result.stdout + result.stderr
+    import shutil
+
+    copy = shutil.copytree(run, tmp_path / "copy")
+    result = report(run, copy)
+    assert result.returncode == 0 and "the baseline is this run itself" not in result.stdout, result.stdout

