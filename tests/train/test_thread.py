@@ -11,21 +11,20 @@ import threading
 from conftest import tiny_spec_text, write_spec
 
 
-def test_a_run_in_a_thread_trains_and_says_signals_are_the_callers(tmp_path, tiny_model, tiny_data, capfd):
+def main_in_a_thread(args: list[str], capfd) -> tuple[dict, str, str]:
+    """`main(args)` called in-process in a worker thread (the real entry point: RunnerGroup.invoke, which installs
+    handlers where it can): ({returned: True} | {exit: code} | {error: repr}, stdout, stderr)."""
     from runner.cli import main
 
-    spec = write_spec(tmp_path, tiny_spec_text(tiny_model))
-    output = tmp_path / "run"
-    before = {number: signal.getsignal(number) for number in (signal.SIGINT, signal.SIGTERM)}
     outcome: dict = {}
 
-    def run() -> None:  # the real entry point: RunnerGroup.invoke, which installs handlers where it can
+    def run() -> None:
         try:
-            main(["run", str(spec), "--output", str(output)], standalone_mode=False)
-            outcome["exit"] = 0
+            main(args, standalone_mode=False)
+            outcome["returned"] = True
         except SystemExit as stop:
             outcome["exit"] = stop.code
-        except BaseException as error:  # noqa: BLE001 - the test reports it below
+        except BaseException as error:  # noqa: BLE001 - the test reports it
             outcome["error"] = repr(error)
 
     worker = threading.Thread(target=run, name="runner-worker")
@@ -33,7 +32,15 @@ def test_a_run_in_a_thread_trains_and_says_signals_are_the_callers(tmp_path, tin
     worker.join(timeout=600)
     out, err = capfd.readouterr()
     assert not worker.is_alive(), "the run did not finish within 10 minutes"
-    assert outcome.get("exit", 0) in (0, None) and "error" not in outcome, (outcome, err[-3000:])
+    return outcome, out, err
+
+
+def test_a_run_in_a_thread_trains_and_says_signals_are_the_callers(tmp_path, tiny_model, tiny_data, capfd):
+    spec = write_spec(tmp_path, tiny_spec_text(tiny_model))
+    output = tmp_path / "run"
+    before = {number: signal.getsignal(number) for number in (signal.SIGINT, signal.SIGTERM)}
+    outcome, out, err = main_in_a_thread(["run", str(spec), "--output", str(output)], capfd)
+    assert outcome == {"returned": True}, (outcome, err[-3000:])
     assert "signal only works in main thread" not in out + err and "Traceback" not in err
     record = json.loads((output / "run.json").read_text())
     assert record["status"] == "finished"
@@ -78,28 +85,11 @@ def test_a_run_with_nproc_in_a_thread_launches_the_callers_command_not_its_proce
                                                                                   capfd, monkeypatch):
     """`runner run --nproc 2` called in-process: the workers ran the caller's sys.argv (here a script's own
     arguments), and in a thread the launcher's signal forwarding raised "signal only works in main thread"."""
-    from runner.cli import main
-
     monkeypatch.setattr("sys.argv", ["caller.py", "run", "--callers-flag"])
     spec = write_spec(tmp_path, tiny_spec_text(tiny_model))
     output = tmp_path / "run"
-    outcome: dict = {}
-
-    def run() -> None:
-        try:
-            main(["run", str(spec), "--output", str(output), "--nproc", "2"], standalone_mode=False)
-            outcome["returned"] = True  # as a single-process run returns (it raised SystemExit(0))
-        except SystemExit as stop:
-            outcome["exit"] = stop.code
-        except BaseException as error:  # noqa: BLE001 - the test reports it below
-            outcome["error"] = repr(error)
-
-    worker = threading.Thread(target=run, name="runner-worker")
-    worker.start()
-    worker.join(timeout=600)
-    out, err = capfd.readouterr()
-    assert not worker.is_alive(), "the run did not finish within 10 minutes"
-    assert outcome == {"returned": True}, (outcome, err[-3000:])
+    outcome, out, err = main_in_a_thread(["run", str(spec), "--output", str(output), "--nproc", "2"], capfd)
+    assert outcome == {"returned": True}, (outcome, err[-3000:])  # as a single-process run (not SystemExit(0))
     assert "--callers-flag" not in out + err and "internal error" not in err, err[-3000:]
     record = json.loads((output / "run.json").read_text())
     assert record["status"] == "finished" and record["argv"][-2:] == ["--nproc", "2"], record["argv"]
