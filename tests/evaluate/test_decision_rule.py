@@ -68,7 +68,7 @@ def predictions(run_dir, split):
     return [json.loads(line) for line in (run_dir / "predictions" / f"{split}.jsonl").read_text().splitlines()]
 
 
-def test_headline_metrics_confusion_gate_and_predictions_use_one_rule(tuned_run):
+def test_headline_metrics_confusion_gate_and_predictions_use_one_rule(tuned_run, tmp_path):
     from runner.evaluate.metrics import single_label_metrics
     from runner.record.comparison import paired_delta
     from runner.record.summary import summary_json
@@ -101,7 +101,10 @@ def test_headline_metrics_confusion_gate_and_predictions_use_one_rule(tuned_run)
     assert moved > 0  # the test means something: the tuned rule decided some rows otherwise than argmax
     summary = summary_json(run_dir)
     assert summary["gate"]["value"] == headline["value"] and summary["gate"]["passed"]
-    same = paired_delta(run_dir, run_dir, "validation", headline["name"])
+    import shutil
+
+    copy = shutil.copytree(run_dir, tmp_path / "copy")  # the run itself is no baseline: a copy of it is one
+    same = paired_delta(copy, run_dir, "validation", headline["name"])
     assert same["new"] == pytest.approx(headline["value"], abs=1e-6)
     assert f"argmax gives {headline['argmax_value']:.4f}" in output
 
