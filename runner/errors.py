@@ -92,7 +92,7 @@ def usage_error_lines(error) -> list[str]:
     options the command's --help shows (`--frce` suggested export's hidden, no-op `--force`)."""
     command = error.ctx.command_path if error.ctx else "runner"
     if getattr(error, "possibilities", None) and error.ctx:
-        shown = {name for param in error.ctx.command.params if not getattr(param, "hidden", False)
-                 for name in (*param.opts, *param.secondary_opts)}
-        error.possibilities = [name for name in error.possibilities if name in shown]
+        visible = {name for param in error.ctx.command.params if not getattr(param, "hidden", False)
+                   for name in (*param.opts, *param.secondary_opts)}
+        error.possibilities = [name for name in error.possibilities if name in visible]
     return [f"error: {command}: {one_line(error.format_message())}", f"hint: see `{command} --help`"]

@@ -51,12 +51,7 @@ def install() -> dict | None:
                 signal.signal(number, handle)
             return previous
         except ValueError:  # the main thread of a subinterpreter: put back any that went in
-            for number, handler in previous.items():
-                if handler is not None:
-                    try:
-                        signal.signal(number, handler)
-                    except ValueError:
-                        pass
+            put_back(previous)
     from runner.console import note
 
     where = (f"in thread '{threading.current_thread().name}', not the main thread" if not in_main_thread()
@@ -85,7 +80,12 @@ def finished(previous: dict | None = None) -> None:
     if AS_PROGRAM:
         _ignore_stops()
         return
-    for number, handler in (previous or {}).items():
+    put_back(previous or {})
+
+
+def put_back(previous: dict) -> None:
+    """The handlers `previous` held, back in place ({signal number: handler}, as install() found them)."""
+    for number, handler in previous.items():
         if handler is not None:  # None: set from C, not restorable from Python
             try:
                 signal.signal(number, handler)

@@ -41,11 +41,11 @@ def _labels_text(labels: list) -> str:
 def paired_delta(new_dir, base_dir, split: str, metric: str, resamples: int = RESAMPLES, seed: int = SEED) -> dict:
     """{paired, rows, split, metric, new, base, delta, low, high, verdict} or {paired: False, reason}."""
     new_run, base_run = RunDir(new_dir), RunDir(base_dir)
-    new, base = read_predictions(new_run, split), read_predictions(base_run, split)
     out = {"split": split, "metric": metric, "paired": False}
     if new_run.path.resolve() == base_run.path.resolve():  # `--compare RUN` of RUN: Δ 0 would pass any gate
         return out | {"itself": True,
                       "reason": "the baseline is this run itself (give the folder of another run to compare with)"}
+    new, base = read_predictions(new_run, split), read_predictions(base_run, split)
     labels, base_labels = results_of(new_run.path).labels, results_of(base_run.path).labels
     if labels and base_labels and set(labels) != set(base_labels):  # first: the figures measure other classes
         why = f"the runs have different labels (new run: {_labels_text(labels)}; baseline: {_labels_text(base_labels)})"

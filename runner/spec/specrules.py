@@ -114,8 +114,8 @@ def cross_field_problems(spec, source: str, check_files: bool) -> list[SpecError
         problem(path, message, fix)
     _flow_problems(spec, task, problem)
     _class_prior_problems(spec, task, problem)
-    if spec.model.name.startswith("package:") and package_name_problem(spec.model.name):
-        problem(("model", "name"), *package_name_problem(spec.model.name))
+    if spec.model.name.startswith("package:") and (wrong := package_name_problem(spec.model.name)):
+        problem(("model", "name"), *wrong)
     if check_files:
         problems += _missing_trackers(spec, source)
 

@@ -26,7 +26,7 @@ from pathlib import Path
 from runner.console import emit
 from runner.files import remove, temporary_folder
 from runner.spec.sections import ComputeSection
-from runner.stopping import STOPS, in_main_thread
+from runner.stopping import STOPS, in_main_thread, put_back
 from runner.train.handoff import OPTION, Launch, write_launch
 
 NODE_RANK_VARIABLES = ("NODE_RANK", "SKYPILOT_NODE_RANK")  # where a launcher says which machine this is
@@ -146,6 +146,5 @@ def run_workers(argv: list[str], nproc: int, nodes: dict | None, handoff: Path) 
     try:
         code = process.wait()
     finally:
-        for number, handler in previous.items():
-            signal.signal(number, handler)
+        put_back(previous)
     return 128 + received[0] if received else code

@@ -56,8 +56,8 @@ def resolve_model_source(model: ModelSection, resolve: Resolve, where: Where) ->
     name = model.name
     if name.startswith("package:"):
         package, _, sub = name[len("package:"):].partition("/")
-        if package_name_problem(name):
-            raise SpecError(*package_name_problem(name), where("model", "name"))
+        if wrong := package_name_problem(name):
+            raise SpecError(*wrong, where("model", "name"))
         found = importlib.util.find_spec(package)  # a top-level name is looked up on sys.path, never imported
         if found is None or not found.submodule_search_locations:
             raise SpecError(f"model package '{package}' is not installed", f"pip install {package.replace('_', '-')}",

@@ -201,9 +201,9 @@ class GracefulStop:
         return self
 
     def __exit__(self, *exc):
-        for number, handler in self._previous.items():
-            if handler is not None:  # None: a handler not set from Python, which cannot be put back
-                signal.signal(number, handler)
+        from runner.stopping import put_back
+
+        put_back(self._previous)
 
     def _handle(self, number, frame):
         if self.signal_number is not None:
